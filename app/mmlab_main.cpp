@@ -2,4 +2,6 @@
 // The `mmlab` command line: every subcommand lives in core/cli.
 #include "core/cli/cli.h"
 
-int main(int argc, char** argv) { return mmlab::cli::run(argc, argv); }
+int main(int argc, char** argv) {
+  return mmlab::cli::run(argc, argv);
+}

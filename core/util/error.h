@@ -21,8 +21,7 @@ enum ExitCode : int {
 /// An error the user can fix. `what()` is "<message> <hint>" in one line.
 class UserError : public std::runtime_error {
  public:
-  UserError(const std::string& message, const std::string& hint = "",
-            ExitCode code = kExitBadInput)
+  UserError(const std::string& message, const std::string& hint = "", ExitCode code = kExitBadInput)
       : std::runtime_error(hint.empty() ? message : message + " " + hint),
         message_(message),
         hint_(hint),

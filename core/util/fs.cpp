@@ -38,7 +38,8 @@ void fsync_path(const fs::path& path) {
 
 }  // namespace
 
-void write_file_atomically(const fs::path& path, const std::function<void(const fs::path&)>& write) {
+void write_file_atomically(const fs::path& path,
+                           const std::function<void(const fs::path&)>& write) {
   std::random_device rd;
   fs::path tmp = path;
   tmp += ".tmp." + std::to_string(::getpid()) + "." + std::to_string(rd());
@@ -112,6 +113,8 @@ fs::path data_home() {
   return dir;
 }
 
-fs::path default_db_path() { return data_home() / "results.sqlite"; }
+fs::path default_db_path() {
+  return data_home() / "results.sqlite";
+}
 
 }  // namespace mmlab

@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// Run configuration: model, training, data. One vocabulary everywhere: a field name here is the
+// JSON key, the CLI flag and the SQLite column. Validated once, at load (see experiment.h).
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace mmlab {
+
+/// What a model is: a layer pattern (data, not code) and the sizes of its blocks.
+struct ModelConfig {
+  /// Family label: transformer, transformer-moe, mamba, moe-mamba, parallel-moe-mamba,
+  /// inner-moe-mamba or custom. Picks the default `pattern`.
+  std::string family = "moe-mamba";
+  /// One unit of the layer stack, repeated `n_block` times. Tokens, space separated:
+  /// A attention, F dense FFN, E Switch MoE, M Mamba, (M|E) parallel Mamba+MoE,
+  /// M[conv=E,gate=E,out=E] Mamba with inner projections replaced by a Switch MoE.
+  std::string pattern;
+  /// Repetitions of `pattern` (the paper's "blocks").
+  int n_block = 2;
+  int d_model = 128;
+  /// Vocabulary size; 0 = take it from the tokenizer.
+  int vocab_size = 0;
+
+  // Mamba (defaults of mamba_ssm's mamba_simple.py).
+  int d_state = 16;  ///< N
+  int d_conv = 4;    ///< causal depthwise conv kernel
+  int expand = 2;    ///< Di = expand * d_model
+  int dt_rank = 0;   ///< R; 0 = ceil(d_model / 16)
+  double dt_min = 0.001;
+  double dt_max = 0.1;
+  double dt_init_floor = 1e-4;
+
+  // Attention.
+  int head_dim = 64;  ///< n_head = d_model / head_dim
+  double rope_theta = 10000.0;
+
+  // Dense FFN.
+  int d_ff = 0;  ///< 0 = 4 * d_model
+
+  // Switch MoE.
+  int n_expert = 8;               ///< X
+  int d_expert = 0;               ///< 0 = 4 * d_model
+  double capacity_factor = 1.0;   ///< capacity = floor(capacity_factor * T / X)
+  double aux_loss_weight = 0.01;  ///< alpha of the load-balancing loss
+
+  // Norms and head.
+  std::string norm = "layernorm";  ///< layernorm | rmsnorm
+  double norm_eps = 1e-5;
+  bool final_norm = false;
+  bool tie_embeddings = false;
+
+  int d_inner() const { return expand * d_model; }
+  int resolved_dt_rank() const { return dt_rank > 0 ? dt_rank : (d_model + 15) / 16; }
+  int resolved_d_ff() const { return d_ff > 0 ? d_ff : 4 * d_model; }
+  int resolved_d_expert() const { return d_expert > 0 ? d_expert : 4 * d_model; }
+  int n_head() const { return d_model / head_dim; }
+  /// The pattern actually used: `pattern`, or the family's default.
+  std::string resolved_pattern() const;
+};
+
+/// How a model is trained.
+struct TrainConfig {
+  int64_t steps = 200;  ///< optimizer steps; or set `tokens` and leave steps 0
+  int64_t tokens = 0;   ///< token budget; steps = tokens / (batch_size * seq_len * grad_accum)
+  int batch_size = 8;
+  int seq_len = 128;
+  int grad_accum = 1;
+  double lr = 1e-3;
+  double warmup_frac = 0.01;   ///< linear warmup over this fraction of the steps
+  double final_lr_frac = 0.1;  ///< cosine decays to this fraction of lr
+  double weight_decay = 0.1;
+  bool no_decay_groups = false;  ///< exclude norms, biases, A_log, D from weight decay
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double adam_eps = 1e-8;
+  double grad_clip = 0.5;
+  double ema_alpha = 0.001;  ///< smoothing of the reported loss (debiased EMA)
+  int eval_every = 50;
+  int eval_batches = 8;
+  int checkpoint_every = 100;
+  int keep_checkpoints = 2;
+  int log_every = 1;
+  std::string device = "cpu";  ///< cpu | cuda | cuda:N
+  std::string dtype = "bf16";  ///< autocast dtype on CUDA: bf16 | fp32 (CPU always fp32)
+  int threads = 0;             ///< CPU threads; 0 = all cores
+
+  int64_t resolved_steps() const;
+  int64_t tokens_per_step() const { return int64_t(batch_size) * seq_len * grad_accum; }
+};
+
+/// Where tokens come from.
+struct DataConfig {
+  std::string source = "default";  ///< "default" (the set-up's corpus) or a file/folder path
+  std::string format = "auto";     ///< auto | text | jsonl | bin
+  std::string tokenizer = "gpt2";  ///< byte | gpt2 | sentencepiece
+  std::string tokenizer_path;      ///< a SentencePiece .model or a GPT-2 files folder; "" = default
+  int tokenizer_vocab = 8192;      ///< vocab size when training a SentencePiece model
+  double val_fraction = 0.05;      ///< fraction of documents held out for validation
+  std::string sampling = "random";  ///< random | contiguous
+};
+
+/// One run of an experiment: everything needed to reproduce it.
+struct RunConfig {
+  std::string name;
+  int64_t seed = 0;
+  ModelConfig model;
+  TrainConfig train;
+  DataConfig data;
+};
+
+nlohmann::json to_json(const ModelConfig& c);
+nlohmann::json to_json(const TrainConfig& c);
+nlohmann::json to_json(const DataConfig& c);
+nlohmann::json to_json(const RunConfig& c);
+
+/// Parses a fully written run config (as stored in the database or a checkpoint), validating it.
+/// Throws ConfigError naming the JSON path.
+RunConfig run_config_from_json(const nlohmann::json& j);
+
+}  // namespace mmlab

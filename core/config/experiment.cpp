@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "core/config/experiment.h"
+
+#include <set>
+
+#include "core/config/config_parse.h"
+#include "core/util/fs.h"
+
+namespace mmlab {
+
+using config_detail::JsonReader;
+using nlohmann::json;
+
+namespace {
+
+std::string join_problems(const std::string& origin, const std::vector<std::string>& problems) {
+  std::string s = "The config " + origin + " has " + std::to_string(problems.size()) +
+                  (problems.size() == 1 ? " problem:" : " problems:");
+  for (const auto& p : problems) s += "\n  " + p;
+  return s;
+}
+
+// defaults' section with the run's keys written over it (one level: sections are flat).
+json merged_section(const json& defaults, const json& run, const char* key) {
+  json out = json::object();
+  if (defaults.is_object() && defaults.contains(key) && defaults[key].is_object()) {
+    out = defaults[key];
+  }
+  if (run.is_object() && run.contains(key)) {
+    if (!run[key].is_object()) return run[key];  // reported as "must be an object"
+    for (auto it = run[key].begin(); it != run[key].end(); ++it) out[it.key()] = it.value();
+  }
+  return out;
+}
+
+}  // namespace
+
+ConfigError::ConfigError(const std::string& origin, std::vector<std::string> problems)
+    : UserError(join_problems(origin, problems), "Fix the listed keys and try again."),
+      problems_(std::move(problems)) {}
+
+json parse_json_text(const std::string& text, const std::string& origin) {
+  try {
+    return json::parse(text);
+  } catch (const json::parse_error& e) {
+    // e.byte is the offset of the failure; turn it into a line number for people.
+    size_t line = 1;
+    for (size_t i = 0; i < e.byte && i < text.size(); ++i) line += text[i] == '\n';
+    throw UserError(
+        origin + " is not valid JSON (line " + std::to_string(line) + ": " + e.what() + ").",
+        "Fix the syntax there and try again.");
+  }
+}
+
+Experiment parse_experiment(const json& j, const std::string& origin) {
+  std::vector<std::string> problems;
+  Experiment ex;
+  ex.source = j;
+  if (!j.is_object()) throw ConfigError(origin, {"$: must be an object with \"runs\"."});
+  JsonReader top(j, "$", &problems);
+  top.read("name", ex.name);
+  top.read("description", ex.description);
+  const json* defaults = top.section("defaults");
+  const json* runs = top.section("runs");
+  top.reject_unknown_keys();
+  json no_defaults = json::object();
+  if (!defaults) defaults = &no_defaults;
+  if (!defaults->is_object()) {
+    problems.push_back("$.defaults: must be an object with model/train/data sections.");
+    defaults = &no_defaults;
+  } else {
+    JsonReader d(*defaults, "$.defaults", &problems);
+    d.section("model");
+    d.section("train");
+    d.section("data");
+    d.reject_unknown_keys();
+  }
+  if (ex.name.empty()) problems.push_back("$.name: missing; give the experiment a name.");
+  if (!runs || !runs->is_array() || runs->empty()) {
+    problems.push_back("$.runs: must be a non-empty list of runs.");
+    throw ConfigError(origin, problems);
+  }
+
+  std::set<std::string> names;
+  for (size_t i = 0; i < runs->size(); ++i) {
+    const json& rj = (*runs)[i];
+    const std::string path = "$.runs[" + std::to_string(i) + "]";
+    if (!rj.is_object()) {
+      problems.push_back(path + ": must be an object.");
+      continue;
+    }
+    RunConfig base;
+    JsonReader r(rj, path, &problems);
+    r.read("name", base.name);
+    r.read("seed", base.seed);
+    r.section("model");
+    r.section("train");
+    r.section("data");
+    const json* seeds = r.section("seeds");
+    r.reject_unknown_keys();
+    if (base.name.empty()) problems.push_back(path + ".name: missing; give each run a name.");
+    config_detail::read_model(merged_section(*defaults, rj, "model"), path + ".model", base.model,
+                              &problems);
+    config_detail::read_train(merged_section(*defaults, rj, "train"), path + ".train", base.train,
+                              &problems);
+    config_detail::read_data(merged_section(*defaults, rj, "data"), path + ".data", base.data,
+                             &problems);
+    std::vector<int64_t> seed_list;
+    if (seeds) {
+      if (rj.contains("seed")) problems.push_back(path + ".seeds: give seed or seeds, not both.");
+      if (!seeds->is_array() || seeds->empty()) {
+        problems.push_back(path + ".seeds: must be a non-empty list of integers.");
+      } else {
+        for (size_t k = 0; k < seeds->size(); ++k) {
+          if (!(*seeds)[k].is_number_integer()) {
+            problems.push_back(path + ".seeds[" + std::to_string(k) + "]: must be an integer.");
+          } else {
+            seed_list.push_back((*seeds)[k].get<int64_t>());
+          }
+        }
+      }
+    }
+    if (seed_list.empty()) {
+      if (!names.insert(base.name).second && !base.name.empty()) {
+        problems.push_back(path + ".name: \"" + base.name + "\" is used by an earlier run.");
+      }
+      ex.runs.push_back(base);
+    } else {
+      for (int64_t s : seed_list) {
+        RunConfig rc = base;
+        rc.seed = s;
+        rc.name = base.name + "/seed-" + std::to_string(s);
+        if (!names.insert(rc.name).second) {
+          problems.push_back(path + ".name: \"" + rc.name + "\" is used by an earlier run.");
+        }
+        ex.runs.push_back(rc);
+      }
+    }
+  }
+  if (!problems.empty()) throw ConfigError(origin, problems);
+  return ex;
+}
+
+Experiment load_experiment(const std::filesystem::path& path) {
+  std::string text = read_file(path);
+  return parse_experiment(parse_json_text(text, path.string()), path.string());
+}
+
+}  // namespace mmlab
