@@ -1,0 +1,19 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// One QApplication for the whole ui test binary (Qt allows one per process), created on first use
+// on the offscreen platform unless the caller chose another.
+#pragma once
+
+#include <QApplication>
+
+namespace mmlab::test {
+
+inline QApplication& qt_app() {
+  static int argc = 1;
+  static char name[] = "mmlab_ui_tests";
+  static char* argv[] = {name, nullptr};
+  if (qEnvironmentVariableIsEmpty("QT_QPA_PLATFORM")) qputenv("QT_QPA_PLATFORM", "offscreen");
+  static QApplication* app = new QApplication(argc, argv);  // never destroyed: outlives all tests
+  return *app;
+}
+
+}  // namespace mmlab::test
