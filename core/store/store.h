@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "core/store/sqlite.h"
+#include "core/util/error.h"
 
 namespace mmlab::store {
 
@@ -306,7 +307,8 @@ class ResultsStore {
  private:
   int64_t metric_id(const std::string& name);  // creates the name; call inside a write txn
   std::optional<int64_t> find_metric_id(std::string_view name);
-  void require_run(int64_t run_id);
+  void require_run(int64_t run_id);  // throws no_run_error() when the run does not exist
+  UserError no_run_error(int64_t run_id) const;
   void recompute_summary(int64_t run_id, int64_t metric_id);
   std::vector<RunRow> query_runs(const std::string& where,
                                  const std::function<void(Statement&)>& bind);
