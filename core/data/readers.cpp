@@ -345,15 +345,16 @@ TokenShard::TokenShard(const fs::path& file) : path_(file) {
                         offset_text(8) + ".",
                     hint);
   }
-  count_ = static_cast<size_t>(header[2]);
-  const std::uint64_t needed = kHeaderBytes + count_ * sizeof(std::uint16_t);
+  const auto count = static_cast<std::uint64_t>(header[2]);
+  const std::uint64_t needed = kHeaderBytes + count * sizeof(std::uint16_t);
   if (bytes < needed) {
     release();
     throw UserError("The token shard " + file.string() + " is truncated at " + offset_text(bytes) +
-                        ": its header declares " + std::to_string(count_) + " tokens, which need " +
+                        ": its header declares " + std::to_string(count) + " tokens, which need " +
                         std::to_string(needed) + " bytes.",
                     hint);
   }
+  count_ = static_cast<size_t>(count);
   tokens_ = reinterpret_cast<const std::uint16_t*>(static_cast<const char*>(map) + kHeaderBytes);
 }
 

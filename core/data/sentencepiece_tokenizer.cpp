@@ -112,6 +112,9 @@ std::unique_ptr<SentencePieceTokenizer> SentencePieceTokenizer::train(
   std::unordered_map<std::string, std::string> args = {
       {"model_type", "bpe"},
       {"vocab_size", std::to_string(vocab_size)},
+      // A corpus with fewer possible merges gets a smaller vocabulary instead of an error;
+      // vocab_size() reports what was trained.
+      {"hard_vocab_limit", "false"},
       {"normalization_rule_name", "identity"},
       {"add_dummy_prefix", "false"},
       {"remove_extra_whitespaces", "false"},

@@ -93,12 +93,12 @@ class SentencePieceTokenizer final : public Tokenizer {
   /// Loads a `.model` file; a missing or invalid file is a UserError naming it.
   static std::unique_ptr<SentencePieceTokenizer> load(const std::filesystem::path& model);
 
-  /// Trains a BPE model with `vocab_size` pieces on the text that `for_each_text` feeds (it is
-  /// called once and must call its argument once per document) and saves it atomically to
-  /// `model_out`. Whitespace and newlines are kept exactly (identity normalization, "\n" is a
-  /// piece); with vocab_size >= 512 unseen characters fall back to bytes, so decode(encode(x)) == x
-  /// for any UTF-8 text, below that they become <unk>. A vocab size the text cannot support is a
-  /// UserError that says so.
+  /// Trains a BPE model with up to `vocab_size` pieces (fewer when the text allows no more merges)
+  /// on the text that `for_each_text` feeds (it is called once and must call its argument once per
+  /// document) and saves it atomically to `model_out`. Whitespace and newlines are kept exactly
+  /// (identity normalization, "\n" is a piece); with vocab_size >= 512 unseen characters fall back
+  /// to bytes, so decode(encode(x)) == x for any UTF-8 text, below that they become <unk>. A vocab
+  /// size the text cannot support is a UserError that says so.
   static std::unique_ptr<SentencePieceTokenizer> train(
       const std::function<void(const std::function<void(std::string_view)>&)>& for_each_text,
       int vocab_size, const std::filesystem::path& model_out);

