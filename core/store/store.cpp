@@ -778,8 +778,9 @@ void ResultsStore::set_note(int64_t run_id, const std::string& text) {
 }
 
 void ResultsStore::delete_run(int64_t run_id) {
-  // foreign_keys=ON turns this into range deletes of the run's points, summaries, events,
-  // checkpoints, tags and note (each table is keyed or indexed by run_id first).
+  // foreign_keys=ON (and, for metric_points, the runs_delete_points trigger) turns this into
+  // range deletes of the run's points, summaries, events, checkpoints, tags and note: each table
+  // is keyed or indexed by run_id first.
   db_.cached("DELETE FROM runs WHERE id = ?1").bind(1, run_id).run();
   if (db_.changes() == 0) require_run(run_id);
 }

@@ -131,6 +131,7 @@ TEST(StoreConcurrency, TwoWritersAndAReaderOnOneFile) {
   EXPECT_EQ(query_int(path, "SELECT count(*) FROM metric_points"),
             2 * kBatches * kStepsPerBatch * kMetrics);
   EXPECT_EQ(query_int(path, "SELECT count(*) FROM metric_names"), kMetrics);
+  EXPECT_EQ(query_int(path, testing::kOrphanPoints), 0);
 }
 
 TEST(StoreConcurrency, SigkillMidBatchLeavesAnIntactResumableDatabase) {
@@ -176,6 +177,7 @@ TEST(StoreConcurrency, SigkillMidBatchLeavesAnIntactResumableDatabase) {
     ResultsStore store(path);
     ASSERT_EQ(store.integrity_check(), "ok") << "round " << round;
     EXPECT_EQ(query_int(path, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
+    EXPECT_EQ(query_int(path, testing::kOrphanPoints), 0);
     // Batches are atomic: every metric has whole batches, and its summary agrees with its
     // points (both were written in the same transaction).
     const int64_t points = query_int(path, "SELECT count(*) FROM metric_points");

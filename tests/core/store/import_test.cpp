@@ -92,6 +92,7 @@ TEST(StoreImport, CopiesRunsRemappingIdsAndSkipsDuplicates) {
 
   EXPECT_EQ(dst.integrity_check(), "ok");
   EXPECT_EQ(query_int(dst_path, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
+  EXPECT_EQ(query_int(dst_path, testing::kOrphanPoints), 0);
   EXPECT_EQ(
       dst.database().query_int64("SELECT count(*) FROM pragma_database_list WHERE name = 'src'"),
       0);  // detached again

@@ -381,6 +381,7 @@ TEST_F(StoreRuns, DeleteRunCascadesToEveryTable) {
   EXPECT_EQ(store_.points(kept, "loss").size(), 50u);
   EXPECT_EQ(store_.integrity_check(), "ok");
   EXPECT_EQ(query_int(path_, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
+  EXPECT_EQ(query_int(path_, testing::kOrphanPoints), 0);
 }
 
 TEST_F(StoreRuns, MetricBufferFlushesBySizeAndOnDemand) {
@@ -429,6 +430,12 @@ TEST_F(StoreRuns, FailedBatchWritesNothingAndKeepsTheCacheConsistent) {
 
   store_.append_points(run, {{"fresh_metric", 2, 2, 2, 1.0}});
   EXPECT_EQ(store_.points(run, "fresh_metric").size(), 1u);
+  // Checked on a separate connection (no cache): the point carries the name's real id.
+  EXPECT_EQ(query_int(path_,
+                      "SELECT count(*) FROM metric_points p JOIN metric_names n "
+                      "ON n.id = p.metric_id WHERE n.name = 'fresh_metric'"),
+            1);
+  EXPECT_EQ(query_int(path_, testing::kOrphanPoints), 0);
   EXPECT_EQ(store_.integrity_check(), "ok");
   EXPECT_EQ(query_int(path_, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
 }

@@ -27,6 +27,12 @@ inline int64_t make_run(ResultsStore& store, const std::string& name,
   return store.create_run(run);
 }
 
+/// Points whose run or metric name does not exist (metric_points has no FOREIGN KEY clauses, so
+/// PRAGMA foreign_key_check does not cover it).
+inline constexpr char kOrphanPoints[] =
+    "SELECT count(*) FROM metric_points WHERE run_id NOT IN (SELECT id FROM runs) "
+    "OR metric_id NOT IN (SELECT id FROM metric_names)";
+
 /// `n` points of metric `metric` at steps first, first+1, … with value f(step).
 template <class F>
 std::vector<MetricPoint> series(const std::string& metric, int64_t first, int64_t n, F f) {
