@@ -440,6 +440,34 @@ TEST_F(StoreRuns, FailedBatchWritesNothingAndKeepsTheCacheConsistent) {
   EXPECT_EQ(query_int(path_, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
 }
 
+TEST_F(StoreRuns, FullDiskIsAResourceErrorAndLosesOnlyTheFailedBatch) {
+  const int64_t run = make_run(store_, "r");
+  // max_page_count makes SQLite report SQLITE_FULL exactly as a full disk does.
+  const int64_t pages = store_.database().query_int64("PRAGMA page_count");
+  store_.database().exec("PRAGMA max_page_count = " + std::to_string(pages + 40));
+  int written = 0;
+  try {
+    for (; written < 100; ++written) {
+      store_.append_points(
+          run, series("loss", 1 + written * 1000, 1000, [](int64_t s) { return 1.0 / s; }));
+    }
+    FAIL() << "the page limit was never reached";
+  } catch (const ResourceError& e) {
+    EXPECT_EQ(e.message(),
+              "The disk is full while writing the results database " + path_.string() + ".");
+    EXPECT_THAT(e.hint(), HasSubstr("Free some space"));
+    EXPECT_EQ(e.code(), kExitNoResource);
+  }
+  EXPECT_GT(written, 0);
+  EXPECT_FALSE(store_.database().in_transaction());
+  EXPECT_EQ(store_.integrity_check(), "ok");
+  EXPECT_EQ(query_int(path_, "SELECT count(*) FROM metric_points"), written * 1000);
+  // With space again, the same connection carries on.
+  store_.database().exec("PRAGMA max_page_count = 1073741823");
+  store_.append_points(run, series("loss", 1 + written * 1000, 1000, [](int64_t) { return 0.5; }));
+  EXPECT_EQ(summary_of(store_, run, "loss").count, (written + 1) * 1000);
+}
+
 TEST_F(StoreRuns, LostRunsAreDerivedFromHeartbeatAndPid) {
   // A process that has exited (and been reaped) cannot be running a run.
   pid_t child = ::fork();
