@@ -31,7 +31,13 @@ std::vector<double> ema_debiased(const std::vector<double>& x, double alpha) {
 
 int XGrid::bucket(double x) const {
   if (!(hi > lo) || buckets <= 1) return 0;
-  double f = (x - lo) / (hi - lo) * buckets;
+  double f;
+  if (log) {
+    if (!(x > 0) || !(lo > 0)) return 0;
+    f = std::log10(x / lo) / std::log10(hi / lo) * buckets;
+  } else {
+    f = (x - lo) / (hi - lo) * buckets;
+  }
   if (!(f > 0)) return 0;  // also NaN
   int b = static_cast<int>(f);
   return std::min(b, buckets - 1);

@@ -38,6 +38,8 @@ struct XGrid {
   double lo = 0;
   double hi = 1;
   int buckets = 1;
+  /// Equal width in log10(x) (for a log x axis, where equal pixel widths are equal ratios).
+  bool log = false;
   /// Bucket of x, clamped to [0, buckets-1].
   int bucket(double x) const;
 };

@@ -51,6 +51,13 @@ TEST(XGrid, BucketsAreClampedAndEqualWidth) {
   EXPECT_EQ(g.bucket(9.99), 4);
   EXPECT_EQ(g.bucket(10), 4);
   EXPECT_EQ(g.bucket(kNaN), 0);
+  // Log grid over [1, 1000] in 3 buckets: decades.
+  XGrid lg{1, 1000, 3, true};
+  EXPECT_EQ(lg.bucket(5), 0);
+  EXPECT_EQ(lg.bucket(10.5), 1);
+  EXPECT_EQ(lg.bucket(99), 1);
+  EXPECT_EQ(lg.bucket(101), 2);
+  EXPECT_EQ(lg.bucket(0), 0);
 }
 
 TEST(MinMaxDownsample, KeepsFirstMinMaxLastPerBucketAndASingleStepSpike) {

@@ -1,0 +1,254 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include <gtest/gtest.h>
+
+#include <QElapsedTimer>
+#include <QFile>
+#include <QTest>
+#include <chrono>
+#include <cmath>
+#include <iostream>
+
+#include "qt_app.h"
+#include "test_support.h"
+#include "ui/curve_plot.h"
+#include "ui/qcp.h"
+
+using namespace mmlab::ui;
+
+TEST(Series, ResumeFromAnEarlierStepDropsTheStaleTailAndResmooths) {
+  Series s;
+  for (int i = 1; i <= 5; ++i) s.append(i, i * 10, i * 0.5, 10.0 - i);
+  s.update_smooth(0.5);
+  EXPECT_EQ(s.smooth.size(), 5u);
+  s.append(3, 30, 9.0, 100.0);  // resumed from a checkpoint at step 2
+  EXPECT_EQ(s.step, (std::vector<double>{1, 2, 3}));
+  EXPECT_EQ(s.value, (std::vector<double>{9, 8, 100}));
+  s.update_smooth(0.5);
+  EXPECT_EQ(s.smooth, ema_debiased({9, 8, 100}, 0.5));
+}
+
+TEST(CurveSet, LiveEventsAndStoredPointsMergeWithoutRepeats) {
+  CurveSet set;
+  int loads = 0;
+  set.set_loader([&](int64_t run, const std::string& metric, Series& out) {
+    ++loads;
+    if (run == 4 && metric == "loss")
+      for (int i = 1; i <= 3; ++i) out.append(i, i * 100, i, 5.0 - i);
+  });
+  ProgressParser p;
+  auto events = p.feed(
+      "{\"event\":\"step\",\"run_id\":4,\"wall\":3,\"step\":3,\"tokens\":300,\"metrics\":{\"loss\":"
+      "2}}\n"
+      "{\"event\":\"step\",\"run_id\":4,\"wall\":4,\"step\":4,\"tokens\":400,\"metrics\":{\"loss\":"
+      "0.5}}\n");
+  set.apply(events);
+  const Series& s = set.series(4, "loss");
+  EXPECT_EQ(loads, 1);
+  EXPECT_EQ(s.step, (std::vector<double>{1, 2, 3, 4}));
+  EXPECT_EQ(s.value, (std::vector<double>{4, 3, 2, 0.5}));
+  EXPECT_EQ(s.tokens, (std::vector<double>{100, 200, 300, 400}));
+  set.series(4, "loss");
+  EXPECT_EQ(loads, 1);  // loaded once
+  EXPECT_EQ(set.metric_names({4}), (std::vector<std::string>{"loss"}));
+}
+
+namespace {
+
+struct PlotFixture : ::testing::Test {
+  void SetUp() override {
+    mmlab::test::qt_app();
+    // Run 1: loss 10, 8, 6, 4 at steps 1..4; run 2: 9, 7, 5, 3.
+    for (int i = 1; i <= 4; ++i) {
+      set.append(1, "loss", i, i * 64, i * 2.0, 12.0 - 2 * i);
+      set.append(2, "loss", i, i * 64, i * 2.0, 11.0 - 2 * i);
+    }
+    set.run(1).label = "mamba";
+    set.run(2).label = "moe-mamba";
+    plot = std::make_unique<CurvePlot>(&set);
+    plot->resize(900, 500);
+    plot->show();
+    plot->set_runs({1, 2});
+    plot->set_alpha(0.5);
+    plot->fit_all();
+    plot->plot()->replot();
+  }
+  CurveSet set;
+  std::unique_ptr<CurvePlot> plot;
+};
+
+}  // namespace
+
+TEST_F(PlotFixture, DrawsTheDebiasedEmaOfEveryPointAndTheRawCurveUnderneath) {
+  auto d = plot->drawn(1);
+  ASSERT_EQ(d.size(), 4u);
+  const auto expect = ema_debiased({10, 8, 6, 4}, 0.5);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_DOUBLE_EQ(d[i].first, double(i + 1));
+    EXPECT_DOUBLE_EQ(d[i].second, expect[i]);
+  }
+  // Two runs × (raw + smoothed).
+  EXPECT_EQ(plot->plot()->graphCount(), 4);
+  EXPECT_EQ(plot->points_drawn(), 16);
+  EXPECT_EQ(plot->plot()->legend->itemCount(), 2);
+  plot->set_show_raw(false);
+  plot->rebuild();
+  EXPECT_EQ(plot->plot()->graphCount(), 2);
+  // Fit-all covers the data: x exactly, y with a margin.
+  EXPECT_DOUBLE_EQ(plot->plot()->xAxis->range().lower, 1);
+  EXPECT_DOUBLE_EQ(plot->plot()->xAxis->range().upper, 4);
+  EXPECT_LT(plot->plot()->yAxis->range().lower, 3.0);
+  EXPECT_GT(plot->plot()->yAxis->range().upper, 10.0);
+}
+
+TEST_F(PlotFixture, XAxisChoiceUsesTokensOrWallTime) {
+  plot->set_x_axis(XAxis::kTokens);
+  plot->fit_all();
+  auto d = plot->drawn(2);
+  ASSERT_EQ(d.size(), 4u);
+  EXPECT_DOUBLE_EQ(d[3].first, 256);
+  EXPECT_EQ(plot->plot()->xAxis->label(), "tokens");
+  plot->set_x_axis(XAxis::kWall);
+  plot->fit_all();
+  EXPECT_DOUBLE_EQ(plot->drawn(2)[3].first, 8.0);
+  EXPECT_DOUBLE_EQ(plot->plot()->xAxis->range().upper, 8.0);
+}
+
+TEST_F(PlotFixture, ReadoutListsEveryVisibleRunAtTheCursor) {
+  const QString text = plot->readout_at(2.5);  // between steps 2 and 3: the value at step 2
+  const auto e1 = ema_debiased({10, 8}, 0.5);
+  const auto e2 = ema_debiased({9, 7}, 0.5);
+  EXPECT_TRUE(
+      text.contains("mamba: <b>" + QString::number(e1[1], 'g', 5) + " (raw 8)</b> @ step 2"))
+      << text.toStdString();
+  EXPECT_TRUE(text.contains("moe-mamba: <b>" + QString::number(e2[1], 'g', 5) + " (raw 7)</b>"))
+      << text.toStdString();
+  EXPECT_TRUE(plot->readout_at(0.5).isEmpty());  // before any point
+}
+
+TEST_F(PlotFixture, ZoomHistoryReturnsToThePreviousRanges) {
+  plot->plot()->xAxis->setRange(2, 3);  // as a box zoom would, after pushing history
+  QTest::mousePress(plot->plot(), Qt::RightButton, Qt::NoModifier, QPoint(200, 200));
+  QTest::mouseRelease(plot->plot(), Qt::RightButton, Qt::NoModifier, QPoint(200, 200));
+  ASSERT_EQ(plot->zoom_history_size(), 1u);
+  plot->plot()->xAxis->setRange(2.2, 2.4);
+  EXPECT_TRUE(plot->zoom_back());
+  EXPECT_DOUBLE_EQ(plot->plot()->xAxis->range().lower, 2);
+  EXPECT_DOUBLE_EQ(plot->plot()->xAxis->range().upper, 3);
+  EXPECT_FALSE(plot->zoom_back());
+}
+
+TEST_F(PlotFixture, SeedGroupsDrawAMeanWithAMinMaxBand) {
+  set.run(1).group = "mamba-25M";
+  set.run(2).group = "mamba-25M";
+  plot->set_alpha(1.0);
+  plot->set_group_seeds(true);
+  plot->rebuild();
+  auto d = plot->drawn(-1);  // the group's mean line
+  ASSERT_EQ(d.size(), 4u);
+  EXPECT_DOUBLE_EQ(d[0].second, 9.5);
+  EXPECT_DOUBLE_EQ(d[3].second, 3.5);
+  EXPECT_EQ(plot->plot()->graphCount(), 3);  // lo, hi (filled to lo), mean
+  EXPECT_EQ(plot->plot()->graph(1)->channelFillGraph(), plot->plot()->graph(0));
+  EXPECT_DOUBLE_EQ(plot->plot()->graph(0)->data()->at(0)->value, 9.0);
+  EXPECT_DOUBLE_EQ(plot->plot()->graph(1)->data()->at(0)->value, 10.0);
+}
+
+TEST_F(PlotFixture, ExportsPngPdfSvgAndCsvOfTheShownCurves) {
+  mmlab::test::TempDir dir;
+  QString err;
+  for (const char* name : {"c.png", "c.pdf", "c.svg"}) {
+    const QString path = QString::fromStdString((dir / name).string());
+    ASSERT_TRUE(plot->export_image(path, 640, 400, /*paper=*/true, &err)) << err.toStdString();
+    QFile f(path);
+    ASSERT_TRUE(f.open(QIODevice::ReadOnly));
+    const QByteArray head = f.read(8);
+    if (QString(name).endsWith("png")) {
+      EXPECT_TRUE(head.startsWith("\x89PNG"));
+    } else if (QString(name).endsWith("pdf")) {
+      EXPECT_TRUE(head.startsWith("%PDF"));
+    } else {
+      EXPECT_TRUE(f.readAll().contains("<svg"));
+    }
+  }
+  EXPECT_FALSE(
+      plot->export_image(QString::fromStdString((dir / "c.bmp").string()), 10, 10, false, &err));
+  EXPECT_TRUE(err.contains(".png, .pdf or .svg"));
+  plot->plot()->xAxis->setRange(2, 3);  // only the shown range is exported
+  const QString csv = QString::fromStdString((dir / "c.csv").string());
+  ASSERT_TRUE(plot->export_csv(csv, &err));
+  QFile f(csv);
+  ASSERT_TRUE(f.open(QIODevice::ReadOnly));
+  const QStringList lines = QString::fromUtf8(f.readAll()).split('\n', Qt::SkipEmptyParts);
+  ASSERT_EQ(lines.size(), 5);  // header + 2 runs × steps 2, 3
+  EXPECT_EQ(lines[0], "run_id,run,metric,step,tokens,wall,value,smoothed");
+  EXPECT_EQ(lines[1],
+            "1,mamba,loss,2,128,4,8," + QString::number(ema_debiased({10, 8}, 0.5)[1], 'g', 10));
+}
+
+// The interactivity budget: 100 runs × 100k points each, pan by 10% of the view.
+TEST(CurvePlotBench, PanFrameTimeWith100RunsOf100kPoints) {
+  mmlab::test::qt_app();
+  CurveSet set;
+  const int runs = 100, points = 100000;
+  std::vector<int64_t> ids;
+  for (int r = 0; r < runs; ++r) {
+    Series& s = set.run(r).metrics["loss"];
+    s.step.resize(points);
+    s.tokens.resize(points);
+    s.wall.resize(points);
+    s.value.resize(points);
+    for (int i = 0; i < points; ++i) {
+      s.step[i] = i + 1;
+      s.tokens[i] = (i + 1) * 4096.0;
+      s.wall[i] = i * 0.1;
+      s.value[i] = 3 + 7 * std::exp(-i / 8000.0) + 0.05 * std::sin(i * 0.37 + r) + 0.01 * r;
+    }
+    ids.push_back(r);
+  }
+  CurvePlot plot(&set);
+  plot.resize(1400, 800);
+  plot.show();
+  plot.set_runs(ids);
+  QElapsedTimer t;
+  t.start();
+  plot.fit_all();
+  plot.plot()->replot(QCustomPlot::rpImmediateRefresh);
+  const double first_ms = t.nsecsElapsed() / 1e6;  // includes the EMA of all 10M points
+  plot.plot()->xAxis->setRange(20000, 60000);
+  plot.rebuild();
+  plot.plot()->replot(QCustomPlot::rpImmediateRefresh);
+  const int frames = 20;
+  double pan_ms = 0, worst = 0, refine_ms = 0;
+  int refines = 0;
+  for (int f = 0; f < frames; ++f) {
+    t.restart();
+    // A pan step as a mouse drag makes it (400 steps = 1% of the view), then what the replot
+    // timer does (refine only when the view left the reduced range) and the redraw.
+    plot.plot()->xAxis->moveRange(f < frames / 2 ? 400 : -400);
+    if (plot.refine_if_needed()) {
+      refine_ms += t.nsecsElapsed() / 1e6;
+      ++refines;
+    }
+    plot.plot()->replot(QCustomPlot::rpImmediateRefresh);
+    const double ms = t.nsecsElapsed() / 1e6;
+    pan_ms += ms;
+    worst = std::max(worst, ms);
+  }
+  // A zoom always refines: time the full reduction of all 100 runs on its own.
+  t.restart();
+  plot.plot()->xAxis->setRange(10000, 90000);
+  plot.refine_if_needed();
+  const double zoom_refine_ms = t.nsecsElapsed() / 1e6;
+  plot.plot()->replot(QCustomPlot::rpImmediateRefresh);
+  const double zoom_frame_ms = t.nsecsElapsed() / 1e6;
+  std::cout << "[bench] pan refines " << refines << "/" << frames << " (" << refine_ms
+            << " ms total); zoom: reduction " << zoom_refine_ms << " ms, frame " << zoom_frame_ms
+            << " ms\n";
+  pan_ms /= frames;
+  std::cout << "[bench] " << runs << " runs x " << points << " points: first fit+draw " << first_ms
+            << " ms, pan frame mean " << pan_ms << " ms, worst " << worst << " ms, points drawn "
+            << plot.points_drawn() << "\n";
+  ::testing::Test::RecordProperty("pan_frame_ms", std::to_string(pan_ms));
+  EXPECT_LT(plot.points_drawn(), runs * 2 * 4 * 3 * 1400);  // bounded by the grid, not the data
+  EXPECT_LT(pan_ms, 1000.0);  // a generous bound for a loaded 2-core CI machine; see the report
+}

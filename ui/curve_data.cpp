@@ -1,0 +1,114 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "ui/curve_data.h"
+
+#include <algorithm>
+#include <array>
+#include <set>
+
+namespace mmlab::ui {
+
+void Series::append(int64_t s, int64_t tok, double w, double v) {
+  const double ds = double(s);
+  if (!step.empty() && ds <= step.back()) {
+    const size_t keep = std::lower_bound(step.begin(), step.end(), ds) - step.begin();
+    step.resize(keep);
+    tokens.resize(keep);
+    wall.resize(keep);
+    value.resize(keep);
+    smooth_alpha = -1;  // the EMA state belongs to the dropped tail: recompute
+  }
+  step.push_back(ds);
+  tokens.push_back(double(tok));
+  wall.push_back(w);
+  value.push_back(v);
+}
+
+void Series::update_smooth(double alpha) {
+  if (alpha != smooth_alpha || smooth.size() > value.size()) {
+    smooth.clear();
+    ema = Ema(alpha);
+    smooth_alpha = alpha;
+  }
+  smooth.reserve(value.size());
+  for (size_t i = smooth.size(); i < value.size(); ++i) smooth.push_back(ema.push(value[i]));
+}
+
+QColor CurveSet::color_for(int64_t run_id) {
+  // Tableau 10: distinguishable, and colour-blind safer than Qt's defaults.
+  static const std::array<QColor, 10> kPalette{QColor(0x1f, 0x77, 0xb4), QColor(0xff, 0x7f, 0x0e),
+                                               QColor(0x2c, 0xa0, 0x2c), QColor(0xd6, 0x27, 0x28),
+                                               QColor(0x94, 0x67, 0xbd), QColor(0x8c, 0x56, 0x4b),
+                                               QColor(0xe3, 0x77, 0xc2), QColor(0x7f, 0x7f, 0x7f),
+                                               QColor(0xbc, 0xbd, 0x22), QColor(0x17, 0xbe, 0xcf)};
+  return kPalette[size_t((run_id % 10 + 10) % 10)];
+}
+
+RunCurves& CurveSet::run(int64_t run_id) {
+  auto it = runs_.find(run_id);
+  if (it != runs_.end()) return it->second;
+  RunCurves& r = runs_[run_id];
+  r.run_id = run_id;
+  r.label = QStringLiteral("run %1").arg(run_id);
+  r.color = color_for(run_id);
+  return r;
+}
+
+const RunCurves* CurveSet::find(int64_t run_id) const {
+  auto it = runs_.find(run_id);
+  return it == runs_.end() ? nullptr : &it->second;
+}
+
+Series& CurveSet::series(int64_t run_id, const std::string& metric) {
+  RunCurves& r = run(run_id);
+  Series& s = r.metrics[metric];
+  if (loader_ && !r.loaded[metric]) {
+    r.loaded[metric] = true;
+    // Points that arrived live before the load are re-appended after the stored ones; append()
+    // deduplicates by step, so the result is the union without repeats.
+    Series live = std::move(s);
+    s = Series();
+    loader_(run_id, metric, s);
+    for (size_t i = 0; i < live.size(); ++i)
+      if (s.step.empty() || live.step[i] > s.step.back())
+        s.append(int64_t(live.step[i]), int64_t(live.tokens[i]), live.wall[i], live.value[i]);
+  }
+  return s;
+}
+
+void CurveSet::append(int64_t run_id, const std::string& metric, int64_t step, int64_t tokens,
+                      double wall, double value) {
+  run(run_id).metrics[metric].append(step, tokens, wall, value);
+}
+
+void CurveSet::apply(const std::vector<ProgressEvent>& events) {
+  bool any = false;
+  for (const ProgressEvent& e : events) {
+    if ((e.kind != EventKind::kStep && e.kind != EventKind::kEval) || e.run_id < 0) continue;
+    for (const auto& [name, v] : e.metrics) {
+      append(e.run_id, name, e.step, std::max<int64_t>(e.tokens, 0), e.wall, v);
+      any = true;
+    }
+  }
+  if (any) Q_EMIT changed();
+}
+
+void CurveSet::remove(int64_t run_id) {
+  runs_.erase(run_id);
+  Q_EMIT changed();
+}
+
+void CurveSet::clear() {
+  runs_.clear();
+  Q_EMIT changed();
+}
+
+std::vector<std::string> CurveSet::metric_names(const std::vector<int64_t>& runs) const {
+  std::set<std::string> names;
+  for (int64_t id : runs)
+    if (const RunCurves* r = find(id))
+      for (const auto& [name, s] : r->metrics)
+        if (s.size() > 0) names.insert(name);
+  return {names.begin(), names.end()};
+}
+
+}  // namespace mmlab::ui

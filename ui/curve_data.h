@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// The curves a chart shows: full-resolution points per run and metric, appended from the live
+// event stream and from the database, with the debiased EMA kept incrementally next to them (the
+// smoothing always sees every point; only drawing is downsampled).
+#pragma once
+
+#include <QColor>
+#include <QObject>
+#include <QString>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "ui/curve_math.h"
+#include "ui/progress_parser.h"
+
+namespace mmlab::ui {
+
+enum class XAxis { kStep, kTokens, kWall };
+
+struct Series {
+  std::vector<double> step, tokens, wall, value;
+  std::vector<double> smooth;  ///< debiased EMA of value at smooth_alpha (same length)
+  double smooth_alpha = -1;
+  Ema ema{1.0};
+
+  size_t size() const { return step.size(); }
+  const std::vector<double>& x(XAxis axis) const {
+    return axis == XAxis::kStep ? step : axis == XAxis::kTokens ? tokens : wall;
+  }
+  /// Appends a point. A step not after the last one means the run was resumed from an earlier
+  /// checkpoint: the stale tail from that step on is dropped first (as the trainer does in the DB).
+  void append(int64_t s, int64_t tok, double w, double v);
+  /// Brings `smooth` up to date for `alpha` (incremental unless alpha changed).
+  void update_smooth(double alpha);
+};
+
+struct RunCurves {
+  int64_t run_id = 0;
+  QString label;
+  QString group;  ///< runs with the same group (config without seed) form a seed group
+  QColor color;
+  std::map<std::string, Series> metrics;
+  std::map<std::string, bool> loaded;  ///< metric read from the database already
+};
+
+/// Loads all stored points of (run, metric); installed by whoever owns the database.
+using PointLoader = std::function<void(int64_t run_id, const std::string& metric, Series& out)>;
+
+class CurveSet : public QObject {
+  Q_OBJECT
+
+ public:
+  explicit CurveSet(QObject* parent = nullptr) : QObject(parent) {}
+
+  void set_loader(PointLoader loader) { loader_ = std::move(loader); }
+  /// The run's curves, created (with a stable colour) on first use.
+  RunCurves& run(int64_t run_id);
+  const RunCurves* find(int64_t run_id) const;
+  bool contains(int64_t run_id) const { return runs_.count(run_id) != 0; }
+  /// The series of (run, metric), loading the stored points the first time it is asked for.
+  Series& series(int64_t run_id, const std::string& metric);
+  void append(int64_t run_id, const std::string& metric, int64_t step, int64_t tokens, double wall,
+              double value);
+  /// Appends the metrics of step/eval events (the live stream).
+  void apply(const std::vector<ProgressEvent>& events);
+  /// Forgets a run (deleted) or everything (another database).
+  void remove(int64_t run_id);
+  void clear();
+  /// Metric names seen in memory for these runs, sorted.
+  std::vector<std::string> metric_names(const std::vector<int64_t>& runs) const;
+
+  static QColor color_for(int64_t run_id);
+
+ Q_SIGNALS:
+  /// New points (cheap to emit per batch: the plot replots on its own timer).
+  void changed();
+
+ private:
+  std::map<int64_t, RunCurves> runs_;
+  PointLoader loader_;
+};
+
+}  // namespace mmlab::ui

@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// The live curve chart: one metric of several runs on QCustomPlot. What it draws is a function of
+// (curves, visible runs, metric, x axis, smoothing, visible range): every replot-timer tick (10 Hz)
+// with new data or a new range recomputes the min/max reduction of the full-resolution series for
+// the visible range (plus one screen each side, so a pan never exposes undrawn data) and queues a
+// replot (rpQueuedReplot), so a flood of events costs at most ten redraws a second.
+//
+// Mouse: drag pans; Shift+drag or right-drag draws a zoom box; the wheel zooms both axes over the
+// plot, one axis over that axis or with Ctrl (x) / Shift (y); double-click fits all; Backspace or
+// Alt+Left goes back in the zoom history. A vertical crosshair follows the cursor and the read-out
+// under the chart lists every visible run's value there.
+#pragma once
+
+#include <QPointer>
+#include <QString>
+#include <QWidget>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "ui/curve_data.h"
+
+class QCustomPlot;
+class QCPGraph;
+class QCPItemStraightLine;
+class QComboBox;
+class QCheckBox;
+class QSlider;
+class QLabel;
+class QTimer;
+class QMouseEvent;
+class QWheelEvent;
+
+namespace mmlab::ui {
+
+class CurvePlot : public QWidget {
+  Q_OBJECT
+
+ public:
+  explicit CurvePlot(CurveSet* curves, QWidget* parent = nullptr);
+
+  /// Runs shown, in legend order.
+  void set_runs(const std::vector<int64_t>& runs);
+  const std::vector<int64_t>& runs() const { return runs_; }
+  void set_metric(const QString& metric);
+  QString metric() const { return metric_; }
+  void set_x_axis(XAxis axis);
+  XAxis x_axis() const { return x_axis_; }
+  void set_log_x(bool on);
+  void set_log_y(bool on);
+  /// EMA α in the paper's terms (1 = raw, 0.001 = the paper's smoothing).
+  void set_alpha(double alpha);
+  double alpha() const { return alpha_; }
+  void set_show_raw(bool on);
+  /// Draw runs of one seed group (same RunCurves::group) as a mean line with a min–max band.
+  void set_group_seeds(bool on);
+
+  void fit_all();
+  /// Returns to the previous zoom; false when the history is empty.
+  bool zoom_back();
+  size_t zoom_history_size() const { return history_.size(); }
+
+  /// Recomputes the drawn (downsampled) data now; the replot timer does this on its own.
+  void rebuild();
+  /// Rebuilds when data arrived or the view left the reduced range or changed its zoom level
+  /// (what the replot timer calls); returns whether it rebuilt.
+  bool refine_if_needed();
+  /// Points currently handed to QCustomPlot over all graphs.
+  int points_drawn() const;
+  /// The drawn smoothed curve of a run (key, value), for tests and the e2e check.
+  std::vector<std::pair<double, double>> drawn(int64_t run_id) const;
+  /// The read-out text at data coordinate x (what the crosshair shows).
+  QString readout_at(double x);
+
+  /// PNG, PDF or SVG by the file's suffix, at w×h pixels (points for PDF/SVG). `paper` uses
+  /// publication styling: white background, serif fonts, thicker lines, no raw curves.
+  bool export_image(const QString& path, int width, int height, bool paper, QString* error);
+  /// CSV of the shown curves at full resolution within the visible x range.
+  bool export_csv(const QString& path, QString* error);
+
+  QCustomPlot* plot() const { return plot_; }
+  static const QStringList& standard_metrics();
+
+ Q_SIGNALS:
+  void metricChanged(const QString& metric);
+
+ protected:
+  bool eventFilter(QObject* watched, QEvent* event) override;
+
+ private:
+  void on_tick();
+  void on_mouse_move(QMouseEvent* event);
+  void on_mouse_press(QMouseEvent* event);
+  void on_wheel(QWheelEvent* event);
+  void push_history();
+  void refresh_metric_list();
+  void apply_axis_types();
+  QCPGraph* take_graph(size_t& index);
+  void mark_dirty() { dirty_ = true; }
+  void on_x_range_changed();
+  std::pair<double, double> y_range_of(double x_lo, double x_hi) const;
+
+  CurveSet* curves_;
+  QCustomPlot* plot_ = nullptr;
+  QComboBox* metric_box_ = nullptr;
+  QComboBox* axis_box_ = nullptr;
+  QCheckBox* log_x_box_ = nullptr;
+  QCheckBox* log_y_box_ = nullptr;
+  QCheckBox* raw_box_ = nullptr;
+  QCheckBox* group_box_ = nullptr;
+  QSlider* alpha_slider_ = nullptr;
+  QLabel* alpha_label_ = nullptr;
+  QLabel* readout_ = nullptr;
+  QTimer* timer_ = nullptr;
+  QCPItemStraightLine* crosshair_ = nullptr;
+
+  std::vector<int64_t> runs_;
+  QString metric_ = QStringLiteral("loss");
+  XAxis x_axis_ = XAxis::kStep;
+  bool log_x_ = false;
+  bool log_y_ = false;
+  double alpha_ = 0.001;
+  bool show_raw_ = true;
+  bool group_seeds_ = false;
+  bool paper_ = false;
+  bool dirty_ = true;
+  // What the last rebuild reduced: x range, visible span and plot width it was made for.
+  double built_lo_ = 0, built_hi_ = 0, built_span_ = 0;
+  int built_px_ = 0;
+  bool autofit_ = true;  // follow new data until the user zooms or pans
+  qint64 last_wheel_push_ms_ = 0;
+  struct Ranges {
+    double x0, x1, y0, y1;
+  };
+  std::vector<Ranges> history_;
+  std::vector<std::pair<int64_t, QCPGraph*>> smooth_graphs_;
+};
+
+}  // namespace mmlab::ui
