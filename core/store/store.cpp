@@ -30,18 +30,16 @@ constexpr RunStatus kStatusValues[] = {
     RunStatus::kQueued, RunStatus::kRunning,  RunStatus::kStopped, RunStatus::kFinished,
     RunStatus::kFailed, RunStatus::kDiverged, RunStatus::kLost};
 
-// 128 random bits as 32 lowercase hex digits, the format migration 2 backfills with.
+// 128 random bits as 32 lowercase hex digits, the format migration 2 backfills with. Drawn from
+// the OS for every run (runs are created rarely): a seeded PRNG would be copied into forked
+// children, which would then hand out the same uuids.
 std::string new_uuid() {
-  static thread_local std::mt19937_64 rng([] {
-    std::random_device rd;
-    std::seed_seq seq{rd(), rd(), rd(), rd(), static_cast<unsigned>(::getpid())};
-    return std::mt19937_64(seq);
-  }());
+  std::random_device rd;
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
-  for (int word = 0; word < 2; ++word) {
-    uint64_t bits = rng();
-    for (int i = 0; i < 16; ++i, bits >>= 4) out.push_back(kHex[bits & 0xf]);
+  for (int word = 0; word < 4; ++word) {
+    uint32_t bits = rd();
+    for (int i = 0; i < 8; ++i, bits >>= 4) out.push_back(kHex[bits & 0xf]);
   }
   return out;
 }

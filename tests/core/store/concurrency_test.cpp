@@ -134,6 +134,32 @@ TEST(StoreConcurrency, TwoWritersAndAReaderOnOneFile) {
   EXPECT_EQ(query_int(path, testing::kOrphanPoints), 0);
 }
 
+TEST(StoreConcurrency, ProcessesCreatingOneFreshFileAtOnceMigrateItOnce) {
+  test::TempDir dir;
+  const auto path = dir / "new" / "fresh.sqlite";
+  constexpr int kProcesses = 4;
+  {
+    // The parent creates a run first (elsewhere), so any uuid generator state it has is copied
+    // into the children: they must still create distinct uuids.
+    ResultsStore warm(dir / "warm.sqlite");
+    make_run(warm, "parent");
+  }
+  std::vector<pid_t> children;
+  for (int i = 0; i < kProcesses; ++i) {
+    children.push_back(spawn([&, i] {
+      ResultsStore store(path);
+      make_run(store, "p" + std::to_string(i));
+      return 0;
+    }));
+  }
+  for (pid_t c : children) EXPECT_EQ(wait_exit_code(c), 0);
+  EXPECT_EQ(query_int(path, "PRAGMA user_version"), ResultsStore::schema_version());
+  EXPECT_EQ(query_int(path, "SELECT count(*) FROM runs"), kProcesses);
+  EXPECT_EQ(query_int(path, "SELECT count(*) FROM experiments"), 1);
+  ResultsStore store(path);
+  EXPECT_EQ(store.integrity_check(), "ok");
+}
+
 TEST(StoreConcurrency, SigkillMidBatchLeavesAnIntactResumableDatabase) {
   test::TempDir dir;
   const auto path = dir / "killed.sqlite";
