@@ -12,9 +12,8 @@ struct CodeRange {
   char32_t last;
 };
 
-// Generated from Python's unicodedata (Unicode 14.0) by merging consecutive code points whose
-// category starts with 'L' (letters) or 'N' (numbers):
-//   python3 -c "import unicodedata as u; ..." (see docs/data.md, "Unicode tables").
+// Generated from Python 3's unicodedata (Unicode 14.0) by merging consecutive code points whose
+// general category starts with 'L' (letters) or 'N' (numbers) into ranges (docs/data.md).
 // A table rather than <cwctype>: iswalpha depends on the process locale, and a tokenizer must give
 // the same ids everywhere.
 const CodeRange kLetters[] = {
