@@ -68,7 +68,8 @@ struct TokenizedDocuments {
 /// atomically; a file that does not match its header is treated as absent (and rewritten).
 void write_token_cache(const std::filesystem::path& file, const TokenizedDocuments& docs,
                        std::uint64_t key);
-/// Fills `out` and returns true; returns false when the file is missing, of another key, or damaged.
+/// Fills `out` and returns true; returns false when the file is missing, of another key, or
+/// damaged.
 bool read_token_cache(const std::filesystem::path& file, std::uint64_t key,
                       TokenizedDocuments* out);
 
