@@ -1,0 +1,170 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include <gtest/gtest.h>
+
+#include <QComboBox>
+#include <QLabel>
+#include <QLineEdit>
+#include <QListWidget>
+#include <QSpinBox>
+#include <QTest>
+
+#include "core/config/experiment.h"
+#include "core/config/param_count.h"
+#include "qt_app.h"
+#include "ui/config_diff.h"
+#include "ui/experiment_dialog.h"
+#include "ui/run_table_model.h"
+
+using namespace mmlab::ui;
+using nlohmann::json;
+
+TEST(ConfigDiff, FlattensAndFlagsDifferences) {
+  json a = {{"model", {{"d_model", 64}, {"family", "mamba"}}}, {"seed", 1}, {"x", {1, 2}}};
+  json b = {{"model", {{"d_model", 128}, {"family", "mamba"}}}, {"seed", 1}};
+  auto flat = flatten_json(a);
+  EXPECT_EQ(flat.at("model.d_model"), "64");
+  EXPECT_EQ(flat.at("model.family"), "mamba");  // strings without quotes
+  EXPECT_EQ(flat.at("x"), "[1,2]");
+  auto all = diff_configs({a, b});
+  ASSERT_EQ(all.size(), 4u);  // model.d_model, model.family, seed, x
+  auto only = diff_configs({a, b}, true);
+  ASSERT_EQ(only.size(), 2u);
+  EXPECT_EQ(only[0].key, "model.d_model");
+  EXPECT_EQ(only[0].values, (std::vector<std::string>{"64", "128"}));
+  EXPECT_EQ(only[1].key, "x");
+  EXPECT_EQ(only[1].values[1], "—");
+}
+
+TEST(FamilyPresets, PaperScalesCarryTable1Sizes) {
+  EXPECT_EQ(family_preset("moe-mamba", "paper 25M").n_expert, 42);
+  EXPECT_EQ(family_preset("moe-mamba", "paper 25M").d_expert, 1536);
+  EXPECT_EQ(family_preset("transformer-moe", "paper 100M").d_expert, 3072);
+  EXPECT_EQ(family_preset("transformer", "paper 25M").d_ff, 2048);
+  EXPECT_EQ(family_preset("mamba", "paper 25M").n_expert, 0);
+  EXPECT_DOUBLE_EQ(family_preset("mamba", "paper 25M").lr, 1e-3);
+}
+
+namespace {
+
+struct DialogTest : ::testing::Test {
+  void SetUp() override { mmlab::test::qt_app(); }
+  template <class T>
+  T* child(ExperimentDialog& d, const char* name) {
+    T* w = d.findChild<T*>(QString::fromLatin1(name));
+    EXPECT_NE(w, nullptr) << name;
+    return w;
+  }
+};
+
+}  // namespace
+
+TEST_F(DialogTest, DefaultDocumentIsValidAndReadoutsMatchCountParams) {
+  ExperimentDialog d;
+  EXPECT_TRUE(d.is_valid()) << d.problems().join("\n").toStdString();
+  auto ex = mmlab::parse_experiment(d.document(), "t");
+  ASSERT_EQ(ex.runs.size(), 4u);
+  const QStringList rows = d.readout_text().split('\n');
+  ASSERT_EQ(rows.size(), 4);
+  for (size_t i = 0; i < ex.runs.size(); ++i) {
+    const auto pc = mmlab::count_params(ex.runs[i].model, 256);  // byte tokenizer
+    const QStringList cells = rows[int(i)].split('|');
+    EXPECT_EQ(cells[0].toStdString(), ex.runs[i].name);
+    EXPECT_EQ(cells[2], RunTableModel::human_count(double(pc.total)));
+    EXPECT_EQ(cells[3], RunTableModel::human_count(double(pc.active)));
+    EXPECT_EQ(cells[4], "512");     // 8 × 64 tokens per step
+    EXPECT_EQ(cells[5], "102.4k");  // × 200 steps
+  }
+  // MoE runs: fewer active than total parameters; dense runs: equal.
+  EXPECT_NE(rows[0].split('|')[2], rows[0].split('|')[3]);
+  EXPECT_EQ(rows[1].split('|')[2], rows[1].split('|')[3]);
+}
+
+TEST_F(DialogTest, FormEditsAppearInTheJsonPane) {
+  ExperimentDialog d;
+  child<QSpinBox>(d, "d_model")->setValue(96);
+  auto* seeds = child<QLineEdit>(d, "seeds");
+  seeds->setText("1, 2");
+  Q_EMIT seeds->textEdited(seeds->text());
+  auto* fam = child<QListWidget>(d, "families");
+  for (int i = 0; i < fam->count(); ++i)
+    if (fam->item(i)->text() != "mamba" && fam->item(i)->text() != "moe-mamba")
+      fam->item(i)->setCheckState(Qt::Unchecked);
+  const json doc = json::parse(d.json_text().toStdString());
+  EXPECT_EQ(doc["defaults"]["model"]["d_model"], 96);
+  ASSERT_EQ(doc["runs"].size(), 2u);
+  EXPECT_EQ(doc["runs"][0]["seeds"], json({1, 2}));
+  EXPECT_EQ(doc["runs"][0]["model"]["n_expert"], 4);  // kept from the existing run
+  auto ex = mmlab::parse_experiment(doc, "t");
+  EXPECT_EQ(ex.runs.size(), 4u);  // 2 families × 2 seeds
+  EXPECT_TRUE(d.is_valid());
+}
+
+TEST_F(DialogTest, JsonEditsUpdateTheFormAndKeepUnknownKeys) {
+  ExperimentDialog d;
+  json doc = ExperimentDialog::default_document();
+  doc["defaults"]["model"]["d_model"] = 512;
+  doc["defaults"]["model"]["n_block"] = 8;
+  doc["defaults"]["train"]["batch_size"] = 32;
+  doc["runs"][0]["model"]["capacity_factor"] = 1.25;  // not in the form
+  d.set_json_text(QString::fromStdString(doc.dump(2)));
+  EXPECT_EQ(child<QSpinBox>(d, "d_model")->value(), 512);
+  EXPECT_EQ(child<QSpinBox>(d, "batch_size")->value(), 32);
+  EXPECT_EQ(child<QComboBox>(d, "scale")->currentText(), "paper 25M");
+  // A later form edit keeps the key typed into the pane.
+  child<QSpinBox>(d, "seq_len")->setValue(100);
+  const json after = json::parse(d.json_text().toStdString());
+  EXPECT_EQ(after["runs"][0]["model"]["capacity_factor"], 1.25);
+  EXPECT_EQ(after["defaults"]["train"]["seq_len"], 100);
+}
+
+TEST_F(DialogTest, InvalidInputShowsTheValidatorsMessagesWithPaths) {
+  ExperimentDialog d;
+  child<QSpinBox>(d, "d_model")->setValue(1);
+  json doc = json::parse(d.json_text().toStdString());
+  doc["defaults"]["model"]["d_model"] = -3;
+  d.set_json_text(QString::fromStdString(doc.dump()));
+  ASSERT_FALSE(d.is_valid());
+  // Exactly what parse_experiment says (and so `mmlab validate`).
+  try {
+    mmlab::parse_experiment(doc, "x");
+    FAIL() << "expected a ConfigError";
+  } catch (const mmlab::ConfigError& e) {
+    ASSERT_EQ(size_t(d.problems().size()), e.problems().size());
+    EXPECT_EQ(d.problems()[0].toStdString(), e.problems()[0]);
+  }
+  EXPECT_TRUE(d.problems()[0].startsWith("$.runs[0].model.d_model"))
+      << d.problems()[0].toStdString();
+  d.set_json_text("{ \"name\": \"x\", ");
+  ASSERT_EQ(d.problems().size(), 1);
+  EXPECT_TRUE(d.problems()[0].contains("not valid JSON (line 1")) << d.problems()[0].toStdString();
+}
+
+TEST_F(DialogTest, ScalePresetRewritesSizesAndMoeSettings) {
+  ExperimentDialog d;
+  child<QComboBox>(d, "scale")->setCurrentText("paper 25M");
+  const json doc = d.document();
+  EXPECT_EQ(doc["defaults"]["model"]["d_model"], 512);
+  EXPECT_EQ(doc["defaults"]["train"]["batch_size"], 256);
+  EXPECT_EQ(doc["runs"][0]["model"]["n_expert"], 42);    // moe-mamba
+  EXPECT_EQ(doc["runs"][2]["model"]["d_expert"], 2048);  // transformer-moe
+  EXPECT_EQ(doc["runs"][3]["model"]["d_ff"], 2048);      // transformer
+}
+
+TEST_F(DialogTest, CloneDocumentDiffsAgainstTheOriginalRun) {
+  mmlab::RunConfig rc;
+  rc.name = "mamba";
+  rc.model.family = "mamba";
+  rc.data.tokenizer = "byte";
+  json base = mmlab::to_json(rc);
+  ExperimentDialog d;
+  d.set_document(ExperimentDialog::clone_document(base, "mamba"), base);
+  EXPECT_TRUE(d.is_valid()) << d.problems().join("\n").toStdString();
+  EXPECT_EQ(d.windowTitle(), "Clone & edit");
+  json doc = d.document();
+  doc["runs"][0]["model"]["d_model"] = 256;
+  d.set_json_text(QString::fromStdString(doc.dump()));
+  bool found = false;
+  for (QLabel* l : d.findChildren<QLabel*>())
+    found |= l->text().contains("model.d_model: 128 → 256");
+  EXPECT_TRUE(found);
+}

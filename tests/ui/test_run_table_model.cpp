@@ -1,0 +1,159 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include <gtest/gtest.h>
+
+#include <QSignalSpy>
+
+#include "core/store/store.h"
+#include "qt_app.h"
+#include "test_support.h"
+#include "ui/results_session.h"
+#include "ui/run_table_model.h"
+
+using namespace mmlab::ui;
+namespace store = mmlab::store;
+
+namespace {
+
+std::vector<store::RunRow> sample_rows() {
+  std::vector<store::RunRow> rows(4);
+  const char* names[] = {"mamba", "moe-mamba", "transformer", "moe-mamba-b"};
+  const char* fams[] = {"mamba", "moe-mamba", "transformer", "moe-mamba"};
+  const store::RunStatus st[] = {store::RunStatus::kFinished, store::RunStatus::kRunning,
+                                 store::RunStatus::kFailed, store::RunStatus::kLost};
+  const double loss[] = {3.5, 3.1, 4.2, 3.3};
+  for (int i = 0; i < 4; ++i) {
+    rows[i].id = i + 1;
+    rows[i].name = names[i];
+    rows[i].family = fams[i];
+    rows[i].status = st[i] == store::RunStatus::kLost ? store::RunStatus::kRunning : st[i];
+    rows[i].effective_status = st[i];
+    rows[i].final_loss_smooth = loss[i];
+    rows[i].params_total = (i + 1) * 1500000;
+    rows[i].step = 10 * (4 - i);
+    rows[i].total_steps = 100;
+  }
+  rows[2].final_loss_smooth.reset();
+  rows[0].tags = {"baseline"};
+  rows[1].tags = {"paper", "sweep"};
+  return rows;
+}
+
+}  // namespace
+
+TEST(RunTableModel, FormatsCellsAndSortsByRawValues) {
+  mmlab::test::qt_app();
+  RunTableModel m;
+  m.set_rows(sample_rows());
+  EXPECT_EQ(m.rowCount(), 4);
+  EXPECT_EQ(m.data(m.index(0, RunTableModel::kParams), Qt::DisplayRole).toString(), "1.50M");
+  EXPECT_EQ(m.data(m.index(0, RunTableModel::kSteps), Qt::DisplayRole).toString(), "40 / 100");
+  EXPECT_EQ(m.data(m.index(3, RunTableModel::kStatus), Qt::DisplayRole).toString(), "lost");
+  EXPECT_EQ(m.data(m.index(1, RunTableModel::kFinalLoss), Qt::DisplayRole).toString(), "3.1000");
+  EXPECT_FALSE(m.data(m.index(2, RunTableModel::kFinalLoss), Qt::DisplayRole).isValid());
+  RunFilterProxy p;
+  p.setSourceModel(&m);
+  p.sort(RunTableModel::kFinalLoss, Qt::AscendingOrder);
+  // 3.1 (moe-mamba), 3.3, 3.5, then the run without a loss last.
+  QStringList order;
+  for (int r = 0; r < p.rowCount(); ++r) order << p.index(r, 0).data().toString();
+  EXPECT_EQ(order, (QStringList{"moe-mamba", "moe-mamba-b", "mamba", "transformer"}));
+  p.sort(RunTableModel::kParams, Qt::DescendingOrder);
+  EXPECT_EQ(p.index(0, 0).data(RunTableModel::kIdRole).toLongLong(), 4);
+  EXPECT_EQ(RunTableModel::human_duration(3725), "1 h 02 min");
+  EXPECT_EQ(RunTableModel::human_duration(42), "42 s");
+}
+
+TEST(RunFilterProxy, FiltersByTextFamilyStatusAndTag) {
+  mmlab::test::qt_app();
+  RunTableModel m;
+  m.set_rows(sample_rows());
+  RunFilterProxy p;
+  p.setSourceModel(&m);
+  p.set_text("MOE");
+  EXPECT_EQ(p.rowCount(), 2);
+  p.set_text("sweep");  // matches a tag
+  EXPECT_EQ(p.rowCount(), 1);
+  p.set_text("");
+  p.set_family("moe-mamba");
+  EXPECT_EQ(p.rowCount(), 2);
+  p.set_status("lost");
+  ASSERT_EQ(p.rowCount(), 1);
+  EXPECT_EQ(p.index(0, 0).data().toString(), "moe-mamba-b");
+  p.set_family("");
+  p.set_status("");
+  p.set_tag("baseline");
+  ASSERT_EQ(p.rowCount(), 1);
+  EXPECT_EQ(p.index(0, 0).data().toString(), "mamba");
+}
+
+TEST(RunTableModel, SameRunsUpdateInPlaceSoSelectionsSurvive) {
+  mmlab::test::qt_app();
+  RunTableModel m;
+  m.set_rows(sample_rows());
+  QSignalSpy reset(&m, &QAbstractItemModel::modelReset);
+  QSignalSpy changed(&m, &QAbstractItemModel::dataChanged);
+  auto rows = sample_rows();
+  rows[1].step = 99;
+  m.set_rows(rows);
+  EXPECT_EQ(reset.count(), 0);
+  EXPECT_EQ(changed.count(), 1);
+  rows.pop_back();
+  m.set_rows(rows);
+  EXPECT_EQ(reset.count(), 1);
+}
+
+TEST(ResultsSession, ReadsRunsTagsNotesAndPointsAndReportsBadFiles) {
+  mmlab::test::qt_app();
+  mmlab::test::TempDir dir;
+  const QString db = QString::fromStdString((dir / "r.sqlite").string());
+  {
+    store::ResultsStore s(db.toStdString());
+    const int64_t e = s.ensure_experiment("quick");
+    store::NewRun nr;
+    nr.experiment_id = e;
+    nr.name = "mamba";
+    nr.family = "mamba";
+    nr.total_steps = 3;
+    const int64_t id = s.create_run(nr);
+    s.append_points(
+        id,
+        {{"loss", 1, 64, 0.1, 5.0}, {"loss", 2, 128, 0.2, 4.0}, {"loss_smooth", 2, 128, 0.2, 4.5}});
+  }
+  ResultsSession session;
+  session.set_poll_interval(0);
+  QString err;
+  ASSERT_TRUE(session.open(db, &err)) << err.toStdString();
+  ASSERT_EQ(session.runs().size(), 1u);
+  const int64_t id = session.runs()[0].id;
+  EXPECT_EQ(session.runs()[0].experiment, "quick");
+  EXPECT_DOUBLE_EQ(*session.runs()[0].final_loss_smooth, 4.5);
+  ASSERT_TRUE(session.add_tag(id, "paper", &err));
+  EXPECT_EQ(session.runs()[0].tags, (std::vector<std::string>{"paper"}));
+  EXPECT_FALSE(session.add_tag(id, "  ", &err));
+  EXPECT_FALSE(err.isEmpty());
+  ASSERT_TRUE(session.set_note(id, "lr too high?", &err));
+  EXPECT_EQ(session.note(id), "lr too high?");
+
+  CurveSet curves;
+  curves.set_loader(
+      [&](int64_t run, const std::string& m, Series& out) { session.load_points(run, m, out); });
+  EXPECT_EQ(curves.series(id, "loss").value, (std::vector<double>{5.0, 4.0}));
+  {  // a trainer in another process appends; polling picks up only the new point
+    store::ResultsStore s(db.toStdString());
+    s.append_points(id, {{"loss", 3, 192, 0.3, 3.0}});
+  }
+  session.poll_points(curves, {id}, "loss");
+  EXPECT_EQ(curves.series(id, "loss").value, (std::vector<double>{5.0, 4.0, 3.0}));
+
+  // A file that is not a database: a sentence naming it; the open database stays.
+  const QString bad = QString::fromStdString((dir / "bad.sqlite").string());
+  QFile f(bad);
+  f.open(QIODevice::WriteOnly);
+  f.write(QByteArray(4096, 'x'));
+  f.close();
+  EXPECT_FALSE(session.open(bad, &err));
+  EXPECT_TRUE(err.contains("bad.sqlite")) << err.toStdString();
+  EXPECT_EQ(session.path(), QFileInfo(db).absoluteFilePath());
+  ASSERT_TRUE(session.delete_runs({id}, &err));
+  EXPECT_TRUE(session.runs().empty());
+}

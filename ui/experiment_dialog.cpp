@@ -1,0 +1,597 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "ui/experiment_dialog.h"
+
+#include <QCheckBox>
+#include <QComboBox>
+#include <QDialogButtonBox>
+#include <QDir>
+#include <QFile>
+#include <QFileDialog>
+#include <QFormLayout>
+#include <QGroupBox>
+#include <QHBoxLayout>
+#include <QHeaderView>
+#include <QLabel>
+#include <QLineEdit>
+#include <QListWidget>
+#include <QPlainTextEdit>
+#include <QPushButton>
+#include <QRadioButton>
+#include <QRegularExpression>
+#include <QSpinBox>
+#include <QSplitter>
+#include <QTableWidget>
+#include <QTimer>
+#include <QVBoxLayout>
+#include <cmath>
+
+#include "core/config/experiment.h"
+#include "core/config/layer_pattern.h"
+#include "core/config/param_count.h"
+#include "ui/config_diff.h"
+#include "ui/run_table_model.h"
+
+namespace mmlab::ui {
+
+using nlohmann::json;
+
+namespace {
+
+const char kTiny[] = "tiny (CPU)";
+const char kPaper25[] = "paper 25M";
+const char kPaper100[] = "paper 100M";
+const char kCustom[] = "custom";
+
+bool is_moe_family(const std::string& family) {
+  try {
+    for (const LayerSpec& s : parse_pattern(family_pattern(family)))
+      if (s.has_moe()) return true;
+  } catch (const std::exception&) {
+  }
+  return false;
+}
+
+int vocab_for(const RunConfig& rc) {
+  if (rc.model.vocab_size > 0) return rc.model.vocab_size;
+  if (rc.data.tokenizer == "byte") return 256;
+  if (rc.data.tokenizer == "sentencepiece") return rc.data.tokenizer_vocab;
+  return 50257;  // GPT-2
+}
+
+// json value at a/b (objects), or `fallback`.
+template <class T>
+T get_or(const json& j, const char* a, const char* b, T fallback) {
+  if (!j.is_object() || !j.contains(a) || !j[a].is_object() || !j[a].contains(b)) return fallback;
+  try {
+    return j[a][b].get<T>();
+  } catch (const std::exception&) {
+    return fallback;
+  }
+}
+
+}  // namespace
+
+FamilyPreset family_preset(const QString& family, const QString& scale) {
+  FamilyPreset p;  // lr 1e-3: Table 4 of the paper, as in experiments/paper/*.json
+  const std::string f = family.toStdString();
+  const bool transformer_moe = f == "transformer-moe";
+  if (is_moe_family(f)) {
+    if (scale == QLatin1String(kPaper25)) {
+      p.n_expert = transformer_moe ? 32 : 42;
+      p.d_expert = transformer_moe ? 2048 : 1536;
+    } else if (scale == QLatin1String(kPaper100)) {
+      p.n_expert = transformer_moe ? 32 : 42;
+      p.d_expert = transformer_moe ? 3072 : 2304;
+    } else {
+      p.n_expert = 4;
+    }
+  } else if (f == "transformer") {
+    if (scale == QLatin1String(kPaper25)) p.d_ff = 2048;
+    if (scale == QLatin1String(kPaper100)) p.d_ff = 3072;
+  }
+  return p;
+}
+
+QStringList cuda_devices() {
+  QStringList out;
+  const QStringList nodes =
+      QDir(QStringLiteral("/dev")).entryList({QStringLiteral("nvidia[0-9]*")}, QDir::System);
+  for (const QString& n : nodes) {
+    bool ok = false;
+    const int i = n.mid(6).toInt(&ok);
+    if (ok) out << QStringLiteral("cuda:%1").arg(i);
+  }
+  out.sort();
+  return out;
+}
+
+json ExperimentDialog::default_document() {
+  json runs = json::array();
+  for (const char* f : {"moe-mamba", "mamba", "transformer-moe", "transformer"}) {
+    json r = {{"name", f}, {"model", {{"family", f}}}};
+    if (is_moe_family(f)) r["model"]["n_expert"] = 4;
+    runs.push_back(r);
+  }
+  return {{"name", "quick-compare"},
+          {"description", "Tiny CPU comparison of the paper's four families."},
+          {"defaults",
+           {{"model", {{"d_model", 64}, {"n_block", 2}}},
+            {"train",
+             {{"steps", 200},
+              {"batch_size", 8},
+              {"seq_len", 64},
+              {"lr", 1e-3},
+              {"eval_every", 50},
+              {"device", "cpu"}}},
+            {"data", {{"source", "default"}, {"tokenizer", "byte"}}}}},
+          {"runs", runs}};
+}
+
+json ExperimentDialog::clone_document(const json& run_config, const QString& run_name) {
+  json run = {{"name", (run_name + QStringLiteral("-clone")).toStdString()}};
+  for (const char* k : {"model", "train", "data"})
+    if (run_config.contains(k)) run[k] = run_config[k];
+  if (run_config.contains("seed")) run["seed"] = run_config["seed"];
+  return {{"name", (run_name + QStringLiteral("-clone")).toStdString()},
+          {"description", ("Cloned from run " + run_name).toStdString()},
+          {"runs", json::array({run})}};
+}
+
+ExperimentDialog::ExperimentDialog(QWidget* parent) : QDialog(parent) {
+  setWindowTitle(tr("New experiment"));
+  resize(1100, 760);
+  auto* form_box = new QWidget(this);
+  auto* form = new QFormLayout(form_box);
+  name_ = new QLineEdit(this);
+  name_->setObjectName(QStringLiteral("name"));
+  families_ = new QListWidget(this);
+  families_->setObjectName(QStringLiteral("families"));
+  for (const std::string& f : known_families()) {
+    auto* item = new QListWidgetItem(QString::fromStdString(f), families_);
+    item->setFlags(item->flags() | Qt::ItemIsUserCheckable);
+    item->setCheckState(Qt::Unchecked);
+  }
+  families_->setMaximumHeight(families_->sizeHintForRow(0) * (families_->count() + 1));
+  scale_ = new QComboBox(this);
+  scale_->setObjectName(QStringLiteral("scale"));
+  scale_->addItems({tr(kTiny), tr(kPaper25), tr(kPaper100), tr(kCustom)});
+  d_model_ = new QSpinBox(this);
+  d_model_->setObjectName(QStringLiteral("d_model"));
+  d_model_->setRange(1, 16384);
+  n_block_ = new QSpinBox(this);
+  n_block_->setObjectName(QStringLiteral("n_block"));
+  n_block_->setRange(1, 1024);
+  by_steps_ = new QRadioButton(tr("steps"), this);
+  by_tokens_ = new QRadioButton(tr("tokens"), this);
+  by_steps_->setChecked(true);
+  budget_ = new QLineEdit(this);
+  budget_->setObjectName(QStringLiteral("budget"));
+  auto* budget_row = new QHBoxLayout;
+  budget_row->addWidget(budget_);
+  budget_row->addWidget(by_steps_);
+  budget_row->addWidget(by_tokens_);
+  batch_ = new QSpinBox(this);
+  batch_->setObjectName(QStringLiteral("batch_size"));
+  batch_->setRange(1, 1 << 20);
+  seq_len_ = new QSpinBox(this);
+  seq_len_->setObjectName(QStringLiteral("seq_len"));
+  seq_len_->setRange(1, 1 << 20);
+  lr_ = new QLineEdit(this);
+  lr_->setObjectName(QStringLiteral("lr"));
+  lr_->setToolTip(tr("Peak learning rate; the paper's value for every family is 1e-3"));
+  data_source_ = new QComboBox(this);
+  data_source_->setObjectName(QStringLiteral("data_source"));
+  data_source_->setEditable(true);
+  data_source_->addItem(QStringLiteral("default"));
+  auto* browse = new QPushButton(tr("Browse…"), this);
+  auto* data_row = new QHBoxLayout;
+  data_row->addWidget(data_source_, 1);
+  data_row->addWidget(browse);
+  data_format_ = new QComboBox(this);
+  data_format_->addItems({QStringLiteral("auto"), QStringLiteral("text"), QStringLiteral("jsonl"),
+                          QStringLiteral("bin")});
+  tokenizer_ = new QComboBox(this);
+  tokenizer_->setObjectName(QStringLiteral("tokenizer"));
+  tokenizer_->addItems(
+      {QStringLiteral("gpt2"), QStringLiteral("byte"), QStringLiteral("sentencepiece")});
+  seeds_ = new QLineEdit(this);
+  seeds_->setObjectName(QStringLiteral("seeds"));
+  seeds_->setPlaceholderText(tr("e.g. 1, 2, 3 (one run per seed)"));
+  device_ = new QComboBox(this);
+  device_->setObjectName(QStringLiteral("device"));
+  device_->addItem(QStringLiteral("cpu"));
+  device_->addItems(cuda_devices());
+  if (device_->count() == 1) device_->addItem(QStringLiteral("cuda"));  // for a GPU server
+  form->addRow(tr("Name"), name_);
+  form->addRow(tr("Families"), families_);
+  form->addRow(tr("Scale"), scale_);
+  form->addRow(tr("d_model"), d_model_);
+  form->addRow(tr("n_block"), n_block_);
+  form->addRow(tr("Budget"), budget_row);
+  form->addRow(tr("batch_size"), batch_);
+  form->addRow(tr("seq_len"), seq_len_);
+  form->addRow(tr("lr"), lr_);
+  form->addRow(tr("Data"), data_row);
+  form->addRow(tr("Format"), data_format_);
+  form->addRow(tr("Tokenizer"), tokenizer_);
+  form->addRow(tr("Seeds"), seeds_);
+  form->addRow(tr("Device"), device_);
+
+  json_ = new QPlainTextEdit(this);
+  json_->setObjectName(QStringLiteral("json"));
+  json_->setFont(QFont(QStringLiteral("monospace")));
+  json_->setLineWrapMode(QPlainTextEdit::NoWrap);
+  auto* split = new QSplitter(Qt::Horizontal, this);
+  split->addWidget(form_box);
+  split->addWidget(json_);
+  split->setStretchFactor(1, 1);
+
+  problem_list_ = new QListWidget(this);
+  problem_list_->setObjectName(QStringLiteral("problems"));
+  problem_list_->setMaximumHeight(90);
+  readout_ = new QTableWidget(0, 7, this);
+  readout_->setObjectName(QStringLiteral("readout"));
+  readout_->setHorizontalHeaderLabels({tr("Run"), tr("Family"), tr("Params"), tr("Active"),
+                                       tr("Tokens/step"), tr("Total tokens"), tr("≈ Memory")});
+  readout_->horizontalHeader()->setStretchLastSection(true);
+  readout_->verticalHeader()->hide();
+  readout_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+  readout_->setMaximumHeight(150);
+  readout_->horizontalHeaderItem(6)->setToolTip(
+      tr("fp32 weights, gradients and Adam moments (16 B/parameter) plus activations "
+         "(≈34·B·L·D bytes per layer at 2-byte precision): a rough guide, not a promise"));
+  diff_label_ = new QLabel(this);
+  diff_label_->setWordWrap(true);
+  diff_label_->setVisible(false);
+  auto* buttons = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Cancel, this);
+  buttons->button(QDialogButtonBox::Ok)->setText(tr("Launch"));
+  buttons->button(QDialogButtonBox::Ok)->setObjectName(QStringLiteral("launch"));
+  auto* save = buttons->addButton(tr("Save…"), QDialogButtonBox::ActionRole);
+
+  auto* layout = new QVBoxLayout(this);
+  layout->addWidget(split, 1);
+  layout->addWidget(diff_label_);
+  layout->addWidget(new QLabel(tr("Problems"), this));
+  layout->addWidget(problem_list_);
+  layout->addWidget(readout_);
+  layout->addWidget(buttons);
+
+  json_timer_ = new QTimer(this);
+  json_timer_->setSingleShot(true);
+  json_timer_->setInterval(300);  // re-parse once typing pauses
+  connect(json_timer_, &QTimer::timeout, this, &ExperimentDialog::json_edited);
+  connect(json_, &QPlainTextEdit::textChanged, this, [this] {
+    if (!syncing_) json_timer_->start();
+  });
+  connect(buttons, &QDialogButtonBox::accepted, this, [this] {
+    json_edited();
+    if (is_valid()) accept();
+  });
+  connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
+  connect(save, &QPushButton::clicked, this, [this] {
+    const QString path = QFileDialog::getSaveFileName(this, tr("Save experiment"),
+                                                      name_->text() + QStringLiteral(".json"),
+                                                      tr("Experiment (*.json)"));
+    if (path.isEmpty()) return;
+    QFile f(path);
+    if (f.open(QIODevice::WriteOnly | QIODevice::Truncate)) f.write(json_text().toUtf8());
+  });
+  connect(browse, &QPushButton::clicked, this, [this] {
+    const QString p = QFileDialog::getExistingDirectory(this, tr("Text folder or shards"));
+    if (!p.isEmpty()) data_source_->setCurrentText(p);
+  });
+  auto changed = [this] { form_changed(); };
+  connect(name_, &QLineEdit::textEdited, this, changed);
+  connect(families_, &QListWidget::itemChanged, this, changed);
+  connect(scale_, &QComboBox::currentTextChanged, this, [this] {
+    if (!syncing_) apply_scale();
+  });
+  for (QSpinBox* s : {d_model_, n_block_}) {
+    connect(s, qOverload<int>(&QSpinBox::valueChanged), this, [this] {
+      if (syncing_) return;
+      syncing_ = true;
+      scale_->setCurrentText(tr(kCustom));  // hand-edited sizes are no paper scale any more
+      syncing_ = false;
+      form_changed();
+    });
+  }
+  for (QSpinBox* s : {batch_, seq_len_})
+    connect(s, qOverload<int>(&QSpinBox::valueChanged), this, changed);
+  for (QLineEdit* e : {budget_, lr_, seeds_}) connect(e, &QLineEdit::textEdited, this, changed);
+  for (QRadioButton* r : {by_steps_, by_tokens_}) connect(r, &QRadioButton::toggled, this, changed);
+  for (QComboBox* c : {data_source_, data_format_, tokenizer_, device_})
+    connect(c, &QComboBox::currentTextChanged, this, changed);
+
+  set_document(default_document());
+}
+
+void ExperimentDialog::set_document(const json& doc, const json& baseline) {
+  doc_ = doc;
+  baseline_ = baseline;
+  setWindowTitle(baseline.is_null() ? tr("New experiment") : tr("Clone & edit"));
+  syncing_ = true;
+  json_->setPlainText(QString::fromStdString(doc_.dump(2)));
+  syncing_ = false;
+  sync_form_from_doc();
+  validate();
+}
+
+QString ExperimentDialog::json_text() const {
+  return json_->toPlainText();
+}
+
+void ExperimentDialog::set_json_text(const QString& text) {
+  json_->setPlainText(text);
+  json_timer_->stop();
+  json_edited();
+}
+
+void ExperimentDialog::apply_scale() {
+  const QString s = scale_->currentText();
+  json& d = doc_["defaults"];
+  if (!d.is_object()) d = json::object();
+  if (s == tr(kTiny)) {
+    d["model"]["d_model"] = 64;
+    d["model"]["n_block"] = 2;
+    d["train"]["steps"] = 200;
+    d["train"]["batch_size"] = 8;
+    d["train"]["seq_len"] = 64;
+    d["train"]["device"] = "cpu";
+    d["data"]["tokenizer"] = "byte";
+  } else if (s == tr(kPaper25) || s == tr(kPaper100)) {
+    const bool big = s == tr(kPaper100);
+    d["model"]["d_model"] = big ? 768 : 512;
+    d["model"]["n_block"] = big ? 16 : 8;
+    d["train"]["steps"] = 100000;
+    d["train"]["batch_size"] = 256;
+    d["train"]["seq_len"] = 256;
+    d["train"]["eval_every"] = 1000;
+    d["train"]["checkpoint_every"] = 5000;
+    d["train"]["device"] = device_->count() > 1 ? device_->itemText(1).toStdString() : "cuda";
+    d["data"]["tokenizer"] = "gpt2";
+  } else {
+    return;  // custom: keep what is there
+  }
+  d["train"].erase("tokens");
+  d["train"]["lr"] = 1e-3;
+  // Re-derive the MoE sizes of every run from the family presets of the new scale.
+  if (doc_.contains("runs") && doc_["runs"].is_array()) {
+    for (json& r : doc_["runs"]) {
+      if (!r.is_object() || !r.contains("model")) continue;
+      const QString fam = QString::fromStdString(r["model"].value("family", std::string()));
+      const FamilyPreset p = family_preset(fam, s);
+      json& m = r["model"];
+      for (const char* k : {"n_expert", "d_expert", "d_ff"}) m.erase(k);
+      if (p.n_expert > 0) m["n_expert"] = p.n_expert;
+      if (p.d_expert > 0) m["d_expert"] = p.d_expert;
+      if (p.d_ff > 0) m["d_ff"] = p.d_ff;
+    }
+  }
+  syncing_ = true;
+  json_->setPlainText(QString::fromStdString(doc_.dump(2)));
+  syncing_ = false;
+  sync_form_from_doc();
+  validate();
+}
+
+void ExperimentDialog::form_changed() {
+  if (syncing_) return;
+  doc_["name"] = name_->text().toStdString();
+  json& d = doc_["defaults"];
+  if (!d.is_object()) d = json::object();
+  for (const char* k : {"model", "train", "data"})
+    if (!d.contains(k) || !d[k].is_object()) d[k] = json::object();
+  d["model"]["d_model"] = d_model_->value();
+  d["model"]["n_block"] = n_block_->value();
+  json& t = d["train"];
+  bool ok = false;
+  const qlonglong budget = budget_->text().trimmed().toLongLong(&ok);
+  const json budget_value = ok ? json(budget) : json(budget_->text().toStdString());
+  if (by_tokens_->isChecked()) {
+    t["tokens"] = budget_value;
+    t["steps"] = 0;
+  } else {
+    t["steps"] = budget_value;
+    t.erase("tokens");
+  }
+  t["batch_size"] = batch_->value();
+  t["seq_len"] = seq_len_->value();
+  const double lr = lr_->text().trimmed().toDouble(&ok);
+  t["lr"] = ok ? json(lr) : json(lr_->text().toStdString());
+  t["device"] = device_->currentText().toStdString();
+  json& data = d["data"];
+  data["source"] = data_source_->currentText().toStdString();
+  data["format"] = data_format_->currentText().toStdString();
+  data["tokenizer"] = tokenizer_->currentText().toStdString();
+
+  // Seeds: "1, 2" → one run per seed via "seeds"; one seed → "seed".
+  std::vector<int64_t> seeds;
+  bool seeds_ok = true;
+  for (const QString& s :
+       seeds_->text().split(QRegularExpression(QStringLiteral("[,\\s]+")), Qt::SkipEmptyParts)) {
+    const qlonglong v = s.toLongLong(&ok);
+    seeds_ok &= ok;
+    if (ok) seeds.push_back(v);
+  }
+  json old_runs = doc_.contains("runs") && doc_["runs"].is_array() ? doc_["runs"] : json::array();
+  json runs = json::array();
+  for (int i = 0; i < families_->count(); ++i) {
+    if (families_->item(i)->checkState() != Qt::Checked) continue;
+    const std::string fam = families_->item(i)->text().toStdString();
+    json run;
+    for (const json& r : old_runs)  // keep the user's edits to an existing run of this family
+      if (r.is_object() && r.contains("model") && r["model"].is_object() &&
+          r["model"].value("family", std::string()) == fam) {
+        run = r;
+        break;
+      }
+    if (run.is_null()) {
+      run = {{"name", fam}, {"model", {{"family", fam}}}};
+      const FamilyPreset p = family_preset(QString::fromStdString(fam), scale_->currentText());
+      if (p.n_expert > 0) run["model"]["n_expert"] = p.n_expert;
+      if (p.d_expert > 0) run["model"]["d_expert"] = p.d_expert;
+      if (p.d_ff > 0) run["model"]["d_ff"] = p.d_ff;
+    }
+    run.erase("seed");
+    run.erase("seeds");
+    if (!seeds_ok) {
+      run["seeds"] = seeds_->text().toStdString();  // reported by validation with its path
+    } else if (seeds.size() == 1) {
+      run["seed"] = seeds[0];
+    } else if (seeds.size() > 1) {
+      run["seeds"] = seeds;
+    }
+    runs.push_back(run);
+  }
+  doc_["runs"] = runs;
+  syncing_ = true;
+  json_->setPlainText(QString::fromStdString(doc_.dump(2)));
+  syncing_ = false;
+  validate();
+}
+
+void ExperimentDialog::json_edited() {
+  const std::string text = json_->toPlainText().toStdString();
+  try {
+    doc_ = parse_json_text(text, "the JSON pane");
+  } catch (const UserError& e) {
+    problems_ = {QString::fromStdString(e.message())};
+    problem_list_->clear();
+    problem_list_->addItems(problems_);
+    readout_->setRowCount(0);
+    return;
+  }
+  sync_form_from_doc();
+  validate();
+}
+
+void ExperimentDialog::sync_form_from_doc() {
+  syncing_ = true;
+  const json empty = json::object();
+  const json& d = doc_.is_object() && doc_.contains("defaults") ? doc_["defaults"] : empty;
+  name_->setText(QString::fromStdString(doc_.is_object() ? doc_.value("name", std::string()) : ""));
+  d_model_->setValue(get_or<int>(d, "model", "d_model", ModelConfig().d_model));
+  n_block_->setValue(get_or<int>(d, "model", "n_block", ModelConfig().n_block));
+  const int64_t tokens = get_or<int64_t>(d, "train", "tokens", 0);
+  by_tokens_->setChecked(tokens > 0);
+  by_steps_->setChecked(tokens <= 0);
+  budget_->setText(QString::number(
+      tokens > 0 ? tokens : get_or<int64_t>(d, "train", "steps", TrainConfig().steps)));
+  batch_->setValue(get_or<int>(d, "train", "batch_size", TrainConfig().batch_size));
+  seq_len_->setValue(get_or<int>(d, "train", "seq_len", TrainConfig().seq_len));
+  lr_->setText(QString::number(get_or<double>(d, "train", "lr", TrainConfig().lr), 'g', 6));
+  data_source_->setCurrentText(
+      QString::fromStdString(get_or<std::string>(d, "data", "source", "default")));
+  data_format_->setCurrentText(
+      QString::fromStdString(get_or<std::string>(d, "data", "format", "auto")));
+  tokenizer_->setCurrentText(
+      QString::fromStdString(get_or<std::string>(d, "data", "tokenizer", "gpt2")));
+  const QString dev = QString::fromStdString(get_or<std::string>(d, "train", "device", "cpu"));
+  if (device_->findText(dev) < 0) device_->addItem(dev);
+  device_->setCurrentText(dev);
+  const int dm = d_model_->value(), nb = n_block_->value();
+  scale_->setCurrentText(dm == 64 && nb == 2     ? tr(kTiny)
+                         : dm == 512 && nb == 8  ? tr(kPaper25)
+                         : dm == 768 && nb == 16 ? tr(kPaper100)
+                                                 : tr(kCustom));
+  QStringList checked;
+  QString seeds;
+  if (doc_.is_object() && doc_.contains("runs") && doc_["runs"].is_array()) {
+    for (const json& r : doc_["runs"]) {
+      if (!r.is_object()) continue;
+      if (r.contains("model") && r["model"].is_object())
+        checked << QString::fromStdString(r["model"].value("family", std::string()));
+      if (seeds.isEmpty() && r.contains("seed")) seeds = QString::fromStdString(r["seed"].dump());
+      if (seeds.isEmpty() && r.contains("seeds") && r["seeds"].is_array()) {
+        QStringList s;
+        for (const json& v : r["seeds"]) s << QString::fromStdString(v.dump());
+        seeds = s.join(QStringLiteral(", "));
+      }
+    }
+  }
+  for (int i = 0; i < families_->count(); ++i)
+    families_->item(i)->setCheckState(checked.contains(families_->item(i)->text()) ? Qt::Checked
+                                                                                   : Qt::Unchecked);
+  seeds_->setText(seeds);
+  syncing_ = false;
+}
+
+void ExperimentDialog::validate() {
+  problems_.clear();
+  readout_->setRowCount(0);
+  Experiment ex;
+  try {
+    ex = parse_experiment(doc_, "the experiment");
+  } catch (const ConfigError& e) {
+    for (const auto& p : e.problems()) problems_ << QString::fromStdString(p);
+  } catch (const std::exception& e) {
+    problems_ << QString::fromStdString(e.what());
+  }
+  problem_list_->clear();
+  problem_list_->addItems(problems_);
+  if (problems_.isEmpty())
+    problem_list_->addItem(tr("No problems: %1 run(s) ready to launch.").arg(ex.runs.size()));
+  if (auto* ok = findChild<QPushButton*>(QStringLiteral("launch")))
+    ok->setEnabled(problems_.isEmpty());
+  if (!problems_.isEmpty()) return;
+
+  readout_->setRowCount(int(ex.runs.size()));
+  for (size_t i = 0; i < ex.runs.size(); ++i) {
+    const RunConfig& rc = ex.runs[i];
+    QStringList cells;
+    cells << QString::fromStdString(rc.name) << QString::fromStdString(rc.model.family);
+    try {
+      const ParamCounts pc = count_params(rc.model, vocab_for(rc));
+      const double tps = double(rc.train.tokens_per_step());
+      const double steps = double(rc.train.resolved_steps());
+      int layers = 0;
+      try {
+        layers = int(expand_layers(rc.model).size());
+      } catch (const std::exception&) {
+      }
+      const double act_bytes = 34.0 * rc.train.batch_size * rc.train.seq_len * rc.model.d_model *
+                               layers * (rc.train.device == "cpu" ? 2.0 : 1.0);
+      const double mem_gb = (16.0 * double(pc.total) + act_bytes) / 1e9;
+      cells << RunTableModel::human_count(double(pc.total))
+            << RunTableModel::human_count(double(pc.active)) << RunTableModel::human_count(tps)
+            << RunTableModel::human_count(tps * steps)
+            << QStringLiteral("%1 GB").arg(mem_gb, 0, 'f', mem_gb < 1 ? 2 : 1);
+    } catch (const std::exception& e) {
+      cells << QString::fromStdString(e.what());
+    }
+    for (int c = 0; c < cells.size(); ++c)
+      readout_->setItem(int(i), c, new QTableWidgetItem(cells[c]));
+  }
+  readout_->resizeColumnsToContents();
+
+  if (!baseline_.is_null() && !ex.runs.empty()) {
+    json now = to_json(ex.runs.front());
+    now.erase("name");
+    json base = baseline_;
+    base.erase("name");
+    QStringList changes;
+    for (const DiffRow& r : diff_configs({base, now}, true))
+      changes << QStringLiteral("%1: %2 → %3")
+                     .arg(QString::fromStdString(r.key), QString::fromStdString(r.values[0]),
+                          QString::fromStdString(r.values[1]));
+    diff_label_->setText(changes.isEmpty() ? tr("Same config as the original run.")
+                                           : tr("Changes vs. the original: ") +
+                                                 changes.join(QStringLiteral("; ")));
+    diff_label_->setVisible(true);
+  } else {
+    diff_label_->setVisible(false);
+  }
+}
+
+QString ExperimentDialog::readout_text() const {
+  QStringList rows;
+  for (int r = 0; r < readout_->rowCount(); ++r) {
+    QStringList cells;
+    for (int c = 0; c < readout_->columnCount(); ++c)
+      cells << (readout_->item(r, c) ? readout_->item(r, c)->text() : QString());
+    rows << cells.join(QLatin1Char('|'));
+  }
+  return rows.join(QLatin1Char('\n'));
+}
+
+}  // namespace mmlab::ui

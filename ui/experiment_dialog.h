@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// "New experiment" (and "Clone & edit"): a typed form and a JSON pane showing one document, kept
+// in sync both ways. The document is the JSON: the form patches the keys it knows and keeps any
+// other key the user typed into the pane. Validation is mmlab_config's parse_experiment (the
+// messages of `mmlab validate`, each with its JSON path); the read-outs (total/active parameters,
+// tokens per step, total tokens, rough memory) come from count_params on the parsed runs.
+#pragma once
+
+#include <QDialog>
+#include <QString>
+#include <QStringList>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+class QCheckBox;
+class QComboBox;
+class QLabel;
+class QLineEdit;
+class QListWidget;
+class QPlainTextEdit;
+class QRadioButton;
+class QSpinBox;
+class QTableWidget;
+class QTimer;
+
+namespace mmlab::ui {
+
+/// Per-family settings of the paper's scales (experiments/paper/25m.json, 100m.json): the MoE
+/// sizes of Table 1 and the learning rate of Table 4.
+struct FamilyPreset {
+  int n_expert = 0;  ///< 0: not a MoE family
+  int d_expert = 0;
+  int d_ff = 0;
+  double lr = 1e-3;
+};
+FamilyPreset family_preset(const QString& family, const QString& scale);
+
+/// CUDA devices visible to this machine ("cuda:0", …), from the driver's device nodes.
+QStringList cuda_devices();
+
+class ExperimentDialog : public QDialog {
+  Q_OBJECT
+
+ public:
+  explicit ExperimentDialog(QWidget* parent = nullptr);
+
+  /// Loads a document (an experiment file's content, or a cloned run). `baseline`: a run config
+  /// the result is diffed against (Clone & edit).
+  void set_document(const nlohmann::json& doc, const nlohmann::json& baseline = {});
+  const nlohmann::json& document() const { return doc_; }
+  QString json_text() const;
+  /// Replaces the JSON pane's text as if typed, and syncs the form at once.
+  void set_json_text(const QString& text);
+  /// The problems found (empty when valid).
+  const QStringList& problems() const { return problems_; }
+  bool is_valid() const { return problems_.isEmpty(); }
+  /// Read-out text (parameters, tokens, memory) for the current document.
+  QString readout_text() const;
+
+  /// A document for Clone & edit of one stored run config.
+  static nlohmann::json clone_document(const nlohmann::json& run_config, const QString& run_name);
+  /// The default document: every paper family at the tiny scale on the CPU.
+  static nlohmann::json default_document();
+
+ private:
+  void form_changed();
+  void json_edited();
+  void sync_form_from_doc();
+  void validate();
+  void apply_scale();
+
+  nlohmann::json doc_;
+  nlohmann::json baseline_;
+  QStringList problems_;
+  bool syncing_ = false;
+
+  QLineEdit* name_ = nullptr;
+  QListWidget* families_ = nullptr;
+  QComboBox* scale_ = nullptr;
+  QSpinBox* d_model_ = nullptr;
+  QSpinBox* n_block_ = nullptr;
+  QRadioButton* by_steps_ = nullptr;
+  QRadioButton* by_tokens_ = nullptr;
+  QLineEdit* budget_ = nullptr;
+  QSpinBox* batch_ = nullptr;
+  QSpinBox* seq_len_ = nullptr;
+  QLineEdit* lr_ = nullptr;
+  QComboBox* data_source_ = nullptr;
+  QComboBox* data_format_ = nullptr;
+  QComboBox* tokenizer_ = nullptr;
+  QLineEdit* seeds_ = nullptr;
+  QComboBox* device_ = nullptr;
+  QPlainTextEdit* json_ = nullptr;
+  QListWidget* problem_list_ = nullptr;
+  QTableWidget* readout_ = nullptr;
+  QLabel* diff_label_ = nullptr;
+  QTimer* json_timer_ = nullptr;
+};
+
+}  // namespace mmlab::ui

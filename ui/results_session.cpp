@@ -1,0 +1,211 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "ui/results_session.h"
+
+#include <QDir>
+#include <QFileInfo>
+#include <QStandardPaths>
+#include <cmath>
+
+#include "core/util/error.h"
+
+namespace mmlab::ui {
+
+namespace {
+
+// One sentence for the status bar or a message box, from whatever the store threw.
+QString describe(const std::exception& e) {
+  return QString::fromStdString(e.what());
+}
+
+}  // namespace
+
+QString default_db_path() {
+  QString dir = QStandardPaths::writableLocation(QStandardPaths::GenericDataLocation);
+  if (dir.isEmpty()) dir = QDir::homePath() + QStringLiteral("/.local/share");
+  return QDir(dir).filePath(QStringLiteral("mmlab/results.sqlite"));
+}
+
+QString experiments_dir_for(const QString& db_path) {
+  return QFileInfo(db_path).absoluteDir().filePath(QStringLiteral("experiments"));
+}
+
+ResultsSession::ResultsSession(QObject* parent) : QObject(parent) {
+  connect(&poll_timer_, &QTimer::timeout, this, &ResultsSession::poll);
+  poll_timer_.setInterval(1000);
+}
+
+ResultsSession::~ResultsSession() = default;
+
+bool ResultsSession::open(const QString& path, QString* error) {
+  try {
+    auto s = std::make_unique<store::ResultsStore>(path.toStdString());
+    store_ = std::move(s);
+    path_ = QFileInfo(path).absoluteFilePath();
+    data_version_ = -1;
+  } catch (const std::exception& e) {
+    if (error) *error = describe(e);
+    return false;
+  }
+  Q_EMIT opened(path_);
+  refresh();
+  if (poll_timer_.interval() > 0) poll_timer_.start();
+  return true;
+}
+
+const store::RunRow* ResultsSession::run(int64_t id) const {
+  for (const auto& r : runs_)
+    if (r.id == id) return &r;
+  return nullptr;
+}
+
+bool ResultsSession::refresh() {
+  if (!store_) return false;
+  try {
+    runs_ = store_->list_runs();
+    data_version_ = store_->data_version();
+  } catch (const std::exception& e) {
+    Q_EMIT error(describe(e));
+    return false;
+  }
+  Q_EMIT runsChanged();
+  return true;
+}
+
+void ResultsSession::set_poll_interval(int ms) {
+  poll_timer_.setInterval(ms);
+  if (ms <= 0) {
+    poll_timer_.stop();
+  } else if (store_) {
+    poll_timer_.start();
+  }
+}
+
+void ResultsSession::poll() {
+  if (!store_) return;
+  try {
+    // data_version changes when another connection commits; a running run's heartbeat commits
+    // every few seconds, which is also what moves a dead run to "lost" in list_runs.
+    const int64_t v = store_->data_version();
+    if (v == data_version_) return;
+  } catch (const std::exception& e) {
+    Q_EMIT error(describe(e));
+    return;
+  }
+  refresh();
+}
+
+void ResultsSession::load_points(int64_t run_id, const std::string& metric, Series& out) {
+  if (!store_) return;
+  try {
+    for (const store::PointRow& p : store_->points(run_id, metric))
+      out.append(p.step, p.tokens, p.wall, p.value);
+  } catch (const std::exception& e) {
+    Q_EMIT error(describe(e));
+  }
+}
+
+void ResultsSession::poll_points(CurveSet& curves, const std::vector<int64_t>& runs,
+                                 const std::string& metric) {
+  if (!store_) return;
+  bool any = false;
+  try {
+    for (int64_t id : runs) {
+      const RunCurves* rc = curves.find(id);
+      if (!rc) continue;
+      auto loaded = rc->loaded.find(metric);
+      if (loaded == rc->loaded.end() || !loaded->second) continue;  // loads fully on first use
+      auto it = rc->metrics.find(metric);
+      const int64_t after =
+          it == rc->metrics.end() || it->second.step.empty() ? 0 : int64_t(it->second.step.back());
+      for (const store::PointRow& p : store_->points_since(id, metric, after)) {
+        curves.append(id, metric, p.step, p.tokens, p.wall, p.value);
+        any = true;
+      }
+    }
+  } catch (const std::exception& e) {
+    Q_EMIT error(describe(e));
+  }
+  if (any) Q_EMIT curves.changed();
+}
+
+bool ResultsSession::add_tag(int64_t run_id, const QString& tag, QString* error) {
+  try {
+    store_->add_tag(run_id, tag.toStdString());
+  } catch (const std::exception& e) {
+    if (error) *error = describe(e);
+    return false;
+  }
+  refresh();
+  return true;
+}
+
+bool ResultsSession::remove_tag(int64_t run_id, const QString& tag, QString* error) {
+  try {
+    store_->remove_tag(run_id, tag.toStdString());
+  } catch (const std::exception& e) {
+    if (error) *error = describe(e);
+    return false;
+  }
+  refresh();
+  return true;
+}
+
+QString ResultsSession::note(int64_t run_id) {
+  if (!store_) return {};
+  try {
+    return QString::fromStdString(store_->note(run_id));
+  } catch (const std::exception& e) {
+    Q_EMIT error(describe(e));
+    return {};
+  }
+}
+
+bool ResultsSession::set_note(int64_t run_id, const QString& text, QString* error) {
+  try {
+    store_->set_note(run_id, text.toStdString());
+  } catch (const std::exception& e) {
+    if (error) *error = describe(e);
+    return false;
+  }
+  return true;
+}
+
+bool ResultsSession::delete_runs(const std::vector<int64_t>& ids, QString* error) {
+  try {
+    for (int64_t id : ids) store_->delete_run(id);
+  } catch (const std::exception& e) {
+    if (error) *error = describe(e);
+    refresh();
+    return false;
+  }
+  refresh();
+  return true;
+}
+
+bool ResultsSession::import_from(const QString& other, QString* summary, QString* error) {
+  if (!store_) return false;
+  try {
+    const store::ImportResult r = store_->import_runs_from(other.toStdString());
+    if (summary)
+      *summary = tr("Imported %1 run(s) from %2; %3 already present.")
+                     .arg(r.imported)
+                     .arg(QFileInfo(other).fileName())
+                     .arg(r.skipped);
+  } catch (const std::exception& e) {
+    if (error) *error = describe(e);
+    return false;
+  }
+  refresh();
+  return true;
+}
+
+std::vector<std::string> ResultsSession::all_tags() {
+  if (!store_) return {};
+  try {
+    return store_->all_tags();
+  } catch (const std::exception&) {
+    return {};
+  }
+}
+
+}  // namespace mmlab::ui

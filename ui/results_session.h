@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// The studio's one document: an open results database. Widgets and item models go through it and
+// never touch SQLite (STYLE.md 15). It polls the database once a second (a cheap PRAGMA
+// data_version) so runs written by any trainer — the studio's children, a terminal, another
+// machine's imported rows — show up without a restart.
+#pragma once
+
+#include <QObject>
+#include <QString>
+#include <QTimer>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/store/store.h"
+#include "ui/curve_data.h"
+
+namespace mmlab::ui {
+
+class ResultsSession : public QObject {
+  Q_OBJECT
+
+ public:
+  explicit ResultsSession(QObject* parent = nullptr);
+  ~ResultsSession() override;
+
+  /// Opens (creating when missing) the database at `path`. On failure the previous database
+  /// stays open and `error` holds one sentence naming the file and the fix.
+  bool open(const QString& path, QString* error);
+  bool is_open() const { return store_ != nullptr; }
+  QString path() const { return path_; }
+  store::ResultsStore* store() { return store_.get(); }
+
+  /// Runs as last read (refresh() re-reads).
+  const std::vector<store::RunRow>& runs() const { return runs_; }
+  const store::RunRow* run(int64_t id) const;
+  /// Re-reads the run list; emits runsChanged. Returns false (and emits error) on failure.
+  bool refresh();
+  /// Polling interval in ms (0 stops polling).
+  void set_poll_interval(int ms);
+
+  /// Loads stored points into a series (the CurveSet loader). Errors leave the series empty.
+  void load_points(int64_t run_id, const std::string& metric, Series& out);
+  /// New stored points of runs whose curves are shown, appended to `curves` (runs started from a
+  /// terminal have no event stream here; the database is their stream).
+  void poll_points(CurveSet& curves, const std::vector<int64_t>& runs, const std::string& metric);
+
+  // User metadata: every call reports a failure as one sentence in `error`.
+  bool add_tag(int64_t run_id, const QString& tag, QString* error);
+  bool remove_tag(int64_t run_id, const QString& tag, QString* error);
+  QString note(int64_t run_id);
+  bool set_note(int64_t run_id, const QString& text, QString* error);
+  bool delete_runs(const std::vector<int64_t>& ids, QString* error);
+  /// Copies runs from another database; `summary` says how many were imported and skipped.
+  bool import_from(const QString& other, QString* summary, QString* error);
+  std::vector<std::string> all_tags();
+
+ Q_SIGNALS:
+  void runsChanged();
+  void opened(const QString& path);
+  void error(const QString& message);
+
+ private:
+  void poll();
+
+  std::unique_ptr<store::ResultsStore> store_;
+  QString path_;
+  std::vector<store::RunRow> runs_;
+  int64_t data_version_ = -1;
+  QTimer poll_timer_;
+};
+
+/// The default database: $XDG_DATA_HOME/mmlab/results.sqlite (QStandardPaths).
+QString default_db_path();
+/// Folder for experiment files the studio writes before launching (next to the database).
+QString experiments_dir_for(const QString& db_path);
+
+}  // namespace mmlab::ui
