@@ -23,8 +23,10 @@ target_compile_options(mmlab_torch INTERFACE ${TORCH_CXX_FLAGS})
 # CUDA: one switch, a loud message.
 set(MMLAB_WITH_CUDA OFF)
 set(_torch_has_cuda OFF)
-if(TARGET torch_cuda OR CUDA_FOUND OR TORCH_CUDA_LIBRARIES)
+if(TARGET torch_cuda OR TORCH_CUDA_LIBRARIES OR TARGET c10_cuda)
   set(_torch_has_cuda ON)
+  # The CUDA parts of core (peak memory, device queries) compile only against a CUDA LibTorch.
+  target_compile_definitions(mmlab_torch INTERFACE MMLAB_TORCH_CUDA=1)
 endif()
 if(NOT MMLAB_CUDA STREQUAL "OFF")
   include(CheckLanguage)

@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "core/models/language_model.h"
+
+#include "core/models/attention.h"
+#include "core/models/init.h"
+#include "core/models/mamba_layer.h"
+#include "core/ops/precision.h"
+#include "core/util/error.h"
+
+namespace mmlab {
+
+namespace nn = torch::nn;
+
+namespace {
+
+SwitchMoeOptions moe_options(const ModelConfig& c, int64_t d_in, int64_t d_out) {
+  return SwitchMoeOptions(d_in, d_out, c.resolved_d_expert(), c.n_expert)
+      .capacity_factor(c.capacity_factor)
+      .aux_loss_weight(c.aux_loss_weight);
+}
+
+MambaLayerOptions mamba_options(const ModelConfig& c, const LayerSpec& s) {
+  return MambaLayerOptions(c.d_model)
+      .d_state(c.d_state)
+      .d_conv(c.d_conv)
+      .expand(c.expand)
+      .dt_rank(c.resolved_dt_rank())
+      .dt_min(c.dt_min)
+      .dt_max(c.dt_max)
+      .dt_init_floor(c.dt_init_floor)
+      .conv_moe(s.conv_moe)
+      .gate_moe(s.gate_moe)
+      .out_moe(s.out_moe)
+      .moe(moe_options(c, c.d_model, c.d_model));
+}
+
+}  // namespace
+
+ParallelMambaMoeImpl::ParallelMambaMoeImpl(std::shared_ptr<MixerImpl> mamba_layer,
+                                           SwitchMoe moe_layer)
+    : mamba(register_module("mamba", std::move(mamba_layer))),
+      moe(register_module("moe", std::move(moe_layer))) {}
+
+torch::Tensor ParallelMambaMoeImpl::forward(const torch::Tensor& x) {
+  return mamba->forward(x) + moe->forward(x);
+}
+
+torch::Tensor ParallelMambaMoeImpl::decode(const torch::Tensor& x, LayerCache& cache) {
+  return mamba->decode(x, cache) + moe->decode(x, cache);
+}
+
+void ParallelMambaMoeImpl::collect_moe(std::vector<SwitchMoeImpl*>& out) {
+  mamba->collect_moe(out);
+  out.push_back(moe.get());
+}
+
+ResidualBlockImpl::ResidualBlockImpl(Norm n, std::shared_ptr<MixerImpl> m)
+    : norm(register_module("norm", std::move(n))), mixer(register_module("mixer", std::move(m))) {}
+
+torch::Tensor ResidualBlockImpl::forward(const torch::Tensor& h) {
+  return h + mixer->forward(norm(h));
+}
+
+torch::Tensor ResidualBlockImpl::decode(const torch::Tensor& h, LayerCache& cache) {
+  return h + mixer->decode(norm(h), cache);
+}
+
+std::shared_ptr<MixerImpl> make_mixer(const LayerSpec& s, const ModelConfig& c) {
+  switch (s.kind) {
+    case LayerKind::kAttention:
+      return std::make_shared<AttentionImpl>(
+          AttentionOptions(c.d_model).head_dim(c.head_dim).rope_theta(c.rope_theta));
+    case LayerKind::kFfn:
+      return std::make_shared<FeedForwardImpl>(c.d_model, c.resolved_d_ff());
+    case LayerKind::kMoe:
+      return std::make_shared<SwitchMoeImpl>(moe_options(c, c.d_model, c.d_model));
+    case LayerKind::kMamba:
+      return std::make_shared<MambaLayerImpl>(mamba_options(c, s));
+    case LayerKind::kParallelMambaMoe:
+      return std::make_shared<ParallelMambaMoeImpl>(
+          std::make_shared<MambaLayerImpl>(mamba_options(c, s)),
+          SwitchMoe(moe_options(c, c.d_model, c.d_model)));
+  }
+  throw UserError("Layer token '" + s.token + "' has no implementation.",
+                  "This is a bug in mmlab; please report it.");
+}
+
+LanguageModelImpl::LanguageModelImpl(const ModelConfig& c)
+    : config(c), layer_specs(expand_layers(c)) {
+  if (c.vocab_size <= 0) {
+    throw UserError("The model has no vocabulary size.",
+                    "Set model.vocab_size or let the tokenizer set it.");
+  }
+  embedding = register_module("embedding", nn::Embedding(c.vocab_size, c.d_model));
+  init_truncated_normal_(embedding->weight, 1.0);
+  layers = register_module("layers", nn::ModuleList());
+  for (const LayerSpec& s : layer_specs) {
+    layers->push_back(ResidualBlock(Norm(c.d_model, c.norm, c.norm_eps), make_mixer(s, c)));
+  }
+  if (c.final_norm) norm_f = register_module("norm_f", Norm(c.d_model, c.norm, c.norm_eps));
+  if (!c.tie_embeddings) {
+    lm_head = register_module("lm_head",
+                              nn::Linear(nn::LinearOptions(c.d_model, c.vocab_size).bias(false)));
+    init_truncated_normal_(lm_head->weight, static_cast<double>(c.d_model));
+  }
+}
+
+torch::Tensor LanguageModelImpl::head_weight() const {
+  return lm_head ? lm_head->weight : embedding->weight;
+}
+
+torch::Tensor LanguageModelImpl::logits_from(const torch::Tensor& h) {
+  auto x = norm_f ? norm_f(h) : h;
+  return torch::matmul(x, head_weight().to(x.scalar_type()).t());  // (B, L, V)
+}
+
+LmOutput LanguageModelImpl::forward(const torch::Tensor& ids) {
+  auto h = embedding(ids);  // (B, L, D)
+  for (const auto& layer : *layers) h = layer->as<ResidualBlockImpl>()->forward(h);
+  LmOutput out;
+  out.logits = logits_from(h);
+  out.aux_loss = torch::zeros({}, at_least_fp32(out.logits).options());
+  for (SwitchMoeImpl* moe : moe_layers()) out.aux_loss = out.aux_loss + moe->last_stats().aux_loss;
+  return out;
+}
+
+torch::Tensor LanguageModelImpl::decode(const torch::Tensor& ids, std::vector<LayerCache>& caches) {
+  caches.resize(layers->size());
+  auto h = embedding(ids);
+  for (size_t i = 0; i < layers->size(); ++i) {
+    h = layers[i]->as<ResidualBlockImpl>()->decode(h, caches[i]);
+  }
+  return logits_from(h);
+}
+
+std::vector<SwitchMoeImpl*> LanguageModelImpl::moe_layers() {
+  std::vector<SwitchMoeImpl*> out;
+  for (const auto& layer : *layers) layer->as<ResidualBlockImpl>()->mixer->collect_moe(out);
+  return out;
+}
+
+int64_t count_tensor_params(nn::Module& module) {
+  int64_t n = 0;
+  for (const auto& p : module.parameters()) n += p.numel();
+  return n;
+}
+
+torch::Tensor lm_loss(const torch::Tensor& logits, const torch::Tensor& targets) {
+  return torch::nn::functional::cross_entropy(at_least_fp32(logits.reshape({-1, logits.size(-1)})),
+                                              targets.reshape({-1}));
+}
+
+}  // namespace mmlab

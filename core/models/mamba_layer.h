@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// Mamba-1 layer (mamba_ssm's mamba_simple.py), parameter names as in the Python reference so
+// exports need no renaming table.
+//
+// Shapes: B batch, L length, D d_model, Di d_inner = expand*D, N d_state, R dt_rank, K d_conv.
+//   in_proj  (2Di, D)   x = first half ("conv projection"), z = second half ("gate projection")
+//   conv1d   (Di, 1, K) + bias (Di)   causal depthwise, left padding K-1
+//   x_proj   (R+2N, Di) -> (delta, B, C)
+//   dt_proj  (Di, R) + bias (Di)      delta = softplus(dt_proj(delta))
+//   A_log    (Di, N)    A = -exp(A_log)
+//   D        (Di)
+//   out_proj (D, Di)
+// Inner-MoE variants replace in_proj by conv_proj/gate_proj (each a Linear or a Switch MoE
+// D -> Di) and/or out_proj by a Switch MoE Di -> D.
+#pragma once
+
+#include <torch/torch.h>
+
+#include "core/models/mixer.h"
+#include "core/models/switch_moe.h"
+
+namespace mmlab {
+
+struct MambaLayerOptions {
+  explicit MambaLayerOptions(int64_t d_model) : d_model_(d_model) {}
+  int64_t d_inner() const { return expand_ * d_model_; }
+  int64_t resolved_dt_rank() const { return dt_rank_ > 0 ? dt_rank_ : (d_model_ + 15) / 16; }
+  /// model width D
+  TORCH_ARG(int64_t, d_model);
+  /// SSM state size N
+  TORCH_ARG(int64_t, d_state) = 16;
+  /// causal conv kernel K
+  TORCH_ARG(int64_t, d_conv) = 4;
+  /// Di = expand * D
+  TORCH_ARG(int64_t, expand) = 2;
+  /// R; 0 = ceil(D / 16)
+  TORCH_ARG(int64_t, dt_rank) = 0;
+  TORCH_ARG(double, dt_min) = 0.001;
+  TORCH_ARG(double, dt_max) = 0.1;
+  TORCH_ARG(double, dt_init_floor) = 1e-4;
+  /// Switch MoE replacing the conv projection (x half of in_proj)
+  TORCH_ARG(bool, conv_moe) = false;
+  /// Switch MoE replacing the gate projection (z half of in_proj)
+  TORCH_ARG(bool, gate_moe) = false;
+  /// Switch MoE replacing out_proj
+  TORCH_ARG(bool, out_moe) = false;
+  /// n_expert, d_expert, capacity, aux weight of inner MoEs (d_in/d_out are set per projection)
+  TORCH_ARG(SwitchMoeOptions, moe) = SwitchMoeOptions(0, 0, 0, 1);
+};
+
+class MambaLayerImpl : public MixerImpl {
+ public:
+  explicit MambaLayerImpl(const MambaLayerOptions& options);
+  void reset_parameters();
+
+  torch::Tensor forward(const torch::Tensor& x) override;
+  torch::Tensor decode(const torch::Tensor& x, LayerCache& cache) override;
+  void collect_moe(std::vector<SwitchMoeImpl*>& out) override;
+
+  MambaLayerOptions options;
+  torch::nn::Linear in_proj{nullptr};    // (2Di, D), absent when an input projection is a MoE
+  torch::nn::Linear conv_proj{nullptr};  // (Di, D) when only gate_moe
+  torch::nn::Linear gate_proj{nullptr};  // (Di, D) when only conv_moe
+  SwitchMoe conv_proj_moe{nullptr};      // registered as "conv_proj"
+  SwitchMoe gate_proj_moe{nullptr};      // registered as "gate_proj"
+  torch::nn::Conv1d conv1d{nullptr};
+  torch::nn::Linear x_proj{nullptr};
+  torch::nn::Linear dt_proj{nullptr};
+  torch::Tensor A_log;  // (Di, N)
+  torch::Tensor D;      // (Di)
+  torch::nn::Linear out_proj{nullptr};
+  SwitchMoe out_proj_moe{nullptr};  // registered as "out_proj"
+
+ private:
+  /// (B, L, D) -> x (B, L, Di), z (B, L, Di)
+  std::pair<torch::Tensor, torch::Tensor> project_in(const torch::Tensor& h, bool limit_capacity);
+  torch::Tensor project_out(const torch::Tensor& y, bool limit_capacity);
+  /// (B, L, Di) after conv+SiLU -> delta (B, L, Di) fp32, Bm (B, L, N), Cm (B, L, N)
+  std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> ssm_params(const torch::Tensor& u);
+};
+TORCH_MODULE(MambaLayer);
+
+}  // namespace mmlab

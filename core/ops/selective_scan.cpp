@@ -1,0 +1,175 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "core/ops/selective_scan.h"
+
+#include <map>
+#include <mutex>
+
+#include "core/ops/precision.h"
+#include "core/ops/torch_compat.h"
+#include "core/util/error.h"
+
+namespace mmlab {
+
+namespace {
+
+namespace F = torch::indexing;
+
+// The scan always runs in fp32, whatever the surrounding autocast does.
+struct Fp32Inputs {
+  torch::Tensor u, delta, A, Bm, Cm, D;
+};
+
+Fp32Inputs to_fp32(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A,
+                   const torch::Tensor& Bm, const torch::Tensor& Cm, const torch::Tensor& D) {
+  return {at_least_fp32(u),  at_least_fp32(delta), at_least_fp32(A),
+          at_least_fp32(Bm), at_least_fp32(Cm),    at_least_fp32(D)};
+}
+
+torch::Tensor initial_state(const torch::Tensor& h0, const Fp32Inputs& in) {
+  if (h0.defined()) return h0.to(in.u.scalar_type());
+  return torch::zeros({in.u.size(0), in.u.size(2), in.A.size(1)}, in.u.options());
+}
+
+}  // namespace
+
+ScanResult selective_scan_sequential(const torch::Tensor& u_in, const torch::Tensor& delta_in,
+                                     const torch::Tensor& A_in, const torch::Tensor& Bm_in,
+                                     const torch::Tensor& Cm_in, const torch::Tensor& D_in,
+                                     const torch::Tensor& h0) {
+  compat::NoAutocast fp32;
+  Fp32Inputs in = to_fp32(u_in, delta_in, A_in, Bm_in, Cm_in, D_in);
+  const int64_t L = in.u.size(1);
+  auto dA = torch::exp(in.delta.unsqueeze(-1) * in.A);              // (B, L, Di, N)
+  auto dBu = (in.delta * in.u).unsqueeze(-1) * in.Bm.unsqueeze(2);  // (B, L, Di, N)
+  torch::Tensor h = initial_state(h0, in);                          // (B, Di, N)
+  std::vector<torch::Tensor> ys;
+  ys.reserve(static_cast<size_t>(L));
+  for (int64_t t = 0; t < L; ++t) {
+    h = dA.select(1, t) * h + dBu.select(1, t);
+    ys.push_back(torch::matmul(h, in.Cm.select(1, t).unsqueeze(-1)).squeeze(-1));  // (B, Di)
+  }
+  auto y = torch::stack(ys, 1) + in.u * in.D;  // (B, L, Di)
+  return {y, h};
+}
+
+ScanResult selective_scan_chunked(const torch::Tensor& u_in, const torch::Tensor& delta_in,
+                                  const torch::Tensor& A_in, const torch::Tensor& Bm_in,
+                                  const torch::Tensor& Cm_in, const torch::Tensor& D_in,
+                                  const torch::Tensor& h0, int64_t chunk) {
+  compat::NoAutocast fp32;
+  Fp32Inputs in = to_fp32(u_in, delta_in, A_in, Bm_in, Cm_in, D_in);
+  const int64_t L = in.u.size(1);
+  torch::Tensor h = initial_state(h0, in);  // (B, Di, N)
+  std::vector<torch::Tensor> ys;
+  for (int64_t t0 = 0; t0 < L; t0 += chunk) {
+    const int64_t T = std::min(chunk, L - t0);
+    auto sl = F::Slice(t0, t0 + T);
+    auto u = in.u.index({F::Slice(), sl});                  // (B, T, Di)
+    auto delta = in.delta.index({F::Slice(), sl});          // (B, T, Di)
+    auto Bm = in.Bm.index({F::Slice(), sl});                // (B, T, N)
+    auto Cm = in.Cm.index({F::Slice(), sl});                // (B, T, N)
+    auto S = torch::cumsum(delta.unsqueeze(-1) * in.A, 1);  // (B, T, Di, N), non-increasing
+    auto x = (delta * u).unsqueeze(-1) * Bm.unsqueeze(2);   // (B, T, Di, N)
+    // decay[t, s] = exp(S_t - S_s) for s <= t, 0 above the diagonal; the masked_fill happens
+    // before exp so no positive exponent is ever evaluated.
+    auto diff = S.unsqueeze(2) - S.unsqueeze(1);  // (B, T, T, Di, N): [b, t, s]
+    auto causal = torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(u.device()))
+                      .tril()
+                      .view({1, T, T, 1, 1});
+    auto decay = torch::exp(diff.masked_fill(causal.logical_not(), -INFINITY));
+    auto hs = (decay * x.unsqueeze(1)).sum(2) + torch::exp(S) * h.unsqueeze(1);  // (B, T, Di, N)
+    ys.push_back(torch::matmul(hs, Cm.unsqueeze(-1)).squeeze(-1));               // (B, T, Di)
+    h = hs.select(1, T - 1);
+  }
+  auto y = torch::cat(ys, 1) + in.u * in.D;  // (B, L, Di)
+  return {y, h};
+}
+
+namespace {
+
+struct ScanImpl {
+  torch::DeviceType device;
+  ScanFn fn;
+};
+
+struct ScanTable {
+  std::mutex mu;
+  std::map<std::string, ScanImpl> impls;
+  std::string chosen = "auto";
+};
+
+ScanTable& table() {
+  static ScanTable* t = [] {
+    auto* t = new ScanTable;
+    auto seq = [](const torch::Tensor& u, const torch::Tensor& d, const torch::Tensor& A,
+                  const torch::Tensor& B, const torch::Tensor& C, const torch::Tensor& D,
+                  const torch::Tensor& h0) {
+      return selective_scan_sequential(u, d, A, B, C, D, h0);
+    };
+    auto chunked = [](const torch::Tensor& u, const torch::Tensor& d, const torch::Tensor& A,
+                      const torch::Tensor& B, const torch::Tensor& C, const torch::Tensor& D,
+                      const torch::Tensor& h0) {
+      return selective_scan_chunked(u, d, A, B, C, D, h0);
+    };
+    // The references run on any device; kCPU here means "no device restriction".
+    t->impls["sequential"] = {torch::kCPU, seq};
+    t->impls["chunked"] = {torch::kCPU, chunked};
+    return t;
+  }();
+  return *t;
+}
+
+}  // namespace
+
+void register_scan_impl(const std::string& name, torch::DeviceType device, ScanFn fn) {
+  ScanTable& t = table();
+  std::lock_guard<std::mutex> lock(t.mu);
+  t.impls[name] = {device, std::move(fn)};
+}
+
+std::vector<std::string> scan_impl_names() {
+  ScanTable& t = table();
+  std::lock_guard<std::mutex> lock(t.mu);
+  std::vector<std::string> names;
+  for (const auto& [name, impl] : t.impls) names.push_back(name);
+  return names;
+}
+
+void set_scan_impl(const std::string& name) {
+  ScanTable& t = table();
+  std::lock_guard<std::mutex> lock(t.mu);
+  if (name != "auto" && !t.impls.count(name)) {
+    std::string list = "auto";
+    for (const auto& [n, impl] : t.impls) list += ", " + n;
+    throw UserError("Unknown selective-scan implementation '" + name + "'.",
+                    "Choose one of: " + list + ".");
+  }
+  t.chosen = name;
+}
+
+std::string scan_impl() {
+  ScanTable& t = table();
+  std::lock_guard<std::mutex> lock(t.mu);
+  return t.chosen;
+}
+
+ScanResult selective_scan(const torch::Tensor& u, const torch::Tensor& delta,
+                          const torch::Tensor& A, const torch::Tensor& Bm, const torch::Tensor& Cm,
+                          const torch::Tensor& D, const torch::Tensor& h0) {
+  ScanFn fn;
+  {
+    ScanTable& t = table();
+    std::lock_guard<std::mutex> lock(t.mu);
+    if (t.chosen != "auto") {
+      fn = t.impls.at(t.chosen).fn;
+    } else {
+      for (const auto& [name, impl] : t.impls) {
+        if (impl.device != torch::kCPU && impl.device == u.device().type()) fn = impl.fn;
+      }
+      if (!fn) fn = t.impls.at("chunked").fn;
+    }
+  }
+  return fn(u, delta, A, Bm, Cm, D, h0);
+}
+
+}  // namespace mmlab

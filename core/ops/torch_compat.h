@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// Every difference between the LibTorch versions we build against (Debian's 1.13 CPU build and
+// 2.x with CUDA) lives here, so the rest of the code reads the same on both.
+#pragma once
+
+#include <ATen/autocast_mode.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
+#include <torch/torch.h>
+#include <torch/version.h>
+
+#include <string>
+
+#if defined(MMLAB_TORCH_CUDA)
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
+#endif
+
+#define MMLAB_TORCH_AT_LEAST(major, minor) \
+  (TORCH_VERSION_MAJOR > (major) ||        \
+   (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+
+namespace mmlab::compat {
+
+inline std::string torch_version() {
+  return std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
+         std::to_string(TORCH_VERSION_PATCH);
+}
+
+/// Causal attention over (B, H, Lq, hd) queries and (B, H, Lk, hd) keys/values, where query i sits
+/// at absolute position (Lk - Lq + i): the new tokens of a KV-cached decode attend to all earlier
+/// ones. 2.x uses the fused kernel (flash attention on the GPU); 1.13 has none in C++.
+inline torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k,
+                                      const torch::Tensor& v) {
+  const int64_t Lq = q.size(2), Lk = k.size(2);
+#if MMLAB_TORCH_AT_LEAST(2, 0)
+  if (Lq == Lk) {
+    return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
+  }
+#endif
+  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+  auto scores = torch::matmul(q, k.transpose(-2, -1)) * scale;  // (B, H, Lq, Lk)
+  auto opts = torch::TensorOptions().device(q.device()).dtype(torch::kLong);
+  auto qpos = torch::arange(Lk - Lq, Lk, opts).unsqueeze(1);  // (Lq, 1)
+  auto kpos = torch::arange(0, Lk, opts).unsqueeze(0);        // (1, Lk)
+  scores = scores.masked_fill(kpos > qpos, -std::numeric_limits<float>::infinity());
+  return torch::matmul(torch::softmax(scores, -1), v);
+}
+
+/// Turns bf16/fp16 autocast on or off for CUDA ops in this thread.
+inline void set_cuda_autocast(bool enabled, at::ScalarType dtype) {
+#if MMLAB_TORCH_AT_LEAST(2, 4)
+  at::autocast::set_autocast_enabled(at::kCUDA, enabled);
+  at::autocast::set_autocast_dtype(at::kCUDA, dtype);
+#else
+  at::autocast::set_enabled(enabled);
+  at::autocast::set_autocast_gpu_dtype(dtype);
+#endif
+  if (!enabled) at::autocast::clear_cache();
+}
+
+/// While alive, CUDA autocast is suspended: ops run in the dtypes of their inputs. Used for the
+/// router, norms and the selective scan, which the paper keeps in fp32.
+class NoAutocast {
+ public:
+  NoAutocast() : guard_(c10::DispatchKey::AutocastCUDA) {}
+
+ private:
+  c10::impl::ExcludeDispatchKeyGuard guard_;
+};
+
+inline bool cuda_built() {
+#if defined(MMLAB_TORCH_CUDA)
+  return true;
+#else
+  return false;
+#endif
+}
+
+/// Peak bytes allocated on a CUDA device since the last reset; 0 on a CPU build.
+inline int64_t cuda_peak_allocated(int device) {
+#if defined(MMLAB_TORCH_CUDA)
+  auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device);
+  return stats.allocated_bytes[0].peak;
+#else
+  (void)device;
+  return 0;
+#endif
+}
+
+inline void cuda_reset_peak(int device) {
+#if defined(MMLAB_TORCH_CUDA)
+  c10::cuda::CUDACachingAllocator::resetPeakStats(device);
+#else
+  (void)device;
+#endif
+}
+
+}  // namespace mmlab::compat
