@@ -2,7 +2,10 @@
 // Helpers shared by every test binary: temporary directories and device detection.
 #pragma once
 
+#include <ftw.h>
 #include <unistd.h>
+
+#include <cstdio>
 
 #include <filesystem>
 #include <random>
@@ -25,9 +28,13 @@ class TempDir {
             ("mmlab-test-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
     std::filesystem::create_directories(path_);
   }
+  // POSIX nftw instead of std::filesystem::remove_all: LibTorch 2.x exports its own copy of
+  // the std::filesystem functions (pytorch issue #133437) and that remove_all crashes.
   ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
+    ::nftw(
+        path_.c_str(),
+        [](const char* p, const struct stat*, int, struct FTW*) { return std::remove(p); }, 16,
+        FTW_DEPTH | FTW_PHYS);
   }
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
