@@ -11,6 +11,7 @@
 #include <string>
 
 #if defined(MMLAB_TORCH_CUDA)
+#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
 #endif
@@ -84,6 +85,16 @@ inline int64_t cuda_peak_allocated(int device) {
 #else
   (void)device;
   return 0;
+#endif
+}
+
+/// The GPU's marketing name ("NVIDIA H200"); "GPU" on a CPU build.
+inline std::string cuda_device_name(int device) {
+#if defined(MMLAB_TORCH_CUDA)
+  return at::cuda::getDeviceProperties(device)->name;
+#else
+  (void)device;
+  return "GPU";
 #endif
 }
 

@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "core/cli/cli.h"
+
+#include <unistd.h>
+
+#include <iostream>
+
+#include "core/util/error.h"
+#include "core/util/fs.h"
+
+#ifndef MMLAB_SOURCE_DIR
+#define MMLAB_SOURCE_DIR ""
+#endif
+
+namespace mmlab::cli {
+
+namespace fs = std::filesystem;
+
+fs::path Context::db_path() const {
+  return db.empty() ? default_db_path() : fs::path(db);
+}
+
+void add_db_option(CLI::App* sub, Context& ctx) {
+  sub->add_option("--db", ctx.db,
+                  "Results database (default: $XDG_DATA_HOME/mmlab/results.sqlite)");
+}
+
+fs::path experiments_dir() {
+  std::vector<fs::path> candidates;
+  char exe[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) {
+    fs::path dir = fs::path(std::string(exe, static_cast<size_t>(n))).parent_path();
+    candidates = {dir / "experiments", dir.parent_path() / "experiments",
+                  dir.parent_path() / "share" / "mmlab" / "experiments"};
+  }
+  candidates.push_back(fs::path(MMLAB_SOURCE_DIR) / "experiments");
+  for (const auto& c : candidates) {
+    std::error_code ec;
+    if (fs::is_directory(c / "paper", ec)) return c;
+  }
+  throw UserError("The experiments folder was not found next to mmlab.",
+                  "Pass experiment files explicitly.");
+}
+
+int run(int argc, char** argv) {
+  CLI::App app{"mmlab: train and compare MoE-Mamba, Mamba, Transformer-MoE and Transformer models",
+               "mmlab"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "mmlab 0.1.0");
+  Context ctx;
+  add_train_command(app, ctx);
+  add_validate_command(app, ctx);
+  add_models_command(app, ctx);
+  add_runs_command(app, ctx);
+  add_export_command(app, ctx);
+  add_report_command(app, ctx);
+  add_generate_commands(app, ctx);
+  add_export_model_command(app, ctx);
+  add_bench_command(app, ctx);
+  app.footer(
+      "Exit codes: 0 ok, 1 failed, 2 usage, 3 bad input, 4 no resource (GPU, memory, disk), "
+      "5 diverged.");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? kExitOk : kExitUsage;
+  }
+  try {
+    return ctx.action ? ctx.action() : kExitOk;
+  } catch (const UserError& e) {
+    std::cerr << "mmlab: " << e.what() << "\n";
+    return e.code();
+  } catch (const std::exception& e) {
+    std::cerr << "mmlab: internal error: " << e.what() << "\n";
+    return kExitFailure;
+  }
+}
+
+}  // namespace mmlab::cli

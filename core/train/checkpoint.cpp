@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "core/train/checkpoint.h"
+
+#include "core/config/experiment.h"
+#include "core/util/error.h"
+#include "core/util/fs.h"
+
+namespace mmlab {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int64_t kFormatVersion = 1;
+
+nlohmann::json state_json(const TrainState& s) {
+  return {{"step", s.step},
+          {"tokens", s.tokens},
+          {"wall", s.wall},
+          {"ema_raw", s.ema_raw},
+          {"ema_count", s.ema_count},
+          {"data_state", s.data_state},
+          {"tokenizer_kind", s.tokenizer_kind},
+          {"tokenizer_path", s.tokenizer_path}};
+}
+
+std::string read_string(torch::serialize::InputArchive& in, const std::string& key) {
+  c10::IValue v;
+  in.read(key, v);
+  return v.toStringRef();
+}
+
+torch::serialize::InputArchive open_archive(const fs::path& path) {
+  if (!fs::exists(path)) {
+    throw UserError("The checkpoint " + path.string() + " does not exist.",
+                    "Check the path, or list a run's checkpoints with `mmlab runs show RUN`.");
+  }
+  torch::serialize::InputArchive in;
+  try {
+    in.load_from(path.string());
+  } catch (const c10::Error&) {
+    throw UserError("The checkpoint " + path.string() + " is corrupt or not an mmlab checkpoint.",
+                    "Use an earlier checkpoint of the run.");
+  }
+  return in;
+}
+
+nlohmann::json read_meta(torch::serialize::InputArchive& in, const fs::path& path) {
+  try {
+    auto meta = nlohmann::json::parse(read_string(in, "mmlab_meta"));
+    if (meta.value("format", int64_t{0}) > kFormatVersion) {
+      throw UserError("The checkpoint " + path.string() + " was written by a newer mmlab.",
+                      "Upgrade mmlab to load it.");
+    }
+    return meta;
+  } catch (const c10::Error&) {
+    throw UserError("The checkpoint " + path.string() + " is not an mmlab checkpoint.",
+                    "Give a file written by `mmlab train`.");
+  } catch (const nlohmann::json::exception&) {
+    throw UserError("The checkpoint " + path.string() + " has a corrupt header.",
+                    "Use an earlier checkpoint of the run.");
+  }
+}
+
+}  // namespace
+
+int64_t save_checkpoint(const fs::path& path, const RunConfig& config, LanguageModel& model,
+                        torch::optim::Optimizer* optimizer, const TrainState& state) {
+  fs::create_directories(path.parent_path());
+  torch::serialize::OutputArchive out;
+  nlohmann::json meta = {
+      {"format", kFormatVersion}, {"config", to_json(config)}, {"state", state_json(state)}};
+  out.write("mmlab_meta", c10::IValue(meta.dump()));
+  torch::serialize::OutputArchive weights;
+  for (const auto& p : model->named_parameters()) weights.write(p.key(), p.value().detach().cpu());
+  out.write("model", weights);
+  if (optimizer) {
+    torch::serialize::OutputArchive opt;
+    optimizer->save(opt);
+    out.write("optimizer", opt);
+  }
+  out.write("rng_cpu", torch::globalContext().defaultGenerator(torch::kCPU).get_state());
+  write_file_atomically(path, [&](const fs::path& tmp) {
+    try {
+      out.save_to(tmp.string());
+    } catch (const c10::Error& e) {
+      // LibTorch reports ENOSPC as a generic write failure; look at the disk to say which.
+      std::error_code ec;
+      auto space = fs::space(tmp.parent_path(), ec);
+      if (!ec && space.available < (1u << 20)) {
+        throw ResourceError(
+            "The disk is full while writing the checkpoint " + path.string() + ".",
+            "Free some space or lower train.keep_checkpoints, then resume the run.");
+      }
+      throw UserError("Cannot write the checkpoint " + path.string() + ".",
+                      "Check that its directory is writable.");
+    }
+  });
+  return static_cast<int64_t>(fs::file_size(path));
+}
+
+RunConfig read_checkpoint_config(const fs::path& path) {
+  auto in = open_archive(path);
+  return run_config_from_json(read_meta(in, path)["config"]);
+}
+
+TrainState load_checkpoint(const fs::path& path, LanguageModel& model,
+                           torch::optim::Optimizer* optimizer) {
+  auto in = open_archive(path);
+  nlohmann::json meta = read_meta(in, path);
+  RunConfig stored = run_config_from_json(meta["config"]);
+  if (to_json(stored.model) != to_json(model->config)) {
+    throw UserError("The checkpoint " + path.string() + " was written for another model config (" +
+                        stored.model.family + ", d_model " + std::to_string(stored.model.d_model) +
+                        ", pattern \"" + stored.model.resolved_pattern() + "\").",
+                    "Load it with the run's own config, or start a new run.");
+  }
+  torch::serialize::InputArchive weights;
+  in.read("model", weights);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : model->named_parameters()) {
+      torch::Tensor t;
+      try {
+        weights.read(p.key(), t);
+      } catch (const c10::Error&) {
+        throw UserError("The checkpoint " + path.string() + " lacks the tensor " + p.key() + ".",
+                        "It belongs to another model; start a new run.");
+      }
+      if (t.sizes() != p.value().sizes()) {
+        throw UserError(
+            "The checkpoint " + path.string() + " holds " + p.key() + " with another shape.",
+            "It belongs to another model; start a new run.");
+      }
+      p.value().copy_(t);
+    }
+  }
+  if (optimizer) {
+    torch::serialize::InputArchive opt;
+    in.read("optimizer", opt);
+    optimizer->load(opt);
+  }
+  torch::Tensor rng;
+  in.read("rng_cpu", rng);
+  at::Generator cpu_generator = torch::globalContext().defaultGenerator(torch::kCPU);  // shared
+  cpu_generator.set_state(rng);
+
+  const auto& s = meta["state"];
+  TrainState state;
+  state.step = s.value("step", int64_t{0});
+  state.tokens = s.value("tokens", int64_t{0});
+  state.wall = s.value("wall", 0.0);
+  state.ema_raw = s.value("ema_raw", 0.0);
+  state.ema_count = s.value("ema_count", int64_t{0});
+  state.data_state = s.value("data_state", "");
+  state.tokenizer_kind = s.value("tokenizer_kind", "");
+  state.tokenizer_path = s.value("tokenizer_path", "");
+  return state;
+}
+
+}  // namespace mmlab
