@@ -30,7 +30,14 @@ void Series::update_smooth(double alpha) {
     smooth_alpha = alpha;
   }
   smooth.reserve(value.size());
-  for (size_t i = smooth.size(); i < value.size(); ++i) smooth.push_back(ema.push(value[i]));
+  for (size_t i = smooth.size(); i < value.size(); ++i)
+    smooth.push_back(ema.push(value[i], i == 0 ? 1.0 : step[i] - step[i - 1]));
+}
+
+double tokens_to_reach(const Series& s, double target) {
+  for (size_t i = 0; i < s.size(); ++i)
+    if (s.value[i] <= target) return s.tokens[i];
+  return -1;
 }
 
 QColor CurveSet::color_for(int64_t run_id) {

@@ -37,6 +37,10 @@ struct Series {
   void update_smooth(double alpha);
 };
 
+/// Tokens seen at the first point whose value is ≤ target (the paper's speedup measure: tokens a
+/// model needs to reach the baseline's final loss), or -1 when it never does.
+double tokens_to_reach(const Series& s, double target);
+
 struct RunCurves {
   int64_t run_id = 0;
   QString label;

@@ -12,10 +12,11 @@ namespace {
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 }
 
-double Ema::push(double x) {
+double Ema::push(double x, double steps) {
   if (std::isnan(x)) return kNaN;
-  s_ = (1 - alpha_) * s_ + alpha_ * x;
-  decay_ *= (1 - alpha_);
+  const double d = steps == 1 ? 1 - alpha_ : std::pow(1 - alpha_, std::max(steps, 1.0));
+  s_ = d * s_ + (1 - d) * x;
+  decay_ *= d;
   const double debias = 1 - decay_;
   // α = 1 (no smoothing) gives debias 1; α → 0 with t = 1 gives debias = α > 0, never 0.
   return debias > 0 ? s_ / debias : x;

@@ -17,11 +17,13 @@
 namespace mmlab::ui {
 
 /// Incremental debiased EMA; NaN inputs are skipped (they yield NaN and leave the state alone),
-/// so one diverged step does not poison the rest of the smoothed curve.
+/// so one diverged step does not poison the rest of the smoothed curve. α is per training step:
+/// a point `steps` after the previous one decays the state by (1-α)^steps, so sparse curves
+/// (validation every 100 steps) are smoothed over the same number of steps as dense ones.
 class Ema {
  public:
   explicit Ema(double alpha) : alpha_(alpha) {}
-  double push(double x);
+  double push(double x, double steps = 1);
   double alpha() const { return alpha_; }
 
  private:

@@ -20,17 +20,19 @@ while [ $# -gt 0 ]; do
   shift
 done
 mode=${name%%-*}
+rid=7
+if [ -n "$FAKE_ID_FROM_NAME" ]; then rid=$(( $(printf %s "$name" | cksum | cut -d' ' -f1) % 1000 + 100 )); fi
 log() { [ -n "$FAKE_LOG" ] && echo "$1 $name" >> "$FAKE_LOG"; }
-status() { printf '{"event":"status","run_id":7,"wall":%s,"status":"%s","step":%s,"total_steps":%s%s}\n' "$1" "$2" "$3" "$4" "$5"; }
-step() { printf '{"event":"step","run_id":7,"wall":%s.5,"step":%s,"tokens":%s,"total_steps":%s,"metrics":{"loss":%s,"lr":0.001}}\n' "$1" "$1" $(( $1 * 256 )) "$2" "$3"; }
+status() { printf '{"event":"status","run_id":%s,"wall":%s,"status":"%s","step":%s,"total_steps":%s%s}\n' "$rid" "$1" "$2" "$3" "$4" "$5"; }
+step() { printf '{"event":"step","run_id":%s,"wall":%s.5,"step":%s,"tokens":%s,"total_steps":%s,"metrics":{"loss":%s,"lr":0.001}}\n' "$rid" "$1" "$1" $(( $1 * 256 )) "$2" "$3"; }
 stop=0
 trap 'stop=1' TERM
 log start
 case "$mode" in
-  finish|resume)
-    status 0 running 0 3
-    for i in 1 2 3; do sleep 0.05; step $i 3 "$(( 10 - i ))"; done
-    status 2 finished 3 3
+  slowfinish)
+    status 0 running 0 20
+    for i in $(seq 1 20); do sleep 0.05; step $i 20 "$(( 30 - i ))"; done
+    status 2 finished 20 20
     log end; exit 0 ;;
   slow)
     status 0 running 0 1000
@@ -63,8 +65,12 @@ case "$mode" in
     printf 'not json at all\n'
     status 1 finished 1 1
     log end; exit 0 ;;
+  finish|resume|*)
+    status 0 running 0 3
+    for i in 1 2 3; do sleep 0.05; step $i 3 "$(( 10 - i ))"; done
+    status 2 finished 3 3
+    log end; exit 0 ;;
 esac
-exit 9
 )SH";
 
 /// Writes the fake trainer into `dir` and returns its path.

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <QApplication>
+#include <QStandardPaths>
 
 namespace mmlab::test {
 
@@ -12,7 +13,14 @@ inline QApplication& qt_app() {
   static char name[] = "mmlab_ui_tests";
   static char* argv[] = {name, nullptr};
   if (qEnvironmentVariableIsEmpty("QT_QPA_PLATFORM")) qputenv("QT_QPA_PLATFORM", "offscreen");
-  static QApplication* app = new QApplication(argc, argv);  // never destroyed: outlives all tests
+  static QApplication* app = [] {
+    auto* a = new QApplication(argc, argv);  // never destroyed: outlives all tests
+    // Keep QSettings and XDG paths of the tests away from the user's own.
+    QApplication::setOrganizationName(QStringLiteral("mmlab-tests"));
+    QApplication::setApplicationName(QStringLiteral("mmlab_ui_tests"));
+    QStandardPaths::setTestModeEnabled(true);
+    return a;
+  }();
   return *app;
 }
 

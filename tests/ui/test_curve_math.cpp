@@ -5,6 +5,7 @@
 #include <limits>
 #include <vector>
 
+#include "ui/curve_data.h"
 #include "ui/curve_math.h"
 
 using namespace mmlab::ui;
@@ -40,6 +41,19 @@ TEST(Ema, AlphaOneIsTheRawCurveAndNaNIsSkipped) {
   EXPECT_DOUBLE_EQ(n[0], 2.0);
   EXPECT_TRUE(std::isnan(n[1]));
   EXPECT_DOUBLE_EQ(n[2], 2.5 / 0.75);  // as if the NaN step was absent
+}
+
+TEST(Ema, AlphaIsPerStepSoSparsePointsDecayByTheirGap) {
+  // α = 0.5; x = 2 at step 1, x = 4 at step 3 (gap 2: d = 0.25):
+  // s = 1 then 0.25·1 + 0.75·4 = 3.25; decay 0.5·0.25 = 0.125 → 3.25 / 0.875 = 26/7.
+  Ema e(0.5);
+  EXPECT_DOUBLE_EQ(e.push(2, 1), 2.0);
+  EXPECT_DOUBLE_EQ(e.push(4, 2), 26.0 / 7.0);
+  Series s;
+  s.append(1, 0, 0, 2);
+  s.append(3, 0, 0, 4);
+  s.update_smooth(0.5);
+  EXPECT_DOUBLE_EQ(s.smooth[1], 26.0 / 7.0);
 }
 
 TEST(XGrid, BucketsAreClampedAndEqualWidth) {

@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// mmlab-studio: the desktop application. Thin on purpose (STYLE.md 13): parse the options, set up
+// the application object, open the main window. Everything else lives in mmlab_ui.
+#include <QApplication>
+#include <QCommandLineParser>
+#include <QIcon>
+#include <QPalette>
+#include <QSettings>
+#include <QStyleFactory>
+#include <QTimer>
+
+#include "ui/main_window.h"
+
+namespace {
+
+// Fusion with a dark palette: the same look on every desktop, and readable curves at night.
+void apply_dark_palette(QApplication& app) {
+  QPalette p;
+  const QColor window(0x2b, 0x2d, 0x31), base(0x1e, 0x1f, 0x22), text(0xe6, 0xe6, 0xe6);
+  p.setColor(QPalette::Window, window);
+  p.setColor(QPalette::WindowText, text);
+  p.setColor(QPalette::Base, base);
+  p.setColor(QPalette::AlternateBase, window);
+  p.setColor(QPalette::ToolTipBase, base);
+  p.setColor(QPalette::ToolTipText, text);
+  p.setColor(QPalette::Text, text);
+  p.setColor(QPalette::Button, window);
+  p.setColor(QPalette::ButtonText, text);
+  p.setColor(QPalette::Highlight, QColor(0x2f, 0x6f, 0xb5));
+  p.setColor(QPalette::HighlightedText, Qt::white);
+  p.setColor(QPalette::Disabled, QPalette::Text, QColor(0x80, 0x80, 0x80));
+  p.setColor(QPalette::Disabled, QPalette::ButtonText, QColor(0x80, 0x80, 0x80));
+  app.setPalette(p);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  QApplication app(argc, argv);
+  QApplication::setOrganizationName(QStringLiteral("mmlab"));
+  QApplication::setApplicationName(QStringLiteral("mmlab-studio"));
+  QApplication::setApplicationDisplayName(QStringLiteral("MoE-Mamba Studio"));
+  QApplication::setApplicationVersion(QStringLiteral("0.1.0"));
+  QApplication::setDesktopFileName(QStringLiteral("mmlab-studio"));
+  QApplication::setWindowIcon(QIcon(QStringLiteral(":/mmlab/icons/mmlab-studio.svg")));
+
+  QCommandLineParser cli;
+  cli.setApplicationDescription(
+      QStringLiteral("Launch, watch and compare MoE-Mamba, Mamba and Transformer runs."));
+  cli.addHelpOption();
+  cli.addVersionOption();
+  QCommandLineOption db({QStringLiteral("d"), QStringLiteral("db")},
+                        QStringLiteral("Results database (default: the last one, or "
+                                       "$XDG_DATA_HOME/mmlab/results.sqlite)."),
+                        QStringLiteral("PATH"));
+  QCommandLineOption open({QStringLiteral("o"), QStringLiteral("open")},
+                          QStringLiteral("Open an experiment file in the new-experiment dialog."),
+                          QStringLiteral("EXPERIMENT.json"));
+  QCommandLineOption dark(QStringLiteral("dark"), QStringLiteral("Use the dark palette."));
+  QCommandLineOption light(QStringLiteral("light"), QStringLiteral("Use the light palette."));
+  cli.addOptions({db, open, dark, light});
+  cli.process(app);
+
+  QApplication::setStyle(QStyleFactory::create(QStringLiteral("Fusion")));
+  QSettings settings;
+  if (cli.isSet(dark)) settings.setValue(QStringLiteral("view/dark"), true);
+  if (cli.isSet(light)) settings.setValue(QStringLiteral("view/dark"), false);
+  if (settings.value(QStringLiteral("view/dark"), false).toBool()) apply_dark_palette(app);
+
+  mmlab::ui::MainWindow window(cli.value(db));
+  window.show();
+  if (cli.isSet(open)) {
+    // After the event loop starts, so the dialog opens over a painted window.
+    const QString file = cli.value(open);
+    QTimer::singleShot(0, &window, [&window, file] { window.open_experiment_file(file); });
+  }
+  return app.exec();
+}

@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// The main window wired to a real database (demo_db.h) and a real child process (fake_trainer.h).
+#include <gtest/gtest.h>
+
+#include <QCheckBox>
+#include <QDir>
+#include <QFile>
+#include <QTableView>
+#include <QTableWidget>
+#include <QTest>
+
+#include "demo_db.h"
+#include "fake_trainer.h"
+#include "qt_app.h"
+#include "test_support.h"
+#include "ui/experiment_dialog.h"
+#include "ui/main_window.h"
+
+using namespace mmlab::ui;
+
+namespace {
+
+struct WindowTest : ::testing::Test {
+  void SetUp() override {
+    mmlab::test::qt_app();
+    db = QString::fromStdString((dir / "results.sqlite").string());
+    ids = mmlab::test::write_demo_db(db.toStdString(), 600);
+    qputenv("MMLAB_BIN", mmlab::test::write_fake_trainer(dir.path()).toUtf8());
+    qputenv("FAKE_ID_FROM_NAME", "1");
+    qunsetenv("FAKE_LOG");
+  }
+  void TearDown() override {
+    qunsetenv("MMLAB_BIN");
+    qunsetenv("FAKE_ID_FROM_NAME");
+  }
+  mmlab::test::TempDir dir;
+  QString db;
+  std::vector<int64_t> ids;
+};
+
+}  // namespace
+
+TEST_F(WindowTest, BrowserShowsEveryRunWithLostDetectedAndFilters) {
+  MainWindow w(db);
+  w.set_quiet(true);
+  EXPECT_EQ(w.session().path(), QFileInfo(db).absoluteFilePath());
+  EXPECT_EQ(w.proxy().rowCount(), 6);
+  int lost = 0, running = 0;
+  for (int r = 0; r < w.proxy().rowCount(); ++r) {
+    const QString st = w.proxy().index(r, RunTableModel::kStatus).data().toString();
+    lost += st == "lost";
+    running += st == "running";
+  }
+  EXPECT_EQ(lost, 1);
+  EXPECT_EQ(running, 1);  // the demo's running run has this process as its pid: alive
+  w.proxy().set_text("moe-mamba");
+  EXPECT_EQ(w.proxy().rowCount(), 3);  // two seeds + parallel
+  w.proxy().set_tag("paper");
+  EXPECT_EQ(w.proxy().rowCount(), 2);
+  w.proxy().set_tag("");
+  w.proxy().set_text("");
+  // Nothing selected: the chart follows the running run; selecting overrides.
+  EXPECT_EQ(w.plotted_runs(), (std::vector<int64_t>{ids[4]}));
+  w.select_runs({ids[0], ids[3]});
+  EXPECT_EQ(w.selected_runs(), (std::vector<int64_t>{ids[0], ids[3]}));
+  EXPECT_EQ(w.plot().runs(), (std::vector<int64_t>{ids[0], ids[3]}));
+}
+
+TEST_F(WindowTest, CompareShowsOnlyDifferencesAndThePapersSpeedup) {
+  MainWindow w(db);
+  w.set_quiet(true);
+  w.select_runs({ids[0], ids[3]});  // transformer (baseline) vs moe-mamba seed 1
+  auto* diff_table = w.findChild<QTableWidget*>("diffTable");
+  auto* speedup = w.findChild<QTableWidget*>("speedupTable");
+  ASSERT_NE(diff_table, nullptr);
+  ASSERT_NE(speedup, nullptr);
+  QStringList keys;
+  for (int r = 0; r < diff_table->rowCount(); ++r)
+    keys << diff_table->verticalHeaderItem(r)->text();
+  EXPECT_TRUE(keys.contains("model.family"));
+  EXPECT_TRUE(keys.contains("name"));
+  EXPECT_FALSE(keys.contains("model.d_model"));  // equal: hidden in only-differences mode
+  // Speedup against the baseline's own store values.
+  mmlab::store::ResultsStore s(db.toStdString());
+  const auto base = s.points(ids[0], "loss_smooth");
+  const auto moe = s.points(ids[3], "loss_smooth");
+  double reach = -1;
+  for (const auto& p : moe)
+    if (p.value <= base.back().value) {
+      reach = double(p.tokens);
+      break;
+    }
+  ASSERT_GT(reach, 0);
+  ASSERT_EQ(speedup->rowCount(), 2);
+  EXPECT_EQ(speedup->item(1, 1)->text(), RunTableModel::human_count(reach));
+  EXPECT_EQ(speedup->item(1, 2)->text(),
+            QStringLiteral("%1×").arg(double(base.back().tokens) / reach, 0, 'f', 2));
+  EXPECT_EQ(speedup->item(0, 2)->text(), "1.00×");
+}
+
+TEST_F(WindowTest, QuickComparisonRunsThroughTheQueueAndStreamsCurves) {
+  MainWindow w(db);
+  w.set_quiet(true);
+  QString err;
+  ASSERT_EQ(w.launch_experiment(ExperimentDialog::default_document(), &err), 4)
+      << err.toStdString();
+  // The experiment file the trainer reads was written next to the database.
+  const QStringList files =
+      QDir(experiments_dir_for(db)).entryList({"quick-compare-*.json"}, QDir::Files);
+  ASSERT_EQ(files.size(), 1);
+  ASSERT_TRUE(QTest::qWaitFor(
+      [&] {
+        for (const RunJob& j : w.manager().jobs())
+          if (!is_done(j.state)) return false;
+        return true;
+      },
+      20000));
+  ASSERT_EQ(w.manager().jobs().size(), 4u);
+  for (const RunJob& j : w.manager().jobs()) {
+    EXPECT_EQ(j.state, RunState::kFinished)
+        << j.name.toStdString() << ": " << j.message.toStdString();
+    EXPECT_EQ(j.device, "cpu");
+    ASSERT_GE(j.run_id, 100);
+    // The streamed points are in the chart's data: loss 9, 8, 7 at steps 1..3.
+    const Series& s = w.curves().series(j.run_id, "loss");
+    EXPECT_EQ(s.value, (std::vector<double>{9, 8, 7}));
+    EXPECT_EQ(s.tokens, (std::vector<double>{256, 512, 768}));
+  }
+  EXPECT_EQ(w.manager().jobs()[0].args.at(3), "moe-mamba");
+  EXPECT_EQ(w.manager().jobs()[0].args.at(5), w.session().path());
+}
+
+TEST_F(WindowTest, BadInputGivesAMessageAndTheWindowKeepsWorking) {
+  MainWindow w(db);
+  w.set_quiet(true);
+  const QString bad = QString::fromStdString((dir / "corrupt.sqlite").string());
+  QFile f(bad);
+  ASSERT_TRUE(f.open(QIODevice::WriteOnly));
+  f.write("SQLite format 3\0garbage garbage garbage", 40);
+  f.write(QByteArray(8192, '\x7f'));
+  f.close();
+  EXPECT_FALSE(w.open_database(bad));
+  EXPECT_TRUE(w.last_message().contains("corrupt.sqlite")) << w.last_message().toStdString();
+  EXPECT_EQ(w.session().path(), QFileInfo(db).absoluteFilePath());
+  EXPECT_EQ(w.proxy().rowCount(), 6);
+
+  const QString exp = QString::fromStdString((dir / "broken.json").string());
+  QFile e(exp);
+  ASSERT_TRUE(e.open(QIODevice::WriteOnly));
+  e.write("{\n  \"name\": \"x\",\n  \"runs\": [\n");
+  e.close();
+  w.open_experiment_file(exp);
+  EXPECT_TRUE(w.last_message().contains("broken.json")) << w.last_message().toStdString();
+  EXPECT_TRUE(w.last_message().contains("not valid JSON"));
+
+  // A missing trainer binary: the job fails with a sentence, nothing else breaks.
+  w.manager().set_program(QString::fromStdString((dir / "missing-mmlab").string()));
+  QString err;
+  ASSERT_EQ(w.launch_experiment(ExperimentDialog::default_document(), &err), 4);
+  ASSERT_TRUE(QTest::qWaitFor([&] { return is_done(w.manager().jobs().back().state); }, 10000));
+  EXPECT_EQ(w.manager().jobs()[0].state, RunState::kFailed);
+  EXPECT_TRUE(w.manager().jobs()[0].message.contains("Could not start"));
+  EXPECT_EQ(w.proxy().rowCount(), 6);
+}
+
+TEST_F(WindowTest, DeleteRemovesTheSelectedRunsAndTheirCurves) {
+  MainWindow w(db);
+  w.set_quiet(true);
+  w.select_runs({ids[1]});
+  w.curves().series(ids[1], "loss");
+  ASSERT_TRUE(w.curves().contains(ids[1]));
+  w.show();
+  QApplication::setActiveWindow(&w);
+  ASSERT_TRUE(QTest::qWaitForWindowActive(&w));
+  w.table().setFocus();
+  QTest::keyClick(&w.table(), Qt::Key_Delete);  // the Del shortcut, as a user presses it
+  EXPECT_EQ(w.proxy().rowCount(), 5);
+  EXPECT_FALSE(w.curves().contains(ids[1]));
+  mmlab::store::ResultsStore s(db.toStdString());
+  EXPECT_FALSE(s.find_run(ids[1]).has_value());
+}

@@ -1,0 +1,920 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "ui/main_window.h"
+
+#include <signal.h>
+
+#include <QAction>
+#include <QApplication>
+#include <QCheckBox>
+#include <QCloseEvent>
+#include <QComboBox>
+#include <QDateTime>
+#include <QDir>
+#include <QElapsedTimer>
+#include <QFile>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QFormLayout>
+#include <QHBoxLayout>
+#include <QHeaderView>
+#include <QInputDialog>
+#include <QLabel>
+#include <QLineEdit>
+#include <QMenuBar>
+#include <QMessageBox>
+#include <QPlainTextEdit>
+#include <QProcess>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QSettings>
+#include <QSpinBox>
+#include <QSplitter>
+#include <QStatusBar>
+#include <QTabWidget>
+#include <QTableView>
+#include <QTableWidget>
+#include <QTimer>
+#include <QToolBar>
+#include <QVBoxLayout>
+#include <set>
+
+#include "core/config/experiment.h"
+#include "core/config/layer_pattern.h"
+#include "ui/config_diff.h"
+#include "ui/experiment_dialog.h"
+#include "ui/qcp.h"
+
+namespace mmlab::ui {
+
+using nlohmann::json;
+
+namespace {
+
+// Runs of one seed group share experiment and name up to the "/seed-N" suffix that
+// parse_experiment gives each seed of a "seeds" list.
+QString group_of(const store::RunRow& r) {
+  QString name = QString::fromStdString(r.name);
+  const int cut = name.lastIndexOf(QLatin1String("/seed-"));
+  if (cut > 0) name.truncate(cut);
+  return QString::fromStdString(r.experiment) + QLatin1Char('/') + name;
+}
+
+QString label_of(const store::RunRow& r) {
+  return QStringLiteral("%1 #%2").arg(QString::fromStdString(r.name)).arg(r.id);
+}
+
+}  // namespace
+
+MainWindow::MainWindow(const QString& db_path, QWidget* parent) : QMainWindow(parent) {
+  setWindowTitle(tr("MoE-Mamba Studio"));
+  setWindowIcon(QIcon(QStringLiteral(":/mmlab/icons/mmlab-studio.svg")));
+  manager_ = new RunManager(RunManager::default_program(), this);
+  curves_.set_loader([this](int64_t run, const std::string& metric, Series& out) {
+    session_.load_points(run, metric, out);
+  });
+
+  splitter_ = new QSplitter(Qt::Horizontal, this);
+  splitter_->addWidget(build_browser());
+  tabs_ = new QTabWidget(this);
+  plot_ = new CurvePlot(&curves_, this);
+  tabs_->addTab(plot_, tr("Curves"));
+  tabs_->addTab(build_compare(), tr("Compare"));
+  tabs_->addTab(build_queue(), tr("Queue"));
+  tabs_->addTab(build_notes(), tr("Tags && notes"));
+  tabs_->addTab(build_samples(), tr("Samples"));
+  splitter_->addWidget(tabs_);
+  splitter_->setStretchFactor(1, 1);
+  setCentralWidget(splitter_);
+
+  status_db_ = new QLabel(this);
+  status_runs_ = new QLabel(this);
+  status_device_ = new QLabel(this);
+  statusBar()->addWidget(status_db_, 1);
+  statusBar()->addPermanentWidget(status_runs_);
+  statusBar()->addPermanentWidget(status_device_);
+  build_menus();
+
+  connect(&session_, &ResultsSession::runsChanged, this, &MainWindow::on_runs_changed);
+  connect(&session_, &ResultsSession::error, this,
+          [this](const QString& m) { statusBar()->showMessage(m, 10000); });
+  connect(manager_, &RunManager::jobChanged, this, &MainWindow::on_job_changed);
+  connect(manager_, &RunManager::jobAdded, this, &MainWindow::update_queue);
+  connect(manager_, &RunManager::jobRemoved, this, &MainWindow::update_queue);
+  connect(manager_, &RunManager::eventsReceived, this, &MainWindow::on_events);
+  connect(plot_, &CurvePlot::metricChanged, this, [this] { update_compare(); });
+
+  // Runs without an event stream here (started from a terminal, or left running by an earlier
+  // studio) are followed through the database once a second.
+  live_timer_ = new QTimer(this);
+  live_timer_->setInterval(1000);
+  connect(live_timer_, &QTimer::timeout, this, [this] {
+    std::set<int64_t> streamed;
+    for (const RunJob& j : manager_->jobs())
+      if (is_active(j.state) && j.run_id >= 0) streamed.insert(j.run_id);
+    std::vector<int64_t> follow;
+    for (int64_t id : plotted_runs())
+      if (const store::RunRow* r = session_.run(id);
+          r && r->effective_status == store::RunStatus::kRunning && !streamed.count(id))
+        follow.push_back(id);
+    if (!follow.empty()) session_.poll_points(curves_, follow, plot_->metric().toStdString());
+    poll_gpu();
+  });
+  live_timer_->start();
+
+  restore_settings();
+  QString path = db_path;
+  if (path.isEmpty()) path = QSettings().value(QStringLiteral("db")).toString();
+  if (path.isEmpty()) path = default_db_path();
+  open_database(path);
+  update_status();
+}
+
+MainWindow::~MainWindow() = default;
+
+void MainWindow::build_menus() {
+  QMenu* file = menuBar()->addMenu(tr("&File"));
+  QAction* a = file->addAction(tr("&New experiment…"), this, &MainWindow::new_experiment);
+  a->setShortcut(QKeySequence::New);
+  a->setObjectName(QStringLiteral("actionNew"));
+  a = file->addAction(tr("&Open experiment file…"), this, [this] {
+    const QString p = QFileDialog::getOpenFileName(this, tr("Open experiment"), QString(),
+                                                   tr("Experiment (*.json);;All files (*)"));
+    if (!p.isEmpty()) open_experiment_file(p);
+  });
+  a->setShortcut(QKeySequence::Open);
+  file->addAction(tr("Open &database…"), this, [this] {
+    const QString p =
+        QFileDialog::getOpenFileName(this, tr("Open results database"), session_.path(),
+                                     tr("SQLite (*.sqlite *.db);;All files (*)"));
+    if (!p.isEmpty()) open_database(p);
+  });
+  file->addAction(tr("&Import runs from database…"), this, &MainWindow::import_database);
+  file->addSeparator();
+  a = file->addAction(tr("&Export chart…"), this, &MainWindow::export_chart);
+  a->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_E));
+  file->addAction(tr("Export chart data as &CSV…"), this, &MainWindow::export_csv);
+  file->addSeparator();
+  a = file->addAction(tr("&Quit"), this, &QWidget::close);
+  a->setShortcut(QKeySequence::Quit);
+
+  QMenu* run = menuBar()->addMenu(tr("&Run"));
+  a = run->addAction(tr("Launch &quick comparison"), this, [this] {
+    QString err;
+    if (launch_experiment(ExperimentDialog::default_document(), &err) == 0)
+      show_message(tr("Launch"), err);
+  });
+  a->setObjectName(QStringLiteral("actionQuick"));
+  run->addAction(tr("&Clone && edit…"), this, &MainWindow::clone_selected);
+  a = run->addAction(tr("&Stop"), this, &MainWindow::stop_selected);
+  a->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_Period));
+  run->addAction(tr("&Resume"), this, &MainWindow::resume_selected);
+  run->addSeparator();
+  delete_action_ = run->addAction(tr("&Delete runs…"), this, &MainWindow::delete_selected);
+  delete_action_->setShortcut(QKeySequence::Delete);
+  delete_action_->setShortcutContext(Qt::WidgetWithChildrenShortcut);
+  table_->addAction(delete_action_);
+
+  QMenu* view = menuBar()->addMenu(tr("&View"));
+  a = view->addAction(tr("&Fit all"), plot_, &CurvePlot::fit_all);
+  a->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_0));
+  view->addAction(tr("&Refresh"), &session_, &ResultsSession::refresh)
+      ->setShortcut(QKeySequence::Refresh);
+
+  QMenu* help = menuBar()->addMenu(tr("&Help"));
+  help->addAction(tr("&About"), this, [this] {
+    QMessageBox::about(this, tr("About MoE-Mamba Studio"),
+                       tr("<b>MoE-Mamba Studio</b><br>Launch, watch and compare MoE-Mamba, Mamba "
+                          "and Transformer runs.<br>GPL-3.0-or-later."));
+  });
+}
+
+QWidget* MainWindow::build_browser() {
+  auto* w = new QWidget(this);
+  auto* v = new QVBoxLayout(w);
+  v->setContentsMargins(4, 4, 4, 4);
+  auto* filters = new QHBoxLayout;
+  filter_text_ = new QLineEdit(w);
+  filter_text_->setPlaceholderText(tr("Filter runs (name, experiment, family, tag)"));
+  filter_text_->setClearButtonEnabled(true);
+  filter_family_ = new QComboBox(w);
+  filter_family_->addItem(tr("all families"), QString());
+  for (const std::string& f : known_families())
+    filter_family_->addItem(QString::fromStdString(f), QString::fromStdString(f));
+  filter_status_ = new QComboBox(w);
+  filter_status_->addItem(tr("any status"), QString());
+  for (const char* s : {"queued", "running", "stopped", "finished", "failed", "diverged", "lost"})
+    filter_status_->addItem(QString::fromLatin1(s), QString::fromLatin1(s));
+  filter_tag_ = new QComboBox(w);
+  filter_tag_->addItem(tr("any tag"), QString());
+  filters->addWidget(filter_text_, 1);
+  filters->addWidget(filter_family_);
+  filters->addWidget(filter_status_);
+  filters->addWidget(filter_tag_);
+  v->addLayout(filters);
+
+  model_ = new RunTableModel(this);
+  proxy_ = new RunFilterProxy(this);
+  proxy_->setSourceModel(model_);
+  table_ = new QTableView(w);
+  table_->setObjectName(QStringLiteral("runTable"));
+  table_->setModel(proxy_);
+  table_->setSortingEnabled(true);
+  table_->sortByColumn(RunTableModel::kCreated, Qt::DescendingOrder);
+  table_->setSelectionBehavior(QAbstractItemView::SelectRows);
+  table_->setSelectionMode(QAbstractItemView::ExtendedSelection);
+  table_->verticalHeader()->hide();
+  table_->verticalHeader()->setDefaultSectionSize(table_->fontMetrics().height() + 6);
+  table_->horizontalHeader()->setSectionsMovable(true);
+  table_->setAlternatingRowColors(true);
+  table_->setContextMenuPolicy(Qt::ActionsContextMenu);
+  v->addWidget(table_, 1);
+
+  connect(filter_text_, &QLineEdit::textChanged, proxy_, &RunFilterProxy::set_text);
+  connect(filter_family_, qOverload<int>(&QComboBox::currentIndexChanged), this,
+          [this] { proxy_->set_family(filter_family_->currentData().toString()); });
+  connect(filter_status_, qOverload<int>(&QComboBox::currentIndexChanged), this,
+          [this] { proxy_->set_status(filter_status_->currentData().toString()); });
+  connect(filter_tag_, qOverload<int>(&QComboBox::currentIndexChanged), this,
+          [this] { proxy_->set_tag(filter_tag_->currentData().toString()); });
+  connect(table_->selectionModel(), &QItemSelectionModel::selectionChanged, this,
+          &MainWindow::on_selection_changed);
+  connect(table_, &QTableView::doubleClicked, this, [this] { tabs_->setCurrentWidget(plot_); });
+  return w;
+}
+
+QWidget* MainWindow::build_compare() {
+  auto* w = new QWidget(this);
+  auto* v = new QVBoxLayout(w);
+  auto* split = new QSplitter(Qt::Vertical, w);
+  compare_plot_ = new CurvePlot(&curves_, w);
+  compare_plot_->set_metric(QStringLiteral("loss_smooth"));
+  compare_plot_->set_alpha(1.0);  // loss_smooth is smoothed by the trainer already
+  split->addWidget(compare_plot_);
+  auto* lower = new QWidget(w);
+  auto* lv = new QVBoxLayout(lower);
+  lv->setContentsMargins(0, 0, 0, 0);
+  auto* row = new QHBoxLayout;
+  row->addWidget(new QLabel(tr("<b>Config diff</b>"), lower));
+  only_diff_ = new QCheckBox(tr("only differences"), lower);
+  only_diff_->setChecked(true);
+  row->addWidget(only_diff_);
+  row->addStretch(1);
+  lv->addLayout(row);
+  auto* tables = new QSplitter(Qt::Horizontal, lower);
+  diff_table_ = new QTableWidget(tables);
+  diff_table_->setObjectName(QStringLiteral("diffTable"));
+  diff_table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+  diff_table_->verticalHeader()->setDefaultSectionSize(diff_table_->fontMetrics().height() + 4);
+  speedup_table_ = new QTableWidget(0, 3, tables);
+  speedup_table_->setObjectName(QStringLiteral("speedupTable"));
+  speedup_table_->setHorizontalHeaderLabels(
+      {tr("Run"), tr("Tokens to baseline's final loss"), tr("Speedup")});
+  speedup_table_->setToolTip(
+      tr("The paper's measure: tokens each run needs to reach the final smoothed loss of the first "
+         "selected run (the baseline), and the baseline's total tokens divided by that."));
+  speedup_table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+  speedup_table_->verticalHeader()->hide();
+  speedup_table_->horizontalHeader()->setStretchLastSection(true);
+  tables->addWidget(diff_table_);
+  tables->addWidget(speedup_table_);
+  tables->setStretchFactor(0, 2);
+  lv->addWidget(tables, 1);
+  split->addWidget(lower);
+  v->addWidget(split);
+  connect(only_diff_, &QCheckBox::toggled, this, &MainWindow::update_compare);
+  return w;
+}
+
+QWidget* MainWindow::build_queue() {
+  auto* w = new QWidget(this);
+  auto* v = new QVBoxLayout(w);
+  queue_table_ = new QTableWidget(0, 6, w);
+  queue_table_->setObjectName(QStringLiteral("queueTable"));
+  queue_table_->setHorizontalHeaderLabels(
+      {tr("Run"), tr("Device"), tr("State"), tr("Progress"), tr("ETA"), tr("Message")});
+  queue_table_->horizontalHeader()->setStretchLastSection(true);
+  queue_table_->setSelectionBehavior(QAbstractItemView::SelectRows);
+  queue_table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+  queue_table_->verticalHeader()->hide();
+  v->addWidget(queue_table_, 1);
+  auto* buttons = new QHBoxLayout;
+  auto add = [&](const QString& text, auto fn) {
+    auto* b = new QPushButton(text, w);
+    buttons->addWidget(b);
+    connect(b, &QPushButton::clicked, this, [this, fn] {
+      for (int key : selected_jobs()) fn(key);
+      update_queue();
+    });
+  };
+  add(tr("Stop"), [this](int k) { manager_->stop(k); });
+  add(tr("Resume"), [this](int k) { manager_->resume(k); });
+  add(tr("Retry"), [this](int k) { manager_->retry(k); });
+  add(tr("Remove"), [this](int k) { manager_->remove(k); });
+  add(tr("Move up"), [this](int k) { manager_->move(k, -1); });
+  add(tr("Move down"), [this](int k) { manager_->move(k, +1); });
+  buttons->addStretch(1);
+  v->addLayout(buttons);
+  return w;
+}
+
+QWidget* MainWindow::build_notes() {
+  auto* w = new QWidget(this);
+  auto* form = new QFormLayout(w);
+  notes_title_ = new QLabel(tr("Select one run."), w);
+  tags_edit_ = new QLineEdit(w);
+  tags_edit_->setPlaceholderText(tr("comma-separated tags, Enter to save"));
+  note_edit_ = new QPlainTextEdit(w);
+  auto* save = new QPushButton(tr("Save note"), w);
+  form->addRow(notes_title_);
+  form->addRow(tr("Tags"), tags_edit_);
+  form->addRow(tr("Note"), note_edit_);
+  form->addRow(save);
+  connect(tags_edit_, &QLineEdit::returnPressed, this, [this] {
+    const store::RunRow* r = session_.run(notes_run_);
+    if (!r) return;
+    QStringList wanted;
+    for (const QString& t : tags_edit_->text().split(QLatin1Char(','), Qt::SkipEmptyParts))
+      if (!t.trimmed().isEmpty()) wanted << t.trimmed();
+    const std::vector<std::string> had = r->tags;  // copy: the calls below refresh the rows
+    const int64_t id = notes_run_;
+    QString err;
+    for (const std::string& t : had)
+      if (!wanted.contains(QString::fromStdString(t)))
+        session_.remove_tag(id, QString::fromStdString(t), &err);
+    for (const QString& t : wanted)
+      if (std::find(had.begin(), had.end(), t.toStdString()) == had.end() &&
+          !session_.add_tag(id, t, &err))
+        show_message(tr("Tags"), err);
+  });
+  connect(save, &QPushButton::clicked, this, [this] {
+    QString err;
+    if (notes_run_ >= 0 && !session_.set_note(notes_run_, note_edit_->toPlainText(), &err))
+      show_message(tr("Note"), err);
+    else
+      statusBar()->showMessage(tr("Note saved."), 3000);
+  });
+  return w;
+}
+
+QWidget* MainWindow::build_samples() {
+  auto* w = new QWidget(this);
+  auto* v = new QVBoxLayout(w);
+  auto* row = new QHBoxLayout;
+  prompt_ = new QLineEdit(QStringLiteral("The history of"), w);
+  sample_tokens_ = new QSpinBox(w);
+  sample_tokens_->setRange(1, 2048);
+  sample_tokens_->setValue(64);
+  auto* go = new QPushButton(tr("Generate for selected runs"), w);
+  row->addWidget(new QLabel(tr("Prompt"), w));
+  row->addWidget(prompt_, 1);
+  row->addWidget(new QLabel(tr("tokens"), w));
+  row->addWidget(sample_tokens_);
+  row->addWidget(go);
+  v->addLayout(row);
+  samples_row_ = new QHBoxLayout;
+  v->addLayout(samples_row_, 1);
+  connect(go, &QPushButton::clicked, this, &MainWindow::generate_samples);
+  return w;
+}
+
+bool MainWindow::open_database(const QString& path) {
+  QString err;
+  if (!session_.open(path, &err)) {
+    show_message(tr("Could not open the database"), err);
+    update_status();
+    return false;
+  }
+  curves_.clear();
+  on_runs_changed();  // labels and seed groups of the new database's runs
+  if (!header_restored_) table_->resizeColumnsToContents();
+  QSettings().setValue(QStringLiteral("db"), session_.path());
+  update_status();
+  return true;
+}
+
+void MainWindow::open_experiment_file(const QString& path) {
+  QFile f(path);
+  if (!f.open(QIODevice::ReadOnly)) {
+    show_message(tr("Open experiment"), tr("Could not read %1: %2.").arg(path, f.errorString()));
+    return;
+  }
+  json doc;
+  try {
+    doc = parse_json_text(f.readAll().toStdString(), path.toStdString());
+  } catch (const std::exception& e) {
+    show_message(tr("Open experiment"), QString::fromStdString(e.what()));
+    return;
+  }
+  ExperimentDialog dlg(this);
+  dlg.set_document(doc);
+  if (dlg.exec() != QDialog::Accepted) return;
+  QString err;
+  if (launch_experiment(dlg.document(), &err) == 0) show_message(tr("Launch"), err);
+}
+
+int MainWindow::launch_experiment(const json& doc, QString* error) {
+  if (!session_.is_open()) {
+    if (error) *error = tr("No database is open: open or create one first (File ▸ Open database).");
+    return 0;
+  }
+  Experiment ex;
+  try {
+    ex = parse_experiment(doc, "the experiment");
+  } catch (const std::exception& e) {
+    if (error) *error = QString::fromStdString(e.what());
+    return 0;
+  }
+  // The trainer reads the experiment from a file: keep it next to the database, so the runs can
+  // be reproduced (and resumed) from exactly what was launched.
+  const QDir dir(experiments_dir_for(session_.path()));
+  if (!dir.mkpath(QStringLiteral("."))) {
+    if (error) *error = tr("Could not create %1: check its permissions.").arg(dir.path());
+    return 0;
+  }
+  const QString file = dir.filePath(
+      QStringLiteral("%1-%2.json")
+          .arg(QString::fromStdString(ex.name).replace(QLatin1Char('/'), QLatin1Char('_')),
+               QDateTime::currentDateTime().toString(QStringLiteral("yyyyMMdd-HHmmss-zzz"))));
+  QFile f(file);
+  if (!f.open(QIODevice::WriteOnly | QIODevice::Truncate) ||
+      f.write(QByteArray::fromStdString(doc.dump(2))) < 0 || !f.flush()) {
+    if (error) *error = tr("Could not write %1: %2.").arg(file, f.errorString());
+    return 0;
+  }
+  f.close();
+  for (const RunConfig& rc : ex.runs)
+    manager_->enqueue_train(file, QString::fromStdString(rc.name), session_.path(),
+                            QString::fromStdString(rc.train.device));
+  tabs_->setCurrentWidget(plot_);
+  statusBar()->showMessage(tr("Queued %1 run(s) of %2.").arg(ex.runs.size()).arg(ex.name.c_str()),
+                           5000);
+  return int(ex.runs.size());
+}
+
+void MainWindow::new_experiment() {
+  ExperimentDialog dlg(this);
+  if (dlg.exec() != QDialog::Accepted) return;
+  QString err;
+  if (launch_experiment(dlg.document(), &err) == 0) show_message(tr("Launch"), err);
+}
+
+void MainWindow::clone_selected() {
+  const auto ids = selected_runs();
+  if (ids.empty()) return;
+  const store::RunRow* r = session_.run(ids.front());
+  if (!r) return;
+  json cfg;
+  try {
+    cfg = json::parse(r->config_json);
+  } catch (const std::exception&) {
+    show_message(tr("Clone & edit"), tr("Run %1 has no readable config.").arg(r->id));
+    return;
+  }
+  ExperimentDialog dlg(this);
+  dlg.set_document(ExperimentDialog::clone_document(cfg, QString::fromStdString(r->name)), cfg);
+  if (dlg.exec() != QDialog::Accepted) return;
+  QString err;
+  if (launch_experiment(dlg.document(), &err) == 0) show_message(tr("Launch"), err);
+}
+
+void MainWindow::delete_selected() {
+  const auto ids = selected_runs();
+  if (ids.empty()) return;
+  for (const RunJob& j : manager_->jobs())
+    if (is_active(j.state) && std::find(ids.begin(), ids.end(), j.run_id) != ids.end()) {
+      show_message(tr("Delete runs"), tr("Stop run %1 before deleting it.").arg(j.name));
+      return;
+    }
+  if (!quiet_ &&
+      QMessageBox::question(this, tr("Delete runs"),
+                            tr("Delete %n run(s) with their curves, events, tags and notes? "
+                               "Checkpoint files stay on disk.",
+                               nullptr, int(ids.size()))) != QMessageBox::Yes)
+    return;
+  QString err;
+  if (!session_.delete_runs(ids, &err)) show_message(tr("Delete runs"), err);
+  for (int64_t id : ids) curves_.remove(id);
+}
+
+void MainWindow::import_database() {
+  const QString p = QFileDialog::getOpenFileName(this, tr("Import runs from"), QString(),
+                                                 tr("SQLite (*.sqlite *.db);;All files (*)"));
+  if (p.isEmpty()) return;
+  QString summary, err;
+  if (session_.import_from(p, &summary, &err))
+    statusBar()->showMessage(summary, 8000);
+  else
+    show_message(tr("Import runs"), err);
+}
+
+void MainWindow::export_chart() {
+  QString filter;
+  const QString p = QFileDialog::getSaveFileName(
+      this, tr("Export chart"), plot_->metric() + QStringLiteral(".png"),
+      tr("PNG image (*.png);;PDF (*.pdf);;SVG (*.svg)"), &filter);
+  if (p.isEmpty()) return;
+  bool ok = false;
+  const QString size = QInputDialog::getItem(
+      this, tr("Export chart"), tr("Size and style"),
+      {tr("paper: 1200×800, serif, no raw curves"), tr("screen: 1600×1000"), tr("as shown")}, 0,
+      false, &ok);
+  if (!ok) return;
+  const bool paper = size.startsWith(tr("paper"));
+  int w = paper ? 1200 : 1600, h = paper ? 800 : 1000;
+  if (size == tr("as shown")) {
+    w = plot_->plot()->width();
+    h = plot_->plot()->height();
+  }
+  QString err;
+  if (!plot_->export_image(p, w, h, paper, &err))
+    show_message(tr("Export chart"), err);
+  else
+    statusBar()->showMessage(tr("Wrote %1.").arg(p), 5000);
+}
+
+void MainWindow::export_csv() {
+  const QString p = QFileDialog::getSaveFileName(
+      this, tr("Export chart data"), plot_->metric() + QStringLiteral(".csv"), tr("CSV (*.csv)"));
+  if (p.isEmpty()) return;
+  QString err;
+  if (!plot_->export_csv(p, &err)) show_message(tr("Export CSV"), err);
+}
+
+std::vector<int> MainWindow::selected_jobs() const {
+  std::vector<int> keys;
+  for (const QModelIndex& i : queue_table_->selectionModel()->selectedRows())
+    keys.push_back(queue_table_->item(i.row(), 0)->data(Qt::UserRole).toInt());
+  return keys;
+}
+
+void MainWindow::stop_selected() {
+  const auto ids = selected_runs();
+  for (const RunJob& j : manager_->jobs())
+    if (std::find(ids.begin(), ids.end(), j.run_id) != ids.end()) manager_->stop(j.key);
+  for (int k : selected_jobs()) manager_->stop(k);
+  // A run of another process (a terminal, an earlier studio) on this host: SIGTERM by pid.
+  for (int64_t id : ids) {
+    const store::RunRow* r = session_.run(id);
+    bool ours = false;
+    for (const RunJob& j : manager_->jobs()) ours |= j.run_id == id && is_active(j.state);
+    if (r && !ours && r->effective_status == store::RunStatus::kRunning && r->pid > 0 &&
+        r->host == store::current_host())
+      ::kill(pid_t(r->pid), SIGTERM);
+  }
+}
+
+void MainWindow::resume_selected() {
+  for (int64_t id : selected_runs()) {
+    const store::RunRow* r = session_.run(id);
+    if (!r || r->status == store::RunStatus::kFinished ||
+        r->effective_status == store::RunStatus::kRunning)
+      continue;
+    QString device = QStringLiteral("cpu");
+    try {
+      device = QString::fromStdString(
+          json::parse(r->config_json).value("train", json::object()).value("device", "cpu"));
+    } catch (const std::exception&) {
+    }
+    manager_->enqueue_resume(id, QString::fromStdString(r->name), session_.path(), device);
+  }
+}
+
+void MainWindow::generate_samples() {
+  while (QLayoutItem* it = samples_row_->takeAt(0)) {
+    delete it->widget();
+    delete it;
+  }
+  for (int64_t id : selected_runs()) {
+    const store::RunRow* r = session_.run(id);
+    if (!r) continue;
+    auto* box = new QPlainTextEdit(this);
+    box->setReadOnly(true);
+    box->setPlaceholderText(tr("%1: generating…").arg(label_of(*r)));
+    samples_row_->addWidget(box);
+    auto* p = new QProcess(box);  // dies with its box
+    connect(p, &QProcess::finished, box, [box, p, name = label_of(*r)](int code) {
+      const QString out = QString::fromUtf8(p->readAllStandardOutput());
+      const QString err = QString::fromUtf8(p->readAllStandardError()).trimmed();
+      box->setPlainText(QStringLiteral("[%1]\n").arg(name) +
+                        (code == 0 ? out : QObject::tr("failed (exit %1): %2").arg(code).arg(err)));
+    });
+    connect(p, &QProcess::errorOccurred, box, [box, p](QProcess::ProcessError e) {
+      if (e == QProcess::FailedToStart)
+        box->setPlainText(
+            QObject::tr("Could not start %1: %2").arg(p->program(), p->errorString()));
+    });
+    p->start(manager_->program(),
+             {QStringLiteral("generate"), QString::number(id), QStringLiteral("--db"),
+              session_.path(), QStringLiteral("--prompt"), prompt_->text(),
+              QStringLiteral("--tokens"), QString::number(sample_tokens_->value())});
+  }
+}
+
+void MainWindow::on_runs_changed() {
+  const auto selected = selected_runs();
+  model_->set_rows(session_.runs());
+  select_runs(selected);
+  for (const store::RunRow& r : session_.runs()) {
+    RunCurves& rc = curves_.run(r.id);
+    rc.label = label_of(r);
+    rc.group = group_of(r);
+  }
+  // Tag filter choices follow the tags in use.
+  const QString tag = filter_tag_->currentData().toString();
+  QSignalBlocker block(filter_tag_);
+  filter_tag_->clear();
+  filter_tag_->addItem(tr("any tag"), QString());
+  for (const std::string& t : session_.all_tags())
+    filter_tag_->addItem(QString::fromStdString(t), QString::fromStdString(t));
+  filter_tag_->setCurrentIndex(std::max(0, filter_tag_->findData(tag)));
+  update_plot_runs();
+  update_status();
+  if (notes_run_ >= 0 && !session_.run(notes_run_)) update_notes();
+}
+
+void MainWindow::select_runs(const std::vector<int64_t>& ids) {
+  QItemSelection sel;
+  for (int64_t id : ids) {
+    if (auto row = model_->row_of(id)) {
+      const QModelIndex src = model_->index(*row, 0);
+      const QModelIndex p = proxy_->mapFromSource(src);
+      if (p.isValid()) sel.select(p, p.siblingAtColumn(RunTableModel::kColumnCount - 1));
+    }
+  }
+  table_->selectionModel()->select(sel, QItemSelectionModel::ClearAndSelect);
+}
+
+std::vector<int64_t> MainWindow::selected_runs() const {
+  std::vector<int64_t> ids;
+  for (const QModelIndex& i : table_->selectionModel()->selectedRows())
+    ids.push_back(i.data(RunTableModel::kIdRole).toLongLong());
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+std::vector<int64_t> MainWindow::plotted_runs() const {
+  std::vector<int64_t> ids = selected_runs();
+  if (!ids.empty()) return ids;
+  std::set<int64_t> live;
+  for (const store::RunRow& r : session_.runs())
+    if (r.effective_status == store::RunStatus::kRunning) live.insert(r.id);
+  for (const RunJob& j : manager_->jobs())
+    if (is_active(j.state) && j.run_id >= 0) live.insert(j.run_id);
+  return {live.begin(), live.end()};
+}
+
+void MainWindow::update_plot_runs() {
+  const auto ids = plotted_runs();
+  if (ids != plot_->runs()) plot_->set_runs(ids);
+}
+
+void MainWindow::on_selection_changed() {
+  update_plot_runs();
+  update_compare();
+  update_notes();
+  delete_action_->setEnabled(!selected_runs().empty());
+}
+
+void MainWindow::update_compare() {
+  const auto ids = selected_runs();
+  compare_plot_->set_runs(ids);
+  std::vector<json> configs;
+  QStringList headers;
+  for (int64_t id : ids) {
+    const store::RunRow* r = session_.run(id);
+    if (!r) continue;
+    try {
+      configs.push_back(json::parse(r->config_json));
+    } catch (const std::exception&) {
+      configs.push_back(json::object());
+    }
+    headers << label_of(*r);
+  }
+  const auto rows = diff_configs(configs, only_diff_->isChecked());
+  diff_table_->clear();
+  diff_table_->setColumnCount(int(configs.size()));
+  diff_table_->setRowCount(int(rows.size()));
+  diff_table_->setHorizontalHeaderLabels(headers);
+  QStringList keys;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    keys << QString::fromStdString(rows[i].key);
+    for (size_t c = 0; c < rows[i].values.size(); ++c) {
+      auto* item = new QTableWidgetItem(QString::fromStdString(rows[i].values[c]));
+      if (rows[i].differs) item->setBackground(QColor(255, 200, 80, 70));
+      diff_table_->setItem(int(i), int(c), item);
+    }
+  }
+  diff_table_->setVerticalHeaderLabels(keys);
+  diff_table_->resizeColumnsToContents();
+
+  // Speedup: tokens to reach the baseline's (first selected run's) final smoothed loss.
+  speedup_table_->setRowCount(0);
+  if (ids.size() < 2) return;
+  const Series& base = curves_.series(ids.front(), "loss_smooth");
+  if (base.size() == 0) return;
+  const double target = base.value.back();
+  const double base_tokens = base.tokens.back();
+  speedup_table_->setRowCount(int(ids.size()));
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const Series& s = curves_.series(ids[i], "loss_smooth");
+    const double t = tokens_to_reach(s, target);
+    const RunCurves* rc = curves_.find(ids[i]);
+    speedup_table_->setItem(int(i), 0, new QTableWidgetItem(rc ? rc->label : QString()));
+    speedup_table_->setItem(
+        int(i), 1, new QTableWidgetItem(t < 0 ? tr("not reached") : RunTableModel::human_count(t)));
+    speedup_table_->setItem(
+        int(i), 2,
+        new QTableWidgetItem(t <= 0 ? QStringLiteral("—")
+                                    : QStringLiteral("%1×").arg(base_tokens / t, 0, 'f', 2)));
+  }
+}
+
+void MainWindow::update_notes() {
+  const auto ids = selected_runs();
+  notes_run_ = ids.size() == 1 ? ids.front() : -1;
+  const store::RunRow* r = session_.run(notes_run_);
+  tags_edit_->setEnabled(r != nullptr);
+  note_edit_->setEnabled(r != nullptr);
+  if (!r) {
+    notes_title_->setText(tr("Select one run."));
+    tags_edit_->clear();
+    note_edit_->clear();
+    return;
+  }
+  notes_title_->setText(tr("<b>%1</b> — %2")
+                            .arg(label_of(*r).toHtmlEscaped(),
+                                 QString::fromStdString(r->error_text).toHtmlEscaped()));
+  QStringList t;
+  for (const auto& s : r->tags) t << QString::fromStdString(s);
+  tags_edit_->setText(t.join(QStringLiteral(", ")));
+  note_edit_->setPlainText(session_.note(r->id));
+}
+
+void MainWindow::on_job_changed(int key) {
+  const RunJob* j = manager_->job(key);
+  if (j && j->run_id >= 0 && !session_.run(j->run_id)) session_.refresh();  // a new run row
+  if (j && is_done(j->state)) {
+    session_.refresh();
+    if (j->state == RunState::kFailed)
+      statusBar()->showMessage(tr("%1 failed: %2").arg(j->name, j->message), 15000);
+  }
+  update_queue();
+  update_plot_runs();
+  update_status();
+}
+
+void MainWindow::on_events(int, const std::vector<ProgressEvent>& events) {
+  curves_.apply(events);
+}
+
+void MainWindow::update_queue() {
+  const auto keep = selected_jobs();
+  const auto& jobs = manager_->jobs();
+  queue_table_->setRowCount(int(jobs.size()));
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    const RunJob& j = jobs[i];
+    auto* name = new QTableWidgetItem(
+        j.run_id >= 0 ? QStringLiteral("%1 #%2").arg(j.name).arg(j.run_id) : j.name);
+    name->setData(Qt::UserRole, j.key);
+    queue_table_->setItem(int(i), 0, name);
+    queue_table_->setItem(int(i), 1, new QTableWidgetItem(j.device));
+    queue_table_->setItem(int(i), 2, new QTableWidgetItem(to_string(j.state)));
+    auto* bar = qobject_cast<QProgressBar*>(queue_table_->cellWidget(int(i), 3));
+    if (!bar) {
+      bar = new QProgressBar(queue_table_);
+      queue_table_->setCellWidget(int(i), 3, bar);
+    }
+    bar->setRange(0, 1000);
+    bar->setValue(j.progress() < 0 ? 0 : int(j.progress() * 1000));
+    bar->setFormat(j.total_steps > 0 ? QStringLiteral("%1 / %2").arg(j.step).arg(j.total_steps)
+                                     : QString());
+    const double eta = j.eta_seconds();
+    queue_table_->setItem(
+        int(i), 4,
+        new QTableWidgetItem(is_active(j.state) && eta >= 0 ? RunTableModel::human_duration(eta)
+                                                            : QString()));
+    queue_table_->setItem(int(i), 5, new QTableWidgetItem(j.message));
+    if (std::find(keep.begin(), keep.end(), j.key) != keep.end()) queue_table_->selectRow(int(i));
+  }
+}
+
+void MainWindow::update_status() {
+  status_db_->setText(session_.is_open() ? tr("Database: %1").arg(session_.path())
+                                         : tr("No database open"));
+  int running = 0, lost = 0;
+  for (const store::RunRow& r : session_.runs()) {
+    running += r.effective_status == store::RunStatus::kRunning;
+    lost += r.effective_status == store::RunStatus::kLost;
+  }
+  status_runs_->setText(
+      tr("%1 runs · %2 running · %3 lost · %4 queued here")
+          .arg(session_.runs().size())
+          .arg(running)
+          .arg(lost)
+          .arg(std::count_if(manager_->jobs().begin(), manager_->jobs().end(),
+                             [](const RunJob& j) { return j.state == RunState::kQueued; })));
+  const QStringList gpus = cuda_devices();
+  status_device_->setText(gpus.isEmpty() ? tr("CPU only")
+                                         : tr("%1 GPU(s) %2").arg(gpus.size()).arg(gpu_text_));
+}
+
+void MainWindow::poll_gpu() {
+  static int tick = 0;
+  if (cuda_devices().isEmpty() || (tick++ % 5) != 0) return;  // every 5 s, only with a GPU
+  auto* p = new QProcess(this);
+  connect(p, &QProcess::finished, this, [this, p] {
+    // "used, total" MiB per GPU, one line each.
+    QStringList parts;
+    for (const QString& line : QString::fromUtf8(p->readAllStandardOutput())
+                                   .split(QLatin1Char('\n'), Qt::SkipEmptyParts)) {
+      const QStringList f = line.split(QLatin1Char(','));
+      if (f.size() == 2)
+        parts << QStringLiteral("%1/%2 GiB")
+                     .arg(f[0].trimmed().toDouble() / 1024, 0, 'f', 1)
+                     .arg(f[1].trimmed().toDouble() / 1024, 0, 'f', 0);
+    }
+    gpu_text_ = parts.join(QStringLiteral(", "));
+    p->deleteLater();
+    update_status();
+  });
+  connect(p, &QProcess::errorOccurred, p, &QObject::deleteLater);
+  p->start(QStringLiteral("nvidia-smi"), {QStringLiteral("--query-gpu=memory.used,memory.total"),
+                                          QStringLiteral("--format=csv,noheader,nounits")});
+}
+
+void MainWindow::show_message(const QString& title, const QString& text, bool error) {
+  last_message_ = text;
+  statusBar()->showMessage(text, 15000);
+  if (quiet_) return;
+  if (error)
+    QMessageBox::warning(this, title, text);
+  else
+    QMessageBox::information(this, title, text);
+}
+
+void MainWindow::restore_settings() {
+  QSettings s;
+  restoreGeometry(s.value(QStringLiteral("window/geometry")).toByteArray());
+  restoreState(s.value(QStringLiteral("window/state")).toByteArray());
+  if (!splitter_->restoreState(s.value(QStringLiteral("window/splitter")).toByteArray()))
+    splitter_->setSizes({560, 840});
+  header_restored_ = table_->horizontalHeader()->restoreState(
+      s.value(QStringLiteral("window/table")).toByteArray());
+  plot_->set_metric(s.value(QStringLiteral("plot/metric"), QStringLiteral("loss")).toString());
+  plot_->set_alpha(s.value(QStringLiteral("plot/alpha"), 0.001).toDouble());
+  plot_->set_x_axis(XAxis(s.value(QStringLiteral("plot/xaxis"), 0).toInt()));
+  plot_->set_log_y(s.value(QStringLiteral("plot/logy"), false).toBool());
+  manager_->set_stop_timeout(s.value(QStringLiteral("runs/stop_timeout_ms"), 60000).toInt());
+}
+
+void MainWindow::save_settings() {
+  QSettings s;
+  s.setValue(QStringLiteral("window/geometry"), saveGeometry());
+  s.setValue(QStringLiteral("window/state"), saveState());
+  s.setValue(QStringLiteral("window/splitter"), splitter_->saveState());
+  s.setValue(QStringLiteral("window/table"), table_->horizontalHeader()->saveState());
+  s.setValue(QStringLiteral("plot/metric"), plot_->metric());
+  s.setValue(QStringLiteral("plot/alpha"), plot_->alpha());
+  s.setValue(QStringLiteral("plot/xaxis"), int(plot_->x_axis()));
+}
+
+void MainWindow::closeEvent(QCloseEvent* event) {
+  save_settings();
+  if (manager_->active_count() == 0) {
+    event->accept();
+    return;
+  }
+  QMessageBox box(QMessageBox::Question, tr("Runs are training"),
+                  tr("%n run(s) are still training. Stop them (each checkpoints first) or leave "
+                     "them running? Left runs keep writing to the database and show up again "
+                     "the next time the studio opens it.",
+                     nullptr, manager_->active_count()),
+                  QMessageBox::NoButton, this);
+  QPushButton* stop = box.addButton(tr("Stop them"), QMessageBox::DestructiveRole);
+  QPushButton* leave = box.addButton(tr("Leave running"), QMessageBox::AcceptRole);
+  box.addButton(QMessageBox::Cancel);
+  if (quiet_) {
+    manager_->stop_all();
+  } else {
+    box.exec();
+    if (box.clickedButton() == leave) {
+      manager_->detach_all();
+      event->accept();
+      return;
+    }
+    if (box.clickedButton() != stop) {
+      event->ignore();
+      return;
+    }
+    manager_->stop_all();
+  }
+  // Wait for the checkpoints (the manager kills after its timeout), keeping the UI painted.
+  QElapsedTimer t;
+  t.start();
+  statusBar()->showMessage(tr("Stopping runs…"));
+  while (manager_->active_count() > 0 && t.elapsed() < 120000)
+    QApplication::processEvents(QEventLoop::AllEvents, 50);
+  event->accept();
+}
+
+}  // namespace mmlab::ui

@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// The studio's main window: results browser (left), curves / compare / queue / notes / samples
+// tabs (right). It wires the document (ResultsSession), the curves (CurveSet), the run manager
+// and the views; it holds no data of its own beyond the view state saved in QSettings.
+#pragma once
+
+#include <QMainWindow>
+#include <QPointer>
+#include <QString>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "ui/curve_data.h"
+#include "ui/curve_plot.h"
+#include "ui/results_session.h"
+#include "ui/run_manager.h"
+#include "ui/run_table_model.h"
+
+class QAction;
+class QCheckBox;
+class QComboBox;
+class QLabel;
+class QLineEdit;
+class QPlainTextEdit;
+class QSpinBox;
+class QSplitter;
+class QTabWidget;
+class QTableView;
+class QTableWidget;
+class QHBoxLayout;
+
+namespace mmlab::ui {
+
+class MainWindow : public QMainWindow {
+  Q_OBJECT
+
+ public:
+  /// `db_path` empty: the last database (QSettings) or the XDG default.
+  explicit MainWindow(const QString& db_path = {}, QWidget* parent = nullptr);
+  ~MainWindow() override;
+
+  /// Opens a database; on failure shows the message and keeps the current one.
+  bool open_database(const QString& path);
+  /// Opens an experiment file into the new-experiment dialog (a malformed file: a message).
+  void open_experiment_file(const QString& path);
+  /// Writes the experiment to the data folder and queues its runs. Returns the number queued.
+  int launch_experiment(const nlohmann::json& doc, QString* error);
+
+  ResultsSession& session() { return session_; }
+  CurveSet& curves() { return curves_; }
+  RunManager& manager() { return *manager_; }
+  CurvePlot& plot() { return *plot_; }
+  RunFilterProxy& proxy() { return *proxy_; }
+  QTableView& table() { return *table_; }
+  QTabWidget& tabs() { return *tabs_; }
+  /// Selects runs in the browser by id (and so plots them).
+  void select_runs(const std::vector<int64_t>& ids);
+  std::vector<int64_t> selected_runs() const;
+  /// Runs the chart shows: the selection, or (nothing selected) every running run.
+  std::vector<int64_t> plotted_runs() const;
+  /// Show messages in the status bar instead of modal boxes (tests, e2e).
+  void set_quiet(bool quiet) { quiet_ = quiet; }
+  QString last_message() const { return last_message_; }
+
+ protected:
+  void closeEvent(QCloseEvent* event) override;
+
+ private:
+  void build_menus();
+  QWidget* build_browser();
+  QWidget* build_compare();
+  QWidget* build_queue();
+  QWidget* build_notes();
+  QWidget* build_samples();
+  void on_runs_changed();
+  void on_selection_changed();
+  void on_job_changed(int key);
+  void on_events(int key, const std::vector<ProgressEvent>& events);
+  void update_plot_runs();
+  void update_compare();
+  void update_queue();
+  void update_notes();
+  void update_status();
+  void poll_gpu();
+  void new_experiment();
+  void clone_selected();
+  void delete_selected();
+  void import_database();
+  void export_chart();
+  void export_csv();
+  void stop_selected();
+  void resume_selected();
+  void generate_samples();
+  void show_message(const QString& title, const QString& text, bool error = true);
+  void restore_settings();
+  void save_settings();
+  std::vector<int> selected_jobs() const;
+
+  ResultsSession session_;
+  CurveSet curves_;
+  RunManager* manager_ = nullptr;
+  RunTableModel* model_ = nullptr;
+  RunFilterProxy* proxy_ = nullptr;
+  QTableView* table_ = nullptr;
+  CurvePlot* plot_ = nullptr;
+  CurvePlot* compare_plot_ = nullptr;
+  QTabWidget* tabs_ = nullptr;
+  QSplitter* splitter_ = nullptr;
+  QLineEdit* filter_text_ = nullptr;
+  QComboBox* filter_family_ = nullptr;
+  QComboBox* filter_status_ = nullptr;
+  QComboBox* filter_tag_ = nullptr;
+  QTableWidget* diff_table_ = nullptr;
+  QCheckBox* only_diff_ = nullptr;
+  QTableWidget* speedup_table_ = nullptr;
+  QTableWidget* queue_table_ = nullptr;
+  QLineEdit* tags_edit_ = nullptr;
+  QPlainTextEdit* note_edit_ = nullptr;
+  QLabel* notes_title_ = nullptr;
+  QLineEdit* prompt_ = nullptr;
+  QSpinBox* sample_tokens_ = nullptr;
+  QHBoxLayout* samples_row_ = nullptr;
+  QLabel* status_db_ = nullptr;
+  QLabel* status_runs_ = nullptr;
+  QLabel* status_device_ = nullptr;
+  QAction* delete_action_ = nullptr;
+  int64_t notes_run_ = -1;
+  bool quiet_ = false;
+  bool header_restored_ = false;
+  QString last_message_;
+  QString gpu_text_;
+  QTimer* live_timer_ = nullptr;
+};
+
+}  // namespace mmlab::ui
