@@ -9,6 +9,7 @@
 #include <QStyleFactory>
 #include <QTimer>
 
+#include "ui/e2e_driver.h"
 #include "ui/main_window.h"
 
 namespace {
@@ -58,7 +59,15 @@ int main(int argc, char** argv) {
                           QStringLiteral("EXPERIMENT.json"));
   QCommandLineOption dark(QStringLiteral("dark"), QStringLiteral("Use the dark palette."));
   QCommandLineOption light(QStringLiteral("light"), QStringLiteral("Use the light palette."));
-  cli.addOptions({db, open, dark, light});
+  QCommandLineOption e2e(QStringLiteral("e2e-report"),
+                         QStringLiteral("Test hook: launch --open's experiment through the dialog, "
+                                        "wait for its runs, write what the chart shows to FILE "
+                                        "and quit."),
+                         QStringLiteral("FILE"));
+  QCommandLineOption shot(QStringLiteral("e2e-screenshot"),
+                          QStringLiteral("With --e2e-report: also save a screenshot."),
+                          QStringLiteral("PNG"));
+  cli.addOptions({db, open, dark, light, e2e, shot});
   cli.process(app);
 
   QApplication::setStyle(QStyleFactory::create(QStringLiteral("Fusion")));
@@ -69,7 +78,11 @@ int main(int argc, char** argv) {
 
   mmlab::ui::MainWindow window(cli.value(db));
   window.show();
-  if (cli.isSet(open)) {
+  if (cli.isSet(e2e)) {
+    auto* driver =
+        new mmlab::ui::E2eDriver(&window, cli.value(open), cli.value(e2e), cli.value(shot));
+    driver->start();
+  } else if (cli.isSet(open)) {
     // After the event loop starts, so the dialog opens over a painted window.
     const QString file = cli.value(open);
     QTimer::singleShot(0, &window, [&window, file] { window.open_experiment_file(file); });

@@ -655,11 +655,13 @@ std::vector<int64_t> MainWindow::selected_runs() const {
 std::vector<int64_t> MainWindow::plotted_runs() const {
   std::vector<int64_t> ids = selected_runs();
   if (!ids.empty()) return ids;
+  // Nothing selected: what is training now, plus every run launched from this window (so a run
+  // that just finished stays on the chart it was watched on).
   std::set<int64_t> live;
   for (const store::RunRow& r : session_.runs())
     if (r.effective_status == store::RunStatus::kRunning) live.insert(r.id);
   for (const RunJob& j : manager_->jobs())
-    if (is_active(j.state) && j.run_id >= 0) live.insert(j.run_id);
+    if (j.run_id >= 0) live.insert(j.run_id);
   return {live.begin(), live.end()};
 }
 

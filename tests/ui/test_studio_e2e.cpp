@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// End to end: the mmlab-studio binary as a process, on a temporary database, launching an
+// experiment through its new-experiment dialog (--e2e-report drives the real window), waiting for
+// the runs and reporting what its chart draws. With the real `mmlab` next to the studio the drawn
+// curves are compared with the rows the trainer stored; without it (or with MMLAB_E2E_FAKE=1) the
+// fake trainer stands in and the drawn curves are compared with what it streamed.
+// Run under Xvfb for a real X server (xvfb-run -a …); without DISPLAY it uses the offscreen QPA.
+#include <gtest/gtest.h>
+
+#include <QFile>
+#include <QFileInfo>
+#include <QProcess>
+#include <nlohmann/json.hpp>
+
+#include "core/store/store.h"
+#include "fake_trainer.h"
+#include "qt_app.h"
+#include "test_support.h"
+
+using nlohmann::json;
+
+TEST(StudioE2E, LaunchFromTheDialogAndTheChartDrawsWhatWasStored) {
+  mmlab::test::qt_app();
+  const QString studio = QStringLiteral(MMLAB_BINARY_DIR "/app/mmlab-studio");
+  if (!QFileInfo::exists(studio)) GTEST_SKIP() << "build the mmlab-studio target first";
+  const QString real_mmlab = QStringLiteral(MMLAB_BINARY_DIR "/app/mmlab");
+  const bool real = QFileInfo::exists(real_mmlab) && qEnvironmentVariableIsEmpty("MMLAB_E2E_FAKE");
+  mmlab::test::TempDir dir;
+  auto path = [&](const char* name) { return QString::fromStdString((dir / name).string()); };
+
+  const json experiment = {
+      {"name", "e2e-quick"},
+      {"defaults",
+       {{"model", {{"d_model", 32}, {"n_block", 1}}},
+        {"train",
+         {{"steps", 20},
+          {"batch_size", 2},
+          {"seq_len", 32},
+          {"eval_every", 10},
+          {"checkpoint_every", 10},
+          {"device", "cpu"},
+          {"threads", 1}}},
+        {"data", {{"source", "default"}, {"tokenizer", "byte"}}}}},
+      {"runs",
+       {{{"name", "mamba"}, {"model", {{"family", "mamba"}}}},
+        {{"name", "moe-mamba"}, {"model", {{"family", "moe-mamba"}, {"n_expert", 2}}}}}}};
+  QFile f(path("e2e-quick.json"));
+  ASSERT_TRUE(f.open(QIODevice::WriteOnly));
+  f.write(QByteArray::fromStdString(experiment.dump(2)));
+  f.close();
+
+  QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
+  env.insert("MMLAB_BIN", real ? real_mmlab : mmlab::test::write_fake_trainer(dir.path()));
+  env.insert("FAKE_ID_FROM_NAME", "1");
+  env.insert("XDG_CONFIG_HOME", path("config"));  // the studio's QSettings stay in the temp dir
+  env.insert("XDG_DATA_HOME", path("data"));
+  if (!env.contains("DISPLAY")) env.insert("QT_QPA_PLATFORM", "offscreen");
+  QProcess p;
+  p.setProcessEnvironment(env);
+  p.setProcessChannelMode(QProcess::ForwardedErrorChannel);
+  const QString db = path("e2e.sqlite");
+  const QString shot = path("studio-e2e.png");
+  p.start(studio, {"--db", db, "--open", path("e2e-quick.json"), "--e2e-report",
+                   path("report.json"), "--e2e-screenshot", shot});
+  ASSERT_TRUE(p.waitForStarted(10000));
+  ASSERT_TRUE(p.waitForFinished(590000)) << "the studio did not finish";
+  QFile r(path("report.json"));
+  ASSERT_TRUE(r.open(QIODevice::ReadOnly)) << "no report; exit code " << p.exitCode();
+  const json report = json::parse(r.readAll().toStdString());
+  EXPECT_EQ(p.exitCode(), 0) << report.dump(1);
+  ASSERT_EQ(report["runs"].size(), 2u) << report.dump(1);
+  EXPECT_GT(QFileInfo(shot).size(), 10000);
+  if (!qEnvironmentVariableIsEmpty("MMLAB_SCREENSHOTS"))
+    QFile::copy(shot, qEnvironmentVariable("MMLAB_SCREENSHOTS") + "/studio-e2e.png");
+
+  for (const json& run : report["runs"]) {
+    EXPECT_EQ(run["state"], "finished") << run.dump();
+    const int64_t id = run["run_id"];
+    ASSERT_GE(id, 0);
+    std::vector<std::pair<double, double>> drawn;
+    for (const json& pt : run["drawn"])
+      drawn.emplace_back(pt[0].get<double>(), pt[1].get<double>());
+    if (real) {
+      mmlab::store::ResultsStore s(db.toStdString());
+      const auto stored = s.points(id, "loss");
+      ASSERT_EQ(stored.size(), 20u);
+      ASSERT_EQ(drawn.size(), stored.size());
+      for (size_t i = 0; i < stored.size(); ++i) {
+        EXPECT_EQ(drawn[i].first, double(stored[i].step));
+        EXPECT_DOUBLE_EQ(drawn[i].second, stored[i].value);
+      }
+      EXPECT_EQ(s.get_run(id).status, mmlab::store::RunStatus::kFinished);
+    } else {
+      EXPECT_EQ(drawn, (std::vector<std::pair<double, double>>{{1, 9}, {2, 8}, {3, 7}}));
+    }
+  }
+  EXPECT_EQ(report["plotted"].size(), 2u);
+}
