@@ -1,0 +1,364 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "core/cli/report.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <iterator>
+#include <limits>
+#include <sstream>
+
+#include "core/util/error.h"
+
+namespace mmlab::cli {
+
+namespace {
+
+constexpr char kDash[] = "–";  // en dash: "no value", as the paper's tables print it
+
+bool is_digits(const std::string& text) {
+  if (text.empty()) return false;
+  for (char c : text) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
+
+bool is_uuid(const std::string& text) {
+  if (text.size() != 32) return false;
+  for (char c : text) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+std::string join(const std::vector<std::string>& parts, const std::string& sep) {
+  std::string out;
+  for (size_t i = 0; i < parts.size(); ++i) out += (i ? sep : "") + parts[i];
+  return out;
+}
+
+// A Markdown table cell: a pipe would end the cell and a line break the row.
+std::string md_cell(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '|') {
+      out += "\\|";
+    } else if (c == '\n' || c == '\r') {
+      out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string pad(const std::string& text, size_t width, bool right) {
+  const size_t w = display_width(text);
+  if (w >= width) return text;
+  const std::string fill(width - w, ' ');
+  return right ? fill + text : text + fill;
+}
+
+std::string steps_cell(int64_t step, int64_t total) {
+  // A finished run shows its step count; an unfinished one how far it got.
+  if (total <= 0 || step == total) return std::to_string(step);
+  return std::to_string(step) + "/" + std::to_string(total);
+}
+
+std::string optional_exact(std::optional<double> value) {
+  return value && !std::isnan(*value) ? format_exact(*value) : "";
+}
+
+}  // namespace
+
+// --- curve arithmetic ------------------------------------------------------------------------
+
+std::optional<double> final_value(const std::vector<store::PointRow>& points) {
+  if (points.empty() || std::isnan(points.back().value)) return std::nullopt;
+  return points.back().value;
+}
+
+std::optional<double> tokens_to_reach(const std::vector<store::PointRow>& points, double target) {
+  for (const auto& p : points) {
+    if (p.value <= target) return static_cast<double>(p.tokens);  // false for NaN
+  }
+  return std::nullopt;
+}
+
+std::optional<double> speedup(const std::vector<store::PointRow>& baseline,
+                              const std::vector<store::PointRow>& other) {
+  const std::optional<double> target = final_value(baseline);
+  if (!target) return std::nullopt;
+  // The baseline's own first crossing, not its last point: a smoothed curve that dipped below
+  // its final value earlier had already "needed" only that many tokens, and both runs are then
+  // measured by the same rule.
+  const std::optional<double> base_tokens = tokens_to_reach(baseline, *target);
+  const std::optional<double> other_tokens = tokens_to_reach(other, *target);
+  if (!base_tokens || !other_tokens || *base_tokens <= 0 || *other_tokens <= 0) {
+    return std::nullopt;
+  }
+  return *base_tokens / *other_tokens;
+}
+
+// --- the report ------------------------------------------------------------------------------
+
+std::optional<size_t> default_baseline(const std::vector<store::RunRow>& runs) {
+  if (runs.empty()) return std::nullopt;
+  size_t first = 0;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    if (runs[i].id < runs[first].id) first = i;
+  }
+  std::optional<size_t> mamba;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    if (runs[i].family == "mamba" && (!mamba || runs[i].id < runs[*mamba].id)) mamba = i;
+  }
+  return mamba ? *mamba : first;
+}
+
+ExperimentReport build_report(store::ResultsStore& store, const store::ExperimentRow& experiment,
+                              const std::string& baseline_name) {
+  ExperimentReport report;
+  report.experiment = experiment.name;
+  store::RunFilter filter;
+  filter.experiment_id = experiment.id;
+  const std::vector<store::RunRow> runs = store.list_runs(filter);  // by id
+  if (runs.empty()) return report;
+
+  std::optional<size_t> base;
+  if (baseline_name.empty()) {
+    base = default_baseline(runs);
+  } else {
+    for (size_t i = 0; i < runs.size() && !base; ++i) {
+      if (runs[i].name == baseline_name) base = i;
+    }
+    if (!base) {
+      std::vector<std::string> names;
+      for (const auto& r : runs) names.push_back(r.name);
+      throw UserError(
+          "The experiment \"" + experiment.name + "\" has no run named \"" + baseline_name +
+              "\" to use as the baseline.",
+          "Its runs are: " + join(names, ", ") + " (pick the experiment with --experiment).");
+    }
+  }
+  report.baseline = runs[*base].name;
+  report.baseline_id = runs[*base].id;
+
+  const std::vector<store::PointRow> base_points =
+      store.points(runs[*base].id, store::metric::kLossSmooth);
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const store::RunRow& run = runs[i];
+    ReportRow row;
+    row.run_id = run.id;
+    row.name = run.name;
+    row.family = run.family;
+    row.status = std::string(store::to_string(run.effective_status));
+    row.params_active = run.params_active;
+    row.params_total = run.params_total;
+    row.step = run.step;
+    row.total_steps = run.total_steps;
+    row.tokens = run.tokens;
+    row.best_val_loss = run.best_val_loss;
+    row.is_baseline = i == *base;
+    const std::vector<store::PointRow> points =
+        row.is_baseline ? base_points : store.points(run.id, store::metric::kLossSmooth);
+    row.final_loss = final_value(points);
+    row.speedup = speedup(base_points, points);
+    report.rows.push_back(std::move(row));
+  }
+  return report;
+}
+
+std::string render_markdown(const std::vector<ExperimentReport>& reports) {
+  const std::vector<std::string> header = {"name",          "family", "params (active / total)",
+                                           "steps",         "tokens", "final loss (smoothed)",
+                                           "best val loss", "speedup"};
+  const std::vector<bool> right = {false, false, true, true, true, true, true, true};
+  std::ostringstream out;
+  for (size_t r = 0; r < reports.size(); ++r) {
+    const ExperimentReport& rep = reports[r];
+    if (r) out << "\n";
+    out << "## " << rep.experiment << "\n\n";
+    if (rep.rows.empty()) {
+      out << "No runs.\n";
+      continue;
+    }
+    out << "Baseline: **" << md_cell(rep.baseline) << "** (run " << rep.baseline_id
+        << "). Speedup: tokens the baseline needed to reach its final smoothed loss ÷ tokens the "
+           "run needed to reach that loss ("
+        << kDash << ": never reached).\n\n";
+
+    std::vector<std::vector<std::string>> cells;
+    for (const ReportRow& row : rep.rows) {
+      std::string speed = kDash;
+      if (row.speedup) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "%.2f×", *row.speedup);
+        speed = buf;
+        if (row.is_baseline) speed += " (baseline)";
+      }
+      cells.push_back({md_cell(row.name), md_cell(row.family),
+                       format_count(static_cast<double>(row.params_active)) + " / " +
+                           format_count(static_cast<double>(row.params_total)),
+                       steps_cell(row.step, row.total_steps),
+                       format_count(static_cast<double>(row.tokens)),
+                       format_fixed(row.final_loss, 4), format_fixed(row.best_val_loss, 4), speed});
+    }
+    std::vector<size_t> width(header.size(), 3);  // "---" is the shortest delimiter cell
+    for (size_t c = 0; c < header.size(); ++c) {
+      width[c] = std::max(width[c], display_width(header[c]));
+      for (const auto& line : cells) width[c] = std::max(width[c], display_width(line[c]));
+    }
+    auto emit = [&](const std::vector<std::string>& line) {
+      out << "|";
+      for (size_t c = 0; c < line.size(); ++c)
+        out << " " << pad(line[c], width[c], right[c]) << " |";
+      out << "\n";
+    };
+    emit(header);
+    out << "|";
+    for (size_t c = 0; c < header.size(); ++c) {
+      out << " " << (right[c] ? std::string(width[c] - 1, '-') + ":" : std::string(width[c], '-'))
+          << " |";
+    }
+    out << "\n";
+    for (const auto& line : cells) emit(line);
+  }
+  return out.str();
+}
+
+std::string render_csv(const std::vector<ExperimentReport>& reports) {
+  std::ostringstream out;
+  out << "experiment,run,name,family,status,params_active,params_total,step,total_steps,tokens,"
+         "final_loss_smooth,best_val_loss,speedup,baseline\n";
+  for (const ExperimentReport& rep : reports) {
+    for (const ReportRow& row : rep.rows) {
+      out << csv_field(rep.experiment) << ',' << row.run_id << ',' << csv_field(row.name) << ','
+          << csv_field(row.family) << ',' << row.status << ',' << row.params_active << ','
+          << row.params_total << ',' << row.step << ',' << row.total_steps << ',' << row.tokens
+          << ',' << optional_exact(row.final_loss) << ',' << optional_exact(row.best_val_loss)
+          << ',' << optional_exact(row.speedup) << ',' << (row.is_baseline ? 1 : 0) << '\n';
+    }
+  }
+  return out.str();
+}
+
+// --- formatting ----------------------------------------------------------------------------------
+
+std::string format_count(double n) {
+  if (std::isnan(n)) return kDash;
+  const double a = std::fabs(n);
+  char buf[64];
+  if (a < 1000) {
+    std::snprintf(buf, sizeof buf, "%.0f", n);
+    return buf;
+  }
+  static constexpr const char* kUnits[] = {"K", "M", "B", "T"};
+  double scaled = n / 1000;
+  size_t unit = 0;
+  // 999,950 is "1.00M", not "1000K": move up a unit when rounding would reach 1000.
+  while (unit + 1 < std::size(kUnits) && std::fabs(scaled) >= 999.5) {
+    scaled /= 1000;
+    ++unit;
+  }
+  const double s = std::fabs(scaled);
+  const int decimals = s < 9.995 ? 2 : s < 99.95 ? 1 : 0;
+  std::snprintf(buf, sizeof buf, "%.*f%s", decimals, scaled, kUnits[unit]);
+  return buf;
+}
+
+std::string format_fixed(std::optional<double> value, int decimals) {
+  if (!value || std::isnan(*value)) return kDash;
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, *value);
+  return buf;
+}
+
+std::string format_exact(double value) {
+  if (std::isnan(value)) return "nan";
+  if (std::isinf(value)) return value > 0 ? "inf" : "-inf";
+  char buf[64];
+  const auto result = std::to_chars(buf, buf + sizeof buf, value);
+  return std::string(buf, result.ptr);
+}
+
+std::string format_time(double seconds_since_epoch) {
+  if (seconds_since_epoch <= 0) return "";
+  const std::time_t t = static_cast<std::time_t>(seconds_since_epoch);
+  std::tm tm{};
+  ::localtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  return buf;
+}
+
+std::string csv_field(const std::string& text) {
+  if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+size_t display_width(const std::string& text) {
+  size_t n = 0;
+  for (unsigned char c : text) {
+    if ((c & 0xC0) != 0x80) ++n;  // count lead bytes, not UTF-8 continuation bytes
+  }
+  return n;
+}
+
+std::string render_text_table(const std::vector<std::string>& header,
+                              const std::vector<std::vector<std::string>>& rows,
+                              const std::vector<bool>& right_align) {
+  const size_t columns = !header.empty() ? header.size() : rows.empty() ? 0 : rows[0].size();
+  std::vector<size_t> width(columns, 0);
+  for (size_t c = 0; c < columns; ++c) {
+    if (c < header.size()) width[c] = display_width(header[c]);
+    for (const auto& row : rows) width[c] = std::max(width[c], display_width(row[c]));
+  }
+  std::string out;
+  auto emit = [&](const std::vector<std::string>& line) {
+    std::string text;
+    for (size_t c = 0; c < line.size(); ++c) {
+      const bool right = c < right_align.size() && right_align[c];
+      text += (c ? "  " : "") + pad(line[c], width[c], right);
+    }
+    // The last column is left-aligned padding: drop it so lines do not end in spaces.
+    while (!text.empty() && text.back() == ' ') text.pop_back();
+    out += text + "\n";
+  };
+  if (!header.empty()) emit(header);
+  for (const auto& row : rows) emit(row);
+  return out;
+}
+
+// --- argument resolution -----------------------------------------------------------------------
+
+store::RunRow resolve_run(store::ResultsStore& store, const std::string& text) {
+  if (is_digits(text) && text.size() <= 18) return store.get_run(std::stoll(text));
+  if (is_uuid(text)) {
+    if (auto run = store.find_run_by_uuid(text)) return *run;
+    throw UserError(
+        "No run with uuid " + text + " in the results database " + store.path().string() + ".",
+        "List the runs with `mmlab runs list`.");
+  }
+  throw UserError("\"" + text + "\" is not a run id.",
+                  "Give a run's number as `mmlab runs list` shows it (or its 32-digit uuid).");
+}
+
+store::ExperimentRow resolve_experiment(store::ResultsStore& store, const std::string& name) {
+  if (auto e = store.find_experiment(name)) return *e;
+  std::vector<std::string> names;
+  for (const auto& e : store.list_experiments()) names.push_back("\"" + e.name + "\"");
+  throw UserError(
+      "No experiment \"" + name + "\" in the results database " + store.path().string() + ".",
+      names.empty() ? "It has no experiments yet; train one with `mmlab train FILE`."
+                    : "Its experiments are: " + join(names, ", ") + ".");
+}
+
+}  // namespace mmlab::cli

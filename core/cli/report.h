@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// What `mmlab report`, `mmlab runs` and `mmlab export` compute and print, kept free of LibTorch and
+// of CLI11 so that it can be unit-tested over a store filled by hand (tests/core/cli/report_test).
+//
+// The speedup is the MoE-Mamba paper's: tokens the baseline needed to reach its final smoothed
+// loss divided by the tokens another run needed to reach that same loss. "Reach" means the first
+// recorded point whose smoothed loss is <= the target; curves are not interpolated between points,
+// so a run is credited with the tokens of the first point that is actually at or below the target.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/store/store.h"
+
+namespace mmlab::cli {
+
+// --- curve arithmetic ------------------------------------------------------------------------
+
+/// The value of the last point (the final smoothed loss), or nullopt when there are no points or
+/// the last value is NaN (a diverged run has no final loss to compare with).
+std::optional<double> final_value(const std::vector<store::PointRow>& points);
+
+/// Tokens of the first point (points are ordered by step) whose value is <= target; nullopt when
+/// no point gets there. NaN values never reach a target. No interpolation between points.
+std::optional<double> tokens_to_reach(const std::vector<store::PointRow>& points, double target);
+
+/// tokens_to_reach(baseline, final_value(baseline)) / tokens_to_reach(other, same target): how
+/// many times fewer tokens `other` needed to match the baseline's final smoothed loss. nullopt
+/// when the baseline has no final value, `other` never reaches it, or either token count is 0.
+std::optional<double> speedup(const std::vector<store::PointRow>& baseline,
+                              const std::vector<store::PointRow>& other);
+
+// --- the report ------------------------------------------------------------------------------
+
+/// One run's row of the report table.
+struct ReportRow {
+  int64_t run_id = 0;
+  std::string name;
+  std::string family;
+  std::string status;  ///< effective status ("lost" for a dead running run)
+  int64_t params_active = 0;
+  int64_t params_total = 0;
+  int64_t step = 0;
+  int64_t total_steps = 0;
+  int64_t tokens = 0;
+  std::optional<double> final_loss;  ///< last value of loss_smooth
+  std::optional<double> best_val_loss;
+  std::optional<double> speedup;  ///< vs the baseline; 1 for the baseline itself
+  bool is_baseline = false;
+};
+
+/// One experiment's table.
+struct ExperimentReport {
+  std::string experiment;
+  std::string baseline;  ///< the baseline run's name ("" when the experiment has no runs)
+  int64_t baseline_id = 0;
+  std::vector<ReportRow> rows;  ///< by run id
+};
+
+/// The baseline `mmlab report` uses when none is named: the first run (lowest id) whose family is
+/// "mamba", else the first run. nullopt for an empty list.
+std::optional<size_t> default_baseline(const std::vector<store::RunRow>& runs);
+
+/// Builds the report of one experiment from the store. `baseline_name` empty: the default
+/// baseline; otherwise the first run with that name, or a UserError listing the run names.
+ExperimentReport build_report(store::ResultsStore& store, const store::ExperimentRow& experiment,
+                              const std::string& baseline_name);
+
+/// Markdown: per experiment a "## name" heading, a line naming the baseline, and a table with the
+/// columns name, family, params (active / total), steps ("step/total" while unfinished), tokens,
+/// final smoothed loss, best val loss and speedup ("2.50×"). Missing values print as "–".
+std::string render_markdown(const std::vector<ExperimentReport>& reports);
+
+/// CSV (RFC 4180, header line): one row per run of every experiment, raw numbers, empty cells for
+/// missing values; columns experiment, run, name, family, status, params_active, params_total,
+/// step, total_steps, tokens, final_loss_smooth, best_val_loss, speedup, baseline (1 or 0).
+std::string render_csv(const std::vector<ExperimentReport>& reports);
+
+// --- formatting shared by the commands ---------------------------------------------------------
+
+/// 1234 -> "1.23K", 45600000 -> "45.6M", 7 -> "7": three significant digits with K/M/B/T.
+std::string format_count(double n);
+/// Fixed with `decimals` digits, or "–" for nullopt/NaN.
+std::string format_fixed(std::optional<double> value, int decimals);
+/// The shortest text that reads back as the same double ("nan", "inf" for non-finite values).
+std::string format_exact(double value);
+/// Local time "YYYY-MM-DD HH:MM:SS" of seconds since the epoch ("" for 0).
+std::string format_time(double seconds_since_epoch);
+/// A CSV field, quoted (with doubled quotes) when it holds a comma, quote or line break.
+std::string csv_field(const std::string& text);
+/// Number of terminal columns a UTF-8 string takes (one per code point).
+size_t display_width(const std::string& text);
+/// Left- or right-aligned plain-text table, columns separated by two spaces, no trailing spaces.
+/// An empty header prints no header line.
+std::string render_text_table(const std::vector<std::string>& header,
+                              const std::vector<std::vector<std::string>>& rows,
+                              const std::vector<bool>& right_align);
+
+// --- argument resolution -----------------------------------------------------------------------
+
+/// A run named on the command line: its numeric id or its 32-digit uuid. Anything else, or an id
+/// that is not in the store, is a UserError suggesting `mmlab runs list`.
+store::RunRow resolve_run(store::ResultsStore& store, const std::string& text);
+
+/// The experiment called `name`, or a UserError listing the experiments there are.
+store::ExperimentRow resolve_experiment(store::ResultsStore& store, const std::string& name);
+
+}  // namespace mmlab::cli
