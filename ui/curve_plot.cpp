@@ -201,6 +201,7 @@ void CurvePlot::set_metric(const QString& metric) {
   history_.clear();
   autofit_ = true;
   dirty_ = true;
+  readout_->clear();  // it described the previous metric
   Q_EMIT metricChanged(metric_);
 }
 

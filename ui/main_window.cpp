@@ -42,6 +42,7 @@
 #include "core/config/layer_pattern.h"
 #include "ui/config_diff.h"
 #include "ui/experiment_dialog.h"
+#include "ui/expert_heatmap.h"
 #include "ui/qcp.h"
 
 namespace mmlab::ui {
@@ -79,6 +80,8 @@ MainWindow::MainWindow(const QString& db_path, QWidget* parent) : QMainWindow(pa
   plot_ = new CurvePlot(&curves_, this);
   tabs_->addTab(plot_, tr("Curves"));
   tabs_->addTab(build_compare(), tr("Compare"));
+  heatmap_ = new ExpertHeatmap(&curves_, this);
+  tabs_->addTab(heatmap_, tr("Experts"));
   tabs_->addTab(build_queue(), tr("Queue"));
   tabs_->addTab(build_notes(), tr("Tags && notes"));
   tabs_->addTab(build_samples(), tr("Samples"));
@@ -674,6 +677,7 @@ void MainWindow::on_selection_changed() {
   update_plot_runs();
   update_compare();
   update_notes();
+  update_heatmap();
   delete_action_->setEnabled(!selected_runs().empty());
 }
 
@@ -728,6 +732,23 @@ void MainWindow::update_compare() {
         int(i), 2,
         new QTableWidgetItem(t <= 0 ? QStringLiteral("—")
                                     : QStringLiteral("%1×").arg(base_tokens / t, 0, 'f', 2)));
+  }
+}
+
+void MainWindow::update_heatmap() {
+  // The first selected run that has expert-load curves (a MoE run), else the first selected.
+  const auto ids = selected_runs();
+  if (ids.empty()) return;
+  for (int64_t id : ids) {
+    const auto names = session_.metric_names(id);
+    const bool moe = std::any_of(names.begin(), names.end(), [](const std::string& n) {
+      return n.rfind("expert_load/", 0) == 0;
+    });
+    if (moe || id == ids.back()) {
+      const store::RunRow* r = session_.run(id);
+      heatmap_->set_run(id, r ? label_of(*r) : QString::number(id), names);
+      return;
+    }
   }
 }
 

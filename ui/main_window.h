@@ -32,6 +32,8 @@ class QHBoxLayout;
 
 namespace mmlab::ui {
 
+class ExpertHeatmap;
+
 class MainWindow : public QMainWindow {
   Q_OBJECT
 
@@ -54,6 +56,7 @@ class MainWindow : public QMainWindow {
   RunFilterProxy& proxy() { return *proxy_; }
   QTableView& table() { return *table_; }
   QTabWidget& tabs() { return *tabs_; }
+  ExpertHeatmap& heatmap() { return *heatmap_; }
   /// Selects runs in the browser by id (and so plots them).
   void select_runs(const std::vector<int64_t>& ids);
   std::vector<int64_t> selected_runs() const;
@@ -81,6 +84,7 @@ class MainWindow : public QMainWindow {
   void update_compare();
   void update_queue();
   void update_notes();
+  void update_heatmap();
   void update_status();
   void poll_gpu();
   void new_experiment();
@@ -105,6 +109,7 @@ class MainWindow : public QMainWindow {
   QTableView* table_ = nullptr;
   CurvePlot* plot_ = nullptr;
   CurvePlot* compare_plot_ = nullptr;
+  ExpertHeatmap* heatmap_ = nullptr;
   QTabWidget* tabs_ = nullptr;
   QSplitter* splitter_ = nullptr;
   QLineEdit* filter_text_ = nullptr;

@@ -208,4 +208,14 @@ std::vector<std::string> ResultsSession::all_tags() {
   }
 }
 
+std::vector<std::string> ResultsSession::metric_names(int64_t run_id) {
+  if (!store_) return {};
+  try {
+    return store_->metric_names(run_id);
+  } catch (const std::exception& e) {
+    Q_EMIT error(describe(e));
+    return {};
+  }
+}
+
 }  // namespace mmlab::ui

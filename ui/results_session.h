@@ -56,6 +56,8 @@ class ResultsSession : public QObject {
   /// Copies runs from another database; `summary` says how many were imported and skipped.
   bool import_from(const QString& other, QString* summary, QString* error);
   std::vector<std::string> all_tags();
+  /// Names of the metrics a run has points for (empty on error).
+  std::vector<std::string> metric_names(int64_t run_id);
 
  Q_SIGNALS:
   void runsChanged();

@@ -34,7 +34,7 @@ inline std::vector<int64_t> write_demo_db(const std::string& path, int steps = 2
       {"mamba", "mamba", 0.04, 1, store::RunStatus::kFinished},
       {"transformer-moe", "transformer-moe", -0.02, 1, store::RunStatus::kFinished},
       {"moe-mamba/seed-1", "moe-mamba", -0.12, 1, store::RunStatus::kFinished},
-      {"moe-mamba/seed-2", "moe-mamba", -0.10, 2, store::RunStatus::kRunning},
+      {"moe-mamba/seed-2", "moe-mamba", -0.02, 2, store::RunStatus::kRunning},
       {"parallel-moe-mamba", "parallel-moe-mamba", -0.05, 1, store::RunStatus::kLost},
   };
   std::vector<int64_t> ids;
@@ -90,6 +90,16 @@ inline std::vector<int64_t> write_demo_db(const std::string& path, int steps = 2
       pts.push_back({"lr", t, tokens, wall, 1e-3 * std::min(1.0, t / 20.0)});
       if (d.family.find("moe") != std::string::npos)
         pts.push_back({"aux_loss", t, tokens, wall, 0.0105 + 0.002 * std::exp(-t / 400.0)});
+      if (d.family.find("moe") != std::string::npos && t % 10 == 0) {
+        // Two MoE layers of 8 experts: layer 1 balances out, layer 3 leans on expert 5.
+        for (int layer : {1, 3})
+          for (int e = 0; e < 8; ++e) {
+            double share = 1.0 / 8 + 0.06 * std::sin(e * 1.3 + t / 150.0) * std::exp(-t / 700.0);
+            if (layer == 3) share += (e == 5 ? 0.18 : -0.18 / 7) * std::min(1.0, t / 800.0);
+            pts.push_back({"expert_load/" + std::to_string(layer) + "/" + std::to_string(e), t,
+                           tokens, wall, share});
+          }
+      }
       if (t % 100 == 0) {
         const double val =
             3.2 + d.offset + 7.6 * std::exp(-t / 260.0) + 0.6 * std::exp(-t / 1500.0);

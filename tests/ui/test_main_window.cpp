@@ -14,6 +14,7 @@
 #include "qt_app.h"
 #include "test_support.h"
 #include "ui/experiment_dialog.h"
+#include "ui/expert_heatmap.h"
 #include "ui/main_window.h"
 
 using namespace mmlab::ui;
@@ -161,6 +162,24 @@ TEST_F(WindowTest, BadInputGivesAMessageAndTheWindowKeepsWorking) {
   EXPECT_EQ(w.manager().jobs()[0].state, RunState::kFailed);
   EXPECT_TRUE(w.manager().jobs()[0].message.contains("Could not start"));
   EXPECT_EQ(w.proxy().rowCount(), 6);
+}
+
+TEST_F(WindowTest, ExpertHeatmapShowsTheMeanLoadPerColumn) {
+  MainWindow w(db);
+  w.set_quiet(true);
+  w.select_runs({ids[1], ids[3]});  // mamba (no experts), moe-mamba: the MoE run is shown
+  ExpertHeatmap& h = w.heatmap();
+  EXPECT_EQ(h.layers(), (QStringList{"1", "3"}));
+  EXPECT_EQ(h.experts(), 8);
+  // 600 steps logged every 10 steps: 60 points, one column each.
+  ASSERT_EQ(h.columns(), 60);
+  mmlab::store::ResultsStore s(db.toStdString());
+  const auto pts = s.points(ids[3], "expert_load/1/2");
+  ASSERT_EQ(pts.size(), 60u);
+  EXPECT_DOUBLE_EQ(h.cell(0, 2), pts[0].value);
+  EXPECT_DOUBLE_EQ(h.cell(59, 2), pts[59].value);
+  w.select_runs({ids[1]});
+  EXPECT_EQ(h.experts(), 0);
 }
 
 TEST_F(WindowTest, DeleteRemovesTheSelectedRunsAndTheirCurves) {

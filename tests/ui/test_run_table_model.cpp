@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <gtest/gtest.h>
 
+#include <QElapsedTimer>
+#include <QFile>
 #include <QSignalSpy>
+#include <iostream>
 
 #include "core/store/store.h"
 #include "qt_app.h"
@@ -156,4 +159,79 @@ TEST(ResultsSession, ReadsRunsTagsNotesAndPointsAndReportsBadFiles) {
   EXPECT_EQ(session.path(), QFileInfo(db).absoluteFilePath());
   ASSERT_TRUE(session.delete_runs({id}, &err));
   EXPECT_TRUE(session.runs().empty());
+}
+
+TEST(ResultsSession, ImportCopiesNewRunsOnceAndNewerSchemasAreRefused) {
+  mmlab::test::qt_app();
+  mmlab::test::TempDir dir;
+  const std::string main_db = (dir / "main.sqlite").string();
+  const std::string gpu_db = (dir / "gpu-server.sqlite").string();
+  {
+    store::ResultsStore s(gpu_db);
+    store::NewRun nr;
+    nr.experiment_id = s.ensure_experiment("paper-25m");
+    nr.name = "moe-mamba-25m";
+    nr.family = "moe-mamba";
+    s.create_run(nr);
+  }
+  ResultsSession session;
+  session.set_poll_interval(0);
+  QString err, summary;
+  ASSERT_TRUE(session.open(QString::fromStdString(main_db), &err)) << err.toStdString();
+  EXPECT_TRUE(session.runs().empty());
+  ASSERT_TRUE(session.import_from(QString::fromStdString(gpu_db), &summary, &err))
+      << err.toStdString();
+  EXPECT_EQ(summary, "Imported 1 run(s) from gpu-server.sqlite; 0 already present.");
+  ASSERT_EQ(session.runs().size(), 1u);
+  EXPECT_EQ(session.runs()[0].name, "moe-mamba-25m");
+  ASSERT_TRUE(session.import_from(QString::fromStdString(gpu_db), &summary, &err));
+  EXPECT_EQ(summary, "Imported 0 run(s) from gpu-server.sqlite; 1 already present.");
+
+  // A database written by a newer mmlab: refused with a sentence, the current one stays open.
+  const std::string newer = (dir / "newer.sqlite").string();
+  {
+    store::ResultsStore s(newer);
+    s.database().exec("PRAGMA user_version = " +
+                      std::to_string(store::ResultsStore::schema_version() + 5));
+  }
+  EXPECT_FALSE(session.open(QString::fromStdString(newer), &err));
+  EXPECT_TRUE(err.contains("newer.sqlite")) << err.toStdString();
+  EXPECT_EQ(session.runs().size(), 1u);
+}
+
+// The issue's budget: a database of 1,000 runs opens in under a second.
+TEST(ResultsSessionBench, OpeningADatabaseOf1000RunsTakesUnderASecond) {
+  mmlab::test::qt_app();
+  mmlab::test::TempDir dir;
+  const std::string db = (dir / "big.sqlite").string();
+  {
+    store::ResultsStore s(db);
+    const int64_t e = s.ensure_experiment("sweep");
+    for (int i = 0; i < 1000; ++i) {
+      store::NewRun nr;
+      nr.experiment_id = e;
+      nr.name = "run-" + std::to_string(i);
+      nr.family = i % 2 ? "mamba" : "moe-mamba";
+      nr.config_json = R"({"model":{"d_model":512}})";
+      const int64_t id = s.create_run(nr);
+      s.append_points(id, {{"loss_smooth", 1, 4096, 0.5, 3.0 + i * 1e-3},
+                           {"tokens_per_s", 1, 4096, 0.5, 50000}});
+    }
+  }
+  QElapsedTimer t;
+  t.start();
+  ResultsSession session;
+  session.set_poll_interval(0);
+  QString err;
+  ASSERT_TRUE(session.open(QString::fromStdString(db), &err)) << err.toStdString();
+  RunTableModel model;
+  model.set_rows(session.runs());
+  RunFilterProxy proxy;
+  proxy.setSourceModel(&model);
+  proxy.sort(RunTableModel::kFinalLoss);
+  const double ms = t.nsecsElapsed() / 1e6;
+  std::cout << "[bench] open + list + sort of 1000 runs: " << ms << " ms\n";
+  EXPECT_EQ(proxy.rowCount(), 1000);
+  EXPECT_EQ(proxy.index(0, 0).data().toString(), "run-0");
+  EXPECT_LT(ms, 1000.0);
 }

@@ -4,6 +4,7 @@
 //   --gtest_filter='Screenshots*'
 #include <gtest/gtest.h>
 
+#include <QComboBox>
 #include <QDir>
 #include <QTabWidget>
 #include <QTest>
@@ -13,6 +14,7 @@
 #include "qt_app.h"
 #include "test_support.h"
 #include "ui/experiment_dialog.h"
+#include "ui/expert_heatmap.h"
 #include "ui/main_window.h"
 #include "ui/qcp.h"
 
@@ -70,11 +72,17 @@ TEST(Screenshots, MainViews) {
   settle();
   EXPECT_TRUE(w.grab().save(out + "/studio-compare.png"));
 
+  w.select_runs({ids[3]});
+  w.tabs().setCurrentIndex(2);
+  w.heatmap().findChild<QComboBox*>("layer")->setCurrentText("3");  // the layer leaning on expert 5
+  settle();
+  EXPECT_TRUE(w.heatmap().grab().save(out + "/studio-experts.png"));
+
   w.manager().enqueue("moe-mamba", "cpu", {"train", "x.json", "--run", "slow-moe-mamba"}, db);
   w.manager().enqueue("mamba", "cpu", {"train", "x.json", "--run", "slow-mamba"}, db);
   w.manager().enqueue("transformer-moe", "cuda:0", {"train", "x.json", "--run", "slow-tmoe"}, db);
   w.manager().enqueue("bad-config", "cuda:1", {"train", "x.json", "--run", "fail-bad"}, db);
-  w.tabs().setCurrentIndex(2);
+  w.tabs().setCurrentIndex(3);
   EXPECT_TRUE(QTest::qWaitFor([&] { return w.manager().jobs()[0].step >= 150; }, 10000));
   settle(200);
   EXPECT_TRUE(w.grab().save(out + "/studio-queue.png"));
