@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// `mmlab bench`: training throughput (tokens/s, step time, peak memory, MFU) and recurrent decode
+// speed of each run of an experiment, measured side by side in one process on synthetic tokens,
+// with ratios against the first run.
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+
+#include "core/cli/cli.h"
+#include "core/config/experiment.h"
+#include "core/config/layer_pattern.h"
+#include "core/config/param_count.h"
+#include "core/models/language_model.h"
+#include "core/ops/selective_scan.h"
+#include "core/ops/torch_compat.h"
+#include "core/train/device.h"
+#include "core/util/fs.h"
+
+namespace mmlab::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct BenchArgs {
+  std::string file;
+  std::vector<std::string> runs;
+  std::string device = "cpu";
+  int steps = 10;
+  int warmup = 2;
+  int batch_size = 0;
+  int seq_len = 0;
+  int decode_tokens = 64;
+  double peak_tflops = 0;
+  std::string scan = "auto";
+  std::string dtype;
+  std::string json_out;
+};
+
+struct BenchRow {
+  std::string name;
+  double tokens_per_s = 0, step_ms = 0, peak_gb = 0, mfu = 0, decode_tokens_per_s = 0;
+  int64_t active = 0;
+};
+
+int vocab_of(const RunConfig& r) {
+  if (r.model.vocab_size > 0) return r.model.vocab_size;
+  if (r.data.tokenizer == "byte") return 257;
+  if (r.data.tokenizer == "sentencepiece") return r.data.tokenizer_vocab;
+  return 50257;
+}
+
+// Training FLOPs per token: 6 per active weight (forward + backward) plus attention scores
+// (QK^T and AV: 4*L*d forward, x3 with backward). The selective scan's few FLOPs are not counted.
+double flops_per_token(const RunConfig& r, int vocab) {
+  const ParamCounts c = count_params(r.model, vocab);
+  double flops = 6.0 * static_cast<double>(c.nonembed_active + int64_t(vocab) * r.model.d_model);
+  for (const LayerSpec& s : expand_layers(r.model)) {
+    if (s.kind == LayerKind::kAttention) flops += 12.0 * r.train.seq_len * r.model.d_model;
+  }
+  return flops;
+}
+
+BenchRow bench_run(RunConfig r, const BenchArgs& a, const torch::Device& device) {
+  if (a.batch_size > 0) r.train.batch_size = a.batch_size;
+  if (a.seq_len > 0) r.train.seq_len = a.seq_len;
+  if (!a.dtype.empty()) r.train.dtype = a.dtype;
+  r.model.vocab_size = vocab_of(r);
+  torch::manual_seed(0);
+  LanguageModel model(r.model);
+  model->to(device);
+  torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(1e-4));
+  const bool autocast = device.is_cuda() && r.train.dtype == "bf16";
+  auto ids = torch::randint(0, r.model.vocab_size, {r.train.batch_size, r.train.seq_len + 1},
+                            torch::TensorOptions().dtype(torch::kLong).device(device));
+  auto step = [&] {
+    opt.zero_grad();
+    if (autocast) compat::set_cuda_autocast(true, torch::kBFloat16);
+    auto out = model(ids.narrow(1, 0, r.train.seq_len));
+    auto loss = lm_loss(out.logits, ids.narrow(1, 1, r.train.seq_len)) + out.aux_loss;
+    if (autocast) compat::set_cuda_autocast(false, torch::kBFloat16);
+    loss.backward();
+    torch::nn::utils::clip_grad_norm_(model->parameters(), 0.5);
+    opt.step();
+    return loss.item<double>();  // waits for the device
+  };
+  for (int i = 0; i < a.warmup; ++i) step();
+  if (device.is_cuda()) compat::cuda_reset_peak(device.index());
+  const auto t0 = Clock::now();
+  for (int i = 0; i < a.steps; ++i) step();
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+
+  BenchRow row;
+  row.name = r.name;
+  row.active = count_params(r.model).active;
+  row.step_ms = 1000.0 * secs / a.steps;
+  row.tokens_per_s =
+      static_cast<double>(r.train.tokens_per_step() / r.train.grad_accum) * a.steps / secs;
+  if (device.is_cuda())
+    row.peak_gb = static_cast<double>(compat::cuda_peak_allocated(device.index())) / 1e9;
+  if (a.peak_tflops > 0) {
+    row.mfu = flops_per_token(r, r.model.vocab_size) * row.tokens_per_s / (a.peak_tflops * 1e12);
+  }
+  // Decode: batch 1, one token at a time with the model's recurrent/KV cache.
+  model->eval();
+  torch::NoGradGuard no_grad;
+  std::vector<LayerCache> caches;
+  auto tok = ids.narrow(0, 0, 1).narrow(1, 0, 1);
+  if (autocast) compat::set_cuda_autocast(true, torch::kBFloat16);
+  model->decode(tok, caches);  // warm
+  const auto d0 = Clock::now();
+  for (int i = 0; i < a.decode_tokens; ++i) {
+    auto logits = model->decode(tok, caches);
+    tok = logits.argmax(-1);
+  }
+  tok.cpu();
+  if (autocast) compat::set_cuda_autocast(false, torch::kBFloat16);
+  row.decode_tokens_per_s =
+      a.decode_tokens / std::chrono::duration<double>(Clock::now() - d0).count();
+  return row;
+}
+
+int bench(const BenchArgs& a) {
+  const std::string file =
+      a.file.empty() ? (experiments_dir() / "quick-compare.json").string() : a.file;
+  Experiment ex = load_experiment(file);
+  set_cpu_threads(0);
+  set_scan_impl(a.scan);
+  const torch::Device device = resolve_device(a.device);
+  std::printf("mmlab bench: %s on %s, LibTorch %s, scan %s, %d timed steps after %d warm-up\n",
+              file.c_str(), describe_device(device).c_str(), compat::torch_version().c_str(),
+              a.scan.c_str(), a.steps, a.warmup);
+  std::vector<BenchRow> rows;
+  for (const auto& r : ex.runs) {
+    bool wanted = a.runs.empty();
+    for (const auto& n : a.runs) wanted = wanted || n == r.name;
+    if (!wanted) continue;
+    rows.push_back(bench_run(r, a, device));
+    const BenchRow& b = rows.back();
+    const BenchRow& base = rows.front();
+    std::printf(
+        "%-24s %12.0f tok/s (x%.2f)  %9.1f ms/step  peak %6.2f GB  MFU %5.1f%%  decode %8.1f tok/s "
+        "(x%.2f)\n",
+        b.name.c_str(), b.tokens_per_s, b.tokens_per_s / base.tokens_per_s, b.step_ms, b.peak_gb,
+        100 * b.mfu, b.decode_tokens_per_s, b.decode_tokens_per_s / base.decode_tokens_per_s);
+    std::fflush(stdout);
+  }
+  if (!a.json_out.empty()) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& b : rows) {
+      j.push_back({{"run", b.name},
+                   {"tokens_per_s", b.tokens_per_s},
+                   {"step_ms", b.step_ms},
+                   {"peak_gb", b.peak_gb},
+                   {"mfu", b.mfu},
+                   {"decode_tokens_per_s", b.decode_tokens_per_s},
+                   {"device", describe_device(device)},
+                   {"scan", a.scan}});
+    }
+    write_file_atomically(a.json_out, j.dump(2) + "\n");
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app, Context& ctx) {
+  auto a = std::make_shared<BenchArgs>();
+  CLI::App* sub = app.add_subcommand(
+      "bench", "Training and decode throughput of each run of an experiment, side by side");
+  sub->add_option("file", a->file, "Experiment file (default: experiments/quick-compare.json)");
+  sub->add_option("--run", a->runs, "Only these runs");
+  sub->add_option("--device", a->device, "cpu, cuda or cuda:N");
+  sub->add_option("--steps", a->steps, "Timed training steps")->check(CLI::PositiveNumber);
+  sub->add_option("--warmup", a->warmup, "Untimed steps first");
+  sub->add_option("--batch-size", a->batch_size, "Override train.batch_size");
+  sub->add_option("--seq-len", a->seq_len, "Override train.seq_len");
+  sub->add_option("--dtype", a->dtype, "Override train.dtype (bf16 | fp32)");
+  sub->add_option("--decode-tokens", a->decode_tokens, "Tokens decoded one at a time");
+  sub->add_option("--peak-tflops", a->peak_tflops,
+                  "The device's peak TFLOP/s for MFU (e.g. 989 for an H100/H200 in dense bf16)");
+  sub->add_option("--scan", a->scan,
+                  "Selective-scan implementation: auto, sequential, chunked, ...");
+  sub->add_option("--json", a->json_out, "Also write the figures as JSON to this file");
+  sub->callback([a, &ctx] { ctx.action = [a] { return bench(*a); }; });
+}
+
+}  // namespace mmlab::cli
