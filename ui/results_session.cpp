@@ -38,7 +38,11 @@ ResultsSession::~ResultsSession() = default;
 
 bool ResultsSession::open(const QString& path, QString* error) {
   try {
-    auto s = std::make_unique<store::ResultsStore>(path.toStdString());
+    // A short busy timeout: the studio's own writes are tiny, and a database locked by another
+    // program should be reported in seconds, not freeze the window for the store's default 10 s.
+    store::OpenOptions options;
+    options.busy_timeout = std::chrono::milliseconds(3000);
+    auto s = std::make_unique<store::ResultsStore>(path.toStdString(), options);
     store_ = std::move(s);
     path_ = QFileInfo(path).absoluteFilePath();
     data_version_ = -1;

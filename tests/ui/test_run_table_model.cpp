@@ -235,3 +235,31 @@ TEST(ResultsSessionBench, OpeningADatabaseOf1000RunsTakesUnderASecond) {
   EXPECT_EQ(proxy.index(0, 0).data().toString(), "run-0");
   EXPECT_LT(ms, 1000.0);
 }
+
+TEST(ResultsSession, ALockedDatabaseIsReportedWithinSecondsAndWritesFailCleanly) {
+  mmlab::test::qt_app();
+  mmlab::test::TempDir dir;
+  const std::string db = (dir / "locked.sqlite").string();
+  int64_t id = 0;
+  store::ResultsStore other(db);
+  {
+    store::NewRun nr;
+    nr.experiment_id = other.ensure_experiment("e");
+    nr.name = "r";
+    id = other.create_run(nr);
+  }
+  ResultsSession session;
+  session.set_poll_interval(0);
+  QString err;
+  ASSERT_TRUE(session.open(QString::fromStdString(db), &err)) << err.toStdString();
+  other.database().exec("BEGIN EXCLUSIVE");  // another program holds the write lock
+  QElapsedTimer t;
+  t.start();
+  EXPECT_FALSE(session.add_tag(id, "x", &err));
+  EXPECT_LT(t.elapsed(), 6000);
+  EXPECT_TRUE(err.contains("locked.sqlite")) << err.toStdString();
+  std::cout << "[locked] " << t.elapsed() << " ms: " << err.toStdString() << "\n";
+  other.database().exec("ROLLBACK");
+  EXPECT_TRUE(session.add_tag(id, "x", &err)) << err.toStdString();
+  EXPECT_EQ(session.runs()[0].tags, (std::vector<std::string>{"x"}));
+}
