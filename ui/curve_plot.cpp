@@ -88,7 +88,10 @@ CurvePlot::CurvePlot(CurveSet* curves, QWidget* parent) : QWidget(parent), curve
   raw_box_->setChecked(true);
   raw_box_->setToolTip(tr("Draw the unsmoothed curve faintly underneath"));
   group_box_ = new QCheckBox(tr("seed groups"), this);
-  group_box_->setToolTip(tr("Runs differing only in seed: mean line with min–max band"));
+  group_box_->setToolTip(tr("Runs differing only in seed: mean line with a band"));
+  band_box_ = new QComboBox(this);
+  band_box_->addItems({tr("min–max"), tr("95% CI")});
+  band_box_->setToolTip(tr("Band of a seed group: the range of the seeds, or Student-t 95% CI"));
   alpha_slider_ = new QSlider(Qt::Horizontal, this);
   alpha_slider_->setObjectName(QStringLiteral("alpha"));
   alpha_slider_->setRange(0, 400);
@@ -116,6 +119,7 @@ CurvePlot::CurvePlot(CurveSet* curves, QWidget* parent) : QWidget(parent), curve
   bar->addWidget(alpha_label_);
   bar->addWidget(raw_box_);
   bar->addWidget(group_box_);
+  bar->addWidget(band_box_);
   bar->addStretch(1);
   bar->addWidget(back);
   bar->addWidget(fit);
@@ -164,6 +168,8 @@ CurvePlot::CurvePlot(CurveSet* curves, QWidget* parent) : QWidget(parent), curve
   connect(log_y_box_, &QCheckBox::toggled, this, &CurvePlot::set_log_y);
   connect(raw_box_, &QCheckBox::toggled, this, &CurvePlot::set_show_raw);
   connect(group_box_, &QCheckBox::toggled, this, &CurvePlot::set_group_seeds);
+  connect(band_box_, qOverload<int>(&QComboBox::currentIndexChanged), this,
+          [this](int i) { set_band_kind(i == 1 ? BandKind::kCi95 : BandKind::kMinMax); });
   connect(alpha_slider_, &QSlider::valueChanged, this,
           [this](int v) { set_alpha(alpha_from_slider(v)); });
   connect(fit, &QToolButton::clicked, this, &CurvePlot::fit_all);
@@ -256,6 +262,13 @@ void CurvePlot::set_group_seeds(bool on) {
   group_seeds_ = on;
   QSignalBlocker block(group_box_);
   group_box_->setChecked(on);
+  dirty_ = true;
+}
+
+void CurvePlot::set_band_kind(BandKind kind) {
+  band_kind_ = kind;
+  QSignalBlocker block(band_box_);
+  band_box_->setCurrentIndex(kind == BandKind::kCi95 ? 1 : 0);
   dirty_ = true;
 }
 
@@ -352,7 +365,7 @@ void CurvePlot::rebuild() {
       members.push_back({&s.x(x_axis_), &s.smooth});
       grouped.insert(id);
     }
-    Band band = seed_band(members, BandKind::kMinMax);
+    Band band = seed_band(members, band_kind_);
     const QColor c = curves_->find(ids.front())->color;
     QCPGraph* lo = take_graph(used);
     QCPGraph* hi = take_graph(used);
@@ -374,7 +387,10 @@ void CurvePlot::rebuild() {
     minmax_downsample(band.x.data(), band.mean.data(), band.x.size(), grid, ox, oy);
     mean->data()->set(to_graph_data(ox, oy), true);
     mean->setPen(QPen(c, lw));
-    mean->setName(tr("%1 (mean of %2 seeds)").arg(name).arg(ids.size()));
+    mean->setName(tr("%1 (mean of %2 seeds, %3)")
+                      .arg(name)
+                      .arg(ids.size())
+                      .arg(band_kind_ == BandKind::kCi95 ? tr("95% CI") : tr("min–max")));
     mean->addToLegend();
     smooth_graphs_.emplace_back(-1, mean);
   }

@@ -52,8 +52,10 @@ class CurvePlot : public QWidget {
   void set_alpha(double alpha);
   double alpha() const { return alpha_; }
   void set_show_raw(bool on);
-  /// Draw runs of one seed group (same RunCurves::group) as a mean line with a min–max band.
+  /// Draw runs of one seed group (same RunCurves::group) as a mean line with a band.
   void set_group_seeds(bool on);
+  /// The band of a seed group: min–max (default) or a 95% confidence interval.
+  void set_band_kind(BandKind kind);
 
   void fit_all();
   /// Returns to the previous zoom; false when the history is empty.
@@ -108,6 +110,7 @@ class CurvePlot : public QWidget {
   QCheckBox* log_y_box_ = nullptr;
   QCheckBox* raw_box_ = nullptr;
   QCheckBox* group_box_ = nullptr;
+  QComboBox* band_box_ = nullptr;
   QSlider* alpha_slider_ = nullptr;
   QLabel* alpha_label_ = nullptr;
   QLabel* readout_ = nullptr;
@@ -122,6 +125,7 @@ class CurvePlot : public QWidget {
   double alpha_ = 0.001;
   bool show_raw_ = true;
   bool group_seeds_ = false;
+  BandKind band_kind_ = BandKind::kMinMax;
   bool paper_ = false;
   bool dirty_ = true;
   // What the last rebuild reduced: x range, visible span and plot width it was made for.

@@ -10,6 +10,7 @@
 
 #include "ui/experiment_dialog.h"
 #include "ui/main_window.h"
+#include "ui/qcp.h"
 
 namespace mmlab::ui {
 
@@ -25,6 +26,7 @@ E2eDriver::E2eDriver(MainWindow* window, QString experiment, QString report, QSt
 void E2eDriver::start() {
   clock_.start();
   window_->set_quiet(true);
+  window_->resize(1400, 850);
   // The dialog runs its own event loop (exec); a timer inside it presses Launch like a user.
   auto* clicker = new QTimer(this);
   connect(clicker, &QTimer::timeout, this, &E2eDriver::click_launch);
@@ -94,6 +96,8 @@ void E2eDriver::finish(int code, const QString& error) {
                               {"drawn", drawn}});
   }
   report["plotted"] = window_->plot().runs();
+  // Draw now: the chart's own replots are queued, and the screenshot must show this state.
+  window_->plot().plot()->replot(QCustomPlot::rpImmediateRefresh);
   if (!screenshot_.isEmpty()) window_->grab().save(screenshot_);
   QFile f(report_);
   if (f.open(QIODevice::WriteOnly | QIODevice::Truncate))

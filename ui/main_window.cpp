@@ -615,7 +615,10 @@ void MainWindow::generate_samples() {
 
 void MainWindow::on_runs_changed() {
   const auto selected = selected_runs();
+  const bool was_empty = model_->rowCount() == 0;
   model_->set_rows(session_.runs());
+  // First rows of a fresh layout: size the columns to what they hold.
+  if (was_empty && model_->rowCount() > 0 && !header_restored_) table_->resizeColumnsToContents();
   select_runs(selected);
   for (const store::RunRow& r : session_.runs()) {
     RunCurves& rc = curves_.run(r.id);
@@ -816,7 +819,8 @@ void MainWindow::update_queue() {
         int(i), 4,
         new QTableWidgetItem(is_active(j.state) && eta >= 0 ? RunTableModel::human_duration(eta)
                                                             : QString()));
-    queue_table_->setItem(int(i), 5, new QTableWidgetItem(j.message));
+    queue_table_->setItem(int(i), 5,
+                          new QTableWidgetItem(j.message.isEmpty() ? j.note : j.message));
     if (std::find(keep.begin(), keep.end(), j.key) != keep.end()) queue_table_->selectRow(int(i));
   }
 }

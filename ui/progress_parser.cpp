@@ -85,7 +85,8 @@ bool ProgressParser::parse_line(std::string_view line, ProgressEvent& out) {
   }
   if (!j.contains("run_id")) return reject("\"" + name + "\" event without run_id");
   if (!read_int(j, "run_id", e.run_id)) return reject("run_id is not an integer");
-  if (!read_double(j, "wall", e.wall)) return reject("wall is not a number");
+  if (!read_double(j, "wall", e.wall) || !read_double(j, "fraction", e.fraction))
+    return reject("wall/fraction is not a number");
   if (!read_int(j, "step", e.step) || !read_int(j, "tokens", e.tokens) ||
       !read_int(j, "total_steps", e.total_steps) || !read_int(j, "bytes", e.bytes))
     return reject("step/tokens/total_steps/bytes is not an integer");

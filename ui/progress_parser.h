@@ -24,13 +24,14 @@ struct ProgressEvent {
   int64_t step = -1;
   int64_t tokens = -1;
   int64_t total_steps = -1;
-  std::string status;   ///< kStatus: queued, running, stopped, finished, failed, diverged
-  std::string message;  ///< kStatus (failure sentence) and kLog
-  std::string name;     ///< kStatus: run name
-  std::string db;       ///< kStatus: database path
-  std::string path;     ///< kCheckpoint
-  int64_t bytes = -1;   ///< kCheckpoint
-  std::string level;    ///< kLog: info, warning, error
+  std::string status;    ///< kStatus: queued, running, stopped, finished, failed, diverged
+  std::string message;   ///< kStatus (failure sentence) and kLog
+  std::string name;      ///< kStatus: run name
+  std::string db;        ///< kStatus: database path
+  std::string path;      ///< kCheckpoint
+  int64_t bytes = -1;    ///< kCheckpoint
+  std::string level;     ///< kLog: info, warning, error
+  double fraction = -1;  ///< kLog: progress of a long preparation (0..1), when given
   /// kStep/kEval: metric name → value; a JSON null (how NaN is printed) reads as NaN.
   std::vector<std::pair<std::string, double>> metrics;
 };

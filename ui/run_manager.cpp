@@ -176,6 +176,7 @@ void RunManager::launch(RunJob& job) {
   job.stop_requested = false;
   job.message.clear();
   job.stderr_tail.clear();
+  job.note.clear();
   job.exit_code = -1;
   job.last_status.clear();
   ++job.attempts;
@@ -219,7 +220,7 @@ void RunManager::on_stderr(int key) {
 
 void RunManager::apply(RunJob& job, const std::vector<ProgressEvent>& events) {
   for (const ProgressEvent& e : events) {
-    if (e.run_id >= 0) job.run_id = e.run_id;
+    if (e.run_id > 0) job.run_id = e.run_id;  // 0: the run has no row yet (data preparation)
     if (e.wall > 0) job.wall = e.wall;
     if (e.total_steps > 0) job.total_steps = e.total_steps;
     if (e.step >= 0 && e.kind != EventKind::kCheckpoint) job.step = e.step;
@@ -233,6 +234,10 @@ void RunManager::apply(RunJob& job, const std::vector<ProgressEvent>& events) {
       job.state = RunState::kRunning;
     } else if (e.kind == EventKind::kLog && e.level == "error" && job.message.isEmpty()) {
       job.message = QString::fromStdString(e.message);
+    } else if (e.kind == EventKind::kLog && job.state == RunState::kStarting) {
+      // Before the first step the log says what takes the time (tokenizing a corpus, …).
+      job.note = QString::fromStdString(e.message);
+      if (e.fraction >= 0) job.note += QStringLiteral(" %1%").arg(int(e.fraction * 100));
     }
   }
 }
@@ -284,6 +289,7 @@ void RunManager::on_error(int key, QProcess::ProcessError error) {
 }
 
 void RunManager::finish_job(RunJob& job, RunState state) {
+  job.note.clear();
   job.state = state;
   job.pid = 0;
   const int key = job.key;

@@ -62,6 +62,7 @@ struct RunJob {
   double wall = 0;
   QString last_status;  ///< last `status` event's status
   QString message;      ///< why it failed/stopped, one sentence
+  QString note;         ///< while starting: what the trainer is doing (data preparation, …)
   QString stderr_tail;  ///< last few KB of the child's stderr
   int exit_code = -1;
   bool stop_requested = false;

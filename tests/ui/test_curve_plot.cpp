@@ -151,6 +151,11 @@ TEST_F(PlotFixture, SeedGroupsDrawAMeanWithAMinMaxBand) {
   EXPECT_EQ(plot->plot()->graph(1)->channelFillGraph(), plot->plot()->graph(0));
   EXPECT_DOUBLE_EQ(plot->plot()->graph(0)->data()->at(0)->value, 9.0);
   EXPECT_DOUBLE_EQ(plot->plot()->graph(1)->data()->at(0)->value, 10.0);
+  // 95% CI of two seeds at step 1: 9.5 ± 12.706·(√0.5)/√2 = 9.5 ± 6.353.
+  plot->set_band_kind(BandKind::kCi95);
+  plot->rebuild();
+  EXPECT_NEAR(plot->plot()->graph(0)->data()->at(0)->value, 9.5 - 6.353, 1e-9);
+  EXPECT_NEAR(plot->plot()->graph(1)->data()->at(0)->value, 9.5 + 6.353, 1e-9);
 }
 
 TEST_F(PlotFixture, ExportsPngPdfSvgAndCsvOfTheShownCurves) {

@@ -30,7 +30,7 @@ TEST(ProgressParser, ParsesEveryEventKindOfTheProtocolExample) {
       "\n"
       R"({"event":"checkpoint","run_id":3,"wall":20.9,"step":50,"path":"/c/step-50.pt","bytes":1843200})"
       "\n"
-      R"({"event":"log","run_id":3,"wall":21,"level":"warning","message":"slow disk"})"
+      R"({"event":"log","run_id":3,"wall":21,"level":"warning","message":"slow disk","fraction":0.25})"
       "\n";
   auto ev = p.feed(text);
   ASSERT_EQ(ev.size(), 5u);
@@ -59,6 +59,8 @@ TEST(ProgressParser, ParsesEveryEventKindOfTheProtocolExample) {
   EXPECT_EQ(ev[4].kind, EventKind::kLog);
   EXPECT_EQ(ev[4].level, "warning");
   EXPECT_EQ(ev[4].message, "slow disk");
+  EXPECT_DOUBLE_EQ(ev[4].fraction, 0.25);
+  EXPECT_DOUBLE_EQ(ev[0].fraction, -1);
   EXPECT_EQ(p.events(), 5);
   EXPECT_EQ(p.malformed(), 0);
 }

@@ -2,10 +2,10 @@
 // End to end: the mmlab-studio binary as a process, on a temporary database, launching an
 // experiment through its new-experiment dialog (--e2e-report drives the real window), waiting for
 // the runs and reporting what its chart draws. With MMLAB_E2E_REAL=1 the real `mmlab` next to the
-// studio trains two tiny runs on the default corpus (scripts/get-corpus) and the drawn curves are
-// compared with the rows the trainer stored; otherwise the fake trainer stands in and the drawn
-// curves are compared with what it streamed.
-// Run under Xvfb for a real X server (xvfb-run -a …); without DISPLAY it uses the offscreen QPA.
+// studio (or $MMLAB_BIN) trains two tiny runs on the default corpus (scripts/get-corpus) and the
+// drawn curves are compared with the rows the trainer stored; otherwise the fake trainer stands in
+// and the drawn curves are compared with what it streamed. Run under Xvfb for a real X server
+// (xvfb-run -a …); without DISPLAY it uses the offscreen QPA.
 #include <gtest/gtest.h>
 
 #include <QFile>
@@ -24,7 +24,9 @@ TEST(StudioE2E, LaunchFromTheDialogAndTheChartDrawsWhatWasStored) {
   mmlab::test::qt_app();
   const QString studio = QStringLiteral(MMLAB_BINARY_DIR "/app/mmlab-studio");
   if (!QFileInfo::exists(studio)) GTEST_SKIP() << "build the mmlab-studio target first";
-  const QString real_mmlab = QStringLiteral(MMLAB_BINARY_DIR "/app/mmlab");
+  const QString real_mmlab = qEnvironmentVariableIsEmpty("MMLAB_BIN")
+                                 ? QStringLiteral(MMLAB_BINARY_DIR "/app/mmlab")
+                                 : qEnvironmentVariable("MMLAB_BIN");
   const bool real = !qEnvironmentVariableIsEmpty("MMLAB_E2E_REAL");
   if (real && !QFileInfo::exists(real_mmlab))
     GTEST_SKIP() << "MMLAB_E2E_REAL=1 needs the mmlab target";
@@ -56,7 +58,8 @@ TEST(StudioE2E, LaunchFromTheDialogAndTheChartDrawsWhatWasStored) {
   env.insert("MMLAB_BIN", real ? real_mmlab : mmlab::test::write_fake_trainer(dir.path()));
   env.insert("FAKE_ID_FROM_NAME", "1");
   env.insert("XDG_CONFIG_HOME", path("config"));  // the studio's QSettings stay in the temp dir
-  env.insert("XDG_DATA_HOME", path("data"));
+  // The real trainer finds the default corpus in the user's data folder; keep that one.
+  if (!real) env.insert("XDG_DATA_HOME", path("data"));
   if (!env.contains("DISPLAY")) env.insert("QT_QPA_PLATFORM", "offscreen");
   QProcess p;
   p.setProcessEnvironment(env);
@@ -73,8 +76,11 @@ TEST(StudioE2E, LaunchFromTheDialogAndTheChartDrawsWhatWasStored) {
   EXPECT_EQ(p.exitCode(), 0) << report.dump(1);
   ASSERT_EQ(report["runs"].size(), 2u) << report.dump(1);
   EXPECT_GT(QFileInfo(shot).size(), 10000);
-  if (!qEnvironmentVariableIsEmpty("MMLAB_SCREENSHOTS"))
-    QFile::copy(shot, qEnvironmentVariable("MMLAB_SCREENSHOTS") + "/studio-e2e.png");
+  if (!qEnvironmentVariableIsEmpty("MMLAB_SCREENSHOTS")) {
+    const QString to = qEnvironmentVariable("MMLAB_SCREENSHOTS") + "/studio-e2e.png";
+    QFile::remove(to);  // QFile::copy never overwrites
+    QFile::copy(shot, to);
+  }
 
   for (const json& run : report["runs"]) {
     EXPECT_EQ(run["state"], "finished") << run.dump();
