@@ -263,3 +263,37 @@ TEST(ResultsSession, ALockedDatabaseIsReportedWithinSecondsAndWritesFailCleanly)
   EXPECT_TRUE(session.add_tag(id, "x", &err)) << err.toStdString();
   EXPECT_EQ(session.runs()[0].tags, (std::vector<std::string>{"x"}));
 }
+
+// How long the chart waits for one 100k-point curve from the database (the GUI thread reads it).
+TEST(ResultsSessionBench, LoadingA100kPointCurve) {
+  mmlab::test::qt_app();
+  mmlab::test::TempDir dir;
+  const std::string db = (dir / "curve.sqlite").string();
+  int64_t id = 0;
+  {
+    store::ResultsStore s(db);
+    store::NewRun nr;
+    nr.experiment_id = s.ensure_experiment("e");
+    nr.name = "long";
+    id = s.create_run(nr);
+    std::vector<store::MetricPoint> pts;
+    for (int i = 1; i <= 100000; ++i)
+      pts.push_back({"loss", i, i * 4096LL, i * 0.1, 3.0 + 1.0 / i});
+    s.append_points(id, pts);
+  }
+  ResultsSession session;
+  session.set_poll_interval(0);
+  QString err;
+  ASSERT_TRUE(session.open(QString::fromStdString(db), &err));
+  CurveSet curves;
+  curves.set_loader(
+      [&](int64_t r, const std::string& m, Series& out) { session.load_points(r, m, out); });
+  QElapsedTimer t;
+  t.start();
+  const Series& s = curves.series(id, "loss");
+  const double ms = t.nsecsElapsed() / 1e6;
+  std::cout << "[bench] load of one 100k-point curve: " << ms << " ms\n";
+  ASSERT_EQ(s.size(), 100000u);
+  EXPECT_DOUBLE_EQ(s.value[9], 3.1);
+  EXPECT_LT(ms, 2000.0);
+}
