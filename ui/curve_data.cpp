@@ -68,18 +68,42 @@ const RunCurves* CurveSet::find(int64_t run_id) const {
 Series& CurveSet::series(int64_t run_id, const std::string& metric) {
   RunCurves& r = run(run_id);
   Series& s = r.metrics[metric];
-  if (loader_ && !r.loaded[metric]) {
+  if ((loader_ || requester_) && !r.loaded[metric]) {
     r.loaded[metric] = true;
-    // Points that arrived live before the load are re-appended after the stored ones; append()
-    // deduplicates by step, so the result is the union without repeats.
-    Series live = std::move(s);
-    s = Series();
-    loader_(run_id, metric, s);
-    for (size_t i = 0; i < live.size(); ++i)
-      if (s.step.empty() || live.step[i] > s.step.back())
-        s.append(int64_t(live.step[i]), int64_t(live.tokens[i]), live.wall[i], live.value[i]);
+    if (loader_) {
+      Series stored;
+      loader_(run_id, metric, stored);
+      merge(s, std::move(stored));
+    } else {
+      requester_(run_id, metric);  // answered by insert_loaded()
+    }
   }
   return s;
+}
+
+void CurveSet::merge(Series& s, Series stored) {
+  // Points that arrived live before the stored ones are kept after them when they are newer;
+  // the result is the union without repeated steps.
+  Series live = std::move(s);
+  s = std::move(stored);
+  s.smooth_alpha = -1;
+  for (size_t i = 0; i < live.size(); ++i)
+    if (s.step.empty() || live.step[i] > s.step.back())
+      s.append(int64_t(live.step[i]), int64_t(live.tokens[i]), live.wall[i], live.value[i]);
+}
+
+void CurveSet::insert_loaded(int64_t run_id, const std::string& metric, Series stored) {
+  RunCurves& r = run(run_id);
+  r.loaded[metric] = true;
+  merge(r.metrics[metric], std::move(stored));
+  Q_EMIT changed();
+}
+
+bool CurveSet::is_loaded(int64_t run_id, const std::string& metric) const {
+  const RunCurves* r = find(run_id);
+  if (!r) return false;
+  auto it = r->loaded.find(metric);
+  return it != r->loaded.end() && it->second;
 }
 
 void CurveSet::append(int64_t run_id, const std::string& metric, int64_t step, int64_t tokens,

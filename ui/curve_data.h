@@ -60,6 +60,16 @@ class CurveSet : public QObject {
   explicit CurveSet(QObject* parent = nullptr) : QObject(parent) {}
 
   void set_loader(PointLoader loader) { loader_ = std::move(loader); }
+  /// Asynchronous alternative to set_loader: series() asks `request` for the stored points once
+  /// and returns what is in memory; the answer arrives through insert_loaded().
+  void set_requester(std::function<void(int64_t run_id, const std::string& metric)> request) {
+    requester_ = std::move(request);
+  }
+  /// Stored points of (run, metric) read elsewhere; points that arrived live meanwhile are kept
+  /// after them. Emits changed().
+  void insert_loaded(int64_t run_id, const std::string& metric, Series stored);
+  /// Whether (run, metric) has been read from the database (or asked for).
+  bool is_loaded(int64_t run_id, const std::string& metric) const;
   /// The run's curves, created (with a stable colour) on first use.
   RunCurves& run(int64_t run_id);
   const RunCurves* find(int64_t run_id) const;
@@ -83,8 +93,11 @@ class CurveSet : public QObject {
   void changed();
 
  private:
+  static void merge(Series& s, Series stored);
+
   std::map<int64_t, RunCurves> runs_;
   PointLoader loader_;
+  std::function<void(int64_t, const std::string&)> requester_;
 };
 
 }  // namespace mmlab::ui

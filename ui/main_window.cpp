@@ -43,6 +43,7 @@
 #include "ui/config_diff.h"
 #include "ui/experiment_dialog.h"
 #include "ui/expert_heatmap.h"
+#include "ui/point_prefetcher.h"
 #include "ui/qcp.h"
 
 namespace mmlab::ui {
@@ -70,8 +71,37 @@ MainWindow::MainWindow(const QString& db_path, QWidget* parent) : QMainWindow(pa
   setWindowTitle(tr("MoE-Mamba Studio"));
   setWindowIcon(QIcon(QStringLiteral(":/mmlab/icons/mmlab-studio.svg")));
   manager_ = new RunManager(RunManager::default_program(), this);
-  curves_.set_loader([this](int64_t run, const std::string& metric, Series& out) {
-    session_.load_points(run, metric, out);
+  // Stored curves are read on a worker thread; requests made while handling one event are sent
+  // as one batch, and a batch re-asks for whatever an earlier, superseded one had not read yet.
+  prefetcher_ = new PointPrefetcher(this);
+  prefetch_timer_ = new QTimer(this);
+  prefetch_timer_->setSingleShot(true);
+  prefetch_timer_->setInterval(0);
+  connect(prefetch_timer_, &QTimer::timeout, this, [this] {
+    if (pending_.empty() || !session_.is_open()) return;
+    prefetcher_->request(session_.path(), {pending_.begin(), pending_.end()});
+    statusBar()->showMessage(tr("Reading %1 curve(s)…").arg(pending_.size()));
+  });
+  curves_.set_requester([this](int64_t run, const std::string& metric) {
+    pending_.insert({run, metric});
+    prefetch_timer_->start();
+  });
+  connect(prefetcher_, &PointPrefetcher::loaded, this,
+          [this](qint64 run, const QString& metric, std::shared_ptr<Series> points) {
+            const std::string m = metric.toStdString();
+            if (!pending_.erase({run, m})) return;  // forgotten meanwhile (another database)
+            curves_.insert_loaded(run, m, std::move(*points));
+          });
+  connect(prefetcher_, &PointPrefetcher::done, this, [this](const QString& error) {
+    if (!error.isEmpty()) {
+      statusBar()->showMessage(error, 10000);
+      pending_.clear();
+      return;
+    }
+    statusBar()->clearMessage();
+    // Views that read curves directly refresh with what arrived.
+    update_compare();
+    update_heatmap();
   });
 
   splitter_ = new QSplitter(Qt::Horizontal, this);
@@ -388,6 +418,7 @@ bool MainWindow::open_database(const QString& path) {
     return false;
   }
   curves_.clear();
+  pending_.clear();
   on_runs_changed();  // labels and seed groups of the new database's runs
   if (!header_restored_) table_->resizeColumnsToContents();
   QSettings().setValue(QStringLiteral("db"), session_.path());

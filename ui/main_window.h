@@ -9,6 +9,9 @@
 #include <QString>
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "ui/curve_data.h"
@@ -33,6 +36,7 @@ class QHBoxLayout;
 namespace mmlab::ui {
 
 class ExpertHeatmap;
+class PointPrefetcher;
 
 class MainWindow : public QMainWindow {
   Q_OBJECT
@@ -65,6 +69,8 @@ class MainWindow : public QMainWindow {
   /// Show messages in the status bar instead of modal boxes (tests, e2e).
   void set_quiet(bool quiet) { quiet_ = quiet; }
   QString last_message() const { return last_message_; }
+  /// Curves asked for and not read from the database yet (tests wait for 0).
+  size_t pending_curves() const { return pending_.size(); }
 
  protected:
   void closeEvent(QCloseEvent* event) override;
@@ -136,6 +142,9 @@ class MainWindow : public QMainWindow {
   QString last_message_;
   QString gpu_text_;
   QTimer* live_timer_ = nullptr;
+  PointPrefetcher* prefetcher_ = nullptr;
+  QTimer* prefetch_timer_ = nullptr;
+  std::set<std::pair<int64_t, std::string>> pending_;  // asked for, not read yet
 };
 
 }  // namespace mmlab::ui

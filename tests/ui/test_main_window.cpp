@@ -65,12 +65,19 @@ TEST_F(WindowTest, BrowserShowsEveryRunWithLostDetectedAndFilters) {
   w.select_runs({ids[0], ids[3]});
   EXPECT_EQ(w.selected_runs(), (std::vector<int64_t>{ids[0], ids[3]}));
   EXPECT_EQ(w.plot().runs(), (std::vector<int64_t>{ids[0], ids[3]}));
+  // The shown chart asks for its curves; they arrive from the worker thread.
+  w.show();
+  EXPECT_TRUE(
+      QTest::qWaitFor([&] { return w.curves().series(ids[0], "loss").size() == 600u; }, 10000));
+  EXPECT_TRUE(QTest::qWaitFor([&] { return w.plot().drawn(ids[3]).size() > 0; }, 10000));
 }
 
 TEST_F(WindowTest, CompareShowsOnlyDifferencesAndThePapersSpeedup) {
   MainWindow w(db);
   w.set_quiet(true);
   w.select_runs({ids[0], ids[3]});  // transformer (baseline) vs moe-mamba seed 1
+  // The curves are read on the worker thread; the tables refresh when they arrive.
+  ASSERT_TRUE(QTest::qWaitFor([&] { return w.pending_curves() == 0; }, 10000));
   auto* diff_table = w.findChild<QTableWidget*>("diffTable");
   auto* speedup = w.findChild<QTableWidget*>("speedupTable");
   ASSERT_NE(diff_table, nullptr);
@@ -168,6 +175,7 @@ TEST_F(WindowTest, ExpertHeatmapShowsTheMeanLoadPerColumn) {
   MainWindow w(db);
   w.set_quiet(true);
   w.select_runs({ids[1], ids[3]});  // mamba (no experts), moe-mamba: the MoE run is shown
+  ASSERT_TRUE(QTest::qWaitFor([&] { return w.pending_curves() == 0; }, 10000));
   ExpertHeatmap& h = w.heatmap();
   EXPECT_EQ(h.layers(), (QStringList{"1", "3"}));
   EXPECT_EQ(h.experts(), 8);
@@ -187,6 +195,8 @@ TEST_F(WindowTest, DeleteRemovesTheSelectedRunsAndTheirCurves) {
   w.set_quiet(true);
   w.select_runs({ids[1]});
   w.curves().series(ids[1], "loss");
+  ASSERT_TRUE(QTest::qWaitFor([&] { return w.pending_curves() == 0; }, 10000));
+  EXPECT_EQ(w.curves().series(ids[1], "loss").size(), 600u);  // read by the worker
   ASSERT_TRUE(w.curves().contains(ids[1]));
   w.show();
   QApplication::setActiveWindow(&w);

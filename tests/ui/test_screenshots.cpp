@@ -22,9 +22,16 @@ using namespace mmlab::ui;
 
 namespace {
 
-void settle(int ms = 400) {
+// Curves read on the worker thread, then the replot timer and layout.
+void settle(const MainWindow* w = nullptr, int ms = 400) {
+  auto drained = [w] {
+    return !w || QTest::qWaitFor([w] { return w->pending_curves() == 0; }, 10000);
+  };
+  EXPECT_TRUE(drained());
   QTest::qWait(ms);
-}  // replot timer + layout
+  EXPECT_TRUE(drained());
+  QTest::qWait(ms / 2);
+}
 
 }  // namespace
 
@@ -48,7 +55,9 @@ TEST(Screenshots, MainViews) {
   w.plot().set_alpha(0.01);
   w.plot().set_show_raw(true);
   w.plot().fit_all();
-  settle();
+  settle(&w);
+  w.plot().fit_all();
+  settle(&w);
   // Crosshair read-out at step 1234 (the Mamba spike).
   QCustomPlot* qcp = w.plot().plot();
   const QPoint at(int(qcp->xAxis->coordToPixel(1234)), qcp->axisRect()->center().y());
@@ -61,7 +70,9 @@ TEST(Screenshots, MainViews) {
   w.plot().set_metric("val_loss");
   w.plot().set_x_axis(XAxis::kTokens);
   w.plot().fit_all();
-  settle();
+  settle(&w);
+  w.plot().fit_all();
+  settle(&w);
   EXPECT_TRUE(w.plot().grab().save(out + "/studio-seed-band.png"));
   w.plot().set_group_seeds(false);
   w.plot().set_log_y(false);
@@ -69,13 +80,13 @@ TEST(Screenshots, MainViews) {
 
   w.select_runs({ids[0], ids[1], ids[2], ids[3]});
   w.tabs().setCurrentIndex(1);
-  settle();
+  settle(&w);
   EXPECT_TRUE(w.grab().save(out + "/studio-compare.png"));
 
   w.select_runs({ids[3]});
   w.tabs().setCurrentIndex(2);
   w.heatmap().findChild<QComboBox*>("layer")->setCurrentText("3");  // the layer leaning on expert 5
-  settle();
+  settle(&w);
   EXPECT_TRUE(w.heatmap().grab().save(out + "/studio-experts.png"));
 
   w.manager().enqueue("moe-mamba", "cpu", {"train", "x.json", "--run", "slow-moe-mamba"}, db);
@@ -84,7 +95,7 @@ TEST(Screenshots, MainViews) {
   w.manager().enqueue("bad-config", "cuda:1", {"train", "x.json", "--run", "fail-bad"}, db);
   w.tabs().setCurrentIndex(3);
   EXPECT_TRUE(QTest::qWaitFor([&] { return w.manager().jobs()[0].step >= 150; }, 10000));
-  settle(200);
+  settle(nullptr, 200);
   EXPECT_TRUE(w.grab().save(out + "/studio-queue.png"));
   w.manager().stop_all();
   EXPECT_TRUE(QTest::qWaitFor([&] { return w.manager().active_count() == 0; }, 10000));
