@@ -11,12 +11,14 @@
 #include <QFile>
 #include <QFileInfo>
 #include <QProcess>
+#include <QTest>
 #include <nlohmann/json.hpp>
 
 #include "core/store/store.h"
 #include "fake_trainer.h"
 #include "qt_app.h"
 #include "test_support.h"
+#include "ui/run_manager.h"
 
 using nlohmann::json;
 
@@ -104,4 +106,67 @@ TEST(StudioE2E, LaunchFromTheDialogAndTheChartDrawsWhatWasStored) {
     }
   }
   EXPECT_EQ(report["plotted"].size(), 2u);
+}
+
+// The run manager against the real trainer (opt-in like the test above): SIGTERM stops a run
+// with a checkpoint and exit code 0, and --resume continues it from that checkpoint.
+TEST(StudioE2E, RealTrainerStopsOnSigtermAndResumesFromItsCheckpoint) {
+  mmlab::test::qt_app();
+  if (qEnvironmentVariableIsEmpty("MMLAB_E2E_REAL")) GTEST_SKIP() << "set MMLAB_E2E_REAL=1";
+  const QString mmlab_bin = qEnvironmentVariableIsEmpty("MMLAB_BIN")
+                                ? QStringLiteral(MMLAB_BINARY_DIR "/app/mmlab")
+                                : qEnvironmentVariable("MMLAB_BIN");
+  if (!QFileInfo::exists(mmlab_bin)) GTEST_SKIP() << "no mmlab binary";
+  mmlab::test::TempDir dir;
+  const QString db = QString::fromStdString((dir / "stop.sqlite").string());
+  const QString exp = QString::fromStdString((dir / "long.json").string());
+  const json experiment = {{"name", "e2e-stop"},
+                           {"defaults",
+                            {{"model", {{"d_model", 32}, {"n_block", 1}}},
+                             {"train",
+                              {{"steps", 5000},
+                               {"batch_size", 2},
+                               {"seq_len", 32},
+                               {"eval_every", 1000},
+                               {"checkpoint_every", 1000},
+                               {"device", "cpu"},
+                               {"threads", 1}}},
+                             {"data", {{"source", "default"}, {"tokenizer", "byte"}}}}},
+                           {"runs", {{{"name", "mamba"}, {"model", {{"family", "mamba"}}}}}}};
+  QFile f(exp);
+  ASSERT_TRUE(f.open(QIODevice::WriteOnly));
+  f.write(QByteArray::fromStdString(experiment.dump()));
+  f.close();
+
+  mmlab::ui::RunManager m(mmlab_bin);
+  m.set_stop_timeout(60000);
+  const int k = m.enqueue_train(exp, "mamba", db, "cpu");
+  ASSERT_TRUE(QTest::qWaitFor(
+      [&] { return m.job(k)->step >= 5 || mmlab::ui::is_done(m.job(k)->state); }, 120000))
+      << m.job(k)->message.toStdString();
+  ASSERT_EQ(m.job(k)->state, mmlab::ui::RunState::kRunning) << m.job(k)->message.toStdString();
+  ASSERT_TRUE(m.stop(k));
+  ASSERT_TRUE(QTest::qWaitFor([&] { return mmlab::ui::is_done(m.job(k)->state); }, 60000));
+  EXPECT_EQ(m.job(k)->state, mmlab::ui::RunState::kStopped);
+  EXPECT_EQ(m.job(k)->exit_code, 0);
+  EXPECT_EQ(m.job(k)->last_status, "stopped");
+  const int64_t stopped_at = m.job(k)->step;
+  const int64_t id = m.job(k)->run_id;
+  {
+    mmlab::store::ResultsStore s(db.toStdString());
+    EXPECT_EQ(s.get_run(id).status, mmlab::store::RunStatus::kStopped);
+    ASSERT_TRUE(s.latest_checkpoint(id).has_value());
+    EXPECT_EQ(s.latest_checkpoint(id)->step, stopped_at);
+  }
+  ASSERT_TRUE(m.resume(k));
+  EXPECT_EQ(m.job(k)->args.at(2), QString::number(id));
+  ASSERT_TRUE(QTest::qWaitFor(
+      [&] { return m.job(k)->step > stopped_at + 3 || mmlab::ui::is_done(m.job(k)->state); },
+      120000));
+  ASSERT_EQ(m.job(k)->state, mmlab::ui::RunState::kRunning)
+      << "resume ended: " << m.job(k)->message.toStdString();
+  EXPECT_EQ(m.job(k)->run_id, id);  // the same run continues
+  ASSERT_TRUE(m.stop(k));
+  ASSERT_TRUE(QTest::qWaitFor([&] { return mmlab::ui::is_done(m.job(k)->state); }, 60000));
+  EXPECT_EQ(m.job(k)->state, mmlab::ui::RunState::kStopped);
 }
