@@ -37,6 +37,9 @@ void apply_dark_palette(QApplication& app) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // resources/mmlab.qrc is compiled into the static mmlab_ui library, whose registration object
+  // the linker drops unless something refers to it.
+  Q_INIT_RESOURCE(mmlab);
   QApplication app(argc, argv);
   QApplication::setOrganizationName(QStringLiteral("mmlab"));
   QApplication::setApplicationName(QStringLiteral("mmlab-studio"));
