@@ -7,6 +7,7 @@
 #include <QListWidget>
 #include <QSpinBox>
 #include <QTest>
+#include <filesystem>
 
 #include "core/config/experiment.h"
 #include "core/config/param_count.h"
@@ -167,4 +168,25 @@ TEST_F(DialogTest, CloneDocumentDiffsAgainstTheOriginalRun) {
   for (QLabel* l : d.findChildren<QLabel*>())
     found |= l->text().contains("model.d_model: 128 → 256");
   EXPECT_TRUE(found);
+}
+
+TEST_F(DialogTest, ThePapersExperimentFileOpensValidWithItsScaleAndCounts) {
+  const auto path = std::filesystem::path(MMLAB_SOURCE_DIR) / "experiments/paper/25m.json";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << "no " << path;
+  const mmlab::Experiment ex = mmlab::load_experiment(path);
+  ExperimentDialog d;
+  d.set_document(ex.source);
+  EXPECT_TRUE(d.is_valid()) << d.problems().join("\n").toStdString();
+  EXPECT_EQ(child<QComboBox>(d, "scale")->currentText(), "paper 25M");
+  EXPECT_EQ(child<QSpinBox>(d, "batch_size")->value(), 256);
+  const QStringList rows = d.readout_text().split('\n');
+  ASSERT_EQ(size_t(rows.size()), ex.runs.size());
+  for (size_t i = 0; i < ex.runs.size(); ++i) {
+    const auto pc = mmlab::count_params(ex.runs[i].model, 50257);  // GPT-2 tokenizer
+    const QStringList cells = rows[int(i)].split('|');
+    EXPECT_EQ(cells[2], RunTableModel::human_count(double(pc.total))) << ex.runs[i].name;
+    EXPECT_EQ(cells[3], RunTableModel::human_count(double(pc.active))) << ex.runs[i].name;
+    EXPECT_EQ(cells[4], "65.5k");  // 256 × 256 tokens per step
+    EXPECT_EQ(cells[5], "6.55B");  // × 100k steps
+  }
 }
