@@ -208,3 +208,18 @@ TEST_F(WindowTest, DeleteRemovesTheSelectedRunsAndTheirCurves) {
   mmlab::store::ResultsStore s(db.toStdString());
   EXPECT_FALSE(s.find_run(ids[1]).has_value());
 }
+
+TEST_F(WindowTest, ClosingWhileTrainingStopsTheRunsGracefully) {
+  MainWindow w(db);
+  w.set_quiet(true);  // quiet: "stop them" without asking
+  const int a = w.manager().enqueue("slow-a", "cpu", {"train", "x.json", "--run", "slow-a"}, db);
+  const int b = w.manager().enqueue("slow-b", "cpu", {"train", "x.json", "--run", "slow-b"}, db);
+  ASSERT_TRUE(QTest::qWaitFor([&] { return w.manager().job(a)->step >= 2; }, 5000));
+  w.show();
+  EXPECT_TRUE(w.close());
+  EXPECT_EQ(w.manager().active_count(), 0);
+  EXPECT_EQ(w.manager().job(a)->state, RunState::kStopped);
+  EXPECT_EQ(w.manager().job(a)->last_status, "stopped");     // the child's own graceful stop
+  EXPECT_EQ(w.manager().job(b)->state, RunState::kStopped);  // never started
+  EXPECT_EQ(w.manager().job(b)->attempts, 0);
+}
