@@ -3,5 +3,6 @@
 #include "core/cli/cli.h"
 
 int main(int argc, char** argv) {
+  mmlab::cli::reexec_with_threading_env(argv);
   return mmlab::cli::run(argc, argv);
 }

@@ -21,6 +21,10 @@ struct Context {
 
 int run(int argc, char** argv);
 
+/// Starts this process again with OMP_WAIT_POLICY=PASSIVE and OPENBLAS_NUM_THREADS=1 unless they
+/// were set (see cli.cpp for why). Called first thing in main(), never by tests.
+void reexec_with_threading_env(char** argv);
+
 // Registration, one per command file.
 void add_train_command(CLI::App& app, Context& ctx);
 void add_validate_command(CLI::App& app, Context& ctx);

@@ -15,7 +15,7 @@ namespace {
 
 std::string join_problems(const std::string& origin, const std::vector<std::string>& problems) {
   std::string s = "The config " + origin + " has " + std::to_string(problems.size()) +
-                  (problems.size() == 1 ? " problem:" : " problems:");
+                  (problems.size() == 1 ? " problem" : " problems") + " (fix and try again):";
   for (const auto& p : problems) s += "\n  " + p;
   return s;
 }
@@ -36,7 +36,7 @@ json merged_section(const json& defaults, const json& run, const char* key) {
 }  // namespace
 
 ConfigError::ConfigError(const std::string& origin, std::vector<std::string> problems)
-    : UserError(join_problems(origin, problems), "Fix the listed keys and try again."),
+    : UserError(join_problems(origin, problems)),
       problems_(std::move(problems)) {}
 
 json parse_json_text(const std::string& text, const std::string& origin) {

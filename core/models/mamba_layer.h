@@ -75,6 +75,8 @@ class MambaLayerImpl : public MixerImpl {
   /// (B, L, D) -> x (B, L, Di), z (B, L, Di)
   std::pair<torch::Tensor, torch::Tensor> project_in(const torch::Tensor& h, bool limit_capacity);
   torch::Tensor project_out(const torch::Tensor& y, bool limit_capacity);
+  /// (B, L, Di) -> (B, L, Di): conv1d with left padding K-1, without the module's slow CPU path.
+  torch::Tensor causal_depthwise_conv(const torch::Tensor& x);
   /// (B, L, Di) after conv+SiLU -> delta (B, L, Di) fp32, Bm (B, L, N), Cm (B, L, N)
   std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> ssm_params(const torch::Tensor& u);
 };

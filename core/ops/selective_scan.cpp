@@ -12,8 +12,6 @@ namespace mmlab {
 
 namespace {
 
-namespace F = torch::indexing;
-
 // The scan always runs in fp32, whatever the surrounding autocast does.
 struct Fp32Inputs {
   torch::Tensor u, delta, A, Bm, Cm, D;
@@ -42,11 +40,14 @@ ScanResult selective_scan_sequential(const torch::Tensor& u_in, const torch::Ten
   auto dA = torch::exp(in.delta.unsqueeze(-1) * in.A);              // (B, L, Di, N)
   auto dBu = (in.delta * in.u).unsqueeze(-1) * in.Bm.unsqueeze(2);  // (B, L, Di, N)
   torch::Tensor h = initial_state(h0, in);                          // (B, Di, N)
+  // unbind, not select(1, t): the backward of each select materialises a zero tensor of the full
+  // (B, L, Di, N) size, which made the backward O(L^2); unbind's backward is one stack.
+  auto dA_t = dA.unbind(1), dBu_t = dBu.unbind(1), C_t = in.Cm.unbind(1);
   std::vector<torch::Tensor> ys;
   ys.reserve(static_cast<size_t>(L));
   for (int64_t t = 0; t < L; ++t) {
-    h = dA.select(1, t) * h + dBu.select(1, t);
-    ys.push_back(torch::matmul(h, in.Cm.select(1, t).unsqueeze(-1)).squeeze(-1));  // (B, Di)
+    h = dA_t[t] * h + dBu_t[t];
+    ys.push_back(torch::matmul(h, C_t[t].unsqueeze(-1)).squeeze(-1));  // (B, Di)
   }
   auto y = torch::stack(ys, 1) + in.u * in.D;  // (B, L, Di)
   return {y, h};
@@ -58,16 +59,17 @@ ScanResult selective_scan_chunked(const torch::Tensor& u_in, const torch::Tensor
                                   const torch::Tensor& h0, int64_t chunk) {
   compat::NoAutocast fp32;
   Fp32Inputs in = to_fp32(u_in, delta_in, A_in, Bm_in, Cm_in, D_in);
-  const int64_t L = in.u.size(1);
   torch::Tensor h = initial_state(h0, in);  // (B, Di, N)
   std::vector<torch::Tensor> ys;
-  for (int64_t t0 = 0; t0 < L; t0 += chunk) {
-    const int64_t T = std::min(chunk, L - t0);
-    auto sl = F::Slice(t0, t0 + T);
-    auto u = in.u.index({F::Slice(), sl});                  // (B, T, Di)
-    auto delta = in.delta.index({F::Slice(), sl});          // (B, T, Di)
-    auto Bm = in.Bm.index({F::Slice(), sl});                // (B, T, N)
-    auto Cm = in.Cm.index({F::Slice(), sl});                // (B, T, N)
+  // split (backward: one cat) rather than slicing, for the reason given in the sequential form.
+  auto us = in.u.split(chunk, 1), deltas = in.delta.split(chunk, 1);
+  auto Bs = in.Bm.split(chunk, 1), Cs = in.Cm.split(chunk, 1);
+  for (size_t c = 0; c < us.size(); ++c) {
+    const torch::Tensor& u = us[c];          // (B, T, Di)
+    const torch::Tensor& delta = deltas[c];  // (B, T, Di)
+    const torch::Tensor& Bm = Bs[c];         // (B, T, N)
+    const torch::Tensor& Cm = Cs[c];         // (B, T, N)
+    const int64_t T = u.size(1);
     auto S = torch::cumsum(delta.unsqueeze(-1) * in.A, 1);  // (B, T, Di, N), non-increasing
     auto x = (delta * u).unsqueeze(-1) * Bm.unsqueeze(2);   // (B, T, Di, N)
     // decay[t, s] = exp(S_t - S_s) for s <= t, 0 above the diagonal; the masked_fill happens
@@ -166,7 +168,9 @@ ScanResult selective_scan(const torch::Tensor& u, const torch::Tensor& delta,
       for (const auto& [name, impl] : t.impls) {
         if (impl.device != torch::kCPU && impl.device == u.device().type()) fn = impl.fn;
       }
-      if (!fn) fn = t.impls.at("chunked").fn;
+      // The sequential reference is the faster one with autograd (measured by `mmlab bench
+      // --scan`): the chunked form's (B, T, T, Di, N) decay tensor costs more than the loop saves.
+      if (!fn) fn = t.impls.at("sequential").fn;
     }
   }
   return fn(u, delta, A, Bm, Cm, D, h0);

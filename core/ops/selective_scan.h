@@ -53,7 +53,7 @@ void register_scan_impl(const std::string& name, torch::DeviceType device, ScanF
 std::vector<std::string> scan_impl_names();
 
 /// Chooses the implementation for every later call: "auto" (a registered kernel for the tensors'
-/// device if any, else the chunked reference), or a name from scan_impl_names().
+/// device if any, else the sequential reference), or a name from scan_impl_names().
 void set_scan_impl(const std::string& name);
 std::string scan_impl();
 

@@ -1,6 +1,12 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "core/train/checkpoint.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include "core/config/experiment.h"
 #include "core/util/error.h"
 #include "core/util/fs.h"
@@ -81,19 +87,39 @@ int64_t save_checkpoint(const fs::path& path, const RunConfig& config, LanguageM
   }
   out.write("rng_cpu", torch::globalContext().defaultGenerator(torch::kCPU).get_state());
   write_file_atomically(path, [&](const fs::path& tmp) {
-    try {
-      out.save_to(tmp.string());
-    } catch (const c10::Error& e) {
-      // LibTorch reports ENOSPC as a generic write failure; look at the disk to say which.
-      std::error_code ec;
-      auto space = fs::space(tmp.parent_path(), ec);
-      if (!ec && space.available < (1u << 20)) {
-        throw ResourceError(
-            "The disk is full while writing the checkpoint " + path.string() + ".",
-            "Free some space or lower train.keep_checkpoints, then resume the run.");
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) {
+      throw UserError(
+          "Cannot write the checkpoint " + path.string() + ": " + std::strerror(errno) + ".",
+          "Check that its directory is writable.");
+    }
+    int write_errno = 0;
+    // The writer never reports failure to LibTorch: its archive writer throws from a destructor
+    // on a failed write, which aborts the process (seen with a full disk). The error is kept
+    // and reported once the archive is complete; the temporary file is then removed.
+    out.save_to([&](const void* data, size_t n) -> size_t {
+      const char* p = static_cast<const char*>(data);
+      size_t left = n;
+      while (left > 0 && write_errno == 0) {
+        const ssize_t w = ::write(fd, p, left);
+        if (w < 0) {
+          if (errno != EINTR) write_errno = errno;
+          continue;
+        }
+        p += w;
+        left -= static_cast<size_t>(w);
       }
-      throw UserError("Cannot write the checkpoint " + path.string() + ".",
-                      "Check that its directory is writable.");
+      return n;
+    });
+    if (::close(fd) != 0 && write_errno == 0) write_errno = errno;
+    if (write_errno == ENOSPC || write_errno == EDQUOT || write_errno == EFBIG) {
+      throw ResourceError("The disk is full while writing the checkpoint " + path.string() + ".",
+                          "Free some space or lower train.keep_checkpoints, then resume the run.");
+    }
+    if (write_errno != 0) {
+      throw UserError(
+          "Cannot write the checkpoint " + path.string() + ": " + std::strerror(write_errno) + ".",
+          "Check the disk and that the directory is writable.");
     }
   });
   return static_cast<int64_t>(fs::file_size(path));

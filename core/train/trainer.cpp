@@ -5,6 +5,7 @@
 #include <xxhash.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -216,6 +217,7 @@ class TrainingSession {
     data::WindowSampler sampler(corpus_.train, t.seq_len, t.batch_size,
                                 data::parse_sampling_mode(config_.data.sampling),
                                 static_cast<uint64_t>(config_.seed));
+    sampler_ = &sampler;
     auto val = data::validation_batches(corpus_.val.empty() ? corpus_.train : corpus_.val,
                                         t.seq_len, t.batch_size, t.eval_batches);
     DebiasedEma ema(t.ema_alpha);
@@ -414,6 +416,7 @@ class TrainingSession {
     char name[64];
     std::snprintf(name, sizeof name, "step-%08lld.pt", static_cast<long long>(state_.step));
     const fs::path path = checkpoint_dir() / name;
+    state_.data_state = sampler_->state();  // the data position to continue from
     const int64_t bytes = save_checkpoint(path, config_, model_, optimizer_.get(), state_);
     store_->add_checkpoint(run_id_, state_.step, path.string(), bytes, file_hash(path));
     // Keep the newest keep_checkpoints files.
@@ -475,6 +478,7 @@ class TrainingSession {
   LanguageModel model_{nullptr};
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   TrainState state_;
+  data::WindowSampler* sampler_ = nullptr;  // lives in train_loop()
   double last_val_loss_ = NAN;
 };
 
@@ -486,6 +490,7 @@ void request_stop() {
 bool stop_requested() {
   return g_stop.load();
 }
+void clear_stop_request() { g_stop.store(false); }
 
 void install_stop_handlers() {
   struct sigaction sa {};
@@ -512,7 +517,11 @@ TrainResult resume_run(int64_t run_id, const TrainerOptions& options) {
     throw UserError("Run " + std::to_string(run_id) + " (" + row->name + ") has already finished.",
                     "Start a new run to train longer.");
   }
-  if (row->effective_status == RunStatus::kRunning || row->effective_status == RunStatus::kQueued) {
+  // A trainer killed a moment ago still has a fresh heartbeat; on this host its pid tells.
+  const bool dead_here = row->host == store::current_host() && row->pid > 0 &&
+                         ::kill(static_cast<pid_t>(row->pid), 0) != 0 && errno == ESRCH;
+  if ((row->effective_status == RunStatus::kRunning && !dead_here) ||
+      row->effective_status == RunStatus::kQueued) {
     throw UserError("Run " + std::to_string(run_id) + " (" + row->name + ") is " +
                         std::string(store::to_string(row->effective_status)) + " (pid " +
                         std::to_string(row->pid) + " on " + row->host + ").",

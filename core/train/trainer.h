@@ -39,6 +39,8 @@ TrainResult resume_run(int64_t run_id, const TrainerOptions& options);
 /// Asks the running trainer to finish its step, checkpoint and stop (async-signal-safe).
 void request_stop();
 bool stop_requested();
+/// Forgets an earlier request (for a process that trains again afterwards, e.g. tests).
+void clear_stop_request();
 /// SIGTERM and SIGINT call request_stop().
 void install_stop_handlers();
 

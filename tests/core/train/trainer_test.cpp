@@ -1,0 +1,238 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// The trainer in-process: a golden loss trajectory per family (catches silent changes to init,
+// routing, schedules, data order), checkpoint round trips, stop/resume continuing the same curve,
+// and user errors that leave no run behind as running.
+#include <gtest/gtest.h>
+
+#include <sys/resource.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include "core/config/experiment.h"
+#include "core/store/store.h"
+#include "core/train/checkpoint.h"
+#include "core/train/trainer.h"
+#include "core/util/error.h"
+#include "process_support.h"
+#include "test_support.h"
+
+namespace mmlab {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TrainerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ::setenv("XDG_DATA_HOME", (dir_ / "xdg").c_str(), 1);
+    test::write_synthetic_corpus(dir_ / "corpus");
+    options_.db = dir_ / "results.sqlite";
+    options_.progress = "none";
+    options_.experiment_name = "trainer-test";
+    options_.checkpoint_root = dir_ / "checkpoints";
+  }
+
+  RunConfig tiny(const std::string& family, const std::string& pattern = "") {
+    RunConfig r;
+    r.name = family;
+    r.seed = 1;
+    r.model.family = family;
+    r.model.pattern = pattern;
+    r.model.n_block = 1;
+    r.model.d_model = 32;
+    r.model.head_dim = 16;
+    r.model.n_expert = 4;
+    r.model.d_expert = 64;
+    r.model.d_ff = 64;
+    r.model.d_state = 8;
+    r.train.steps = 10;
+    r.train.batch_size = 4;
+    r.train.seq_len = 32;
+    r.train.lr = 3e-3;
+    r.train.warmup_frac = 0.1;
+    r.train.eval_every = 0;
+    r.train.eval_batches = 2;
+    r.train.checkpoint_every = 0;
+    r.train.threads = 1;
+    r.data.source = (dir_ / "corpus").string();
+    r.data.tokenizer = "byte";
+    r.data.val_fraction = 0.2;
+    return r;
+  }
+
+  std::vector<double> losses(int64_t run_id) {
+    store::ResultsStore st(options_.db);
+    std::vector<double> out;
+    for (const auto& p : st.points(run_id, "loss")) out.push_back(p.value);
+    return out;
+  }
+
+  test::TempDir dir_;
+  TrainerOptions options_;
+};
+
+class GoldenTrajectory : public TrainerTest,
+                         public ::testing::WithParamInterface<std::pair<const char*, const char*>> {
+};
+
+TEST_P(GoldenTrajectory, TenCpuStepsMatchTheStoredLosses) {
+  const std::string family = GetParam().first;
+  TrainResult r = train_new_run(tiny(family, GetParam().second), options_);
+  ASSERT_EQ(r.status, "finished") << r.error;
+  std::vector<double> got = losses(r.run_id);
+  ASSERT_EQ(got.size(), 10u);
+  const fs::path golden =
+      fs::path(MMLAB_SOURCE_DIR) / "tests/core/train/golden" / (family + ".json");
+  if (std::getenv("MMLAB_UPDATE_GOLDEN")) {
+    fs::create_directories(golden.parent_path());
+    std::ofstream(golden) << nlohmann::json{{"loss", got}}.dump(2) << "\n";
+    GTEST_SKIP() << "wrote " << golden;
+  }
+  ASSERT_TRUE(fs::exists(golden)) << "missing " << golden << "; run with MMLAB_UPDATE_GOLDEN=1";
+  auto expected = nlohmann::json::parse(test::slurp(golden))["loss"].get<std::vector<double>>();
+  ASSERT_EQ(expected.size(), got.size());
+  for (size_t i = 0; i < got.size(); ++i)
+    EXPECT_NEAR(got[i], expected[i], 2e-3) << "step " << i + 1;
+  // Learning happens: the last loss is below the first.
+  EXPECT_LT(got.back(), got.front());
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, GoldenTrajectory,
+                         ::testing::Values(std::make_pair("transformer", ""),
+                                           std::make_pair("transformer-moe", ""),
+                                           std::make_pair("mamba", ""),
+                                           std::make_pair("moe-mamba", ""),
+                                           std::make_pair("parallel-moe-mamba", ""),
+                                           std::make_pair("inner-moe-mamba", "M[conv=E,out=E] M")),
+                         [](const auto& info) {
+                           std::string n = info.param.first;
+                           for (char& c : n) c = c == '-' ? '_' : c;
+                           return n;
+                         });
+
+TEST_F(TrainerTest, RecordsEveryMetricAndSummary) {
+  RunConfig c = tiny("moe-mamba");
+  c.train.eval_every = 5;
+  TrainResult r = train_new_run(c, options_);
+  ASSERT_EQ(r.status, "finished") << r.error;
+  store::ResultsStore st(options_.db);
+  auto names = st.metric_names(r.run_id);
+  for (const char* m : {"loss", "loss_smooth", "lr", "grad_norm", "tokens_per_s", "step_time",
+                        "aux_loss", "dropped_frac", "val_loss", "val_ppl", "expert_load/0/0"}) {
+    EXPECT_NE(std::find(names.begin(), names.end(), m), names.end()) << m;
+  }
+  EXPECT_EQ(st.points(r.run_id, "val_loss").size(), 2u);  // steps 5 and 10
+  auto row = st.get_run(r.run_id);
+  EXPECT_EQ(row.status, store::RunStatus::kFinished);
+  EXPECT_EQ(row.step, 10);
+  EXPECT_EQ(row.tokens, 10 * 4 * 32);
+  EXPECT_GT(row.params_total, row.params_active);
+  ASSERT_TRUE(row.final_loss_smooth.has_value());
+  EXPECT_NEAR(*row.final_loss_smooth, r.final_loss_smooth, 1e-9);
+  // Expert loads of one layer at one step sum to 1.
+  double sum = 0;
+  for (int e = 0; e < 4; ++e)
+    sum += st.points(r.run_id, "expert_load/0/" + std::to_string(e)).back().value;
+  EXPECT_NEAR(sum, 1.0, 1e-9);
+  ASSERT_EQ(st.list_checkpoints(r.run_id).size(), 1u);  // the final one
+}
+
+TEST_F(TrainerTest, StoppedRunResumesOnTheSameCurve) {
+  RunConfig c = tiny("mamba");
+  c.train.steps = 12;
+  c.train.checkpoint_every = 4;
+  TrainResult whole = train_new_run(c, options_);  // the uninterrupted reference
+  ASSERT_EQ(whole.status, "finished") << whole.error;
+
+  c.name = "stopped";
+  request_stop();  // honoured after the current step, as SIGTERM is
+  TrainResult first = train_new_run(c, options_);
+  clear_stop_request();
+  ASSERT_EQ(first.status, "stopped");
+  {
+    store::ResultsStore st(options_.db);
+    auto row = st.get_run(first.run_id);
+    EXPECT_EQ(row.status, store::RunStatus::kStopped);
+    EXPECT_EQ(row.step, 1);
+    ASSERT_EQ(st.list_checkpoints(first.run_id).size(), 1u);
+  }
+  TrainResult resumed = resume_run(first.run_id, options_);
+  ASSERT_EQ(resumed.status, "finished") << resumed.error;
+  // Model, optimizer, RNG, data position and smoothed loss all continue: the same curve.
+  std::vector<double> a = losses(whole.run_id), b = losses(first.run_id);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-6) << "step " << i + 1;
+  EXPECT_NEAR(resumed.final_loss_smooth, whole.final_loss_smooth, 1e-6);
+  // Finished runs cannot be resumed.
+  EXPECT_THROW(resume_run(first.run_id, options_), UserError);
+}
+
+TEST_F(TrainerTest, UnknownRunAndMissingDataAreUserErrorsWithNoRunLeft) {
+  EXPECT_THROW(resume_run(42, options_), UserError);
+  RunConfig c = tiny("mamba");
+  c.data.source = (dir_ / "no-such-corpus").string();
+  try {
+    train_new_run(c, options_);
+    FAIL() << "expected an error";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("no-such-corpus"), std::string::npos) << e.what();
+  }
+  store::ResultsStore st(options_.db);
+  EXPECT_TRUE(st.list_runs().empty());
+}
+
+TEST_F(TrainerTest, CheckpointOfAnotherModelIsRefused) {
+  RunConfig c = tiny("moe-mamba");
+  c.model.vocab_size = 257;
+  torch::manual_seed(0);
+  LanguageModel model(c.model);
+  const fs::path ckpt = dir_ / "a.pt";
+  TrainState state;
+  state.step = 3;
+  save_checkpoint(ckpt, c, model, nullptr, state);
+  EXPECT_EQ(read_checkpoint_config(ckpt).model.family, "moe-mamba");
+  TrainState back = load_checkpoint(ckpt, model, nullptr);
+  EXPECT_EQ(back.step, 3);
+
+  RunConfig other = c;
+  other.model.d_model = 48;
+  LanguageModel wrong(other.model);
+  try {
+    load_checkpoint(ckpt, wrong, nullptr);
+    FAIL() << "expected an error";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("another model config"), std::string::npos) << e.what();
+  }
+  std::ofstream(dir_ / "junk.pt") << "not a checkpoint";
+  EXPECT_THROW(load_checkpoint(dir_ / "junk.pt", model, nullptr), UserError);
+  EXPECT_THROW(load_checkpoint(dir_ / "missing.pt", model, nullptr), UserError);
+}
+
+TEST_F(TrainerTest, FailedCheckpointWriteLeavesNoPartialFile) {
+  RunConfig c = tiny("mamba");
+  c.model.vocab_size = 257;
+  LanguageModel model(c.model);
+  const fs::path dir = dir_ / "ckpts";
+  fs::create_directories(dir);
+  // In a child: a file-size limit makes the write fail part-way, like a full disk.
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::signal(SIGXFSZ, SIG_IGN);
+    struct rlimit lim {
+      4096, 4096
+    };
+    ::setrlimit(RLIMIT_FSIZE, &lim);
+    try {
+      save_checkpoint(dir / "step-1.pt", c, model, nullptr, TrainState{});
+    } catch (const UserError&) {
+      ::_exit(0);
+    }
+    ::_exit(1);
+  }
+  EXPECT_EQ(test::wait_exit(pid), 0) << "the failed write was not reported as a user error";
+  EXPECT_TRUE(fs::is_empty(dir)) << "a partial or temporary file was left behind";
+}
+
+}  // namespace
+}  // namespace mmlab
