@@ -2,6 +2,12 @@
 find_package(Threads REQUIRED)
 find_package(Torch REQUIRED)
 find_package(SQLite3 REQUIRED)
+# CMake 3.30 renamed the imported target; use whichever this CMake provides.
+if(TARGET SQLite3::SQLite3)
+  set(MMLAB_SQLITE_TARGET SQLite3::SQLite3)
+else()
+  set(MMLAB_SQLITE_TARGET SQLite::SQLite3)
+endif()
 find_package(nlohmann_json 3 REQUIRED)
 find_package(ZLIB REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)

@@ -49,7 +49,7 @@ json to_json(const ModelConfig& c) {
 }
 
 json to_json(const TrainConfig& c) {
-  return json{{"steps", c.resolved_steps()},
+  return json{{"steps", c.steps},
               {"tokens", c.tokens},
               {"batch_size", c.batch_size},
               {"seq_len", c.seq_len},

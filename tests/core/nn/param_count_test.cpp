@@ -53,7 +53,7 @@ TEST(ParamCount, PaperExpertsAblation) {
   const std::vector<std::pair<int, int64_t>> expected = {
       {32, 416358400}, {16, 214966272}, {8, 114270208}, {4, 63922176}, {1, 26161152}};
   for (const auto& [experts, total] : expected) {
-    const auto& run = find_run(ex, "moe-mamba-" + std::to_string(experts) + "-experts");
+    const RunConfig run = find_run(ex, "moe-mamba-" + std::to_string(experts) + "-experts");
     EXPECT_EQ(count_params(run.model, 50257).nonembed, total) << experts << " experts";
   }
 }

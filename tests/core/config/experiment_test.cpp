@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// Experiment files: defaults merged into runs, seeds expanded, every problem reported with its
+// JSON path, and run configs round-tripping through JSON (as the database stores them).
+#include <gtest/gtest.h>
+
+#include "core/config/experiment.h"
+#include "core/config/layer_pattern.h"
+
+namespace mmlab {
+namespace {
+
+using nlohmann::json;
+
+TEST(Experiment, RunsInheritDefaultsAndSeedsExpand) {
+  json j = json::parse(R"({
+    "name": "e", "defaults": {"model": {"d_model": 96, "n_expert": 6}, "train": {"lr": 0.002}},
+    "runs": [{"name": "a", "model": {"family": "moe-mamba", "n_expert": 12}, "seeds": [3, 4]},
+             {"name": "b", "model": {"family": "transformer", "head_dim": 32}, "train": {"lr": 0.01}, "seed": 9}]})");
+  Experiment ex = parse_experiment(j, "test");
+  ASSERT_EQ(ex.runs.size(), 3u);
+  EXPECT_EQ(ex.runs[0].name, "a/seed-3");
+  EXPECT_EQ(ex.runs[1].seed, 4);
+  EXPECT_EQ(ex.runs[0].model.d_model, 96);
+  EXPECT_EQ(ex.runs[0].model.n_expert, 12);  // the run's value wins
+  EXPECT_DOUBLE_EQ(ex.runs[0].train.lr, 0.002);
+  EXPECT_EQ(ex.runs[2].model.resolved_pattern(), "A F");
+  EXPECT_DOUBLE_EQ(ex.runs[2].train.lr, 0.01);
+  EXPECT_EQ(ex.runs[2].seed, 9);
+}
+
+TEST(Experiment, EveryProblemIsListedWithItsPath) {
+  json j = json::parse(R"({"name": "e", "typo": 1, "runs": [
+    {"name": "a", "model": {"d_model": 0, "norm": "batchnorm"}, "train": {"steps": 10, "tokens": 100}},
+    {"name": "a", "model": {"family": "nope"}, "data": {"sampling": "sideways"}}]})");
+  try {
+    parse_experiment(j, "f.json");
+    FAIL() << "expected an error";
+  } catch (const ConfigError& e) {
+    const auto& p = e.problems();
+    auto has = [&](const std::string& s) {
+      for (const auto& x : p) {
+        if (x.find(s) != std::string::npos) return true;
+      }
+      return false;
+    };
+    EXPECT_TRUE(has("$.typo: unknown key"));
+    EXPECT_TRUE(has("$.runs[0].model.d_model: must be > 0, got 0."));
+    EXPECT_TRUE(has("$.runs[0].model.norm: must be one of layernorm, rmsnorm"));
+    EXPECT_TRUE(has("$.runs[0].train.tokens: give either steps or tokens"));
+    EXPECT_TRUE(has("$.runs[1].model.family: Unknown model family 'nope'"));
+    EXPECT_TRUE(has("$.runs[1].data.sampling: must be one of random, contiguous"));
+    EXPECT_TRUE(has("$.runs[1].name: \"a\" is used by an earlier run."));
+    EXPECT_EQ(p.size(), 7u);
+    EXPECT_NE(std::string(e.what()).find("f.json has 7 problems"), std::string::npos);
+  }
+}
+
+TEST(Experiment, MalformedJsonNamesTheLine) {
+  try {
+    parse_json_text("{\n\"name\": \"x\",\n\"runs\": [\n", "bad.json");
+    FAIL();
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.json is not valid JSON (line 4"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(RunConfig, RoundTripsThroughJson) {
+  RunConfig c;
+  c.name = "x";
+  c.seed = 5;
+  c.model.family = "inner-moe-mamba";
+  c.model.pattern = "M[gate=E] M";
+  c.model.vocab_size = 300;
+  c.train.tokens = 1 << 20;
+  c.train.steps = 0;
+  c.data.tokenizer = "sentencepiece";
+  RunConfig back = run_config_from_json(to_json(c));
+  EXPECT_EQ(to_json(back), to_json(c));
+  EXPECT_EQ(back.train.resolved_steps(), (1 << 20) / c.train.tokens_per_step());
+}
+
+TEST(LayerPattern, FamiliesAndInnerMoeTokens) {
+  ModelConfig c;
+  c.family = "parallel-moe-mamba";
+  c.n_block = 3;
+  auto layers = expand_layers(c);
+  ASSERT_EQ(layers.size(), 3u);
+  EXPECT_EQ(layers[0].kind, LayerKind::kParallelMambaMoe);
+  auto inner = parse_pattern("M[conv=E,out=E] M");
+  ASSERT_EQ(inner.size(), 2u);
+  EXPECT_TRUE(inner[0].conv_moe && inner[0].out_moe && !inner[0].gate_moe);
+  EXPECT_FALSE(inner[1].has_moe());
+  EXPECT_THROW(parse_pattern("M[conv=F]"), UserError);
+  EXPECT_THROW(parse_pattern("M[up=E]"), UserError);
+  EXPECT_THROW(parse_pattern(""), UserError);
+}
+
+}  // namespace
+}  // namespace mmlab
