@@ -55,6 +55,37 @@ TEST(Experiment, EveryProblemIsListedWithItsPath) {
   }
 }
 
+TEST(Experiment, InvalidModelSizesNameTheKey) {
+  json j =
+      json::parse(R"({"name": "e", "runs": [{"name": "a", "model": {"family": "transformer-moe",
+    "d_model": 100, "head_dim": 64, "n_expert": 0, "capacity_factor": 0, "d_state": 0,
+    "pattern": "A Q"}}]})");
+  try {
+    parse_experiment(j, "f.json");
+    FAIL() << "expected an error";
+  } catch (const ConfigError& e) {
+    std::string all;
+    for (const auto& p : e.problems()) all += p + "\n";
+    EXPECT_NE(all.find("$.runs[0].model.n_expert: must be > 0"), std::string::npos) << all;
+    EXPECT_NE(all.find("$.runs[0].model.capacity_factor: must be > 0"), std::string::npos) << all;
+    EXPECT_NE(all.find("$.runs[0].model.d_state: must be > 0"), std::string::npos) << all;
+    EXPECT_NE(all.find("$.runs[0].model.pattern: Unknown layer token 'Q'"), std::string::npos)
+        << all;
+  }
+  json heads =
+      json::parse(R"({"name": "e", "runs": [{"name": "a", "model": {"family": "transformer",
+    "d_model": 100, "head_dim": 64}}]})");
+  try {
+    parse_experiment(heads, "f.json");
+    FAIL() << "expected an error";
+  } catch (const ConfigError& e) {
+    ASSERT_EQ(e.problems().size(), 1u);
+    EXPECT_NE(e.problems()[0].find("$.runs[0].model.d_model: must be a multiple of head_dim (64)"),
+              std::string::npos)
+        << e.problems()[0];
+  }
+}
+
 TEST(Experiment, MalformedJsonNamesTheLine) {
   try {
     parse_json_text("{\n\"name\": \"x\",\n\"runs\": [\n", "bad.json");
