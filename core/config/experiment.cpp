@@ -36,8 +36,7 @@ json merged_section(const json& defaults, const json& run, const char* key) {
 }  // namespace
 
 ConfigError::ConfigError(const std::string& origin, std::vector<std::string> problems)
-    : UserError(join_problems(origin, problems)),
-      problems_(std::move(problems)) {}
+    : UserError(join_problems(origin, problems)), problems_(std::move(problems)) {}
 
 json parse_json_text(const std::string& text, const std::string& origin) {
   try {

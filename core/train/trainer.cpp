@@ -490,7 +490,9 @@ void request_stop() {
 bool stop_requested() {
   return g_stop.load();
 }
-void clear_stop_request() { g_stop.store(false); }
+void clear_stop_request() {
+  g_stop.store(false);
+}
 
 void install_stop_handlers() {
   struct sigaction sa {};
