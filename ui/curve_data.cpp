@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "ui/curve_data.h"
 
+#include <QDateTime>
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <set>
 
 namespace mmlab::ui {
@@ -15,6 +17,7 @@ void Series::append(int64_t s, int64_t tok, double w, double v) {
     tokens.resize(keep);
     wall.resize(keep);
     value.resize(keep);
+    if (clock.size() > keep) clock.resize(keep);  // the kept points' clock values still hold
     smooth_alpha = -1;  // the EMA state belongs to the dropped tail: recompute
   }
   step.push_back(ds);
@@ -32,6 +35,15 @@ void Series::update_smooth(double alpha) {
   smooth.reserve(value.size());
   for (size_t i = smooth.size(); i < value.size(); ++i)
     smooth.push_back(ema.push(value[i], i == 0 ? 1.0 : step[i] - step[i - 1]));
+}
+
+void Series::update_clock(double origin) {
+  if (!(origin == clock_origin) || clock.size() > wall.size()) {
+    clock.clear();
+    clock_origin = origin;
+  }
+  clock.reserve(wall.size());
+  for (size_t i = clock.size(); i < wall.size(); ++i) clock.push_back(origin + wall[i]);
 }
 
 double tokens_to_reach(const Series& s, double target) {
@@ -111,9 +123,12 @@ void CurveSet::append(int64_t run_id, const std::string& metric, int64_t step, i
   run(run_id).metrics[metric].append(step, tokens, wall, value);
 }
 
-void CurveSet::apply(const std::vector<ProgressEvent>& events) {
+void CurveSet::apply(const std::vector<ProgressEvent>& events, double now) {
+  if (std::isnan(now)) now = double(QDateTime::currentMSecsSinceEpoch()) / 1000.0;
   bool any = false;
   for (const ProgressEvent& e : events) {
+    if (e.run_id < 0) continue;
+    if (RunCurves& r = run(e.run_id); std::isnan(r.start_time)) r.start_time = now - e.wall;
     if ((e.kind != EventKind::kStep && e.kind != EventKind::kEval) || e.run_id < 0) continue;
     for (const auto& [name, v] : e.metrics) {
       append(e.run_id, name, e.step, std::max<int64_t>(e.tokens, 0), e.wall, v);
@@ -121,6 +136,21 @@ void CurveSet::apply(const std::vector<ProgressEvent>& events) {
     }
   }
   if (any) Q_EMIT changed();
+}
+
+void CurveSet::set_start_time(int64_t run_id, double started_at) {
+  RunCurves& r = run(run_id);
+  if (r.start_time == started_at) return;
+  r.start_time = started_at;
+  Q_EMIT changed();
+}
+
+const std::vector<double>* CurveSet::x_of(int64_t run_id, Series& s, XAxis axis) const {
+  if (axis != XAxis::kWallClock) return &s.x(axis);
+  const RunCurves* r = find(run_id);
+  if (!r || std::isnan(r->start_time)) return nullptr;
+  s.update_clock(r->start_time);
+  return &s.clock;
 }
 
 void CurveSet::remove(int64_t run_id) {

@@ -9,6 +9,7 @@
 #include <QString>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
@@ -18,23 +19,42 @@
 
 namespace mmlab::ui {
 
-enum class XAxis { kStep, kTokens, kWall };
+/// A chart's x axis. kRelative: training seconds since the run's first start (a point's `wall`);
+/// kWallClock: the date and time the point was logged, in Unix seconds (see CurveSet::x_of). The
+/// values are kept in the settings ("plot/xaxis"), so new axes go at the end.
+enum class XAxis { kStep, kTokens, kRelative, kWallClock };
 
 struct Series {
   std::vector<double> step, tokens, wall, value;
   std::vector<double> smooth;  ///< debiased EMA of value at smooth_alpha (same length)
   double smooth_alpha = -1;
   Ema ema{1.0};
+  std::vector<double> clock;  ///< clock_origin + wall, once update_clock ran (same length then)
+  double clock_origin = std::numeric_limits<double>::quiet_NaN();
 
   size_t size() const { return step.size(); }
+  /// The x values on `axis`; for kWallClock, `clock` as update_clock last left it.
   const std::vector<double>& x(XAxis axis) const {
-    return axis == XAxis::kStep ? step : axis == XAxis::kTokens ? tokens : wall;
+    switch (axis) {
+      case XAxis::kStep:
+        return step;
+      case XAxis::kTokens:
+        return tokens;
+      case XAxis::kRelative:
+        return wall;
+      case XAxis::kWallClock:
+        return clock;
+    }
+    return step;
   }
   /// Appends a point. A step not after the last one means the run was resumed from an earlier
   /// checkpoint: the stale tail from that step on is dropped first (as the trainer does in the DB).
   void append(int64_t s, int64_t tok, double w, double v);
   /// Brings `smooth` up to date for `alpha` (incremental unless alpha changed).
   void update_smooth(double alpha);
+  /// Brings `clock` up to date for a run whose `wall` was 0 at Unix time `origin` (incremental
+  /// unless the origin changed).
+  void update_clock(double origin);
 };
 
 /// Tokens seen at the first point whose value is ≤ target (the paper's speedup measure: tokens a
@@ -46,6 +66,10 @@ struct RunCurves {
   QString label;
   QString group;  ///< runs with the same group (config without seed) form a seed group
   QColor color;
+  /// Unix time at which the run's `wall` was 0, for the wall-clock axis; NaN while unknown. From
+  /// the database (RunRow::started_at) when the run is there, else estimated from the live stream
+  /// (arrival time of the run's first event minus its wall).
+  double start_time = std::numeric_limits<double>::quiet_NaN();
   std::map<std::string, Series> metrics;
   std::map<std::string, bool> loaded;  ///< metric read from the database already
 };
@@ -78,8 +102,22 @@ class CurveSet : public QObject {
   Series& series(int64_t run_id, const std::string& metric);
   void append(int64_t run_id, const std::string& metric, int64_t step, int64_t tokens, double wall,
               double value);
-  /// Appends the metrics of step/eval events (the live stream).
-  void apply(const std::vector<ProgressEvent>& events);
+  /// Appends the metrics of step/eval events (the live stream). `now` (Unix seconds; default: the
+  /// current time) is when they arrived: a run without a start time gets `now - wall` of its
+  /// first event, since the stream never says when the run started.
+  void apply(const std::vector<ProgressEvent>& events,
+             double now = std::numeric_limits<double>::quiet_NaN());
+  /// The run's start from the database (RunRow::started_at, Unix seconds); replaces an estimate
+  /// made from the live stream. Emits changed() when the start time changes.
+  void set_start_time(int64_t run_id, double started_at);
+  /// The x values of `s` (a series of run `run_id`) on `axis`. For kWallClock that is the run's
+  /// start time plus each point's `wall` (kept in Series::clock), or nullptr while the start time
+  /// is unknown (the run cannot be placed on a clock yet).
+  ///
+  /// The trainer stores `wall` as training seconds summed over all sessions of a run, so for a
+  /// resumed run start + wall is approximate: points after a resume are placed earlier than they
+  /// were logged, by the time the run spent stopped.
+  const std::vector<double>* x_of(int64_t run_id, Series& s, XAxis axis) const;
   /// Forgets a run (deleted) or everything (another database).
   void remove(int64_t run_id);
   void clear();

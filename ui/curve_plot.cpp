@@ -41,8 +41,10 @@ QString axis_label(XAxis axis) {
       return QObject::tr("step");
     case XAxis::kTokens:
       return QObject::tr("tokens");
-    case XAxis::kWall:
-      return QObject::tr("wall time (h:m:s)");
+    case XAxis::kRelative:
+      return QObject::tr("relative time since the run's start (h:m:s)");
+    case XAxis::kWallClock:
+      return QObject::tr("wall-clock time (local)");
   }
   return {};
 }
@@ -81,7 +83,15 @@ CurvePlot::CurvePlot(CurveSet* curves, QWidget* parent) : QWidget(parent), curve
   metric_box_->setMinimumContentsLength(14);
   axis_box_ = new QComboBox(this);
   axis_box_->setObjectName(QStringLiteral("xaxis"));
-  axis_box_->addItems({tr("step"), tr("tokens"), tr("wall time")});
+  // In XAxis order.
+  axis_box_->addItems({tr("step"), tr("tokens"), tr("relative time (s)"), tr("wall time")});
+  axis_box_->setItemData(int(XAxis::kRelative), tr("Training seconds since the run's first start"),
+                         Qt::ToolTipRole);
+  axis_box_->setItemData(int(XAxis::kWallClock),
+                         tr("Date and time each point was logged: the run's start plus its "
+                            "training seconds (approximate after a resume: the stopped time is "
+                            "not counted)"),
+                         Qt::ToolTipRole);
   log_x_box_ = new QCheckBox(tr("log x"), this);
   log_y_box_ = new QCheckBox(tr("log y"), this);
   raw_box_ = new QCheckBox(tr("raw"), this);
@@ -212,6 +222,7 @@ void CurvePlot::set_metric(const QString& metric) {
 }
 
 void CurvePlot::set_x_axis(XAxis axis) {
+  if (int(axis) < 0 || int(axis) > int(XAxis::kWallClock)) axis = XAxis::kStep;
   x_axis_ = axis;
   {
     QSignalBlocker block(axis_box_);
@@ -275,11 +286,17 @@ void CurvePlot::set_band_kind(BandKind kind) {
 void CurvePlot::apply_axis_types() {
   QCPAxis* x = plot_->xAxis;
   QCPAxis* y = plot_->yAxis;
-  x->setScaleType(log_x_ ? QCPAxis::stLogarithmic : QCPAxis::stLinear);
+  x->setScaleType(log_x() ? QCPAxis::stLogarithmic : QCPAxis::stLinear);
   y->setScaleType(log_y_ ? QCPAxis::stLogarithmic : QCPAxis::stLinear);
-  if (log_x_) {
+  log_x_box_->setEnabled(x_axis_ != XAxis::kWallClock);
+  if (x_axis_ == XAxis::kWallClock) {
+    // Keys are Unix seconds (QCPAxisTickerDateTime::dateTimeToKey), shown in local time.
+    auto t = QSharedPointer<QCPAxisTickerDateTime>(new QCPAxisTickerDateTime);
+    t->setDateTimeFormat(QStringLiteral("HH:mm:ss\nd MMM yyyy"));
+    x->setTicker(t);
+  } else if (log_x()) {
     x->setTicker(QSharedPointer<QCPAxisTicker>(new QCPAxisTickerLog));
-  } else if (x_axis_ == XAxis::kWall) {
+  } else if (x_axis_ == XAxis::kRelative) {
     auto t = QSharedPointer<QCPAxisTickerTime>(new QCPAxisTickerTime);
     t->setTimeFormat(QStringLiteral("%h:%m:%s"));
     x->setTicker(t);
@@ -327,9 +344,9 @@ void CurvePlot::rebuild() {
   // Reduce over the visible range plus one screen on each side: a pan of up to one screen shows
   // real data immediately, before the next tick refines.
   XGrid grid;
-  grid.log = log_x_;
+  grid.log = log_x();
   const int px = std::max(64, plot_->axisRect()->width());
-  if (log_x_ && vis.lower > 0) {
+  if (log_x() && vis.lower > 0) {
     const double ratio = vis.upper / vis.lower;
     grid.lo = vis.lower / ratio;
     grid.hi = vis.upper * ratio;
@@ -340,7 +357,7 @@ void CurvePlot::rebuild() {
   grid.buckets = 3 * px;
   built_lo_ = grid.lo;
   built_hi_ = grid.hi;
-  built_span_ = log_x_ && vis.lower > 0 ? vis.upper / vis.lower : vis.size();
+  built_span_ = log_x() && vis.lower > 0 ? vis.upper / vis.lower : vis.size();
   built_px_ = px;
 
   size_t used = 0;
@@ -362,8 +379,9 @@ void CurvePlot::rebuild() {
     for (int64_t id : ids) {
       Series& s = curves_->series(id, metric);
       s.update_smooth(alpha_);
-      members.push_back({&s.x(x_axis_), &s.smooth});
       grouped.insert(id);
+      if (const std::vector<double>* xs = curves_->x_of(id, s, x_axis_))
+        members.push_back({xs, &s.smooth});
     }
     Band band = seed_band(members, band_kind_);
     const QColor c = curves_->find(ids.front())->color;
@@ -400,7 +418,9 @@ void CurvePlot::rebuild() {
     Series& s = curves_->series(id, metric);
     const RunCurves* r = curves_->find(id);
     s.update_smooth(alpha_);
-    const std::vector<double>& xs = s.x(x_axis_);
+    const std::vector<double>* xp = curves_->x_of(id, s, x_axis_);
+    if (!xp) continue;  // no start time yet: not on the wall-clock axis
+    const std::vector<double>& xs = *xp;
     if (raw) {
       QCPGraph* g = take_graph(used);
       ox.clear();
@@ -463,10 +483,12 @@ void CurvePlot::fit_all() {
   double x0 = INFINITY, x1 = -INFINITY;
   const std::string metric = metric_.toStdString();
   for (int64_t id : runs_) {
-    const Series& s = curves_->series(id, metric);
-    const std::vector<double>& xs = s.x(x_axis_);
+    Series& s = curves_->series(id, metric);
+    const std::vector<double>* xp = curves_->x_of(id, s, x_axis_);
+    if (!xp) continue;
+    const std::vector<double>& xs = *xp;
     for (double x : xs) {  // first usable x (log axes skip x ≤ 0)
-      if (log_x_ && x <= 0) continue;
+      if (log_x() && x <= 0) continue;
       x0 = std::min(x0, x);
       break;
     }
@@ -478,8 +500,8 @@ void CurvePlot::fit_all() {
     return;
   }
   if (x1 == x0) {
-    x0 = log_x_ ? x0 / 2 : x0 - 1;
-    x1 = log_x_ ? x1 * 2 : x1 + 1;
+    x0 = log_x() ? x0 / 2 : x0 - 1;
+    x1 = log_x() ? x1 * 2 : x1 + 1;
   }
   {
     QSignalBlocker block(plot_->xAxis);
@@ -520,7 +542,7 @@ void CurvePlot::on_x_range_changed() {
   // A pan inside the already reduced range at the same zoom level needs no new reduction: QCP
   // redraws what it has. Zooming (span changes) or leaving the range refines.
   const QCPRange vis = plot_->xAxis->range();
-  const double span = log_x_ && vis.lower > 0 ? vis.upper / vis.lower : vis.size();
+  const double span = log_x() && vis.lower > 0 ? vis.upper / vis.lower : vis.size();
   const bool same_zoom = built_span_ > 0 && std::abs(span / built_span_ - 1) < 0.02;
   const bool inside = vis.lower >= built_lo_ && vis.upper <= built_hi_;
   if (!same_zoom || !inside || built_px_ != std::max(64, plot_->axisRect()->width())) dirty_ = true;
@@ -572,7 +594,9 @@ QString CurvePlot::readout_at(double x) {
     Series& s = curves_->series(id, metric);
     const RunCurves* r = curves_->find(id);
     s.update_smooth(alpha_);
-    const std::vector<double>& xs = s.x(x_axis_);
+    const std::vector<double>* xp = curves_->x_of(id, s, x_axis_);
+    if (!xp) continue;
+    const std::vector<double>& xs = *xp;
     auto it = std::upper_bound(xs.begin(), xs.end(), x);
     if (it == xs.begin()) continue;
     const size_t i = size_t(it - xs.begin()) - 1;
@@ -680,7 +704,9 @@ bool CurvePlot::export_csv(const QString& path, QString* error) {
     Series& s = curves_->series(id, metric);
     const RunCurves* r = curves_->find(id);
     s.update_smooth(alpha_);
-    const std::vector<double>& xs = s.x(x_axis_);
+    const std::vector<double>* xp = curves_->x_of(id, s, x_axis_);
+    if (!xp) continue;
+    const std::vector<double>& xs = *xp;
     for (size_t i = 0; i < s.size(); ++i) {
       if (xs[i] < vis.lower || xs[i] > vis.upper) continue;
       out << id << ',' << csv_field(r->label) << ',' << metric_ << ',' << qint64(s.step[i]) << ','

@@ -97,6 +97,8 @@ class CurvePlot : public QWidget {
   void push_history();
   void refresh_metric_list();
   void apply_axis_types();
+  /// Log x in effect: the user's choice, except on the wall-clock axis (dates are linear).
+  bool log_x() const { return log_x_ && x_axis_ != XAxis::kWallClock; }
   QCPGraph* take_graph(size_t& index);
   void mark_dirty() { dirty_ = true; }
   void on_x_range_changed();

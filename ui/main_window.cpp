@@ -655,6 +655,9 @@ void MainWindow::on_runs_changed() {
     RunCurves& rc = curves_.run(r.id);
     rc.label = label_of(r);
     rc.group = group_of(r);
+    // The wall-clock axis places points at started_at + wall (approximate for resumed runs,
+    // whose wall is training time summed over sessions; see CurveSet::x_of).
+    if (r.started_at) curves_.set_start_time(r.id, *r.started_at);
   }
   // Tag filter choices follow the tags in use.
   const QString tag = filter_tag_->currentData().toString();

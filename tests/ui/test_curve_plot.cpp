@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <QApplication>
+#include <QComboBox>
 #include <QElapsedTimer>
 #include <QFile>
 #include <QMouseEvent>
@@ -54,6 +55,52 @@ TEST(CurveSet, LiveEventsAndStoredPointsMergeWithoutRepeats) {
   EXPECT_EQ(set.metric_names({4}), (std::vector<std::string>{"loss"}));
 }
 
+TEST(CurveSet, WallClockXIsTheStoredStartPlusWallAndLiveRunsUseArrivalMinusWall) {
+  CurveSet set;
+  int changes = 0;
+  QObject::connect(&set, &CurveSet::changed, [&] { ++changes; });
+  // Run 5: started_at 2024-03-01 12:00:00 UTC = 1709294400 (Unix seconds); wall 2, 4.5, 7.25.
+  set.append(5, "loss", 1, 64, 2.0, 3.0);
+  set.append(5, "loss", 2, 128, 4.5, 2.5);
+  set.append(5, "loss", 3, 192, 7.25, 2.0);
+  Series& s = set.series(5, "loss");
+  EXPECT_EQ(set.x_of(5, s, XAxis::kWallClock), nullptr);  // start unknown: no clock x yet
+  set.set_start_time(5, 1709294400);
+  EXPECT_EQ(changes, 1);
+  set.set_start_time(5, 1709294400);  // the next refresh of the same row changes nothing
+  EXPECT_EQ(changes, 1);
+  const std::vector<double>* x = set.x_of(5, s, XAxis::kWallClock);
+  ASSERT_NE(x, nullptr);
+  EXPECT_EQ(*x, (std::vector<double>{1709294402, 1709294404.5, 1709294407.25}));
+  set.append(5, "loss", 4, 256, 10.0, 1.5);  // appended later: extends the clock
+  EXPECT_EQ(*set.x_of(5, s, XAxis::kWallClock),
+            (std::vector<double>{1709294402, 1709294404.5, 1709294407.25, 1709294410}));
+  s.append(3, 192, 7.5, 1.9);  // resumed from an earlier step: the stale tail goes
+  EXPECT_EQ(*set.x_of(5, s, XAxis::kWallClock),
+            (std::vector<double>{1709294402, 1709294404.5, 1709294407.5}));
+  EXPECT_EQ(set.x_of(5, s, XAxis::kRelative), &s.wall);
+  EXPECT_EQ(set.x_of(5, s, XAxis::kStep), &s.step);
+
+  // Run 6 streams before the database has its row. Its first event (a status at wall 30: a run
+  // resumed at 30 s of training) arrives at 2024-03-01 13:00:00 UTC = 1709298000, so its start is
+  // taken as 1709298000 - 30 = 1709297970; a later batch arriving 100 s late does not move it.
+  ProgressParser p;
+  set.apply(p.feed("{\"event\":\"status\",\"run_id\":6,\"wall\":30,\"status\":\"running\","
+                   "\"step\":10,\"total_steps\":20}\n"
+                   "{\"event\":\"step\",\"run_id\":6,\"wall\":31.5,\"step\":11,\"tokens\":704,"
+                   "\"metrics\":{\"loss\":2}}\n"),
+            1709298000);
+  set.apply(p.feed("{\"event\":\"step\",\"run_id\":6,\"wall\":33,\"step\":12,\"tokens\":768,"
+                   "\"metrics\":{\"loss\":1.8}}\n"),
+            1709298100);
+  EXPECT_DOUBLE_EQ(set.find(6)->start_time, 1709297970);
+  Series& live = set.series(6, "loss");
+  EXPECT_EQ(*set.x_of(6, live, XAxis::kWallClock), (std::vector<double>{1709298001.5, 1709298003}));
+  // The database's started_at (1709290000), once read, replaces the estimate.
+  set.set_start_time(6, 1709290000);
+  EXPECT_EQ(*set.x_of(6, live, XAxis::kWallClock), (std::vector<double>{1709290031.5, 1709290033}));
+}
+
 namespace {
 
 struct PlotFixture : ::testing::Test {
@@ -102,17 +149,63 @@ TEST_F(PlotFixture, DrawsTheDebiasedEmaOfEveryPointAndTheRawCurveUnderneath) {
   EXPECT_GT(plot->plot()->yAxis->range().upper, 10.0);
 }
 
-TEST_F(PlotFixture, XAxisChoiceUsesTokensOrWallTime) {
+TEST_F(PlotFixture, XAxisChoiceUsesTokensOrRelativeTime) {
   plot->set_x_axis(XAxis::kTokens);
   plot->fit_all();
   auto d = plot->drawn(2);
   ASSERT_EQ(d.size(), 4u);
   EXPECT_DOUBLE_EQ(d[3].first, 256);
   EXPECT_EQ(plot->plot()->xAxis->label(), "tokens");
-  plot->set_x_axis(XAxis::kWall);
+  plot->set_x_axis(XAxis::kRelative);
   plot->fit_all();
   EXPECT_DOUBLE_EQ(plot->drawn(2)[3].first, 8.0);
   EXPECT_DOUBLE_EQ(plot->plot()->xAxis->range().upper, 8.0);
+  EXPECT_FALSE(
+      qSharedPointerDynamicCast<QCPAxisTickerTime>(plot->plot()->xAxis->ticker()).isNull());
+  EXPECT_EQ(plot->findChild<QComboBox*>("xaxis")->itemText(int(XAxis::kRelative)),
+            "relative time (s)");
+}
+
+TEST_F(PlotFixture, WallClockAxisDrawsStartPlusWallOnADateTimeTicker) {
+  // Points of both runs are at wall 2, 4, 6, 8 s. Run 1 started at 2024-03-01 12:00:00 UTC
+  // (1709294400), run 2 90 s later (1709294490); run 3 has points but no known start.
+  set.set_start_time(1, 1709294400);
+  set.set_start_time(2, 1709294490);
+  set.append(3, "loss", 1, 64, 2.0, 5.0);
+  plot->set_runs({1, 2, 3});
+  auto* box = plot->findChild<QComboBox*>("xaxis");
+  ASSERT_EQ(box->count(), 4);
+  EXPECT_EQ(box->itemText(int(XAxis::kWallClock)), "wall time");
+  box->setCurrentIndex(int(XAxis::kWallClock));  // as the user picks it
+  EXPECT_EQ(plot->x_axis(), XAxis::kWallClock);
+  plot->fit_all();
+  QCPAxis* x = plot->plot()->xAxis;
+  EXPECT_FALSE(qSharedPointerDynamicCast<QCPAxisTickerDateTime>(x->ticker()).isNull());
+  EXPECT_EQ(x->label(), "wall-clock time (local)");
+  const auto d1 = plot->drawn(1);
+  const auto d2 = plot->drawn(2);
+  ASSERT_EQ(d1.size(), 4u);
+  ASSERT_EQ(d2.size(), 4u);
+  const double want1[] = {1709294402, 1709294404, 1709294406, 1709294408};
+  const double want2[] = {1709294492, 1709294494, 1709294496, 1709294498};
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(d1[i].first, want1[i]);
+    EXPECT_EQ(d2[i].first, want2[i]);
+  }
+  EXPECT_TRUE(plot->drawn(3).empty());  // cannot be placed on a clock yet
+  EXPECT_DOUBLE_EQ(x->range().lower, 1709294402);
+  EXPECT_DOUBLE_EQ(x->range().upper, 1709294498);
+  // Log x does not apply to dates; the ticker stays a date-time one.
+  plot->set_log_x(true);
+  EXPECT_EQ(x->scaleType(), QCPAxis::stLinear);
+  EXPECT_FALSE(qSharedPointerDynamicCast<QCPAxisTickerDateTime>(x->ticker()).isNull());
+  // Run 3's start arrives (the database was read): it is drawn too.
+  set.set_start_time(3, 1709294600);
+  plot->fit_all();
+  ASSERT_EQ(plot->drawn(3).size(), 1u);
+  EXPECT_EQ(plot->drawn(3)[0].first, 1709294602);
+  plot->set_x_axis(XAxis::kStep);
+  EXPECT_EQ(x->scaleType(), QCPAxis::stLogarithmic);  // the log x choice was kept
 }
 
 TEST_F(PlotFixture, ReadoutListsEveryVisibleRunAtTheCursor) {

@@ -70,6 +70,10 @@ TEST_F(WindowTest, BrowserShowsEveryRunWithLostDetectedAndFilters) {
   EXPECT_TRUE(
       QTest::qWaitFor([&] { return w.curves().series(ids[0], "loss").size() == 600u; }, 10000));
   EXPECT_TRUE(QTest::qWaitFor([&] { return w.plot().drawn(ids[3]).size() > 0; }, 10000));
+  // The wall-clock axis places a run's points at its stored started_at plus their wall.
+  const mmlab::store::RunRow* r0 = w.session().run(ids[0]);
+  ASSERT_TRUE(r0 && r0->started_at);
+  EXPECT_EQ(w.curves().find(ids[0])->start_time, *r0->started_at);
 }
 
 TEST_F(WindowTest, CompareShowsOnlyDifferencesAndThePapersSpeedup) {
