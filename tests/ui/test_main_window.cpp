@@ -8,10 +8,13 @@
 #include <QTableView>
 #include <QTableWidget>
 #include <QTest>
+#include <memory>
+#include <vector>
 
 #include "demo_db.h"
 #include "fake_trainer.h"
 #include "qt_app.h"
+#include "scoped_env.h"
 #include "test_support.h"
 #include "ui/experiment_dialog.h"
 #include "ui/expert_heatmap.h"
@@ -26,15 +29,14 @@ struct WindowTest : ::testing::Test {
     mmlab::test::qt_app();
     db = QString::fromStdString((dir / "results.sqlite").string());
     ids = mmlab::test::write_demo_db(db.toStdString(), 600);
-    qputenv("MMLAB_BIN", mmlab::test::write_fake_trainer(dir.path()).toUtf8());
-    qputenv("FAKE_ID_FROM_NAME", "1");
-    qunsetenv("FAKE_LOG");
+    env.emplace_back(std::make_unique<mmlab::test::ScopedEnv>(
+        "MMLAB_BIN", mmlab::test::write_fake_trainer(dir.path())));
+    env.emplace_back(std::make_unique<mmlab::test::ScopedEnv>("FAKE_ID_FROM_NAME", "1"));
+    env.emplace_back(std::make_unique<mmlab::test::ScopedEnv>("FAKE_LOG", std::nullopt));
   }
-  void TearDown() override {
-    qunsetenv("MMLAB_BIN");
-    qunsetenv("FAKE_ID_FROM_NAME");
-  }
+  void TearDown() override { env.clear(); }  // puts back what the environment had
   mmlab::test::TempDir dir;
+  std::vector<std::unique_ptr<mmlab::test::ScopedEnv>> env;
   QString db;
   std::vector<int64_t> ids;
 };

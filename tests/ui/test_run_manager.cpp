@@ -5,9 +5,11 @@
 #include <QFile>
 #include <QSignalSpy>
 #include <QTest>
+#include <optional>
 
 #include "fake_trainer.h"
 #include "qt_app.h"
+#include "scoped_env.h"
 #include "test_support.h"
 #include "ui/run_manager.h"
 
@@ -21,8 +23,9 @@ class RunManagerTest : public ::testing::Test {
     mmlab::test::qt_app();
     program_ = mmlab::test::write_fake_trainer(dir_.path());
     log_ = QString::fromStdString((dir_ / "log.txt").string());
-    qputenv("FAKE_LOG", log_.toUtf8());
+    fake_log_.emplace("FAKE_LOG", log_);
   }
+  void TearDown() override { fake_log_.reset(); }
   QStringList log_lines() const {
     QFile f(log_);
     if (!f.open(QIODevice::ReadOnly)) return {};
@@ -38,6 +41,7 @@ class RunManagerTest : public ::testing::Test {
   mmlab::test::TempDir dir_;
   QString program_;
   QString log_;
+  std::optional<mmlab::test::ScopedEnv> fake_log_;
 };
 
 }  // namespace

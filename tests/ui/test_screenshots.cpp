@@ -12,6 +12,7 @@
 #include "demo_db.h"
 #include "fake_trainer.h"
 #include "qt_app.h"
+#include "scoped_env.h"
 #include "test_support.h"
 #include "ui/experiment_dialog.h"
 #include "ui/expert_heatmap.h"
@@ -43,8 +44,8 @@ TEST(Screenshots, MainViews) {
   mmlab::test::TempDir dir;
   const QString db = QString::fromStdString((dir / "results.sqlite").string());
   const auto ids = mmlab::test::write_demo_db(db.toStdString(), 2000);
-  qputenv("MMLAB_BIN", mmlab::test::write_fake_trainer(dir.path()).toUtf8());
-  qputenv("FAKE_ID_FROM_NAME", "1");
+  mmlab::test::ScopedEnv bin("MMLAB_BIN", mmlab::test::write_fake_trainer(dir.path()));
+  mmlab::test::ScopedEnv id_from_name("FAKE_ID_FROM_NAME", QStringLiteral("1"));
 
   MainWindow w(db);
   w.set_quiet(true);
