@@ -13,18 +13,7 @@ find_package(ZLIB REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
-# Debian's SentencePiece carries a private copy of protobuf-lite and exports its symbols, while
-# Debian's LibTorch loads the full libprotobuf of the same version: if SentencePiece comes first in
-# the process's symbol lookup order, libprotobuf's own start-up code binds to SentencePiece's copy
-# and crashes before main(). Making libprotobuf a direct dependency listed ahead of SentencePiece
-# puts it first. (PyTorch's own LibTorch links protobuf statically and hidden: nothing to do there.)
-add_library(mmlab_sentencepiece INTERFACE)
-find_library(MMLAB_SYSTEM_PROTOBUF NAMES libprotobuf.so.32 libprotobuf.so)
-if(MMLAB_SYSTEM_PROTOBUF)
-  target_link_libraries(mmlab_sentencepiece INTERFACE
-                        "-Wl,--no-as-needed" ${MMLAB_SYSTEM_PROTOBUF} "-Wl,--as-needed")
-endif()
-target_link_libraries(mmlab_sentencepiece INTERFACE PkgConfig::SENTENCEPIECE)
+
 find_path(XXHASH_INCLUDE_DIR xxhash.h REQUIRED)
 find_library(XXHASH_LIBRARY xxhash REQUIRED)
 add_library(mmlab_xxhash INTERFACE)

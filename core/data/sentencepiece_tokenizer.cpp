@@ -1,14 +1,18 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // SentencePiece (Kudo & Richardson 2018) through Debian's libsentencepiece: training BPE models on
-// the corpus, loading `.model` files.
-#include <sentencepiece_processor.h>
-#include <sentencepiece_trainer.h>
+// the corpus, loading `.model` files. SentencePiece itself runs inside the mmlab_spm module (see
+// spm/spm_api.h for why); this file opens it and calls its C interface.
+#include <dlfcn.h>
+#include <unistd.h>
 #include <xxhash.h>
 
+#include <cstdlib>
 #include <deque>
+#include <mutex>
 #include <thread>
 #include <unordered_map>
 
+#include "core/data/spm/spm_api.h"
 #include "core/data/tokenizer.h"
 #include "core/util/error.h"
 #include "core/util/fs.h"
@@ -16,11 +20,96 @@
 namespace mmlab::data {
 namespace fs = std::filesystem;
 
+#ifndef MMLAB_SPM_MODULE_DIR
+#define MMLAB_SPM_MODULE_DIR ""
+#endif
+
+namespace {
+
+constexpr const char* kModuleName = "libmmlab_spm.so";
+
+// The module's entry points, resolved once per process.
+struct SpmModule {
+  mmlab_spm_load_fn load = nullptr;
+  mmlab_spm_free_fn free = nullptr;
+  mmlab_spm_piece_size_fn piece_size = nullptr;
+  mmlab_spm_eos_id_fn eos_id = nullptr;
+  mmlab_spm_encode_fn encode = nullptr;
+  mmlab_spm_decode_fn decode = nullptr;
+  mmlab_spm_train_fn train = nullptr;
+};
+
+std::vector<fs::path> module_candidates() {
+  std::vector<fs::path> out;
+  if (const char* env = std::getenv("MMLAB_SPM_MODULE"); env && *env) out.emplace_back(env);
+  char exe[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) {
+    const fs::path dir = fs::path(std::string(exe, static_cast<size_t>(n))).parent_path();
+    out.push_back(dir / kModuleName);
+    out.push_back(dir.parent_path() / "lib" / kModuleName);
+  }
+  if (*MMLAB_SPM_MODULE_DIR) out.push_back(fs::path(MMLAB_SPM_MODULE_DIR) / kModuleName);
+  return out;
+}
+
+const SpmModule& spm_module() {
+  static std::once_flag once;
+  static SpmModule module;
+  static std::string failure;
+  std::call_once(once, [] {
+    void* handle = nullptr;
+    std::string tried;
+    for (const fs::path& p : module_candidates()) {
+      tried += (tried.empty() ? "" : ", ") + p.string();
+      std::error_code ec;
+      if (!fs::exists(p, ec)) continue;
+      // RTLD_LOCAL | RTLD_DEEPBIND: SentencePiece's private protobuf binds to itself only.
+      handle = ::dlopen(p.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+      if (!handle) {
+        failure =
+            "The SentencePiece module " + p.string() + " cannot be loaded (" + ::dlerror() + ").";
+        return;
+      }
+      break;
+    }
+    if (!handle) {
+      failure = "The SentencePiece module " + std::string(kModuleName) +
+                " was not found (looked at " + tried + ").";
+      return;
+    }
+    auto sym = [&](const char* name) {
+      void* f = ::dlsym(handle, name);
+      if (!f) failure = "The SentencePiece module lacks " + std::string(name) + ".";
+      return f;
+    };
+    module.load = reinterpret_cast<mmlab_spm_load_fn>(sym("mmlab_spm_load"));
+    module.free = reinterpret_cast<mmlab_spm_free_fn>(sym("mmlab_spm_free"));
+    module.piece_size = reinterpret_cast<mmlab_spm_piece_size_fn>(sym("mmlab_spm_piece_size"));
+    module.eos_id = reinterpret_cast<mmlab_spm_eos_id_fn>(sym("mmlab_spm_eos_id"));
+    module.encode = reinterpret_cast<mmlab_spm_encode_fn>(sym("mmlab_spm_encode"));
+    module.decode = reinterpret_cast<mmlab_spm_decode_fn>(sym("mmlab_spm_decode"));
+    module.train = reinterpret_cast<mmlab_spm_train_fn>(sym("mmlab_spm_train"));
+  });
+  if (!failure.empty()) {
+    throw UserError(failure,
+                    "Rebuild mmlab (target mmlab_spm), or set MMLAB_SPM_MODULE to the "
+                    "module's path.");
+  }
+  return module;
+}
+
+}  // namespace
+
 struct SentencePieceTokenizer::Impl {
-  sentencepiece::SentencePieceProcessor processor;
+  void* processor = nullptr;  // owned; freed through the module
   fs::path path;
   std::uint64_t hash = 0;
   std::int32_t eot = -1;
+  std::int32_t pieces = 0;
+  ~Impl() {
+    if (processor) spm_module().free(processor);
+  }
 };
 
 namespace {
@@ -34,31 +123,22 @@ constexpr int kMaxTrainingSentences = 2'000'000;
 // Below this vocabulary the 256 byte-fallback pieces would not fit next to the characters.
 constexpr int kByteFallbackMinVocab = 512;
 
-class LineIterator : public sentencepiece::SentenceIterator {
- public:
-  explicit LineIterator(std::deque<std::string> lines) : lines_(std::move(lines)) {}
-  bool done() const override { return lines_.empty(); }
-  void Next() override { lines_.pop_front(); }
-  const std::string& value() const override { return lines_.front(); }
-  sentencepiece::util::Status status() const override { return {}; }
-
- private:
-  std::deque<std::string> lines_;
-};
-
 std::unique_ptr<SentencePieceTokenizer::Impl> impl_from_proto(const std::string& serialized,
                                                               const fs::path& path) {
+  const SpmModule& spm = spm_module();
   auto impl = std::make_unique<SentencePieceTokenizer::Impl>();
-  auto status = impl->processor.LoadFromSerializedProto(serialized);
-  if (!status.ok()) {
+  char err[512] = "";
+  impl->processor = spm.load(serialized.data(), serialized.size(), err, sizeof err);
+  if (!impl->processor) {
     throw UserError(
-        "The SentencePiece model " + path.string() + " is not valid (" + status.ToString() + ").",
+        "The SentencePiece model " + path.string() + " is not valid (" + std::string(err) + ").",
         "Train it again (delete the file) or point tokenizer_path at a .model file "
         "written by SentencePiece.");
   }
   impl->path = path;
   impl->hash = XXH64(serialized.data(), serialized.size(), 0x7370);
-  impl->eot = impl->processor.eos_id();
+  impl->eot = spm.eos_id(impl->processor);
+  impl->pieces = spm.piece_size(impl->processor);
   if (impl->eot < 0) {
     throw UserError("The SentencePiece model " + path.string() + " has no end-of-sentence piece.",
                     "Use a model trained with an eos piece (the default, </s>).");
@@ -129,14 +209,29 @@ std::unique_ptr<SentencePieceTokenizer> SentencePieceTokenizer::train(
       {"num_threads", std::to_string(threads)},
       {"minloglevel", "2"},
   };
-  // A fixed seed makes the sampled training sentences, and so the model, reproducible.
-  sentencepiece::SetRandomGeneratorSeed(20240520);
-  LineIterator iterator(std::move(lines));
+  std::vector<const char*> keys, values, line_ptrs;
+  std::vector<size_t> lengths;
+  for (const auto& [k, v] : args) {
+    keys.push_back(k.c_str());
+    values.push_back(v.c_str());
+  }
+  for (const auto& line : lines) {
+    line_ptrs.push_back(line.data());
+    lengths.push_back(line.size());
+  }
   std::string serialized;
-  auto status = sentencepiece::SentencePieceTrainer::Train(args, &iterator, &serialized);
-  if (!status.ok()) {
+  char err[512] = "";
+  // A fixed seed makes the sampled training sentences, and so the model, reproducible.
+  const int rc = spm_module().train(
+      keys.data(), values.data(), keys.size(), line_ptrs.data(), lengths.data(), line_ptrs.size(),
+      20240520,
+      [](void* ctx, const char* data, size_t n) {
+        static_cast<std::string*>(ctx)->assign(data, n);
+      },
+      &serialized, err, sizeof err);
+  if (rc != 0) {
     throw UserError("Cannot train a SentencePiece model with vocab_size " +
-                        std::to_string(vocab_size) + " on this corpus (" + status.ToString() + ").",
+                        std::to_string(vocab_size) + " on this corpus (" + std::string(err) + ").",
                     "Change the data config's vocab_size (" +
                         std::to_string(kByteFallbackMinVocab) +
                         " or more keeps every byte encodable; a small corpus needs a small "
@@ -149,19 +244,25 @@ std::unique_ptr<SentencePieceTokenizer> SentencePieceTokenizer::train(
 }
 
 std::vector<std::int32_t> SentencePieceTokenizer::encode(std::string_view text) const {
-  std::vector<int> ids;
-  auto status = impl_->processor.Encode(absl::string_view(text.data(), text.size()), &ids);
-  if (!status.ok()) {
-    throw UserError("SentencePiece cannot encode the text (" + status.ToString() + ").",
+  std::vector<std::int32_t> ids;
+  char err[512] = "";
+  const int rc = spm_module().encode(
+      impl_->processor, text.data(), text.size(),
+      [](void* ctx, const std::int32_t* data, size_t n) {
+        static_cast<std::vector<std::int32_t>*>(ctx)->assign(data, data + n);
+      },
+      &ids, err, sizeof err);
+  if (rc != 0) {
+    throw UserError("SentencePiece cannot encode the text (" + std::string(err) + ").",
                     "Check that the text is valid UTF-8.");
   }
-  return std::vector<std::int32_t>(ids.begin(), ids.end());
+  return ids;
 }
 
 std::string SentencePieceTokenizer::decode(const std::vector<std::int32_t>& ids) const {
-  std::vector<int> kept;
+  std::vector<std::int32_t> kept;
   kept.reserve(ids.size());
-  const int n = impl_->processor.GetPieceSize();
+  const int n = impl_->pieces;
   for (std::int32_t id : ids) {
     if (id < 0 || id >= n) {
       throw UserError("The token id " + std::to_string(id) +
@@ -172,16 +273,22 @@ std::string SentencePieceTokenizer::decode(const std::vector<std::int32_t>& ids)
     if (id != impl_->eot) kept.push_back(id);
   }
   std::string out;
-  auto status = impl_->processor.Decode(kept, &out);
-  if (!status.ok()) {
-    throw UserError("SentencePiece cannot decode the ids (" + status.ToString() + ").",
+  char err[512] = "";
+  const int rc = spm_module().decode(
+      impl_->processor, kept.data(), kept.size(),
+      [](void* ctx, const char* data, size_t len) {
+        static_cast<std::string*>(ctx)->assign(data, len);
+      },
+      &out, err, sizeof err);
+  if (rc != 0) {
+    throw UserError("SentencePiece cannot decode the ids (" + std::string(err) + ").",
                     "Decode ids produced by the same tokenizer.");
   }
   return out;
 }
 
 std::int32_t SentencePieceTokenizer::vocab_size() const {
-  return impl_->processor.GetPieceSize();
+  return impl_->pieces;
 }
 std::int32_t SentencePieceTokenizer::eot_id() const {
   return impl_->eot;

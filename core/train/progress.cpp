@@ -84,6 +84,12 @@ class BarSink : public ProgressSink {
       if (f.contains("name")) name_ = f["name"].get<std::string>();
       std::fprintf(stderr, "%s: %s%s%s\n", name_.c_str(), f.value("status", "").c_str(),
                    f.contains("message") ? ": " : "", f.value("message", "").c_str());
+    } else if (event == "log" && f.contains("fraction")) {
+      // Progress of a long preparation step (tokenizing): redrawn in place.
+      std::fprintf(stderr, "\r%s %3.0f%% ", f.value("message", "").c_str(),
+                   100.0 * f["fraction"].get<double>());
+      std::fflush(stderr);
+      open_line_ = true;
     } else if (event == "log") {
       end_line();
       std::fprintf(stderr, "%s\n", f.value("message", "").c_str());

@@ -416,6 +416,9 @@ class TrainingSession {
     char name[64];
     std::snprintf(name, sizeof name, "step-%08lld.pt", static_cast<long long>(state_.step));
     const fs::path path = checkpoint_dir() / name;
+    // Every point up to this step is in the database before the checkpoint is: a resume from it
+    // then continues a gap-free curve even after a SIGKILL lost the buffered points.
+    metrics_->flush();
     state_.data_state = sampler_->state();  // the data position to continue from
     const int64_t bytes = save_checkpoint(path, config_, model_, optimizer_.get(), state_);
     store_->add_checkpoint(run_id_, state_.step, path.string(), bytes, file_hash(path));

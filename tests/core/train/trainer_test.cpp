@@ -6,6 +6,7 @@
 
 #include <sys/resource.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 
@@ -166,6 +167,27 @@ TEST_F(TrainerTest, StoppedRunResumesOnTheSameCurve) {
   EXPECT_NEAR(resumed.final_loss_smooth, whole.final_loss_smooth, 1e-6);
   // Finished runs cannot be resumed.
   EXPECT_THROW(resume_run(first.run_id, options_), UserError);
+}
+
+TEST_F(TrainerTest, NonFiniteLossStopsTheRunAsDiverged) {
+  RunConfig c = tiny("transformer");
+  c.train.lr = 1e30;  // one Adam step of this size overflows the weights
+  c.train.warmup_frac = 0;
+  c.train.grad_clip = 0;
+  c.train.checkpoint_every = 1;
+  TrainResult r = train_new_run(c, options_);
+  EXPECT_EQ(r.status, "diverged");
+  EXPECT_EQ(r.exit_code, kExitDiverged);
+  store::ResultsStore st(options_.db);
+  auto row = st.get_run(r.run_id);
+  EXPECT_EQ(row.status, store::RunStatus::kDiverged);
+  EXPECT_NE(row.error_text.find("the last good checkpoint is kept"), std::string::npos);
+  // Every stored loss is finite, and the kept checkpoint is from before the divergence.
+  for (const auto& p : st.points(r.run_id, "loss")) EXPECT_TRUE(std::isfinite(p.value));
+  auto ckpt = st.latest_checkpoint(r.run_id);
+  ASSERT_TRUE(ckpt.has_value());
+  EXPECT_LT(ckpt->step, c.train.steps);
+  EXPECT_TRUE(fs::exists(ckpt->path));
 }
 
 TEST_F(TrainerTest, UnknownRunAndMissingDataAreUserErrorsWithNoRunLeft) {
