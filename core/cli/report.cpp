@@ -145,6 +145,9 @@ ExperimentReport build_report(store::ResultsStore& store, const store::Experimen
   }
   report.baseline = runs[*base].name;
   report.baseline_id = runs[*base].id;
+  if (auto pts = store.points(report.baseline_id, "unigram_entropy"); !pts.empty()) {
+    report.unigram_entropy = pts.back().value;
+  }
 
   const std::vector<store::PointRow> base_points =
       store.points(runs[*base].id, store::metric::kLossSmooth);
@@ -225,6 +228,11 @@ std::string render_markdown(const std::vector<ExperimentReport>& reports) {
     }
     out << "\n";
     for (const auto& line : cells) emit(line);
+    if (rep.unigram_entropy) {
+      out << "\nUnigram entropy of the baseline's training tokens: "
+          << format_fixed(rep.unigram_entropy, 4)
+          << " nats (the loss of a model that ignores context).\n";
+    }
   }
   return out.str();
 }

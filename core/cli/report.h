@@ -58,6 +58,8 @@ struct ExperimentReport {
   std::string baseline;  ///< the baseline run's name ("" when the experiment has no runs)
   int64_t baseline_id = 0;
   std::vector<ReportRow> rows;  ///< by run id
+  /// The baseline's `unigram_entropy` metric (nats): the loss of a model that ignores context.
+  std::optional<double> unigram_entropy;
 };
 
 /// The baseline `mmlab report` uses when none is named: the first run (lowest id) whose family is
