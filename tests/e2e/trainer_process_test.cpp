@@ -11,6 +11,7 @@
 #include <cmath>
 #include <fstream>
 #include <random>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -197,6 +198,27 @@ TEST_F(TrainerProcess, TwoTrainersAndAReaderShareOneDatabase) {
     EXPECT_EQ(r.status, store::RunStatus::kFinished) << r.name;
     EXPECT_EQ(st.points(r.id, "loss").size(), 60u) << r.name;
   }
+}
+
+TEST_F(TrainerProcess, ParallelTrainsEachRunInItsOwnProcess) {
+  auto exp = write_experiment(
+      15, 0, R"([{"name": "p", "model": {"family": "mamba"}, "seeds": [1, 2, 3]}])");
+  auto r = test::run_mmlab(
+      {"train", exp.string(), "--parallel", "2", "--db", db(), "--progress", "none"}, env_,
+      dir_.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  store::ResultsStore st(db());
+  auto runs = st.list_runs();
+  ASSERT_EQ(runs.size(), 3u);
+  std::set<int64_t> pids;
+  for (const auto& run : runs) {
+    EXPECT_EQ(run.status, store::RunStatus::kFinished) << run.name;
+    EXPECT_EQ(st.points(run.id, "loss").size(), 15u) << run.name;
+    pids.insert(run.pid);
+  }
+  EXPECT_EQ(pids.size(), 3u);  // one process per run
+  // Seeds differ, so the curves differ.
+  EXPECT_NE(st.points(runs[0].id, "loss")[0].value, st.points(runs[1].id, "loss")[0].value);
 }
 
 struct BadInput {

@@ -160,6 +160,20 @@ TEST_F(TrainerTest, StoppedRunResumesOnTheSameCurve) {
   }
   TrainResult resumed = resume_run(first.run_id, options_);
   ASSERT_EQ(resumed.status, "finished") << resumed.error;
+  {
+    // keep_checkpoints (2): of the checkpoints at steps 1, 4, 8 and 12 the last two remain, and
+    // the files of the others are gone.
+    store::ResultsStore st(options_.db);
+    auto kept = st.list_checkpoints(first.run_id);
+    ASSERT_EQ(kept.size(), 2u);
+    std::vector<int64_t> steps = {kept[0].step, kept[1].step};
+    std::sort(steps.begin(), steps.end());
+    EXPECT_EQ(steps, (std::vector<int64_t>{8, 12}));
+    int files = 0;
+    for (const auto& e : fs::recursive_directory_iterator(dir_ / "checkpoints"))
+      files += e.is_regular_file();
+    EXPECT_EQ(files, 2 + 2);  // this run's two, plus the reference run's (steps 8 and 12)
+  }
   // Model, optimizer, RNG, data position and smoothed loss all continue: the same curve.
   std::vector<double> a = losses(whole.run_id), b = losses(first.run_id);
   ASSERT_EQ(a.size(), b.size());
@@ -167,6 +181,27 @@ TEST_F(TrainerTest, StoppedRunResumesOnTheSameCurve) {
   EXPECT_NEAR(resumed.final_loss_smooth, whole.final_loss_smooth, 1e-6);
   // Finished runs cannot be resumed.
   EXPECT_THROW(resume_run(first.run_id, options_), UserError);
+}
+
+TEST_F(TrainerTest, GradientAccumulationEqualsTheLargerBatch) {
+  // Two micro-batches of 4 windows draw the same 8 windows as one batch of 8, so a dense model
+  // must follow the same curve (MoE capacity would differ with the batch size).
+  RunConfig big = tiny("transformer");
+  big.name = "batch-8";
+  big.train.batch_size = 8;
+  RunConfig accumulated = tiny("transformer");
+  accumulated.name = "4x2";
+  accumulated.train.batch_size = 4;
+  accumulated.train.grad_accum = 2;
+  TrainResult a = train_new_run(big, options_);
+  TrainResult b = train_new_run(accumulated, options_);
+  ASSERT_EQ(a.status, "finished") << a.error;
+  ASSERT_EQ(b.status, "finished") << b.error;
+  std::vector<double> la = losses(a.run_id), lb = losses(b.run_id);
+  ASSERT_EQ(la.size(), lb.size());
+  for (size_t i = 0; i < la.size(); ++i) EXPECT_NEAR(la[i], lb[i], 1e-4) << "step " << i + 1;
+  store::ResultsStore st(options_.db);
+  EXPECT_EQ(st.get_run(b.run_id).tokens, 10 * 8 * 32);
 }
 
 TEST_F(TrainerTest, NonFiniteLossStopsTheRunAsDiverged) {
