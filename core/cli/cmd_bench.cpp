@@ -43,13 +43,6 @@ struct BenchRow {
   int64_t active = 0;
 };
 
-int vocab_of(const RunConfig& r) {
-  if (r.model.vocab_size > 0) return r.model.vocab_size;
-  if (r.data.tokenizer == "byte") return 257;
-  if (r.data.tokenizer == "sentencepiece") return r.data.tokenizer_vocab;
-  return 50257;
-}
-
 // Training FLOPs per token: 6 per active weight (forward + backward) plus attention scores
 // (QK^T and AV: 4*L*d forward, x3 with backward). The selective scan's few FLOPs are not counted.
 double flops_per_token(const RunConfig& r, int vocab) {
@@ -65,7 +58,7 @@ BenchRow bench_run(RunConfig r, const BenchArgs& a, const torch::Device& device)
   if (a.batch_size > 0) r.train.batch_size = a.batch_size;
   if (a.seq_len > 0) r.train.seq_len = a.seq_len;
   if (!a.dtype.empty()) r.train.dtype = a.dtype;
-  r.model.vocab_size = vocab_of(r);
+  r.model.vocab_size = expected_vocab_size(r);
   torch::manual_seed(0);
   LanguageModel model(r.model);
   model->to(device);

@@ -12,14 +12,6 @@ namespace mmlab::cli {
 
 namespace {
 
-// The vocabulary a run will have: set in the config, or the tokenizer's.
-int vocab_of(const RunConfig& r) {
-  if (r.model.vocab_size > 0) return r.model.vocab_size;
-  if (r.data.tokenizer == "byte") return 257;
-  if (r.data.tokenizer == "sentencepiece") return r.data.tokenizer_vocab;
-  return 50257;  // GPT-2
-}
-
 std::string grouped(int64_t n) {
   std::string s = std::to_string(n), out;
   for (size_t i = 0; i < s.size(); ++i) {
@@ -43,7 +35,7 @@ int print_models(const std::vector<std::string>& given) {
     Experiment ex = load_experiment(f);
     std::printf("# %s (%s)\n", ex.name.c_str(), f.c_str());
     for (const auto& r : ex.runs) {
-      const ParamCounts c = count_params(r.model, vocab_of(r));
+      const ParamCounts c = count_params(r.model, expected_vocab_size(r));
       const bool moe = r.model.resolved_pattern().find('E') != std::string::npos;
       std::printf("%-26s %-16s %-9s %4d %5d %7s %15s %15s %15s %15s\n", r.name.c_str(),
                   r.model.family.c_str(), r.model.resolved_pattern().c_str(), r.model.n_block,

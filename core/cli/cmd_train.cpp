@@ -26,10 +26,6 @@ struct TrainArgs {
   std::string checkpoint_dir;
 };
 
-int exit_code_of(const TrainResult& r) {
-  return r.exit_code;
-}
-
 // Runs each selected run in its own child process, at most `parallel` at a time.
 int train_in_children(const TrainArgs& a, const std::vector<std::string>& names,
                       const Context& ctx) {
@@ -93,7 +89,7 @@ int train(const TrainArgs& a, const Context& ctx) {
     if (!a.file.empty()) {
       throw UserError("Give either an experiment file or --resume RUN, not both.", "", kExitUsage);
     }
-    return exit_code_of(resume_run(a.resume, opts));
+    return resume_run(a.resume, opts).exit_code;
   }
   if (a.file.empty()) {
     throw UserError("No experiment file given.",

@@ -49,6 +49,13 @@ Count mamba_count(const LayerSpec& s, const ModelConfig& c) {
 
 }  // namespace
 
+int expected_vocab_size(const RunConfig& r) {
+  if (r.model.vocab_size > 0) return r.model.vocab_size;
+  if (r.data.tokenizer == "byte") return 257;
+  if (r.data.tokenizer == "sentencepiece") return r.data.tokenizer_vocab;
+  return 50257;  // GPT-2
+}
+
 ParamCounts count_params(const ModelConfig& c, int vocab_size) {
   const int64_t d = c.d_model;
   const int64_t V = vocab_size > 0 ? vocab_size : c.vocab_size;

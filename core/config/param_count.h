@@ -18,6 +18,10 @@ struct ParamCounts {
   int64_t nonembed_active = 0;  ///< active without embedding and head
 };
 
+/// The vocabulary a run will have: model.vocab_size when set, else its tokenizer's (GPT-2: 50257,
+/// byte: 257, SentencePiece: data.tokenizer_vocab, the size it is trained to).
+int expected_vocab_size(const RunConfig& run);
+
 /// `vocab_size` overrides config.vocab_size when non-zero.
 ParamCounts count_params(const ModelConfig& config, int vocab_size = 0);
 

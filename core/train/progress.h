@@ -16,14 +16,10 @@ class ProgressSink {
   virtual ~ProgressSink() = default;
   /// One event of the protocol; `fields` holds the event's keys (event, run_id, wall are added).
   virtual void emit(const std::string& event, nlohmann::json fields) = 0;
-  void set_run(int64_t run_id, double wall_offset) {
-    run_id_ = run_id;
-    wall_offset_ = wall_offset;
-  }
+  void set_run(int64_t run_id) { run_id_ = run_id; }
 
  protected:
   int64_t run_id_ = 0;
-  double wall_offset_ = 0;
 };
 
 /// "jsonl" | "bar" | "none" | "auto" (bar when stderr is a terminal, else none).

@@ -255,7 +255,7 @@ class TrainingSession {
     start.params_active = counts.active;
     start.params_nonembed = counts.nonembed;
     store_->mark_started(run_id_, start);
-    sink_->set_run(run_id_, 0);
+    sink_->set_run(run_id_);
     sink_->emit("status", {{"status", "running"},
                            {"step", state_.step},
                            {"total_steps", total_steps_},
