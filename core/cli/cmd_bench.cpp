@@ -68,10 +68,12 @@ BenchRow bench_run(RunConfig r, const BenchArgs& a, const torch::Device& device)
                             torch::TensorOptions().dtype(torch::kLong).device(device));
   auto step = [&] {
     opt.zero_grad();
-    if (autocast) compat::set_cuda_autocast(true, torch::kBFloat16);
-    auto out = model(ids.narrow(1, 0, r.train.seq_len));
-    auto loss = lm_loss(out.logits, ids.narrow(1, 1, r.train.seq_len)) + out.aux_loss;
-    if (autocast) compat::set_cuda_autocast(false, torch::kBFloat16);
+    torch::Tensor loss;
+    {
+      compat::CudaAutocast scope(autocast);
+      auto out = model(ids.narrow(1, 0, r.train.seq_len));
+      loss = lm_loss(out.logits, ids.narrow(1, 1, r.train.seq_len)) + out.aux_loss;
+    }
     loss.backward();
     torch::nn::utils::clip_grad_norm_(model->parameters(), 0.5);
     opt.step();
@@ -99,17 +101,19 @@ BenchRow bench_run(RunConfig r, const BenchArgs& a, const torch::Device& device)
   torch::NoGradGuard no_grad;
   std::vector<LayerCache> caches;
   auto tok = ids.narrow(0, 0, 1).narrow(1, 0, 1);
-  if (autocast) compat::set_cuda_autocast(true, torch::kBFloat16);
-  model->decode(tok, caches);  // warm
-  const auto d0 = Clock::now();
-  for (int i = 0; i < a.decode_tokens; ++i) {
-    auto logits = model->decode(tok, caches);
-    tok = logits.argmax(-1);
+  double decode_seconds = 0;
+  {
+    compat::CudaAutocast scope(autocast);
+    model->decode(tok, caches);  // warm
+    const auto d0 = Clock::now();
+    for (int i = 0; i < a.decode_tokens; ++i) {
+      auto logits = model->decode(tok, caches);
+      tok = logits.argmax(-1);
+    }
+    tok.cpu();  // waits for the device
+    decode_seconds = std::chrono::duration<double>(Clock::now() - d0).count();
   }
-  tok.cpu();
-  if (autocast) compat::set_cuda_autocast(false, torch::kBFloat16);
-  row.decode_tokens_per_s =
-      a.decode_tokens / std::chrono::duration<double>(Clock::now() - d0).count();
+  row.decode_tokens_per_s = a.decode_tokens / decode_seconds;
   return row;
 }
 

@@ -64,15 +64,16 @@ torch::Tensor SwitchMoeImpl::route(const torch::Tensor& x_in, bool limit_capacit
   auto P = probs.mean(0);
   stats_.aux_loss = options.aux_loss_weight() * static_cast<double>(X) * (f * P).sum();
   stats_.expert_tokens = counts.detach();
+  // nonzero() reads the device once anyway; the dropped count comes from its size.
+  auto kept_idx = kept.nonzero().squeeze(-1);  // (K)
   stats_.tokens = T;
-  stats_.dropped = T - kept.sum().item<int64_t>();
+  stats_.dropped = T - kept_idx.size(0);
 
   auto out = torch::zeros({T, Dout}, x.options());
   if (C == 0 || T == 0) return out.reshape(out_shape);
 
   // Dispatch the kept tokens into an (X, C, Din) buffer, run all experts as two batched matmuls,
   // and gather back.
-  auto kept_idx = kept.nonzero().squeeze(-1);                                             // (K)
   auto slot = expert.index_select(0, kept_idx) * C + position.index_select(0, kept_idx);  // (K)
   auto buffer = torch::zeros({X * C, Din}, x.options());
   buffer = buffer.index_copy(0, slot, x.index_select(0, kept_idx)).view({X, C, Din});

@@ -59,6 +59,23 @@ inline void set_cuda_autocast(bool enabled, at::ScalarType dtype) {
   if (!enabled) at::autocast::clear_cache();
 }
 
+/// CUDA autocast on for the scope when `enabled` (off again on exit, also when an exception
+/// leaves the scope).
+class CudaAutocast {
+ public:
+  explicit CudaAutocast(bool enabled, at::ScalarType dtype = at::kBFloat16) : enabled_(enabled) {
+    if (enabled_) set_cuda_autocast(true, dtype);
+  }
+  ~CudaAutocast() {
+    if (enabled_) set_cuda_autocast(false, at::kBFloat16);
+  }
+  CudaAutocast(const CudaAutocast&) = delete;
+  CudaAutocast& operator=(const CudaAutocast&) = delete;
+
+ private:
+  bool enabled_;
+};
+
 /// While alive, CUDA autocast is suspended: ops run in the dtypes of their inputs. Used for the
 /// router, norms and the selective scan, which the paper keeps in fp32.
 class NoAutocast {

@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -70,8 +72,8 @@ nlohmann::json read_meta(torch::serialize::InputArchive& in, const fs::path& pat
 
 }  // namespace
 
-int64_t save_checkpoint(const fs::path& path, const RunConfig& config, LanguageModel& model,
-                        torch::optim::Optimizer* optimizer, const TrainState& state) {
+SavedCheckpoint save_checkpoint(const fs::path& path, const RunConfig& config, LanguageModel& model,
+                                torch::optim::Optimizer* optimizer, const TrainState& state) {
   fs::create_directories(path.parent_path());
   torch::serialize::OutputArchive out;
   nlohmann::json meta = {
@@ -86,6 +88,7 @@ int64_t save_checkpoint(const fs::path& path, const RunConfig& config, LanguageM
     out.write("optimizer", opt);
   }
   out.write("rng_cpu", torch::globalContext().defaultGenerator(torch::kCPU).get_state());
+  SavedCheckpoint saved;
   write_file_atomically(path, [&](const fs::path& tmp) {
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) {
@@ -94,11 +97,14 @@ int64_t save_checkpoint(const fs::path& path, const RunConfig& config, LanguageM
           "Check that its directory is writable.");
     }
     int write_errno = 0;
+    XXH64_state_t* hasher = XXH64_createState();
+    XXH64_reset(hasher, 0);
     // The writer never reports failure to LibTorch: its archive writer throws from a destructor
     // on a failed write, which aborts the process (seen with a full disk). The error is kept
     // and reported once the archive is complete; the temporary file is then removed.
     out.save_to([&](const void* data, size_t n) -> size_t {
       const char* p = static_cast<const char*>(data);
+      XXH64_update(hasher, p, n);
       size_t left = n;
       while (left > 0 && write_errno == 0) {
         const ssize_t w = ::write(fd, p, left);
@@ -112,6 +118,11 @@ int64_t save_checkpoint(const fs::path& path, const RunConfig& config, LanguageM
       return n;
     });
     if (::close(fd) != 0 && write_errno == 0) write_errno = errno;
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016llx",
+                  static_cast<unsigned long long>(XXH64_digest(hasher)));
+    XXH64_freeState(hasher);
+    saved.hash = hex;
     if (write_errno == ENOSPC || write_errno == EDQUOT || write_errno == EFBIG) {
       throw ResourceError("The disk is full while writing the checkpoint " + path.string() + ".",
                           "Free some space or lower train.keep_checkpoints, then resume the run.");
@@ -122,7 +133,8 @@ int64_t save_checkpoint(const fs::path& path, const RunConfig& config, LanguageM
           "Check the disk and that the directory is writable.");
     }
   });
-  return static_cast<int64_t>(fs::file_size(path));
+  saved.bytes = static_cast<int64_t>(fs::file_size(path));
+  return saved;
 }
 
 RunConfig read_checkpoint_config(const fs::path& path) {

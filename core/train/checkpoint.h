@@ -24,11 +24,16 @@ struct TrainState {
   std::string tokenizer_path;
 };
 
-/// Writes a checkpoint; returns its size in bytes. A full disk is a ResourceError and leaves the
-/// previous checkpoints untouched.
-int64_t save_checkpoint(const std::filesystem::path& path, const RunConfig& config,
-                        LanguageModel& model, torch::optim::Optimizer* optimizer,
-                        const TrainState& state);
+struct SavedCheckpoint {
+  int64_t bytes = 0;
+  std::string hash;  ///< xxh64 of the file, hex
+};
+
+/// Writes a checkpoint; returns its size and content hash (computed while writing, so the file is
+/// never read back). A full disk is a ResourceError and leaves the previous checkpoints untouched.
+SavedCheckpoint save_checkpoint(const std::filesystem::path& path, const RunConfig& config,
+                                LanguageModel& model, torch::optim::Optimizer* optimizer,
+                                const TrainState& state);
 
 /// The run config stored in a checkpoint (to rebuild the model before load_checkpoint).
 RunConfig read_checkpoint_config(const std::filesystem::path& path);

@@ -2,14 +2,12 @@
 #include "core/train/trainer.h"
 
 #include <unistd.h>
-#include <xxhash.h>
 
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <csignal>
-#include <fstream>
 #include <optional>
 #include <unordered_map>
 
@@ -68,21 +66,6 @@ double unigram_entropy(const std::vector<int32_t>& tokens) {
   double h = 0;
   for (const auto& [token, c] : counts) h -= c / n * std::log(c / n);
   return h;
-}
-
-std::string file_hash(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  XXH64_state_t* st = XXH64_createState();
-  XXH64_reset(st, 0);
-  std::vector<char> buf(1 << 20);
-  while (in) {
-    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    XXH64_update(st, buf.data(), static_cast<size_t>(in.gcount()));
-  }
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(XXH64_digest(st)));
-  XXH64_freeState(st);
-  return hex;
 }
 
 // Builds AdamW with weight decay on everything (the paper's code) or, with no_decay_groups, none
@@ -287,29 +270,35 @@ class TrainingSession {
       }
       model_->train();
       optimizer_->zero_grad();
-      double loss_sum = 0, aux_sum = 0;
+      // Summed on the device and read once per step: a host read per micro-batch and MoE layer
+      // would stall the GPU each time.
+      torch::Tensor loss_sum, aux_sum;
       int64_t dropped = 0, routed = 0;
       for (int micro = 0; micro < t.grad_accum; ++micro) {
         sampler.next_batch(host_batch.data());
         auto batch = torch::from_blob(host_batch.data(), {t.batch_size, t.seq_len + 1}, torch::kInt)
                          .to(device_, torch::kLong);  // (B, L+1)
         auto inputs = batch.narrow(1, 0, t.seq_len), targets = batch.narrow(1, 1, t.seq_len);
-        if (autocast) compat::set_cuda_autocast(true, torch::kBFloat16);
-        LmOutput out = model_->forward(inputs);
-        auto loss = lm_loss(out.logits, targets);
-        if (autocast) compat::set_cuda_autocast(false, torch::kBFloat16);
+        LmOutput out;
+        torch::Tensor loss;
+        {
+          compat::CudaAutocast scope(autocast);
+          out = model_->forward(inputs);
+          loss = lm_loss(out.logits, targets);
+        }
         ((loss + out.aux_loss) / t.grad_accum).backward();
-        loss_sum += loss.item<double>();
-        aux_sum += out.aux_loss.item<double>();
+        loss_sum = loss_sum.defined() ? loss_sum + loss.detach() : loss.detach();
+        aux_sum = aux_sum.defined() ? aux_sum + out.aux_loss.detach() : out.aux_loss.detach();
         for (size_t i = 0; i < moe.size(); ++i) {
           const auto& st = moe[i]->last_stats();
           dropped += st.dropped;
           routed += st.tokens;
-          auto c = st.expert_tokens.to(torch::kCPU);
-          load_counts[i] = load_counts[i].defined() ? load_counts[i] + c : c;
+          load_counts[i] =
+              load_counts[i].defined() ? load_counts[i] + st.expert_tokens : st.expert_tokens;
         }
       }
-      const double loss = loss_sum / t.grad_accum, aux = aux_sum / t.grad_accum;
+      const double loss = loss_sum.item<double>() / t.grad_accum;
+      const double aux = aux_sum.item<double>() / t.grad_accum;
       if (!std::isfinite(loss)) return diverged(step, loss);
       const double max_norm =
           t.grad_clip > 0 ? t.grad_clip : std::numeric_limits<double>::infinity();
@@ -392,11 +381,9 @@ class TrainingSession {
                            {static_cast<int64_t>(b.size()) / (t.seq_len + 1), t.seq_len + 1},
                            torch::kInt)
               .to(device_, torch::kLong);
-      const bool autocast = device_.is_cuda() && t.dtype == "bf16";
-      if (autocast) compat::set_cuda_autocast(true, torch::kBFloat16);
+      compat::CudaAutocast scope(device_.is_cuda() && t.dtype == "bf16");
       auto out = model_->forward(batch.narrow(1, 0, t.seq_len));
       total += lm_loss(out.logits, batch.narrow(1, 1, t.seq_len)).item<double>();
-      if (autocast) compat::set_cuda_autocast(false, torch::kBFloat16);
     }
     last_val_loss_ = val.empty() ? NAN : total / static_cast<double>(val.size());
     nlohmann::json m = {{"val_loss", last_val_loss_}, {"val_ppl", std::exp(last_val_loss_)}};
@@ -404,8 +391,8 @@ class TrainingSession {
     // Expert load since the previous evaluation, one metric per (layer, expert).
     for (size_t i = 0; i < load_counts.size(); ++i) {
       if (!load_counts[i].defined()) continue;
-      auto frac = load_counts[i].to(torch::kDouble) /
-                  std::max<int64_t>(1, load_counts[i].sum().item<int64_t>());
+      auto counts = load_counts[i].to(torch::kCPU);  // the one host read per evaluation
+      auto frac = counts.to(torch::kDouble) / std::max<int64_t>(1, counts.sum().item<int64_t>());
       for (int64_t e = 0; e < frac.size(0); ++e) {
         metrics_->add("expert_load/" + std::to_string(i) + "/" + std::to_string(e), state_.step,
                       state_.tokens, state_.wall, frac[e].item<double>());
@@ -433,8 +420,9 @@ class TrainingSession {
     // then continues a gap-free curve even after a SIGKILL lost the buffered points.
     metrics_->flush();
     state_.data_state = sampler_->state();  // the data position to continue from
-    const int64_t bytes = save_checkpoint(path, config_, model_, optimizer_.get(), state_);
-    store_->add_checkpoint(run_id_, state_.step, path.string(), bytes, file_hash(path));
+    const SavedCheckpoint saved = save_checkpoint(path, config_, model_, optimizer_.get(), state_);
+    const int64_t bytes = saved.bytes;
+    store_->add_checkpoint(run_id_, state_.step, path.string(), bytes, saved.hash);
     // Keep the newest keep_checkpoints files.
     auto all = store_->list_checkpoints(run_id_);
     std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.step > b.step; });

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <sys/resource.h>
+#include <xxhash.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -136,7 +137,15 @@ TEST_F(TrainerTest, RecordsEveryMetricAndSummary) {
   for (int e = 0; e < 4; ++e)
     sum += st.points(r.run_id, "expert_load/0/" + std::to_string(e)).back().value;
   EXPECT_NEAR(sum, 1.0, 1e-9);
-  ASSERT_EQ(st.list_checkpoints(r.run_id).size(), 1u);  // the final one
+  auto ckpts = st.list_checkpoints(r.run_id);
+  ASSERT_EQ(ckpts.size(), 1u);  // the final one
+  // The stored hash (computed while writing) is the xxh64 of the file as it is on disk.
+  const std::string bytes = test::slurp(ckpts[0].path);
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx",
+                static_cast<unsigned long long>(XXH64(bytes.data(), bytes.size(), 0)));
+  EXPECT_EQ(ckpts[0].hash, hex);
+  EXPECT_EQ(ckpts[0].bytes, static_cast<int64_t>(bytes.size()));
 }
 
 TEST_F(TrainerTest, StoppedRunResumesOnTheSameCurve) {
