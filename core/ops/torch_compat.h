@@ -115,6 +115,17 @@ inline std::string cuda_device_name(int device) {
 #endif
 }
 
+/// The CUDA stream LibTorch queues work on in this thread, as an opaque cudaStream_t; kernels
+/// launch on it so they order with LibTorch's own ops. nullptr (the legacy default stream, which
+/// is also LibTorch's default) on a build whose LibTorch has no CUDA.
+inline void* current_cuda_stream() {
+#if defined(MMLAB_TORCH_CUDA)
+  return at::cuda::getCurrentCUDAStream().stream();
+#else
+  return nullptr;
+#endif
+}
+
 inline void cuda_reset_peak(int device) {
 #if defined(MMLAB_TORCH_CUDA)
   c10::cuda::CUDACachingAllocator::resetPeakStats(device);

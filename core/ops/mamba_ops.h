@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// The ops of the Mamba layer, with the signatures of the fused CUDA kernels (mamba_ssm's
+// selective_scan_fn / selective_state_update and causal-conv1d's causal_conv1d_fn / _update).
+// Layout is channel-major, as the kernels read it: (B, Di, L) with L contiguous (stride 1);
+// batch and channel strides are free, so a (B, 2Di, L) in_proj output can be split without a copy.
+//
+// Shapes: B batch, L length, Di d_inner, N d_state, K conv width.
+#pragma once
+
+#include <torch/torch.h>
+
+#include "core/ops/registry.h"
+
+namespace mmlab::ops {
+
+struct SelectiveScanArgs : CallInfo {
+  torch::Tensor u;           // (B, Di, L)  bf16 or fp32
+  torch::Tensor delta;       // (B, Di, L)  u's dtype; before bias/softplus when delta_softplus
+  torch::Tensor A;           // (Di, N)     fp32, negative
+  torch::Tensor B;           // (B, N, L)   bf16 or fp32
+  torch::Tensor C;           // (B, N, L)   bf16 or fp32
+  torch::Tensor D;           // (Di)        fp32, optional: y += D * u
+  torch::Tensor z;           // (B, Di, L)  optional: y *= silu(z)
+  torch::Tensor delta_bias;  // (Di)        fp32, optional: delta += delta_bias before softplus
+  bool delta_softplus = false;
+  bool return_last_state = false;
+};
+
+struct SelectiveScanResult {
+  torch::Tensor y;           // (B, Di, L)  u's dtype
+  torch::Tensor last_state;  // (B, Di, N)  fp32; defined only with return_last_state
+};
+
+/// One step of the recurrence for decoding: updates `state` in place, returns y.
+struct SelectiveStateUpdateArgs : CallInfo {
+  torch::Tensor state;    // (B, Di, N)  fp32, updated in place
+  torch::Tensor x;        // (B, Di)
+  torch::Tensor dt;       // (B, Di)     before bias/softplus when dt_softplus
+  torch::Tensor A;        // (Di, N)     fp32
+  torch::Tensor B;        // (B, N)
+  torch::Tensor C;        // (B, N)
+  torch::Tensor D;        // (Di)        fp32, optional
+  torch::Tensor z;        // (B, Di)     optional
+  torch::Tensor dt_bias;  // (Di)        fp32, optional
+  bool dt_softplus = false;
+};  // result: y (B, Di) in x's dtype
+
+/// Causal depthwise conv1d with left padding K-1: y[b,c,t] = bias[c] + sum_k w[c,k] x[b,c,t-K+1+k].
+struct CausalConv1dArgs : CallInfo {
+  torch::Tensor x;       // (B, Di, L)  L contiguous
+  torch::Tensor weight;  // (Di, K)     K in 2..4
+  torch::Tensor bias;    // (Di)        optional
+  bool silu = false;
+};  // result: (B, Di, L) contiguous, x's dtype
+
+/// Decode step of the conv: shifts `conv_state` left by one, puts x at the end, returns
+/// bias + sum_k w[c,k] state[b,c,k] (SiLU'd if asked).
+struct CausalConv1dUpdateArgs : CallInfo {
+  torch::Tensor conv_state;  // (B, Di, K)  updated in place
+  torch::Tensor x;           // (B, Di)
+  torch::Tensor weight;      // (Di, K)
+  torch::Tensor bias;        // (Di)        optional
+  bool silu = false;
+};  // result: (B, Di)
+
+using SelectiveScanRegistry = Registry<SelectiveScanArgs, SelectiveScanResult>;
+using SelectiveStateUpdateRegistry = Registry<SelectiveStateUpdateArgs, torch::Tensor>;
+using CausalConv1dRegistry = Registry<CausalConv1dArgs, torch::Tensor>;
+using CausalConv1dUpdateRegistry = Registry<CausalConv1dUpdateArgs, torch::Tensor>;
+
+// The tables (created on first use with the reference as their first entry).
+SelectiveScanRegistry& selective_scan_registry();
+SelectiveStateUpdateRegistry& selective_state_update_registry();
+CausalConv1dRegistry& causal_conv1d_registry();
+CausalConv1dUpdateRegistry& causal_conv1d_update_registry();
+
+// The reference twins (plain tensor code, differentiable by autograd, any device).
+SelectiveScanResult selective_scan_reference(const SelectiveScanArgs& a);
+torch::Tensor selective_state_update_reference(const SelectiveStateUpdateArgs& a);
+torch::Tensor causal_conv1d_reference(const CausalConv1dArgs& a);
+torch::Tensor causal_conv1d_update_reference(const CausalConv1dUpdateArgs& a);
+
+// The call sites models use: fill needs_grad, pick, run.
+SelectiveScanResult selective_scan(SelectiveScanArgs a);
+torch::Tensor selective_state_update(SelectiveStateUpdateArgs a);
+torch::Tensor causal_conv1d(CausalConv1dArgs a);
+torch::Tensor causal_conv1d_update(CausalConv1dUpdateArgs a);
+
+}  // namespace mmlab::ops
