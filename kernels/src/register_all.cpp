@@ -1,0 +1,15 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "kernels/register.h"
+
+#include "kernels/src/registrations.h"
+
+namespace mmlab::kernels {
+
+void register_all() {
+  register_selective_scan_cuda();
+  register_causal_conv1d_cuda();
+  register_causal_conv1d_update_cuda();
+  register_selective_state_update_cuda();
+}
+
+}  // namespace mmlab::kernels

@@ -1,0 +1,12 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// One function per op, each defined next to its kernel's glue; register_all() calls them all.
+#pragma once
+
+namespace mmlab::kernels {
+
+void register_selective_scan_cuda();
+void register_causal_conv1d_cuda();
+void register_causal_conv1d_update_cuda();
+void register_selective_state_update_cuda();
+
+}  // namespace mmlab::kernels
