@@ -27,7 +27,9 @@ target_link_libraries(mmlab_torch INTERFACE ${TORCH_LIBRARIES})
 target_include_directories(mmlab_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
 target_compile_options(mmlab_torch INTERFACE ${TORCH_CXX_FLAGS})
 
-# CUDA: one switch, a loud message.
+# CUDA: one switch, a loud message. The kernels library (kernels/) is built whenever nvcc is
+# found, also against a LibTorch without CUDA: CI has nvcc but no GPU and still compiles and links
+# every kernel. MMLAB_WITH_CUDA says whether kernels/ is built.
 set(MMLAB_WITH_CUDA OFF)
 set(_torch_has_cuda OFF)
 if(TARGET torch_cuda OR TORCH_CUDA_LIBRARIES OR TARGET c10_cuda)
@@ -38,13 +40,37 @@ endif()
 if(NOT MMLAB_CUDA STREQUAL "OFF")
   include(CheckLanguage)
   check_language(CUDA)
-  if(CMAKE_CUDA_COMPILER AND _torch_has_cuda)
+  if(CMAKE_CUDA_COMPILER)
     set(MMLAB_WITH_CUDA ON)
   elseif(MMLAB_CUDA STREQUAL "ON")
-    message(FATAL_ERROR "MMLAB_CUDA=ON but nvcc or a CUDA-enabled LibTorch was not found; install both or configure with -DMMLAB_CUDA=OFF.")
+    message(FATAL_ERROR "MMLAB_CUDA=ON but nvcc was not found; install the CUDA toolkit (or put nvcc on PATH / set CMAKE_CUDA_COMPILER) or configure with -DMMLAB_CUDA=OFF.")
   else()
-    message(STATUS "mmlab: CUDA kernels skipped (nvcc found: ${CMAKE_CUDA_COMPILER}, LibTorch with CUDA: ${_torch_has_cuda})")
+    message(STATUS "mmlab: CUDA kernels skipped (nvcc not found; set CMAKE_CUDA_COMPILER to build them)")
   endif()
+endif()
+if(MMLAB_WITH_CUDA)
+  # One architecture keeps CI's compile short; H200 (sm_90a, with its PTX) unless the user or
+  # CUDAARCHS chose others.
+  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES AND NOT DEFINED ENV{CUDAARCHS})
+    set(CMAKE_CUDA_ARCHITECTURES 90a CACHE STRING "CUDA architectures of the kernels")
+  endif()
+  # Top level, not in kernels/: every target that links the kernels needs the language enabled.
+  enable_language(CUDA)
+  find_package(CUDAToolkit REQUIRED)
+  # Exactly one CUDA runtime per process. A CUDA LibTorch links the shared libcudart (its CMake
+  # config links CUDA::cudart of this same toolkit), so the kernels link that one too: the
+  # soname is loaded once and the kernels share LibTorch's runtime, its streams and its error
+  # state. A static copy next to it would be a second runtime with its own state. Without a
+  # CUDA LibTorch nothing else brings a runtime, and the static one spares the binaries a
+  # libcudart.so dependency on machines that never touch a GPU.
+  if(_torch_has_cuda)
+    set(CMAKE_CUDA_RUNTIME_LIBRARY Shared)
+    set(MMLAB_CUDART_TARGET CUDA::cudart)
+  else()
+    set(CMAKE_CUDA_RUNTIME_LIBRARY Static)
+    set(MMLAB_CUDART_TARGET CUDA::cudart_static)
+  endif()
+  message(STATUS "mmlab: CUDA kernels for ${CMAKE_CUDA_ARCHITECTURES} with nvcc ${CMAKE_CUDA_COMPILER_VERSION}, runtime ${MMLAB_CUDART_TARGET} (LibTorch with CUDA: ${_torch_has_cuda})")
 endif()
 
 # Qt 6 studio: needs Qt6 Widgets/PrintSupport/Svg and QCustomPlot's Qt 6 build.
