@@ -1,0 +1,622 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// The fused selective scan (forward and backward) of Mamba-1; contract in selective_scan.h.
+//
+// Shapes: B batch, L length, Di d_inner, N d_state; T steps per tile, W warps per block.
+//
+// Layout: a block owns one batch row b and 32 consecutive channels (one per lane); warp w owns
+// the kNPT states n = w*kNPT .. w*kNPT+kNPT-1 of each of those channels, so a thread carries
+// kNPT scalar states through time. Time advances tile by tile (T = 32 / kNPT steps): the block
+// stages the tile's (32, T) slices of u/delta/z/dy and the (N, T) slices of B and C (shared by
+// all channels) in shared memory, with coalesced loads along L. Sums over n (y, du, ddelta) go
+// through shared-memory atomics across the W warps; sums over channels (dB, dC) are a
+// shuffle reduce-scatter across the 32 lanes and then one global atomic per (b, n, t) and block.
+//
+// The forward stores the state at the end of every chunk of kTilesPerChunk tiles ("carries",
+// (B, n_chunks, N, Di)), never the per-step states. The backward walks the chunks in reverse:
+// from a chunk's carry it recomputes the tile-start states of the chunk (kept in shared memory),
+// then per tile, last to first, recomputes the T per-step states in registers and runs the
+// reverse recurrence dh_t = g_t C_t + exp(delta'_{t+1} A) dh_{t+1}.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <climits>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/src/selective_scan.h"
+
+namespace mmlab::kernels {
+
+namespace {
+
+constexpr int kTilesPerChunk = 4;
+constexpr int kMaxThreads = 512;  // W <= 16 warps
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr unsigned kFullMask = 0xffffffffu;
+
+/// States per thread for a d_state: N <= 8 -> 1, <= 16 -> 2, <= 64 -> 4 (so W <= 16).
+int states_per_thread(int dstate) {
+  return dstate <= 8 ? 1 : dstate <= 16 ? 2 : 4;
+}
+
+template <int kNPT>
+struct Tile {
+  static constexpr int kT = 32 / kNPT;        // steps per tile; kNPT * kT = 32 values per lane
+  static constexpr int kPitch = kT + 1;       // odd row pitch: lane-strided reads hit 32 banks
+  static constexpr int kArray = 32 * kPitch;  // floats of one (32 channels, T) staging array
+};
+
+__device__ __forceinline__ float to_float(float x) {
+  return x;
+}
+__device__ __forceinline__ float to_float(__nv_bfloat16 x) {
+  return __bfloat162float(x);
+}
+
+template <typename T>
+__device__ __forceinline__ T from_float(float x);
+template <>
+__device__ __forceinline__ float from_float<float>(float x) {
+  return x;
+}
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
+  return __float2bfloat16(x);
+}
+
+// The hot loop's exp: one MUFU instruction (relative error ~2^-22; tiny results flush to 0).
+__device__ __forceinline__ float exp2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// Same threshold as torch.nn.functional.softplus: linear above 20.
+__device__ __forceinline__ float softplus(float x) {
+  return x <= 20.f ? log1pf(expf(x)) : x;
+}
+__device__ __forceinline__ float sigmoid(float x) {
+  return 1.f / (1.f + expf(-x));
+}
+
+// Reduce-scatter over the warp: on return v[0] of lane i holds the sum over all 32 lanes of
+// their v[i]. 31 shuffles for 32 sums (a butterfly that halves the live values per step).
+template <int kHalf>
+__device__ __forceinline__ void reduce_scatter_step(float (&v)[32], int lane) {
+  const bool upper = (lane & kHalf) != 0;
+#pragma unroll
+  for (int i = 0; i < kHalf; ++i) {
+    const float send = upper ? v[i] : v[i + kHalf];
+    const float keep = upper ? v[i + kHalf] : v[i];
+    v[i] = keep + __shfl_xor_sync(kFullMask, send, kHalf);
+  }
+  if constexpr (kHalf > 1) reduce_scatter_step<kHalf / 2>(v, lane);
+}
+
+__device__ __forceinline__ float warp_reduce_scatter(float (&v)[32], int lane) {
+  reduce_scatter_step<16>(v, lane);
+  return v[0];
+}
+
+// Where a block works: batch row b, channels d0 .. d0+31 (lane -> d0 + lane).
+struct BlockPlace {
+  int b, d0;
+};
+
+__device__ __forceinline__ BlockPlace block_place(int dim) {
+  const int dblocks = (dim + 31) / 32;
+  return {static_cast<int>(blockIdx.x / dblocks), static_cast<int>(blockIdx.x % dblocks) * 32};
+}
+
+// Stages B and C of steps t0 .. t0+T-1 as bc_s[t * NP + n] = (B, C); zero outside N and L.
+template <int kT, typename w_t>
+__device__ __forceinline__ void load_bc(const SelectiveScanParams& p, int b, int t0, int NP,
+                                        float2* bc_s) {
+  const int N = p.dstate, L = p.seqlen;
+  const w_t* Bm = static_cast<const w_t*>(p.Bm) + static_cast<int64_t>(b) * N * L;
+  const w_t* Cm = static_cast<const w_t*>(p.Cm) + static_cast<int64_t>(b) * N * L;
+  for (int e = threadIdx.x; e < NP * kT; e += blockDim.x) {
+    const int n = e / kT, t = e % kT, tt = t0 + t;
+    float bv = 0.f, cv = 0.f;
+    if (n < N && tt < L) {
+      const int64_t i = static_cast<int64_t>(n) * L + tt;
+      bv = to_float(Bm[i]);
+      cv = to_float(Cm[i]);
+    }
+    bc_s[t * NP + n] = make_float2(bv, cv);
+  }
+}
+
+// delta' of channel d at step t, and d delta' / d delta.
+struct DeltaPrime {
+  float value, grad;
+};
+
+__device__ __forceinline__ DeltaPrime delta_prime(const SelectiveScanParams& p, float raw, int d) {
+  const float x = raw + (p.delta_bias != nullptr ? p.delta_bias[d] : 0.f);
+  if (!p.delta_softplus) return {x, 1.f};
+  if (x > 20.f) return {x, 1.f};
+  return {softplus(x), sigmoid(x)};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward. Shared memory: u_s, dt_s (delta'), z_s, y_s (32, T) each, then bc_s (T, NP).
+
+template <int kNPT, typename in_t, typename w_t>
+__global__ void __launch_bounds__(kMaxThreads)
+    selective_scan_forward_kernel(const SelectiveScanParams p) {
+  using TL = Tile<kNPT>;
+  constexpr int kT = TL::kT, kPitch = TL::kPitch, kArray = TL::kArray;
+  extern __shared__ float4 smem_raw[];
+  float* u_s = reinterpret_cast<float*>(smem_raw);
+  float* dt_s = u_s + kArray;
+  float* z_s = dt_s + kArray;
+  float* y_s = z_s + kArray;
+  float2* bc_s = reinterpret_cast<float2*>(y_s + kArray);
+
+  const int Di = p.dim, L = p.seqlen, N = p.dstate;
+  const int W = blockDim.x / 32, NP = W * kNPT;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const BlockPlace at = block_place(Di);
+  const int b = at.b, d0 = at.d0, d = d0 + lane;
+  const bool d_ok = d < Di;
+
+  const in_t* u = static_cast<const in_t*>(p.u) + b * p.u_batch_stride;
+  const in_t* delta = static_cast<const in_t*>(p.delta) + b * p.delta_batch_stride;
+  const in_t* z = p.z != nullptr ? static_cast<const in_t*>(p.z) + b * p.z_batch_stride : nullptr;
+  in_t* y = static_cast<in_t*>(p.y) + static_cast<int64_t>(b) * Di * L;
+
+  float A2[kNPT], h[kNPT];  // A * log2(e), state
+#pragma unroll
+  for (int j = 0; j < kNPT; ++j) {
+    const int n = warp * kNPT + j;
+    A2[j] = (d_ok && n < N) ? p.A[static_cast<int64_t>(d) * N + n] * kLog2e : 0.f;
+    h[j] = 0.f;
+  }
+  for (int e = threadIdx.x; e < kArray; e += blockDim.x) y_s[e] = 0.f;
+
+  const int chunk = kTilesPerChunk * kT;
+  const int n_chunks = (L + chunk - 1) / chunk;
+  const int n_tiles = (L + kT - 1) / kT;
+  for (int tile = 0; tile < n_tiles; ++tile) {
+    const int t0 = tile * kT;
+    for (int e = threadIdx.x; e < 32 * kT; e += blockDim.x) {
+      const int ch = e / kT, t = e % kT, dd = d0 + ch, tt = t0 + t;
+      float uv = 0.f, dtv = 0.f, zv = 0.f;
+      if (dd < Di && tt < L) {
+        uv = to_float(u[dd * p.u_dim_stride + tt]);
+        dtv = delta_prime(p, to_float(delta[dd * p.delta_dim_stride + tt]), dd).value;
+        if (z != nullptr) zv = to_float(z[dd * p.z_dim_stride + tt]);
+      }
+      const int i = ch * kPitch + t;
+      u_s[i] = uv;
+      dt_s[i] = dtv;
+      z_s[i] = zv;
+    }
+    load_bc<kT, w_t>(p, b, t0, NP, bc_s);
+    __syncthreads();
+
+#pragma unroll
+    for (int t = 0; t < kT; ++t) {
+      const int i = lane * kPitch + t;
+      const float dtv = dt_s[i];
+      const float xv = dtv * u_s[i];
+      float ysum = 0.f;
+#pragma unroll
+      for (int j = 0; j < kNPT; ++j) {
+        const float2 bc = bc_s[t * NP + warp * kNPT + j];
+        const float a = exp2_approx(dtv * A2[j]);
+        h[j] = fmaf(a, h[j], xv * bc.x);
+        ysum = fmaf(bc.y, h[j], ysum);
+      }
+      atomicAdd(&y_s[i], ysum);
+    }
+    __syncthreads();
+
+    for (int e = threadIdx.x; e < 32 * kT; e += blockDim.x) {
+      const int ch = e / kT, t = e % kT, dd = d0 + ch, tt = t0 + t;
+      const int i = ch * kPitch + t;
+      if (dd < Di && tt < L) {
+        float yv = y_s[i];
+        if (p.D != nullptr) yv = fmaf(p.D[dd], u_s[i], yv);
+        if (z != nullptr) yv *= z_s[i] * sigmoid(z_s[i]);
+        y[static_cast<int64_t>(dd) * L + tt] = from_float<in_t>(yv);
+      }
+      y_s[i] = 0.f;
+    }
+    if (p.carries != nullptr && (tile + 1) % kTilesPerChunk == 0 && d_ok) {
+      const int c = tile / kTilesPerChunk;
+#pragma unroll
+      for (int j = 0; j < kNPT; ++j) {
+        const int n = warp * kNPT + j;
+        if (n < N) {
+          p.carries[((static_cast<int64_t>(b) * n_chunks + c) * N + n) * Di + d] = h[j];
+        }
+      }
+    }
+    __syncthreads();
+  }
+  if (p.last_state != nullptr && d_ok) {
+#pragma unroll
+    for (int j = 0; j < kNPT; ++j) {
+      const int n = warp * kNPT + j;
+      if (n < N) p.last_state[(static_cast<int64_t>(b) * Di + d) * N + n] = h[j];
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward. Shared memory: u_s, dt_s (delta'), sg_s (d delta'/d delta), g_s (dy * silu(z)),
+// dzf_s (dy * silu'(z)), y_s (sum_n C h), du_s, ddt_s (32, T) each; bc_s (T, NP);
+// hs_s (kTilesPerChunk, NP, 32) tile-start states; dD_s, dbias_s (32).
+
+template <int kNPT>
+constexpr int backward_arrays() {
+  return 8 * Tile<kNPT>::kArray;
+}
+
+template <int kNPT, typename in_t, typename w_t>
+__global__ void __launch_bounds__(kMaxThreads)
+    selective_scan_backward_kernel(const SelectiveScanParams p) {
+  using TL = Tile<kNPT>;
+  constexpr int kT = TL::kT, kPitch = TL::kPitch, kArray = TL::kArray;
+  const int Di = p.dim, L = p.seqlen, N = p.dstate;
+  const int W = blockDim.x / 32, NP = W * kNPT;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const BlockPlace at = block_place(Di);
+  const int b = at.b, d0 = at.d0, d = d0 + lane;
+  const bool d_ok = d < Di;
+
+  extern __shared__ float4 smem_raw[];
+  float* u_s = reinterpret_cast<float*>(smem_raw);
+  float* dt_s = u_s + kArray;
+  float* sg_s = dt_s + kArray;
+  float* g_s = sg_s + kArray;
+  float* dzf_s = g_s + kArray;
+  float* y_s = dzf_s + kArray;
+  float* du_s = y_s + kArray;
+  float* ddt_s = du_s + kArray;
+  float2* bc_s = reinterpret_cast<float2*>(ddt_s + kArray);
+  float* hs_s = reinterpret_cast<float*>(bc_s + kT * NP);
+  float* dD_s = hs_s + kTilesPerChunk * NP * 32;
+  float* dbias_s = dD_s + 32;
+
+  const in_t* u = static_cast<const in_t*>(p.u) + b * p.u_batch_stride;
+  const in_t* delta = static_cast<const in_t*>(p.delta) + b * p.delta_batch_stride;
+  const in_t* z = p.z != nullptr ? static_cast<const in_t*>(p.z) + b * p.z_batch_stride : nullptr;
+  const in_t* dout = static_cast<const in_t*>(p.dout) + b * p.dout_batch_stride;
+  const int64_t out_row = static_cast<int64_t>(b) * Di * L;  // du, ddelta, dz are contiguous
+  in_t* du = static_cast<in_t*>(p.du) + out_row;
+  in_t* ddelta = static_cast<in_t*>(p.ddelta) + out_row;
+  in_t* dz = p.dz != nullptr ? static_cast<in_t*>(p.dz) + out_row : nullptr;
+  float* dB = p.dB + static_cast<int64_t>(b) * N * L;
+  float* dC = p.dC + static_cast<int64_t>(b) * N * L;
+
+  float A_raw[kNPT], A2[kNPT], dA_acc[kNPT], dh_carry[kNPT], h[kNPT], h0[kNPT];
+#pragma unroll
+  for (int j = 0; j < kNPT; ++j) {
+    const int n = warp * kNPT + j;
+    A_raw[j] = (d_ok && n < N) ? p.A[static_cast<int64_t>(d) * N + n] : 0.f;
+    A2[j] = A_raw[j] * kLog2e;
+    dA_acc[j] = 0.f;
+    dh_carry[j] = 0.f;  // exp(delta'_{t+1} A) dh_{t+1}, 0 after the last step
+  }
+  for (int e = threadIdx.x; e < kArray; e += blockDim.x) {
+    y_s[e] = 0.f;
+    du_s[e] = 0.f;
+    ddt_s[e] = 0.f;
+  }
+  if (threadIdx.x < 32) {
+    dD_s[threadIdx.x] = 0.f;
+    dbias_s[threadIdx.x] = 0.f;
+  }
+
+  const int chunk = kTilesPerChunk * kT;
+  const int n_chunks = (L + chunk - 1) / chunk;
+  for (int c = n_chunks - 1; c >= 0; --c) {
+    const int c_t0 = c * chunk;
+    const int c_tiles = min(kTilesPerChunk, (L - c_t0 + kT - 1) / kT);
+#pragma unroll
+    for (int j = 0; j < kNPT; ++j) {
+      const int n = warp * kNPT + j;
+      h[j] = (c > 0 && d_ok && n < N)
+                 ? p.carries[((static_cast<int64_t>(b) * n_chunks + c - 1) * N + n) * Di + d]
+                 : 0.f;
+    }
+    // The states at the start of each tile of the chunk.
+    for (int k = 0; k + 1 < c_tiles; ++k) {
+#pragma unroll
+      for (int j = 0; j < kNPT; ++j) hs_s[(k * NP + warp * kNPT + j) * 32 + lane] = h[j];
+      const int t0 = c_t0 + k * kT;
+      for (int e = threadIdx.x; e < 32 * kT; e += blockDim.x) {
+        const int ch = e / kT, t = e % kT, dd = d0 + ch, tt = t0 + t;
+        float uv = 0.f, dtv = 0.f;
+        if (dd < Di && tt < L) {
+          uv = to_float(u[dd * p.u_dim_stride + tt]);
+          dtv = delta_prime(p, to_float(delta[dd * p.delta_dim_stride + tt]), dd).value;
+        }
+        u_s[ch * kPitch + t] = uv;
+        dt_s[ch * kPitch + t] = dtv;
+      }
+      load_bc<kT, w_t>(p, b, t0, NP, bc_s);
+      __syncthreads();
+#pragma unroll
+      for (int t = 0; t < kT; ++t) {
+        const float dtv = dt_s[lane * kPitch + t];
+        const float xv = dtv * u_s[lane * kPitch + t];
+#pragma unroll
+        for (int j = 0; j < kNPT; ++j) {
+          const float2 bc = bc_s[t * NP + warp * kNPT + j];
+          h[j] = fmaf(exp2_approx(dtv * A2[j]), h[j], xv * bc.x);
+        }
+      }
+      __syncthreads();
+    }
+#pragma unroll
+    for (int j = 0; j < kNPT; ++j) {
+      hs_s[((c_tiles - 1) * NP + warp * kNPT + j) * 32 + lane] = h[j];
+    }
+
+    for (int k = c_tiles - 1; k >= 0; --k) {
+      const int t0 = c_t0 + k * kT;
+      for (int e = threadIdx.x; e < 32 * kT; e += blockDim.x) {
+        const int ch = e / kT, t = e % kT, dd = d0 + ch, tt = t0 + t;
+        float uv = 0.f, dtv = 0.f, sg = 0.f, gv = 0.f, dzf = 0.f;
+        if (dd < Di && tt < L) {
+          uv = to_float(u[dd * p.u_dim_stride + tt]);
+          const DeltaPrime dp = delta_prime(p, to_float(delta[dd * p.delta_dim_stride + tt]), dd);
+          dtv = dp.value;
+          sg = dp.grad;
+          const float dy = to_float(dout[dd * p.dout_dim_stride + tt]);
+          if (z != nullptr) {
+            const float zv = to_float(z[dd * p.z_dim_stride + tt]);
+            const float s = sigmoid(zv);
+            gv = dy * zv * s;
+            dzf = dy * s * (1.f + zv * (1.f - s));
+          } else {
+            gv = dy;
+          }
+        }
+        const int i = ch * kPitch + t;
+        u_s[i] = uv;
+        dt_s[i] = dtv;
+        sg_s[i] = sg;
+        g_s[i] = gv;
+        dzf_s[i] = dzf;
+      }
+      load_bc<kT, w_t>(p, b, t0, NP, bc_s);
+      __syncthreads();
+
+#pragma unroll
+      for (int j = 0; j < kNPT; ++j) {
+        h0[j] = hs_s[(k * NP + warp * kNPT + j) * 32 + lane];
+        h[j] = h0[j];
+      }
+      float hist[kT][kNPT];  // h_t of this tile
+      {
+        float dc[32];  // g_t h_t, [j * T + t]
+#pragma unroll
+        for (int t = 0; t < kT; ++t) {
+          const int i = lane * kPitch + t;
+          const float dtv = dt_s[i];
+          const float xv = dtv * u_s[i];
+          const float gv = g_s[i];
+          float ysum = 0.f;
+#pragma unroll
+          for (int j = 0; j < kNPT; ++j) {
+            const float2 bc = bc_s[t * NP + warp * kNPT + j];
+            h[j] = fmaf(exp2_approx(dtv * A2[j]), h[j], xv * bc.x);
+            hist[t][j] = h[j];
+            ysum = fmaf(bc.y, h[j], ysum);
+            dc[j * kT + t] = gv * h[j];
+          }
+          if (z != nullptr) atomicAdd(&y_s[i], ysum);
+        }
+        const float sum = warp_reduce_scatter(dc, lane);
+        const int n = warp * kNPT + lane / kT, tt = t0 + lane % kT;
+        if (n < N && tt < L) atomicAdd(&dC[static_cast<int64_t>(n) * L + tt], sum);
+      }
+      {
+        float db[32];  // dh_t delta'_t u_t, [j * T + t]
+#pragma unroll
+        for (int t = kT - 1; t >= 0; --t) {
+          const int i = lane * kPitch + t;
+          const float dtv = dt_s[i];
+          const float uv = u_s[i];
+          const float gv = g_s[i];
+          float du_sum = 0.f, ddt_sum = 0.f;
+#pragma unroll
+          for (int j = 0; j < kNPT; ++j) {
+            const float2 bc = bc_s[t * NP + warp * kNPT + j];
+            const float a = exp2_approx(dtv * A2[j]);
+            const float h_prev = t > 0 ? hist[t > 0 ? t - 1 : 0][j] : h0[j];
+            const float dh = fmaf(gv, bc.y, dh_carry[j]);
+            const float dh_a_hprev = dh * a * h_prev;  // d/d(delta' A) of the decay term
+            db[j * kT + t] = dh * dtv * uv;
+            du_sum = fmaf(dh * dtv, bc.x, du_sum);
+            ddt_sum += fmaf(dh * uv, bc.x, dh_a_hprev * A_raw[j]);
+            dA_acc[j] = fmaf(dh_a_hprev, dtv, dA_acc[j]);
+            dh_carry[j] = a * dh;
+          }
+          atomicAdd(&du_s[i], du_sum);
+          atomicAdd(&ddt_s[i], ddt_sum);
+        }
+        const float sum = warp_reduce_scatter(db, lane);
+        const int n = warp * kNPT + lane / kT, tt = t0 + lane % kT;
+        if (n < N && tt < L) atomicAdd(&dB[static_cast<int64_t>(n) * L + tt], sum);
+      }
+      __syncthreads();
+
+      // Per (channel, step): du, ddelta, dz; dD and ddelta_bias summed per channel. A warp's 32
+      // consecutive e cover 32 / T whole channels, T lanes each, so the per-channel sums are a
+      // shuffle within aligned groups of T lanes.
+      for (int e = threadIdx.x; e < 32 * kT; e += blockDim.x) {
+        const int ch = e / kT, t = e % kT, dd = d0 + ch, tt = t0 + t;
+        const int i = ch * kPitch + t;
+        float dD_part = 0.f, dbias_part = 0.f;
+        if (dd < Di && tt < L) {
+          const float Dv = p.D != nullptr ? p.D[dd] : 0.f;
+          const float gv = g_s[i], uv = u_s[i];
+          const float ddt = ddt_s[i] * sg_s[i];
+          const int64_t o = static_cast<int64_t>(dd) * L + tt;
+          du[o] = from_float<in_t>(fmaf(Dv, gv, du_s[i]));
+          ddelta[o] = from_float<in_t>(ddt);
+          if (dz != nullptr) dz[o] = from_float<in_t>(fmaf(Dv, uv, y_s[i]) * dzf_s[i]);
+          dD_part = gv * uv;
+          dbias_part = ddt;
+        }
+        y_s[i] = 0.f;
+        du_s[i] = 0.f;
+        ddt_s[i] = 0.f;
+#pragma unroll
+        for (int off = kT / 2; off >= 1; off /= 2) {
+          dD_part += __shfl_xor_sync(kFullMask, dD_part, off);
+          dbias_part += __shfl_xor_sync(kFullMask, dbias_part, off);
+        }
+        if (t == 0) {
+          dD_s[ch] += dD_part;  // one lane per channel and pass: no race
+          dbias_s[ch] += dbias_part;
+        }
+      }
+      __syncthreads();
+    }
+  }
+
+#pragma unroll
+  for (int j = 0; j < kNPT; ++j) {
+    const int n = warp * kNPT + j;
+    if (d_ok && n < N) atomicAdd(&p.dA[static_cast<int64_t>(d) * N + n], dA_acc[j]);
+  }
+  if (threadIdx.x < 32 && d0 + static_cast<int>(threadIdx.x) < Di) {
+    const int dd = d0 + threadIdx.x;
+    if (p.dD != nullptr) atomicAdd(&p.dD[dd], dD_s[threadIdx.x]);
+    if (p.ddelta_bias != nullptr) atomicAdd(&p.ddelta_bias[dd], dbias_s[threadIdx.x]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host side.
+
+void check_launch(const char* what) {
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) {
+    throw std::runtime_error(std::string("The CUDA selective scan ") + what +
+                             " failed to launch: " + cudaGetErrorString(err) + ".");
+  }
+}
+
+struct LaunchShape {
+  int blocks, threads, np;
+};
+
+LaunchShape launch_shape(const SelectiveScanParams& p, int npt) {
+  const int warps = (p.dstate + npt - 1) / npt;
+  const int64_t blocks = static_cast<int64_t>(p.batch) * ((p.dim + 31) / 32);
+  if (blocks > INT_MAX) {
+    throw std::runtime_error("The CUDA selective scan got more than 2^31 (batch, channel) blocks.");
+  }
+  return {static_cast<int>(blocks), warps * 32, warps * npt};
+}
+
+template <typename Kernel>
+void set_smem(Kernel kernel, size_t bytes) {
+  if (bytes > 48 * 1024) {
+    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         static_cast<int>(bytes));
+  }
+}
+
+template <int kNPT, typename in_t, typename w_t>
+void launch_forward(const SelectiveScanParams& p, cudaStream_t stream) {
+  using TL = Tile<kNPT>;
+  const LaunchShape s = launch_shape(p, kNPT);
+  const size_t smem = sizeof(float) * (4 * TL::kArray + 2 * TL::kT * s.np);
+  auto kernel = selective_scan_forward_kernel<kNPT, in_t, w_t>;
+  set_smem(kernel, smem);
+  kernel<<<s.blocks, s.threads, smem, stream>>>(p);
+  check_launch("forward");
+}
+
+template <int kNPT, typename in_t, typename w_t>
+void launch_backward(const SelectiveScanParams& p, cudaStream_t stream) {
+  using TL = Tile<kNPT>;
+  const LaunchShape s = launch_shape(p, kNPT);
+  const size_t smem = sizeof(float) * (backward_arrays<kNPT>() + 2 * TL::kT * s.np +
+                                       kTilesPerChunk * s.np * 32 + 64);
+  auto kernel = selective_scan_backward_kernel<kNPT, in_t, w_t>;
+  set_smem(kernel, smem);
+  kernel<<<s.blocks, s.threads, smem, stream>>>(p);
+  check_launch("backward");
+}
+
+// Calls f.template operator()<kNPT, in_t, w_t>() for the run-time choices.
+template <typename F>
+void dispatch(const SelectiveScanParams& p, ScanDtype input, ScanDtype weight, F&& f) {
+  if (p.dstate < 1 || p.dstate > kSelectiveScanMaxDstate) {
+    throw std::runtime_error("The CUDA selective scan takes d_state 1 to 64, not " +
+                             std::to_string(p.dstate) + ".");
+  }
+  auto by_weight = [&](auto npt, auto in) {
+    using in_t = decltype(in);
+    constexpr int kNPT = decltype(npt)::value;
+    if (weight == ScanDtype::kBFloat16) {
+      f.template operator()<kNPT, in_t, __nv_bfloat16>();
+    } else {
+      f.template operator()<kNPT, in_t, float>();
+    }
+  };
+  auto by_input = [&](auto npt) {
+    if (input == ScanDtype::kBFloat16) {
+      by_weight(npt, __nv_bfloat16{});
+    } else {
+      by_weight(npt, float{});
+    }
+  };
+  switch (states_per_thread(p.dstate)) {
+    case 1:
+      by_input(std::integral_constant<int, 1>{});
+      break;
+    case 2:
+      by_input(std::integral_constant<int, 2>{});
+      break;
+    default:
+      by_input(std::integral_constant<int, 4>{});
+      break;
+  }
+}
+
+struct ForwardLauncher {
+  const SelectiveScanParams& p;
+  cudaStream_t stream;
+  template <int kNPT, typename in_t, typename w_t>
+  void operator()() const {
+    launch_forward<kNPT, in_t, w_t>(p, stream);
+  }
+};
+
+struct BackwardLauncher {
+  const SelectiveScanParams& p;
+  cudaStream_t stream;
+  template <int kNPT, typename in_t, typename w_t>
+  void operator()() const {
+    launch_backward<kNPT, in_t, w_t>(p, stream);
+  }
+};
+
+}  // namespace
+
+int selective_scan_chunk_length(int dstate) {
+  return kTilesPerChunk * (32 / states_per_thread(dstate));
+}
+
+void selective_scan_forward_cuda(const SelectiveScanParams& p, ScanDtype input, ScanDtype weight,
+                                 void* stream) {
+  dispatch(p, input, weight, ForwardLauncher{p, static_cast<cudaStream_t>(stream)});
+}
+
+void selective_scan_backward_cuda(const SelectiveScanParams& p, ScanDtype input, ScanDtype weight,
+                                  void* stream) {
+  dispatch(p, input, weight, BackwardLauncher{p, static_cast<cudaStream_t>(stream)});
+}
+
+}  // namespace mmlab::kernels
