@@ -78,13 +78,17 @@ torch::Tensor prepare_dout(const torch::Tensor& dout, const torch::Tensor& x) {
 
 class CausalConv1dFunction : public torch::autograd::Function<CausalConv1dFunction> {
  public:
+  /// `bias` is always a tensor (LibTorch 2.x's Function::apply takes no undefined inputs):
+  /// without one, an empty placeholder and has_bias false.
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x,
-                               const torch::Tensor& weight, const torch::Tensor& bias, bool silu) {
+                               const torch::Tensor& weight, const torch::Tensor& bias,
+                               bool has_bias, bool silu) {
     c10::DeviceGuard guard(x.device());
     // The pre-activation is not saved: the backward recomputes it from x (K multiply-adds).
     ctx->save_for_backward({x, weight, bias});
+    ctx->saved_data["has_bias"] = has_bias;
     ctx->saved_data["silu"] = silu;
-    CausalConv1dParams p = conv_params(x, weight, bias, silu);
+    CausalConv1dParams p = conv_params(x, weight, has_bias ? bias : torch::Tensor(), silu);
     auto out = torch::empty(x.sizes(), x.options());  // (B, Di, L) contiguous
     p.out = out.data_ptr();
     check_launch(causal_conv1d_fwd(p, compat::current_cuda_stream()), "causal_conv1d");
@@ -95,8 +99,9 @@ class CausalConv1dFunction : public torch::autograd::Function<CausalConv1dFuncti
     const auto saved = ctx->get_saved_variables();
     const torch::Tensor& x = saved[0];
     const torch::Tensor& weight = saved[1];
-    const torch::Tensor& bias = saved[2];
-    if (!grads[0].defined()) return {torch::Tensor(), torch::Tensor(), torch::Tensor(), {}};
+    const bool has_bias = ctx->saved_data["has_bias"].toBool();
+    const torch::Tensor bias = has_bias ? saved[2] : torch::Tensor();
+    if (!grads[0].defined()) return {torch::Tensor(), torch::Tensor(), torch::Tensor(), {}, {}};
     c10::DeviceGuard guard(x.device());
     const int64_t B = x.size(0), Di = x.size(1), L = x.size(2), K = weight.size(1);
     const auto dout = prepare_dout(grads[0], x);  // (B, Di, L)
@@ -114,7 +119,7 @@ class CausalConv1dFunction : public torch::autograd::Function<CausalConv1dFuncti
     auto dweight = sums.narrow(1, 0, K).to(weight.scalar_type()).contiguous();  // (Di, K)
     torch::Tensor dbias;
     if (bias.defined()) dbias = sums.select(1, K).to(bias.scalar_type());  // (Di)
-    return {dx, dweight, dbias, torch::Tensor()};
+    return {dx, dweight, dbias, torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -168,7 +173,10 @@ void register_causal_conv1d_cuda() {
   ops::causal_conv1d_registry().add(
       {"cuda", torch::kCUDA, conv_why_not, [](const ops::CausalConv1dArgs& a) {
          check_conv_shapes(a.x, a.weight, a.bias);
-         return CausalConv1dFunction::apply(a.x, a.weight, a.bias, a.silu);
+         const bool has_bias = a.bias.defined();
+         return CausalConv1dFunction::apply(
+             a.x, a.weight, has_bias ? a.bias : torch::empty({0}, a.weight.options()), has_bias,
+             a.silu);
        }});
 }
 

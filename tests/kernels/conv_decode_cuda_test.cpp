@@ -269,9 +269,9 @@ TEST_P(SelectiveStateUpdateKernel, StepsEqualReferenceScanAndStep_CUDA) {
   auto u = randn_exact({B, Di, L}, c.dtype);  // (B, Di, L)
   // Before softplus when dt_softplus; else already positive step sizes. One entry above the
   // softplus threshold (20) exercises its linear branch.
-  auto delta = c.dt_softplus
-                   ? randn_exact({B, Di, L}, c.dtype) - 1.0
-                   : torch::rand({B, Di, L}, f32).mul(0.5).add(0.01).to(c.dtype).to(torch::kFloat);
+  auto delta = c.dt_softplus ? randn_exact({B, Di, L}, c.dtype) - 1.0
+                             : torch::rand({B, Di, L}, f32).mul(0.5).add(0.01);
+  delta = delta.to(c.dtype).to(torch::kFloat);  // exact in the steps' dtype too
   if (c.dt_softplus) delta.index_put_({0, 0, 0}, 20.5);
   auto A = -torch::exp(torch::randn({Di, N}, f32) * 0.5);  // (Di, N) fp32
   auto Bm = randn_exact({B, N, L}, c.dtype);               // (B, N, L)
