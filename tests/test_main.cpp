@@ -6,8 +6,15 @@
 #include <string>
 
 #include "test_support.h"
+#ifdef MMLAB_HAVE_KERNELS
+#include "kernels/register.h"
+#endif
 
 int main(int argc, char** argv) {
+#ifdef MMLAB_HAVE_KERNELS
+  // Before InitGoogleTest: parameterised op tests list the registered implementations there.
+  mmlab::kernels::register_all();
+#endif
   ::testing::InitGoogleTest(&argc, argv);
   if (!mmlab::test::cuda_available()) {
     std::string filter = ::testing::GTEST_FLAG(filter);

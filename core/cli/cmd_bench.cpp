@@ -1,17 +1,19 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // `mmlab bench`: training throughput (tokens/s, step time, peak memory, MFU) and recurrent decode
 // speed of each run of an experiment, measured side by side in one process on synthetic tokens,
-// with ratios against the first run.
+// with ratios against the first run; with `--ops a,b` each run once per op implementation choice,
+// with ratios against the first choice.
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <map>
 
 #include "core/cli/cli.h"
 #include "core/config/experiment.h"
 #include "core/config/layer_pattern.h"
 #include "core/config/param_count.h"
 #include "core/models/language_model.h"
-#include "core/ops/selective_scan.h"
+#include "core/models/op_choice.h"
 #include "core/ops/torch_compat.h"
 #include "core/train/device.h"
 #include "core/util/fs.h"
@@ -32,13 +34,15 @@ struct BenchArgs {
   int seq_len = 0;
   int decode_tokens = 64;
   double peak_tflops = 0;
-  std::string scan = "auto";
+  std::vector<std::string> ops;  // implementation choices; empty = each run's train.ops
   std::string dtype;
   std::string json_out;
 };
 
 struct BenchRow {
   std::string name;
+  std::string ops;  // the choice, "" = the run's own train.ops
+  std::map<std::string, std::string> ops_used;
   double tokens_per_s = 0, step_ms = 0, peak_gb = 0, mfu = 0, decode_tokens_per_s = 0;
   int64_t active = 0;
 };
@@ -54,10 +58,19 @@ double flops_per_token(const RunConfig& r, int vocab) {
   return flops;
 }
 
-BenchRow bench_run(RunConfig r, const BenchArgs& a, const torch::Device& device) {
+// `r` with the command line's overrides; `ops` (unless "") replaces train.ops.
+RunConfig bench_config(RunConfig r, const BenchArgs& a, const std::string& ops) {
   if (a.batch_size > 0) r.train.batch_size = a.batch_size;
   if (a.seq_len > 0) r.train.seq_len = a.seq_len;
   if (!a.dtype.empty()) r.train.dtype = a.dtype;
+  r.train.device = a.device;
+  if (!ops.empty()) r.train.ops = OpsConfig{ops, {}};
+  return r;
+}
+
+BenchRow bench_run(RunConfig r, const BenchArgs& a, const torch::Device& device) {
+  ops::ScopedOpsChoice ops_scope(ops_choice_of(r.train.ops));
+  ops::clear_used_implementations();
   r.model.vocab_size = expected_vocab_size(r);
   torch::manual_seed(0);
   LanguageModel model(r.model);
@@ -114,6 +127,7 @@ BenchRow bench_run(RunConfig r, const BenchArgs& a, const torch::Device& device)
     decode_seconds = std::chrono::duration<double>(Clock::now() - d0).count();
   }
   row.decode_tokens_per_s = a.decode_tokens / decode_seconds;
+  row.ops_used = ops::used_implementations();
   return row;
 }
 
@@ -121,38 +135,52 @@ int bench(const BenchArgs& a) {
   const std::string file =
       a.file.empty() ? (experiments_dir() / "quick-compare.json").string() : a.file;
   Experiment ex = load_experiment(file);
-  set_cpu_threads(0);
-  set_scan_impl(a.scan);
-  const torch::Device device = resolve_device(a.device);
-  std::printf("mmlab bench: %s on %s, LibTorch %s, scan %s, %d timed steps after %d warm-up\n",
-              file.c_str(), describe_device(device).c_str(), compat::torch_version().c_str(),
-              a.scan.c_str(), a.steps, a.warmup);
-  std::vector<BenchRow> rows;
+  const std::vector<std::string> choices = a.ops.empty() ? std::vector<std::string>{""} : a.ops;
+  std::vector<RunConfig> selected;
   for (const auto& r : ex.runs) {
     bool wanted = a.runs.empty();
     for (const auto& n : a.runs) wanted = wanted || n == r.name;
     if (!wanted) continue;
-    rows.push_back(bench_run(r, a, device));
-    const BenchRow& b = rows.back();
-    const BenchRow& base = rows.front();
-    std::printf(
-        "%-24s %12.0f tok/s (x%.2f)  %9.1f ms/step  peak %6.2f GB  MFU %5.1f%%  decode %8.1f tok/s "
-        "(x%.2f)\n",
-        b.name.c_str(), b.tokens_per_s, b.tokens_per_s / base.tokens_per_s, b.step_ms, b.peak_gb,
-        100 * b.mfu, b.decode_tokens_per_s, b.decode_tokens_per_s / base.decode_tokens_per_s);
-    std::fflush(stdout);
+    // Every choice must be able to run every selected run before anything is measured.
+    for (const auto& c : choices) check_ops_choice(bench_config(r, a, c));
+    selected.push_back(r);
+  }
+  set_cpu_threads(0);
+  const torch::Device device = resolve_device(a.device);
+  std::printf(
+      "mmlab bench: %s on %s, LibTorch %s, %d timed steps after %d warm-up; ratios to the %s\n",
+      file.c_str(), describe_device(device).c_str(), compat::torch_version().c_str(), a.steps,
+      a.warmup, choices.size() > 1 ? "first --ops choice" : "first run");
+  std::vector<BenchRow> rows;
+  for (const auto& r : selected) {
+    const size_t first_of_run = rows.size();
+    for (const auto& c : choices) {
+      rows.push_back(bench_run(bench_config(r, a, c), a, device));
+      BenchRow& b = rows.back();
+      b.ops = c;
+      const BenchRow& base = choices.size() > 1 ? rows[first_of_run] : rows.front();
+      const std::string label = c.empty() ? b.name : b.name + " [" + c + "]";
+      std::printf(
+          "%-32s %12.0f tok/s (x%.2f)  %9.1f ms/step  peak %6.2f GB  MFU %5.1f%%  decode %8.1f "
+          "tok/s (x%.2f)  ops %s\n",
+          label.c_str(), b.tokens_per_s, b.tokens_per_s / base.tokens_per_s, b.step_ms, b.peak_gb,
+          100 * b.mfu, b.decode_tokens_per_s, b.decode_tokens_per_s / base.decode_tokens_per_s,
+          b.ops_used.empty() ? "-" : describe_ops(b.ops_used).c_str());
+      std::fflush(stdout);
+    }
   }
   if (!a.json_out.empty()) {
     nlohmann::json j = nlohmann::json::array();
     for (const auto& b : rows) {
       j.push_back({{"run", b.name},
+                   {"ops", b.ops.empty() ? "train.ops" : b.ops},
+                   {"ops_used", b.ops_used},
                    {"tokens_per_s", b.tokens_per_s},
                    {"step_ms", b.step_ms},
                    {"peak_gb", b.peak_gb},
                    {"mfu", b.mfu},
                    {"decode_tokens_per_s", b.decode_tokens_per_s},
-                   {"device", describe_device(device)},
-                   {"scan", a.scan}});
+                   {"device", describe_device(device)}});
     }
     write_file_atomically(a.json_out, j.dump(2) + "\n");
   }
@@ -176,8 +204,10 @@ void add_bench_command(CLI::App& app, Context& ctx) {
   sub->add_option("--decode-tokens", a->decode_tokens, "Tokens decoded one at a time");
   sub->add_option("--peak-tflops", a->peak_tflops,
                   "The device's peak TFLOP/s for MFU (e.g. 989 for an H100/H200 in dense bf16)");
-  sub->add_option("--scan", a->scan,
-                  "Selective-scan implementation: auto, sequential, chunked, ...");
+  sub->add_option("--ops", a->ops,
+                  "Op implementation choices to compare, comma separated (auto, reference, cuda, "
+                  "...); each replaces train.ops")
+      ->delimiter(',');
   sub->add_option("--json", a->json_out, "Also write the figures as JSON to this file");
   sub->callback([a, &ctx] { ctx.action = [a] { return bench(*a); }; });
 }

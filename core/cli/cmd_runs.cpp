@@ -48,6 +48,23 @@ json optional_json(const std::optional<int64_t>& v) {
   return v ? json(*v) : json(nullptr);
 }
 
+// RunRow::ops_used as an object ({} before the run's first step).
+json ops_used_json(const store::RunRow& r) {
+  json j = r.ops_used.empty() ? json::object() : json::parse(r.ops_used, nullptr, false);
+  return j.is_object() ? j : json::object();
+}
+
+// "causal_conv1d=cuda, selective_scan=cuda"; "" before the first step or when no op ran.
+std::string ops_used_text(const store::RunRow& r) {
+  std::string s;
+  const json j = ops_used_json(r);
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    s += (s.empty() ? "" : ", ") + it.key() + "=" +
+         (it.value().is_string() ? it.value().get<std::string>() : it.value().dump());
+  }
+  return s;
+}
+
 // The run as `runs list --format json` and `runs show --format json` print it: every column of
 // RunRow under its own name (the store's vocabulary), times in seconds since the epoch.
 json run_json(const store::RunRow& r) {
@@ -78,6 +95,7 @@ json run_json(const store::RunRow& r) {
               {"heartbeat_at", optional_json(r.heartbeat_at)},
               {"duration_s", optional_json(r.duration_s)},
               {"error_text", r.error_text},
+              {"ops_used", ops_used_json(r)},
               {"tags", r.tags},
               {"final_loss_smooth", optional_json(r.final_loss_smooth)},
               {"best_val_loss", optional_json(r.best_val_loss)},
@@ -216,6 +234,7 @@ int show_run(const Context& ctx, const std::string& run_text, const std::string&
   field("git revision", r.git_rev);
   field("torch", r.torch_version);
   field("cuda", r.cuda_version);
+  field("ops", ops_used_text(r));
   time_field("created", r.created_at);
   time_field("started", r.started_at);
   time_field("ended", r.ended_at);

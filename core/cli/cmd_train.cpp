@@ -8,6 +8,7 @@
 
 #include "core/cli/cli.h"
 #include "core/config/experiment.h"
+#include "core/models/op_choice.h"
 #include "core/train/trainer.h"
 #include "core/util/error.h"
 
@@ -115,6 +116,7 @@ int train(const TrainArgs& a, const Context& ctx) {
       r.train.steps = a.steps;
       r.train.tokens = 0;
     }
+    check_ops_choice(r);  // before any run starts
   }
   if (a.parallel > 1 && selected.size() > 1) {
     std::vector<std::string> names;

@@ -6,6 +6,7 @@
 #include "core/cli/cli.h"
 #include "core/config/experiment.h"
 #include "core/config/param_count.h"
+#include "core/models/op_choice.h"
 
 namespace mmlab::cli {
 
@@ -16,6 +17,7 @@ void add_validate_command(CLI::App& app, Context& ctx) {
   sub->callback([file, &ctx] {
     ctx.action = [file] {
       Experiment ex = load_experiment(*file);
+      for (const auto& r : ex.runs) check_ops_choice(r);
       std::cout << *file << ": OK, experiment \"" << ex.name << "\", " << ex.runs.size()
                 << (ex.runs.size() == 1 ? " run\n" : " runs\n");
       for (const auto& r : ex.runs) {

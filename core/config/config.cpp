@@ -48,6 +48,13 @@ json to_json(const ModelConfig& c) {
               {"tie_embeddings", c.tie_embeddings}};
 }
 
+json to_json(const OpsConfig& c) {
+  if (c.per_op.empty()) return c.all;
+  json j = json::object();
+  for (const auto& [op, impl] : c.per_op) j[op] = impl;
+  return j;
+}
+
 json to_json(const TrainConfig& c) {
   return json{{"steps", c.steps},
               {"tokens", c.tokens},
@@ -71,7 +78,8 @@ json to_json(const TrainConfig& c) {
               {"log_every", c.log_every},
               {"device", c.device},
               {"dtype", c.dtype},
-              {"threads", c.threads}};
+              {"threads", c.threads},
+              {"ops", to_json(c.ops)}};
 }
 
 json to_json(const DataConfig& c) {
@@ -108,6 +116,36 @@ void one_of(JsonReader& r, const char* key, const std::string& v,
     list += (list.empty() ? "" : ", ") + std::string(a);
   }
   r.problem(key, "must be one of " + list + ", got \"" + v + "\".");
+}
+
+// train.ops: a name, or an object of op name -> name. Which ops and implementations exist is
+// known only to a build with the ops (core/models/op_choice.h checks that before a run).
+void read_ops(JsonReader& r, OpsConfig& c) {
+  const json* v = r.section("ops");
+  if (!v) return;
+  const char* form =
+      "must be an implementation name (\"auto\", \"reference\", \"cuda\", ...) or an object "
+      "naming one per op, e.g. {\"selective_scan\": \"cuda\"}";
+  if (v->is_string()) {
+    c.all = v->get<std::string>();
+    c.per_op.clear();
+    if (c.all.empty()) r.problem("ops", std::string(form) + ", got \"\".");
+    return;
+  }
+  if (!v->is_object()) {
+    r.problem("ops", std::string(form) + ", got " + v->dump() + ".");
+    return;
+  }
+  c.all = "auto";
+  c.per_op.clear();
+  for (auto it = v->begin(); it != v->end(); ++it) {
+    if (!it.value().is_string() || it.value().get<std::string>().empty()) {
+      r.problem("ops." + it.key(),
+                "must be an implementation name, got " + it.value().dump() + ".");
+      continue;
+    }
+    c.per_op[it.key()] = it.value().get<std::string>();
+  }
 }
 
 }  // namespace
@@ -210,6 +248,7 @@ void read_train(const json& j, const std::string& path, TrainConfig& c,
   r.read("device", c.device);
   r.read("dtype", c.dtype);
   r.read("threads", c.threads);
+  read_ops(r, c.ops);
   r.reject_unknown_keys();
 
   positive(r, "batch_size", c.batch_size);

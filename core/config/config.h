@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -62,6 +63,19 @@ struct ModelConfig {
   std::string resolved_pattern() const;
 };
 
+/// Which implementation each op of the model uses (`train.ops`): in JSON either one name for
+/// every op ("auto", "reference", or an implementation such as "cuda") or an object naming one
+/// per op ({"selective_scan": "cuda"}; ops it leaves out use "auto"). "auto" takes the fastest
+/// implementation that supports the call and falls back to the reference.
+struct OpsConfig {
+  std::string all = "auto";
+  std::map<std::string, std::string> per_op;  ///< op name -> implementation name
+  const std::string& for_op(const std::string& op) const {
+    auto it = per_op.find(op);
+    return it == per_op.end() ? all : it->second;
+  }
+};
+
 /// How a model is trained.
 struct TrainConfig {
   int64_t steps = 200;  ///< optimizer steps; or set `tokens` and leave steps 0
@@ -87,6 +101,7 @@ struct TrainConfig {
   std::string device = "cpu";  ///< cpu | cuda | cuda:N
   std::string dtype = "bf16";  ///< autocast dtype on CUDA: bf16 | fp32 (CPU always fp32)
   int threads = 0;             ///< CPU threads; 0 = all cores
+  OpsConfig ops;               ///< op implementations (see OpsConfig)
 
   int64_t resolved_steps() const;
   int64_t tokens_per_step() const { return int64_t(batch_size) * seq_len * grad_accum; }
@@ -113,6 +128,7 @@ struct RunConfig {
 };
 
 nlohmann::json to_json(const ModelConfig& c);
+nlohmann::json to_json(const OpsConfig& c);
 nlohmann::json to_json(const TrainConfig& c);
 nlohmann::json to_json(const DataConfig& c);
 nlohmann::json to_json(const RunConfig& c);

@@ -19,7 +19,9 @@ SwitchMoeOptions moe_options(const ModelConfig& c, int64_t d_in, int64_t d_out) 
       .aux_loss_weight(c.aux_loss_weight);
 }
 
-MambaLayerOptions mamba_options(const ModelConfig& c, const LayerSpec& s) {
+}  // namespace
+
+MambaLayerOptions mamba_layer_options(const ModelConfig& c, const LayerSpec& s) {
   return MambaLayerOptions(c.d_model)
       .d_state(c.d_state)
       .d_conv(c.d_conv)
@@ -33,8 +35,6 @@ MambaLayerOptions mamba_options(const ModelConfig& c, const LayerSpec& s) {
       .out_moe(s.out_moe)
       .moe(moe_options(c, c.d_model, c.d_model));
 }
-
-}  // namespace
 
 ParallelMambaMoeImpl::ParallelMambaMoeImpl(std::shared_ptr<MixerImpl> mamba_layer,
                                            SwitchMoe moe_layer)
@@ -75,10 +75,10 @@ std::shared_ptr<MixerImpl> make_mixer(const LayerSpec& s, const ModelConfig& c) 
     case LayerKind::kMoe:
       return std::make_shared<SwitchMoeImpl>(moe_options(c, c.d_model, c.d_model));
     case LayerKind::kMamba:
-      return std::make_shared<MambaLayerImpl>(mamba_options(c, s));
+      return std::make_shared<MambaLayerImpl>(mamba_layer_options(c, s));
     case LayerKind::kParallelMambaMoe:
       return std::make_shared<ParallelMambaMoeImpl>(
-          std::make_shared<MambaLayerImpl>(mamba_options(c, s)),
+          std::make_shared<MambaLayerImpl>(mamba_layer_options(c, s)),
           SwitchMoe(moe_options(c, c.d_model, c.d_model)));
   }
   throw UserError("Layer token '" + s.token + "' has no implementation.",

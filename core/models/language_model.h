@@ -44,6 +44,10 @@ class ResidualBlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(ResidualBlock);
 
+struct MambaLayerOptions;
+/// The options of the Mamba layer that `spec` (a Mamba or parallel Mamba+MoE layer) builds.
+MambaLayerOptions mamba_layer_options(const ModelConfig& config, const LayerSpec& spec);
+
 /// The mixer for one layer of the pattern.
 std::shared_ptr<MixerImpl> make_mixer(const LayerSpec& spec, const ModelConfig& config);
 

@@ -4,15 +4,18 @@
 #include <cmath>
 
 #include "core/ops/precision.h"
-#include "core/ops/selective_scan.h"
 #include "core/ops/torch_compat.h"
 
 namespace mmlab {
 
 namespace nn = torch::nn;
-namespace I = torch::indexing;
 
 namespace {
+
+/// (C, B*L) rows -> (B, C, L) with L contiguous, no copy (channel stride B*L, batch stride L).
+torch::Tensor channel_major(const torch::Tensor& rows, int64_t B) {
+  return rows.view({rows.size(0), B, rows.size(1) / B}).permute({1, 0, 2});
+}
 
 SwitchMoe make_moe(const SwitchMoeOptions& base, int64_t d_in, int64_t d_out) {
   SwitchMoeOptions o = base;
@@ -74,75 +77,144 @@ void MambaLayerImpl::reset_parameters() {
   D.fill_(1.0);
 }
 
-torch::Tensor MambaLayerImpl::causal_depthwise_conv(const torch::Tensor& x) {
-  // K shifted multiply-adds instead of Conv1d(groups=Di): LibTorch's CPU grouped convolution
-  // falls back to a per-group im2col that made a whole training step ~50x slower.
-  const int64_t L = x.size(1), K = options.d_conv();
-  auto w = conv1d->weight.squeeze(1).t().to(x.scalar_type());                 // (K, Di)
-  auto padded = torch::constant_pad_nd(x, {0, 0, K - 1, 0});                  // (B, L+K-1, Di)
-  auto y = conv1d->bias.to(x.scalar_type()) + padded.narrow(1, 0, L) * w[0];  // (B, L, Di)
-  for (int64_t k = 1; k < K; ++k) y = y + padded.narrow(1, k, L) * w[k];
-  return y;
+std::pair<torch::Tensor, torch::Tensor> MambaLayerImpl::project_in_channel_major(
+    const torch::Tensor& h) {
+  const int64_t B = h.size(0), Di = options.d_inner();
+  auto tokens = h.reshape({B * h.size(1), h.size(2)});  // (B*L, D)
+  auto project = [&](const nn::Linear& proj) {
+    return channel_major(torch::mm(proj->weight, tokens.t()), B);  // (B, C, L)
+  };
+  // Training capacity limits apply (decode routes without them).
+  auto route = [&](SwitchMoe& moe) {
+    return moe->route(h, true).transpose(1, 2).contiguous();  // (B, Di, L)
+  };
+  if (in_proj) {
+    auto xz = project(in_proj);  // (B, 2Di, L)
+    return {xz.narrow(1, 0, Di), xz.narrow(1, Di, Di)};
+  }
+  auto x = conv_proj_moe ? route(conv_proj_moe) : project(conv_proj);
+  auto z = gate_proj_moe ? route(gate_proj_moe) : project(gate_proj);
+  return {x, z};
 }
 
-std::pair<torch::Tensor, torch::Tensor> MambaLayerImpl::project_in(const torch::Tensor& h,
-                                                                   bool limit_capacity) {
+std::pair<torch::Tensor, torch::Tensor> MambaLayerImpl::project_in_token_major(
+    const torch::Tensor& h) {
   if (in_proj) {
     auto xz = in_proj(h).chunk(2, -1);  // 2 x (B, L, Di)
     return {xz[0], xz[1]};
   }
-  auto x = conv_proj_moe ? conv_proj_moe->route(h, limit_capacity) : conv_proj(h);
-  auto z = gate_proj_moe ? gate_proj_moe->route(h, limit_capacity) : gate_proj(h);
+  auto x = conv_proj_moe ? conv_proj_moe->route(h, false) : conv_proj(h);
+  auto z = gate_proj_moe ? gate_proj_moe->route(h, false) : gate_proj(h);
   return {x, z};
 }
 
 torch::Tensor MambaLayerImpl::project_out(const torch::Tensor& y, bool limit_capacity) {
-  return out_proj_moe ? out_proj_moe->route(y, limit_capacity) : out_proj(y);
-}
-
-std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> MambaLayerImpl::ssm_params(
-    const torch::Tensor& u) {
-  const int64_t N = options.d_state(), R = options.resolved_dt_rank();
-  auto x_dbl = x_proj(u);  // (B, L, R + 2N)
-  auto parts = x_dbl.split_with_sizes({R, N, N}, -1);
-  auto delta = torch::softplus(at_least_fp32(dt_proj(parts[0])));  // (B, L, Di)
-  return {delta, parts[1], parts[2]};
+  if (out_proj_moe) return out_proj_moe->route(y, limit_capacity);
+  const int64_t B = y.size(0), L = y.size(1);
+  return out_proj(y.reshape({B * L, y.size(2)})).view({B, L, -1});  // (B, L, D)
 }
 
 torch::Tensor MambaLayerImpl::forward(const torch::Tensor& h) {
-  auto [x, z] = project_in(h, true);               // (B, L, Di) each
-  auto u = torch::silu(causal_depthwise_conv(x));  // (B, L, Di)
-  auto [delta, Bm, Cm] = ssm_params(u);
-  auto A = -torch::exp(at_least_fp32(A_log));         // (Di, N)
-  auto y = selective_scan(u, delta, A, Bm, Cm, D).y;  // (B, L, Di) fp32
-  y = y.to(z.scalar_type()) * torch::silu(z);
-  return project_out(y, true);  // (B, L, D)
+  const int64_t B = h.size(0), L = h.size(1), Di = options.d_inner(), N = options.d_state(),
+                R = options.resolved_dt_rank();
+  auto [x, z] = project_in_channel_major(h);  // (B, Di, L) each
+
+  ops::CausalConv1dArgs conv;
+  conv.x = x;
+  conv.weight = conv1d->weight.squeeze(1);  // (Di, K)
+  conv.bias = conv1d->bias;
+  conv.silu = true;
+  auto u = ops::causal_conv1d(conv);  // (B, Di, L)
+
+  auto x_dbl = x_proj(u.transpose(1, 2).reshape({B * L, Di}));  // (B*L, R+2N)
+  ops::SelectiveScanArgs scan;
+  scan.u = u;
+  scan.delta = channel_major(torch::mm(dt_proj->weight, x_dbl.narrow(1, 0, R).t()), B);
+  scan.A = -torch::exp(at_least_fp32(A_log));                             // (Di, N)
+  scan.B = channel_major(x_dbl.narrow(1, R, N).t(), B).contiguous();      // (B, N, L)
+  scan.C = channel_major(x_dbl.narrow(1, R + N, N).t(), B).contiguous();  // (B, N, L)
+  scan.D = D;
+  scan.z = z;
+  scan.delta_bias = dt_proj->bias;
+  scan.delta_softplus = true;
+  auto y = ops::selective_scan(scan).y;         // (B, Di, L)
+  return project_out(y.transpose(1, 2), true);  // (B, L, D)
+}
+
+MambaForwardOpArgs MambaLayerImpl::forward_op_args(const MambaLayerOptions& o, int64_t B, int64_t L,
+                                                   torch::ScalarType act, bool needs_grad) {
+  const int64_t Di = o.d_inner(), N = o.d_state(), K = o.d_conv();
+  const auto meta = torch::TensorOptions().device(torch::kMeta);
+  const auto a = meta.dtype(act), p = meta.dtype(torch::kFloat);
+  // The layouts forward() produces: projections through channel_major(), MoE outputs and op
+  // outputs contiguous.
+  auto projected = [&](int64_t C) { return channel_major(torch::empty({C, B * L}, a), B); };
+  auto inner_in = [&](bool moe) { return moe ? torch::empty({B, Di, L}, a) : projected(Di); };
+  MambaForwardOpArgs args;
+  torch::Tensor x, z;
+  if (!o.conv_moe() && !o.gate_moe()) {
+    auto xz = projected(2 * Di);
+    x = xz.narrow(1, 0, Di);
+    z = xz.narrow(1, Di, Di);
+  } else {
+    x = inner_in(o.conv_moe());
+    z = inner_in(o.gate_moe());
+  }
+  args.conv.x = x;
+  args.conv.weight = torch::empty({Di, 1, K}, p).squeeze(1);
+  args.conv.bias = torch::empty({Di}, p);
+  args.conv.silu = true;
+  args.conv.needs_grad = needs_grad;
+
+  args.scan.u = torch::empty({B, Di, L}, a);
+  args.scan.delta = projected(Di);
+  args.scan.A = torch::empty({Di, N}, p);
+  args.scan.B = torch::empty({B, N, L}, a);
+  args.scan.C = torch::empty({B, N, L}, a);
+  args.scan.D = torch::empty({Di}, p);
+  args.scan.z = z;
+  args.scan.delta_bias = torch::empty({Di}, p);
+  args.scan.delta_softplus = true;
+  args.scan.needs_grad = needs_grad;
+  return args;
 }
 
 torch::Tensor MambaLayerImpl::decode(const torch::Tensor& h, LayerCache& cache) {
-  const int64_t B = h.size(0), L = h.size(1), Di = options.d_inner(), K = options.d_conv();
+  const int64_t B = h.size(0), L = h.size(1), Di = options.d_inner(), N = options.d_state(),
+                R = options.resolved_dt_rank();
+  auto [x, z] = project_in_token_major(h);  // (B, L, Di) each
   if (!cache.conv_state.defined()) {
-    cache.conv_state = torch::zeros({B, Di, K}, h.options());
-    cache.ssm_state = torch::zeros({B, Di, options.d_state()}, at_least_fp32(h).options());
+    cache.conv_state = torch::zeros({B, Di, options.d_conv()}, x.options());
+    cache.ssm_state = torch::zeros({B, Di, N}, at_least_fp32(x).options());
   }
-  auto [x, z] = project_in(h, false);          // (B, L, Di)
-  auto w = conv1d->weight.squeeze(1);          // (Di, K)
   auto A = -torch::exp(at_least_fp32(A_log));  // (Di, N)
   std::vector<torch::Tensor> outs;
   for (int64_t t = 0; t < L; ++t) {
     // O(1) state per token: shift the conv window, then one recurrence step.
-    cache.conv_state = torch::cat({cache.conv_state.index({I::Slice(), I::Slice(), I::Slice(1, K)}),
-                                   x.select(1, t).unsqueeze(-1)},
-                                  -1);                                                 // (B, Di, K)
-    auto u = torch::silu((cache.conv_state * w).sum(-1) + conv1d->bias).unsqueeze(1);  // (B, 1, Di)
-    auto [delta, Bm, Cm] = ssm_params(u);
-    auto r = selective_scan_sequential(u, delta, A, Bm, Cm, D, cache.ssm_state);
-    cache.ssm_state = r.h_last;
-    outs.push_back(r.y.to(z.scalar_type()) *
-                   torch::silu(z.index({I::Slice(), I::Slice(t, t + 1)})));
+    ops::CausalConv1dUpdateArgs conv;
+    conv.conv_state = cache.conv_state;
+    conv.x = x.select(1, t);                  // (B, Di)
+    conv.weight = conv1d->weight.squeeze(1);  // (Di, K)
+    conv.bias = conv1d->bias;
+    conv.silu = true;
+    auto u = ops::causal_conv1d_update(conv);  // (B, Di)
+
+    auto x_dbl = x_proj(u);  // (B, R+2N)
+    ops::SelectiveStateUpdateArgs step;
+    step.state = cache.ssm_state;
+    step.x = u;
+    step.dt = torch::mm(x_dbl.narrow(1, 0, R), dt_proj->weight.t());  // (B, Di)
+    step.A = A;
+    step.B = x_dbl.narrow(1, R, N);      // (B, N)
+    step.C = x_dbl.narrow(1, R + N, N);  // (B, N)
+    step.D = D;
+    step.z = z.select(1, t);  // (B, Di)
+    step.dt_bias = dt_proj->bias;
+    step.dt_softplus = true;
+    outs.push_back(ops::selective_state_update(step));  // (B, Di)
   }
   cache.position += L;
-  return project_out(torch::cat(outs, 1), false);  // (B, L, D)
+  return project_out(torch::stack(outs, 1), false);  // (B, L, D)
 }
 
 void MambaLayerImpl::collect_moe(std::vector<SwitchMoeImpl*>& out) {

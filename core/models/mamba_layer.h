@@ -12,12 +12,17 @@
 //   out_proj (D, Di)
 // Inner-MoE variants replace in_proj by conv_proj/gate_proj (each a Linear or a Switch MoE
 // D -> Di) and/or out_proj by a Switch MoE Di -> D.
+//
+// The layer calls only ops (core/ops/mamba_ops.h), in their channel-major layout (B, Di, L) with
+// L contiguous: in_proj is computed as W_in @ h^T straight into (2Di, B*L), so x and z are channel
+// slices of it without a copy, and delta = W_dt @ x_dbl^T lands in (Di, B*L) the same way.
 #pragma once
 
 #include <torch/torch.h>
 
 #include "core/models/mixer.h"
 #include "core/models/switch_moe.h"
+#include "core/ops/mamba_ops.h"
 
 namespace mmlab {
 
@@ -48,6 +53,13 @@ struct MambaLayerOptions {
   TORCH_ARG(SwitchMoeOptions, moe) = SwitchMoeOptions(0, 0, 0, 1);
 };
 
+/// The arguments of the ops one forward() of a layer passes, as meta tensors in the layouts
+/// forward() makes them: a run checks its implementation choice against these before it starts.
+struct MambaForwardOpArgs {
+  ops::CausalConv1dArgs conv;
+  ops::SelectiveScanArgs scan;
+};
+
 class MambaLayerImpl : public MixerImpl {
  public:
   explicit MambaLayerImpl(const MambaLayerOptions& options);
@@ -56,6 +68,11 @@ class MambaLayerImpl : public MixerImpl {
   torch::Tensor forward(const torch::Tensor& x) override;
   torch::Tensor decode(const torch::Tensor& x, LayerCache& cache) override;
   void collect_moe(std::vector<SwitchMoeImpl*>& out) override;
+
+  /// What forward() passes its ops for a (B, L) batch whose activations (projection outputs)
+  /// are `act` (bf16 under autocast) and parameters fp32.
+  static MambaForwardOpArgs forward_op_args(const MambaLayerOptions& options, int64_t B, int64_t L,
+                                            torch::ScalarType act, bool needs_grad);
 
   MambaLayerOptions options;
   torch::nn::Linear in_proj{nullptr};    // (2Di, D), absent when an input projection is a MoE
@@ -72,13 +89,12 @@ class MambaLayerImpl : public MixerImpl {
   SwitchMoe out_proj_moe{nullptr};  // registered as "out_proj"
 
  private:
-  /// (B, L, D) -> x (B, L, Di), z (B, L, Di)
-  std::pair<torch::Tensor, torch::Tensor> project_in(const torch::Tensor& h, bool limit_capacity);
+  /// (B, L, D) -> x (B, Di, L), z (B, Di, L), L contiguous (forward)
+  std::pair<torch::Tensor, torch::Tensor> project_in_channel_major(const torch::Tensor& h);
+  /// (B, L, D) -> x (B, L, Di), z (B, L, Di) (decode: one token's channels contiguous)
+  std::pair<torch::Tensor, torch::Tensor> project_in_token_major(const torch::Tensor& h);
+  /// (B, L, Di) -> (B, L, D)
   torch::Tensor project_out(const torch::Tensor& y, bool limit_capacity);
-  /// (B, L, Di) -> (B, L, Di): conv1d with left padding K-1, without the module's slow CPU path.
-  torch::Tensor causal_depthwise_conv(const torch::Tensor& x);
-  /// (B, L, Di) after conv+SiLU -> delta (B, L, Di) fp32, Bm (B, L, N), Cm (B, L, N)
-  std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> ssm_params(const torch::Tensor& u);
 };
 TORCH_MODULE(MambaLayer);
 

@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -59,6 +60,8 @@ class ScopedOpsChoice {
 /// most recent call in this process (only ops that were called).
 std::map<std::string, std::string> used_implementations();
 void note_used(const std::string& op, const std::string& impl);
+/// Forgets what used_implementations() reports (before a measurement of one choice).
+void clear_used_implementations();
 /// Logs `line` to stderr once per process (the fallback notes of `auto`).
 void note_once(const std::string& line);
 
@@ -109,6 +112,14 @@ class Registry {
     return false;
   }
 
+  /// The implementation called `name`, if there is one.
+  std::optional<Impl> find(const std::string& name) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& i : impls_)
+      if (i.name == name) return i;
+    return std::nullopt;
+  }
+
   /// Why `name` cannot run `args` on `device` ("" if it can); for validation before a run.
   std::string why_not(const std::string& name, torch::DeviceType device, const Args& args) const {
     std::lock_guard<std::mutex> lock(mu_);
@@ -133,8 +144,9 @@ class Registry {
                               ? "it runs on " + c10::DeviceTypeName(i.device, true) + " only"
                               : i.why_not(args);
         if (!why.empty()) {
-          throw UserError("Op '" + op_ + "' cannot use implementation '" + choice + "': " + why + ".",
-                          "Set train.ops to \"auto\" or \"reference\" for this run.");
+          throw UserError(
+              "Op '" + op_ + "' cannot use implementation '" + choice + "': " + why + ".",
+              "Set train.ops to \"auto\" or \"reference\" for this run.");
         }
         return i;
       }
@@ -150,7 +162,8 @@ class Registry {
       if (fallback_reason.empty()) fallback_reason = it->name + ": " + why;
     }
     if (!fallback_reason.empty()) {
-      note_once("mmlab: op " + op_ + " uses its reference implementation (" + fallback_reason + ")");
+      note_once("mmlab: op " + op_ + " uses its reference implementation (" + fallback_reason +
+                ")");
     }
     return impls_.front();
   }

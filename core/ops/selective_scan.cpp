@@ -1,12 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "core/ops/selective_scan.h"
 
-#include <map>
-#include <mutex>
-
 #include "core/ops/precision.h"
 #include "core/ops/torch_compat.h"
-#include "core/util/error.h"
 
 namespace mmlab {
 
@@ -20,7 +16,7 @@ struct Fp32Inputs {
 Fp32Inputs to_fp32(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A,
                    const torch::Tensor& Bm, const torch::Tensor& Cm, const torch::Tensor& D) {
   return {at_least_fp32(u),  at_least_fp32(delta), at_least_fp32(A),
-          at_least_fp32(Bm), at_least_fp32(Cm),    at_least_fp32(D)};
+          at_least_fp32(Bm), at_least_fp32(Cm),    D.defined() ? at_least_fp32(D) : D};
 }
 
 torch::Tensor initial_state(const torch::Tensor& h0, const Fp32Inputs& in) {
@@ -49,7 +45,8 @@ ScanResult selective_scan_sequential(const torch::Tensor& u_in, const torch::Ten
     h = dA_t[t] * h + dBu_t[t];
     ys.push_back(torch::matmul(h, C_t[t].unsqueeze(-1)).squeeze(-1));  // (B, Di)
   }
-  auto y = torch::stack(ys, 1) + in.u * in.D;  // (B, L, Di)
+  auto y = torch::stack(ys, 1);  // (B, L, Di)
+  if (in.D.defined()) y = y + in.u * in.D;
   return {y, h};
 }
 
@@ -83,97 +80,9 @@ ScanResult selective_scan_chunked(const torch::Tensor& u_in, const torch::Tensor
     ys.push_back(torch::matmul(hs, Cm.unsqueeze(-1)).squeeze(-1));               // (B, T, Di)
     h = hs.select(1, T - 1);
   }
-  auto y = torch::cat(ys, 1) + in.u * in.D;  // (B, L, Di)
+  auto y = torch::cat(ys, 1);  // (B, L, Di)
+  if (in.D.defined()) y = y + in.u * in.D;
   return {y, h};
-}
-
-namespace {
-
-struct ScanImpl {
-  torch::DeviceType device;
-  ScanFn fn;
-};
-
-struct ScanTable {
-  std::mutex mu;
-  std::map<std::string, ScanImpl> impls;
-  std::string chosen = "auto";
-};
-
-ScanTable& table() {
-  static ScanTable* t = [] {
-    auto* t = new ScanTable;
-    auto seq = [](const torch::Tensor& u, const torch::Tensor& d, const torch::Tensor& A,
-                  const torch::Tensor& B, const torch::Tensor& C, const torch::Tensor& D,
-                  const torch::Tensor& h0) {
-      return selective_scan_sequential(u, d, A, B, C, D, h0);
-    };
-    auto chunked = [](const torch::Tensor& u, const torch::Tensor& d, const torch::Tensor& A,
-                      const torch::Tensor& B, const torch::Tensor& C, const torch::Tensor& D,
-                      const torch::Tensor& h0) {
-      return selective_scan_chunked(u, d, A, B, C, D, h0);
-    };
-    // The references run on any device; kCPU here means "no device restriction".
-    t->impls["sequential"] = {torch::kCPU, seq};
-    t->impls["chunked"] = {torch::kCPU, chunked};
-    return t;
-  }();
-  return *t;
-}
-
-}  // namespace
-
-void register_scan_impl(const std::string& name, torch::DeviceType device, ScanFn fn) {
-  ScanTable& t = table();
-  std::lock_guard<std::mutex> lock(t.mu);
-  t.impls[name] = {device, std::move(fn)};
-}
-
-std::vector<std::string> scan_impl_names() {
-  ScanTable& t = table();
-  std::lock_guard<std::mutex> lock(t.mu);
-  std::vector<std::string> names;
-  for (const auto& [name, impl] : t.impls) names.push_back(name);
-  return names;
-}
-
-void set_scan_impl(const std::string& name) {
-  ScanTable& t = table();
-  std::lock_guard<std::mutex> lock(t.mu);
-  if (name != "auto" && !t.impls.count(name)) {
-    std::string list = "auto";
-    for (const auto& [n, impl] : t.impls) list += ", " + n;
-    throw UserError("Unknown selective-scan implementation '" + name + "'.",
-                    "Choose one of: " + list + ".");
-  }
-  t.chosen = name;
-}
-
-std::string scan_impl() {
-  ScanTable& t = table();
-  std::lock_guard<std::mutex> lock(t.mu);
-  return t.chosen;
-}
-
-ScanResult selective_scan(const torch::Tensor& u, const torch::Tensor& delta,
-                          const torch::Tensor& A, const torch::Tensor& Bm, const torch::Tensor& Cm,
-                          const torch::Tensor& D, const torch::Tensor& h0) {
-  ScanFn fn;
-  {
-    ScanTable& t = table();
-    std::lock_guard<std::mutex> lock(t.mu);
-    if (t.chosen != "auto") {
-      fn = t.impls.at(t.chosen).fn;
-    } else {
-      for (const auto& [name, impl] : t.impls) {
-        if (impl.device != torch::kCPU && impl.device == u.device().type()) fn = impl.fn;
-      }
-      // The sequential reference is the faster one with autograd (measured by `mmlab bench
-      // --scan`): the chunked form's (B, T, T, Di, N) decay tensor costs more than the loop saves.
-      if (!fn) fn = t.impls.at("sequential").fn;
-    }
-  }
-  return fn(u, delta, A, Bm, Cm, D, h0);
 }
 
 }  // namespace mmlab

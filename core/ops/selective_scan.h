@@ -8,19 +8,17 @@
 //   A     (Di, N)      negative real (A = -exp(A_log))
 //   Bm    (B, L, N)    input projection
 //   Cm    (B, L, N)    output projection
-//   D     (Di)         skip
+//   D     (Di)         skip; may be undefined (no skip)
 //   h0    (B, Di, N)   optional initial state
 // Returns y (B, L, Di) and the final state h_L (B, Di, N).
 //
 // Two reference implementations in plain tensor ops (sequential, and chunked: parallel inside
-// chunks), and an op table so kernels/ can register a fused CUDA implementation; the model calls
-// selective_scan(), the one call site that picks the implementation.
+// chunks), tested against each other. The model does not call them: it calls the selective_scan
+// op (core/ops/mamba_ops.h), whose reference twin runs the sequential form: with autograd it is
+// the faster of the two, the chunked form's (B, T, T, Di, N) decay costs more than the loop saves.
 #pragma once
 
 #include <torch/torch.h>
-
-#include <functional>
-#include <string>
 
 namespace mmlab {
 
@@ -41,25 +39,5 @@ ScanResult selective_scan_chunked(const torch::Tensor& u, const torch::Tensor& d
                                   const torch::Tensor& A, const torch::Tensor& Bm,
                                   const torch::Tensor& Cm, const torch::Tensor& D,
                                   const torch::Tensor& h0 = {}, int64_t chunk = 16);
-
-using ScanFn = std::function<ScanResult(const torch::Tensor& u, const torch::Tensor& delta,
-                                        const torch::Tensor& A, const torch::Tensor& Bm,
-                                        const torch::Tensor& Cm, const torch::Tensor& D,
-                                        const torch::Tensor& h0)>;
-
-/// The op table: implementations by name ("sequential", "chunked", and whatever kernels/ adds,
-/// e.g. "cuda"), each with the device type it runs on.
-void register_scan_impl(const std::string& name, torch::DeviceType device, ScanFn fn);
-std::vector<std::string> scan_impl_names();
-
-/// Chooses the implementation for every later call: "auto" (a registered kernel for the tensors'
-/// device if any, else the sequential reference), or a name from scan_impl_names().
-void set_scan_impl(const std::string& name);
-std::string scan_impl();
-
-/// The one call site models use.
-ScanResult selective_scan(const torch::Tensor& u, const torch::Tensor& delta,
-                          const torch::Tensor& A, const torch::Tensor& Bm, const torch::Tensor& Cm,
-                          const torch::Tensor& D, const torch::Tensor& h0 = {});
 
 }  // namespace mmlab

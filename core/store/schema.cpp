@@ -125,6 +125,11 @@ ALTER TABLE runs ADD COLUMN uuid TEXT;
 UPDATE runs SET uuid = lower(hex(randomblob(16))) WHERE uuid IS NULL;
 CREATE UNIQUE INDEX runs_by_uuid ON runs (uuid);
 )sql",
+      // 2 -> 3: the op implementations a run's steps actually used (train.ops resolved), as a
+      // JSON object op -> implementation; '' until its first step.
+      R"sql(
+ALTER TABLE runs ADD COLUMN ops_used TEXT NOT NULL DEFAULT '';
+)sql",
   };
   return migrations;
 }

@@ -133,7 +133,7 @@ SELECT r.id, r.uuid, r.experiment_id, e.name, r.name, r.status, r.family, r.conf
        r.started_at, r.ended_at, r.heartbeat_at, r.error_text,
        (SELECT group_concat(t.tag, char(31)) FROM tags t WHERE t.run_id = r.id),
        ls.last, vl.min, vl.step_at_min, tp.last,
-       coalesce(r.ended_at, r.heartbeat_at) - r.started_at
+       coalesce(r.ended_at, r.heartbeat_at) - r.started_at, r.ops_used
 FROM runs r
 JOIN experiments e ON e.id = r.experiment_id
 LEFT JOIN run_summaries ls ON ls.run_id = r.id
@@ -186,6 +186,7 @@ RunRow read_run(const Statement& s) {
   r.best_val_step = s.column_opt_int64(29);
   r.tokens_per_s = s.column_opt_double(30);
   r.duration_s = s.column_opt_double(31);
+  r.ops_used = s.column_text(32);
   return r;
 }
 
@@ -360,6 +361,11 @@ void ResultsStore::set_status(int64_t run_id, RunStatus status, const std::strin
   db_.cached("UPDATE runs SET status = ?2, error_text = ?3, ended_at = ?4 WHERE id = ?1")
       .bind_all(run_id, to_string(status), keeps_error ? error_text : std::string(), ended)
       .run();
+  if (db_.changes() == 0) require_run(run_id);
+}
+
+void ResultsStore::set_ops_used(int64_t run_id, const std::string& ops_used_json) {
+  db_.cached("UPDATE runs SET ops_used = ?2 WHERE id = ?1").bind_all(run_id, ops_used_json).run();
   if (db_.changes() == 0) require_run(run_id);
 }
 
@@ -817,11 +823,12 @@ ImportResult ResultsStore::import_runs_from(const fs::path& other) {
     Statement add_run = db_.prepare(R"sql(
 INSERT INTO main.runs (experiment_id, uuid, name, status, family, config_json, seed, host, pid,
   device, git_rev, torch_version, cuda_version, params_total, params_active, params_nonembed,
-  total_steps, step, tokens, created_at, started_at, ended_at, heartbeat_at, error_text)
+  total_steps, step, tokens, created_at, started_at, ended_at, heartbeat_at, error_text,
+  ops_used)
 SELECT me.id, r.uuid, r.name, r.status, r.family, r.config_json, r.seed, r.host, r.pid,
   r.device, r.git_rev, r.torch_version, r.cuda_version, r.params_total, r.params_active,
   r.params_nonembed, r.total_steps, r.step, r.tokens, r.created_at, r.started_at, r.ended_at,
-  r.heartbeat_at, r.error_text
+  r.heartbeat_at, r.error_text, r.ops_used
 FROM src.runs r JOIN src.experiments e ON e.id = r.experiment_id
 JOIN main.experiments me ON me.name = e.name WHERE r.id = ?1)sql");
     // ?1 = the new run id, ?2 = the run id in src; metric ids are remapped by name.

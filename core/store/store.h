@@ -125,6 +125,8 @@ struct RunRow {
   std::optional<double> ended_at;
   std::optional<double> heartbeat_at;
   std::string error_text;
+  /// JSON object op -> implementation the run's steps used ("" before its first step)
+  std::string ops_used;
   std::vector<std::string> tags;  ///< sorted
 
   std::optional<double> final_loss_smooth;  ///< last value of loss_smooth
@@ -232,6 +234,8 @@ class ResultsStore {
   void set_status(int64_t run_id, RunStatus status, const std::string& error_text = "");
   /// Records progress and that the process is alive.
   void heartbeat(int64_t run_id, int64_t step, int64_t tokens);
+  /// Records the op implementations the run uses (RunRow::ops_used).
+  void set_ops_used(int64_t run_id, const std::string& ops_used_json);
 
   // --- metric points -------------------------------------------------------------------------
   /// Writes `points` in one transaction: metric names are mapped to ids (cached), a repeated

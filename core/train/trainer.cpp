@@ -15,6 +15,7 @@
 #include "core/data/corpus.h"
 #include "core/data/sampler.h"
 #include "core/models/language_model.h"
+#include "core/models/op_choice.h"
 #include "core/ops/torch_compat.h"
 #include "core/store/store.h"
 #include "core/train/checkpoint.h"
@@ -128,6 +129,7 @@ class TrainingSession {
 
  private:
   void prepare() {
+    check_ops_choice(config_);
     set_cpu_threads(config_.train.threads);
     device_ = resolve_device(config_.train.device);
     log("info", "Preparing data (" + config_.data.source + ", " + config_.data.tokenizer + ")");
@@ -204,6 +206,9 @@ class TrainingSession {
 
   TrainResult train_loop() {
     const TrainConfig& t = config_.train;
+    ops::ScopedOpsChoice ops_scope(ops_choice_of(t.ops));
+    ops::clear_used_implementations();  // a previous run of this process used other ops
+    bool ops_recorded = false;
     torch::manual_seed(static_cast<uint64_t>(config_.seed));
     model_ = LanguageModel(config_.model);
     model_->to(device_);
@@ -307,6 +312,10 @@ class TrainingSession {
 
       state_.step = step;
       state_.tokens += t.tokens_per_step();
+      if (!ops_recorded) {
+        record_ops_used();
+        ops_recorded = true;
+      }
       const double step_time = since(step_start);
       state_.wall = wall0 + since(session_start);
       const double smooth = ema.update(loss);
@@ -361,6 +370,13 @@ class TrainingSession {
     r.final_loss_smooth = ema.value();
     r.final_val_loss = last_val_loss_;
     return r;
+  }
+
+  // What train.ops resolved to on this run's shapes, from the first step's calls.
+  void record_ops_used() {
+    const auto used = ops::used_implementations();
+    store_->set_ops_used(run_id_, nlohmann::json(used).dump());
+    if (!used.empty()) log("info", "Ops: " + describe_ops(used));
   }
 
   void record(const nlohmann::json& metrics) {

@@ -111,6 +111,51 @@ TEST(RunConfig, RoundTripsThroughJson) {
   EXPECT_EQ(back.train.resolved_steps(), (1 << 20) / c.train.tokens_per_step());
 }
 
+TEST(RunConfig, OpsIsANameOrAnObjectPerOpAndRoundTrips) {
+  json j = json::parse(R"({"name": "e", "runs": [
+    {"name": "default"},
+    {"name": "all", "train": {"ops": "reference"}},
+    {"name": "per-op", "train": {"ops": {"selective_scan": "cuda", "causal_conv1d": "reference"}}}]})");
+  Experiment ex = parse_experiment(j, "test");
+  ASSERT_EQ(ex.runs.size(), 3u);
+  EXPECT_EQ(ex.runs[0].train.ops.all, "auto");
+  EXPECT_TRUE(ex.runs[0].train.ops.per_op.empty());
+  EXPECT_EQ(ex.runs[1].train.ops.for_op("selective_scan"), "reference");
+  EXPECT_EQ(ex.runs[2].train.ops.for_op("selective_scan"), "cuda");
+  EXPECT_EQ(ex.runs[2].train.ops.for_op("causal_conv1d"), "reference");
+  EXPECT_EQ(ex.runs[2].train.ops.for_op("selective_state_update"), "auto");
+  EXPECT_EQ(to_json(ex.runs[1].train)["ops"], "reference");
+  for (const RunConfig& r : ex.runs) {
+    RunConfig back = run_config_from_json(to_json(r));
+    EXPECT_EQ(to_json(back), to_json(r));
+    EXPECT_EQ(back.train.ops.per_op, r.train.ops.per_op);
+    EXPECT_EQ(back.train.ops.all, r.train.ops.all);
+  }
+}
+
+TEST(RunConfig, MalformedOpsNameTheirPath) {
+  json j = json::parse(R"({"name": "e", "runs": [
+    {"name": "a", "train": {"ops": 3}},
+    {"name": "b", "train": {"ops": ""}},
+    {"name": "c", "train": {"ops": {"selective_scan": 1}}}]})");
+  try {
+    parse_experiment(j, "f.json");
+    FAIL() << "expected an error";
+  } catch (const ConfigError& e) {
+    ASSERT_EQ(e.problems().size(), 3u) << e.what();
+    EXPECT_NE(e.problems()[0].find("$.runs[0].train.ops: must be an implementation name"),
+              std::string::npos)
+        << e.problems()[0];
+    EXPECT_NE(e.problems()[1].find("$.runs[1].train.ops: must be an implementation name"),
+              std::string::npos)
+        << e.problems()[1];
+    EXPECT_NE(e.problems()[2].find("$.runs[2].train.ops.selective_scan: must be an "
+                                   "implementation name, got 1."),
+              std::string::npos)
+        << e.problems()[2];
+  }
+}
+
 TEST(LayerPattern, FamiliesAndInnerMoeTokens) {
   ModelConfig c;
   c.family = "parallel-moe-mamba";

@@ -103,12 +103,5 @@ TEST(Scan, LargeDecaysStayFinite) {
   EXPECT_LT((r.y - ref.y).abs().max().item<float>(), 1e-3);
 }
 
-TEST(Scan, OpTableRejectsUnknownImplementation) {
-  EXPECT_THROW(set_scan_impl("does-not-exist"), std::exception);
-  set_scan_impl("sequential");
-  EXPECT_EQ(scan_impl(), "sequential");
-  set_scan_impl("auto");
-}
-
 }  // namespace
 }  // namespace mmlab

@@ -36,6 +36,7 @@ TEST(StoreImport, CopiesRunsRemappingIdsAndSkipsDuplicates) {
     src.set_note(src_a, "the good one");
     src.add_event(src_a, "eval", R"({"val_loss": 3.5})", 10, 1.0);
     src.add_checkpoint(src_a, 20, "/ckpt/a-20.pt", 123, "beef");
+    src.set_ops_used(src_a, R"({"selective_scan":"cuda"})");
     uuid_a = src.get_run(src_a).uuid;
   }
 
@@ -64,6 +65,7 @@ TEST(StoreImport, CopiesRunsRemappingIdsAndSkipsDuplicates) {
   EXPECT_EQ(dst.events(a->id)[0].kind, "eval");
   ASSERT_EQ(dst.list_checkpoints(a->id).size(), 1u);
   EXPECT_EQ(dst.list_checkpoints(a->id)[0].hash, "beef");
+  EXPECT_EQ(a->ops_used, R"({"selective_scan":"cuda"})");
 
   std::vector<PointRow> loss = dst.points(a->id, "loss_smooth");
   ASSERT_EQ(loss.size(), 2u);

@@ -36,8 +36,8 @@ TEST(StoreSchema, CreatesTablesPragmasAndVersion) {
     EXPECT_EQ(store.integrity_check(), "ok");
   }
   ASSERT_TRUE(std::filesystem::exists(path));
-  EXPECT_EQ(ResultsStore::schema_version(), 2);
-  EXPECT_EQ(query_int(path, "PRAGMA user_version"), 2);
+  EXPECT_EQ(ResultsStore::schema_version(), 3);
+  EXPECT_EQ(query_int(path, "PRAGMA user_version"), 3);
   EXPECT_EQ(query_int(path, "PRAGMA application_id"), kApplicationId);
   for (const char* table : {"experiments", "runs", "metric_names", "metric_points", "run_summaries",
                             "events", "checkpoints", "tags", "notes"}) {
@@ -58,7 +58,7 @@ TEST(StoreSchema, CreatesTablesPragmasAndVersion) {
             1);
   // Opening again is a no-op.
   ResultsStore again(path);
-  EXPECT_EQ(again.database().query_int64("PRAGMA user_version"), 2);
+  EXPECT_EQ(again.database().query_int64("PRAGMA user_version"), 3);
 }
 
 TEST(StoreSchema, StatusCheckConstraintRejectsUnknownWords) {
@@ -78,7 +78,7 @@ TEST(StoreSchema, MigratesAnEmptyVersion0File) {
   ASSERT_EQ(exec_raw(path, "CREATE TABLE t (a); DROP TABLE t;"), SQLITE_OK);
   ASSERT_EQ(query_int(path, "PRAGMA user_version"), 0);
   ResultsStore store(path);
-  EXPECT_EQ(query_int(path, "PRAGMA user_version"), 2);
+  EXPECT_EQ(query_int(path, "PRAGMA user_version"), 3);
   int64_t run = make_run(store, "after-migration");
   EXPECT_EQ(store.get_run(run).uuid.size(), 32u);
 }
@@ -98,7 +98,7 @@ INSERT INTO run_summaries VALUES (11, 1, 4.25, 2, 4.25, 2, 2);
 )sql"),
             SQLITE_OK);
   ResultsStore store(path);
-  EXPECT_EQ(store.database().query_int64("PRAGMA user_version"), 2);
+  EXPECT_EQ(store.database().query_int64("PRAGMA user_version"), 3);
   std::vector<RunRow> runs = store.list_runs();
   ASSERT_EQ(runs.size(), 2u);
   EXPECT_EQ(runs[0].id, 11);
@@ -115,6 +115,27 @@ INSERT INTO run_summaries VALUES (11, 1, 4.25, 2, 4.25, 2, 2);
   EXPECT_EQ(store.integrity_check(), "ok");
 }
 
+TEST(StoreSchema, MigratesVersion2GivingRunsNoOpsUsedYet) {
+  test::TempDir dir;
+  const auto path = dir / "v2.sqlite";
+  ASSERT_EQ(exec_raw(path, schema_migrations()[0] + schema_migrations()[1] + R"sql(
+PRAGMA user_version = 2;
+INSERT INTO experiments (id, name, created_at) VALUES (5, 'old-exp', 1.0);
+INSERT INTO runs (id, experiment_id, name, status, family, created_at, uuid)
+  VALUES (11, 5, 'r1', 'finished', 'mamba', 2.0, 'aaaa');
+)sql"),
+            SQLITE_OK);
+  ResultsStore store(path);
+  EXPECT_EQ(store.database().query_int64("PRAGMA user_version"), 3);
+  RunRow old = store.get_run(11);
+  EXPECT_EQ(old.name, "r1");
+  EXPECT_EQ(old.uuid, "aaaa");
+  EXPECT_EQ(old.ops_used, "");
+  store.set_ops_used(11, R"({"selective_scan":"reference"})");
+  EXPECT_EQ(store.get_run(11).ops_used, R"({"selective_scan":"reference"})");
+  EXPECT_THROW(store.set_ops_used(99, "{}"), UserError);
+}
+
 TEST(StoreSchema, RefusesANewerSchema) {
   test::TempDir dir;
   const auto path = dir / "newer.sqlite";
@@ -125,7 +146,7 @@ TEST(StoreSchema, RefusesANewerSchema) {
     FAIL() << "a newer schema was opened";
   } catch (const UserError& e) {
     EXPECT_EQ(e.message(), "The results database " + path.string() +
-                               " was written by a newer mmlab (schema 7, this build knows 2).");
+                               " was written by a newer mmlab (schema 7, this build knows 3).");
     EXPECT_EQ(e.hint(), "Upgrade mmlab or open another database.");
     EXPECT_EQ(e.code(), kExitBadInput);
   }

@@ -248,6 +248,37 @@ TEST_F(TrainerTest, UnknownRunAndMissingDataAreUserErrorsWithNoRunLeft) {
   EXPECT_TRUE(st.list_runs().empty());
 }
 
+TEST_F(TrainerTest, RecordsTheOpImplementationsItsStepsUsed) {
+  RunConfig c = tiny("mamba");
+  c.train.steps = 2;
+  c.train.ops.all = "reference";
+  TrainResult r = train_new_run(c, options_);
+  ASSERT_EQ(r.status, "finished") << r.error;
+  store::ResultsStore st(options_.db);
+  EXPECT_EQ(nlohmann::json::parse(st.get_run(r.run_id).ops_used),
+            (nlohmann::json{{"causal_conv1d", "reference"}, {"selective_scan", "reference"}}));
+  // A model without Mamba layers calls no op.
+  RunConfig t = tiny("transformer");
+  t.train.steps = 1;
+  TrainResult rt = train_new_run(t, options_);
+  ASSERT_EQ(rt.status, "finished") << rt.error;
+  EXPECT_EQ(st.get_run(rt.run_id).ops_used, "{}");
+}
+
+TEST_F(TrainerTest, OpsChoiceThatCannotRunIsRefusedBeforeTheRunExists) {
+  RunConfig c = tiny("mamba");
+  c.train.ops.all = "no-such-kernel";
+  try {
+    train_new_run(c, options_);
+    FAIL() << "an unknown implementation was accepted";
+  } catch (const UserError& e) {
+    EXPECT_NE(e.message().find("has no implementation 'no-such-kernel'"), std::string::npos)
+        << e.message();
+  }
+  store::ResultsStore st(options_.db);
+  EXPECT_TRUE(st.list_runs().empty());
+}
+
 TEST_F(TrainerTest, CheckpointOfAnotherModelIsRefused) {
   RunConfig c = tiny("moe-mamba");
   c.model.vocab_size = 257;

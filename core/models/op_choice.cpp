@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "core/models/op_choice.h"
+
+#include <algorithm>
+
+#include "core/config/layer_pattern.h"
+#include "core/models/language_model.h"
+#include "core/models/mamba_layer.h"
+#include "core/ops/mamba_ops.h"
+#include "core/util/error.h"
+
+namespace mmlab {
+
+namespace {
+
+std::string join(const std::vector<std::string>& items) {
+  std::string s;
+  for (const auto& i : items) s += (s.empty() ? "" : ", ") + i;
+  return s;
+}
+
+bool is_builtin(const std::string& impl) {
+  return impl == "auto" || impl == "reference";
+}
+
+template <class Registry, class Args>
+void check_call(const Registry& registry, const OpsConfig& c, const RunConfig& run,
+                torch::DeviceType device, const Args& args) {
+  const std::string& impl = c.for_op(registry.op());
+  if (is_builtin(impl)) return;
+  const std::string why = registry.why_not(impl, device, args);
+  if (why.empty()) return;
+  throw UserError("train.ops of run " + run.name + ": op " + registry.op() +
+                  " cannot use implementation '" + impl + "' (" + why +
+                  "); choose \"auto\" or \"reference\" for it.");
+}
+
+}  // namespace
+
+ops::OpsChoice ops_choice_of(const OpsConfig& c) {
+  ops::OpsChoice choice;
+  choice.all = c.all;
+  choice.per_op = c.per_op;
+  return choice;
+}
+
+void check_ops_choice(const RunConfig& run) {
+  const OpsConfig& c = run.train.ops;
+  const std::vector<std::string>& ops_names = ops::mamba_op_names();
+  for (const auto& [op, impl] : c.per_op) {
+    if (std::find(ops_names.begin(), ops_names.end(), op) == ops_names.end()) {
+      throw UserError("train.ops of run " + run.name + " names op '" + op +
+                      "', which does not exist; the ops are " + join(ops_names) + ".");
+    }
+  }
+  for (const std::string& op : ops_names) {
+    const std::string& impl = c.for_op(op);
+    if (is_builtin(impl)) continue;
+    std::vector<std::string> impls = ops::implementation_names(op);
+    if (std::find(impls.begin(), impls.end(), impl) == impls.end()) {
+      throw UserError("train.ops of run " + run.name + ": op " + op + " has no implementation '" +
+                      impl + "' in this build; choose auto, " + join(impls) + ".");
+    }
+  }
+  const bool cuda = run.train.device.rfind("cuda", 0) == 0;
+  const torch::DeviceType device = cuda ? torch::kCUDA : torch::kCPU;
+  const torch::ScalarType act =
+      cuda && run.train.dtype == "bf16" ? torch::kBFloat16 : torch::kFloat;
+  for (const LayerSpec& spec : expand_layers(run.model)) {
+    if (spec.kind != LayerKind::kMamba && spec.kind != LayerKind::kParallelMambaMoe) continue;
+    const MambaLayerOptions options = mamba_layer_options(run.model, spec);
+    for (bool needs_grad : {true, false}) {  // a training step, then an evaluation
+      MambaForwardOpArgs args = MambaLayerImpl::forward_op_args(options, run.train.batch_size,
+                                                                run.train.seq_len, act, needs_grad);
+      check_call(ops::causal_conv1d_registry(), c, run, device, args.conv);
+      check_call(ops::selective_scan_registry(), c, run, device, args.scan);
+    }
+  }
+}
+
+std::string describe_ops(const std::map<std::string, std::string>& used) {
+  std::string s;
+  for (const auto& [op, impl] : used) s += (s.empty() ? "" : ", ") + op + "=" + impl;
+  return s;
+}
+
+}  // namespace mmlab

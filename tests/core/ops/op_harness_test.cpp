@@ -1,0 +1,339 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// One harness for every implementation of every op (ggml's test-backend-ops): each registered
+// implementation other than the reference runs op x shape x dtype cases, and its outputs and
+// every gradient are compared with the reference twin's on the same inputs, within a tolerance
+// per dtype. Implementations on CUDA get `_CUDA` in their test names, so a machine without a GPU
+// skips them; on CI the fake CPU implementation of op_dispatch_test.cpp runs the harness.
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+#include "core/ops/mamba_ops.h"
+#include "op_test_support.h"
+
+namespace mmlab::ops {
+namespace {
+
+struct OpCase {
+  std::string op;
+  std::string impl;
+  torch::DeviceType device = torch::kCPU;
+  torch::ScalarType dtype = torch::kFloat;
+  // Sizes; the ones an op does not have are 0.
+  int64_t B = 1, Di = 1, L = 1, N = 0, K = 0;
+  bool z = false, D = false, bias = false, softplus = false, last_state = false, silu = false;
+  bool strided = false;  // inputs are channel slices of a (2Di, B*L) projection, as in the model
+  std::string name;
+};
+
+std::string dtype_name(torch::ScalarType t) {
+  return t == torch::kBFloat16 ? "bf16" : t == torch::kHalf ? "fp16" : "fp32";
+}
+
+// The shapes every implementation is held to. Each list covers L = 1, an L that is not a multiple
+// of 64, a long L with small B*Di, N up to 64, and every optional input on and off.
+std::vector<OpCase> scan_shapes() {
+  std::vector<OpCase> v;
+  auto add = [&](int64_t B, int64_t Di, int64_t L, int64_t N, bool all_on, bool strided,
+                 bool last_state) {
+    OpCase c;
+    c.B = B, c.Di = Di, c.L = L, c.N = N;
+    c.z = c.D = c.bias = c.softplus = all_on;
+    c.strided = strided;
+    c.last_state = last_state;
+    v.push_back(c);
+  };
+  add(2, 4, 1, 4, true, false, true);       // one step
+  add(2, 8, 77, 16, true, true, true);      // L % 64 != 0, the model's strided layout
+  add(2, 8, 130, 16, false, false, true);   // no z, D, bias, softplus
+  add(1, 16, 200, 64, true, false, false);  // N = 64
+  add(3, 5, 64, 1, false, true, false);     // N = 1, one full chunk
+  add(1, 4, 4096, 8, true, false, true);    // long
+  return v;
+}
+
+std::vector<OpCase> conv_shapes() {
+  std::vector<OpCase> v;
+  for (int64_t K : {2, 3, 4}) {
+    auto add = [&](int64_t B, int64_t Di, int64_t L, bool bias, bool silu, bool strided) {
+      OpCase c;
+      c.B = B, c.Di = Di, c.L = L, c.K = K;
+      c.bias = bias, c.silu = silu, c.strided = strided;
+      v.push_back(c);
+    };
+    add(2, 6, 1, true, true, false);
+    add(2, 8, 77, true, true, true);
+    add(3, 5, 130, false, false, false);
+    add(1, 4, 4096, true, false, false);
+  }
+  return v;
+}
+
+std::vector<OpCase> conv_update_shapes() {
+  std::vector<OpCase> v;
+  for (int64_t K : {2, 3, 4}) {
+    for (bool on : {true, false}) {
+      OpCase c;
+      c.B = 3, c.Di = 40, c.K = K, c.bias = on, c.silu = on;
+      v.push_back(c);
+    }
+  }
+  return v;
+}
+
+std::vector<OpCase> state_update_shapes() {
+  std::vector<OpCase> v;
+  for (int64_t N : {1, 16, 64}) {
+    for (bool on : {true, false}) {
+      OpCase c;
+      c.B = 2, c.Di = 24, c.N = N;
+      c.z = c.D = c.bias = c.softplus = on;
+      v.push_back(c);
+    }
+  }
+  return v;
+}
+
+template <class Registry>
+std::vector<std::pair<std::string, torch::DeviceType>> implementations(const Registry& r) {
+  std::vector<std::pair<std::string, torch::DeviceType>> out;
+  for (const auto& name : r.names()) {
+    if (name == "reference") continue;
+    out.emplace_back(name, r.find(name)->device);
+  }
+  return out;
+}
+
+std::vector<OpCase> all_cases() {
+  std::vector<OpCase> out;
+  auto expand = [&](const std::string& op,
+                    const std::vector<std::pair<std::string, torch::DeviceType>>& impls,
+                    const std::vector<OpCase>& shapes) {
+    for (const auto& [impl, device] : impls) {
+      for (torch::ScalarType dtype : {torch::kFloat, torch::kBFloat16}) {
+        for (size_t i = 0; i < shapes.size(); ++i) {
+          OpCase c = shapes[i];
+          c.op = op, c.impl = impl, c.device = device, c.dtype = dtype;
+          std::ostringstream n;
+          n << op << "_" << impl << "_" << dtype_name(dtype) << "_B" << c.B << "_Di" << c.Di;
+          if (c.L > 0 && op.find("update") == std::string::npos) n << "_L" << c.L;
+          if (c.N > 0) n << "_N" << c.N;
+          if (c.K > 0) n << "_K" << c.K;
+          if (c.z) n << "_z";
+          if (c.D) n << "_D";
+          if (c.bias) n << "_bias";
+          if (c.softplus) n << "_softplus";
+          if (c.silu) n << "_silu";
+          if (c.last_state) n << "_last";
+          if (c.strided) n << "_strided";
+          if (device == torch::kCUDA) n << "_CUDA";
+          c.name = n.str();
+          out.push_back(c);
+        }
+      }
+    }
+  };
+  expand("selective_scan", implementations(selective_scan_registry()), scan_shapes());
+  expand("causal_conv1d", implementations(causal_conv1d_registry()), conv_shapes());
+  expand("causal_conv1d_update", implementations(causal_conv1d_update_registry()),
+         conv_update_shapes());
+  expand("selective_state_update", implementations(selective_state_update_registry()),
+         state_update_shapes());
+  return out;
+}
+
+// Leaf tensors (so each side gets its own gradients) made from one seed per case.
+struct Leaves {
+  std::vector<std::string> names;
+  std::vector<torch::Tensor> tensors;
+  torch::Tensor add(const std::string& name, const torch::Tensor& value, bool grad = true) {
+    names.push_back(name);
+    tensors.push_back(value.detach().clone().requires_grad_(grad));
+    return tensors.back();
+  }
+};
+
+torch::TensorOptions fp32_on(torch::DeviceType d) {
+  return torch::TensorOptions().dtype(torch::kFloat).device(d);
+}
+
+// (B, C, L) inputs of the op from one (2C, B*L) projection, L contiguous (as MambaLayer makes).
+std::pair<torch::Tensor, torch::Tensor> channel_slices(const torch::Tensor& rows, int64_t B) {
+  const int64_t C = rows.size(0) / 2;
+  auto bcl = rows.view({2 * C, B, rows.size(1) / B}).permute({1, 0, 2});
+  return {bcl.narrow(1, 0, C), bcl.narrow(1, C, C)};
+}
+
+// Runs `fn` (one implementation) on fresh leaves from `seed`: the outputs and, after a backward
+// of random weights, every leaf's gradient.
+struct Outcome {
+  std::vector<std::string> names;
+  std::vector<torch::Tensor> values;
+};
+
+Outcome run_scan(const OpCase& c, const SelectiveScanRegistry::Fn& fn) {
+  torch::manual_seed(1234);
+  const auto d = c.device;
+  const auto act = fp32_on(d).dtype(c.dtype);
+  Leaves leaves;
+  SelectiveScanArgs a;
+  if (c.strided) {
+    auto rows = leaves.add("u|z", torch::randn({2 * c.Di, c.B * c.L}, act));
+    auto [u, z] = channel_slices(rows, c.B);
+    a.u = u;
+    if (c.z) a.z = z;
+  } else {
+    a.u = leaves.add("u", torch::randn({c.B, c.Di, c.L}, act));
+    if (c.z) a.z = leaves.add("z", torch::randn({c.B, c.Di, c.L}, act));
+  }
+  // Without softplus the op takes delta as it is, so it must already be positive.
+  auto raw_delta = torch::randn({c.B, c.Di, c.L}, fp32_on(d)) * 0.5 - 1.0;
+  a.delta = leaves.add("delta", (c.softplus ? raw_delta : torch::softplus(raw_delta)).to(c.dtype));
+  a.A = leaves.add("A", -torch::exp(torch::randn({c.Di, c.N}, fp32_on(d)) * 0.5));
+  a.B = leaves.add("B", torch::randn({c.B, c.N, c.L}, act));
+  a.C = leaves.add("C", torch::randn({c.B, c.N, c.L}, act));
+  if (c.D) a.D = leaves.add("D", torch::randn({c.Di}, fp32_on(d)));
+  if (c.bias) a.delta_bias = leaves.add("delta_bias", torch::randn({c.Di}, fp32_on(d)) * 0.1);
+  a.delta_softplus = c.softplus;
+  a.return_last_state = c.last_state;
+  a.needs_grad = true;
+  SelectiveScanResult r = fn(a);
+  torch::manual_seed(99);
+  auto wy = torch::randn(r.y.sizes(), fp32_on(d)).to(r.y.scalar_type());
+  auto loss = (r.y.to(torch::kFloat) * wy.to(torch::kFloat)).sum();
+  Outcome out;
+  out.names.push_back("y");
+  out.values.push_back(r.y.detach());
+  if (c.last_state) {
+    auto ws = torch::randn(r.last_state.sizes(), fp32_on(d));
+    loss = loss + (r.last_state * ws).sum();
+    out.names.push_back("last_state");
+    out.values.push_back(r.last_state.detach());
+  }
+  loss.backward();
+  for (size_t i = 0; i < leaves.tensors.size(); ++i) {
+    out.names.push_back("grad " + leaves.names[i]);
+    out.values.push_back(leaves.tensors[i].grad());
+  }
+  return out;
+}
+
+Outcome run_conv(const OpCase& c, const CausalConv1dRegistry::Fn& fn) {
+  torch::manual_seed(4321);
+  const auto d = c.device;
+  const auto act = fp32_on(d).dtype(c.dtype);
+  Leaves leaves;
+  CausalConv1dArgs a;
+  if (c.strided) {
+    auto rows = leaves.add("x|other", torch::randn({2 * c.Di, c.B * c.L}, act));
+    a.x = channel_slices(rows, c.B).first;
+  } else {
+    a.x = leaves.add("x", torch::randn({c.B, c.Di, c.L}, act));
+  }
+  a.weight = leaves.add("weight", torch::randn({c.Di, c.K}, fp32_on(d)) * 0.5);
+  if (c.bias) a.bias = leaves.add("bias", torch::randn({c.Di}, fp32_on(d)));
+  a.silu = c.silu;
+  a.needs_grad = true;
+  auto y = fn(a);
+  torch::manual_seed(98);
+  auto w = torch::randn(y.sizes(), fp32_on(d));
+  (y.to(torch::kFloat) * w).sum().backward();
+  Outcome out;
+  out.names.push_back("y");
+  out.values.push_back(y.detach());
+  for (size_t i = 0; i < leaves.tensors.size(); ++i) {
+    // The projection's other half gets no gradient from the conv: an undefined or zero grad.
+    if (leaves.names[i] == "x|other") {
+      out.names.push_back("grad x");
+      out.values.push_back(leaves.tensors[i].grad().narrow(0, 0, c.Di));
+      continue;
+    }
+    out.names.push_back("grad " + leaves.names[i]);
+    out.values.push_back(leaves.tensors[i].grad());
+  }
+  return out;
+}
+
+// The decode steps run without autograd (generation): outputs and the updated state.
+Outcome run_conv_update(const OpCase& c, const CausalConv1dUpdateRegistry::Fn& fn) {
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(777);
+  const auto d = c.device;
+  const auto act = fp32_on(d).dtype(c.dtype);
+  CausalConv1dUpdateArgs a;
+  a.conv_state = torch::randn({c.B, c.Di, c.K}, act);
+  a.x = torch::randn({c.B, c.Di}, act);
+  a.weight = torch::randn({c.Di, c.K}, fp32_on(d)) * 0.5;
+  if (c.bias) a.bias = torch::randn({c.Di}, fp32_on(d));
+  a.silu = c.silu;
+  auto y = fn(a);
+  return {{"y", "conv_state"}, {y, a.conv_state}};
+}
+
+Outcome run_state_update(const OpCase& c, const SelectiveStateUpdateRegistry::Fn& fn) {
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(555);
+  const auto d = c.device;
+  const auto act = fp32_on(d).dtype(c.dtype);
+  SelectiveStateUpdateArgs a;
+  a.state = torch::randn({c.B, c.Di, c.N}, fp32_on(d));
+  a.x = torch::randn({c.B, c.Di}, act);
+  auto raw_dt = torch::randn({c.B, c.Di}, fp32_on(d)) * 0.5 - 1.0;
+  a.dt = (c.softplus ? raw_dt : torch::softplus(raw_dt)).to(c.dtype);
+  a.A = -torch::exp(torch::randn({c.Di, c.N}, fp32_on(d)) * 0.5);
+  a.B = torch::randn({c.B, c.N}, act);
+  a.C = torch::randn({c.B, c.N}, act);
+  if (c.D) a.D = torch::randn({c.Di}, fp32_on(d));
+  if (c.z) a.z = torch::randn({c.B, c.Di}, act);
+  if (c.bias) a.dt_bias = torch::randn({c.Di}, fp32_on(d)) * 0.1;
+  a.dt_softplus = c.softplus;
+  auto y = fn(a);
+  return {{"y", "state"}, {y, a.state}};
+}
+
+// What a run of the implementation under test throws when its why_not refuses the arguments.
+struct Refused {
+  std::string why;
+};
+
+// Runs the case with `impl` and with the reference (on the same inputs) and compares every value;
+// a case the implementation refuses (its why_not on the real arguments) is skipped, saying why.
+template <class Registry, class Runner>
+void compare(const OpCase& c, const Registry& registry, Runner run) {
+  const auto impl = registry.find(c.impl);
+  ASSERT_TRUE(impl.has_value()) << c.impl << " vanished from " << c.op;
+  Outcome got;
+  try {
+    got = run(c, [&](const auto& args) {
+      if (std::string why = impl->why_not(args); !why.empty()) throw Refused{why};
+      return impl->fn(args);
+    });
+  } catch (const Refused& r) {
+    GTEST_SKIP() << c.impl << " does not support this case: " << r.why;
+  }
+  Outcome ref = run(c, registry.find("reference")->fn);
+  ASSERT_EQ(got.values.size(), ref.values.size());
+  const test::Tolerance tol = test::tolerance_for(c.dtype);
+  for (size_t i = 0; i < ref.values.size(); ++i) {
+    const bool grad = ref.names[i].rfind("grad ", 0) == 0;
+    EXPECT_TRUE(test::close(got.values[i], ref.values[i], grad ? tol.grad : tol.out))
+        << ref.names[i] << ": " << test::difference(got.values[i], ref.values[i]);
+  }
+}
+
+class OpHarness : public ::testing::TestWithParam<OpCase> {};
+
+TEST_P(OpHarness, MatchesReferenceOnOutputsAndGradients) {
+  const OpCase& c = GetParam();
+  if (c.op == "selective_scan") compare(c, selective_scan_registry(), run_scan);
+  if (c.op == "causal_conv1d") compare(c, causal_conv1d_registry(), run_conv);
+  if (c.op == "causal_conv1d_update") compare(c, causal_conv1d_update_registry(), run_conv_update);
+  if (c.op == "selective_state_update")
+    compare(c, selective_state_update_registry(), run_state_update);
+}
+
+INSTANTIATE_TEST_SUITE_P(Ops, OpHarness, ::testing::ValuesIn(all_cases()),
+                         [](const ::testing::TestParamInfo<OpCase>& i) { return i.param.name; });
+
+}  // namespace
+}  // namespace mmlab::ops
