@@ -70,7 +70,14 @@ if(MMLAB_WITH_CUDA)
     set(CMAKE_CUDA_RUNTIME_LIBRARY Static)
     set(MMLAB_CUDART_TARGET CUDA::cudart_static)
   endif()
-  message(STATUS "mmlab: CUDA kernels for ${CMAKE_CUDA_ARCHITECTURES} with nvcc ${CMAKE_CUDA_COMPILER_VERSION}, runtime ${MMLAB_CUDART_TARGET} (LibTorch with CUDA: ${_torch_has_cuda})")
+  # A CUDA LibTorch enables CUDA itself, sets CMAKE_CUDA_ARCHITECTURES to OFF and puts the
+  # -gencode flags of TORCH_CUDA_ARCH_LIST into CMAKE_CUDA_FLAGS instead.
+  if(CMAKE_CUDA_ARCHITECTURES)
+    set(_archs "${CMAKE_CUDA_ARCHITECTURES}")
+  else()
+    set(_archs "TORCH_CUDA_ARCH_LIST ($ENV{TORCH_CUDA_ARCH_LIST})")
+  endif()
+  message(STATUS "mmlab: CUDA kernels for ${_archs} with nvcc ${CMAKE_CUDA_COMPILER_VERSION}, runtime ${MMLAB_CUDART_TARGET} (LibTorch with CUDA: ${_torch_has_cuda})")
 endif()
 
 # Qt 6 studio: needs Qt6 Widgets/PrintSupport/Svg and QCustomPlot's Qt 6 build.

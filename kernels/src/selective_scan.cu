@@ -7,9 +7,10 @@
 // the kNPT states n = w*kNPT .. w*kNPT+kNPT-1 of each of those channels, so a thread carries
 // kNPT scalar states through time. Time advances tile by tile (T = 32 / kNPT steps): the block
 // stages the tile's (32, T) slices of u/delta/z/dy and the (N, T) slices of B and C (shared by
-// all channels) in shared memory, with coalesced loads along L. Sums over n (y, du, ddelta) go
-// through shared-memory atomics across the W warps; sums over channels (dB, dC) are a
-// shuffle reduce-scatter across the 32 lanes and then one global atomic per (b, n, t) and block.
+// all channels) in shared memory, with coalesced loads along L. Sums over n (y, du, ddelta): each
+// warp stores its partial sums in its own shared slice, summed over the W slices after a barrier
+// (no shared atomics: for fp32 they are compare-and-swap loops). Sums over channels (dB, dC) are
+// a shuffle reduce-scatter across the 32 lanes, then one global atomic per (b, n, t) and block.
 //
 // The forward stores the state at the end of every chunk of kTilesPerChunk tiles ("carries",
 // (B, n_chunks, N, Di)), never the per-step states. The backward walks the chunks in reverse:
@@ -140,7 +141,13 @@ __device__ __forceinline__ DeltaPrime delta_prime(const SelectiveScanParams& p, 
 }
 
 // ---------------------------------------------------------------------------------------------
-// Forward. Shared memory: u_s, dt_s (delta'), z_s, y_s (32, T) each, then bc_s (T, NP).
+// Forward. Shared memory: u_s, dt_s (delta'), z_s (32, T) each; ypart_s (W, 32, T) the warps'
+// partial sums of C h over their states; bc_s (T, NP).
+
+template <int kNPT>
+size_t forward_smem_floats(int W) {
+  return (3 + W) * Tile<kNPT>::kArray + 2 * Tile<kNPT>::kT * W * kNPT;
+}
 
 template <int kNPT, typename in_t, typename w_t>
 __global__ void __launch_bounds__(kMaxThreads)
@@ -151,11 +158,11 @@ __global__ void __launch_bounds__(kMaxThreads)
   float* u_s = reinterpret_cast<float*>(smem_raw);
   float* dt_s = u_s + kArray;
   float* z_s = dt_s + kArray;
-  float* y_s = z_s + kArray;
-  float2* bc_s = reinterpret_cast<float2*>(y_s + kArray);
+  float* ypart_s = z_s + kArray;
+  const int W = blockDim.x / 32, NP = W * kNPT;
+  float2* bc_s = reinterpret_cast<float2*>(ypart_s + W * kArray);
 
   const int Di = p.dim, L = p.seqlen, N = p.dstate;
-  const int W = blockDim.x / 32, NP = W * kNPT;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const BlockPlace at = block_place(Di);
   const int b = at.b, d0 = at.d0, d = d0 + lane;
@@ -173,7 +180,6 @@ __global__ void __launch_bounds__(kMaxThreads)
     A2[j] = (d_ok && n < N) ? p.A[static_cast<int64_t>(d) * N + n] * kLog2e : 0.f;
     h[j] = 0.f;
   }
-  for (int e = threadIdx.x; e < kArray; e += blockDim.x) y_s[e] = 0.f;
 
   const int chunk = kTilesPerChunk * kT;
   const int n_chunks = (L + chunk - 1) / chunk;
@@ -209,7 +215,7 @@ __global__ void __launch_bounds__(kMaxThreads)
         h[j] = fmaf(a, h[j], xv * bc.x);
         ysum = fmaf(bc.y, h[j], ysum);
       }
-      atomicAdd(&y_s[i], ysum);
+      ypart_s[warp * kArray + i] = ysum;
     }
     __syncthreads();
 
@@ -217,12 +223,12 @@ __global__ void __launch_bounds__(kMaxThreads)
       const int ch = e / kT, t = e % kT, dd = d0 + ch, tt = t0 + t;
       const int i = ch * kPitch + t;
       if (dd < Di && tt < L) {
-        float yv = y_s[i];
+        float yv = 0.f;
+        for (int w = 0; w < W; ++w) yv += ypart_s[w * kArray + i];
         if (p.D != nullptr) yv = fmaf(p.D[dd], u_s[i], yv);
         if (z != nullptr) yv *= z_s[i] * sigmoid(z_s[i]);
         y[static_cast<int64_t>(dd) * L + tt] = from_float<in_t>(yv);
       }
-      y_s[i] = 0.f;
     }
     if (p.carries != nullptr && (tile + 1) % kTilesPerChunk == 0 && d_ok) {
       const int c = tile / kTilesPerChunk;
@@ -247,12 +253,14 @@ __global__ void __launch_bounds__(kMaxThreads)
 
 // ---------------------------------------------------------------------------------------------
 // Backward. Shared memory: u_s, dt_s (delta'), sg_s (d delta'/d delta), g_s (dy * silu(z)),
-// dzf_s (dy * silu'(z)), y_s (sum_n C h), du_s, ddt_s (32, T) each; bc_s (T, NP);
+// dzf_s (dy * silu'(z)) (32, T) each; the warps' partial sums over their states of C h, of the
+// du and of the ddelta' terms: ypart_s, dupart_s, ddtpart_s (W, 32, T) each; bc_s (T, NP);
 // hs_s (kTilesPerChunk, NP, 32) tile-start states; dD_s, dbias_s (32).
 
 template <int kNPT>
-constexpr int backward_arrays() {
-  return 8 * Tile<kNPT>::kArray;
+size_t backward_smem_floats(int W) {
+  const int NP = W * kNPT;
+  return (5 + 3 * W) * Tile<kNPT>::kArray + 2 * Tile<kNPT>::kT * NP + kTilesPerChunk * NP * 32 + 64;
 }
 
 template <int kNPT, typename in_t, typename w_t>
@@ -273,10 +281,10 @@ __global__ void __launch_bounds__(kMaxThreads)
   float* sg_s = dt_s + kArray;
   float* g_s = sg_s + kArray;
   float* dzf_s = g_s + kArray;
-  float* y_s = dzf_s + kArray;
-  float* du_s = y_s + kArray;
-  float* ddt_s = du_s + kArray;
-  float2* bc_s = reinterpret_cast<float2*>(ddt_s + kArray);
+  float* ypart_s = dzf_s + kArray;
+  float* dupart_s = ypart_s + W * kArray;
+  float* ddtpart_s = dupart_s + W * kArray;
+  float2* bc_s = reinterpret_cast<float2*>(ddtpart_s + W * kArray);
   float* hs_s = reinterpret_cast<float*>(bc_s + kT * NP);
   float* dD_s = hs_s + kTilesPerChunk * NP * 32;
   float* dbias_s = dD_s + 32;
@@ -300,11 +308,6 @@ __global__ void __launch_bounds__(kMaxThreads)
     A2[j] = A_raw[j] * kLog2e;
     dA_acc[j] = 0.f;
     dh_carry[j] = 0.f;  // exp(delta'_{t+1} A) dh_{t+1}, 0 after the last step
-  }
-  for (int e = threadIdx.x; e < kArray; e += blockDim.x) {
-    y_s[e] = 0.f;
-    du_s[e] = 0.f;
-    ddt_s[e] = 0.f;
   }
   if (threadIdx.x < 32) {
     dD_s[threadIdx.x] = 0.f;
@@ -410,7 +413,7 @@ __global__ void __launch_bounds__(kMaxThreads)
             ysum = fmaf(bc.y, h[j], ysum);
             dc[j * kT + t] = gv * h[j];
           }
-          if (z != nullptr) atomicAdd(&y_s[i], ysum);
+          ypart_s[warp * kArray + i] = ysum;
         }
         const float sum = warp_reduce_scatter(dc, lane);
         const int n = warp * kNPT + lane / kT, tt = t0 + lane % kT;
@@ -438,8 +441,8 @@ __global__ void __launch_bounds__(kMaxThreads)
             dA_acc[j] = fmaf(dh_a_hprev, dtv, dA_acc[j]);
             dh_carry[j] = a * dh;
           }
-          atomicAdd(&du_s[i], du_sum);
-          atomicAdd(&ddt_s[i], ddt_sum);
+          dupart_s[warp * kArray + i] = du_sum;
+          ddtpart_s[warp * kArray + i] = ddt_sum;
         }
         const float sum = warp_reduce_scatter(db, lane);
         const int n = warp * kNPT + lane / kT, tt = t0 + lane % kT;
@@ -455,19 +458,25 @@ __global__ void __launch_bounds__(kMaxThreads)
         const int i = ch * kPitch + t;
         float dD_part = 0.f, dbias_part = 0.f;
         if (dd < Di && tt < L) {
+          float du_sum = 0.f, ddt_sum = 0.f;
+          for (int w = 0; w < W; ++w) {
+            du_sum += dupart_s[w * kArray + i];
+            ddt_sum += ddtpart_s[w * kArray + i];
+          }
           const float Dv = p.D != nullptr ? p.D[dd] : 0.f;
           const float gv = g_s[i], uv = u_s[i];
-          const float ddt = ddt_s[i] * sg_s[i];
+          const float ddt = ddt_sum * sg_s[i];
           const int64_t o = static_cast<int64_t>(dd) * L + tt;
-          du[o] = from_float<in_t>(fmaf(Dv, gv, du_s[i]));
+          du[o] = from_float<in_t>(fmaf(Dv, gv, du_sum));
           ddelta[o] = from_float<in_t>(ddt);
-          if (dz != nullptr) dz[o] = from_float<in_t>(fmaf(Dv, uv, y_s[i]) * dzf_s[i]);
+          if (dz != nullptr) {
+            float y_sum = 0.f;
+            for (int w = 0; w < W; ++w) y_sum += ypart_s[w * kArray + i];
+            dz[o] = from_float<in_t>(fmaf(Dv, uv, y_sum) * dzf_s[i]);
+          }
           dD_part = gv * uv;
           dbias_part = ddt;
         }
-        y_s[i] = 0.f;
-        du_s[i] = 0.f;
-        ddt_s[i] = 0.f;
 #pragma unroll
         for (int off = kT / 2; off >= 1; off /= 2) {
           dD_part += __shfl_xor_sync(kFullMask, dD_part, off);
@@ -506,7 +515,7 @@ void check_launch(const char* what) {
 }
 
 struct LaunchShape {
-  int blocks, threads, np;
+  int blocks, threads;
 };
 
 LaunchShape launch_shape(const SelectiveScanParams& p, int npt) {
@@ -515,7 +524,7 @@ LaunchShape launch_shape(const SelectiveScanParams& p, int npt) {
   if (blocks > INT_MAX) {
     throw std::runtime_error("The CUDA selective scan got more than 2^31 (batch, channel) blocks.");
   }
-  return {static_cast<int>(blocks), warps * 32, warps * npt};
+  return {static_cast<int>(blocks), warps * 32};
 }
 
 template <typename Kernel>
@@ -528,9 +537,8 @@ void set_smem(Kernel kernel, size_t bytes) {
 
 template <int kNPT, typename in_t, typename w_t>
 void launch_forward(const SelectiveScanParams& p, cudaStream_t stream) {
-  using TL = Tile<kNPT>;
   const LaunchShape s = launch_shape(p, kNPT);
-  const size_t smem = sizeof(float) * (4 * TL::kArray + 2 * TL::kT * s.np);
+  const size_t smem = sizeof(float) * forward_smem_floats<kNPT>(s.threads / 32);
   auto kernel = selective_scan_forward_kernel<kNPT, in_t, w_t>;
   set_smem(kernel, smem);
   kernel<<<s.blocks, s.threads, smem, stream>>>(p);
@@ -539,10 +547,8 @@ void launch_forward(const SelectiveScanParams& p, cudaStream_t stream) {
 
 template <int kNPT, typename in_t, typename w_t>
 void launch_backward(const SelectiveScanParams& p, cudaStream_t stream) {
-  using TL = Tile<kNPT>;
   const LaunchShape s = launch_shape(p, kNPT);
-  const size_t smem = sizeof(float) * (backward_arrays<kNPT>() + 2 * TL::kT * s.np +
-                                       kTilesPerChunk * s.np * 32 + 64);
+  const size_t smem = sizeof(float) * backward_smem_floats<kNPT>(s.threads / 32);
   auto kernel = selective_scan_backward_kernel<kNPT, in_t, w_t>;
   set_smem(kernel, smem);
   kernel<<<s.blocks, s.threads, smem, stream>>>(p);

@@ -97,6 +97,16 @@ torch::Tensor contiguous_or_undefined(const torch::Tensor& t) {
   return t.defined() ? t.contiguous() : t;
 }
 
+// An autograd Function cannot take undefined tensors (LibTorch records each input's device), so
+// the optional D, z and delta_bias travel through it as empty tensors when absent.
+torch::Tensor empty_if_absent(const torch::Tensor& t, const torch::Tensor& like) {
+  return t.defined() ? t : torch::empty({0}, like.options().dtype(torch::kFloat));
+}
+
+torch::Tensor absent_if_empty(const torch::Tensor& t) {
+  return t.numel() == 0 ? torch::Tensor() : t;
+}
+
 /// The parameters every launch shares: sizes, inputs and their strides.
 SelectiveScanParams input_params(const torch::Tensor& u, const torch::Tensor& delta,
                                  const torch::Tensor& A, const torch::Tensor& B,
@@ -165,12 +175,15 @@ class SelectiveScanFunction : public torch::autograd::Function<SelectiveScanFunc
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
                                                 torch::Tensor u, torch::Tensor delta,
                                                 torch::Tensor A, torch::Tensor B, torch::Tensor C,
-                                                torch::Tensor D, torch::Tensor z,
-                                                torch::Tensor delta_bias, bool delta_softplus,
-                                                bool return_last_state) {
-    ForwardOutputs out = run_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
-                                     return_last_state, /*keep_carries=*/true);
-    ctx->save_for_backward({u, delta, A, B, C, D, z, delta_bias, out.carries});
+                                                torch::Tensor D_or_empty, torch::Tensor z_or_empty,
+                                                torch::Tensor delta_bias_or_empty,
+                                                bool delta_softplus, bool return_last_state) {
+    ForwardOutputs out =
+        run_forward(u, delta, A, B, C, absent_if_empty(D_or_empty), absent_if_empty(z_or_empty),
+                    absent_if_empty(delta_bias_or_empty), delta_softplus, return_last_state,
+                    /*keep_carries=*/true);
+    ctx->save_for_backward(
+        {u, delta, A, B, C, D_or_empty, z_or_empty, delta_bias_or_empty, out.carries});
     ctx->saved_data["delta_softplus"] = delta_softplus;
     if (!return_last_state) return {out.y};
     ctx->mark_non_differentiable({out.last_state});
@@ -181,8 +194,9 @@ class SelectiveScanFunction : public torch::autograd::Function<SelectiveScanFunc
                                                  torch::autograd::variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     const torch::Tensor &u = saved[0], &delta = saved[1], &A = saved[2], &B = saved[3],
-                        &C = saved[4], &D = saved[5], &z = saved[6], &delta_bias = saved[7],
-                        &carries = saved[8];
+                        &C = saved[4], &carries = saved[8];
+    const torch::Tensor D = absent_if_empty(saved[5]), z = absent_if_empty(saved[6]),
+                        delta_bias = absent_if_empty(saved[7]);
     c10::DeviceGuard guard(u.device());
     torch::Tensor dout = grads[0].to(u.scalar_type());  // (B, Di, L)
     if (dout.size(2) > 1 && dout.stride(2) != 1) dout = dout.contiguous();
@@ -230,8 +244,9 @@ SelectiveScanResult selective_scan_cuda(const SelectiveScanArgs& a) {
     result.last_state = out.last_state;
     return result;
   }
-  auto outs = SelectiveScanFunction::apply(a.u, a.delta, A, B, C, D, a.z, delta_bias,
-                                           a.delta_softplus, a.return_last_state);
+  auto outs = SelectiveScanFunction::apply(
+      a.u, a.delta, A, B, C, empty_if_absent(D, a.u), empty_if_absent(a.z, a.u),
+      empty_if_absent(delta_bias, a.u), a.delta_softplus, a.return_last_state);
   result.y = outs[0];
   if (a.return_last_state) result.last_state = outs[1];
   return result;
