@@ -937,4 +937,10 @@ void MetricBuffer::flush() {
   pending_.clear();
 }
 
+size_t MetricBuffer::discard() {
+  const size_t dropped = pending_.size();
+  pending_.clear();
+  return dropped;
+}
+
 }  // namespace mmlab::store

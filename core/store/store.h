@@ -351,6 +351,9 @@ class MetricBuffer {
   void add(MetricPoint point);
   /// Writes everything pending (one transaction). The points stay pending when it throws.
   void flush();
+  /// Forgets the pending points and returns how many there were: for a run that is failing
+  /// because they cannot be written (a full disk), so that nothing retries them.
+  size_t discard();
   size_t pending() const { return pending_.size(); }
 
  private:
