@@ -31,13 +31,9 @@ store::OpenOptions read_only() {
 // For commands that change an existing database: opening read-write would create a missing file,
 // and an empty new database is never what a mistyped --db meant.
 std::unique_ptr<store::ResultsStore> open_existing(const Context& ctx) {
-  const fs::path path = ctx.db_path();
-  std::error_code ec;
-  if (!fs::exists(path, ec)) {
-    throw UserError("The results database " + path.string() + " does not exist.",
-                    "Check --db (runs are listed by `mmlab runs list --db PATH`).");
-  }
-  return std::make_unique<store::ResultsStore>(path);
+  store::OpenOptions options;
+  options.create = false;
+  return std::make_unique<store::ResultsStore>(ctx.db_path(), options);
 }
 
 json optional_json(const std::optional<double>& v) {

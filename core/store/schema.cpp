@@ -134,9 +134,15 @@ ALTER TABLE runs ADD COLUMN ops_used TEXT NOT NULL DEFAULT '';
   return migrations;
 }
 
-namespace {
-
-void check_format(Database& db, int64_t version) {
+int64_t identify(Database& db) {
+  // One statement, so one snapshot: read one by one, the version could come from before another
+  // process's first migration and the table count from after it, which looks like a foreign file.
+  Statement s = db.prepare(
+      "SELECT v.user_version, a.application_id, (SELECT count(*) FROM sqlite_schema) "
+      "FROM pragma_user_version v, pragma_application_id a");
+  s.step();
+  const int64_t version = s.column_int64(0), app = s.column_int64(1), objects = s.column_int64(2);
+  s.reset();
   const std::string file = db.path().string();
   const int64_t known = static_cast<int64_t>(schema_migrations().size());
   if (version > known) {
@@ -145,24 +151,21 @@ void check_format(Database& db, int64_t version) {
                         ").",
                     "Upgrade mmlab or open another database.");
   }
-  const int64_t app = db.query_int64("PRAGMA application_id");
-  const bool foreign = version > 0
-                           ? app != kApplicationId
-                           : db.query_int64("SELECT count(*) FROM sqlite_schema") > 0 || app != 0;
+  // Version 0 is ours only while the file is empty (a fresh file, or one being created).
+  const bool foreign = version > 0 ? app != kApplicationId : objects > 0 || app != 0;
   if (foreign) {
     throw UserError("The file " + file +
                         " is an SQLite database of another program, not an "
                         "mmlab results database.",
                     "Choose another file with --db.");
   }
+  return version;
 }
 
-}  // namespace
-
-void migrate(Database& db) {
+void migrate(Database& db, std::chrono::steady_clock::time_point deadline) {
   const int64_t known = static_cast<int64_t>(schema_migrations().size());
-  int64_t version = db.query_int64("PRAGMA user_version");
-  check_format(db, version);
+  int64_t version = 0;
+  retry_while_busy(db, deadline, [&] { version = identify(db); });
   if (version == known) return;
   if (db.mode() == Database::Mode::kReadOnly) {
     throw UserError("The results database " + db.path().string() + " has an older schema (" +
@@ -170,19 +173,20 @@ void migrate(Database& db) {
                         ") and was opened read-only, so it cannot be "
                         "upgraded to schema " +
                         std::to_string(known) + ".",
-                    "Open it once with an mmlab command that writes (e.g. `mmlab runs list`), "
-                    "then retry.");
+                    "Open it once for writing (any `mmlab train` or `mmlab runs tag` of this "
+                    "build upgrades it), then retry.");
   }
   while (version < known) {
-    Transaction txn(db);
-    // Another process may have migrated between our read and our write lock.
-    version = db.query_int64("PRAGMA user_version");
-    check_format(db, version);
-    if (version >= known) break;
-    db.exec(schema_migrations()[static_cast<size_t>(version)]);
-    db.exec("PRAGMA user_version = " + std::to_string(version + 1));
-    txn.commit();
-    ++version;
+    retry_while_busy(db, deadline, [&] {
+      Transaction txn(db, Transaction::Kind::kExclusive);
+      // Another process may have migrated between our read and our write lock.
+      version = identify(db);
+      if (version >= known) return;
+      db.exec(schema_migrations()[static_cast<size_t>(version)]);
+      db.exec("PRAGMA user_version = " + std::to_string(version + 1));
+      txn.commit();
+      ++version;
+    });
   }
 }
 

@@ -3,6 +3,7 @@
 // PRAGMA user_version i to i + 1. A released migration is never edited; a change is a new entry.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -18,9 +19,15 @@ inline constexpr int32_t kApplicationId = 0x6d6d6c62;
 /// The SQL of each migration, in order; schema version = its size.
 const std::vector<std::string>& schema_migrations();
 
-/// Checks the file's application id and version and applies the missing migrations, each in its
-/// own IMMEDIATE transaction (re-reading the version inside it, so two processes opening a fresh
-/// file at once migrate it once). A read-only database must already be current.
-void migrate(Database& db);
+/// Reads the file's schema version and checks, without changing anything, that it is an mmlab
+/// results database this build can open, or an empty file that can become one. Throws UserError
+/// for a non-database file, another program's database or a newer schema.
+int64_t identify(Database& db);
+
+/// identify(), then applies the missing migrations, each in its own EXCLUSIVE transaction that
+/// re-reads the version inside it (so processes opening a fresh file at once migrate it once),
+/// retried while the database is busy until `deadline`. A read-only database must already be
+/// current.
+void migrate(Database& db, std::chrono::steady_clock::time_point deadline);
 
 }  // namespace mmlab::store

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "core/store/sqlite.h"
 
+#include <cctype>
+#include <cerrno>
 #include <cmath>
 #include <limits>
+#include <thread>
 #include <utility>
 
 #include "core/util/error.h"
@@ -108,15 +111,41 @@ std::optional<double> Statement::column_opt_double(int column) const {
 
 // --- Database ------------------------------------------------------------------------------------
 
-Database::Database(std::filesystem::path path, Mode mode) : path_(std::move(path)), mode_(mode) {
-  // URI filenames let import ATTACH another file with mode=ro. NOMUTEX: a Database is used by
-  // one thread at a time (documented), so SQLite's per-call connection mutex is pure overhead on
-  // the insert path.
-  int flags =
-      SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX |
-      (mode == Mode::kReadOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+std::string file_uri(const std::filesystem::path& path, const std::string& query) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out = "file:";
+  for (unsigned char c : std::filesystem::absolute(path).string()) {
+    if (std::isalnum(c) || c == '/' || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 0xf]);
+    }
+  }
+  return out + "?" + query;
+}
+
+Database::Database(std::filesystem::path path, Mode mode, Flags flags)
+    : path_(std::move(path)), mode_(mode), flags_(flags) {
+  // NOMUTEX: a Database is used by one thread at a time (documented), so SQLite's per-call
+  // connection mutex is pure overhead on the insert path. The URI's mode must agree with the
+  // flags (SQLite refuses a URI asking for more than the flags allow).
+  std::string query;
+  int flags_rw = 0;
+  if (mode == Mode::kReadOnly) {
+    query = flags_.immutable ? "mode=ro&immutable=1" : "mode=ro";
+    flags_rw = SQLITE_OPEN_READONLY;
+  } else if (flags_.create_missing) {
+    query = "mode=rwc";
+    flags_rw = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+  } else {
+    query = "mode=rw";
+    flags_rw = SQLITE_OPEN_READWRITE;
+  }
   sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(path_.c_str(), &raw, flags, nullptr);
+  int rc = sqlite3_open_v2(file_uri(path_, query).c_str(), &raw,
+                           SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX | flags_rw, nullptr);
   db_.reset(raw);  // sqlite3_open_v2 allocates a handle even when it fails
   if (rc != SQLITE_OK) fail(rc, "opening it");
   sqlite3_extended_result_codes(raw, 1);
@@ -167,14 +196,52 @@ std::string Database::query_text(const std::string& sql) {
   return stmt.step() ? stmt.column_text(0) : std::string();
 }
 
+void Database::set_busy_timeout(std::chrono::milliseconds timeout) {
+  busy_timeout_ = timeout;
+  sqlite3_busy_handler(db_.get(), &Database::on_busy, this);
+}
+
+int Database::on_busy(void* self, int attempt) {
+  auto& db = *static_cast<Database*>(self);
+  const auto now = std::chrono::steady_clock::now();
+  if (attempt == 0) {
+    db.busy_since_ = now;
+    db.busy_gave_up_ = false;
+  }
+  const auto waited = now - db.busy_since_;
+  if (waited >= db.busy_timeout_) {
+    db.busy_gave_up_ = true;
+    return 0;
+  }
+  // Short pauses first: a trainer's transaction is a few milliseconds.
+  const std::chrono::steady_clock::duration pause =
+      std::chrono::milliseconds(attempt < 6 ? 1 << attempt : 50);
+  std::this_thread::sleep_for(std::min(pause, db.busy_timeout_ - waited));
+  return 1;
+}
+
+BusyError Database::busy_timeout_error() const {
+  return BusyError("The results database " + path_.string() +
+                       " stayed locked by another process for longer than the busy timeout (" +
+                       std::to_string(busy_timeout_.count()) + " ms).",
+                   "Retry when the other mmlab command has finished.");
+}
+
 void Database::fail(int rc, std::string_view context) const {
   const std::string file = path_.string();
   std::string detail = db_ ? sqlite3_errmsg(db_.get()) : sqlite3_errstr(rc);
   if (detail.empty() || detail == "not an error") detail = sqlite3_errstr(rc);
+  // An I/O error whose system call failed with ENOSPC is a full disk too (SQLite reports
+  // SQLITE_FULL only for some of its writes, e.g. not when growing the -shm file).
+  const int system_errno = db_ ? sqlite3_system_errno(db_.get()) : 0;
+  const bool disk_full =
+      (rc & 0xff) == SQLITE_FULL ||
+      ((rc & 0xff) == SQLITE_IOERR && (system_errno == ENOSPC || system_errno == EDQUOT));
+  if (disk_full) {
+    throw ResourceError("The disk is full while writing the results database " + file + ".",
+                        "Free some space (or choose another --db location) and try again.");
+  }
   switch (rc & 0xff) {
-    case SQLITE_FULL:
-      throw ResourceError("The disk is full while writing the results database " + file + ".",
-                          "Free some space (or choose another --db location) and try again.");
     case SQLITE_NOTADB:
       throw UserError("The file " + file + " is not an SQLite database.",
                       "Choose another file with --db, or move this one away.");
@@ -183,8 +250,9 @@ void Database::fail(int rc, std::string_view context) const {
                       "Restore it from a backup, or choose another file with --db.");
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
-      throw UserError("The results database " + file +
-                          " stayed locked by another process longer than the busy timeout.",
+      if (std::exchange(busy_gave_up_, false)) throw busy_timeout_error();
+      // Returned without waiting: SQLite does so where waiting could deadlock.
+      throw BusyError("The results database " + file + " is locked by another process.",
                       "Retry when the other mmlab command has finished.");
     case SQLITE_READONLY:
       throw UserError("The results database " + file + " cannot be written (" + detail + ").",
@@ -206,7 +274,9 @@ void Database::fail(int rc, std::string_view context) const {
 // --- Transaction ---------------------------------------------------------------------------------
 
 Transaction::Transaction(Database& db, Kind kind) : db_(db) {
-  db_.exec(kind == Kind::kImmediate ? "BEGIN IMMEDIATE" : "BEGIN");
+  db_.exec(kind == Kind::kImmediate   ? "BEGIN IMMEDIATE"
+           : kind == Kind::kExclusive ? "BEGIN EXCLUSIVE"
+                                      : "BEGIN");
 }
 
 Transaction::~Transaction() {

@@ -6,6 +6,8 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -13,7 +15,10 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
+
+#include "core/util/error.h"
 
 namespace mmlab::store {
 
@@ -32,6 +37,13 @@ class StoreError : public std::runtime_error {
   int sqlite_code_;
 };
 
+/// Another connection holds a lock this one needs (SQLITE_BUSY, SQLITE_LOCKED). Its own type, so
+/// that the few statements SQLite runs without waiting in the busy handler can be retried.
+class BusyError : public UserError {
+ public:
+  using UserError::UserError;
+};
+
 struct DbCloser {
   void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
 };
@@ -42,6 +54,10 @@ using DbHandle = std::unique_ptr<sqlite3, DbCloser>;
 using StmtHandle = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
 
 class Database;
+
+/// `path` as an SQLite URI, "file:/absolute/path?<query>", every byte that could be URI syntax
+/// ('?', '#', '%', …) percent-encoded so that any file name stays a file name.
+std::string file_uri(const std::filesystem::path& path, const std::string& query);
 
 /// A prepared statement. Either owns its sqlite3_stmt (Database::prepare) or borrows one from the
 /// connection's cache (Database::cached); a borrowed one is reset on destruction, so it never
@@ -106,10 +122,19 @@ class Statement {
 class Database {
  public:
   enum class Mode { kReadWrite, kReadOnly };
+  /// How the file is opened, beyond its mode.
+  struct Flags {
+    bool create_missing = true;  ///< kReadWrite: create the file when it does not exist
+    /// kReadOnly: the file cannot change while open (SQLite's immutable=1: no locks, and no
+    /// -wal/-shm files are read or created). Only right when no write-ahead log exists.
+    bool immutable = false;
+  };
 
-  /// Opens (kReadWrite: creating) `path`. Does not create its directory, run pragmas or check the
-  /// file's format (a non-database file fails on first use with SQLITE_NOTADB).
-  Database(std::filesystem::path path, Mode mode);
+  /// Opens `path` (through a URI built from its absolute path, so no character in it is taken
+  /// for URI syntax). Does not create its directory, run pragmas or check the file's format (a
+  /// non-database file fails on first use with SQLITE_NOTADB).
+  Database(std::filesystem::path path, Mode mode, Flags flags);
+  Database(std::filesystem::path path, Mode mode) : Database(std::move(path), mode, Flags{}) {}
   ~Database();
   Database(const Database&) = delete;
   Database& operator=(const Database&) = delete;
@@ -129,6 +154,13 @@ class Database {
   int changes() const { return sqlite3_changes(db_.get()); }
   bool in_transaction() const { return sqlite3_get_autocommit(db_.get()) == 0; }
 
+  /// Waits for another connection's lock up to `timeout` (a busy handler), after which the
+  /// statement fails with a BusyError saying so. Call once, right after opening.
+  void set_busy_timeout(std::chrono::milliseconds timeout);
+  std::chrono::milliseconds busy_timeout() const { return busy_timeout_; }
+  /// The error for a lock that stayed held for the whole busy timeout.
+  BusyError busy_timeout_error() const;
+
   /// Throws the exception that fits `rc` (see StoreError), naming this file and `context`.
   [[noreturn]] void fail(int rc, std::string_view context) const;
   /// fail() unless rc is SQLITE_OK / SQLITE_ROW / SQLITE_DONE.
@@ -138,11 +170,21 @@ class Database {
 
   const std::filesystem::path& path() const { return path_; }
   Mode mode() const { return mode_; }
+  bool immutable() const { return flags_.immutable; }
   sqlite3* handle() const { return db_.get(); }
 
  private:
+  static int on_busy(void* self, int attempt);
+
   std::filesystem::path path_;
   Mode mode_;
+  Flags flags_;
+  std::chrono::milliseconds busy_timeout_{0};
+  std::chrono::steady_clock::time_point busy_since_{};
+  // Set when the busy handler gave up, so that fail() tells a lock held for the whole timeout
+  // apart from SQLITE_BUSY returned at once (SQLite skips the handler where waiting could
+  // deadlock).
+  mutable bool busy_gave_up_ = false;
   // Declared before db_ so the statements are finalized before the connection closes.
   std::unordered_map<std::string, StmtHandle> cache_;
   DbHandle db_;
@@ -153,7 +195,8 @@ class Database {
 /// failing with SQLITE_BUSY when a read transaction tries to upgrade halfway.
 class Transaction {
  public:
-  enum class Kind { kDeferred, kImmediate };
+  /// kExclusive also keeps readers out in rollback-journal mode; in WAL mode it is kImmediate.
+  enum class Kind { kDeferred, kImmediate, kExclusive };
   explicit Transaction(Database& db, Kind kind = Kind::kImmediate);
   ~Transaction();
   Transaction(const Transaction&) = delete;
@@ -164,5 +207,24 @@ class Transaction {
   Database& db_;
   bool done_ = false;
 };
+
+/// Runs `attempt` again, with growing pauses, while it fails with a BusyError and `deadline` has
+/// not passed; then the BusyError says the busy timeout ran out. For statements that SQLite may
+/// refuse with SQLITE_BUSY without calling the busy handler.
+template <class F>
+void retry_while_busy(const Database& db, std::chrono::steady_clock::time_point deadline,
+                      F attempt) {
+  for (std::chrono::milliseconds pause{1};; pause = std::min(pause * 2, decltype(pause){50})) {
+    try {
+      attempt();
+      return;
+    } catch (const BusyError&) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= deadline) throw db.busy_timeout_error();
+      std::this_thread::sleep_for(
+          std::min<std::chrono::steady_clock::duration>(pause, deadline - now));
+    }
+  }
+}
 
 }  // namespace mmlab::store

@@ -68,22 +68,6 @@ std::string like_pattern(const std::string& text) {
   return out;
 }
 
-// Percent-encodes a path for an SQLite URI (file:...?mode=ro).
-std::string file_uri(const fs::path& path) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out = "file:";
-  for (unsigned char c : fs::absolute(path).string()) {
-    if (std::isalnum(c) || c == '/' || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 0xf]);
-    }
-  }
-  return out + "?mode=ro";
-}
-
 void require_json(const std::string& text, const char* what) {
   if (!nlohmann::json::accept(text)) {
     throw UserError(std::string("The ") + what + " to store is not valid JSON.",
@@ -91,24 +75,36 @@ void require_json(const std::string& text, const char* what) {
   }
 }
 
-fs::path open_path(const fs::path& path, const OpenOptions& options) {
+void require_existing(const fs::path& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) {
+    throw UserError("The results database " + path.string() + " does not exist.",
+                    "Check --db (or train a run first to create it).");
+  }
+}
+
+Database open_database(const fs::path& path, const OpenOptions& options) {
   if (path.empty()) {
     throw UserError("No results database path was given.", "Pass one with --db.");
   }
   if (options.mode == Database::Mode::kReadOnly) {
-    if (!fs::exists(path)) {
-      throw UserError("The results database " + path.string() + " does not exist.",
-                      "Train a run first, or choose another file with --db.");
-    }
-    return path;
+    require_existing(path);
+    Database::Flags flags;
+    flags.immutable = reads_immutable(path);
+    return Database(path, options.mode, flags);
   }
   fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec || !fs::is_directory(dir)) {
-    throw UserError("Cannot create the directory " + dir.string() + " for the results database (" +
-                        (ec ? ec.message() : std::string("not a directory")) + ").",
-                    "Choose another --db path, or fix the permissions.");
+  if (options.create) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec || !fs::is_directory(dir)) {
+      throw UserError("Cannot create the directory " + dir.string() +
+                          " for the results database (" +
+                          (ec ? ec.message() : std::string("not a directory")) + ").",
+                      "Choose another --db path, or fix the permissions.");
+    }
+  } else {
+    require_existing(path);
   }
   // SQLite needs to create the -wal and -shm files beside the database, even when the database
   // file itself exists and is writable.
@@ -117,11 +113,18 @@ fs::path open_path(const fs::path& path, const OpenOptions& options) {
                         path.string() + " cannot be written there.",
                     "Choose another --db path, or fix the permissions.");
   }
-  return path;
+  Database::Flags flags;
+  flags.create_missing = options.create;
+  return Database(path, options.mode, flags);
 }
 
-Database open_database(const fs::path& path, const OpenOptions& options) {
-  return Database(open_path(path, options), options.mode);
+// Switches the file to WAL (a property of the file: a no-op once set). SQLite changes the journal
+// mode by taking a read lock and then upgrading it to a write lock; when two processes do that on
+// a fresh file at once, SQLite refuses one of them with SQLITE_BUSY at once instead of calling the
+// busy handler (both waiting would deadlock), so the retry is done here. Whoever comes later
+// finds WAL in the file header and writes nothing.
+void switch_to_wal(Database& db, std::chrono::steady_clock::time_point deadline) {
+  retry_while_busy(db, deadline, [&] { db.query_text("PRAGMA journal_mode = WAL"); });
 }
 
 // The SELECT list of a RunRow. Summary figures come from three primary-key lookups into
@@ -235,6 +238,13 @@ std::string current_host() {
   return name;
 }
 
+bool reads_immutable(const fs::path& path) {
+  const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
+  std::error_code ec;
+  if (fs::exists(fs::path(path.string() + "-wal"), ec)) return false;
+  return ::access(path.c_str(), W_OK) != 0 || ::access(dir.c_str(), W_OK) != 0;
+}
+
 // --- ResultsStore: opening -----------------------------------------------------------------------
 
 int ResultsStore::schema_version() {
@@ -243,18 +253,23 @@ int ResultsStore::schema_version() {
 
 ResultsStore::ResultsStore(const fs::path& path, OpenOptions options)
     : options_(options), db_(open_database(path, options)), host_(current_host()) {
-  // Order matters: the busy handler first (everything after may wait for another process), then
-  // WAL (persistent in the file; a no-op once set), then the per-connection settings.
-  sqlite3_busy_timeout(db_.handle(), static_cast<int>(options_.busy_timeout.count()));
+  const auto deadline = std::chrono::steady_clock::now() + options_.busy_timeout;
+  // The busy handler first: everything after may wait for another process.
+  db_.set_busy_timeout(options_.busy_timeout);
+  // Nothing about the file changes before it is known to be ours (or empty): it is identified by
+  // reading its header, user_version and application_id first, and until then closing the
+  // connection must not checkpoint another program's write-ahead log into its file.
+  sqlite3_db_config(db_.handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+  retry_while_busy(db_, deadline, [&] { identify(db_); });
+  sqlite3_db_config(db_.handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, nullptr);
   if (options_.mode == Database::Mode::kReadWrite) {
-    // Touches the file header, so a non-database file fails here with a clear SQLITE_NOTADB.
-    db_.exec("PRAGMA journal_mode = WAL");
+    switch_to_wal(db_, deadline);
     // In WAL mode NORMAL syncs at checkpoints only: a commit survives a killed process (the OS
     // holds the pages) and may be lost only on power failure, never corrupting the file.
     db_.exec("PRAGMA synchronous = NORMAL");
   }
   db_.exec("PRAGMA foreign_keys = ON");
-  migrate(db_);
+  migrate(db_, deadline);
 }
 
 ResultsStore::~ResultsStore() = default;
@@ -799,7 +814,7 @@ ImportResult ResultsStore::import_runs_from(const fs::path& other) {
     ro.mode = Database::Mode::kReadOnly;
     ResultsStore check(other, ro);
   }
-  db_.prepare("ATTACH DATABASE ?1 AS src").bind(1, file_uri(other)).run();
+  db_.prepare("ATTACH DATABASE ?1 AS src").bind(1, file_uri(other, "mode=ro")).run();
   struct Detach {
     Database& db;
     ~Detach() { sqlite3_exec(db.handle(), "DETACH DATABASE src", nullptr, nullptr, nullptr); }
@@ -927,6 +942,12 @@ void MetricBuffer::flush() {
   if (pending_.empty()) return;
   store_.append_points(run_id_, pending_);
   pending_.clear();
+}
+
+size_t MetricBuffer::discard() {
+  const size_t dropped = pending_.size();
+  pending_.clear();
+  return dropped;
 }
 
 }  // namespace mmlab::store

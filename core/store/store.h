@@ -53,9 +53,22 @@ double now_seconds();
 /// This machine's host name, as the trainer should record it (lost-run detection compares it).
 std::string current_host();
 
+/// Whether a read-only open of `path` uses SQLite's immutable=1 (no locks, no side files): when
+/// this process can write neither the file nor its folder — or just not one of them — and no
+/// write-ahead log (`path`-wal) exists, so the file alone holds every commit. A normal reader
+/// would have to create -shm/-wal files, which fails in an unwritable folder and, beside an
+/// unwritable file, leaves files behind that it cannot remove. With a -wal present the shared
+/// (normal) read-only open is the only one that sees its commits.
+bool reads_immutable(const std::filesystem::path& path);
+
 struct OpenOptions {
   /// kReadOnly never creates, migrates or writes (a missing file or an older schema is refused).
+  /// It also works where this process cannot write the file or its folder (see
+  /// reads_immutable()).
   Database::Mode mode = Database::Mode::kReadWrite;
+  /// kReadWrite: create a missing file (and its folder). false for commands that need an
+  /// existing database: a missing one is refused, naming it, and nothing is created.
+  bool create = true;
   /// How long a writer waits for another writer's transaction before giving up.
   std::chrono::milliseconds busy_timeout{10000};
   /// A `running` run is shown as lost when its heartbeat is older than this and its process is
@@ -342,6 +355,9 @@ class MetricBuffer {
   void add(MetricPoint point);
   /// Writes everything pending (one transaction). The points stay pending when it throws.
   void flush();
+  /// Forgets the pending points and returns how many there were: for a run that is failing
+  /// because they cannot be written (a full disk), so that nothing retries them.
+  size_t discard();
   size_t pending() const { return pending_.size(); }
 
  private:

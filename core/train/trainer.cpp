@@ -172,13 +172,9 @@ class TrainingSession {
         code = ue->code();
       }
       finish_metrics_safely();
-      try {
-        store_->set_status(run_id_, RunStatus::kFailed, message);
-        store_->add_event(run_id_, "status",
-                          nlohmann::json{{"status", "failed"}, {"message", message}}.dump(),
-                          state_.step, state_.wall);
-      } catch (const std::exception&) {
-        // The database itself failed (disk full): the message below still reaches the user.
+      if (!store_failure(message)) {
+        message += " The run could not be marked failed in " + store_->path().string() +
+                   " either, so it shows as lost once its heartbeat is stale.";
       }
       sink_->emit("status", {{"status", "failed"},
                              {"step", state_.step},
@@ -193,11 +189,31 @@ class TrainingSession {
     return r;
   }
 
+  // Writes the pending points, or drops them when that fails: a full disk refuses them again on
+  // every try, and the failed status is what must still get through.
   void finish_metrics_safely() {
     try {
       if (metrics_) metrics_->flush();
     } catch (const std::exception&) {
+      metrics_->discard();
     }
+  }
+
+  // Stores the failure; false when even that was refused (the database is what failed).
+  bool store_failure(const std::string& message) {
+    try {
+      store_->set_status(run_id_, RunStatus::kFailed, message);
+    } catch (const std::exception&) {
+      return false;
+    }
+    try {
+      store_->add_event(run_id_, "status",
+                        nlohmann::json{{"status", "failed"}, {"message", message}}.dump(),
+                        state_.step, state_.wall);
+    } catch (const std::exception&) {
+      // The stored status already says it; the event only repeats it for the timeline.
+    }
+    return true;
   }
 
   void log(const std::string& level, const std::string& message) {
@@ -528,7 +544,9 @@ TrainResult train_new_run(const RunConfig& config, const TrainerOptions& options
 }
 
 TrainResult resume_run(int64_t run_id, const TrainerOptions& options) {
-  auto st = std::make_unique<store::ResultsStore>(options.db);
+  store::OpenOptions existing;
+  existing.create = false;  // a run to resume lives in an existing database
+  auto st = std::make_unique<store::ResultsStore>(options.db, existing);
   auto row = st->find_run(run_id);
   if (!row) {
     throw UserError(

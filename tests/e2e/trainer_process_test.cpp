@@ -283,6 +283,8 @@ TEST_F(TrainerProcess, BadInputGivesOneSentenceAndTheExitCode) {
       {"no gpu", good.c_str(), {"--device", "cuda"}, 4, "CUDA"},
       {"resume unknown", "", {"--resume", "77"}, 3, "no run 77"},
   };
+  // "resume unknown" needs an existing database (a missing one is refused as missing).
+  { store::ResultsStore create(db()); }
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
     if (std::string(c.name) == "no gpu" && test::cuda_available()) continue;

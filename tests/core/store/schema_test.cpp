@@ -32,7 +32,7 @@ TEST(StoreSchema, CreatesTablesPragmasAndVersion) {
     EXPECT_EQ(store.database().query_text("PRAGMA journal_mode"), "wal");
     EXPECT_EQ(store.database().query_int64("PRAGMA foreign_keys"), 1);
     EXPECT_EQ(store.database().query_int64("PRAGMA synchronous"), 1);  // NORMAL
-    EXPECT_EQ(store.database().query_int64("PRAGMA busy_timeout"), 10000);
+    EXPECT_EQ(store.database().busy_timeout(), std::chrono::milliseconds(10000));
     EXPECT_EQ(store.integrity_check(), "ok");
   }
   ASSERT_TRUE(std::filesystem::exists(path));
