@@ -151,9 +151,9 @@ SavedCheckpoint save_checkpoint(const fs::path& path, const RunConfig& config, L
 std::string file_xxh64(const fs::path& path) {
   const int fd = ::open(path.c_str(), O_RDONLY);
   if (fd < 0) {
-    throw UserError("Cannot read the checkpoint " + path.string() + ": " + std::strerror(errno) +
-                        ".",
-                    "Check that it exists and is readable.");
+    throw UserError(
+        "Cannot read the checkpoint " + path.string() + ": " + std::strerror(errno) + ".",
+        "Check that it exists and is readable.");
   }
   XXH64_state_t* hasher = XXH64_createState();
   XXH64_reset(hasher, 0);
@@ -171,9 +171,9 @@ std::string file_xxh64(const fs::path& path) {
   std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(XXH64_digest(hasher)));
   XXH64_freeState(hasher);
   if (read_errno != 0) {
-    throw UserError("Cannot read the checkpoint " + path.string() + ": " +
-                        std::strerror(read_errno) + ".",
-                    "Check the disk.");
+    throw UserError(
+        "Cannot read the checkpoint " + path.string() + ": " + std::strerror(read_errno) + ".",
+        "Check the disk.");
   }
   return hex;
 }
@@ -185,8 +185,8 @@ std::optional<std::string> checkpoint_problem(const fs::path& path, int64_t byte
   const auto size = fs::file_size(path, ec);
   if (ec) return "The checkpoint " + path.string() + " cannot be read (" + ec.message() + ").";
   if (bytes > 0 && static_cast<int64_t>(size) != bytes) {
-    return "The checkpoint " + path.string() + " has " + std::to_string(size) +
-           " bytes where " + std::to_string(bytes) + " were written: it is damaged.";
+    return "The checkpoint " + path.string() + " has " + std::to_string(size) + " bytes where " +
+           std::to_string(bytes) + " were written: it is damaged.";
   }
   if (!hash.empty() && file_xxh64(path) != hash) {
     return "The checkpoint " + path.string() +

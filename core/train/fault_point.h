@@ -18,7 +18,9 @@ void fault_point(const char* name);
 bool nan_fault_at(int64_t step);
 #else
 inline void fault_point(const char*) {}
-inline bool nan_fault_at(int64_t) { return false; }
+inline bool nan_fault_at(int64_t) {
+  return false;
+}
 #endif
 
 }  // namespace mmlab

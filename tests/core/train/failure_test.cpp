@@ -29,9 +29,9 @@ TEST(DescribeFailure, TensorLibraryErrorsAreNamedWithoutTheirInternals) {
 }
 
 TEST(DescribeFailure, FileErrorsNameThePathAndTheSystemsReason) {
-  const std::filesystem::filesystem_error e(
-      "filesystem error: cannot create directories", "/no/such/place",
-      std::make_error_code(std::errc::permission_denied));
+  const std::filesystem::filesystem_error e("filesystem error: cannot create directories",
+                                            "/no/such/place",
+                                            std::make_error_code(std::errc::permission_denied));
   const std::string m = describe_failure(e, "writing the checkpoint");
   EXPECT_NE(m.find("/no/such/place"), std::string::npos) << m;
   EXPECT_NE(m.find("ermission denied"), std::string::npos) << m;
