@@ -18,12 +18,12 @@ TEST(DescribeFailure, TensorLibraryErrorsAreNamedWithoutTheirInternals) {
     (void)torch::ones({2, 3}).view({7});  // a shape error from inside LibTorch
     FAIL() << "expected LibTorch to throw";
   } catch (const std::exception& e) {
-    ASSERT_NE(std::string(e.what()).find('\n'), std::string::npos) << "expected a multi-line what";
+    ASSERT_NE(std::string(e.what()).find("shape"), std::string::npos) << e.what();
     const std::string m = describe_failure(e, "training step 12");
     EXPECT_NE(m.find("while training step 12"), std::string::npos) << m;
     EXPECT_NE(m.find("MMLAB_DEBUG=1"), std::string::npos) << m;
     EXPECT_EQ(m.find('\n'), std::string::npos) << m;
-    EXPECT_EQ(m.find("view"), std::string::npos) << m;
+    EXPECT_EQ(m.find("shape"), std::string::npos) << m;
     EXPECT_EQ(m.find("Exception raised"), std::string::npos) << m;
   }
 }
@@ -40,8 +40,8 @@ TEST(DescribeFailure, FileErrorsNameThePathAndTheSystemsReason) {
 
 TEST(DescribeFailure, JsonErrorsAndUserErrors) {
   try {
-    (void)nlohmann::json::parse("{");
-    FAIL();
+    const auto j = nlohmann::json::parse("{");
+    FAIL() << j.dump();
   } catch (const std::exception& e) {
     const std::string m = describe_failure(e, "reading the run config");
     EXPECT_EQ(m.find("parse_error"), std::string::npos) << m;
