@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "core/cli/cli.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <iostream>
 
+#include "core/train/failure.h"
 #include "core/util/error.h"
 #include "core/util/fs.h"
 
@@ -49,13 +51,33 @@ fs::path experiments_dir() {
 // loaded cores: OpenMP's default busy-waiting plus OpenBLAS's own thread pool made a tiny
 // Transformer's training step 35x slower than passive waiting with single-threaded BLAS calls
 // (LibTorch already parallelises around them).
+//
+// A SIGTERM or SIGINT that arrives during the restart (loading LibTorch takes a while) would end
+// the process before `mmlab train` can handle it as a stop request: they are blocked across the
+// exec, stay pending, and are delivered once run() has parsed the command (see
+// deliver_stop_signals()).
 void reexec_with_threading_env(char** argv) {
   if (std::getenv("MMLAB_THREADING_SET")) return;
   ::setenv("MMLAB_THREADING_SET", "1", 1);
   ::setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
   ::setenv("OPENBLAS_NUM_THREADS", "1", 0);
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  sigset_t before;
+  ::sigprocmask(SIG_BLOCK, &stop_signals, &before);
   ::execv("/proc/self/exe", argv);
   // execv only returns on failure: carry on with the defaults.
+  ::sigprocmask(SIG_SETMASK, &before, nullptr);
+}
+
+void deliver_stop_signals() {
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  ::sigprocmask(SIG_UNBLOCK, &stop_signals, nullptr);
 }
 
 int run(int argc, char** argv) {
@@ -79,16 +101,25 @@ int run(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    deliver_stop_signals();
     const int rc = app.exit(e);
     return rc == 0 ? kExitOk : kExitUsage;
   }
+  // The command has installed its handlers while parsing (`train` does); a stop signal that came
+  // during start-up reaches them now.
+  deliver_stop_signals();
   try {
     return ctx.action ? ctx.action() : kExitOk;
   } catch (const UserError& e) {
     std::cerr << "mmlab: " << e.what() << "\n";
     return e.code();
   } catch (const std::exception& e) {
-    std::cerr << "mmlab: internal error: " << e.what() << "\n";
+    // No library's own text (a LibTorch stack trace, SQLite's wording) reaches the user unasked.
+    const std::string command = app.get_subcommands().empty()
+                                    ? std::string("mmlab")
+                                    : "mmlab " + app.get_subcommands().front()->get_name();
+    std::cerr << "mmlab: " << describe_failure(e, "running `" + command + "`") << "\n";
+    if (debug_enabled()) std::cerr << "mmlab: details: " << e.what() << "\n";
     return kExitFailure;
   }
 }

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // `mmlab train FILE` and `mmlab train --resume RUN`.
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -7,8 +8,10 @@
 #include <map>
 
 #include "core/cli/cli.h"
+#include "core/cli/report.h"
 #include "core/config/experiment.h"
 #include "core/models/op_choice.h"
+#include "core/store/store.h"
 #include "core/train/trainer.h"
 #include "core/util/error.h"
 
@@ -19,13 +22,60 @@ namespace {
 struct TrainArgs {
   std::string file;
   std::vector<std::string> runs;
-  int64_t resume = 0;
+  std::string resume;  ///< a run's number, uuid or uuid prefix
   std::string progress = "auto";
   std::string device;
   int64_t steps = 0;
   int parallel = 1;
   std::string checkpoint_dir;
+  std::string checkpoint;              ///< --checkpoint FILE (with --resume)
+  std::string resume_from = "latest";  ///< latest | latest-valid
+  bool restart = false;
+  // Which options were given (0 is a value the user may have typed).
+  bool steps_given = false, parallel_given = false, resume_from_given = false;
 };
+
+// Every combination that cannot mean anything is refused before anything is opened.
+void check_train_args(const TrainArgs& a) {
+  if (a.steps_given && a.steps <= 0) {
+    throw UserError(
+        "--steps must be a positive number of steps, not " + std::to_string(a.steps) + ".",
+        "Give --steps N with N >= 1, or leave it out to train the file's budget.", kExitUsage);
+  }
+  const bool resuming = !a.resume.empty();
+  const char* resume_only = !a.checkpoint.empty() ? "--checkpoint"
+                            : a.resume_from_given ? "--resume-from"
+                            : a.restart           ? "--restart"
+                                                  : nullptr;
+  if (!resuming && resume_only) {
+    throw UserError(std::string(resume_only) + " only applies to --resume RUN.",
+                    "Add --resume RUN, or leave it out.", kExitUsage);
+  }
+  if (!resuming) return;
+  if (!a.file.empty()) {
+    throw UserError("Give either an experiment file or --resume RUN, not both.", "", kExitUsage);
+  }
+  const char* new_only = a.steps_given      ? "--steps"
+                         : !a.runs.empty()  ? "--run"
+                         : a.parallel_given ? "--parallel"
+                                            : nullptr;
+  if (new_only) {
+    throw UserError(std::string(new_only) + " applies to new runs; a resumed run keeps its own.",
+                    "Leave it out, or start a new run with `mmlab train FILE`.", kExitUsage);
+  }
+  const int choices = !a.checkpoint.empty() + a.resume_from_given + a.restart;
+  if (choices > 1) {
+    throw UserError("--checkpoint, --resume-from and --restart each say where to resume from.",
+                    "Give only one of them.", kExitUsage);
+  }
+}
+
+// Every failed run says why on stderr, in every progress mode (the stream on stdout is for the
+// studio; a terminal or a log file must not need it).
+void report_failure(const std::string& run, const TrainResult& result) {
+  if (result.exit_code == kExitOk) return;
+  std::cerr << "mmlab: " << run << " " << result.status << ": " << result.error << "\n";
+}
 
 // Runs each selected run in its own child process, at most `parallel` at a time.
 int train_in_children(const TrainArgs& a, const std::vector<std::string>& names,
@@ -48,6 +98,12 @@ int train_in_children(const TrainArgs& a, const std::vector<std::string>& names,
     if (!a.checkpoint_dir.empty()) args.insert(args.end(), {"--checkpoint-dir", a.checkpoint_dir});
     pid_t pid = ::fork();
     if (pid == 0) {
+      // Held until the child's own handlers are in place (its run() lets them through).
+      sigset_t stop_signals;
+      sigemptyset(&stop_signals);
+      sigaddset(&stop_signals, SIGTERM);
+      sigaddset(&stop_signals, SIGINT);
+      ::sigprocmask(SIG_BLOCK, &stop_signals, nullptr);
       std::vector<char*> argv;
       for (auto& s : args) argv.push_back(s.data());
       argv.push_back(nullptr);
@@ -81,16 +137,30 @@ int train_in_children(const TrainArgs& a, const std::vector<std::string>& names,
 }
 
 int train(const TrainArgs& a, const Context& ctx) {
-  install_stop_handlers();
   TrainerOptions opts;
   opts.db = ctx.db_path();
   opts.progress = a.progress;
   opts.checkpoint_root = a.checkpoint_dir;
-  if (a.resume > 0) {
-    if (!a.file.empty()) {
-      throw UserError("Give either an experiment file or --resume RUN, not both.", "", kExitUsage);
+  check_train_args(a);
+  if (!a.resume.empty()) {
+    int64_t run_id = 0;
+    {
+      store::ResultsStore st(opts.db);
+      run_id = resolve_run(st, a.resume).id;
     }
-    return resume_run(a.resume, opts).exit_code;
+    ResumeOptions how;
+    how.device = a.device;
+    if (a.restart) {
+      how.from = ResumeFrom::kRestart;
+    } else if (!a.checkpoint.empty()) {
+      how.from = ResumeFrom::kFile;
+      how.checkpoint = a.checkpoint;
+    } else if (a.resume_from == "latest-valid") {
+      how.from = ResumeFrom::kLatestValid;
+    }
+    TrainResult result = resume_run(run_id, opts, how);
+    report_failure("run " + std::to_string(run_id), result);
+    return result.exit_code;
   }
   if (a.file.empty()) {
     throw UserError("No experiment file given.",
@@ -129,11 +199,8 @@ int train(const TrainArgs& a, const Context& ctx) {
   for (const auto& r : selected) {
     if (stop_requested()) break;
     TrainResult result = train_new_run(r, opts);
-    if (result.exit_code != kExitOk) {
-      if (a.progress != "jsonl")
-        std::cerr << "mmlab: " << r.name << " " << result.status << ": " << result.error << "\n";
-      if (worst == kExitOk) worst = result.exit_code;
-    }
+    report_failure(r.name, result);
+    if (result.exit_code != kExitOk && worst == kExitOk) worst = result.exit_code;
   }
   return worst;
 }
@@ -146,7 +213,15 @@ void add_train_command(CLI::App& app, Context& ctx) {
       app.add_subcommand("train", "Train the runs of an experiment file, or resume a run");
   sub->add_option("file", args->file, "Experiment file (JSON)");
   sub->add_option("--run", args->runs, "Train only these runs (by name; repeatable)");
-  sub->add_option("--resume", args->resume, "Resume run RUN from its last checkpoint");
+  sub->add_option("--resume", args->resume,
+                  "Resume run RUN (number, uuid or uuid prefix) from its newest checkpoint");
+  sub->add_option("--checkpoint", args->checkpoint,
+                  "With --resume: continue from this checkpoint file instead");
+  sub->add_option("--resume-from", args->resume_from,
+                  "With --resume: latest (refuse a damaged one) | latest-valid (newest intact)")
+      ->check(CLI::IsMember({"latest", "latest-valid"}));
+  sub->add_flag("--restart", args->restart,
+                "With --resume: discard the run's curve and checkpoints and train from step 0");
   sub->add_option("--progress", args->progress, "jsonl | bar | none | auto")
       ->check(CLI::IsMember({"jsonl", "bar", "none", "auto"}));
   sub->add_option("--device", args->device, "Override train.device (cpu, cuda, cuda:N)");
@@ -155,9 +230,17 @@ void add_train_command(CLI::App& app, Context& ctx) {
                   "Train up to N runs at once, each in its own process")
       ->check(CLI::PositiveNumber);
   sub->add_option("--checkpoint-dir", args->checkpoint_dir,
-                  "Where checkpoints go (default: $XDG_DATA_HOME/mmlab/checkpoints)");
+                  "Where checkpoints go (default: $XDG_DATA_HOME/mmlab/checkpoints; a resumed run "
+                  "keeps the folder it used)");
   add_db_option(sub, ctx);
-  sub->callback([args, &ctx] { ctx.action = [args, &ctx] { return train(*args, ctx); }; });
+  sub->callback([args, sub, &ctx] {
+    // Before run() lets through a stop signal held back during start-up.
+    install_stop_handlers();
+    args->steps_given = sub->count("--steps") > 0;
+    args->parallel_given = sub->count("--parallel") > 0;
+    args->resume_from_given = sub->count("--resume-from") > 0;
+    ctx.action = [args, &ctx] { return train(*args, ctx); };
+  });
 }
 
 }  // namespace mmlab::cli

@@ -26,6 +26,9 @@ bool is_digits(const std::string& text) {
   return true;
 }
 
+// Shorter prefixes would too often be all digits, i.e. read as a run's number.
+constexpr size_t kMinUuidPrefix = 6;
+
 bool is_uuid(const std::string& text) {
   if (text.size() != 32) return false;
   for (char c : text) {
@@ -355,8 +358,30 @@ store::RunRow resolve_run(store::ResultsStore& store, const std::string& text) {
         "No run with uuid " + text + " in the results database " + store.path().string() + ".",
         "List the runs with `mmlab runs list`.");
   }
+  const bool hex_prefix = text.size() >= kMinUuidPrefix && text.size() < 32 &&
+                          std::all_of(text.begin(), text.end(), [](char c) {
+                            return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+                          });
+  if (hex_prefix) {
+    std::vector<store::RunRow> matches;
+    for (auto& r : store.list_runs()) {
+      if (r.uuid.compare(0, text.size(), text) == 0) matches.push_back(std::move(r));
+    }
+    if (matches.size() == 1) return matches.front();
+    if (matches.empty()) {
+      throw UserError("No run's uuid begins with " + text + " in the results database " +
+                          store.path().string() + ".",
+                      "List the runs with `mmlab runs list --format json`.");
+    }
+    std::vector<std::string> ids;
+    for (const auto& r : matches) ids.push_back(std::to_string(r.id));
+    throw UserError("The uuids of runs " + join(ids, ", ") + " all begin with " + text + ".",
+                    "Give more digits of the uuid, or the run's number.");
+  }
   throw UserError("\"" + text + "\" is not a run id.",
-                  "Give a run's number as `mmlab runs list` shows it (or its 32-digit uuid).");
+                  "Give a run's number as `mmlab runs list` shows it, its 32-digit uuid, or the "
+                  "uuid's first digits (at least " +
+                      std::to_string(kMinUuidPrefix) + ").");
 }
 
 store::ExperimentRow resolve_experiment(store::ResultsStore& store, const std::string& name) {

@@ -103,8 +103,9 @@ std::string render_text_table(const std::vector<std::string>& header,
 
 // --- argument resolution -----------------------------------------------------------------------
 
-/// A run named on the command line: its numeric id or its 32-digit uuid. Anything else, or an id
-/// that is not in the store, is a UserError suggesting `mmlab runs list`.
+/// A run named on the command line: its numeric id, its 32-digit uuid, or a prefix of the uuid
+/// (6 to 31 hex digits, not all digits) that only one run's uuid has. Anything else, an ambiguous
+/// prefix, or an id that is not in the store, is a UserError naming it.
 store::RunRow resolve_run(store::ResultsStore& store, const std::string& text);
 
 /// The experiment called `name`, or a UserError listing the experiments there are.

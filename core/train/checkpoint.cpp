@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "core/config/experiment.h"
+#include "core/train/fault_point.h"
 #include "core/util/error.h"
 #include "core/util/fs.h"
 
@@ -88,6 +89,13 @@ SavedCheckpoint save_checkpoint(const fs::path& path, const RunConfig& config, L
     out.write("optimizer", opt);
   }
   out.write("rng_cpu", torch::globalContext().defaultGenerator(torch::kCPU).get_state());
+  torch::serialize::OutputArchive load;
+  for (size_t i = 0; i < state.expert_load.size(); ++i) {
+    if (state.expert_load[i].defined()) {
+      load.write(std::to_string(i), state.expert_load[i].detach().cpu());
+    }
+  }
+  out.write("expert_load", load);
   SavedCheckpoint saved;
   write_file_atomically(path, [&](const fs::path& tmp) {
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -97,6 +105,7 @@ SavedCheckpoint save_checkpoint(const fs::path& path, const RunConfig& config, L
           "Check that its directory is writable.");
     }
     int write_errno = 0;
+    bool announced = false;
     XXH64_state_t* hasher = XXH64_createState();
     XXH64_reset(hasher, 0);
     // The writer never reports failure to LibTorch: its archive writer throws from a destructor
@@ -115,6 +124,8 @@ SavedCheckpoint save_checkpoint(const fs::path& path, const RunConfig& config, L
         p += w;
         left -= static_cast<size_t>(w);
       }
+      if (!announced) fault_point("checkpoint-write");  // a kill here leaves a partial temp file
+      announced = true;
       return n;
     });
     if (::close(fd) != 0 && write_errno == 0) write_errno = errno;
@@ -135,6 +146,69 @@ SavedCheckpoint save_checkpoint(const fs::path& path, const RunConfig& config, L
   });
   saved.bytes = static_cast<int64_t>(fs::file_size(path));
   return saved;
+}
+
+std::string file_xxh64(const fs::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) {
+    throw UserError(
+        "Cannot read the checkpoint " + path.string() + ": " + std::strerror(errno) + ".",
+        "Check that it exists and is readable.");
+  }
+  XXH64_state_t* hasher = XXH64_createState();
+  XXH64_reset(hasher, 0);
+  std::vector<char> buf(1 << 20);
+  int read_errno = 0;
+  for (;;) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) read_errno = errno;
+    if (n <= 0) break;
+    XXH64_update(hasher, buf.data(), static_cast<size_t>(n));
+  }
+  ::close(fd);
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(XXH64_digest(hasher)));
+  XXH64_freeState(hasher);
+  if (read_errno != 0) {
+    throw UserError(
+        "Cannot read the checkpoint " + path.string() + ": " + std::strerror(read_errno) + ".",
+        "Check the disk.");
+  }
+  return hex;
+}
+
+std::optional<std::string> checkpoint_problem(const fs::path& path, int64_t bytes,
+                                              const std::string& hash) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return "The checkpoint " + path.string() + " is missing.";
+  const auto size = fs::file_size(path, ec);
+  if (ec) return "The checkpoint " + path.string() + " cannot be read (" + ec.message() + ").";
+  if (bytes > 0 && static_cast<int64_t>(size) != bytes) {
+    return "The checkpoint " + path.string() + " has " + std::to_string(size) + " bytes where " +
+           std::to_string(bytes) + " were written: it is damaged.";
+  }
+  if (!hash.empty() && file_xxh64(path) != hash) {
+    return "The checkpoint " + path.string() +
+           " is damaged: its content hash differs from the one recorded when it was written.";
+  }
+  return std::nullopt;
+}
+
+bool training_state_is_finite(LanguageModel& model, torch::optim::Optimizer* optimizer) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> finite;  // one bool per tensor, read back once
+  for (const auto& p : model->parameters()) finite.push_back(torch::isfinite(p).all());
+  if (optimizer) {
+    for (const auto& entry : optimizer->state()) {
+      const auto* adam = dynamic_cast<const torch::optim::AdamWParamState*>(entry.second.get());
+      if (!adam) continue;
+      for (const torch::Tensor& t : {adam->exp_avg(), adam->exp_avg_sq(), adam->max_exp_avg_sq()}) {
+        if (t.defined()) finite.push_back(torch::isfinite(t).all().to(finite.front().device()));
+      }
+    }
+  }
+  return finite.empty() || torch::stack(finite).all().item<bool>();
 }
 
 RunConfig read_checkpoint_config(const fs::path& path) {
@@ -183,8 +257,18 @@ TrainState load_checkpoint(const fs::path& path, LanguageModel& model,
   at::Generator cpu_generator = torch::globalContext().defaultGenerator(torch::kCPU);  // shared
   cpu_generator.set_state(rng);
 
-  const auto& s = meta["state"];
   TrainState state;
+  // Checkpoints written before the expert load was saved simply have none.
+  torch::serialize::InputArchive load;
+  if (in.try_read("expert_load", load)) {
+    const size_t layers = model->moe_layers().size();
+    state.expert_load.resize(layers);
+    for (size_t i = 0; i < layers; ++i) {
+      torch::Tensor t;
+      if (load.try_read(std::to_string(i), t)) state.expert_load[i] = t;
+    }
+  }
+  const auto& s = meta["state"];
   state.step = s.value("step", int64_t{0});
   state.tokens = s.value("tokens", int64_t{0});
   state.wall = s.value("wall", 0.0);

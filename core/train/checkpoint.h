@@ -6,7 +6,9 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "core/config/config.h"
 #include "core/models/language_model.h"
@@ -22,6 +24,10 @@ struct TrainState {
   std::string data_state;  ///< WindowSampler::state()
   std::string tokenizer_kind;
   std::string tokenizer_path;
+  /// Tokens routed to each expert since the last evaluation, one (X) int64 tensor per MoE layer
+  /// (undefined: none yet), so that the expert_load an evaluation records covers the same steps
+  /// whether or not the run was resumed in between.
+  std::vector<torch::Tensor> expert_load;
 };
 
 struct SavedCheckpoint {
@@ -37,6 +43,19 @@ SavedCheckpoint save_checkpoint(const std::filesystem::path& path, const RunConf
 
 /// The run config stored in a checkpoint (to rebuild the model before load_checkpoint).
 RunConfig read_checkpoint_config(const std::filesystem::path& path);
+
+/// Why the file at `path` is not the checkpoint the results store recorded (`bytes` long, xxh64
+/// `hash`): missing, of another size, or with another content hash; nullopt when it is intact.
+/// The reason is one sentence naming the file.
+std::optional<std::string> checkpoint_problem(const std::filesystem::path& path, int64_t bytes,
+                                              const std::string& hash);
+
+/// xxh64 of a file's bytes, as 16 hex digits (the hash the store records for a checkpoint).
+std::string file_xxh64(const std::filesystem::path& path);
+
+/// True when every parameter and every optimizer moment is finite: a checkpoint is written only
+/// then, so that the one a diverged run keeps can be trained on.
+bool training_state_is_finite(LanguageModel& model, torch::optim::Optimizer* optimizer);
 
 /// Loads into an already built model (and optimizer, when given). A checkpoint of another model
 /// config, or a missing/corrupt file, is a UserError naming the file.

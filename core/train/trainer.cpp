@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "core/train/trainer.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cstring>
 #include <optional>
 #include <unordered_map>
 
@@ -20,6 +23,8 @@
 #include "core/store/store.h"
 #include "core/train/checkpoint.h"
 #include "core/train/device.h"
+#include "core/train/failure.h"
+#include "core/train/fault_point.h"
 #include "core/train/progress.h"
 #include "core/train/schedule.h"
 #include "core/util/error.h"
@@ -92,6 +97,38 @@ std::unique_ptr<torch::optim::AdamW> make_optimizer(LanguageModel& model, const 
   return std::make_unique<torch::optim::AdamW>(std::move(groups), opts);
 }
 
+// Makes `dir` (and its parents) and proves it can hold a file, so that an unwritable checkpoint
+// folder is said before step 1 instead of at the first checkpoint.
+void require_writable_folder(const fs::path& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) {
+    throw UserError(
+        "The checkpoint folder " + dir.string() + " cannot be created: " + ec.message() + ".",
+        "Give a writable folder with --checkpoint-dir.");
+  }
+  const fs::path probe = dir / (".write-test." + std::to_string(::getpid()));
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) {
+    const int err = errno;
+    throw UserError(
+        "The checkpoint folder " + dir.string() + " is not writable: " + std::strerror(err) + ".",
+        "Give a writable folder with --checkpoint-dir.");
+  }
+  ::close(fd);
+  fs::remove(probe, ec);
+}
+
+fs::path absolute_path(const fs::path& p) {
+  std::error_code ec;
+  fs::path a = fs::absolute(p, ec);
+  return (ec ? p : a).lexically_normal();
+}
+
+// The event that records a run's checkpoint folder (payload {"path": ...}, no step, so a resume's
+// truncation never removes it).
+constexpr char kCheckpointDirEvent[] = "checkpoint_dir";
+
 class TrainingSession {
  public:
   TrainingSession(RunConfig config, const TrainerOptions& options)
@@ -102,6 +139,10 @@ class TrainingSession {
   // New run: everything that can fail on user input happens before the run row exists.
   TrainResult start_new() {
     prepare();
+    build();
+    const fs::path root = absolute_path(
+        options_.checkpoint_root.empty() ? data_home() / "checkpoints" : options_.checkpoint_root);
+    require_writable_folder(root);
     store_ = std::make_unique<store::ResultsStore>(options_.db);
     store::NewRun nr;
     nr.experiment_id =
@@ -114,22 +155,34 @@ class TrainingSession {
     nr.git_rev = MMLAB_GIT_REV;
     nr.status = RunStatus::kRunning;
     run_id_ = store_->create_run(nr);
+    fault_point("run-created");  // the moment between a run's row and its process's pid
+    checkpoint_dir_ = root / store_->get_run(run_id_).uuid;
+    start();
     return run_guarded();
   }
 
-  TrainResult resume(int64_t run_id, std::unique_ptr<store::ResultsStore> st) {
+  TrainResult resume(const store::RunRow& row, std::unique_ptr<store::ResultsStore> st,
+                     const ResumeOptions& how) {
     store_ = std::move(st);
-    run_id_ = run_id;
+    run_id_ = row.id;
     prepare();
-    store_->set_status(run_id_, RunStatus::kRunning);
-    auto ckpt = store_->latest_checkpoint(run_id_);
-    if (ckpt && fs::exists(ckpt->path)) resume_from_ = ckpt->path;
+    checkpoint_dir_ = options_.checkpoint_root.empty()
+                          ? remembered_checkpoint_dir(row)
+                          : absolute_path(options_.checkpoint_root) / row.uuid;
+    require_writable_folder(checkpoint_dir_);
+    choose_origin(row, how);
+    build();
+    if (!origin_.empty()) load_origin();
+    // Nothing of the run has changed up to here: every refusal above leaves it as it was.
+    remove_stray_files();
+    start();
     return run_guarded();
   }
 
  private:
   void prepare() {
     check_ops_choice(config_);
+    doing_ = "preparing the data";
     set_cpu_threads(config_.train.threads);
     device_ = resolve_device(config_.train.device);
     log("info", "Preparing data (" + config_.data.source + ", " + config_.data.tokenizer + ")");
@@ -151,6 +204,168 @@ class TrainingSession {
                       "Use a larger corpus or a shorter seq_len.");
     }
     total_steps_ = config_.train.resolved_steps();
+    fault_point("prepared");
+  }
+
+  // The model, optimizer and data order of step 0 (a resume then loads its checkpoint over them).
+  void build() {
+    doing_ = "building the model";
+    const TrainConfig& t = config_.train;
+    torch::manual_seed(static_cast<uint64_t>(config_.seed));
+    model_ = LanguageModel(config_.model);
+    model_->to(device_);
+    optimizer_ = make_optimizer(model_, t);
+    sampler_ = std::make_unique<data::WindowSampler>(
+        corpus_.train, t.seq_len, t.batch_size, data::parse_sampling_mode(config_.data.sampling),
+        static_cast<uint64_t>(config_.seed));
+    val_ = data::validation_batches(corpus_.val.empty() ? corpus_.train : corpus_.val, t.seq_len,
+                                    t.batch_size, t.eval_batches);
+    expert_load_.assign(model_->moe_layers().size(), torch::Tensor());
+  }
+
+  // The folder the run used before: recorded at its last start, else that of its newest
+  // checkpoint (runs from before the folder was recorded), else the default.
+  fs::path remembered_checkpoint_dir(const store::RunRow& row) {
+    fs::path dir;
+    for (const auto& e : store_->events(run_id_)) {
+      if (e.kind != kCheckpointDirEvent) continue;
+      try {
+        dir = nlohmann::json::parse(e.payload_json).value("path", "");
+      } catch (const nlohmann::json::exception&) {
+      }
+    }
+    if (dir.empty()) {
+      auto latest = store_->latest_checkpoint(run_id_);
+      if (latest && fs::path(latest->path).is_absolute())
+        dir = fs::path(latest->path).parent_path();
+    }
+    return dir.empty() ? absolute_path(data_home() / "checkpoints" / row.uuid) : dir;
+  }
+
+  // Picks the checkpoint to continue from; refuses (before anything changes) when it is not
+  // there or not what was written. A run without any checkpoint starts again from step 0.
+  void choose_origin(const store::RunRow& row, const ResumeOptions& how) {
+    const std::string run = "run " + std::to_string(row.id) + " (" + row.name + ")";
+    const std::string choices =
+        "Resume from its newest intact checkpoint with --resume-from latest-valid, from a file "
+        "with --checkpoint FILE, or start it again from step 0 with --restart.";
+    auto rows = store_->list_checkpoints(run_id_);  // oldest first
+    std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
+      return a.step != b.step ? a.step > b.step : a.id > b.id;
+    });
+    // Paths are stored absolute; a relative one (older runs) can only mean the current folder.
+    for (auto& r : rows) r.path = absolute_path(r.path).string();
+    switch (how.from) {
+      case ResumeFrom::kRestart:
+        notice("Restarting " + run + " from step 0: its curve and checkpoints are discarded.");
+        return;
+      case ResumeFrom::kFile: {
+        const fs::path file = absolute_path(how.checkpoint);
+        std::error_code ec;
+        if (!fs::is_regular_file(file, ec)) {
+          throw UserError("The checkpoint " + file.string() +
+                              " given with --checkpoint does not "
+                              "exist.",
+                          "Check the path; `mmlab runs show " + std::to_string(row.id) +
+                              "` lists the run's checkpoints.");
+        }
+        for (const auto& r : rows) {
+          if (fs::path(r.path) != file) continue;
+          if (auto problem = checkpoint_problem(file, r.bytes, r.hash)) {
+            throw UserError(*problem, "Give another checkpoint of " + run + ".");
+          }
+        }
+        origin_ = file;
+        return;
+      }
+      case ResumeFrom::kLatest:
+      case ResumeFrom::kLatestValid:
+        break;
+    }
+    if (rows.empty()) {
+      notice(run + " has no checkpoint yet; it starts again from step 0.");
+      return;
+    }
+    if (how.from == ResumeFrom::kLatest) {
+      if (auto problem =
+              checkpoint_problem(rows.front().path, rows.front().bytes, rows.front().hash)) {
+        throw UserError(*problem + " It is the newest checkpoint of " + run + ".", choices);
+      }
+      origin_ = rows.front().path;
+      return;
+    }
+    for (const auto& r : rows) {
+      if (auto problem = checkpoint_problem(r.path, r.bytes, r.hash)) {
+        notice(*problem + " Skipping it.");
+        continue;
+      }
+      origin_ = r.path;
+      notice("Resuming " + run + " from its newest intact checkpoint, step " +
+             std::to_string(r.step) + " (" + r.path + ").");
+      return;
+    }
+    throw UserError(
+        "None of the " + std::to_string(rows.size()) + " checkpoints of " + run + " is intact.",
+        "Start it again from step 0 with --restart, or give a file with --checkpoint.");
+  }
+
+  void load_origin() {
+    doing_ = "loading the checkpoint " + origin_.string();
+    try {
+      state_ = load_checkpoint(origin_, model_, optimizer_.get());
+    } catch (const UserError&) {
+      throw;
+    } catch (const std::exception& e) {
+      // Intact bytes that still do not load: not a checkpoint of this run's shape.
+      throw UserError("The checkpoint " + origin_.string() + " cannot be loaded into this run.",
+                      "Give a checkpoint written by this run, or start it again with --restart.");
+    }
+    sampler_->restore(state_.data_state);
+    for (size_t i = 0; i < expert_load_.size() && i < state_.expert_load.size(); ++i) {
+      if (state_.expert_load[i].defined()) expert_load_[i] = state_.expert_load[i].to(device_);
+    }
+    resumed_at_checkpoint_ = true;
+    log("info", "Resuming from " + origin_.string() + " at step " + std::to_string(state_.step));
+  }
+
+  // A kill during a checkpoint write leaves its temporary file; one between a checkpoint's file
+  // and its row (or between forgetting an old checkpoint and deleting its file) leaves a file no
+  // row names. The run's next start removes both from the run's own folder.
+  void remove_stray_files() {
+    std::vector<fs::path> named;
+    for (const auto& r : store_->list_checkpoints(run_id_)) named.push_back(absolute_path(r.path));
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(checkpoint_dir_, ec)) {
+      const std::string name = e.path().filename().string();
+      const bool temporary = name.find(".pt.tmp.") != std::string::npos;
+      const bool checkpoint = name.rfind("step-", 0) == 0 && e.path().extension() == ".pt";
+      const fs::path p = absolute_path(e.path());
+      const bool known = p == origin_ || std::find(named.begin(), named.end(), p) != named.end();
+      if (temporary || (checkpoint && !known)) fs::remove(e.path(), ec);
+    }
+  }
+
+  // Records this process as the run's trainer, and the run's checkpoint folder.
+  void start() {
+    doing_ = "starting the run";
+    const ParamCounts counts = count_params(config_.model);
+    store::RunStart start;
+    start.pid = ::getpid();
+    start.host = store::current_host();
+    start.device = describe_device(device_);
+    start.torch_version = compat::torch_version();
+    start.cuda_version = device_.is_cuda() ? "cuda" : "";
+    start.params_total = counts.total;
+    start.params_active = counts.active;
+    start.params_nonembed = counts.nonembed;
+    store_->mark_started(run_id_, start);
+    device_text_ = start.device;
+    std::string remembered;
+    for (const auto& e : store_->events(run_id_)) {
+      if (e.kind == kCheckpointDirEvent) remembered = e.payload_json;
+    }
+    const std::string payload = nlohmann::json{{"path", checkpoint_dir_.string()}}.dump();
+    if (remembered != payload) store_->add_event(run_id_, kCheckpointDirEvent, payload);
   }
 
   TrainResult run_guarded() {
@@ -159,7 +374,7 @@ class TrainingSession {
     try {
       r = train_loop();
     } catch (const std::exception& e) {
-      std::string message = e.what();
+      std::string message = describe_failure(e, doing_);
       int code = kExitFailure;
       if (is_out_of_memory(e)) {
         message = "Out of memory on " + describe_device(device_) + " (batch_size " +
@@ -171,6 +386,7 @@ class TrainingSession {
       } else if (const auto* ue = dynamic_cast<const UserError*>(&e)) {
         code = ue->code();
       }
+      if (debug_enabled()) std::fprintf(stderr, "mmlab: details: %s\n", e.what());
       finish_metrics_safely();
       if (!store_failure(message)) {
         message += " The run could not be marked failed in " + store_->path().string() +
@@ -220,45 +436,41 @@ class TrainingSession {
     sink_->emit("log", {{"level", level}, {"message", message}, {"wall", state_.wall}});
   }
 
+  // A note the user must see whatever the progress mode (a fallback, a restart): on stderr, and
+  // as a log event for the studio.
+  void notice(const std::string& message) {
+    if (options_.progress != "bar") std::fprintf(stderr, "mmlab: %s\n", message.c_str());
+    log("warning", message);
+  }
+
+  // Checkpoint rows after the step a resume continues from belong to a continuation that is
+  // being replaced (a damaged newest one, or an explicit --checkpoint/--restart): forgotten, and
+  // their files removed, except the file being resumed from.
+  void drop_checkpoints_after(int64_t step) {
+    for (const auto& r : store_->list_checkpoints(run_id_)) {
+      if (r.step <= step) continue;
+      store_->delete_checkpoint_row(r.id);
+      if (absolute_path(r.path) == origin_) continue;
+      std::error_code ec;
+      fs::remove(r.path, ec);
+      log("info", "Removed the checkpoint " + r.path + " of the replaced continuation.");
+    }
+  }
+
   TrainResult train_loop() {
     const TrainConfig& t = config_.train;
     ops::ScopedOpsChoice ops_scope(ops_choice_of(t.ops));
     ops::clear_used_implementations();  // a previous run of this process used other ops
     bool ops_recorded = false;
-    torch::manual_seed(static_cast<uint64_t>(config_.seed));
-    model_ = LanguageModel(config_.model);
-    model_->to(device_);
-    optimizer_ = make_optimizer(model_, t);
-    data::WindowSampler sampler(corpus_.train, t.seq_len, t.batch_size,
-                                data::parse_sampling_mode(config_.data.sampling),
-                                static_cast<uint64_t>(config_.seed));
-    sampler_ = &sampler;
-    auto val = data::validation_batches(corpus_.val.empty() ? corpus_.train : corpus_.val,
-                                        t.seq_len, t.batch_size, t.eval_batches);
+    data::WindowSampler& sampler = *sampler_;
     DebiasedEma ema(t.ema_alpha);
-
-    if (!resume_from_.empty()) {
-      state_ = load_checkpoint(resume_from_, model_, optimizer_.get());
-      sampler.restore(state_.data_state);
-      ema.restore(state_.ema_raw, state_.ema_count);
-      log("info",
-          "Resuming from " + resume_from_.string() + " at step " + std::to_string(state_.step));
-    }
+    ema.restore(state_.ema_raw, state_.ema_count);
+    doing_ = "discarding the points after step " + std::to_string(state_.step);
     store_->truncate_after(run_id_, state_.step);
+    drop_checkpoints_after(state_.step);
     state_.tokenizer_kind = corpus_.tokenizer->spec().kind;
     state_.tokenizer_path = corpus_.tokenizer->spec().path.string();
 
-    const ParamCounts counts = count_params(config_.model);
-    store::RunStart start;
-    start.pid = ::getpid();
-    start.host = store::current_host();
-    start.device = describe_device(device_);
-    start.torch_version = compat::torch_version();
-    start.cuda_version = device_.is_cuda() ? "cuda" : "";
-    start.params_total = counts.total;
-    start.params_active = counts.active;
-    start.params_nonembed = counts.nonembed;
-    store_->mark_started(run_id_, start);
     sink_->set_run(run_id_);
     sink_->emit("status", {{"status", "running"},
                            {"step", state_.step},
@@ -266,7 +478,7 @@ class TrainingSession {
                            {"name", config_.name},
                            {"db", store_->path().string()},
                            {"wall", state_.wall},
-                           {"device", start.device}});
+                           {"device", device_text_}});
     metrics_ = std::make_unique<store::MetricBuffer>(*store_, run_id_);
     // The loss a context-free model reaches on this data: the bar the curves must get below.
     metrics_->add("unigram_entropy", 0, 0, 0.0, unigram_entropy(corpus_.train));
@@ -275,16 +487,18 @@ class TrainingSession {
     const int cuda_index = device_.is_cuda() ? device_.index() : 0;
     if (device_.is_cuda()) compat::cuda_reset_peak(cuda_index);
     auto moe = model_->moe_layers();
-    std::vector<torch::Tensor> load_counts(moe.size());  // expert tokens since the last eval
     const double wall0 = state_.wall;
     const auto session_start = Clock::now();
     auto last_heartbeat = Clock::now();
     std::vector<int32_t> host_batch(static_cast<size_t>(t.batch_size) * (t.seq_len + 1));
-    bool evaluated_last = false, checkpointed_last = false;
+    // A resume continues from a written checkpoint: writing it again at the same step would
+    // replace (and keep-last-k could then delete) the only one there is.
+    bool evaluated_last = false, checkpointed_last = resumed_at_checkpoint_;
 
     while (state_.step < total_steps_) {
       const auto step_start = Clock::now();
       const int64_t step = state_.step + 1;
+      doing_ = "training step " + std::to_string(step);
       const double lr = learning_rate(t, step, total_steps_);
       for (auto& group : optimizer_->param_groups()) {
         static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
@@ -314,17 +528,21 @@ class TrainingSession {
           const auto& st = moe[i]->last_stats();
           dropped += st.dropped;
           routed += st.tokens;
-          load_counts[i] =
-              load_counts[i].defined() ? load_counts[i] + st.expert_tokens : st.expert_tokens;
+          expert_load_[i] =
+              expert_load_[i].defined() ? expert_load_[i] + st.expert_tokens : st.expert_tokens;
         }
       }
       const double loss = loss_sum.item<double>() / t.grad_accum;
       const double aux = aux_sum.item<double>() / t.grad_accum;
-      if (!std::isfinite(loss)) return diverged(step, loss);
+      if (!std::isfinite(loss)) return diverged(step, "The loss became " + std::to_string(loss));
       const double max_norm =
           t.grad_clip > 0 ? t.grad_clip : std::numeric_limits<double>::infinity();
       const double grad_norm = torch::nn::utils::clip_grad_norm_(model_->parameters(), max_norm);
       optimizer_->step();
+      if (nan_fault_at(step)) {
+        torch::NoGradGuard no_grad;
+        model_->parameters().front().fill_(NAN);
+      }
 
       state_.step = step;
       state_.tokens += t.tokens_per_step();
@@ -360,19 +578,22 @@ class TrainingSession {
                              {"metrics", m},
                              {"wall", state_.wall}});
       }
+      fault_point("step");  // a kill here loses the points not yet flushed
       evaluated_last = t.eval_every > 0 && step % t.eval_every == 0;
-      if (evaluated_last) evaluate(val, load_counts);
+      if (evaluated_last) evaluate(false);
       checkpointed_last = t.checkpoint_every > 0 && step % t.checkpoint_every == 0;
-      if (checkpointed_last) checkpoint();
+      if (checkpointed_last && !checkpoint()) return diverged_weights(step);
       if (since(last_heartbeat) > 2.0) {
+        doing_ = "recording progress at step " + std::to_string(step);
         metrics_->flush();
         store_->heartbeat(run_id_, state_.step, state_.tokens);
         last_heartbeat = Clock::now();
       }
       if (g_stop.load() && state_.step < total_steps_) return stopped(checkpointed_last);
     }
-    if (!evaluated_last) evaluate(val, load_counts);
-    if (!checkpointed_last) checkpoint();
+    if (!evaluated_last) evaluate(true);
+    if (!checkpointed_last && !checkpoint()) return diverged_weights(state_.step);
+    doing_ = "finishing the run";
     metrics_->flush();
     store_->heartbeat(run_id_, state_.step, state_.tokens);
     store_->set_status(run_id_, RunStatus::kFinished);
@@ -401,13 +622,13 @@ class TrainingSession {
     }
   }
 
-  void evaluate(const std::vector<std::vector<int32_t>>& val,
-                std::vector<torch::Tensor>& load_counts) {
+  void evaluate(bool final) {
+    doing_ = "evaluating at step " + std::to_string(state_.step);
     const TrainConfig& t = config_.train;
     model_->eval();
     torch::NoGradGuard no_grad;
     double total = 0;
-    for (const auto& b : val) {
+    for (const auto& b : val_) {
       auto batch =
           torch::from_blob(const_cast<int32_t*>(b.data()),
                            {static_cast<int64_t>(b.size()) / (t.seq_len + 1), t.seq_len + 1},
@@ -416,20 +637,21 @@ class TrainingSession {
       compat::CudaAutocast scope(device_.is_cuda() && t.dtype == "bf16");
       auto out = model_->forward(batch.narrow(1, 0, t.seq_len));
       total += lm_loss(out.logits, batch.narrow(1, 1, t.seq_len)).item<double>();
+      if (final) fault_point("final-eval");
     }
-    last_val_loss_ = val.empty() ? NAN : total / static_cast<double>(val.size());
+    last_val_loss_ = val_.empty() ? NAN : total / static_cast<double>(val_.size());
     nlohmann::json m = {{"val_loss", last_val_loss_}, {"val_ppl", std::exp(last_val_loss_)}};
     record(m);
     // Expert load since the previous evaluation, one metric per (layer, expert).
-    for (size_t i = 0; i < load_counts.size(); ++i) {
-      if (!load_counts[i].defined()) continue;
-      auto counts = load_counts[i].to(torch::kCPU);  // the one host read per evaluation
+    for (size_t i = 0; i < expert_load_.size(); ++i) {
+      if (!expert_load_[i].defined()) continue;
+      auto counts = expert_load_[i].to(torch::kCPU);  // the one host read per evaluation
       auto frac = counts.to(torch::kDouble) / std::max<int64_t>(1, counts.sum().item<int64_t>());
       for (int64_t e = 0; e < frac.size(0); ++e) {
         metrics_->add("expert_load/" + std::to_string(i) + "/" + std::to_string(e), state_.step,
                       state_.tokens, state_.wall, frac[e].item<double>());
       }
-      load_counts[i] = torch::Tensor();
+      expert_load_[i] = torch::Tensor();
     }
     store_->add_event(run_id_, "eval", nlohmann::json{{"metrics", m}}.dump(), state_.step,
                       state_.wall);
@@ -438,38 +660,54 @@ class TrainingSession {
         {{"step", state_.step}, {"tokens", state_.tokens}, {"metrics", m}, {"wall", state_.wall}});
   }
 
-  fs::path checkpoint_dir() const {
-    fs::path root =
-        options_.checkpoint_root.empty() ? data_home() / "checkpoints" : options_.checkpoint_root;
-    return root / store_->get_run(run_id_).uuid;
-  }
-
-  void checkpoint() {
+  // Writes the checkpoint of this step; false (and nothing written) when the weights or the
+  // optimizer state are no longer finite.
+  bool checkpoint() {
     char name[64];
     std::snprintf(name, sizeof name, "step-%08lld.pt", static_cast<long long>(state_.step));
-    const fs::path path = checkpoint_dir() / name;
+    const fs::path path = checkpoint_dir_ / name;
+    doing_ = "writing the checkpoint " + path.string();
+    if (!training_state_is_finite(model_, optimizer_.get())) return false;
     // Every point up to this step is in the database before the checkpoint is: a resume from it
     // then continues a gap-free curve even after a SIGKILL lost the buffered points.
     metrics_->flush();
     state_.data_state = sampler_->state();  // the data position to continue from
+    state_.expert_load = expert_load_;
     const SavedCheckpoint saved = save_checkpoint(path, config_, model_, optimizer_.get(), state_);
-    const int64_t bytes = saved.bytes;
-    store_->add_checkpoint(run_id_, state_.step, path.string(), bytes, saved.hash);
-    // Keep the newest keep_checkpoints files.
+    fault_point("checkpoint-saved");  // the file is complete, its row not yet written
+    store_->add_checkpoint(run_id_, state_.step, path.string(), saved.bytes, saved.hash);
+    prune_checkpoints();
+    sink_->emit("checkpoint", {{"step", state_.step},
+                               {"path", path.string()},
+                               {"bytes", saved.bytes},
+                               {"wall", state_.wall}});
+    return true;
+  }
+
+  // Keeps the newest keep_checkpoints. Called only once a newer checkpoint is complete, and a
+  // file that a kept row still names is never removed (a resumed run may have recorded the same
+  // file twice).
+  void prune_checkpoints() {
     auto all = store_->list_checkpoints(run_id_);
-    std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.step > b.step; });
-    for (size_t i = static_cast<size_t>(config_.train.keep_checkpoints); i < all.size(); ++i) {
+    std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) {
+      return a.step != b.step ? a.step > b.step : a.id > b.id;
+    });
+    const size_t keep = static_cast<size_t>(std::max(1, config_.train.keep_checkpoints));
+    std::vector<std::string> kept;
+    for (size_t i = 0; i < std::min(keep, all.size()); ++i) kept.push_back(all[i].path);
+    for (size_t i = keep; i < all.size(); ++i) {
+      // The row goes first: a kill in between leaves a stray file, never a row without its file.
+      store_->delete_checkpoint_row(all[i].id);
+      if (std::find(kept.begin(), kept.end(), all[i].path) != kept.end()) continue;
+      fault_point("checkpoint-pruned");
       std::error_code ec;
       fs::remove(all[i].path, ec);
-      store_->delete_checkpoint_row(all[i].id);
     }
-    sink_->emit(
-        "checkpoint",
-        {{"step", state_.step}, {"path", path.string()}, {"bytes", bytes}, {"wall", state_.wall}});
   }
 
   TrainResult stopped(bool checkpointed) {
-    if (!checkpointed) checkpoint();
+    if (!checkpointed && !checkpoint()) return diverged_weights(state_.step);
+    doing_ = "stopping the run";
     metrics_->flush();
     store_->heartbeat(run_id_, state_.step, state_.tokens);
     store_->set_status(run_id_, RunStatus::kStopped);
@@ -483,9 +721,20 @@ class TrainingSession {
     return r;
   }
 
-  TrainResult diverged(int64_t step, double loss) {
-    const std::string message = "The loss became " + std::to_string(loss) + " at step " +
-                                std::to_string(step) + "; the last good checkpoint is kept.";
+  TrainResult diverged_weights(int64_t step) {
+    return diverged(step, "The weights or optimizer state became non-finite");
+  }
+
+  // `what` happened at `step`: the run stops, naming the checkpoint a resume would continue from
+  // (the newest one, which is finite because no other is ever written).
+  TrainResult diverged(int64_t step, const std::string& what) {
+    doing_ = "stopping the diverged run";
+    auto kept = store_->latest_checkpoint(run_id_);
+    const std::string message =
+        what + " at step " + std::to_string(step) + "; " +
+        (kept ? "the last good checkpoint (step " + std::to_string(kept->step) + ", " + kept->path +
+                    ") is kept."
+              : "no checkpoint had been written before it.");
     metrics_->flush();
     store_->set_status(run_id_, RunStatus::kDiverged, message);
     sink_->emit("status", {{"status", "diverged"},
@@ -507,14 +756,20 @@ class TrainingSession {
   std::unique_ptr<store::ResultsStore> store_;
   std::unique_ptr<store::MetricBuffer> metrics_;
   torch::Device device_{torch::kCPU};
+  std::string device_text_;
   data::TokenizedCorpus corpus_;
   int64_t total_steps_ = 0;
   int64_t run_id_ = 0;
-  fs::path resume_from_;
+  fs::path checkpoint_dir_;  // absolute: <root>/<run uuid>
+  fs::path origin_;          // the checkpoint a resume continues from (absolute); empty: step 0
+  bool resumed_at_checkpoint_ = false;
+  std::string doing_ = "starting";  // what a failure interrupted, for its message
   LanguageModel model_{nullptr};
   std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::unique_ptr<data::WindowSampler> sampler_;
+  std::vector<std::vector<int32_t>> val_;
+  std::vector<torch::Tensor> expert_load_;  // (X) tokens per expert since the last evaluation
   TrainState state_;
-  data::WindowSampler* sampler_ = nullptr;  // lives in train_loop()
   double last_val_loss_ = NAN;
 };
 
@@ -543,7 +798,7 @@ TrainResult train_new_run(const RunConfig& config, const TrainerOptions& options
   return session.start_new();
 }
 
-TrainResult resume_run(int64_t run_id, const TrainerOptions& options) {
+TrainResult resume_run(int64_t run_id, const TrainerOptions& options, const ResumeOptions& resume) {
   store::OpenOptions existing;
   existing.create = false;  // a run to resume lives in an existing database
   auto st = std::make_unique<store::ResultsStore>(options.db, existing);
@@ -557,10 +812,12 @@ TrainResult resume_run(int64_t run_id, const TrainerOptions& options) {
     throw UserError("Run " + std::to_string(run_id) + " (" + row->name + ") has already finished.",
                     "Start a new run to train longer.");
   }
-  // A trainer killed a moment ago still has a fresh heartbeat; on this host its pid tells.
+  // A trainer killed a moment ago still has a fresh heartbeat; on this host its pid tells. A run
+  // without a pid was killed before its process recorded itself: nothing is running it.
+  const bool never_started = row->pid <= 0;
   const bool dead_here = row->host == store::current_host() && row->pid > 0 &&
                          ::kill(static_cast<pid_t>(row->pid), 0) != 0 && errno == ESRCH;
-  if ((row->effective_status == RunStatus::kRunning && !dead_here) ||
+  if ((row->effective_status == RunStatus::kRunning && !dead_here && !never_started) ||
       row->effective_status == RunStatus::kQueued) {
     throw UserError("Run " + std::to_string(run_id) + " (" + row->name + ") is " +
                         std::string(store::to_string(row->effective_status)) + " (pid " +
@@ -568,8 +825,9 @@ TrainResult resume_run(int64_t run_id, const TrainerOptions& options) {
                     "Stop it first, or wait until its heartbeat is stale and it shows as lost.");
   }
   RunConfig config = run_config_from_json(nlohmann::json::parse(row->config_json));
+  if (!resume.device.empty()) config.train.device = resume.device;
   TrainingSession session(config, options);
-  return session.resume(run_id, std::move(st));
+  return session.resume(*row, std::move(st), resume);
 }
 
 }  // namespace mmlab

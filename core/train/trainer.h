@@ -16,8 +16,26 @@ struct TrainerOptions {
   std::filesystem::path db;       ///< results database
   std::string progress = "auto";  ///< jsonl | bar | none | auto
   std::string experiment_name = "default";
-  std::string experiment_spec = "{}";     ///< the experiment file, stored with the experiment
-  std::filesystem::path checkpoint_root;  ///< empty: data_home()/checkpoints
+  std::string experiment_spec = "{}";  ///< the experiment file, stored with the experiment
+  /// The folder that holds one subfolder of checkpoints per run (named by its uuid). Empty: a new
+  /// run uses data_home()/checkpoints, a resumed run the folder it used before (the run
+  /// remembers it). Relative paths are made absolute at start, so a resume from another working
+  /// directory finds the same files.
+  std::filesystem::path checkpoint_root;
+};
+
+/// Where a resume continues from.
+enum class ResumeFrom {
+  kLatest,       ///< the run's newest checkpoint; refused when it is missing or damaged
+  kLatestValid,  ///< the newest checkpoint whose size and content hash match the record
+  kFile,         ///< ResumeOptions::checkpoint
+  kRestart,      ///< step 0: the run's curve and checkpoints are discarded
+};
+
+struct ResumeOptions {
+  ResumeFrom from = ResumeFrom::kLatest;
+  std::filesystem::path checkpoint;  ///< for kFile
+  std::string device;                ///< overrides the run's train.device when not empty
 };
 
 struct TrainResult {
@@ -33,8 +51,12 @@ struct TrainResult {
 /// exists are thrown; errors after it exists mark it failed and are returned in TrainResult.
 TrainResult train_new_run(const RunConfig& config, const TrainerOptions& options);
 
-/// Continues a stopped, failed, diverged or lost run from its last checkpoint.
-TrainResult resume_run(int64_t run_id, const TrainerOptions& options);
+/// Continues a stopped, failed, diverged or lost run from a checkpoint (see ResumeFrom). Every
+/// reason to refuse (an unknown, finished or running run, a missing or damaged checkpoint, an
+/// unwritable checkpoint folder) is a UserError thrown before the run is changed in any way; a
+/// run with no checkpoint yet starts again from step 0.
+TrainResult resume_run(int64_t run_id, const TrainerOptions& options,
+                       const ResumeOptions& resume = {});
 
 /// Asks the running trainer to finish its step, checkpoint and stop (async-signal-safe).
 void request_stop();

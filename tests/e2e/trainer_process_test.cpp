@@ -281,7 +281,7 @@ TEST_F(TrainerProcess, BadInputGivesOneSentenceAndTheExitCode) {
        "/proc/mmlab-test"},
       {"newer schema", good.c_str(), {"--db", newer_db}, 3, "newer"},
       {"no gpu", good.c_str(), {"--device", "cuda"}, 4, "CUDA"},
-      {"resume unknown", "", {"--resume", "77"}, 3, "no run 77"},
+      {"resume unknown", "", {"--resume", "77"}, 3, "No run 77"},
   };
   // "resume unknown" needs an existing database (a missing one is refused as missing).
   { store::ResultsStore create(db()); }

@@ -213,6 +213,14 @@ TEST_F(TrainerTest, GradientAccumulationEqualsTheLargerBatch) {
   EXPECT_EQ(st.get_run(b.run_id).tokens, 10 * 8 * 32);
 }
 
+// Every weight of the checkpoint at `path` is finite.
+bool checkpoint_is_finite(const fs::path& path) {
+  RunConfig stored = read_checkpoint_config(path);
+  LanguageModel model(stored.model);
+  load_checkpoint(path, model, nullptr);
+  return training_state_is_finite(model, nullptr);
+}
+
 TEST_F(TrainerTest, NonFiniteLossStopsTheRunAsDiverged) {
   RunConfig c = tiny("transformer");
   c.train.lr = 1e30;  // one Adam step of this size overflows the weights
@@ -225,13 +233,78 @@ TEST_F(TrainerTest, NonFiniteLossStopsTheRunAsDiverged) {
   store::ResultsStore st(options_.db);
   auto row = st.get_run(r.run_id);
   EXPECT_EQ(row.status, store::RunStatus::kDiverged);
-  EXPECT_NE(row.error_text.find("the last good checkpoint is kept"), std::string::npos);
-  // Every stored loss is finite, and the kept checkpoint is from before the divergence.
+  EXPECT_EQ(row.error_text, r.error);
+  // Every stored loss is finite, and no checkpoint holds a non-finite weight.
   for (const auto& p : st.points(r.run_id, "loss")) EXPECT_TRUE(std::isfinite(p.value));
-  auto ckpt = st.latest_checkpoint(r.run_id);
-  ASSERT_TRUE(ckpt.has_value());
-  EXPECT_LT(ckpt->step, c.train.steps);
-  EXPECT_TRUE(fs::exists(ckpt->path));
+  for (const auto& ckpt : st.list_checkpoints(r.run_id)) {
+    EXPECT_TRUE(checkpoint_is_finite(ckpt.path)) << ckpt.path;
+  }
+}
+
+class DivergedFamilies : public TrainerTest, public ::testing::WithParamInterface<const char*> {};
+
+// Weights become NaN in the update of step 6, a checkpoint step whose loss was still finite (as
+// an overflowing optimizer step makes them): that checkpoint is not written, and the run stops as
+// diverged there, naming the newest finite checkpoint (step 4), which loads and is finite.
+TEST_P(DivergedFamilies, KeepAndNameTheNewestFiniteCheckpoint) {
+  RunConfig c = tiny(GetParam());
+  c.train.checkpoint_every = 2;
+  c.train.keep_checkpoints = 2;
+  ::setenv("MMLAB_TEST_NAN_AT", "6", 1);
+  TrainResult r = train_new_run(c, options_);
+  ::unsetenv("MMLAB_TEST_NAN_AT");
+  ASSERT_EQ(r.status, "diverged") << r.error;
+  EXPECT_EQ(r.exit_code, kExitDiverged);
+  store::ResultsStore st(options_.db);
+  auto kept = st.list_checkpoints(r.run_id);
+  ASSERT_EQ(kept.size(), 2u);
+  EXPECT_EQ(kept[0].step, 2);
+  EXPECT_EQ(kept[1].step, 4);
+  EXPECT_NE(r.error.find("at step 6"), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("the last good checkpoint (step 4, " + kept[1].path + ") is kept"),
+            std::string::npos)
+      << r.error;
+  EXPECT_EQ(st.get_run(r.run_id).error_text, r.error);
+  for (const auto& k : kept) EXPECT_TRUE(checkpoint_is_finite(k.path)) << k.path;
+  // Resuming the diverged run continues from that checkpoint.
+  TrainResult again = resume_run(r.run_id, options_);
+  EXPECT_EQ(again.status, "finished") << again.error;
+  EXPECT_EQ(losses(r.run_id).size(), 10u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, DivergedFamilies,
+                         ::testing::Values("transformer", "mamba", "moe-mamba"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (char& ch : n) ch = ch == '-' ? '_' : ch;
+                           return n;
+                         });
+
+// The expert load an evaluation records covers the steps since the previous evaluation, also when
+// the run was stopped and resumed in between.
+TEST_F(TrainerTest, ResumedMoeRunRecordsTheSameExpertLoad) {
+  RunConfig c = tiny("moe-mamba");
+  c.train.eval_every = 5;
+  TrainResult whole = train_new_run(c, options_);
+  ASSERT_EQ(whole.status, "finished") << whole.error;
+  c.name = "stopped";
+  request_stop();  // stops after step 1, between evaluations
+  TrainResult first = train_new_run(c, options_);
+  clear_stop_request();
+  ASSERT_EQ(first.status, "stopped");
+  TrainResult resumed = resume_run(first.run_id, options_);
+  ASSERT_EQ(resumed.status, "finished") << resumed.error;
+  store::ResultsStore st(options_.db);
+  for (int e = 0; e < 4; ++e) {
+    const std::string m = "expert_load/0/" + std::to_string(e);
+    auto a = st.points(whole.run_id, m), b = st.points(first.run_id, m);
+    ASSERT_EQ(a.size(), 2u) << m;
+    ASSERT_EQ(b.size(), a.size()) << m;
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_EQ(b[i].step, a[i].step);
+      EXPECT_EQ(b[i].value, a[i].value) << m << " at step " << a[i].step;
+    }
+  }
 }
 
 TEST_F(TrainerTest, UnknownRunAndMissingDataAreUserErrorsWithNoRunLeft) {

@@ -1,0 +1,26 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// Faults the fault tests inject at named moments (tests/e2e/resume_faults_test.cpp), so that a
+// kill lands exactly inside a checkpoint write or the final evaluation instead of wherever a
+// timer happens to fall:
+//   MMLAB_TEST_KILL_AT=NAME[:N]  the N-th (default first) pass through fault_point(NAME) SIGKILLs
+//                                the process;
+//   MMLAB_TEST_NAN_AT=STEP       nan_fault_at(STEP) is true: the trainer then overwrites a weight
+//                                with NaN after that step's update, as an overflowing step would.
+// Compiled in only with MMLAB_TESTS (MMLAB_FAULT_POINTS); without the variables they do nothing.
+#pragma once
+
+#include <cstdint>
+
+namespace mmlab {
+
+#ifdef MMLAB_FAULT_POINTS
+void fault_point(const char* name);
+bool nan_fault_at(int64_t step);
+#else
+inline void fault_point(const char*) {}
+inline bool nan_fault_at(int64_t) {
+  return false;
+}
+#endif
+
+}  // namespace mmlab
