@@ -190,7 +190,9 @@ struct CacheFile {
     TokenizedDocuments out;
     out.tokens = {-1};
     const TokenCacheRead r = read_token_cache(file, 42, 257, &out);
-    if (r.result != TokenCacheRead::kLoaded) EXPECT_THAT(out.tokens, ElementsAre(-1));
+    if (r.result != TokenCacheRead::kLoaded) {
+      EXPECT_THAT(out.tokens, ElementsAre(-1));
+    }
     return r;
   }
 };
