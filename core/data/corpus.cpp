@@ -586,7 +586,8 @@ TokenizedCorpus prepare_corpus(const DataSpec& spec, const Progress& progress,
     const fs::path model =
         data_home() / "tokenizers" / "sentencepiece" /
         (hex64(stats.corpus_hash) + "-" + std::to_string(spec.vocab_size) + ".model");
-    if (fs::exists(model)) {
+    std::error_code ec;
+    if (fs::exists(model, ec)) {
       tokenizer = SentencePieceTokenizer::load(model);
     } else {
       tokenizer = SentencePieceTokenizer::train(

@@ -235,13 +235,15 @@ std::unique_ptr<Gpt2Tokenizer> Gpt2Tokenizer::from_dir(const fs::path& dir) {
   const std::string hint =
       "Run scripts/get-corpus (the set-up command does this), or set the "
       "data config's tokenizer_path to a folder with those files.";
-  if (fs::exists(dir / "encoder.json") && fs::exists(dir / "vocab.bpe")) {
+  std::error_code ec;  // a path that cannot be looked at counts as missing
+  auto has = [&](const char* name) { return fs::exists(dir / name, ec); };
+  if (has("encoder.json") && has("vocab.bpe")) {
     return from_files(dir / "encoder.json", dir / "vocab.bpe");
   }
-  if (fs::exists(dir / "vocab.json") && fs::exists(dir / "merges.txt")) {
+  if (has("vocab.json") && has("merges.txt")) {
     return from_files(dir / "vocab.json", dir / "merges.txt");
   }
-  if (!fs::is_directory(dir)) {
+  if (!fs::is_directory(dir, ec)) {
     throw UserError("The GPT-2 tokenizer is not installed in " + dir.string() + ".", hint);
   }
   throw UserError("The folder " + dir.string() +
