@@ -1,12 +1,16 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "core/data/corpus.h"
 
+#include <signal.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <thread>
@@ -520,6 +524,30 @@ class ParallelTokenizer {
   std::size_t pending_bytes_ = 0;
 };
 
+// Removes what write_file_atomically(file, ...) left behind in runs killed while writing
+// (`file.tmp.PID.N`, PID no longer running); a write in progress elsewhere is left alone.
+void remove_abandoned_temporaries(const fs::path& file) {
+  const std::string prefix = file.filename().string() + ".tmp.";
+  std::error_code ec;
+  for (fs::directory_iterator it(file.parent_path(), ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string rest = name.substr(prefix.size());
+    const std::size_t dot = rest.find('.');
+    if (dot == 0 || dot == std::string::npos ||
+        rest.find_first_not_of("0123456789.") != std::string::npos) {
+      continue;
+    }
+    const long pid = std::strtol(rest.substr(0, dot).c_str(), nullptr, 10);
+    if (pid <= 0 || pid == ::getpid() || ::kill(static_cast<pid_t>(pid), 0) == 0 ||
+        errno != ESRCH) {
+      continue;
+    }
+    std::error_code ignored;
+    fs::remove(it->path(), ignored);
+  }
+}
+
 // .bin shards are already tokenized: documents are the runs after each end-of-text id.
 TokenizedDocuments read_shards(const std::vector<fs::path>& files, const Tokenizer& tokenizer) {
   TokenizedDocuments docs;
@@ -651,7 +679,12 @@ TokenizedCorpus prepare_corpus(const DataSpec& spec, const Progress& progress,
                         });
       parallel.flush();
       if (progress) progress(1.0);
-      if (spec.cache && docs.documents() > 0) write_token_cache(stats.cache_file, docs, key);
+      if (spec.cache && docs.documents() > 0) {
+        // A run killed while writing the cache leaves its temporary file; the rename that would
+        // have replaced it never happened, so it is only litter.
+        remove_abandoned_temporaries(stats.cache_file);
+        write_token_cache(stats.cache_file, docs, key);
+      }
     }
   }
 

@@ -3,6 +3,8 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <set>
@@ -404,11 +406,22 @@ TEST(PrepareCorpus, DamagedCacheIsRebuiltWithOneNote) {
   }
   EXPECT_EQ(files, 1u);
 
+  // What a run killed while writing the cache leaves beside it, and what a live one has open.
+  const pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  ::waitpid(dead, nullptr, 0);
+  const auto abandoned = cache.string() + ".tmp." + std::to_string(dead) + ".12345";
+  const auto in_progress = cache.string() + ".tmp." + std::to_string(::getppid()) + ".678";
+  write_text(abandoned, intact.substr(0, 100));
+  write_text(in_progress, intact.substr(0, 100));
+
   notes.clear();
   write_text(cache, intact.substr(0, intact.size() / 2));
   EXPECT_FALSE(prepare_corpus(byte_spec(dir.path()), {}, collect).stats.from_cache);
   ASSERT_EQ(notes.size(), 1u);
   EXPECT_THAT(notes[0], HasSubstr("which does not match the 30 documents"));
+  EXPECT_FALSE(std::filesystem::exists(abandoned));
+  EXPECT_TRUE(std::filesystem::exists(in_progress));
   const auto fourth = prepare_corpus(byte_spec(dir.path()), {}, collect);
   EXPECT_TRUE(fourth.stats.from_cache);
   EXPECT_EQ(notes.size(), 1u);
