@@ -208,7 +208,9 @@ TEST_F(DataFaults, DamagedCorpusFilesGiveOneSentenceAndExit3) {
     }
   }
   // Data is checked before a run exists, so none was stored.
-  if (fs::exists(db())) EXPECT_TRUE(store::ResultsStore(db()).list_runs().empty());
+  if (fs::exists(db())) {
+    EXPECT_TRUE(store::ResultsStore(db()).list_runs().empty());
+  }
 }
 
 }  // namespace
