@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "core/config/experiment.h"
 
+#include <optional>
 #include <set>
 
 #include "core/config/config_parse.h"
+#include "core/config/json_syntax.h"
 #include "core/util/fs.h"
 
 namespace mmlab {
@@ -38,17 +40,47 @@ json merged_section(const json& defaults, const json& run, const char* key) {
 ConfigError::ConfigError(const std::string& origin, std::vector<std::string> problems)
     : UserError(join_problems(origin, problems)), problems_(std::move(problems)) {}
 
-json parse_json_text(const std::string& text, const std::string& origin) {
-  try {
-    return json::parse(text);
-  } catch (const json::parse_error& e) {
-    // e.byte is the offset of the failure; turn it into a line number for people.
-    size_t line = 1;
-    for (size_t i = 0; i < e.byte && i < text.size(); ++i) line += text[i] == '\n';
-    throw UserError(
-        origin + " is not valid JSON (line " + std::to_string(line) + ": " + e.what() + ").",
-        "Fix the syntax there and try again.");
+namespace {
+
+// Records where nlohmann's parser gave up, for the rare text whose error the scanner does not
+// find itself.
+class StopPosition : public nlohmann::json_sax<json> {
+ public:
+  std::size_t position = 0;
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override { return true; }
+  bool key(string_t&) override { return true; }
+  bool end_object() override { return true; }
+  bool start_array(std::size_t) override { return true; }
+  bool end_array() override { return true; }
+  bool parse_error(std::size_t at, const std::string&,
+                   const nlohmann::detail::exception&) override {
+    position = at;
+    return false;
   }
+};
+
+}  // namespace
+
+json parse_json_text(const std::string& text, const std::string& origin) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_discarded()) return j;
+  std::optional<config_detail::JsonSyntaxError> error = config_detail::find_json_syntax_error(text);
+  if (!error) {
+    StopPosition stop;
+    json::sax_parse(text, &stop);
+    // nlohmann counts the offending character as read.
+    error = config_detail::position_of(text, stop.position > 0 ? stop.position - 1 : 0);
+    error->what = "the text cannot be read as JSON from here on";
+  }
+  throw UserError(origin + ":" + std::to_string(error->line) + ":" + std::to_string(error->column) +
+                  ": not valid JSON: " + error->what + ".");
 }
 
 Experiment parse_experiment(const json& j, const std::string& origin) {

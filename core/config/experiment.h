@@ -40,10 +40,11 @@ struct Experiment {
 /// Parses and validates an experiment; `origin` names it in messages (a file path).
 Experiment parse_experiment(const nlohmann::json& j, const std::string& origin);
 
-/// Reads FILE (a missing file, malformed JSON: UserError naming it and the line) and parses it.
+/// Reads FILE (a missing file, malformed JSON: UserError naming it and the place) and parses it.
 Experiment load_experiment(const std::filesystem::path& path);
 
-/// Parses text that should hold JSON; malformed JSON is a UserError with line and column.
+/// Parses text that should hold JSON. Malformed JSON is a UserError of one sentence,
+/// "ORIGIN:LINE:COLUMN: not valid JSON: what is wrong, in plain words." (no hint).
 nlohmann::json parse_json_text(const std::string& text, const std::string& origin);
 
 }  // namespace mmlab

@@ -1,12 +1,16 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "core/data/corpus.h"
 
+#include <signal.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <thread>
@@ -138,7 +142,8 @@ nlohmann::json to_json(const DataSpec& spec) {
 namespace {
 
 constexpr char kCacheMagic[8] = {'M', 'M', 'L', 'A', 'B', 'T', 'O', 'K'};
-constexpr std::uint32_t kCacheVersion = 1;
+// 2: the header carries an xxh64 of the whole file, so damage anywhere is found on load.
+constexpr std::uint32_t kCacheVersion = 2;
 
 struct CacheHeader {
   char magic[8];
@@ -147,13 +152,29 @@ struct CacheHeader {
   std::uint64_t tokens;
   std::uint64_t documents;
   std::uint64_t key;
-  std::uint64_t reserved[3];
+  std::uint64_t hash;  // xxh64 of this header (with hash = 0), the offsets and the tokens
+  std::uint64_t reserved[2];
 };
 static_assert(sizeof(CacheHeader) == 64, "the cache header is 64 bytes on disk");
 
 struct FileCloser {
   void operator()(std::FILE* f) const { std::fclose(f); }
 };
+
+struct HashStateDeleter {
+  void operator()(XXH64_state_t* s) const { XXH64_freeState(s); }
+};
+using HashState = std::unique_ptr<XXH64_state_t, HashStateDeleter>;
+
+HashState new_hash_state() {
+  HashState state(XXH64_createState());
+  XXH64_reset(state.get(), 0);
+  return state;
+}
+
+TokenCacheRead unusable(std::string problem) {
+  return {TokenCacheRead::kUnusable, std::move(problem)};
+}
 
 }  // namespace
 
@@ -178,9 +199,14 @@ void write_token_cache(const fs::path& file, const TokenizedDocuments& docs, std
               " is writable, or set the "
               "data config's cache to false.");
     }
-    bool ok = std::fwrite(&header, sizeof(header), 1, out.get()) == 1;
-    ok = ok && std::fwrite(docs.offsets.data(), sizeof(std::uint64_t), docs.offsets.size(),
-                           out.get()) == docs.offsets.size();
+    // The hash goes into the header, so the header is written last, over a placeholder.
+    HashState hash = new_hash_state();
+    auto put = [&](const void* data, std::size_t size, std::size_t count) {
+      XXH64_update(hash.get(), data, size * count);
+      return std::fwrite(data, size, count, out.get()) == count;
+    };
+    bool ok = put(&header, sizeof(header), 1);
+    ok = ok && put(docs.offsets.data(), sizeof(std::uint64_t), docs.offsets.size());
     // Tokens go out in blocks so a 4-byte-per-id corpus is never copied whole.
     std::vector<std::uint16_t> narrow;
     constexpr std::size_t kBlock = 1 << 20;
@@ -189,11 +215,15 @@ void write_token_cache(const fs::path& file, const TokenizedDocuments& docs, std
       if (header.width == 2) {
         narrow.assign(docs.tokens.begin() + static_cast<std::ptrdiff_t>(i),
                       docs.tokens.begin() + static_cast<std::ptrdiff_t>(i + n));
-        ok = std::fwrite(narrow.data(), 2, n, out.get()) == n;
+        ok = put(narrow.data(), 2, n);
       } else {
-        ok = std::fwrite(docs.tokens.data() + i, 4, n, out.get()) == n;
+        ok = put(docs.tokens.data() + i, 4, n);
       }
     }
+    CacheHeader final_header = header;
+    final_header.hash = XXH64_digest(hash.get());
+    ok = ok && std::fseek(out.get(), 0, SEEK_SET) == 0 &&
+         std::fwrite(&final_header, sizeof(final_header), 1, out.get()) == 1;
     const int err = errno;
     if (!ok || std::fflush(out.get()) != 0) {
       if (err == ENOSPC) {
@@ -207,46 +237,98 @@ void write_token_cache(const fs::path& file, const TokenizedDocuments& docs, std
   });
 }
 
-bool read_token_cache(const fs::path& file, std::uint64_t key, TokenizedDocuments* out) {
+TokenCacheRead read_token_cache(const fs::path& file, std::uint64_t key, std::int32_t vocab_size,
+                                TokenizedDocuments* out) {
   std::unique_ptr<std::FILE, FileCloser> in(std::fopen(file.c_str(), "rb"));
-  if (!in) return false;
-  CacheHeader header{};
-  if (std::fread(&header, sizeof(header), 1, in.get()) != 1) return false;
-  if (std::memcmp(header.magic, kCacheMagic, sizeof(kCacheMagic)) != 0 ||
-      header.version != kCacheVersion || header.key != key ||
-      (header.width != 2 && header.width != 4)) {
-    return false;
+  if (!in) {
+    if (errno == ENOENT) return {TokenCacheRead::kMissing, {}};
+    return unusable(std::string("cannot be read (") + std::strerror(errno) + ")");
   }
   std::error_code ec;
-  const auto size = fs::file_size(file, ec);
-  if (ec || size != sizeof(header) + (header.documents + 1) * 8 + header.tokens * header.width) {
-    return false;
+  const std::uint64_t size = fs::file_size(file, ec);
+  if (ec) return unusable("cannot be read (" + ec.message() + ")");
+  CacheHeader header{};
+  if (size < sizeof(header) || std::fread(&header, sizeof(header), 1, in.get()) != 1) {
+    return unusable("is shorter than its " + std::to_string(sizeof(header)) + "-byte header");
   }
+  if (std::memcmp(header.magic, kCacheMagic, sizeof(kCacheMagic)) != 0) {
+    return unusable("does not start with the token cache's header");
+  }
+  if (header.version != kCacheVersion) {
+    return unusable("is in cache format " + std::to_string(header.version) + ", not " +
+                    std::to_string(kCacheVersion));
+  }
+  if (header.key != key) return unusable("belongs to another corpus or tokenizer");
+  if (header.width != 2 && header.width != 4) {
+    return unusable("declares " + std::to_string(header.width) + " bytes per token");
+  }
+  // Checked before anything is allocated: a damaged count must not ask for terabytes.
+  const std::uint64_t max_count = size / 2;
+  if (header.documents > max_count || header.tokens > max_count ||
+      size != sizeof(header) + (header.documents + 1) * 8 + header.tokens * header.width) {
+    return unusable("is " + std::to_string(size) + " bytes, which does not match the " +
+                    std::to_string(header.documents) + " documents and " +
+                    std::to_string(header.tokens) + " tokens its header declares");
+  }
+  HashState hash = new_hash_state();
+  CacheHeader unhashed = header;
+  unhashed.hash = 0;
+  XXH64_update(hash.get(), &unhashed, sizeof(unhashed));
+
   TokenizedDocuments docs;
   docs.offsets.resize(header.documents + 1);
   if (std::fread(docs.offsets.data(), 8, docs.offsets.size(), in.get()) != docs.offsets.size()) {
-    return false;
+    return unusable("cannot be read to the end");
   }
-  if (docs.offsets.front() != 0 || docs.offsets.back() != header.tokens ||
-      !std::is_sorted(docs.offsets.begin(), docs.offsets.end())) {
-    return false;
-  }
+  XXH64_update(hash.get(), docs.offsets.data(), docs.offsets.size() * 8);
   docs.tokens.resize(header.tokens);
-  if (header.width == 4) {
-    if (std::fread(docs.tokens.data(), 4, docs.tokens.size(), in.get()) != docs.tokens.size()) {
-      return false;
+  // The first id outside the vocabulary, reported if the hash does not already explain it.
+  std::uint64_t bad_index = header.tokens;
+  std::uint32_t bad_id = 0;
+  const auto limit = static_cast<std::uint32_t>(std::max<std::int32_t>(vocab_size, 0));
+  auto check_ids = [&](std::size_t begin, std::size_t n) {
+    if (bad_index != header.tokens) return;
+    for (std::size_t i = begin; i < begin + n; ++i) {
+      if (static_cast<std::uint32_t>(docs.tokens[i]) >= limit) {
+        bad_index = i;
+        bad_id = static_cast<std::uint32_t>(docs.tokens[i]);
+        return;
+      }
     }
-  } else {
-    std::vector<std::uint16_t> narrow(1 << 20);
-    for (std::size_t i = 0; i < docs.tokens.size(); i += narrow.size()) {
-      const std::size_t n = std::min(narrow.size(), docs.tokens.size() - i);
-      if (std::fread(narrow.data(), 2, n, in.get()) != n) return false;
+  };
+  constexpr std::size_t kBlock = 1 << 20;
+  std::vector<std::uint16_t> narrow(header.width == 2 ? kBlock : 0);
+  for (std::size_t i = 0; i < docs.tokens.size(); i += kBlock) {
+    const std::size_t n = std::min(kBlock, docs.tokens.size() - i);
+    if (header.width == 4) {
+      if (std::fread(docs.tokens.data() + i, 4, n, in.get()) != n) {
+        return unusable("cannot be read to the end");
+      }
+      XXH64_update(hash.get(), docs.tokens.data() + i, n * 4);
+    } else {
+      if (std::fread(narrow.data(), 2, n, in.get()) != n) {
+        return unusable("cannot be read to the end");
+      }
+      XXH64_update(hash.get(), narrow.data(), n * 2);
       std::copy(narrow.begin(), narrow.begin() + static_cast<std::ptrdiff_t>(n),
                 docs.tokens.begin() + static_cast<std::ptrdiff_t>(i));
     }
+    check_ids(i, n);
+  }
+  if (XXH64_digest(hash.get()) != header.hash) {
+    return unusable("fails its checksum (the file was changed or damaged after it was written)");
+  }
+  if (docs.offsets.front() != 0 || docs.offsets.back() != header.tokens ||
+      !std::is_sorted(docs.offsets.begin(), docs.offsets.end())) {
+    return unusable("has document offsets that do not fit its tokens");
+  }
+  if (bad_index != header.tokens) {
+    return unusable("holds token id " + std::to_string(bad_id) + " (token " +
+                    std::to_string(bad_index) + "), outside the tokenizer's vocabulary of " +
+                    std::to_string(vocab_size));
   }
   *out = std::move(docs);
-  return true;
+  return {TokenCacheRead::kLoaded, {}};
 }
 
 // --- split and join ----------------------------------------------------------------------------
@@ -442,6 +524,30 @@ class ParallelTokenizer {
   std::size_t pending_bytes_ = 0;
 };
 
+// Removes what write_file_atomically(file, ...) left behind in runs killed while writing
+// (`file.tmp.PID.N`, PID no longer running); a write in progress elsewhere is left alone.
+void remove_abandoned_temporaries(const fs::path& file) {
+  const std::string prefix = file.filename().string() + ".tmp.";
+  std::error_code ec;
+  for (fs::directory_iterator it(file.parent_path(), ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string rest = name.substr(prefix.size());
+    const std::size_t dot = rest.find('.');
+    if (dot == 0 || dot == std::string::npos ||
+        rest.find_first_not_of("0123456789.") != std::string::npos) {
+      continue;
+    }
+    const long pid = std::strtol(rest.substr(0, dot).c_str(), nullptr, 10);
+    if (pid <= 0 || pid == ::getpid() || ::kill(static_cast<pid_t>(pid), 0) == 0 ||
+        errno != ESRCH) {
+      continue;
+    }
+    std::error_code ignored;
+    fs::remove(it->path(), ignored);
+  }
+}
+
 // .bin shards are already tokenized: documents are the runs after each end-of-text id.
 TokenizedDocuments read_shards(const std::vector<fs::path>& files, const Tokenizer& tokenizer) {
   TokenizedDocuments docs;
@@ -474,7 +580,8 @@ TokenizedDocuments read_shards(const std::vector<fs::path>& files, const Tokeniz
 
 }  // namespace
 
-TokenizedCorpus prepare_corpus(const DataSpec& spec, const Progress& progress) {
+TokenizedCorpus prepare_corpus(const DataSpec& spec, const Progress& progress,
+                               const Notice& notice) {
   const auto started = std::chrono::steady_clock::now();
   validate(spec);
   const fs::path root = resolve_source(spec.source);
@@ -507,7 +614,8 @@ TokenizedCorpus prepare_corpus(const DataSpec& spec, const Progress& progress) {
     const fs::path model =
         data_home() / "tokenizers" / "sentencepiece" /
         (hex64(stats.corpus_hash) + "-" + std::to_string(spec.vocab_size) + ".model");
-    if (fs::exists(model)) {
+    std::error_code ec;
+    if (fs::exists(model, ec)) {
       tokenizer = SentencePieceTokenizer::load(model);
     } else {
       tokenizer = SentencePieceTokenizer::train(
@@ -532,7 +640,21 @@ TokenizedCorpus prepare_corpus(const DataSpec& spec, const Progress& progress) {
       return XXH64(parts, sizeof(parts), kPipelineVersion);
     }();
     if (spec.cache) stats.cache_file = data_home() / "cache" / (hex64(key) + ".tok");
-    if (spec.cache && read_token_cache(stats.cache_file, key, &docs)) {
+    TokenCacheRead cached;
+    if (spec.cache) {
+      cached = read_token_cache(stats.cache_file, key, tokenizer->vocab_size(), &docs);
+    }
+    if (cached.result == TokenCacheRead::kUnusable) {
+      const std::string note = "The token cache " + stats.cache_file.string() + " " +
+                               cached.problem + "; tokenizing the corpus again to rebuild it.";
+      if (notice) {
+        notice(note);
+      } else {
+        std::fprintf(stderr, "mmlab: note: %s\n", note.c_str());
+        std::fflush(stderr);
+      }
+    }
+    if (cached.result == TokenCacheRead::kLoaded) {
       stats.from_cache = true;
     } else {
       std::vector<std::uint64_t> before(stats.files.size() + 1, 0);
@@ -557,7 +679,12 @@ TokenizedCorpus prepare_corpus(const DataSpec& spec, const Progress& progress) {
                         });
       parallel.flush();
       if (progress) progress(1.0);
-      if (spec.cache && docs.documents() > 0) write_token_cache(stats.cache_file, docs, key);
+      if (spec.cache && docs.documents() > 0) {
+        // A run killed while writing the cache leaves its temporary file; the rename that would
+        // have replaced it never happened, so it is only litter.
+        remove_abandoned_temporaries(stats.cache_file);
+        write_token_cache(stats.cache_file, docs, key);
+      }
     }
   }
 

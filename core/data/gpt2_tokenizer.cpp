@@ -10,6 +10,7 @@
 #include <cstring>
 #include <limits>
 #include <mutex>
+#include <queue>
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
@@ -80,6 +81,11 @@ struct Gpt2Tokenizer::Impl {
     std::int32_t result;
   };
   std::unordered_map<std::uint64_t, Merge> merges;
+  // The merge of each rank (rank = line of the merges file), for merging long pieces.
+  struct RankedMerge {
+    std::int32_t a, b, result;
+  };
+  std::vector<RankedMerge> by_rank;
   std::int32_t eot = -1;
   std::uint64_t hash = 0;
   fs::path dir;
@@ -87,6 +93,9 @@ struct Gpt2Tokenizer::Impl {
   // Words repeat (Zipf), so BPE results are cached; shards keep threads from queueing on one lock.
   static constexpr std::size_t kShards = 16;
   static constexpr std::size_t kMaxEntriesPerShard = 1 << 16;
+  static constexpr std::size_t kMaxCachedPieceBytes = 256;
+  // Up to this length a piece is merged by rescanning (see merge_by_rank).
+  static constexpr std::size_t kRescanMaxBytes = 128;
   struct Shard {
     std::mutex mutex;
     std::unordered_map<std::string, std::vector<std::int32_t>> words;
@@ -94,11 +103,113 @@ struct Gpt2Tokenizer::Impl {
   mutable std::array<Shard, kShards> cache;
 
   void bpe(std::string_view piece, std::vector<std::int32_t>& out) const;
+  std::vector<std::int32_t> merge_by_rank(std::string_view piece) const;
 };
+
+// encoder.py's bpe(): while some adjacent pair is a merge, take the pair of lowest rank and merge
+// every occurrence of it, left to right; pairs that these merges create are looked at in the
+// next round. A pre-token has no length limit (GPT-2's regex takes a whole run of letters, digits
+// or other symbols), and rescanning the word every round takes time quadratic in its length: a
+// 64 KiB word of random letters took 34 s. Short pieces, nearly all of them, are rescanned as in
+// encoder.py; longer ones keep their candidate pairs in buckets by rank, so that a round visits
+// only the pairs of its rank and a merge adds only the two pairs it creates.
+std::vector<std::int32_t> Gpt2Tokenizer::Impl::merge_by_rank(std::string_view piece) const {
+  if (piece.size() >= static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max())) {
+    throw UserError("A document holds a word of more than 2 GiB without spaces or punctuation.",
+                    "Split the document; no tokenizer can learn from such a word.");
+  }
+  std::vector<std::int32_t> word(piece.size());
+  for (std::size_t i = 0; i < piece.size(); ++i) {
+    word[i] = byte_ids[static_cast<unsigned char>(piece[i])];
+  }
+  if (piece.size() <= kRescanMaxBytes) {
+    while (word.size() > 1) {
+      std::int32_t best_rank = std::numeric_limits<std::int32_t>::max();
+      std::int32_t best_a = 0, best_b = 0, best_result = 0;
+      for (std::size_t i = 0; i + 1 < word.size(); ++i) {
+        auto it = merges.find(pair_key(word[i], word[i + 1]));
+        if (it != merges.end() && it->second.rank < best_rank) {
+          best_rank = it->second.rank;
+          best_a = word[i];
+          best_b = word[i + 1];
+          best_result = it->second.result;
+        }
+      }
+      if (best_rank == std::numeric_limits<std::int32_t>::max()) break;
+      std::size_t w = 0;
+      for (std::size_t i = 0; i < word.size(); ++i) {
+        if (i + 1 < word.size() && word[i] == best_a && word[i + 1] == best_b) {
+          word[w++] = best_result;
+          ++i;
+        } else {
+          word[w++] = word[i];
+        }
+      }
+      word.resize(w);
+    }
+    return word;
+  }
+
+  // The word as a linked list over its bytes' positions: a merge keeps the left symbol and
+  // unlinks the right one.
+  constexpr std::int32_t kNone = -1;
+  const auto n = static_cast<std::int32_t>(word.size());
+  std::vector<std::int32_t> next(word.size()), prev(word.size());
+  for (std::int32_t i = 0; i < n; ++i) {
+    next[i] = i + 1 < n ? i + 1 : kNone;
+    prev[i] = i - 1;
+  }
+  // pending[rank]: left positions where a pair of that rank was seen (some since merged away);
+  // ranks_due: the ranks with pending positions, lowest first.
+  std::vector<std::vector<std::int32_t>> pending(by_rank.size());
+  std::priority_queue<std::int32_t, std::vector<std::int32_t>, std::greater<>> ranks_due;
+  auto note_pair = [&](std::int32_t left) {
+    if (left == kNone || next[left] == kNone) return;
+    auto it = merges.find(pair_key(word[left], word[next[left]]));
+    if (it == merges.end()) return;
+    std::vector<std::int32_t>& at = pending[static_cast<std::size_t>(it->second.rank)];
+    if (at.empty()) ranks_due.push(it->second.rank);
+    at.push_back(left);
+  };
+  for (std::int32_t i = 0; i + 1 < n; ++i) note_pair(i);
+  std::vector<std::int32_t> round, merged;
+  while (!ranks_due.empty()) {
+    const RankedMerge& merge = by_rank[static_cast<std::size_t>(ranks_due.top())];
+    round.swap(pending[static_cast<std::size_t>(ranks_due.top())]);
+    ranks_due.pop();
+    std::sort(round.begin(), round.end());  // left to right, as encoder.py merges
+    merged.clear();
+    for (std::int32_t left : round) {
+      // Still this pair? A symbol only ever grows to stand for more text, so a position whose
+      // pair has changed never holds this pair again.
+      const std::int32_t right = next[left];
+      if (word[left] != merge.a || right == kNone || word[right] != merge.b) continue;
+      word[left] = merge.result;
+      word[right] = -1;  // gone: matches no pair
+      next[left] = next[right];
+      if (next[right] != kNone) prev[next[right]] = left;
+      merged.push_back(left);
+    }
+    round.clear();
+    for (std::int32_t left : merged) {
+      note_pair(prev[left]);
+      note_pair(left);
+    }
+  }
+  std::vector<std::int32_t> out;
+  for (std::int32_t i = 0; i != kNone; i = next[i]) out.push_back(word[i]);
+  return out;
+}
 
 void Gpt2Tokenizer::Impl::bpe(std::string_view piece, std::vector<std::int32_t>& out) const {
   if (piece.size() == 1) {
     out.push_back(byte_ids[static_cast<unsigned char>(piece[0])]);
+    return;
+  }
+  // Long pieces seldom repeat, and caching them would let a few odd documents fill memory.
+  if (piece.size() > kMaxCachedPieceBytes) {
+    const std::vector<std::int32_t> word = merge_by_rank(piece);
+    out.insert(out.end(), word.begin(), word.end());
     return;
   }
   Shard& shard = cache[std::hash<std::string_view>{}(piece) % kShards];
@@ -110,35 +221,7 @@ void Gpt2Tokenizer::Impl::bpe(std::string_view piece, std::vector<std::int32_t>&
       return;
     }
   }
-  std::vector<std::int32_t> word;
-  word.reserve(piece.size());
-  for (char c : piece) word.push_back(byte_ids[static_cast<unsigned char>(c)]);
-  // As encoder.py: repeatedly take the lowest-ranked adjacent pair and merge every occurrence of
-  // it, left to right, until no adjacent pair is a merge.
-  while (word.size() > 1) {
-    std::int32_t best_rank = std::numeric_limits<std::int32_t>::max();
-    std::int32_t best_a = 0, best_b = 0, best_result = 0;
-    for (std::size_t i = 0; i + 1 < word.size(); ++i) {
-      auto it = merges.find(pair_key(word[i], word[i + 1]));
-      if (it != merges.end() && it->second.rank < best_rank) {
-        best_rank = it->second.rank;
-        best_a = word[i];
-        best_b = word[i + 1];
-        best_result = it->second.result;
-      }
-    }
-    if (best_rank == std::numeric_limits<std::int32_t>::max()) break;
-    std::size_t w = 0;
-    for (std::size_t i = 0; i < word.size(); ++i) {
-      if (i + 1 < word.size() && word[i] == best_a && word[i + 1] == best_b) {
-        word[w++] = best_result;
-        ++i;
-      } else {
-        word[w++] = word[i];
-      }
-    }
-    word.resize(w);
-  }
+  std::vector<std::int32_t> word = merge_by_rank(piece);
   out.insert(out.end(), word.begin(), word.end());
   std::lock_guard<std::mutex> lock(shard.mutex);
   if (shard.words.size() >= kMaxEntriesPerShard) shard.words.clear();
@@ -152,13 +235,15 @@ std::unique_ptr<Gpt2Tokenizer> Gpt2Tokenizer::from_dir(const fs::path& dir) {
   const std::string hint =
       "Run scripts/get-corpus (the set-up command does this), or set the "
       "data config's tokenizer_path to a folder with those files.";
-  if (fs::exists(dir / "encoder.json") && fs::exists(dir / "vocab.bpe")) {
+  std::error_code ec;  // a path that cannot be looked at counts as missing
+  auto has = [&](const char* name) { return fs::exists(dir / name, ec); };
+  if (has("encoder.json") && has("vocab.bpe")) {
     return from_files(dir / "encoder.json", dir / "vocab.bpe");
   }
-  if (fs::exists(dir / "vocab.json") && fs::exists(dir / "merges.txt")) {
+  if (has("vocab.json") && has("merges.txt")) {
     return from_files(dir / "vocab.json", dir / "merges.txt");
   }
-  if (!fs::is_directory(dir)) {
+  if (!fs::is_directory(dir, ec)) {
     throw UserError("The GPT-2 tokenizer is not installed in " + dir.string() + ".", hint);
   }
   throw UserError("The folder " + dir.string() +
@@ -268,6 +353,7 @@ std::unique_ptr<Gpt2Tokenizer> Gpt2Tokenizer::from_files(const fs::path& vocab_f
                       "Use the merges file that belongs to that vocabulary.");
     }
     impl->merges.emplace(pair_key(ia->second, ib->second), Impl::Merge{rank, ir->second});
+    impl->by_rank.push_back({ia->second, ib->second, ir->second});
     ++rank;
   }
 

@@ -13,6 +13,8 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <set>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -109,19 +111,38 @@ std::vector<fs::path> list_source_files(const fs::path& source) {
         "The corpus folder " + source.string() + " cannot be read: " + ec.message() + ".",
         "Check its permissions.");
   }
+  // Symbolic links are followed, so a folder can be reached twice (a link to a parent loops
+  // until the system refuses the path): the files below it would be read again and again.
+  std::set<std::pair<dev_t, ino_t>> folders;
+  auto first_visit = [&](const fs::path& dir) {
+    struct stat st {};
+    return ::stat(dir.c_str(), &st) != 0 || folders.insert({st.st_dev, st.st_ino}).second;
+  };
+  first_visit(source);
+  // A folder that cannot be listed stops the walk with an error: training on the part read so
+  // far would be a silent mistake.
+  fs::path last = source;
   for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
     if (ec) break;
-    const std::string name = it->path().filename().string();
+    last = it->path();
+    const std::string name = last.filename().string();
+    std::error_code type_ec;
+    const bool is_dir = it->is_directory(type_ec);
     if (is_skipped_name(name)) {
-      if (it->is_directory()) it.disable_recursion_pending();
+      if (is_dir) it.disable_recursion_pending();
       continue;
     }
-    if (it->is_regular_file()) files.push_back(it->path());
+    if (is_dir && !first_visit(last)) {
+      throw UserError("The corpus folder " + source.string() + " reaches the same folder twice: " +
+                          last.string() + " leads back to a folder already read.",
+                      "Remove that symbolic link, or point the data source at one of the folders.");
+    }
+    if (it->is_regular_file(type_ec)) files.push_back(last);
   }
   if (ec) {
-    throw UserError(
-        "The corpus folder " + source.string() + " cannot be read: " + ec.message() + ".",
-        "Check its permissions.");
+    throw UserError("The corpus folder " + source.string() + " cannot be read past " +
+                        last.string() + ": " + ec.message() + ".",
+                    "Check the permissions and symbolic links below it.");
   }
   std::sort(files.begin(), files.end());
   if (files.empty()) {
@@ -198,7 +219,8 @@ using GzFile = std::unique_ptr<gzFile_s, GzCloser>;
 }  // namespace
 
 void read_jsonl_file(const fs::path& file, const DocumentSink& sink, const std::string& field) {
-  if (!fs::exists(file)) {
+  std::error_code exists_ec;
+  if (!fs::exists(file, exists_ec)) {
     throw UserError("The file " + file.string() + " does not exist.", "Check the data source.");
   }
   // gzopen reads plain files transparently, so one loop serves .jsonl and .jsonl.gz.
@@ -209,10 +231,14 @@ void read_jsonl_file(const fs::path& file, const DocumentSink& sink, const std::
         "Check its permissions.");
   }
   gzbuffer(gz.get(), 1 << 17);
-  auto corrupt = [&](const char* what) {
+  // zlib's own words ("invalid distance too far back") mean nothing to someone training a model:
+  // say only whether the stream is cut short or damaged.
+  auto corrupt = [&]() {
     int errnum = 0;
-    const char* msg = gzerror(gz.get(), &errnum);
-    std::string detail = (errnum == Z_ERRNO) ? std::strerror(errno) : (msg ? msg : what);
+    gzerror(gz.get(), &errnum);
+    const std::string detail = errnum == Z_ERRNO       ? std::strerror(errno)
+                               : errnum == Z_BUF_ERROR ? "the compressed data ends early"
+                                                       : "the compressed data is damaged";
     throw UserError("The file " + file.string() + " is corrupt or truncated at compressed " +
                         offset_text(static_cast<std::uint64_t>(gzoffset(gz.get()))) + " (" +
                         detail + ").",
@@ -254,12 +280,12 @@ void read_jsonl_file(const fs::path& file, const DocumentSink& sink, const std::
 
   for (;;) {
     int n = gzread(gz.get(), buf.data(), static_cast<unsigned>(buf.size()));
-    if (n < 0) corrupt("read error");
+    if (n < 0) corrupt();
     if (n == 0) {
       // zlib reports a stream cut short only through gzerror after the last read.
       int errnum = 0;
       gzerror(gz.get(), &errnum);
-      if (errnum != Z_OK && errnum != Z_STREAM_END) corrupt("unexpected end of file");
+      if (errnum != Z_OK && errnum != Z_STREAM_END) corrupt();
       break;
     }
     std::string_view chunk(buf.data(), static_cast<size_t>(n));

@@ -238,7 +238,8 @@ std::unique_ptr<SentencePieceTokenizer> SentencePieceTokenizer::train(
                         "vocabulary).");
   }
   auto impl = impl_from_proto(serialized, model_out);
-  fs::create_directories(model_out.parent_path());
+  std::error_code ec;  // a folder that cannot be made is reported by the write, naming the file
+  fs::create_directories(model_out.parent_path(), ec);
   write_file_atomically(model_out, serialized);
   return std::unique_ptr<SentencePieceTokenizer>(new SentencePieceTokenizer(std::move(impl)));
 }

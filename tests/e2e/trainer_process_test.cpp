@@ -246,7 +246,12 @@ TEST_F(TrainerProcess, BadInputGivesOneSentenceAndTheExitCode) {
     sqlite3_close(h);
   }
   const std::vector<BadInput> cases = {
-      {"malformed", "{\"name\": \"x\", \"runs\": [", {}, 3, "is not valid JSON"},
+      {"malformed",
+       "{\"name\": \"x\", \"runs\": [",
+       {},
+       3,
+       "bad.json:1:24: not valid JSON: the text ends inside the list that opens at 1:23; expected "
+       "a value or ']'."},
       {"unknown key",
        R"({"name": "x", "runs": [{"name": "r", "model": {"famly": "mamba"}}]})",
        {},

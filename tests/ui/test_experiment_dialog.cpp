@@ -137,7 +137,8 @@ TEST_F(DialogTest, InvalidInputShowsTheValidatorsMessagesWithPaths) {
       << d.problems()[0].toStdString();
   d.set_json_text("{ \"name\": \"x\", ");
   ASSERT_EQ(d.problems().size(), 1);
-  EXPECT_TRUE(d.problems()[0].contains("not valid JSON (line 1")) << d.problems()[0].toStdString();
+  EXPECT_TRUE(d.problems()[0].startsWith("the JSON pane:1:16: not valid JSON: the text ends"))
+      << d.problems()[0].toStdString();
 }
 
 TEST_F(DialogTest, ScalePresetRewritesSizesAndMoeSettings) {

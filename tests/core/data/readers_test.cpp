@@ -93,6 +93,31 @@ TEST(SourceFiles, MissingSourceAndEmptyFolderAreUserErrors) {
               HasSubstr("contains no files"));
 }
 
+TEST(SourceFiles, FolderReachedTwiceThroughLinksIsAUserError) {
+  // A link back to a parent folder: the walk went round until the system refused the path, and
+  // listed every file 41 times.
+  test::TempDir dir;
+  write_text(dir / "corpus" / "a.txt", "a");
+  std::filesystem::create_directory_symlink(dir / "corpus", dir / "corpus" / "again");
+  EXPECT_EQ(message_of([&] { list_source_files(dir / "corpus"); }),
+            "The corpus folder " + (dir / "corpus").string() +
+                " reaches the same folder twice: " + (dir / "corpus" / "again").string() +
+                " leads back to a folder already read. Remove that symbolic link, or point the "
+                "data source at one of the folders.");
+  // Two links to one folder would read its files twice.
+  std::filesystem::remove(dir / "corpus" / "again");
+  write_text(dir / "shared" / "b.txt", "b");
+  std::filesystem::create_directory_symlink(dir / "shared", dir / "corpus" / "one");
+  std::filesystem::create_directory_symlink(dir / "shared", dir / "corpus" / "two");
+  // Which link comes second depends on the folder's order on disk.
+  EXPECT_THAT(
+      message_of([&] { list_source_files(dir / "corpus"); }),
+      ::testing::AnyOf(HasSubstr((dir / "corpus" / "one").string() + " leads back to a folder"),
+                       HasSubstr((dir / "corpus" / "two").string() + " leads back to a folder")));
+  std::filesystem::remove(dir / "corpus" / "two");
+  EXPECT_EQ(list_source_files(dir / "corpus").size(), 2u);
+}
+
 TEST(SourceFiles, FormatsFromExtensions) {
   EXPECT_EQ(resolve_format("x/c4-train.00000-of-01024.json.gz", SourceFormat::kAuto),
             SourceFormat::kJsonl);
@@ -179,6 +204,7 @@ TEST(JsonlReader, TruncatedGzipIsReportedWithOffset) {
   });
   EXPECT_THAT(msg, HasSubstr((dir / "cut.jsonl.gz").string() +
                              " is corrupt or truncated at compressed byte offset"));
+  EXPECT_THAT(msg, HasSubstr(" (the compressed data ends early). Download or recompress it"));
 }
 
 TEST(JsonlReader, CorruptGzipIsReported) {
@@ -195,6 +221,8 @@ TEST(JsonlReader, CorruptGzipIsReported) {
     read_jsonl_file(dir / "bad.jsonl.gz", c.sink());
   });
   EXPECT_THAT(msg, HasSubstr((dir / "bad.jsonl.gz").string() + " is corrupt or truncated"));
+  // In plain words, not zlib's ("invalid block type", "invalid distance too far back").
+  EXPECT_THAT(msg, HasSubstr(" (the compressed data is damaged). Download or recompress it"));
 }
 
 TEST(TokenShardTest, RoundTripThroughMmap) {

@@ -6,6 +6,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <limits>
+#include <map>
+#include <random>
+#include <sstream>
+#include <unordered_map>
+
 #include "core/util/error.h"
 #include "data_test_support.h"
 
@@ -177,6 +183,124 @@ TEST(Gpt2Bpe, BadFilesAreUserErrorsNamingTheFile) {
   }
 }
 
+// --- merging by rank, against a reference twin ---------------------------------------------------
+
+// OpenAI's encoder.py bpe() written out on strings, as plainly as in the original: every round
+// rescans the word for the lowest-ranked pair and merges all its occurrences left to right.
+// Quadratic, so only for short words. Symbols are printable ASCII, which GPT-2's byte table maps
+// to themselves.
+// Ranks by merges-file line ("a b"; symbols never hold a space, GPT-2 writes it as U+0120).
+using MergeRanks = std::unordered_map<std::string, int>;
+
+std::vector<std::string> reference_bpe(const std::string& piece, const MergeRanks& ranks) {
+  std::vector<std::string> word;
+  for (char c : piece) word.emplace_back(1, c);
+  while (word.size() > 1) {
+    int best = std::numeric_limits<int>::max();
+    std::pair<std::string, std::string> bigram;
+    for (std::size_t i = 0; i + 1 < word.size(); ++i) {
+      auto it = ranks.find(word[i] + " " + word[i + 1]);
+      if (it != ranks.end() && it->second < best) {
+        best = it->second;
+        bigram = {word[i], word[i + 1]};
+      }
+    }
+    if (best == std::numeric_limits<int>::max()) break;
+    std::vector<std::string> next;
+    for (std::size_t i = 0; i < word.size(); ++i) {
+      if (i + 1 < word.size() && word[i] == bigram.first && word[i + 1] == bigram.second) {
+        next.push_back(word[i] + word[i + 1]);
+        ++i;
+      } else {
+        next.push_back(word[i]);
+      }
+    }
+    word = std::move(next);
+  }
+  return word;
+}
+
+// A vocabulary over the letters a-d with `count` merges of random pieces, listed in a shuffled
+// order, so a merge's result can rank above or below the merges that build its parts (GPT-2's
+// own files never do the latter, but the algorithm must not depend on it).
+struct RandomBpe {
+  MergeRanks ranks;
+  std::map<std::string, int> ids;
+};
+
+RandomBpe write_random_bpe(const std::filesystem::path& dir, int count, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  RandomBpe bpe;
+  nlohmann::json vocab = nlohmann::json::object();
+  for (int b = 0; b < 256; ++b) {
+    vocab[byte_symbol(b)] = b;
+    if (b >= 33 && b <= 126) bpe.ids[std::string(1, static_cast<char>(b))] = b;
+  }
+  std::vector<std::string> pieces = {"a", "b", "c", "d"};
+  std::vector<std::pair<std::string, std::string>> merges;
+  while (static_cast<int>(merges.size()) < count) {
+    const std::string& x = pieces[rng() % pieces.size()];
+    const std::string& y = pieces[rng() % pieces.size()];
+    if (x.size() + y.size() > 8 || bpe.ranks.count(x + " " + y)) continue;
+    bpe.ranks[x + " " + y] = 0;
+    merges.emplace_back(x, y);
+    if (!bpe.ids.count(x + y)) {
+      const int id = 256 + static_cast<int>(bpe.ids.size()) - 94;
+      bpe.ids[x + y] = id;
+      vocab[x + y] = id;
+      pieces.push_back(x + y);
+    }
+  }
+  std::shuffle(merges.begin(), merges.end(), rng);
+  std::string text = "#version: 0.2\n";
+  for (std::size_t r = 0; r < merges.size(); ++r) {
+    bpe.ranks[merges[r].first + " " + merges[r].second] = static_cast<int>(r);
+    text += merges[r].first + " " + merges[r].second + "\n";
+  }
+  vocab["<|endoftext|>"] = 256 + static_cast<int>(bpe.ids.size()) - 94;
+  write_text(dir / "vocab.json", vocab.dump());
+  write_text(dir / "merges.txt", text);
+  return bpe;
+}
+
+std::string random_letters(std::size_t n, const std::string& alphabet, std::mt19937& rng) {
+  std::string s(n, ' ');
+  for (char& c : s) c = alphabet[rng() % alphabet.size()];
+  return s;
+}
+
+TEST(Gpt2Bpe, MergesLikeTheReferenceOnRandomVocabularies) {
+  for (std::uint32_t seed : {1u, 2u, 3u}) {
+    SCOPED_TRACE(seed);
+    test::TempDir dir;
+    const RandomBpe bpe = write_random_bpe(dir.path(), 300, seed);
+    auto t = Gpt2Tokenizer::from_dir(dir.path());
+    std::mt19937 rng(seed);
+    for (std::size_t n : {1, 2, 3, 5, 8, 17, 64, 128, 129, 200, 700, 2000}) {
+      for (int k = 0; k < (n < 700 ? 20 : 3); ++k) {
+        const std::string word = random_letters(n, n < 64 && k % 2 ? "ab" : "abcd", rng);
+        Ids expected;
+        for (const auto& symbol : reference_bpe(word, bpe.ranks)) {
+          expected.push_back(bpe.ids.at(symbol));
+        }
+        ASSERT_EQ(t->encode(word), expected) << word;
+      }
+    }
+  }
+}
+
+TEST(Gpt2Bpe, MebibyteWordWithoutSpacesTokenizes) {
+  // Encoding this took minutes when every round rescanned the whole word.
+  test::TempDir dir;
+  const RandomBpe bpe = write_random_bpe(dir.path(), 3000, 7);
+  auto t = Gpt2Tokenizer::from_dir(dir.path());
+  std::mt19937 rng(7);
+  const std::string word = random_letters(std::size_t{1} << 20, "abcd", rng);
+  const Ids ids = t->encode(word);
+  EXPECT_EQ(t->decode(ids), word);
+  EXPECT_LT(ids.size(), word.size() * 2 / 3);  // merged, not left as bytes
+}
+
 // --- GPT-2 with OpenAI's files
 // ---------------------------------------------------------------------
 
@@ -224,6 +348,33 @@ TEST(Gpt2Real, DecodeInvertsEncode) {
   }
   EXPECT_EQ(t->decode({15496, 50256, 995}), "Hello world");
   EXPECT_THAT(message_of([&] { t->decode({50257}); }), HasSubstr("token id 50257 is outside"));
+}
+
+TEST(Gpt2Real, LongWordsMergeLikeTheReference) {
+  MMLAB_REQUIRE_GPT2(dir);
+  auto t = Gpt2Tokenizer::from_dir(dir);
+  // GPT-2's merges, read here independently of the implementation.
+  MergeRanks ranks;
+  std::istringstream merges(test::read_bytes(dir / "vocab.bpe"));
+  int rank = 0;
+  for (std::string line; std::getline(merges, line);) {
+    if (line.empty() || line.rfind("#version:", 0) == 0) continue;  // "# #" is a merge
+    ranks.emplace(line, rank++);
+  }
+  const nlohmann::json encoder = nlohmann::json::parse(test::read_bytes(dir / "encoder.json"));
+  std::mt19937 rng(11);
+  for (const std::string alphabet :
+       {"abcdefghijklmnopqrstuvwxyz", "etaoinshr", "0123456789", "!#$%&()*+-./:;<=>?@[]^_{|}~"}) {
+    const std::string word = random_letters(800, alphabet, rng);
+    Ids expected;
+    for (const auto& symbol : reference_bpe(word, ranks)) {
+      expected.push_back(encoder.at(symbol).get<std::int32_t>());
+    }
+    EXPECT_EQ(t->encode(word), expected) << alphabet;
+  }
+  // Minutes when every round rescanned the word.
+  std::string word = random_letters(std::size_t{1} << 18, "abcdefghijklmnopqrstuvwxyz", rng);
+  EXPECT_EQ(t->decode(t->encode(word)), word);
 }
 
 // --- SentencePiece -------------------------------------------------------------------------------
