@@ -5,6 +5,7 @@
 #include <QColor>
 #include <QDateTime>
 #include <cmath>
+#include <nlohmann/json.hpp>
 
 namespace mmlab::ui {
 
@@ -111,6 +112,21 @@ QVariant RunTableModel::headerData(int section, Qt::Orientation orientation, int
   return {};
 }
 
+// The op implementations the run's steps used (RunRow::ops_used), e.g.
+// "Op implementations: causal_conv1d=cuda, selective_scan=cuda"; none before its first step.
+QVariant RunTableModel::ops_tooltip(const store::RunRow& r) {
+  const auto ops = nlohmann::json::parse(r.ops_used, nullptr, false);
+  if (!ops.is_object() || ops.empty()) return {};
+  QStringList parts;
+  for (auto it = ops.begin(); it != ops.end(); ++it) {
+    parts << QStringLiteral("%1=%2").arg(
+        QString::fromStdString(it.key()),
+        QString::fromStdString(it.value().is_string() ? it.value().get<std::string>()
+                                                      : it.value().dump()));
+  }
+  return tr("Op implementations: %1").arg(parts.join(QStringLiteral(", ")));
+}
+
 QVariant RunTableModel::data(const QModelIndex& index, int role) const {
   if (!index.isValid() || index.row() >= int(rows_.size())) return {};
   const store::RunRow& r = rows_[size_t(index.row())];
@@ -121,6 +137,7 @@ QVariant RunTableModel::data(const QModelIndex& index, int role) const {
       const QColor c = status_color(r.effective_status);
       return c.isValid() ? QVariant(QBrush(c)) : QVariant();
     }
+    if (role == Qt::ToolTipRole && index.column() == kName) return ops_tooltip(r);
     if (role == Qt::ToolTipRole && index.column() == kStatus && !r.error_text.empty())
       return QString::fromStdString(r.error_text);
     if (role == Qt::ToolTipRole && index.column() == kStatus &&

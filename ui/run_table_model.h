@@ -55,6 +55,8 @@ class RunTableModel : public QAbstractTableModel {
   static QString human_count(double n);
   /// "1 h 02 min", "35 s".
   static QString human_duration(double seconds);
+  /// The Name column's tooltip: the op implementations the run used (none before its first step).
+  static QVariant ops_tooltip(const store::RunRow& r);
 
  private:
   std::vector<store::RunRow> rows_;

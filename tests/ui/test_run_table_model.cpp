@@ -43,6 +43,19 @@ std::vector<store::RunRow> sample_rows() {
 
 }  // namespace
 
+TEST(RunTableModel, NameTooltipShowsTheOpImplementationsUsed) {
+  mmlab::test::qt_app();
+  RunTableModel m;
+  auto rows = sample_rows();
+  rows[0].ops_used = R"({"causal_conv1d":"cuda","selective_scan":"reference"})";
+  rows[1].ops_used = "{}";
+  m.set_rows(rows);
+  EXPECT_EQ(m.data(m.index(0, RunTableModel::kName), Qt::ToolTipRole).toString(),
+            "Op implementations: causal_conv1d=cuda, selective_scan=reference");
+  EXPECT_FALSE(m.data(m.index(1, RunTableModel::kName), Qt::ToolTipRole).isValid());
+  EXPECT_FALSE(m.data(m.index(2, RunTableModel::kName), Qt::ToolTipRole).isValid());
+}
+
 TEST(RunTableModel, FormatsCellsAndSortsByRawValues) {
   mmlab::test::qt_app();
   RunTableModel m;
