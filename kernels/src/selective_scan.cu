@@ -307,7 +307,11 @@ __global__ void __launch_bounds__(kMaxThreads)
     A_raw[j] = (d_ok && n < N) ? p.A[static_cast<int64_t>(d) * N + n] : 0.f;
     A2[j] = A_raw[j] * kLog2e;
     dA_acc[j] = 0.f;
-    dh_carry[j] = 0.f;  // exp(delta'_{t+1} A) dh_{t+1}, 0 after the last step
+    // exp(delta'_{t+1} A) dh_{t+1}; after the last step, the gradient flowing into last_state
+    // (= h_{L-1}) when the caller backpropagates through it, else 0.
+    dh_carry[j] = (p.dlast_state != nullptr && d_ok && n < N)
+                      ? p.dlast_state[(static_cast<int64_t>(b) * Di + d) * N + n]
+                      : 0.f;
   }
   if (threadIdx.x < 32) {
     dD_s[threadIdx.x] = 0.f;

@@ -186,7 +186,6 @@ class SelectiveScanFunction : public torch::autograd::Function<SelectiveScanFunc
         {u, delta, A, B, C, D_or_empty, z_or_empty, delta_bias_or_empty, out.carries});
     ctx->saved_data["delta_softplus"] = delta_softplus;
     if (!return_last_state) return {out.y};
-    ctx->mark_non_differentiable({out.last_state});
     return {out.y, out.last_state};
   }
 
@@ -198,8 +197,12 @@ class SelectiveScanFunction : public torch::autograd::Function<SelectiveScanFunc
     const torch::Tensor D = absent_if_empty(saved[5]), z = absent_if_empty(saved[6]),
                         delta_bias = absent_if_empty(saved[7]);
     c10::DeviceGuard guard(u.device());
-    torch::Tensor dout = grads[0].to(u.scalar_type());  // (B, Di, L)
+    // (B, Di, L); undefined when only last_state feeds the loss
+    torch::Tensor dout = grads[0].defined() ? grads[0].to(u.scalar_type()) : torch::zeros_like(u);
     if (dout.size(2) > 1 && dout.stride(2) != 1) dout = dout.contiguous();
+    // (B, Di, N) fp32: the gradient of last_state, the reverse recurrence's starting value
+    torch::Tensor dlast;
+    if (grads.size() > 1 && grads[1].defined()) dlast = grads[1].to(torch::kFloat).contiguous();
 
     SelectiveScanParams p = input_params(u, delta, A, B, C, D, z, delta_bias,
                                          ctx->saved_data["delta_softplus"].toBool());
@@ -208,6 +211,7 @@ class SelectiveScanFunction : public torch::autograd::Function<SelectiveScanFunc
     p.dout = dout.data_ptr();
     p.dout_batch_stride = dout.stride(0);
     p.dout_dim_stride = dout.stride(1);
+    if (dlast.defined()) p.dlast_state = dlast.data_ptr<float>();
     torch::Tensor du = torch::empty(u.sizes(), u.options());
     torch::Tensor ddelta = torch::empty(u.sizes(), u.options());
     torch::Tensor dz = z.defined() ? torch::empty(u.sizes(), u.options()) : torch::Tensor();
