@@ -202,7 +202,7 @@ TEST_F(StoreFaults, CommandsThatNeedADatabaseRefuseAMissingOneAndCreateNothing) 
       {"export", "1"},
   };
   for (auto args : commands) {
-    SCOPED_TRACE(args[0] + " " + args[1]);
+    SCOPED_TRACE(args.size() > 1 ? args[0] + " " + args[1] : args[0]);
     args.insert(args.end(), {"--db", db});
     const test::ProcessResult r = test::run_mmlab(args, env_, dir_.path());
     EXPECT_EQ(r.exit_code, kExitBadInput) << r.err;
