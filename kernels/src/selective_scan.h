@@ -45,7 +45,8 @@ struct SelectiveScanParams {
   // input dtype; the rest fp32 accumulators the caller zero-fills: dB, dC (B, N, L), dA (Di, N),
   // dD, ddelta_bias (Di); dz/dD/ddelta_bias only when z/D/delta_bias are given).
   const void* dout = nullptr;
-  const float* dlast_state = nullptr;  // (B, Di, N) contiguous; optional: the gradient of last_state
+  const float* dlast_state =
+      nullptr;  // (B, Di, N) contiguous; optional: the gradient of last_state
   int64_t dout_batch_stride = 0, dout_dim_stride = 0;
   void* du = nullptr;
   void* ddelta = nullptr;
