@@ -145,7 +145,10 @@ int train(const TrainArgs& a, const Context& ctx) {
   if (!a.resume.empty()) {
     int64_t run_id = 0;
     {
-      store::ResultsStore st(opts.db);
+      // The run to resume lives in an existing database: a missing one is refused, not created.
+      store::OpenOptions existing;
+      existing.create = false;
+      store::ResultsStore st(opts.db, existing);
       run_id = resolve_run(st, a.resume).id;
     }
     ResumeOptions how;
