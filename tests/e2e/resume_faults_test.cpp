@@ -428,6 +428,8 @@ TEST_F(ResumeFaults, EveryRefusalAndFailureIsOneSentenceOnStderr) {
        "The checkpoint folder /proc/mmlab-test"},
       {"unknown uuid prefix", {"train", "--resume", "abcdef12"}, 3, "abcdef12"},
   };
+  // The uuid case needs a database without that run (a missing database is its own refusal).
+  { store::ResultsStore created(db()); }
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
     auto args = c.args;
