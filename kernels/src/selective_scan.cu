@@ -24,6 +24,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/src/element_type.cuh"
 #include "kernels/src/selective_scan.h"
 
 namespace mmlab::kernels {
@@ -46,24 +47,6 @@ struct Tile {
   static constexpr int kPitch = kT + 1;       // odd row pitch: lane-strided reads hit 32 banks
   static constexpr int kArray = 32 * kPitch;  // floats of one (32 channels, T) staging array
 };
-
-__device__ __forceinline__ float to_float(float x) {
-  return x;
-}
-__device__ __forceinline__ float to_float(__nv_bfloat16 x) {
-  return __bfloat162float(x);
-}
-
-template <typename T>
-__device__ __forceinline__ T from_float(float x);
-template <>
-__device__ __forceinline__ float from_float<float>(float x) {
-  return x;
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
-  return __float2bfloat16(x);
-}
 
 // The hot loop's exp: one MUFU instruction (relative error ~2^-22; tiny results flush to 0).
 __device__ __forceinline__ float exp2_approx(float x) {
