@@ -3,6 +3,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,17 +26,28 @@ struct ProcessResult {
   std::string out, err;
 };
 
+/// How a child mmlab starts besides its arguments and environment.
+struct SpawnOptions {
+  std::filesystem::path cwd;     ///< working directory; empty = the test's own
+  bool drop_privileges = false;  ///< as root, become uid/gid 65534 so permissions apply
+};
+
 /// Starts `mmlab args...` with extra environment; stdout/stderr go to the given files.
 inline pid_t spawn_mmlab(const std::vector<std::string>& args,
                          const std::map<std::string, std::string>& env, const std::string& out_file,
-                         const std::string& err_file) {
+                         const std::string& err_file, const SpawnOptions& how = {}) {
   pid_t pid = ::fork();
   if (pid == 0) {
+    if (!how.cwd.empty() && ::chdir(how.cwd.c_str()) != 0) ::_exit(126);
     for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
     int out = ::open(out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     int err = ::open(err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ::dup2(out, 1);
     ::dup2(err, 2);
+    if (how.drop_privileges && ::geteuid() == 0 &&
+        (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0)) {
+      ::_exit(126);
+    }
     std::vector<std::string> all = {mmlab_binary()};
     all.insert(all.end(), args.begin(), args.end());
     std::vector<char*> argv;
@@ -62,10 +74,10 @@ inline std::string slurp(const std::filesystem::path& p) {
 /// Runs `mmlab args...` to completion.
 inline ProcessResult run_mmlab(const std::vector<std::string>& args,
                                const std::map<std::string, std::string>& env,
-                               const std::filesystem::path& scratch) {
+                               const std::filesystem::path& scratch, const SpawnOptions& how = {}) {
   const auto out = scratch / "stdout.txt", err = scratch / "stderr.txt";
   ProcessResult r;
-  r.exit_code = wait_exit(spawn_mmlab(args, env, out, err));
+  r.exit_code = wait_exit(spawn_mmlab(args, env, out, err, how));
   r.out = slurp(out);
   r.err = slurp(err);
   return r;

@@ -35,28 +35,9 @@ constexpr int kKilled = -SIGKILL;
 test::ProcessResult run_in(const std::vector<std::string>& args,
                            const std::map<std::string, std::string>& env, const fs::path& cwd,
                            const fs::path& scratch) {
-  const fs::path out = scratch / "stdout.txt", err = scratch / "stderr.txt";
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    if (::chdir(cwd.c_str()) != 0) ::_exit(126);
-    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
-    const int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(o, 1);
-    ::dup2(e, 2);
-    std::vector<std::string> all = {test::mmlab_binary()};
-    all.insert(all.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& s : all) argv.push_back(s.data());
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  test::ProcessResult r;
-  r.exit_code = test::wait_exit(pid);
-  r.out = test::slurp(out);
-  r.err = test::slurp(err);
-  return r;
+  test::SpawnOptions how;
+  how.cwd = cwd;
+  return test::run_mmlab(args, env, scratch, how);
 }
 
 std::string xxh64_hex(const fs::path& p) {

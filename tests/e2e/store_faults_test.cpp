@@ -47,34 +47,13 @@ bool side_files_exist(const fs::path& db) {
          fs::exists(db.string() + "-journal");
 }
 
-// Starts `mmlab args...` as a user that cannot write what the test made unwritable: as root
+// Runs `mmlab args...` as a user that cannot write what the test made unwritable: as root
 // (whom permissions do not stop) the child drops to uid/gid 65534 before exec.
 test::ProcessResult run_mmlab_unprivileged(const std::vector<std::string>& args,
                                            const fs::path& scratch) {
-  const fs::path out = scratch / "ro.out", err = scratch / "ro.err";
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    const int out_fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const int err_fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(out_fd, 1);
-    ::dup2(err_fd, 2);
-    if (::geteuid() == 0 &&
-        (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0)) {
-      ::_exit(126);
-    }
-    std::vector<std::string> all = {test::mmlab_binary()};
-    all.insert(all.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& s : all) argv.push_back(s.data());
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  test::ProcessResult r;
-  r.exit_code = test::wait_exit(pid);
-  r.out = test::slurp(out);
-  r.err = test::slurp(err);
-  return r;
+  test::SpawnOptions how;
+  how.drop_privileges = true;
+  return test::run_mmlab(args, {}, scratch, how);
 }
 
 // A database with one experiment ("faults") of two finished runs with curves, closed.
