@@ -9,6 +9,7 @@
 #include <map>
 
 #include "core/cli/cli.h"
+#include "core/cli/kernel_profile.h"
 #include "core/config/experiment.h"
 #include "core/config/layer_pattern.h"
 #include "core/config/param_count.h"
@@ -16,6 +17,7 @@
 #include "core/models/op_choice.h"
 #include "core/ops/torch_compat.h"
 #include "core/train/device.h"
+#include "core/util/error.h"
 #include "core/util/fs.h"
 
 namespace mmlab::cli {
@@ -37,6 +39,8 @@ struct BenchArgs {
   std::vector<std::string> ops;  // implementation choices; empty = each run's train.ops
   std::string dtype;
   std::string json_out;
+  std::string profile_dir;  // "" = no profile
+  int profile_steps = 2;
 };
 
 struct BenchRow {
@@ -97,6 +101,16 @@ BenchRow bench_run(RunConfig r, const BenchArgs& a, const torch::Device& device)
   const auto t0 = Clock::now();
   for (int i = 0; i < a.steps; ++i) step();
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  // Profiled after the timed steps, so the profiler's overhead is in no figure.
+  if (!a.profile_dir.empty()) {
+    const std::string label = r.train.ops.all == "auto" ? r.name : r.name + "." + r.train.ops.all;
+    const auto trace = std::filesystem::path(a.profile_dir) / (label + ".trace.json");
+    KernelProfile profile(device.is_cuda());
+    for (int i = 0; i < a.profile_steps; ++i) step();
+    const ProfileSummary summary = profile.finish(trace.string());
+    std::printf("%s: profile of %d steps in %s\n%s", label.c_str(), a.profile_steps, trace.c_str(),
+                format_profile(summary, a.profile_steps, 15).c_str());
+  }
 
   BenchRow row;
   row.name = r.name;
@@ -144,6 +158,16 @@ int bench(const BenchArgs& a) {
     // Every choice must be able to run every selected run before anything is measured.
     for (const auto& c : choices) check_ops_choice(bench_config(r, a, c));
     selected.push_back(r);
+  }
+  if (!a.profile_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(a.profile_dir, ec);
+    if (ec) {
+      throw UserError(
+          "The profile folder " + a.profile_dir + " could not be created (" + ec.message() + ").",
+          "Give --profile a folder you can write to.");
+    }
+    if (!profiler_available(a.profile_dir)) throw no_profiler_error();
   }
   set_cpu_threads(0);
   const torch::Device device = resolve_device(a.device);
@@ -209,6 +233,11 @@ void add_bench_command(CLI::App& app, Context& ctx) {
                   "...); each replaces train.ops")
       ->delimiter(',');
   sub->add_option("--json", a->json_out, "Also write the figures as JSON to this file");
+  sub->add_option("--profile", a->profile_dir,
+                  "After the timed steps, profile more steps and write each run's Chrome trace "
+                  "(RUN.trace.json) into this folder; prints the kernels that took the most time");
+  sub->add_option("--profile-steps", a->profile_steps, "Steps to profile")
+      ->check(CLI::PositiveNumber);
   sub->callback([a, &ctx] { ctx.action = [a] { return bench(*a); }; });
 }
 

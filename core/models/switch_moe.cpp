@@ -52,9 +52,12 @@ torch::Tensor SwitchMoeImpl::route(const torch::Tensor& x_in, bool limit_capacit
   torch::Tensor gate = std::get<0>(top);    // (T) p_I
   torch::Tensor expert = std::get<1>(top);  // (T) I
 
-  // Position of each token in its expert's queue, in token order.
-  auto onehot = torch::one_hot(expert, X);                  // (T, X) int64
-  auto position = (onehot.cumsum(0) * onehot).sum(-1) - 1;  // (T)
+  // Position of each token in its expert's queue, in token order. The running count goes along
+  // the contiguous dimension: a scan over the outer dimension of (T, X) with X ~ 42 columns took
+  // 15 ms per layer at T = 65,536 on an H200.
+  auto onehot = torch::one_hot(expert, X);                        // (T, X) int64
+  auto running = onehot.t().contiguous().cumsum(1);               // (X, T)
+  auto position = running.gather(0, expert.unsqueeze(0))[0] - 1;  // (T)
   const int64_t C = limit_capacity ? capacity(T) : T;
   auto kept = position < C;  // (T) bool
 
