@@ -88,8 +88,8 @@ BenchRow bench_run(RunConfig r, const BenchArgs& a, const torch::Device& device)
     torch::Tensor loss;
     {
       compat::CudaAutocast scope(autocast);
-      auto out = model(ids.narrow(1, 0, r.train.seq_len));
-      loss = lm_loss(out.logits, ids.narrow(1, 1, r.train.seq_len)) + out.aux_loss;
+      auto out = model->forward_hidden(ids.narrow(1, 0, r.train.seq_len));
+      loss = model->next_token_loss(out, ids.narrow(1, 1, r.train.seq_len)) + out.aux_loss;
     }
     loss.backward();
     torch::nn::utils::clip_grad_norm_(model->parameters(), 0.5);

@@ -4,6 +4,7 @@
 #include "core/models/attention.h"
 #include "core/models/init.h"
 #include "core/models/mamba_layer.h"
+#include "core/ops/lm_head_ops.h"
 #include "core/ops/precision.h"
 #include "core/util/error.h"
 
@@ -109,19 +110,32 @@ torch::Tensor LanguageModelImpl::head_weight() const {
   return lm_head ? lm_head->weight : embedding->weight;
 }
 
-torch::Tensor LanguageModelImpl::logits_from(const torch::Tensor& h) {
-  auto x = norm_f ? norm_f(h) : h;
-  return torch::matmul(x, head_weight().to(x.scalar_type()).t());  // (B, L, V)
+torch::Tensor LanguageModelImpl::head(const torch::Tensor& normed) {
+  return torch::matmul(normed, head_weight().to(normed.scalar_type()).t());  // (B, L, V)
+}
+
+LmHidden LanguageModelImpl::forward_hidden(const torch::Tensor& ids) {
+  auto h = embedding(ids);  // (B, L, D)
+  for (const auto& layer : *layers) h = layer->as<ResidualBlockImpl>()->forward(h);
+  LmHidden out;
+  out.h = norm_f ? norm_f(h) : h;
+  out.aux_loss = torch::zeros({}, at_least_fp32(out.h).options());
+  for (SwitchMoeImpl* moe : moe_layers()) out.aux_loss = out.aux_loss + moe->last_stats().aux_loss;
+  return out;
 }
 
 LmOutput LanguageModelImpl::forward(const torch::Tensor& ids) {
-  auto h = embedding(ids);  // (B, L, D)
-  for (const auto& layer : *layers) h = layer->as<ResidualBlockImpl>()->forward(h);
-  LmOutput out;
-  out.logits = logits_from(h);
-  out.aux_loss = torch::zeros({}, at_least_fp32(out.logits).options());
-  for (SwitchMoeImpl* moe : moe_layers()) out.aux_loss = out.aux_loss + moe->last_stats().aux_loss;
-  return out;
+  LmHidden hidden = forward_hidden(ids);
+  return {head(hidden.h), hidden.aux_loss};
+}
+
+torch::Tensor LanguageModelImpl::next_token_loss(const LmHidden& hidden,
+                                                 const torch::Tensor& targets) {
+  ops::LmHeadLossArgs a;
+  a.h = hidden.h.reshape({-1, hidden.h.size(-1)});  // (B*L, D)
+  a.weight = head_weight();
+  a.targets = targets.reshape({-1});
+  return ops::lm_head_loss(a);
 }
 
 torch::Tensor LanguageModelImpl::decode(const torch::Tensor& ids, std::vector<LayerCache>& caches) {
@@ -130,7 +144,7 @@ torch::Tensor LanguageModelImpl::decode(const torch::Tensor& ids, std::vector<La
   for (size_t i = 0; i < layers->size(); ++i) {
     h = layers[i]->as<ResidualBlockImpl>()->decode(h, caches[i]);
   }
-  return logits_from(h);
+  return head(norm_f ? norm_f(h) : h);
 }
 
 std::vector<SwitchMoeImpl*> LanguageModelImpl::moe_layers() {
@@ -143,11 +157,6 @@ int64_t count_tensor_params(nn::Module& module) {
   int64_t n = 0;
   for (const auto& p : module.parameters()) n += p.numel();
   return n;
-}
-
-torch::Tensor lm_loss(const torch::Tensor& logits, const torch::Tensor& targets) {
-  return torch::nn::functional::cross_entropy(at_least_fp32(logits.reshape({-1, logits.size(-1)})),
-                                              targets.reshape({-1}));
 }
 
 }  // namespace mmlab

@@ -56,12 +56,22 @@ struct LmOutput {
   torch::Tensor aux_loss;  // scalar: sum of the MoE layers' load-balancing losses (0 if none)
 };
 
+/// What the head reads: training and evaluation go from here to the loss without logits.
+struct LmHidden {
+  torch::Tensor h;         // (B, L, D) after the final norm
+  torch::Tensor aux_loss;  // as in LmOutput
+};
+
 class LanguageModelImpl : public torch::nn::Module {
  public:
   /// `config.vocab_size` must be set (> 0).
   explicit LanguageModelImpl(const ModelConfig& config);
 
   LmOutput forward(const torch::Tensor& ids);
+  LmHidden forward_hidden(const torch::Tensor& ids);
+  /// Mean cross-entropy of next-token prediction over targets (B, L), through the lm_head_loss
+  /// op (which never needs the whole batch's logits at once).
+  torch::Tensor next_token_loss(const LmHidden& hidden, const torch::Tensor& targets);
   /// Continues generation from `caches` (one per layer; start with an empty vector).
   torch::Tensor decode(const torch::Tensor& ids, std::vector<LayerCache>& caches);
 
@@ -78,14 +88,11 @@ class LanguageModelImpl : public torch::nn::Module {
   torch::nn::Linear lm_head{nullptr};
 
  private:
-  torch::Tensor logits_from(const torch::Tensor& h);
+  torch::Tensor head(const torch::Tensor& normed);  // (B, L, D) -> (B, L, V)
 };
 TORCH_MODULE(LanguageModel);
 
 /// Number of parameters of a built model, counted from its tensors (total, with a tied head once).
 int64_t count_tensor_params(torch::nn::Module& module);
-
-/// Cross-entropy of next-token prediction: logits (B, L, V) vs targets (B, L), mean over tokens.
-torch::Tensor lm_loss(const torch::Tensor& logits, const torch::Tensor& targets);
 
 }  // namespace mmlab

@@ -89,8 +89,13 @@ std::pair<torch::Tensor, torch::Tensor> MambaLayerImpl::project_in_channel_major
     return moe->route(h, true).transpose(1, 2).contiguous();  // (B, Di, L)
   };
   if (in_proj) {
-    auto xz = project(in_proj);  // (B, 2Di, L)
-    return {xz.narrow(1, 0, Di), xz.narrow(1, Di, Di)};
+    // One product per half of the weight rather than one product and a split: the split's
+    // backward wrote each half's gradient into its own zeroed (B, 2Di, L) buffer.
+    const auto tokens_t = tokens.t();  // (D, B*L)
+    auto half = [&](int64_t first) {
+      return channel_major(torch::mm(in_proj->weight.narrow(0, first, Di), tokens_t), B);
+    };
+    return {half(0), half(Di)};  // (B, Di, L) each
   }
   auto x = conv_proj_moe ? route(conv_proj_moe) : project(conv_proj);
   auto z = gate_proj_moe ? route(gate_proj_moe) : project(gate_proj);
@@ -115,8 +120,7 @@ torch::Tensor MambaLayerImpl::project_out(const torch::Tensor& y, bool limit_cap
 }
 
 torch::Tensor MambaLayerImpl::forward(const torch::Tensor& h) {
-  const int64_t B = h.size(0), L = h.size(1), Di = options.d_inner(), N = options.d_state(),
-                R = options.resolved_dt_rank();
+  const int64_t N = options.d_state(), R = options.resolved_dt_rank();
   auto [x, z] = project_in_channel_major(h);  // (B, Di, L) each
 
   ops::CausalConv1dArgs conv;
@@ -126,19 +130,22 @@ torch::Tensor MambaLayerImpl::forward(const torch::Tensor& h) {
   conv.silu = true;
   auto u = ops::causal_conv1d(conv);  // (B, Di, L)
 
-  auto x_dbl = x_proj(u.transpose(1, 2).reshape({B * L, Di}));  // (B*L, R+2N)
+  // The projections multiply channel-major activations from the left (a weight broadcast over
+  // the batch), so neither u nor y is ever transposed into a token-major copy, forward or back.
+  auto x_dbl = torch::matmul(x_proj->weight, u);  // (B, R+2N, L)
   ops::SelectiveScanArgs scan;
   scan.u = u;
-  scan.delta = channel_major(torch::mm(dt_proj->weight, x_dbl.narrow(1, 0, R).t()), B);
-  scan.A = -torch::exp(at_least_fp32(A_log));                             // (Di, N)
-  scan.B = channel_major(x_dbl.narrow(1, R, N).t(), B).contiguous();      // (B, N, L)
-  scan.C = channel_major(x_dbl.narrow(1, R + N, N).t(), B).contiguous();  // (B, N, L)
+  scan.delta = torch::matmul(dt_proj->weight, x_dbl.narrow(1, 0, R));  // (B, Di, L)
+  scan.A = -torch::exp(at_least_fp32(A_log));                          // (Di, N)
+  scan.B = x_dbl.narrow(1, R, N).contiguous();                         // (B, N, L)
+  scan.C = x_dbl.narrow(1, R + N, N).contiguous();                     // (B, N, L)
   scan.D = D;
   scan.z = z;
   scan.delta_bias = dt_proj->bias;
   scan.delta_softplus = true;
-  auto y = ops::selective_scan(scan).y;         // (B, Di, L)
-  return project_out(y.transpose(1, 2), true);  // (B, L, D)
+  auto y = ops::selective_scan(scan).y;                                     // (B, Di, L)
+  if (out_proj) return torch::matmul(out_proj->weight, y).transpose(1, 2);  // (B, L, D) view
+  return project_out(y.transpose(1, 2), true);                              // (B, L, D)
 }
 
 MambaForwardOpArgs MambaLayerImpl::forward_op_args(const MambaLayerOptions& o, int64_t B, int64_t L,
@@ -153,9 +160,8 @@ MambaForwardOpArgs MambaLayerImpl::forward_op_args(const MambaLayerOptions& o, i
   MambaForwardOpArgs args;
   torch::Tensor x, z;
   if (!o.conv_moe() && !o.gate_moe()) {
-    auto xz = projected(2 * Di);
-    x = xz.narrow(1, 0, Di);
-    z = xz.narrow(1, Di, Di);
+    x = projected(Di);
+    z = projected(Di);
   } else {
     x = inner_in(o.conv_moe());
     z = inner_in(o.gate_moe());
@@ -167,7 +173,7 @@ MambaForwardOpArgs MambaLayerImpl::forward_op_args(const MambaLayerOptions& o, i
   args.conv.needs_grad = needs_grad;
 
   args.scan.u = torch::empty({B, Di, L}, a);
-  args.scan.delta = projected(Di);
+  args.scan.delta = torch::empty({B, Di, L}, a);
   args.scan.A = torch::empty({Di, N}, p);
   args.scan.B = torch::empty({B, N, L}, a);
   args.scan.C = torch::empty({B, N, L}, a);
@@ -187,7 +193,8 @@ torch::Tensor MambaLayerImpl::decode(const torch::Tensor& h, LayerCache& cache) 
     cache.conv_state = torch::zeros({B, Di, options.d_conv()}, x.options());
     cache.ssm_state = torch::zeros({B, Di, N}, at_least_fp32(x).options());
   }
-  auto A = -torch::exp(at_least_fp32(A_log));  // (Di, N)
+  if (!cache.ssm_decay.defined()) cache.ssm_decay = -torch::exp(at_least_fp32(A_log));  // (Di, N)
+  const torch::Tensor& A = cache.ssm_decay;
   std::vector<torch::Tensor> outs;
   for (int64_t t = 0; t < L; ++t) {
     // O(1) state per token: shift the conv window, then one recurrence step.
@@ -214,7 +221,9 @@ torch::Tensor MambaLayerImpl::decode(const torch::Tensor& h, LayerCache& cache) 
     outs.push_back(ops::selective_state_update(step));  // (B, Di)
   }
   cache.position += L;
-  return project_out(torch::stack(outs, 1), false);  // (B, L, D)
+  // (B, L, Di); one token, the usual decode step, needs no copy
+  auto y = outs.size() == 1 ? outs[0].unsqueeze(1) : torch::stack(outs, 1);
+  return project_out(y, false);  // (B, L, D)
 }
 
 void MambaLayerImpl::collect_moe(std::vector<SwitchMoeImpl*>& out) {

@@ -16,6 +16,7 @@ class SwitchMoeImpl;
 struct LayerCache {
   torch::Tensor conv_state;  // Mamba: (B, Di, d_conv) last inputs of the causal conv
   torch::Tensor ssm_state;   // Mamba: (B, Di, N)
+  torch::Tensor ssm_decay;   // Mamba: (Di, N) A = -exp(A_log), once per generation, not per token
   torch::Tensor k, v;        // attention: (B, H, L_seen, hd)
   int64_t position = 0;      // tokens seen so far (RoPE offset)
 };

@@ -4,9 +4,12 @@
 #include <algorithm>
 
 #include "core/config/layer_pattern.h"
+#include "core/config/param_count.h"
 #include "core/models/language_model.h"
 #include "core/models/mamba_layer.h"
+#include "core/ops/lm_head_ops.h"
 #include "core/ops/mamba_ops.h"
+#include "core/ops/op_catalog.h"
 #include "core/util/error.h"
 
 namespace mmlab {
@@ -46,7 +49,7 @@ ops::OpsChoice ops_choice_of(const OpsConfig& c) {
 
 void check_ops_choice(const RunConfig& run) {
   const OpsConfig& c = run.train.ops;
-  const std::vector<std::string>& ops_names = ops::mamba_op_names();
+  const std::vector<std::string>& ops_names = ops::op_names();
   for (const auto& [op, impl] : c.per_op) {
     if (std::find(ops_names.begin(), ops_names.end(), op) == ops_names.end()) {
       throw UserError("train.ops of run " + run.name + " names op '" + op +
@@ -66,6 +69,21 @@ void check_ops_choice(const RunConfig& run) {
   const torch::DeviceType device = cuda ? torch::kCUDA : torch::kCPU;
   const torch::ScalarType act =
       cuda && run.train.dtype == "bf16" ? torch::kBFloat16 : torch::kFloat;
+  {
+    // The head's call as the trainer makes it: the final norm's fp32 output, autocast's dtype.
+    const auto meta = torch::TensorOptions().device(torch::kMeta);
+    const int64_t tokens = int64_t(run.train.batch_size) * run.train.seq_len;
+    ops::LmHeadLossArgs head;
+    head.h = torch::empty({tokens, run.model.d_model}, meta.dtype(torch::kFloat));
+    head.weight =
+        torch::empty({expected_vocab_size(run), run.model.d_model}, meta.dtype(torch::kFloat));
+    head.targets = torch::empty({tokens}, meta.dtype(torch::kLong));
+    head.compute_dtype = act;
+    for (bool needs_grad : {true, false}) {
+      head.needs_grad = needs_grad;
+      check_call(ops::lm_head_loss_registry(), c, run, device, head);
+    }
+  }
   for (const LayerSpec& spec : expand_layers(run.model)) {
     if (spec.kind != LayerKind::kMamba && spec.kind != LayerKind::kParallelMambaMoe) continue;
     const MambaLayerOptions options = mamba_layer_options(run.model, spec);

@@ -29,9 +29,30 @@ int64_t SwitchMoeImpl::capacity(int64_t tokens) const {
       std::floor(options.capacity_factor() * static_cast<double>(tokens) / options.n_expert()));
 }
 
-torch::Tensor SwitchMoeImpl::decode(const torch::Tensor& x, LayerCache& cache) {
+torch::Tensor SwitchMoeImpl::router_probs(const torch::Tensor& x) {
+  compat::NoAutocast fp32;
+  auto xr = at_least_fp32(x);
+  auto logits = torch::matmul(xr, router->weight.to(xr.scalar_type()).t());
+  return torch::softmax(logits, -1);  // (T, X)
+}
+
+torch::Tensor SwitchMoeImpl::decode(const torch::Tensor& x_in, LayerCache& cache) {
   (void)cache;
-  return route(x, false);
+  const int64_t Din = options.d_in();
+  // Generation's few tokens per step take their experts' weights directly: route()'s capacity
+  // bookkeeping reads the device (nonzero) once per layer and token.
+  constexpr int64_t kGatheredTokens = 16;
+  if (x_in.numel() / Din > kGatheredTokens) return route(x_in, false);
+  auto out_shape = x_in.sizes().vec();
+  out_shape.back() = options.d_out();
+  auto x = x_in.reshape({-1, Din});  // (T, Din)
+  auto top = router_probs(x).max(-1);
+  torch::Tensor gate = std::get<0>(top);    // (T)
+  torch::Tensor expert = std::get<1>(top);  // (T)
+  const auto dtype = x.scalar_type();
+  auto hidden = torch::relu(torch::bmm(x.unsqueeze(1), w1.index_select(0, expert).to(dtype)));
+  auto y = torch::bmm(hidden, w2.index_select(0, expert).to(hidden.scalar_type())).squeeze(1);
+  return (y * gate.unsqueeze(-1).to(y.scalar_type())).reshape(out_shape);  // (..., Dout)
 }
 
 torch::Tensor SwitchMoeImpl::route(const torch::Tensor& x_in, bool limit_capacity) {
@@ -41,13 +62,7 @@ torch::Tensor SwitchMoeImpl::route(const torch::Tensor& x_in, bool limit_capacit
   auto x = x_in.reshape({-1, Din});  // (T, Din)
   const int64_t T = x.size(0);
 
-  torch::Tensor probs;  // (T, X) fp32
-  {
-    compat::NoAutocast fp32;
-    auto xr = at_least_fp32(x);
-    auto logits = torch::matmul(xr, router->weight.to(xr.scalar_type()).t());
-    probs = torch::softmax(logits, -1);
-  }
+  torch::Tensor probs = router_probs(x);  // (T, X) fp32
   auto top = probs.max(-1);
   torch::Tensor gate = std::get<0>(top);    // (T) p_I
   torch::Tensor expert = std::get<1>(top);  // (T) I

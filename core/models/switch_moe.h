@@ -58,6 +58,7 @@ class SwitchMoeImpl : public MixerImpl {
   torch::Tensor w2;  // (X, De, Dout)
 
  private:
+  torch::Tensor router_probs(const torch::Tensor& x);  // (T, Din) -> (T, X) fp32
   MoeStats stats_;
 };
 TORCH_MODULE(SwitchMoe);

@@ -53,22 +53,6 @@ CausalConv1dUpdateRegistry& causal_conv1d_update_registry() {
   return registry;
 }
 
-const std::vector<std::string>& mamba_op_names() {
-  static const std::vector<std::string> names = {
-      selective_scan_registry().op(), causal_conv1d_registry().op(),
-      selective_state_update_registry().op(), causal_conv1d_update_registry().op()};
-  return names;
-}
-
-std::vector<std::string> implementation_names(const std::string& op) {
-  if (op == selective_scan_registry().op()) return selective_scan_registry().names();
-  if (op == causal_conv1d_registry().op()) return causal_conv1d_registry().names();
-  if (op == selective_state_update_registry().op())
-    return selective_state_update_registry().names();
-  if (op == causal_conv1d_update_registry().op()) return causal_conv1d_update_registry().names();
-  return {};
-}
-
 SelectiveScanResult selective_scan_reference(const SelectiveScanArgs& a) {
   compat::NoAutocast fp32;
   torch::Tensor delta = at_least_fp32(a.delta);  // (B, Di, L)

@@ -74,11 +74,6 @@ SelectiveStateUpdateRegistry& selective_state_update_registry();
 CausalConv1dRegistry& causal_conv1d_registry();
 CausalConv1dUpdateRegistry& causal_conv1d_update_registry();
 
-/// The ops' names, as `train.ops` and the registries spell them, and the implementations each
-/// has in this process (the reference first).
-const std::vector<std::string>& mamba_op_names();
-std::vector<std::string> implementation_names(const std::string& op);
-
 // The reference twins (plain tensor code, differentiable by autograd, any device).
 SelectiveScanResult selective_scan_reference(const SelectiveScanArgs& a);
 torch::Tensor selective_state_update_reference(const SelectiveStateUpdateArgs& a);

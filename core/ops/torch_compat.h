@@ -59,6 +59,23 @@ inline void set_cuda_autocast(bool enabled, at::ScalarType dtype) {
   if (!enabled) at::autocast::clear_cache();
 }
 
+/// Whether CUDA autocast is on in this thread, and the dtype it casts matmul inputs to.
+inline bool cuda_autocast_enabled() {
+#if MMLAB_TORCH_AT_LEAST(2, 4)
+  return at::autocast::is_autocast_enabled(at::kCUDA);
+#else
+  return at::autocast::is_enabled();
+#endif
+}
+
+inline at::ScalarType cuda_autocast_dtype() {
+#if MMLAB_TORCH_AT_LEAST(2, 4)
+  return at::autocast::get_autocast_dtype(at::kCUDA);
+#else
+  return at::autocast::get_autocast_gpu_dtype();
+#endif
+}
+
 /// CUDA autocast on for the scope when `enabled` (off again on exit, also when an exception
 /// leaves the scope).
 class CudaAutocast {

@@ -514,12 +514,12 @@ class TrainingSession {
         auto batch = torch::from_blob(host_batch.data(), {t.batch_size, t.seq_len + 1}, torch::kInt)
                          .to(device_, torch::kLong);  // (B, L+1)
         auto inputs = batch.narrow(1, 0, t.seq_len), targets = batch.narrow(1, 1, t.seq_len);
-        LmOutput out;
+        LmHidden out;
         torch::Tensor loss;
         {
           compat::CudaAutocast scope(autocast);
-          out = model_->forward(inputs);
-          loss = lm_loss(out.logits, targets);
+          out = model_->forward_hidden(inputs);
+          loss = model_->next_token_loss(out, targets);
         }
         ((loss + out.aux_loss) / t.grad_accum).backward();
         loss_sum = loss_sum.defined() ? loss_sum + loss.detach() : loss.detach();
@@ -635,8 +635,8 @@ class TrainingSession {
                            torch::kInt)
               .to(device_, torch::kLong);
       compat::CudaAutocast scope(device_.is_cuda() && t.dtype == "bf16");
-      auto out = model_->forward(batch.narrow(1, 0, t.seq_len));
-      total += lm_loss(out.logits, batch.narrow(1, 1, t.seq_len)).item<double>();
+      auto out = model_->forward_hidden(batch.narrow(1, 0, t.seq_len));
+      total += model_->next_token_loss(out, batch.narrow(1, 1, t.seq_len)).item<double>();
       if (final) fault_point("final-eval");
     }
     last_val_loss_ = val_.empty() ? NAN : total / static_cast<double>(val_.size());

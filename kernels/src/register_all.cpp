@@ -10,6 +10,7 @@ void register_all() {
   register_causal_conv1d_cuda();
   register_causal_conv1d_update_cuda();
   register_selective_state_update_cuda();
+  register_lm_head_loss_cuda();
 }
 
 }  // namespace mmlab::kernels

@@ -8,5 +8,6 @@ void register_selective_scan_cuda();
 void register_causal_conv1d_cuda();
 void register_causal_conv1d_update_cuda();
 void register_selective_state_update_cuda();
+void register_lm_head_loss_cuda();
 
 }  // namespace mmlab::kernels

@@ -8,6 +8,7 @@
 
 #include <sstream>
 
+#include "core/ops/lm_head_ops.h"
 #include "core/ops/mamba_ops.h"
 #include "op_test_support.h"
 
@@ -21,6 +22,7 @@ struct OpCase {
   torch::ScalarType dtype = torch::kFloat;
   // Sizes; the ones an op does not have are 0.
   int64_t B = 1, Di = 1, L = 1, N = 0, K = 0;
+  int64_t V = 0;  // lm_head_loss: B tokens of width Di over V words
   bool z = false, D = false, bias = false, softplus = false, last_state = false, silu = false;
   bool strided = false;  // inputs are channel slices of a (2Di, B*L) projection, as in the model
   std::string name;
@@ -94,6 +96,22 @@ std::vector<OpCase> state_update_shapes() {
   return v;
 }
 
+// Vocabularies that are not a multiple of 8 or 64, one token, and (at GPT-2's vocabulary) more
+// tokens than fit one ~1 GiB chunk of logits, so the chunk loop runs twice.
+std::vector<OpCase> lm_head_shapes() {
+  std::vector<OpCase> v;
+  auto add = [&](int64_t tokens, int64_t width, int64_t vocab) {
+    OpCase c;
+    c.B = tokens, c.Di = width, c.L = 0, c.V = vocab;
+    v.push_back(c);
+  };
+  add(1, 8, 5);
+  add(37, 64, 1000);
+  add(300, 32, 257);
+  add(12000, 64, 50257);
+  return v;
+}
+
 template <class Registry>
 std::vector<std::pair<std::string, torch::DeviceType>> implementations(const Registry& r) {
   std::vector<std::pair<std::string, torch::DeviceType>> out;
@@ -119,6 +137,7 @@ std::vector<OpCase> all_cases() {
           if (c.L > 0 && op.find("update") == std::string::npos) n << "_L" << c.L;
           if (c.N > 0) n << "_N" << c.N;
           if (c.K > 0) n << "_K" << c.K;
+          if (c.V > 0) n << "_V" << c.V;
           if (c.z) n << "_z";
           if (c.D) n << "_D";
           if (c.bias) n << "_bias";
@@ -139,6 +158,7 @@ std::vector<OpCase> all_cases() {
          conv_update_shapes());
   expand("selective_state_update", implementations(selective_state_update_registry()),
          state_update_shapes());
+  expand("lm_head_loss", implementations(lm_head_loss_registry()), lm_head_shapes());
   return out;
 }
 
@@ -291,6 +311,30 @@ Outcome run_state_update(const OpCase& c, const SelectiveStateUpdateRegistry::Fn
   return {{"y", "state"}, {y, a.state}};
 }
 
+// The loss is a mean over tokens: the test differentiates tokens x loss, so the gradients are
+// O(1) and the tolerance table means for them what it means elsewhere.
+Outcome run_lm_head_loss(const OpCase& c, const LmHeadLossRegistry::Fn& fn) {
+  torch::manual_seed(2024);
+  const auto d = c.device;
+  Leaves leaves;
+  LmHeadLossArgs a;
+  a.h = leaves.add("h", torch::randn({c.B, c.Di}, fp32_on(d)));
+  a.weight = leaves.add("weight", torch::randn({c.V, c.Di}, fp32_on(d)) * 0.3);
+  a.targets = torch::randint(0, c.V, {c.B}, fp32_on(d).dtype(torch::kLong));
+  a.compute_dtype = c.dtype;
+  a.needs_grad = true;
+  auto loss = fn(a);
+  (loss * static_cast<double>(c.B)).backward();
+  Outcome out;
+  out.names.push_back("loss");
+  out.values.push_back(loss.detach());
+  for (size_t i = 0; i < leaves.tensors.size(); ++i) {
+    out.names.push_back("grad " + leaves.names[i]);
+    out.values.push_back(leaves.tensors[i].grad());
+  }
+  return out;
+}
+
 // What a run of the implementation under test throws when its why_not refuses the arguments.
 struct Refused {
   std::string why;
@@ -332,6 +376,7 @@ TEST_P(OpHarness, MatchesReferenceOnOutputsAndGradients) {
   if (c.op == "causal_conv1d_update") compare(c, causal_conv1d_update_registry(), run_conv_update);
   if (c.op == "selective_state_update")
     compare(c, selective_state_update_registry(), run_state_update);
+  if (c.op == "lm_head_loss") compare(c, lm_head_loss_registry(), run_lm_head_loss);
 }
 
 INSTANTIATE_TEST_SUITE_P(Ops, OpHarness, ::testing::ValuesIn(all_cases()),
