@@ -17,6 +17,14 @@ torch::Tensor channel_major(const torch::Tensor& rows, int64_t B) {
   return rows.view({rows.size(0), B, rows.size(1) / B}).permute({1, 0, 2});
 }
 
+/// W (O, C) times each batch's (C, L) matrix: (B, C, L) -> (B, O, L). The weight is broadcast
+/// over the batch with stride 0 and cast to x's dtype first, so no operand is copied (matmul's
+/// folding would copy x into token-major rows, and autocast would materialise the broadcast).
+torch::Tensor left_multiply(const torch::Tensor& W, const torch::Tensor& x) {
+  return torch::bmm(W.to(x.scalar_type()).unsqueeze(0).expand({x.size(0), W.size(0), W.size(1)}),
+                    x);
+}
+
 SwitchMoe make_moe(const SwitchMoeOptions& base, int64_t d_in, int64_t d_out) {
   SwitchMoeOptions o = base;
   o.d_in(d_in).d_out(d_out);
@@ -132,10 +140,10 @@ torch::Tensor MambaLayerImpl::forward(const torch::Tensor& h) {
 
   // The projections multiply channel-major activations from the left (a weight broadcast over
   // the batch), so neither u nor y is ever transposed into a token-major copy, forward or back.
-  auto x_dbl = torch::matmul(x_proj->weight, u);  // (B, R+2N, L)
+  auto x_dbl = left_multiply(x_proj->weight, u);  // (B, R+2N, L)
   ops::SelectiveScanArgs scan;
   scan.u = u;
-  scan.delta = torch::matmul(dt_proj->weight, x_dbl.narrow(1, 0, R));  // (B, Di, L)
+  scan.delta = left_multiply(dt_proj->weight, x_dbl.narrow(1, 0, R));  // (B, Di, L)
   scan.A = -torch::exp(at_least_fp32(A_log));                          // (Di, N)
   scan.B = x_dbl.narrow(1, R, N).contiguous();                         // (B, N, L)
   scan.C = x_dbl.narrow(1, R + N, N).contiguous();                     // (B, N, L)
@@ -144,7 +152,7 @@ torch::Tensor MambaLayerImpl::forward(const torch::Tensor& h) {
   scan.delta_bias = dt_proj->bias;
   scan.delta_softplus = true;
   auto y = ops::selective_scan(scan).y;                                     // (B, Di, L)
-  if (out_proj) return torch::matmul(out_proj->weight, y).transpose(1, 2);  // (B, L, D) view
+  if (out_proj) return left_multiply(out_proj->weight, y).transpose(1, 2);  // (B, L, D) view
   return project_out(y.transpose(1, 2), true);                              // (B, L, D)
 }
 

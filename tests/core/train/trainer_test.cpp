@@ -329,13 +329,16 @@ TEST_F(TrainerTest, RecordsTheOpImplementationsItsStepsUsed) {
   ASSERT_EQ(r.status, "finished") << r.error;
   store::ResultsStore st(options_.db);
   EXPECT_EQ(nlohmann::json::parse(st.get_run(r.run_id).ops_used),
-            (nlohmann::json{{"causal_conv1d", "reference"}, {"selective_scan", "reference"}}));
-  // A model without Mamba layers calls no op.
+            (nlohmann::json{{"causal_conv1d", "reference"},
+                            {"lm_head_loss", "reference"},
+                            {"selective_scan", "reference"}}));
+  // A model without Mamba layers calls only the head's op.
   RunConfig t = tiny("transformer");
   t.train.steps = 1;
   TrainResult rt = train_new_run(t, options_);
   ASSERT_EQ(rt.status, "finished") << rt.error;
-  EXPECT_EQ(st.get_run(rt.run_id).ops_used, "{}");
+  EXPECT_EQ(nlohmann::json::parse(st.get_run(rt.run_id).ops_used),
+            (nlohmann::json{{"lm_head_loss", "reference"}}));
 }
 
 TEST_F(TrainerTest, OpsChoiceThatCannotRunIsRefusedBeforeTheRunExists) {
