@@ -112,6 +112,15 @@ TEST_F(TrainerProcess, TinyRunLearnsAndStreamsTheProtocol) {
   EXPECT_NEAR(*runs[0].best_val_loss, last_val, 0.5);
 }
 
+// Polls the database until the trainer `pid` has created its run (or exited); 2 minutes at most.
+void wait_for_first_run(pid_t pid, const std::string& db) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(2);
+  while (std::chrono::steady_clock::now() < deadline && ::kill(pid, 0) == 0) {
+    if (fs::exists(db) && !store::ResultsStore(db).list_runs().empty()) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
 TEST_F(TrainerProcess, SigkillAtRandomMomentsNeverCorruptsAndResumeContinues) {
   auto exp = write_experiment(100000, 3, R"([{"name": "mamba", "model": {"family": "mamba"}}])");
   std::mt19937 rng(20261128);
@@ -124,6 +133,10 @@ TEST_F(TrainerProcess, SigkillAtRandomMomentsNeverCorruptsAndResumeContinues) {
             : std::vector<std::string>{
                   "train", "--resume", std::to_string(run_id), "--db", db(), "--progress", "none"};
     pid_t pid = test::spawn_mmlab(args, env_, dir_ / "out.txt", dir_ / "err.txt");
+    // The delays are drawn from when the run exists once half the kills found none: on a loaded
+    // machine start-up (process, LibTorch, data) can outlast every delay, and the test must
+    // still kill runs that train, not only processes that start.
+    if (run_id == 0 && kill >= 10) wait_for_first_run(pid, db());
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(rng)));
     ::kill(pid, SIGKILL);
     const int rc = test::wait_exit(pid);
