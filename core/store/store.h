@@ -83,7 +83,7 @@ struct ExperimentRow {
 struct NewRun {
   int64_t experiment_id = 0;  ///< from ensure_experiment()
   std::string name;
-  std::string family;              ///< "mamba", "moe_mamba", "transformer", "transformer_moe", …
+  std::string family;              ///< "mamba", "moe-mamba", "transformer", "transformer-moe", …
   std::string config_json = "{}";  ///< the full resolved config; must be valid JSON
   int64_t seed = 0;
   int64_t total_steps = 0;

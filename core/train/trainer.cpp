@@ -52,18 +52,6 @@ double since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-data::DataSpec data_spec(const DataConfig& d) {
-  data::DataSpec s;
-  s.source = d.source;
-  s.format = d.format;
-  s.tokenizer = d.tokenizer;
-  s.tokenizer_path = d.tokenizer_path;
-  s.vocab_size = d.tokenizer_vocab;
-  s.val_fraction = d.val_fraction;
-  s.sampling = d.sampling;
-  return s;
-}
-
 // Entropy (nats) of the token frequencies.
 double unigram_entropy(const std::vector<int32_t>& tokens) {
   std::unordered_map<int32_t, int64_t> counts;
@@ -186,7 +174,7 @@ class TrainingSession {
     set_cpu_threads(config_.train.threads);
     device_ = resolve_device(config_.train.device);
     log("info", "Preparing data (" + config_.data.source + ", " + config_.data.tokenizer + ")");
-    corpus_ = data::prepare_corpus(data_spec(config_.data), [&](double f) {
+    corpus_ = data::prepare_corpus(config_.data, [&](double f) {
       ProgressEvent e;
       e.kind = EventKind::kLog;
       e.level = "info";

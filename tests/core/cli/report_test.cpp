@@ -29,7 +29,7 @@ TEST(Report, DefaultBaselineIsTheFirstMambaRunElseTheFirstRun) {
   runs[2].id = 6;
   runs[2].family = "mamba";
   EXPECT_EQ(default_baseline(runs), 2u);
-  runs[1].family = runs[2].family = "moe_mamba";
+  runs[1].family = runs[2].family = "moe-mamba";
   EXPECT_EQ(default_baseline(runs), 0u);
   EXPECT_EQ(default_baseline({}), std::nullopt);
 }
@@ -72,7 +72,7 @@ class ReportTable : public ::testing::Test {
             {{1000, 5.5}, {2000, 4.8}, {3000, 4.2}, {4000, 3.9}}, {});
     add_run(exp, "mamba", "mamba", 25600000, 25600000, 4, 4,
             {{1000, 5.0}, {2000, 4.0}, {3000, 3.5}, {4000, 3.0}}, {3.6, 3.2});
-    add_run(exp, "moe|mamba", "moe_mamba", 26000000, 542000000, 4, 4,
+    add_run(exp, "moe|mamba", "moe-mamba", 26000000, 542000000, 4, 4,
             {{1000, 4.5}, {2000, 3.0}, {3000, 2.8}, {4000, 2.6}}, {3.1, 2.7});
     db_->ensure_experiment("empty");
   }
@@ -133,7 +133,7 @@ TEST_F(ReportTable, MarkdownHasExactCells) {
       "3.9000 |             – |                – |\n"
       "| mamba       | mamba       |           25.6M / 25.6M |     4 |  4.00K |                "
       "3.0000 |        3.2000 | 1.00× (baseline) |\n"
-      "| moe\\|mamba  | moe_mamba   |            26.0M / 542M |     4 |  4.00K |                "
+      "| moe\\|mamba  | moe-mamba   |            26.0M / 542M |     4 |  4.00K |                "
       "2.6000 |        2.7000 |            2.00× |\n";
   EXPECT_EQ(render_markdown({report}), expected);
 }
@@ -169,7 +169,7 @@ TEST_F(ReportTable, CsvHasRawNumbers) {
             "final_loss_smooth,best_val_loss,speedup,baseline\n"
             "paper,1,transformer,transformer,stopped,1234,1234,4,8,4000,3.9,,,0\n"
             "paper,2,mamba,mamba,finished,25600000,25600000,4,4,4000,3,3.2,1,1\n"
-            "paper,3,moe|mamba,moe_mamba,finished,26000000,542000000,4,4,4000,2.6,2.7,2,0\n");
+            "paper,3,moe|mamba,moe-mamba,finished,26000000,542000000,4,4,4000,2.6,2.7,2,0\n");
 }
 
 }  // namespace

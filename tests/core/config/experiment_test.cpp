@@ -97,6 +97,54 @@ TEST(Experiment, MalformedJsonNamesTheLine) {
   }
 }
 
+std::vector<std::string> data_problems(const json& data) {
+  try {
+    parse_experiment(json{{"name", "e"}, {"runs", {{{"name", "r"}, {"data", data}}}}}, "f.json");
+  } catch (const ConfigError& e) {
+    return e.problems();
+  }
+  return {};
+}
+
+TEST(DataConfig, TheDocumentedKeysAreReadAndRoundTrip) {
+  const Experiment ex = parse_experiment(json::parse(R"({"name": "e", "runs": [{"name": "r",
+    "data": {"source": "/c4", "format": "jsonl", "text_field": "body", "split": "blank_lines",
+             "cache": false, "tokenizer": "sentencepiece", "tokenizer_vocab": 4096,
+             "val_fraction": 0, "sampling": "contiguous"}}]})"),
+                                         "f.json");
+  const DataConfig& d = ex.runs[0].data;
+  EXPECT_EQ(d.text_field, "body");
+  EXPECT_EQ(d.split, "blank_lines");
+  EXPECT_FALSE(d.cache);
+  EXPECT_EQ(d.tokenizer_vocab, 4096);
+  EXPECT_EQ(d.val_fraction, 0.0);  // no validation set
+  const RunConfig back = run_config_from_json(to_json(ex.runs[0]));
+  EXPECT_EQ(to_json(back.data), to_json(d));
+  EXPECT_EQ(to_json(d)["text_field"], "body");
+}
+
+TEST(DataConfig, TheCorpusRulesApplyAtLoad) {
+  // The rules the corpus is prepared by: what `mmlab validate` passes, `mmlab train` can train.
+  EXPECT_EQ(data_problems({{"val_fraction", 0.7}}),
+            (std::vector<std::string>{"$.runs[0].data.val_fraction: must be between 0 and 0.5 "
+                                      "(e.g. 0.05; 0 = no validation), got 0.7."}));
+  EXPECT_EQ(data_problems({{"val_fraction", 0.5}}), std::vector<std::string>{});
+  EXPECT_EQ(data_problems({{"split", "lines"}}),
+            (std::vector<std::string>{"$.runs[0].data.split: must be one of file, blank_lines, "
+                                      "got \"lines\"."}));
+  EXPECT_EQ(data_problems({{"text_field", ""}}).size(), 1u);
+  EXPECT_EQ(data_problems({{"cache", 1}}),
+            (std::vector<std::string>{
+                "$.runs[0].data.cache: must be true or false, got an integer (1)."}));
+  EXPECT_EQ(data_problems({{"tokenizer", "sentencepiece"}, {"tokenizer_vocab", 10}}).size(), 1u);
+  // A loaded SentencePiece model has its own vocabulary: tokenizer_vocab is not used.
+  EXPECT_EQ(data_problems({{"tokenizer", "sentencepiece"},
+                           {"tokenizer_path", "/m.model"},
+                           {"tokenizer_vocab", 10}}),
+            std::vector<std::string>{});
+  EXPECT_EQ(data_problems({{"vocab_size", 4096}}).size(), 1u);  // one name: tokenizer_vocab
+}
+
 TEST(RunConfig, RoundTripsThroughJson) {
   RunConfig c;
   c.name = "x";
