@@ -55,6 +55,21 @@ TEST(Experiment, EveryProblemIsListedWithItsPath) {
   }
 }
 
+TEST(Experiment, AProblemOfTheDefaultsIsReportedOnceWhereItWasWritten) {
+  // A bad lr in the defaults, shared by four runs (one of them with two seeds), and one run that
+  // writes its own bad lr: two problems, each at the place the user wrote it.
+  json j = json::parse(R"({"name": "e", "defaults": {"train": {"lr": -1, "steps": 10}},
+    "runs": [{"name": "a"}, {"name": "b", "seeds": [1, 2]}, {"name": "c"}, {"name": "d"},
+             {"name": "own", "train": {"lr": 0}}]})");
+  try {
+    parse_experiment(j, "f.json");
+    FAIL() << "expected an error";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.problems(), (std::vector<std::string>{"$.defaults.train.lr: must be > 0.",
+                                                      "$.runs[4].train.lr: must be > 0."}));
+  }
+}
+
 TEST(Experiment, InvalidModelSizesNameTheKey) {
   json j =
       json::parse(R"({"name": "e", "runs": [{"name": "a", "model": {"family": "transformer-moe",
