@@ -17,6 +17,7 @@
 #include "core/config/param_count.h"
 #include "core/data/corpus.h"
 #include "core/data/sampler.h"
+#include "core/git_rev.h"  // generated at build time (core/CMakeLists.txt)
 #include "core/models/language_model.h"
 #include "core/models/op_choice.h"
 #include "core/ops/torch_compat.h"
@@ -30,10 +31,6 @@
 #include "core/train/schedule.h"
 #include "core/util/error.h"
 #include "core/util/fs.h"
-
-#ifndef MMLAB_GIT_REV
-#define MMLAB_GIT_REV "unknown"
-#endif
 
 namespace mmlab {
 
@@ -347,7 +344,7 @@ class TrainingSession {
     start.host = store::current_host();
     start.device = describe_device(device_);
     start.torch_version = compat::torch_version();
-    start.cuda_version = device_.is_cuda() ? "cuda" : "";
+    start.cuda_version = device_.is_cuda() ? compat::cuda_version() : "";
     start.params_total = counts.total;
     start.params_active = counts.active;
     start.params_nonembed = counts.nonembed;
