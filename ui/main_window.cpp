@@ -238,8 +238,10 @@ QWidget* MainWindow::build_browser() {
     filter_family_->addItem(QString::fromStdString(f), QString::fromStdString(f));
   filter_status_ = new QComboBox(w);
   filter_status_->addItem(tr("any status"), QString());
-  for (const char* s : {"queued", "running", "stopped", "finished", "failed", "diverged", "lost"})
-    filter_status_->addItem(QString::fromLatin1(s), QString::fromLatin1(s));
+  for (RunStatus s : kAllRunStatuses) {
+    const QString word = QString::fromLatin1(to_string(s).data(), int(to_string(s).size()));
+    filter_status_->addItem(word, word);
+  }
   filter_tag_ = new QComboBox(w);
   filter_tag_->addItem(tr("any tag"), QString());
   filters->addWidget(filter_text_, 1);

@@ -8,26 +8,23 @@ namespace mmlab {
 
 namespace {
 
-// Index i of kStatusWords names kStatusValues[i]; the stored ones match runs.status's CHECK.
+// Index i of kStatusWords names kAllRunStatuses[i]; the stored ones match runs.status's CHECK.
 constexpr std::string_view kStatusWords[] = {"queued", "running",  "stopped", "finished",
                                              "failed", "diverged", "lost"};
-constexpr RunStatus kStatusValues[] = {
-    RunStatus::kQueued, RunStatus::kRunning,  RunStatus::kStopped, RunStatus::kFinished,
-    RunStatus::kFailed, RunStatus::kDiverged, RunStatus::kLost};
-static_assert(std::size(kStatusWords) == std::size(kStatusValues));
+static_assert(std::size(kStatusWords) == std::size(kAllRunStatuses));
 
 }  // namespace
 
 std::string_view to_string(RunStatus status) {
-  for (size_t i = 0; i < std::size(kStatusValues); ++i) {
-    if (kStatusValues[i] == status) return kStatusWords[i];
+  for (size_t i = 0; i < std::size(kAllRunStatuses); ++i) {
+    if (kAllRunStatuses[i] == status) return kStatusWords[i];
   }
   return "unknown";
 }
 
 std::optional<RunStatus> find_run_status(std::string_view text) {
   for (size_t i = 0; i < std::size(kStatusWords); ++i) {
-    if (kStatusWords[i] == text) return kStatusValues[i];
+    if (kStatusWords[i] == text) return kAllRunStatuses[i];
   }
   return std::nullopt;
 }

@@ -15,6 +15,11 @@ namespace mmlab {
 /// derived at read time for a `running` run whose heartbeat is stale and whose process is gone.
 enum class RunStatus { kQueued, kRunning, kStopped, kFinished, kFailed, kDiverged, kLost };
 
+/// Every status, in the order above (for lists the user picks from).
+inline constexpr RunStatus kAllRunStatuses[] = {
+    RunStatus::kQueued, RunStatus::kRunning,  RunStatus::kStopped, RunStatus::kFinished,
+    RunStatus::kFailed, RunStatus::kDiverged, RunStatus::kLost};
+
 /// "queued", "running", …, "lost".
 std::string_view to_string(RunStatus status);
 /// The status a word names, or nullopt for any other text.

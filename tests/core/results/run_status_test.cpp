@@ -7,12 +7,8 @@
 namespace mmlab {
 namespace {
 
-constexpr RunStatus kAll[] = {RunStatus::kQueued,   RunStatus::kRunning, RunStatus::kStopped,
-                              RunStatus::kFinished, RunStatus::kFailed,  RunStatus::kDiverged,
-                              RunStatus::kLost};
-
 TEST(RunStatus, EveryStatusReadsBackFromItsWord) {
-  for (RunStatus s : kAll) {
+  for (RunStatus s : kAllRunStatuses) {
     EXPECT_EQ(parse_run_status(to_string(s)), s) << to_string(s);
     EXPECT_EQ(find_run_status(to_string(s)), s);
   }
