@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <regex>
 
 #include "core/config/experiment.h"
 #include "core/store/store.h"
@@ -113,6 +114,16 @@ INSTANTIATE_TEST_SUITE_P(Families, GoldenTrajectory,
                            return n;
                          });
 
+TEST_F(TrainerTest, RecordsTheCudaRuntimeVersion_CUDA) {
+  // Not the word "cuda": the version, "major.minor", of the CUDA runtime the run trained with.
+  RunConfig c = tiny("mamba");
+  c.train.device = "cuda";
+  TrainResult r = train_new_run(c, options_);
+  ASSERT_EQ(r.status, RunStatus::kFinished) << r.error;
+  const std::string version = store::ResultsStore(options_.db).get_run(r.run_id).cuda_version;
+  EXPECT_TRUE(std::regex_match(version, std::regex("[0-9]+\\.[0-9]+"))) << version;
+}
+
 TEST_F(TrainerTest, RecordsEveryMetricAndSummary) {
   RunConfig c = tiny("moe-mamba");
   c.train.eval_every = 5;
@@ -130,6 +141,7 @@ TEST_F(TrainerTest, RecordsEveryMetricAndSummary) {
   EXPECT_EQ(row.step, 10);
   EXPECT_EQ(row.tokens, 10 * 4 * 32);
   EXPECT_GT(row.params_total, row.params_active);
+  EXPECT_EQ(row.cuda_version, "");  // a CPU run used no CUDA runtime
   ASSERT_TRUE(row.final_loss_smooth.has_value());
   EXPECT_NEAR(*row.final_loss_smooth, r.final_loss_smooth, 1e-9);
   // Expert loads of one layer at one step sum to 1.
