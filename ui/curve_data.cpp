@@ -29,12 +29,12 @@ void Series::append(int64_t s, int64_t tok, double w, double v) {
 void Series::update_smooth(double alpha) {
   if (alpha != smooth_alpha || smooth.size() > value.size()) {
     smooth.clear();
-    ema = Ema(alpha);
+    ema = DebiasedEma(alpha);
     smooth_alpha = alpha;
   }
   smooth.reserve(value.size());
   for (size_t i = smooth.size(); i < value.size(); ++i)
-    smooth.push_back(ema.push(value[i], i == 0 ? 1.0 : step[i] - step[i - 1]));
+    smooth.push_back(ema.update(value[i], i == 0 ? 1.0 : step[i] - step[i - 1]));
 }
 
 void Series::update_clock(double origin) {
@@ -44,12 +44,6 @@ void Series::update_clock(double origin) {
   }
   clock.reserve(wall.size());
   for (size_t i = clock.size(); i < wall.size(); ++i) clock.push_back(origin + wall[i]);
-}
-
-double tokens_to_reach(const Series& s, double target) {
-  for (size_t i = 0; i < s.size(); ++i)
-    if (s.value[i] <= target) return s.tokens[i];
-  return -1;
 }
 
 QColor CurveSet::color_for(int64_t run_id) {

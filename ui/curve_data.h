@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "core/results/ema.h"
 #include "ui/curve_math.h"
 #include "ui/progress_parser.h"
 
@@ -28,7 +29,7 @@ struct Series {
   std::vector<double> step, tokens, wall, value;
   std::vector<double> smooth;  ///< debiased EMA of value at smooth_alpha (same length)
   double smooth_alpha = -1;
-  Ema ema{1.0};
+  DebiasedEma ema{1.0};
   std::vector<double> clock;  ///< clock_origin + wall, once update_clock ran (same length then)
   double clock_origin = std::numeric_limits<double>::quiet_NaN();
 
@@ -56,10 +57,6 @@ struct Series {
   /// unless the origin changed).
   void update_clock(double origin);
 };
-
-/// Tokens seen at the first point whose value is ≤ target (the paper's speedup measure: tokens a
-/// model needs to reach the baseline's final loss), or -1 when it never does.
-double tokens_to_reach(const Series& s, double target);
 
 struct RunCurves {
   int64_t run_id = 0;

@@ -12,24 +12,6 @@ namespace {
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 }
 
-double Ema::push(double x, double steps) {
-  if (std::isnan(x)) return kNaN;
-  const double d = steps == 1 ? 1 - alpha_ : std::pow(1 - alpha_, std::max(steps, 1.0));
-  s_ = d * s_ + (1 - d) * x;
-  decay_ *= d;
-  const double debias = 1 - decay_;
-  // α = 1 (no smoothing) gives debias 1; α → 0 with t = 1 gives debias = α > 0, never 0.
-  return debias > 0 ? s_ / debias : x;
-}
-
-std::vector<double> ema_debiased(const std::vector<double>& x, double alpha) {
-  Ema ema(alpha);
-  std::vector<double> out;
-  out.reserve(x.size());
-  for (double v : x) out.push_back(ema.push(v));
-  return out;
-}
-
 int XGrid::bucket(double x) const {
   if (!(hi > lo) || buckets <= 1) return 0;
   double f;

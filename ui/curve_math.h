@@ -1,9 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // The numerics behind the curve views, free of Qt so they can be tested against hand-computed
 // values:
-//  - EMA smoothing on full-resolution data, debiased (Adam-style), in the paper's terms:
-//    s_t = (1-α) s_{t-1} + α x_t with s_0 = 0, shown as s_t / (1 - (1-α)^t). Smoothing after
-//    downsampling (what TensorBoard does) changes the curve with the zoom level; this does not.
+//  - Smoothing (core/results/ema.h) runs on full-resolution data: smoothing after downsampling
+//    (what TensorBoard does) changes the curve with the zoom level; this does not.
 //  - Min/max (M4) downsampling onto one x grid shared by every run of a chart: each bucket keeps
 //    its first, minimum, maximum and last point, so a one-step spike survives any zoom level and
 //    runs stay comparable bucket by bucket. Recomputed for the visible range on zoom.
@@ -15,25 +14,6 @@
 #include <vector>
 
 namespace mmlab::ui {
-
-/// Incremental debiased EMA; NaN inputs are skipped (they yield NaN and leave the state alone),
-/// so one diverged step does not poison the rest of the smoothed curve. α is per training step:
-/// a point `steps` after the previous one decays the state by (1-α)^steps, so sparse curves
-/// (validation every 100 steps) are smoothed over the same number of steps as dense ones.
-class Ema {
- public:
-  explicit Ema(double alpha) : alpha_(alpha) {}
-  double push(double x, double steps = 1);
-  double alpha() const { return alpha_; }
-
- private:
-  double alpha_;
-  double s_ = 0;
-  double decay_ = 1;  // (1-α)^t
-};
-
-/// The debiased EMA of every point of `x` (same length).
-std::vector<double> ema_debiased(const std::vector<double>& x, double alpha);
 
 /// Buckets of equal width over [lo, hi]: the one grid all runs of a chart are sampled on.
 struct XGrid {

@@ -28,6 +28,7 @@
 #include "core/config/experiment.h"
 #include "core/config/layer_pattern.h"
 #include "core/config/param_count.h"
+#include "core/data/vocabulary.h"
 #include "ui/config_diff.h"
 #include "ui/run_table_model.h"
 
@@ -53,9 +54,7 @@ bool is_moe_family(const std::string& family) {
 
 int vocab_for(const RunConfig& rc) {
   if (rc.model.vocab_size > 0) return rc.model.vocab_size;
-  if (rc.data.tokenizer == "byte") return 256;
-  if (rc.data.tokenizer == "sentencepiece") return rc.data.tokenizer_vocab;
-  return 50257;  // GPT-2
+  return data::expected_vocab_size(rc.data.tokenizer, rc.data.tokenizer_vocab);
 }
 
 // json value at a/b (objects), or `fallback`.

@@ -36,10 +36,13 @@
 #include <QTimer>
 #include <QToolBar>
 #include <QVBoxLayout>
+#include <optional>
 #include <set>
 
 #include "core/config/experiment.h"
 #include "core/config/layer_pattern.h"
+#include "core/results/speedup.h"
+#include "core/util/fs.h"
 #include "ui/config_diff.h"
 #include "ui/experiment_dialog.h"
 #include "ui/expert_heatmap.h"
@@ -157,7 +160,7 @@ MainWindow::MainWindow(const QString& db_path, QWidget* parent) : QMainWindow(pa
   restore_settings();
   QString path = db_path;
   if (path.isEmpty()) path = QSettings().value(QStringLiteral("db")).toString();
-  if (path.isEmpty()) path = default_db_path();
+  if (path.isEmpty()) path = QString::fromStdString(default_db_path().string());
   open_database(path);
   update_status();
 }
@@ -235,8 +238,10 @@ QWidget* MainWindow::build_browser() {
     filter_family_->addItem(QString::fromStdString(f), QString::fromStdString(f));
   filter_status_ = new QComboBox(w);
   filter_status_->addItem(tr("any status"), QString());
-  for (const char* s : {"queued", "running", "stopped", "finished", "failed", "diverged", "lost"})
-    filter_status_->addItem(QString::fromLatin1(s), QString::fromLatin1(s));
+  for (RunStatus s : kAllRunStatuses) {
+    const QString word = QString::fromLatin1(to_string(s).data(), int(to_string(s).size()));
+    filter_status_->addItem(word, word);
+  }
   filter_tag_ = new QComboBox(w);
   filter_tag_->addItem(tr("any tag"), QString());
   filters->addWidget(filter_text_, 1);
@@ -750,25 +755,28 @@ void MainWindow::update_compare() {
   diff_table_->setVerticalHeaderLabels(keys);
   diff_table_->resizeColumnsToContents();
 
-  // Speedup: tokens to reach the baseline's (first selected run's) final smoothed loss.
+  // The paper's speedup (core/results/speedup.h) against the first selected run.
   speedup_table_->setRowCount(0);
   if (ids.size() < 2) return;
-  const Series& base = curves_.series(ids.front(), "loss_smooth");
-  if (base.size() == 0) return;
-  const double target = base.value.back();
-  const double base_tokens = base.tokens.back();
+  const Series& base_series = curves_.series(ids.front(), "loss_smooth");
+  const LossCurve base{base_series.tokens, base_series.value};
+  const std::optional<double> target = final_value(base);
+  if (!target) return;
   speedup_table_->setRowCount(int(ids.size()));
   for (size_t i = 0; i < ids.size(); ++i) {
     const Series& s = curves_.series(ids[i], "loss_smooth");
-    const double t = tokens_to_reach(s, target);
+    const LossCurve curve{s.tokens, s.value};
+    const std::optional<double> reached = tokens_to_reach(curve, *target);
+    const std::optional<double> times = speedup(base, curve);
     const RunCurves* rc = curves_.find(ids[i]);
     speedup_table_->setItem(int(i), 0, new QTableWidgetItem(rc ? rc->label : QString()));
     speedup_table_->setItem(
-        int(i), 1, new QTableWidgetItem(t < 0 ? tr("not reached") : RunTableModel::human_count(t)));
+        int(i), 1,
+        new QTableWidgetItem(reached ? RunTableModel::human_count(*reached) : tr("not reached")));
     speedup_table_->setItem(
         int(i), 2,
-        new QTableWidgetItem(t <= 0 ? QStringLiteral("—")
-                                    : QStringLiteral("%1×").arg(base_tokens / t, 0, 'f', 2)));
+        new QTableWidgetItem(times ? QStringLiteral("%1×").arg(*times, 0, 'f', 2)
+                                   : QStringLiteral("—")));
   }
 }
 

@@ -1,40 +1,20 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-// Reader of the trainer's `--progress=jsonl` stream (docs/progress-protocol.md). Bytes arrive in
-// arbitrary chunks from a pipe, so lines are reassembled here; a line that is not a well-formed
-// event is counted and skipped, never fatal: the database stays the source of truth, and a child
-// that prints a stray message must not take the studio down.
+// Reader of the trainer's `--progress=jsonl` stream (docs/progress-protocol.md; the events and
+// their JSON are core/results/progress_event.h). Bytes arrive in arbitrary chunks from a pipe, so
+// lines are reassembled here; a line that is not a well-formed event is counted and skipped, never
+// fatal: the database stays the source of truth, and a child that prints a stray message must not
+// take the studio down.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <utility>
 #include <vector>
 
+#include "core/results/progress_event.h"
+
 namespace mmlab::ui {
-
-enum class EventKind { kStatus, kStep, kEval, kCheckpoint, kLog };
-
-/// One event of the stream. Fields an event does not carry keep their defaults (-1 / empty).
-struct ProgressEvent {
-  EventKind kind = EventKind::kLog;
-  int64_t run_id = -1;
-  double wall = 0;
-  int64_t step = -1;
-  int64_t tokens = -1;
-  int64_t total_steps = -1;
-  std::string status;    ///< kStatus: queued, running, stopped, finished, failed, diverged
-  std::string message;   ///< kStatus (failure sentence) and kLog
-  std::string name;      ///< kStatus: run name
-  std::string db;        ///< kStatus: database path
-  std::string path;      ///< kCheckpoint
-  int64_t bytes = -1;    ///< kCheckpoint
-  std::string level;     ///< kLog: info, warning, error
-  double fraction = -1;  ///< kLog: progress of a long preparation (0..1), when given
-  /// kStep/kEval: metric name → value; a JSON null (how NaN is printed) reads as NaN.
-  std::vector<std::pair<std::string, double>> metrics;
-};
 
 class ProgressParser {
  public:

@@ -3,7 +3,6 @@
 
 #include <QDir>
 #include <QFileInfo>
-#include <QStandardPaths>
 #include <cmath>
 
 #include "core/util/error.h"
@@ -18,12 +17,6 @@ QString describe(const std::exception& e) {
 }
 
 }  // namespace
-
-QString default_db_path() {
-  QString dir = QStandardPaths::writableLocation(QStandardPaths::GenericDataLocation);
-  if (dir.isEmpty()) dir = QDir::homePath() + QStringLiteral("/.local/share");
-  return QDir(dir).filePath(QStringLiteral("mmlab/results.sqlite"));
-}
 
 QString experiments_dir_for(const QString& db_path) {
   return QFileInfo(db_path).absoluteDir().filePath(QStringLiteral("experiments"));

@@ -74,8 +74,6 @@ class ResultsSession : public QObject {
   QTimer poll_timer_;
 };
 
-/// The default database: $XDG_DATA_HOME/mmlab/results.sqlite (QStandardPaths).
-QString default_db_path();
 /// Folder for experiment files the studio writes before launching (next to the database).
 QString experiments_dir_for(const QString& db_path);
 

@@ -42,14 +42,17 @@ bool is_done(RunState s) {
          s == RunState::kDiverged;
 }
 
-RunState final_state(int exit_code, bool crashed, bool stop_requested, const QString& last_status) {
+RunState final_state(int exit_code, bool crashed, bool stop_requested,
+                     std::optional<RunStatus> last_status) {
   if (crashed) return stop_requested ? RunState::kStopped : RunState::kFailed;
-  switch (exit_code) {
-    case 0:
-      // 0 is "finished or stopped"; the status event (or our own request) tells which.
-      return (stop_requested || last_status == QLatin1String("stopped")) ? RunState::kStopped
-                                                                         : RunState::kFinished;
-    case 5:
+  // A clean exit is "finished or stopped"; the status event (or our own request) tells which.
+  const bool stopped = stop_requested || last_status == RunStatus::kStopped;
+  switch (status_of_exit(exit_code, stopped)) {
+    case RunStatus::kFinished:
+      return RunState::kFinished;
+    case RunStatus::kStopped:
+      return RunState::kStopped;
+    case RunStatus::kDiverged:
       return RunState::kDiverged;
     default:
       return RunState::kFailed;
@@ -178,7 +181,7 @@ void RunManager::launch(RunJob& job) {
   job.stderr_tail.clear();
   job.note.clear();
   job.exit_code = -1;
-  job.last_status.clear();
+  job.last_status.reset();
   ++job.attempts;
   children_[key] = std::move(child);
   connect(p, &QProcess::readyReadStandardOutput, this, [this, key] { on_stdout(key); });
@@ -226,9 +229,9 @@ void RunManager::apply(RunJob& job, const std::vector<ProgressEvent>& events) {
     if (e.step >= 0 && e.kind != EventKind::kCheckpoint) job.step = e.step;
     if (e.tokens >= 0) job.tokens = e.tokens;
     if (e.kind == EventKind::kStatus) {
-      job.last_status = QString::fromStdString(e.status);
+      job.last_status = e.status;
       if (!e.message.empty()) job.message = QString::fromStdString(e.message);
-      if (job.last_status == QLatin1String("running") && job.state == RunState::kStarting)
+      if (e.status == RunStatus::kRunning && job.state == RunState::kStarting)
         job.state = RunState::kRunning;
     } else if (e.kind == EventKind::kStep && job.state == RunState::kStarting) {
       job.state = RunState::kRunning;

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "ui/progress_parser.h"
@@ -43,7 +44,8 @@ bool is_done(RunState state);
 
 /// How a child ended, decided from its exit code (docs/progress-protocol.md), whether a signal
 /// killed it, whether the user asked it to stop, and the last status event it printed.
-RunState final_state(int exit_code, bool crashed, bool stop_requested, const QString& last_status);
+RunState final_state(int exit_code, bool crashed, bool stop_requested,
+                     std::optional<RunStatus> last_status);
 
 /// "cuda" → "cuda:0", "" → "cpu": the queue key of a device string.
 QString device_queue(const QString& device);
@@ -60,8 +62,8 @@ struct RunJob {
   int64_t total_steps = 0;
   int64_t tokens = 0;
   double wall = 0;
-  QString last_status;  ///< last `status` event's status
-  QString message;      ///< why it failed/stopped, one sentence
+  std::optional<RunStatus> last_status;  ///< last `status` event's status
+  QString message;                       ///< why it failed/stopped, one sentence
   QString note;         ///< while starting: what the trainer is doing (data preparation, …)
   QString stderr_tail;  ///< last few KB of the child's stderr
   int exit_code = -1;
@@ -129,7 +131,7 @@ class RunManager : public QObject {
   void jobChanged(int key);
   void jobRemoved(int key);
   /// Events parsed from one read of the child's stdout (a small batch, in order).
-  void eventsReceived(int key, const std::vector<mmlab::ui::ProgressEvent>& events);
+  void eventsReceived(int key, const std::vector<mmlab::ProgressEvent>& events);
 
  private:
   RunJob* find(int key);

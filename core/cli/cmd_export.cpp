@@ -3,12 +3,7 @@
 // per point, for pandas, R or a spreadsheet. Points are streamed in chunks, so exporting a whole
 // experiment does not hold its curves in memory; --out writes through a temporary file that is
 // renamed into place only when complete.
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cmath>
-#include <cstring>
 #include <functional>
 #include <iostream>
 #include <memory>
@@ -22,6 +17,7 @@
 #include "core/cli/report.h"
 #include "core/store/store.h"
 #include "core/util/error.h"
+#include "core/util/file_writer.h"
 #include "core/util/fs.h"
 
 namespace mmlab::cli {
@@ -55,29 +51,6 @@ class ChunkWriter {
   std::function<void(const std::string&)> sink_;
   std::string buffer_;
 };
-
-[[noreturn]] void throw_write_error(const fs::path& path, int err) {
-  if (err == ENOSPC || err == EDQUOT) {
-    throw ResourceError("The disk is full while writing " + path.string() + ".",
-                        "Free some space (or choose another --out) and try again.");
-  }
-  throw UserError("Cannot write " + path.string() + ": " + std::strerror(err) + ".",
-                  "Check that its directory exists and is writable.");
-}
-
-void write_all(int fd, const fs::path& path, const std::string& bytes) {
-  const char* p = bytes.data();
-  size_t left = bytes.size();
-  while (left > 0) {
-    const ssize_t n = ::write(fd, p, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw_write_error(path, errno);
-    }
-    p += n;
-    left -= static_cast<size_t>(n);
-  }
-}
 
 // Writes the selected points in `format` to `out`.
 void write_points(store::ResultsStore& db, const std::vector<store::RunRow>& runs,
@@ -179,16 +152,10 @@ int export_points(const Context& ctx, const ExportOptions& o) {
   }
   const fs::path out = o.out;
   write_file_atomically(out, [&](const fs::path& tmp) {
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) throw_write_error(out, errno);
-    try {
-      ChunkWriter writer([&](const std::string& chunk) { write_all(fd, out, chunk); });
-      write_points(db, runs, metrics, o.format, writer);
-    } catch (...) {
-      ::close(fd);
-      throw;
-    }
-    if (::close(fd) != 0) throw_write_error(out, errno);
+    FileWriter file(tmp, out);
+    ChunkWriter writer([&](const std::string& chunk) { file.write(chunk); });
+    write_points(db, runs, metrics, o.format, writer);
+    file.close();
   });
   return kExitOk;
 }

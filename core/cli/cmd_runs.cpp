@@ -387,7 +387,7 @@ void add_runs_command(CLI::App& app, Context& ctx) {
     CLI::App* sub = runs->add_subcommand("list", "List the runs in the results database");
     add_db_option(sub, ctx);
     sub->add_option("--experiment", o->experiment, "Only runs of this experiment");
-    sub->add_option("--family", o->family, "Only this model family (mamba, moe_mamba, …)");
+    sub->add_option("--family", o->family, "Only this model family (mamba, moe-mamba, …)");
     sub->add_option("--status", o->status,
                     "Only this status: queued, running, stopped, finished, failed, diverged, lost");
     sub->add_option("--tag", o->tag, "Only runs with this tag");

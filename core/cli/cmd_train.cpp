@@ -74,7 +74,7 @@ void check_train_args(const TrainArgs& a) {
 // studio; a terminal or a log file must not need it).
 void report_failure(const std::string& run, const TrainResult& result) {
   if (result.exit_code == kExitOk) return;
-  std::cerr << "mmlab: " << run << " " << result.status << ": " << result.error << "\n";
+  std::cerr << "mmlab: " << run << " " << to_string(result.status) << ": " << result.error << "\n";
 }
 
 // Runs each selected run in its own child process, at most `parallel` at a time.

@@ -10,6 +10,7 @@
 #include <limits>
 #include <sstream>
 
+#include "core/results/speedup.h"
 #include "core/util/error.h"
 
 namespace mmlab::cli {
@@ -71,40 +72,22 @@ std::string steps_cell(int64_t step, int64_t total) {
   return std::to_string(step) + "/" + std::to_string(total);
 }
 
+LossCurve loss_curve(const std::vector<store::PointRow>& points) {
+  LossCurve curve;
+  curve.tokens.reserve(points.size());
+  curve.value.reserve(points.size());
+  for (const store::PointRow& p : points) {
+    curve.tokens.push_back(static_cast<double>(p.tokens));
+    curve.value.push_back(p.value);
+  }
+  return curve;
+}
+
 std::string optional_exact(std::optional<double> value) {
   return value && !std::isnan(*value) ? format_exact(*value) : "";
 }
 
 }  // namespace
-
-// --- curve arithmetic ------------------------------------------------------------------------
-
-std::optional<double> final_value(const std::vector<store::PointRow>& points) {
-  if (points.empty() || std::isnan(points.back().value)) return std::nullopt;
-  return points.back().value;
-}
-
-std::optional<double> tokens_to_reach(const std::vector<store::PointRow>& points, double target) {
-  for (const auto& p : points) {
-    if (p.value <= target) return static_cast<double>(p.tokens);  // false for NaN
-  }
-  return std::nullopt;
-}
-
-std::optional<double> speedup(const std::vector<store::PointRow>& baseline,
-                              const std::vector<store::PointRow>& other) {
-  const std::optional<double> target = final_value(baseline);
-  if (!target) return std::nullopt;
-  // The baseline's own first crossing, not its last point: a smoothed curve that dipped below
-  // its final value earlier had already "needed" only that many tokens, and both runs are then
-  // measured by the same rule.
-  const std::optional<double> base_tokens = tokens_to_reach(baseline, *target);
-  const std::optional<double> other_tokens = tokens_to_reach(other, *target);
-  if (!base_tokens || !other_tokens || *base_tokens <= 0 || *other_tokens <= 0) {
-    return std::nullopt;
-  }
-  return *base_tokens / *other_tokens;
-}
 
 // --- the report ------------------------------------------------------------------------------
 
@@ -152,8 +135,7 @@ ExperimentReport build_report(store::ResultsStore& store, const store::Experimen
     report.unigram_entropy = pts.back().value;
   }
 
-  const std::vector<store::PointRow> base_points =
-      store.points(runs[*base].id, store::metric::kLossSmooth);
+  const LossCurve base_curve = loss_curve(store.points(runs[*base].id, store::metric::kLossSmooth));
   for (size_t i = 0; i < runs.size(); ++i) {
     const store::RunRow& run = runs[i];
     ReportRow row;
@@ -168,10 +150,10 @@ ExperimentReport build_report(store::ResultsStore& store, const store::Experimen
     row.tokens = run.tokens;
     row.best_val_loss = run.best_val_loss;
     row.is_baseline = i == *base;
-    const std::vector<store::PointRow> points =
-        row.is_baseline ? base_points : store.points(run.id, store::metric::kLossSmooth);
-    row.final_loss = final_value(points);
-    row.speedup = speedup(base_points, points);
+    const LossCurve curve =
+        row.is_baseline ? base_curve : loss_curve(store.points(run.id, store::metric::kLossSmooth));
+    row.final_loss = final_value(curve);
+    row.speedup = speedup(base_curve, curve);
     report.rows.push_back(std::move(row));
   }
   return report;

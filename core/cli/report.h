@@ -1,11 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // What `mmlab report`, `mmlab runs` and `mmlab export` compute and print, kept free of LibTorch and
 // of CLI11 so that it can be unit-tested over a store filled by hand (tests/core/cli/report_test).
-//
-// The speedup is the MoE-Mamba paper's: tokens the baseline needed to reach its final smoothed
-// loss divided by the tokens another run needed to reach that same loss. "Reach" means the first
-// recorded point whose smoothed loss is <= the target; curves are not interpolated between points,
-// so a run is credited with the tokens of the first point that is actually at or below the target.
+// The speedup is the paper's, as core/results/speedup.h defines it.
 #pragma once
 
 #include <cstdint>
@@ -16,22 +12,6 @@
 #include "core/store/store.h"
 
 namespace mmlab::cli {
-
-// --- curve arithmetic ------------------------------------------------------------------------
-
-/// The value of the last point (the final smoothed loss), or nullopt when there are no points or
-/// the last value is NaN (a diverged run has no final loss to compare with).
-std::optional<double> final_value(const std::vector<store::PointRow>& points);
-
-/// Tokens of the first point (points are ordered by step) whose value is <= target; nullopt when
-/// no point gets there. NaN values never reach a target. No interpolation between points.
-std::optional<double> tokens_to_reach(const std::vector<store::PointRow>& points, double target);
-
-/// tokens_to_reach(baseline, final_value(baseline)) / tokens_to_reach(other, same target): how
-/// many times fewer tokens `other` needed to match the baseline's final smoothed loss. nullopt
-/// when the baseline has no final value, `other` never reaches it, or either token count is 0.
-std::optional<double> speedup(const std::vector<store::PointRow>& baseline,
-                              const std::vector<store::PointRow>& other);
 
 // --- the report ------------------------------------------------------------------------------
 

@@ -85,11 +85,14 @@ json to_json(const TrainConfig& c) {
 json to_json(const DataConfig& c) {
   return json{{"source", c.source},
               {"format", c.format},
+              {"split", c.split},
+              {"text_field", c.text_field},
               {"tokenizer", c.tokenizer},
               {"tokenizer_path", c.tokenizer_path},
               {"tokenizer_vocab", c.tokenizer_vocab},
               {"val_fraction", c.val_fraction},
-              {"sampling", c.sampling}};
+              {"sampling", c.sampling},
+              {"cache", c.cache}};
 }
 
 json to_json(const RunConfig& c) {
@@ -297,19 +300,34 @@ void read_data(const json& j, const std::string& path, DataConfig& c,
   JsonReader r(j, path, problems);
   r.read("source", c.source);
   r.read("format", c.format);
+  r.read("split", c.split);
+  r.read("text_field", c.text_field);
   r.read("tokenizer", c.tokenizer);
   r.read("tokenizer_path", c.tokenizer_path);
   r.read("tokenizer_vocab", c.tokenizer_vocab);
   r.read("val_fraction", c.val_fraction);
   r.read("sampling", c.sampling);
+  r.read("cache", c.cache);
   r.reject_unknown_keys();
-  if (c.source.empty()) r.problem("source", "must name a corpus (\"default\" or a path).");
+  // These are the rules the corpus is prepared by (core/data): what passes here trains.
+  if (c.source.empty()) {
+    r.problem("source", "must name a corpus (\"default\", \"large\" or a file or folder).");
+  }
   one_of(r, "format", c.format, {"auto", "text", "jsonl", "bin"});
+  one_of(r, "split", c.split, {"file", "blank_lines"});
   one_of(r, "tokenizer", c.tokenizer, {"byte", "gpt2", "sentencepiece"});
   one_of(r, "sampling", c.sampling, {"random", "contiguous"});
-  if (c.tokenizer_vocab < 64) r.problem("tokenizer_vocab", "must be >= 64.");
-  if (!(c.val_fraction > 0 && c.val_fraction < 1)) {
-    r.problem("val_fraction", "must be between 0 and 1 (exclusive).");
+  if (c.text_field.empty()) {
+    r.problem("text_field", "must name the JSON member holding the text, e.g. \"text\".");
+  }
+  if (c.tokenizer == "sentencepiece" && c.tokenizer_path.empty() &&
+      !(c.tokenizer_vocab >= 64 && c.tokenizer_vocab <= 1'000'000)) {
+    r.problem("tokenizer_vocab", "must be between 64 and 1000000, got " +
+                                     std::to_string(c.tokenizer_vocab) + " (e.g. 8192).");
+  }
+  if (!(c.val_fraction >= 0 && c.val_fraction <= 0.5)) {
+    r.problem("val_fraction", "must be between 0 and 0.5 (e.g. 0.05; 0 = no validation), got " +
+                                  json(c.val_fraction).dump() + ".");
   }
 }
 

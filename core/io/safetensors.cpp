@@ -13,6 +13,7 @@
 #include <set>
 
 #include "core/util/error.h"
+#include "core/util/file_writer.h"
 #include "core/util/fs.h"
 
 // Tensor bytes go to and from disk as they lie in memory; the format is little-endian.
@@ -58,16 +59,7 @@ std::string in_quotes(const std::string& s) {
   return "\"" + s + "\"";
 }
 
-[[noreturn]] void throw_write_error(const fs::path& path, int err) {
-  if (err == ENOSPC || err == EDQUOT) {
-    throw ResourceError("The disk is full while writing " + path.string() + ".",
-                        "Free some space (or choose another location) and try again.");
-  }
-  throw UserError("Cannot write " + path.string() + ": " + std::strerror(err) + ".",
-                  "Check that its directory exists and is writable.");
-}
-
-// Owns a file descriptor so that every error path closes it.
+// A file descriptor opened for reading, closed with its owner.
 class Fd {
  public:
   explicit Fd(int fd) : fd_(fd) {}
@@ -77,29 +69,10 @@ class Fd {
   Fd(const Fd&) = delete;
   Fd& operator=(const Fd&) = delete;
   int get() const { return fd_; }
-  /// Closes now, reporting the error (close can be the first to see a full disk on NFS).
-  int close() {
-    int rc = ::close(fd_);
-    fd_ = -1;
-    return rc;
-  }
 
  private:
   int fd_;
 };
-
-void write_all(int fd, const void* data, std::size_t size, const fs::path& path) {
-  const char* p = static_cast<const char*>(data);
-  while (size > 0) {
-    ssize_t n = ::write(fd, p, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw_write_error(path, errno);
-    }
-    p += n;
-    size -= static_cast<std::size_t>(n);
-  }
-}
 
 // A tensor as it will be written: CPU, contiguous, detached; nothing is copied when the input
 // already is all of that.
@@ -229,16 +202,15 @@ void save_safetensors(const fs::path& path,
   for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<unsigned char>(header_len >> (8 * i));
 
   write_file_atomically(path, [&](const fs::path& tmp) {
-    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (fd.get() < 0) throw_write_error(path, errno);
-    write_all(fd.get(), len_bytes, sizeof len_bytes, path);
-    write_all(fd.get(), header_text.data(), header_text.size(), path);
+    FileWriter out(tmp, path);
+    out.write(len_bytes, sizeof len_bytes);
+    out.write(header_text);
     for (const auto& nt : tensors) {
       torch::Tensor t = prepared(nt.second);  // one tensor's copy at a time, at most
       if (t.numel() == 0) continue;           // data_ptr() of an empty tensor may be null
-      write_all(fd.get(), t.data_ptr(), t.nbytes(), path);
+      out.write(t.data_ptr(), t.nbytes());
     }
-    if (fd.close() != 0) throw_write_error(path, errno);
+    out.close();
   });
 }
 

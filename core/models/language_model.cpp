@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "core/models/language_model.h"
 
+#include <stdexcept>
+
 #include "core/models/attention.h"
 #include "core/models/init.h"
 #include "core/models/mamba_layer.h"
@@ -82,8 +84,8 @@ std::shared_ptr<MixerImpl> make_mixer(const LayerSpec& s, const ModelConfig& c) 
           std::make_shared<MambaLayerImpl>(mamba_layer_options(c, s)),
           SwitchMoe(moe_options(c, c.d_model, c.d_model)));
   }
-  throw UserError("Layer token '" + s.token + "' has no implementation.",
-                  "This is a bug in mmlab; please report it.");
+  // parse_pattern accepts only tokens with a case above: reaching here is a bug, not bad input.
+  throw std::logic_error("make_mixer: layer token '" + s.token + "' has no implementation");
 }
 
 LanguageModelImpl::LanguageModelImpl(const ModelConfig& c)

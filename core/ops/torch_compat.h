@@ -27,6 +27,17 @@ inline std::string torch_version() {
          std::to_string(TORCH_VERSION_PATCH);
 }
 
+/// The CUDA runtime LibTorch runs on, as "major.minor" ("12.8"); "" in a build without CUDA.
+inline std::string cuda_version() {
+#if defined(MMLAB_TORCH_CUDA)
+  int version = 0;  // 1000 * major + 10 * minor
+  if (cudaRuntimeGetVersion(&version) != cudaSuccess || version <= 0) return "";
+  return std::to_string(version / 1000) + "." + std::to_string(version % 1000 / 10);
+#else
+  return "";
+#endif
+}
+
 /// Causal attention over (B, H, Lq, hd) queries and (B, H, Lk, hd) keys/values, where query i sits
 /// at absolute position (Lk - Lq + i): the new tokens of a KV-cached decode attend to all earlier
 /// ones. 2.x uses the fused kernel (flash attention on the GPU); 1.13 has none in C++.

@@ -23,13 +23,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Index i of kStatusWords names kStatusValues[i]; the stored ones match runs.status's CHECK.
-constexpr std::string_view kStatusWords[] = {"queued", "running",  "stopped", "finished",
-                                             "failed", "diverged", "lost"};
-constexpr RunStatus kStatusValues[] = {
-    RunStatus::kQueued, RunStatus::kRunning,  RunStatus::kStopped, RunStatus::kFinished,
-    RunStatus::kFailed, RunStatus::kDiverged, RunStatus::kLost};
-
 // 128 random bits as 32 lowercase hex digits, the format migration 2 backfills with. Drawn from
 // the OS for every run (runs are created rarely): a seeded PRNG would be copied into forked
 // children, which would then hand out the same uuids.
@@ -206,26 +199,6 @@ struct SummaryAcc {
 }  // namespace
 
 // --- free functions ------------------------------------------------------------------------------
-
-std::string_view to_string(RunStatus status) {
-  for (size_t i = 0; i < std::size(kStatusValues); ++i) {
-    if (kStatusValues[i] == status) return kStatusWords[i];
-  }
-  return "unknown";
-}
-
-RunStatus parse_run_status(std::string_view text) {
-  for (size_t i = 0; i < std::size(kStatusWords); ++i) {
-    if (kStatusWords[i] == text) return kStatusValues[i];
-  }
-  throw UserError("Unknown run status \"" + std::string(text) + "\".",
-                  "Use one of queued, running, stopped, finished, failed, diverged, lost.");
-}
-
-bool is_terminal(RunStatus status) {
-  return status == RunStatus::kStopped || status == RunStatus::kFinished ||
-         status == RunStatus::kFailed || status == RunStatus::kDiverged;
-}
 
 double now_seconds() {
   using namespace std::chrono;

@@ -24,6 +24,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/results/run_status.h"
 #include "core/store/sqlite.h"
 #include "core/util/error.h"
 
@@ -37,16 +38,11 @@ inline constexpr char kValLoss[] = "val_loss";         ///< validation loss
 inline constexpr char kTokensPerS[] = "tokens_per_s";  ///< training throughput
 }  // namespace metric
 
-/// Stored statuses (the CHECK constraint of runs.status) plus kLost, which is never stored: it is
-/// derived at read time for a `running` run whose heartbeat is stale and whose process is gone.
-enum class RunStatus { kQueued, kRunning, kStopped, kFinished, kFailed, kDiverged, kLost };
-
-/// "queued", "running", …, "lost".
-std::string_view to_string(RunStatus status);
-/// The inverse of to_string; an unknown word is a UserError listing the valid ones.
-RunStatus parse_run_status(std::string_view text);
-/// True for stopped/finished/failed/diverged (the run has an end time).
-bool is_terminal(RunStatus status);
+// The run status vocabulary is core/results/run_status.h; the store's code names it as its own.
+using mmlab::is_terminal;
+using mmlab::parse_run_status;
+using mmlab::RunStatus;
+using mmlab::to_string;
 
 /// Seconds since the Unix epoch, with sub-second precision: every *_at column uses this unit.
 double now_seconds();
@@ -87,7 +83,7 @@ struct ExperimentRow {
 struct NewRun {
   int64_t experiment_id = 0;  ///< from ensure_experiment()
   std::string name;
-  std::string family;              ///< "mamba", "moe_mamba", "transformer", "transformer_moe", …
+  std::string family;              ///< "mamba", "moe-mamba", "transformer", "transformer-moe", …
   std::string config_json = "{}";  ///< the full resolved config; must be valid JSON
   int64_t seed = 0;
   int64_t total_steps = 0;

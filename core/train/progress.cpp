@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -21,9 +22,9 @@ double seconds_since(Clock::time_point t0) {
 
 class JsonlSink : public ProgressSink {
  public:
-  void emit(const std::string& event, nlohmann::json fields) override {
-    const double wall = fields.contains("wall") ? fields["wall"].get<double>() : 0.0;
-    std::string line = progress_line(event, run_id_, wall, fields);
+  void emit(ProgressEvent event) override {
+    event.run_id = run_id_;
+    const std::string line = to_line(event);
     std::fwrite(line.data(), 1, line.size(), stdout);
     std::fputc('\n', stdout);
     std::fflush(stdout);  // the studio plots each line as it arrives
@@ -32,8 +33,16 @@ class JsonlSink : public ProgressSink {
 
 class NullSink : public ProgressSink {
  public:
-  void emit(const std::string&, nlohmann::json) override {}
+  void emit(ProgressEvent) override {}
 };
+
+// The value of metric `name` in a step or eval event, NaN when it has none.
+double metric(const ProgressEvent& e, const std::string& name) {
+  for (const auto& [key, value] : e.metrics) {
+    if (key == name) return value;
+  }
+  return NAN;
+}
 
 std::string format_duration(double s) {
   if (!std::isfinite(s) || s < 0) return "--:--";
@@ -50,49 +59,48 @@ std::string format_duration(double s) {
 // A one-line bar on stderr, redrawn at most 5 times a second.
 class BarSink : public ProgressSink {
  public:
-  void emit(const std::string& event, nlohmann::json f) override {
-    if (event == "step") {
-      const int64_t step = f.value("step", int64_t{0}), total = f.value("total_steps", int64_t{0});
+  void emit(ProgressEvent e) override {
+    if (e.kind == EventKind::kStep) {
       if (first_step_ < 0) {
-        first_step_ = step;
+        first_step_ = e.step;
         t0_ = Clock::now();
       }
-      if (seconds_since(last_draw_) < 0.2 && step != total) return;
+      if (seconds_since(last_draw_) < 0.2 && e.step != e.total_steps) return;
       last_draw_ = Clock::now();
-      const double frac = total > 0 ? static_cast<double>(step) / static_cast<double>(total) : 0;
+      const int64_t total = std::max<int64_t>(e.total_steps, 0);
+      const double frac = total > 0 ? static_cast<double>(e.step) / static_cast<double>(total) : 0;
       const double rate =
-          static_cast<double>(step - first_step_) / std::max(seconds_since(t0_), 1e-9);
-      const double eta = rate > 0 ? static_cast<double>(total - step) / rate : NAN;
+          static_cast<double>(e.step - first_step_) / std::max(seconds_since(t0_), 1e-9);
+      const double eta = rate > 0 ? static_cast<double>(total - e.step) / rate : NAN;
       const int width = 30, filled = static_cast<int>(frac * width);
       std::string bar(static_cast<size_t>(filled), '#');
       bar.resize(width, '.');
-      const auto& m = f["metrics"];
       std::fprintf(stderr,
                    "\r%-18.18s [%s] %6lld/%lld  loss %.4f  smooth %.4f  %7.0f tok/s  ETA %s ",
-                   name_.c_str(), bar.c_str(), static_cast<long long>(step),
-                   static_cast<long long>(total), m.value("loss", NAN), m.value("loss_smooth", NAN),
-                   m.value("tokens_per_s", NAN), format_duration(eta).c_str());
+                   name_.c_str(), bar.c_str(), static_cast<long long>(e.step),
+                   static_cast<long long>(total), metric(e, "loss"), metric(e, "loss_smooth"),
+                   metric(e, "tokens_per_s"), format_duration(eta).c_str());
       std::fflush(stderr);
       open_line_ = true;
-    } else if (event == "eval") {
+    } else if (e.kind == EventKind::kEval) {
       end_line();
       std::fprintf(stderr, "%s: step %lld  val_loss %.4f  val_ppl %.2f\n", name_.c_str(),
-                   static_cast<long long>(f.value("step", int64_t{0})),
-                   f["metrics"].value("val_loss", NAN), f["metrics"].value("val_ppl", NAN));
-    } else if (event == "status") {
+                   static_cast<long long>(std::max<int64_t>(e.step, 0)), metric(e, "val_loss"),
+                   metric(e, "val_ppl"));
+    } else if (e.kind == EventKind::kStatus) {
       end_line();
-      if (f.contains("name")) name_ = f["name"].get<std::string>();
-      std::fprintf(stderr, "%s: %s%s%s\n", name_.c_str(), f.value("status", "").c_str(),
-                   f.contains("message") ? ": " : "", f.value("message", "").c_str());
-    } else if (event == "log" && f.contains("fraction")) {
+      if (!e.name.empty()) name_ = e.name;
+      const std::string status(to_string(e.status));
+      std::fprintf(stderr, "%s: %s%s%s\n", name_.c_str(), status.c_str(),
+                   e.message.empty() ? "" : ": ", e.message.c_str());
+    } else if (e.kind == EventKind::kLog && e.fraction >= 0) {
       // Progress of a long preparation step (tokenizing): redrawn in place.
-      std::fprintf(stderr, "\r%s %3.0f%% ", f.value("message", "").c_str(),
-                   100.0 * f["fraction"].get<double>());
+      std::fprintf(stderr, "\r%s %3.0f%% ", e.message.c_str(), 100.0 * e.fraction);
       std::fflush(stderr);
       open_line_ = true;
-    } else if (event == "log") {
+    } else if (e.kind == EventKind::kLog) {
       end_line();
-      std::fprintf(stderr, "%s\n", f.value("message", "").c_str());
+      std::fprintf(stderr, "%s\n", e.message.c_str());
     }
   }
   ~BarSink() override { end_line(); }
@@ -110,16 +118,6 @@ class BarSink : public ProgressSink {
 };
 
 }  // namespace
-
-std::string progress_line(const std::string& event, int64_t run_id, double wall,
-                          const nlohmann::json& fields) {
-  nlohmann::json j = {{"event", event}, {"run_id", run_id}, {"wall", wall}};
-  for (auto it = fields.begin(); it != fields.end(); ++it) {
-    if (it.key() != "wall") j[it.key()] = it.value();
-  }
-  // NaN/Inf are not JSON: a diverged loss is written as null.
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
 
 std::unique_ptr<ProgressSink> make_progress_sink(const std::string& mode) {
   if (mode == "jsonl") return std::make_unique<JsonlSink>();

@@ -4,18 +4,18 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <string>
+
+#include "core/results/progress_event.h"
 
 namespace mmlab {
 
 class ProgressSink {
  public:
   virtual ~ProgressSink() = default;
-  /// One event of the protocol; `fields` holds the event's keys (event, run_id, wall are added).
-  virtual void emit(const std::string& event, nlohmann::json fields) = 0;
+  /// One event of the protocol; its run_id is set to the run's.
+  virtual void emit(ProgressEvent event) = 0;
   void set_run(int64_t run_id) { run_id_ = run_id; }
 
  protected:
@@ -24,9 +24,5 @@ class ProgressSink {
 
 /// "jsonl" | "bar" | "none" | "auto" (bar when stderr is a terminal, else none).
 std::unique_ptr<ProgressSink> make_progress_sink(const std::string& mode);
-
-/// The protocol's line for one event (exposed for tests).
-std::string progress_line(const std::string& event, int64_t run_id, double wall,
-                          const nlohmann::json& fields);
 
 }  // namespace mmlab

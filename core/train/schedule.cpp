@@ -17,15 +17,4 @@ double learning_rate(const TrainConfig& c, int64_t step, int64_t total) {
   return floor + (c.lr - floor) * 0.5 * (1.0 + std::cos(M_PI * progress));
 }
 
-double DebiasedEma::update(double x) {
-  raw_ = (1 - alpha_) * raw_ + alpha_ * x;
-  ++count_;
-  return value();
-}
-
-double DebiasedEma::value() const {
-  if (count_ == 0) return 0;
-  return raw_ / (1 - std::pow(1 - alpha_, static_cast<double>(count_)));
-}
-
 }  // namespace mmlab

@@ -17,9 +17,11 @@
 #include "core/config/param_count.h"
 #include "core/data/corpus.h"
 #include "core/data/sampler.h"
+#include "core/git_rev.h"  // generated at build time (core/CMakeLists.txt)
 #include "core/models/language_model.h"
 #include "core/models/op_choice.h"
 #include "core/ops/torch_compat.h"
+#include "core/results/ema.h"
 #include "core/store/store.h"
 #include "core/train/checkpoint.h"
 #include "core/train/device.h"
@@ -30,15 +32,10 @@
 #include "core/util/error.h"
 #include "core/util/fs.h"
 
-#ifndef MMLAB_GIT_REV
-#define MMLAB_GIT_REV "unknown"
-#endif
-
 namespace mmlab {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-using store::RunStatus;
 
 namespace {
 
@@ -50,18 +47,6 @@ extern "C" void on_stop_signal(int) {
 
 double since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-data::DataSpec data_spec(const DataConfig& d) {
-  data::DataSpec s;
-  s.source = d.source;
-  s.format = d.format;
-  s.tokenizer = d.tokenizer;
-  s.tokenizer_path = d.tokenizer_path;
-  s.vocab_size = d.tokenizer_vocab;
-  s.val_fraction = d.val_fraction;
-  s.sampling = d.sampling;
-  return s;
 }
 
 // Entropy (nats) of the token frequencies.
@@ -186,8 +171,13 @@ class TrainingSession {
     set_cpu_threads(config_.train.threads);
     device_ = resolve_device(config_.train.device);
     log("info", "Preparing data (" + config_.data.source + ", " + config_.data.tokenizer + ")");
-    corpus_ = data::prepare_corpus(data_spec(config_.data), [&](double f) {
-      sink_->emit("log", {{"level", "info"}, {"message", "tokenizing"}, {"fraction", f}});
+    corpus_ = data::prepare_corpus(config_.data, [&](double f) {
+      ProgressEvent e;
+      e.kind = EventKind::kLog;
+      e.level = "info";
+      e.message = "tokenizing";
+      e.fraction = f;
+      sink_->emit(std::move(e));
     });
     const int vocab = corpus_.tokenizer->vocab_size();
     if (config_.model.vocab_size == 0) config_.model.vocab_size = vocab;
@@ -354,7 +344,7 @@ class TrainingSession {
     start.host = store::current_host();
     start.device = describe_device(device_);
     start.torch_version = compat::torch_version();
-    start.cuda_version = device_.is_cuda() ? "cuda" : "";
+    start.cuda_version = device_.is_cuda() ? compat::cuda_version() : "";
     start.params_total = counts.total;
     start.params_active = counts.active;
     start.params_nonembed = counts.nonembed;
@@ -366,6 +356,25 @@ class TrainingSession {
     }
     const std::string payload = nlohmann::json{{"path", checkpoint_dir_.string()}}.dump();
     if (remembered != payload) store_->add_event(run_id_, kCheckpointDirEvent, payload);
+  }
+
+  // The `status` event of a run that is at `step` now.
+  ProgressEvent status_event(RunStatus status, int64_t step, std::string message = "") const {
+    ProgressEvent e;
+    e.kind = EventKind::kStatus;
+    e.status = status;
+    e.step = step;
+    e.total_steps = total_steps_;
+    e.message = std::move(message);
+    e.wall = state_.wall;
+    return e;
+  }
+
+  static std::vector<std::pair<std::string, double>> metric_list(const nlohmann::json& metrics) {
+    std::vector<std::pair<std::string, double>> out;
+    for (auto it = metrics.begin(); it != metrics.end(); ++it)
+      out.emplace_back(it.key(), it->get<double>());
+    return out;
   }
 
   TrainResult run_guarded() {
@@ -392,13 +401,9 @@ class TrainingSession {
         message += " The run could not be marked failed in " + store_->path().string() +
                    " either, so it shows as lost once its heartbeat is stale.";
       }
-      sink_->emit("status", {{"status", "failed"},
-                             {"step", state_.step},
-                             {"total_steps", total_steps_},
-                             {"message", message},
-                             {"wall", state_.wall}});
+      sink_->emit(status_event(RunStatus::kFailed, state_.step, message));
       r.run_id = run_id_;
-      r.status = "failed";
+      r.status = RunStatus::kFailed;
       r.exit_code = code;
       r.error = message;
     }
@@ -433,7 +438,12 @@ class TrainingSession {
   }
 
   void log(const std::string& level, const std::string& message) {
-    sink_->emit("log", {{"level", level}, {"message", message}, {"wall", state_.wall}});
+    ProgressEvent e;
+    e.kind = EventKind::kLog;
+    e.level = level;
+    e.message = message;
+    e.wall = state_.wall;
+    sink_->emit(std::move(e));
   }
 
   // A note the user must see whatever the progress mode (a fallback, a restart): on stderr, and
@@ -464,7 +474,7 @@ class TrainingSession {
     bool ops_recorded = false;
     data::WindowSampler& sampler = *sampler_;
     DebiasedEma ema(t.ema_alpha);
-    ema.restore(state_.ema_raw, state_.ema_count);
+    ema.restore(state_.ema_raw, static_cast<double>(state_.ema_count));
     doing_ = "discarding the points after step " + std::to_string(state_.step);
     store_->truncate_after(run_id_, state_.step);
     drop_checkpoints_after(state_.step);
@@ -472,13 +482,11 @@ class TrainingSession {
     state_.tokenizer_path = corpus_.tokenizer->spec().path.string();
 
     sink_->set_run(run_id_);
-    sink_->emit("status", {{"status", "running"},
-                           {"step", state_.step},
-                           {"total_steps", total_steps_},
-                           {"name", config_.name},
-                           {"db", store_->path().string()},
-                           {"wall", state_.wall},
-                           {"device", device_text_}});
+    ProgressEvent running = status_event(RunStatus::kRunning, state_.step);
+    running.name = config_.name;
+    running.db = store_->path().string();
+    running.device = device_text_;
+    sink_->emit(std::move(running));
     metrics_ = std::make_unique<store::MetricBuffer>(*store_, run_id_);
     // The loss a context-free model reaches on this data: the bar the curves must get below.
     metrics_->add("unigram_entropy", 0, 0, 0.0, unigram_entropy(corpus_.train));
@@ -554,7 +562,7 @@ class TrainingSession {
       state_.wall = wall0 + since(session_start);
       const double smooth = ema.update(loss);
       state_.ema_raw = ema.raw();
-      state_.ema_count = ema.count();
+      state_.ema_count = static_cast<int64_t>(ema.steps());
 
       if (step % t.log_every == 0 || step == total_steps_) {
         nlohmann::json m = {{"loss", loss},
@@ -572,11 +580,14 @@ class TrainingSession {
           m["peak_mem_gb"] = static_cast<double>(compat::cuda_peak_allocated(cuda_index)) / 1e9;
         }
         record(m);
-        sink_->emit("step", {{"step", step},
-                             {"tokens", state_.tokens},
-                             {"total_steps", total_steps_},
-                             {"metrics", m},
-                             {"wall", state_.wall}});
+        ProgressEvent e;
+        e.kind = EventKind::kStep;
+        e.step = step;
+        e.tokens = state_.tokens;
+        e.total_steps = total_steps_;
+        e.metrics = metric_list(m);
+        e.wall = state_.wall;
+        sink_->emit(std::move(e));
       }
       fault_point("step");  // a kill here loses the points not yet flushed
       evaluated_last = t.eval_every > 0 && step % t.eval_every == 0;
@@ -597,13 +608,10 @@ class TrainingSession {
     metrics_->flush();
     store_->heartbeat(run_id_, state_.step, state_.tokens);
     store_->set_status(run_id_, RunStatus::kFinished);
-    sink_->emit("status", {{"status", "finished"},
-                           {"step", state_.step},
-                           {"total_steps", total_steps_},
-                           {"wall", state_.wall}});
+    sink_->emit(status_event(RunStatus::kFinished, state_.step));
     TrainResult r;
     r.run_id = run_id_;
-    r.status = "finished";
+    r.status = RunStatus::kFinished;
     r.final_loss_smooth = ema.value();
     r.final_val_loss = last_val_loss_;
     return r;
@@ -655,9 +663,13 @@ class TrainingSession {
     }
     store_->add_event(run_id_, "eval", nlohmann::json{{"metrics", m}}.dump(), state_.step,
                       state_.wall);
-    sink_->emit(
-        "eval",
-        {{"step", state_.step}, {"tokens", state_.tokens}, {"metrics", m}, {"wall", state_.wall}});
+    ProgressEvent e;
+    e.kind = EventKind::kEval;
+    e.step = state_.step;
+    e.tokens = state_.tokens;
+    e.metrics = metric_list(m);
+    e.wall = state_.wall;
+    sink_->emit(std::move(e));
   }
 
   // Writes the checkpoint of this step; false (and nothing written) when the weights or the
@@ -677,10 +689,13 @@ class TrainingSession {
     fault_point("checkpoint-saved");  // the file is complete, its row not yet written
     store_->add_checkpoint(run_id_, state_.step, path.string(), saved.bytes, saved.hash);
     prune_checkpoints();
-    sink_->emit("checkpoint", {{"step", state_.step},
-                               {"path", path.string()},
-                               {"bytes", saved.bytes},
-                               {"wall", state_.wall}});
+    ProgressEvent e;
+    e.kind = EventKind::kCheckpoint;
+    e.step = state_.step;
+    e.path = path.string();
+    e.bytes = saved.bytes;
+    e.wall = state_.wall;
+    sink_->emit(std::move(e));
     return true;
   }
 
@@ -711,13 +726,10 @@ class TrainingSession {
     metrics_->flush();
     store_->heartbeat(run_id_, state_.step, state_.tokens);
     store_->set_status(run_id_, RunStatus::kStopped);
-    sink_->emit("status", {{"status", "stopped"},
-                           {"step", state_.step},
-                           {"total_steps", total_steps_},
-                           {"wall", state_.wall}});
+    sink_->emit(status_event(RunStatus::kStopped, state_.step));
     TrainResult r;
     r.run_id = run_id_;
-    r.status = "stopped";
+    r.status = RunStatus::kStopped;
     return r;
   }
 
@@ -737,15 +749,12 @@ class TrainingSession {
               : "no checkpoint had been written before it.");
     metrics_->flush();
     store_->set_status(run_id_, RunStatus::kDiverged, message);
-    sink_->emit("status", {{"status", "diverged"},
-                           {"step", step},
-                           {"total_steps", total_steps_},
-                           {"message", message + " Lower train.lr or raise warmup_frac."},
-                           {"wall", state_.wall}});
+    sink_->emit(status_event(RunStatus::kDiverged, step,
+                             message + " Lower train.lr or raise warmup_frac."));
     TrainResult r;
     r.run_id = run_id_;
-    r.status = "diverged";
-    r.exit_code = kExitDiverged;
+    r.status = RunStatus::kDiverged;
+    r.exit_code = exit_code_of(RunStatus::kDiverged);
     r.error = message;
     return r;
   }

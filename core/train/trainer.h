@@ -9,6 +9,7 @@
 #include <string>
 
 #include "core/config/config.h"
+#include "core/results/run_status.h"
 
 namespace mmlab {
 
@@ -40,8 +41,8 @@ struct ResumeOptions {
 
 struct TrainResult {
   int64_t run_id = 0;
-  std::string status;  ///< finished | stopped | failed | diverged
-  int exit_code = 0;   ///< see ExitCode
+  RunStatus status = RunStatus::kFinished;  ///< finished | stopped | failed | diverged
+  int exit_code = 0;                        ///< see ExitCode
   double final_loss_smooth = 0;
   double final_val_loss = 0;
   std::string error;  ///< the message when failed

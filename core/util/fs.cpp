@@ -12,20 +12,12 @@
 #include <sstream>
 
 #include "core/util/error.h"
+#include "core/util/file_writer.h"
 
 namespace mmlab {
 namespace fs = std::filesystem;
 
 namespace {
-
-[[noreturn]] void throw_write_error(const fs::path& path, int err) {
-  if (err == ENOSPC || err == EDQUOT) {
-    throw ResourceError("The disk is full while writing " + path.string() + ".",
-                        "Free some space (or choose another location) and try again.");
-  }
-  throw UserError("Cannot write " + path.string() + ": " + std::strerror(err) + ".",
-                  "Check that its directory exists and is writable.");
-}
 
 void fsync_path(const fs::path& path) {
   int fd = ::open(path.c_str(), O_RDONLY);
@@ -65,22 +57,9 @@ void write_file_atomically(const fs::path& path,
 
 void write_file_atomically(const fs::path& path, const std::string& bytes) {
   write_file_atomically(path, [&](const fs::path& tmp) {
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) throw_write_error(tmp, errno);
-    const char* p = bytes.data();
-    size_t left = bytes.size();
-    while (left > 0) {
-      ssize_t n = ::write(fd, p, left);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        int err = errno;
-        ::close(fd);
-        throw_write_error(path, err);
-      }
-      p += n;
-      left -= static_cast<size_t>(n);
-    }
-    if (::close(fd) != 0) throw_write_error(path, errno);
+    FileWriter out(tmp, path);
+    out.write(bytes);
+    out.close();
   });
 }
 

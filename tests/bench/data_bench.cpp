@@ -12,10 +12,10 @@
 
 namespace {
 
-using mmlab::data::DataSpec;
+using mmlab::DataConfig;
 
 void prepare(benchmark::State& state, const std::string& source, const std::string& tokenizer) {
-  DataSpec spec;
+  DataConfig spec;
   spec.source = source;
   spec.tokenizer = tokenizer;
   spec.cache = false;

@@ -234,6 +234,52 @@ TEST_F(TrainerProcess, ParallelTrainsEachRunInItsOwnProcess) {
   EXPECT_NE(st.points(runs[0].id, "loss")[0].value, st.points(runs[1].id, "loss")[0].value);
 }
 
+TEST_F(TrainerProcess, ValidateRefusesExactlyWhatTrainRefuses) {
+  // val_fraction 0.7 once passed `validate` and then failed `train`: both read the data section
+  // with the corpus's rules now, and say the same thing.
+  const fs::path file = write_experiment(2, 0, R"([{"name": "r", "model": {"family": "mamba"},
+      "data": {"val_fraction": 0.7}}])");
+  const std::string problem =
+      "$.runs[0].data.val_fraction: must be between 0 and 0.5 (e.g. 0.05; 0 = no validation), "
+      "got 0.7.";
+  auto v = test::run_mmlab({"validate", file.string()}, env_, dir_.path());
+  EXPECT_EQ(v.exit_code, kExitBadInput) << v.err;
+  EXPECT_NE(v.err.find(problem), std::string::npos) << v.err;
+  auto t = test::run_mmlab({"train", file.string(), "--db", db(), "--progress", "none"}, env_,
+                           dir_.path());
+  EXPECT_EQ(t.exit_code, kExitBadInput) << t.err;
+  EXPECT_NE(t.err.find(problem), std::string::npos) << t.err;
+  EXPECT_FALSE(fs::exists(db()));  // refused before anything was created
+}
+
+TEST_F(TrainerProcess, DocumentedDataKeysAreHonoured) {
+  // A JSON Lines corpus whose text is under "body", paragraphs, no token cache: with text_field
+  // ignored the reader would find no "text" member; with cache ignored a cache file would appear.
+  const fs::path corpus = dir_ / "body.jsonl";
+  {
+    std::ofstream out(corpus);
+    for (const auto& e : fs::directory_iterator(dir_ / "corpus"))
+      out << nlohmann::json{{"body", test::slurp(e.path())}}.dump() << "\n";
+  }
+  const fs::path file = write_experiment(2, 0,
+                                         R"([{"name": "r", "model": {"family": "mamba"},
+      "data": {"source": ")" + corpus.string() +
+                                             R"(", "text_field": "body", "cache": false,
+      "split": "blank_lines"}}])");
+  auto v = test::run_mmlab({"validate", file.string()}, env_, dir_.path());
+  EXPECT_EQ(v.exit_code, 0) << v.err;
+  auto t = test::run_mmlab({"train", file.string(), "--db", db(), "--progress", "none"}, env_,
+                           dir_.path());
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  EXPECT_FALSE(fs::exists(dir_ / "xdg" / "mmlab" / "cache"));
+  store::ResultsStore st(db());
+  const auto runs = st.list_runs();
+  ASSERT_EQ(runs.size(), 1u);
+  const auto config = nlohmann::json::parse(runs[0].config_json);
+  EXPECT_EQ(config["data"]["text_field"], "body");
+  EXPECT_EQ(config["data"]["cache"], false);
+}
+
 struct BadInput {
   const char* name;
   const char* experiment;  // file contents; "" = no file

@@ -13,8 +13,8 @@
 
 #include "core/config/config.h"
 #include "core/config/param_count.h"
+#include "core/results/ema.h"
 #include "core/store/store.h"
-#include "ui/curve_math.h"
 
 namespace mmlab::test {
 
@@ -76,7 +76,7 @@ inline std::vector<int64_t> write_demo_db(const std::string& path, int steps = 2
                      : d.status == store::RunStatus::kRunning ? steps * 6 / 10
                                                               : steps * 3 / 10;
     const double tps = d.family.find("mamba") != std::string::npos ? 61000 : 54000;
-    mmlab::ui::Ema ema(0.01);
+    mmlab::DebiasedEma ema(0.01);
     std::vector<store::MetricPoint> pts;
     for (int t = 1; t <= last; ++t) {
       const int64_t tokens = int64_t(t) * 32 * 256;
@@ -85,7 +85,7 @@ inline std::vector<int64_t> write_demo_db(const std::string& path, int steps = 2
           3.1 + d.offset + 7.6 * std::exp(-t / 260.0) + 0.6 * std::exp(-t / 1500.0) + noise(rng);
       if (d.name == "mamba" && t == 1234) loss += 3.0;  // a one-step spike
       pts.push_back({"loss", t, tokens, wall, loss});
-      pts.push_back({"loss_smooth", t, tokens, wall, ema.push(loss)});
+      pts.push_back({"loss_smooth", t, tokens, wall, ema.update(loss)});
       pts.push_back({"tokens_per_s", t, tokens, wall, tps * (1 + 0.02 * noise(rng))});
       pts.push_back({"lr", t, tokens, wall, 1e-3 * std::min(1.0, t / 20.0)});
       if (d.family.find("moe") != std::string::npos)

@@ -14,41 +14,9 @@ namespace {
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 }
 
-TEST(Ema, DebiasedValuesMatchHandComputation) {
-  // α = 0.5, x = 2, 4, 8: s = 1, 2.5, 5.25; 1-(1-α)^t = 0.5, 0.75, 0.875.
-  auto s = ema_debiased({2, 4, 8}, 0.5);
-  ASSERT_EQ(s.size(), 3u);
-  EXPECT_DOUBLE_EQ(s[0], 2.0);
-  EXPECT_DOUBLE_EQ(s[1], 2.5 / 0.75);
-  EXPECT_DOUBLE_EQ(s[2], 6.0);
-}
-
-TEST(Ema, PaperAlphaStartsAtTheFirstValueAndMovesSlowly) {
-  // α = 0.001: the first debiased value is x_1 itself; after a jump from 10 to 0 at t = 2 the
-  // value is (0.999·0.001·10) / (1 - 0.999²) = 0.00999 / 0.001999.
-  auto s = ema_debiased({10, 0}, 0.001);
-  EXPECT_NEAR(s[0], 10.0, 1e-12);
-  EXPECT_NEAR(s[1], 0.00999 / 0.001999, 1e-12);
-  // A constant series stays constant at every t (what debiasing is for).
-  auto c = ema_debiased(std::vector<double>(5000, 3.25), 0.001);
-  for (double v : c) ASSERT_NEAR(v, 3.25, 1e-9);
-}
-
-TEST(Ema, AlphaOneIsTheRawCurveAndNaNIsSkipped) {
-  auto s = ema_debiased({1, 5, 3}, 1.0);
-  EXPECT_EQ(s, (std::vector<double>{1, 5, 3}));
-  auto n = ema_debiased({2, kNaN, 4}, 0.5);
-  EXPECT_DOUBLE_EQ(n[0], 2.0);
-  EXPECT_TRUE(std::isnan(n[1]));
-  EXPECT_DOUBLE_EQ(n[2], 2.5 / 0.75);  // as if the NaN step was absent
-}
-
-TEST(Ema, AlphaIsPerStepSoSparsePointsDecayByTheirGap) {
-  // α = 0.5; x = 2 at step 1, x = 4 at step 3 (gap 2: d = 0.25):
-  // s = 1 then 0.25·1 + 0.75·4 = 3.25; decay 0.5·0.25 = 0.125 → 3.25 / 0.875 = 26/7.
-  Ema e(0.5);
-  EXPECT_DOUBLE_EQ(e.push(2, 1), 2.0);
-  EXPECT_DOUBLE_EQ(e.push(4, 2), 26.0 / 7.0);
+TEST(Series, SmoothingDecaysSparsePointsByTheirStepGap) {
+  // α = 0.5; x = 2 at step 1, x = 4 at step 3: the EMA sees a gap of 2 steps (26/7, as in
+  // tests/core/results/ema_test.cpp), not 1 (which would give 2.5 / 0.75).
   Series s;
   s.append(1, 0, 0, 2);
   s.append(3, 0, 0, 4);

@@ -17,6 +17,7 @@
 #include "ui/qcp.h"
 
 using namespace mmlab::ui;
+using mmlab::ema_debiased;
 
 TEST(Series, ResumeFromAnEarlierStepDropsTheStaleTailAndResmooths) {
   Series s;

@@ -11,6 +11,7 @@
 
 #include "core/config/experiment.h"
 #include "core/config/param_count.h"
+#include "core/data/vocabulary.h"
 #include "qt_app.h"
 #include "ui/config_diff.h"
 #include "ui/experiment_dialog.h"
@@ -67,7 +68,7 @@ TEST_F(DialogTest, DefaultDocumentIsValidAndReadoutsMatchCountParams) {
   const QStringList rows = d.readout_text().split('\n');
   ASSERT_EQ(rows.size(), 4);
   for (size_t i = 0; i < ex.runs.size(); ++i) {
-    const auto pc = mmlab::count_params(ex.runs[i].model, 256);  // byte tokenizer
+    const auto pc = mmlab::count_params(ex.runs[i].model, mmlab::data::kByteVocabSize);
     const QStringList cells = rows[int(i)].split('|');
     EXPECT_EQ(cells[0].toStdString(), ex.runs[i].name);
     EXPECT_EQ(cells[2], RunTableModel::human_count(double(pc.total)));
@@ -133,7 +134,8 @@ TEST_F(DialogTest, InvalidInputShowsTheValidatorsMessagesWithPaths) {
     ASSERT_EQ(size_t(d.problems().size()), e.problems().size());
     EXPECT_EQ(d.problems()[0].toStdString(), e.problems()[0]);
   }
-  EXPECT_TRUE(d.problems()[0].startsWith("$.runs[0].model.d_model"))
+  // Written once in the defaults, reported once there (not at every run that inherits it).
+  EXPECT_TRUE(d.problems()[0].startsWith("$.defaults.model.d_model"))
       << d.problems()[0].toStdString();
   d.set_json_text("{ \"name\": \"x\", ");
   ASSERT_EQ(d.problems().size(), 1);
@@ -183,7 +185,7 @@ TEST_F(DialogTest, ThePapersExperimentFileOpensValidWithItsScaleAndCounts) {
   const QStringList rows = d.readout_text().split('\n');
   ASSERT_EQ(size_t(rows.size()), ex.runs.size());
   for (size_t i = 0; i < ex.runs.size(); ++i) {
-    const auto pc = mmlab::count_params(ex.runs[i].model, 50257);  // GPT-2 tokenizer
+    const auto pc = mmlab::count_params(ex.runs[i].model, mmlab::data::kGpt2VocabSize);
     const QStringList cells = rows[int(i)].split('|');
     EXPECT_EQ(cells[2], RunTableModel::human_count(double(pc.total))) << ex.runs[i].name;
     EXPECT_EQ(cells[3], RunTableModel::human_count(double(pc.active))) << ex.runs[i].name;

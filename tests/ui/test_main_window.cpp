@@ -225,7 +225,8 @@ TEST_F(WindowTest, ClosingWhileTrainingStopsTheRunsGracefully) {
   EXPECT_TRUE(w.close());
   EXPECT_EQ(w.manager().active_count(), 0);
   EXPECT_EQ(w.manager().job(a)->state, RunState::kStopped);
-  EXPECT_EQ(w.manager().job(a)->last_status, "stopped");     // the child's own graceful stop
+  EXPECT_EQ(w.manager().job(a)->last_status,
+            mmlab::RunStatus::kStopped);                     // the child's own graceful stop
   EXPECT_EQ(w.manager().job(b)->state, RunState::kStopped);  // never started
   EXPECT_EQ(w.manager().job(b)->attempts, 0);
 }

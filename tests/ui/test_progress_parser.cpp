@@ -6,8 +6,8 @@
 
 #include "ui/progress_parser.h"
 
-using mmlab::ui::EventKind;
-using mmlab::ui::ProgressEvent;
+using mmlab::EventKind;
+using mmlab::ProgressEvent;
 using mmlab::ui::ProgressParser;
 
 namespace {
@@ -35,7 +35,7 @@ TEST(ProgressParser, ParsesEveryEventKindOfTheProtocolExample) {
   auto ev = p.feed(text);
   ASSERT_EQ(ev.size(), 5u);
   EXPECT_EQ(ev[0].kind, EventKind::kStatus);
-  EXPECT_EQ(ev[0].status, "running");
+  EXPECT_EQ(ev[0].status, mmlab::RunStatus::kRunning);
   EXPECT_EQ(ev[0].total_steps, 400);
   EXPECT_EQ(ev[0].name, "moe-mamba");
   EXPECT_EQ(ev[0].db, "/tmp/r.sqlite");

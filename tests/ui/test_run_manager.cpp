@@ -14,6 +14,9 @@
 #include "ui/run_manager.h"
 
 using namespace mmlab::ui;
+using mmlab::EventKind;
+using mmlab::ProgressEvent;
+using mmlab::RunStatus;
 
 namespace {
 
@@ -47,16 +50,18 @@ class RunManagerTest : public ::testing::Test {
 }  // namespace
 
 TEST(RunStateRules, FinalStateFollowsExitCodeSignalAndStatusEvent) {
-  EXPECT_EQ(final_state(0, false, false, "finished"), RunState::kFinished);
-  EXPECT_EQ(final_state(0, false, false, ""), RunState::kFinished);
-  EXPECT_EQ(final_state(0, false, false, "stopped"), RunState::kStopped);  // SIGTERM from a shell
-  EXPECT_EQ(final_state(0, false, true, "running"), RunState::kStopped);
-  EXPECT_EQ(final_state(1, false, false, "failed"), RunState::kFailed);
-  EXPECT_EQ(final_state(3, false, false, ""), RunState::kFailed);
-  EXPECT_EQ(final_state(4, false, false, ""), RunState::kFailed);
-  EXPECT_EQ(final_state(5, false, false, "diverged"), RunState::kDiverged);
-  EXPECT_EQ(final_state(0, true, false, "running"), RunState::kFailed);  // killed by a signal
-  EXPECT_EQ(final_state(0, true, true, "running"), RunState::kStopped);  // our SIGKILL
+  EXPECT_EQ(final_state(0, false, false, RunStatus::kFinished), RunState::kFinished);
+  EXPECT_EQ(final_state(0, false, false, std::nullopt), RunState::kFinished);
+  EXPECT_EQ(final_state(0, false, false, RunStatus::kStopped),
+            RunState::kStopped);  // SIGTERM from a shell
+  EXPECT_EQ(final_state(0, false, true, RunStatus::kRunning), RunState::kStopped);
+  EXPECT_EQ(final_state(1, false, false, RunStatus::kFailed), RunState::kFailed);
+  EXPECT_EQ(final_state(3, false, false, std::nullopt), RunState::kFailed);
+  EXPECT_EQ(final_state(4, false, false, std::nullopt), RunState::kFailed);
+  EXPECT_EQ(final_state(5, false, false, RunStatus::kDiverged), RunState::kDiverged);
+  EXPECT_EQ(final_state(0, true, false, RunStatus::kRunning),
+            RunState::kFailed);  // killed by a signal
+  EXPECT_EQ(final_state(0, true, true, RunStatus::kRunning), RunState::kStopped);  // our SIGKILL
   EXPECT_EQ(device_queue(""), "cpu");
   EXPECT_EQ(device_queue("CUDA"), "cuda:0");
   EXPECT_EQ(device_queue("cuda:1"), "cuda:1");
@@ -111,7 +116,7 @@ TEST_F(RunManagerTest, StopSendsSigtermAndTheTrainerEndsStopped) {
   ASSERT_TRUE(wait_done(m, k));
   EXPECT_EQ(m.job(k)->state, RunState::kStopped);
   EXPECT_EQ(m.job(k)->exit_code, 0);
-  EXPECT_EQ(m.job(k)->last_status, "stopped");
+  EXPECT_EQ(m.job(k)->last_status, RunStatus::kStopped);
   EXPECT_LT(m.job(k)->step, 400);  // it stopped early, not at the end of its loop
   EXPECT_FALSE(m.stop(k));         // nothing left to stop
 }

@@ -269,7 +269,7 @@ TEST(StudioE2E, RealTrainerStopsOnSigtermAndResumesFromItsCheckpoint) {
   ASSERT_TRUE(QTest::qWaitFor([&] { return mmlab::ui::is_done(m.job(k)->state); }, 60000));
   EXPECT_EQ(m.job(k)->state, mmlab::ui::RunState::kStopped);
   EXPECT_EQ(m.job(k)->exit_code, 0);
-  EXPECT_EQ(m.job(k)->last_status, "stopped");
+  EXPECT_EQ(m.job(k)->last_status, mmlab::RunStatus::kStopped);
   const int64_t stopped_at = m.job(k)->step;
   const int64_t id = m.job(k)->run_id;
   {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-// The report's arithmetic (the paper's speedup) on constructed curves with known answers, and its
-// Markdown/CSV tables over a small store filled by hand.
+// The report's Markdown/CSV tables over a small store filled by hand (the speedup's arithmetic is
+// tests/core/results/speedup_test.cpp).
 #include "core/cli/report.h"
 
 #include <gtest/gtest.h>
@@ -18,97 +18,9 @@
 namespace mmlab::cli {
 namespace {
 
-using store::PointRow;
-
-// A curve from (tokens, value) pairs; steps are 1, 2, 3, … as the trainer records them.
-std::vector<PointRow> curve(const std::vector<std::pair<int64_t, double>>& tv) {
-  std::vector<PointRow> out;
-  for (size_t i = 0; i < tv.size(); ++i) {
-    out.push_back(
-        {static_cast<int64_t>(i + 1), tv[i].first, 0.5 * static_cast<double>(i + 1), tv[i].second});
-  }
-  return out;
-}
-
 const double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-// The baseline ends at 3.0 after 1000 tokens (and is above 3.0 before).
-const std::vector<PointRow> kBaseline =
-    curve({{200, 5.0}, {400, 4.2}, {600, 3.6}, {800, 3.2}, {1000, 3.0}});
-
-TEST(ReportMath, FinalValueIsTheLastPoint) {
-  EXPECT_EQ(final_value(kBaseline), 3.0);
-  EXPECT_EQ(final_value({}), std::nullopt);
-  // A run that diverged on its last step has no final loss to compare with.
-  EXPECT_EQ(final_value(curve({{100, 4.0}, {200, kNaN}})), std::nullopt);
-}
-
-TEST(ReportMath, TokensToReachIsTheFirstPointAtOrBelowTheTarget) {
-  EXPECT_EQ(tokens_to_reach(kBaseline, 3.0), 1000.0);
-  EXPECT_EQ(tokens_to_reach(kBaseline, 4.0), 600.0);
-  EXPECT_EQ(tokens_to_reach(kBaseline, 2.9), std::nullopt);
-  EXPECT_EQ(tokens_to_reach({}, 3.0), std::nullopt);
-  // NaN never reaches a target, even a target of +inf.
-  EXPECT_EQ(
-      tokens_to_reach(curve({{100, kNaN}, {200, 9.0}}), std::numeric_limits<double>::infinity()),
-      200.0);
-}
-
-TEST(ReportMath, SpeedupKnownAnswer) {
-  // Reaches <= 3.0 first at 400 tokens: the baseline needed 1000, so 1000 / 400 = 2.5x.
-  const auto other = curve({{100, 4.8}, {200, 3.9}, {300, 3.1}, {400, 2.95}, {500, 2.7}});
-  ASSERT_TRUE(speedup(kBaseline, other).has_value());
-  EXPECT_DOUBLE_EQ(*speedup(kBaseline, other), 2.5);
-  // The baseline against itself is 1 by construction.
-  EXPECT_DOUBLE_EQ(*speedup(kBaseline, kBaseline), 1.0);
-}
-
-TEST(ReportMath, SpeedupBelowOneForASlowerRun) {
-  const auto slower = curve({{500, 4.0}, {1000, 3.5}, {1500, 3.1}, {2000, 2.99}});
-  EXPECT_DOUBLE_EQ(*speedup(kBaseline, slower), 0.5);
-}
-
-TEST(ReportMath, SpeedupNeverReachedIsEmpty) {
-  const auto other = curve({{500, 4.0}, {1000, 3.5}, {2000, 3.01}});
-  EXPECT_EQ(speedup(kBaseline, other), std::nullopt);
-  EXPECT_EQ(speedup(kBaseline, {}), std::nullopt);
-  EXPECT_EQ(speedup({}, kBaseline), std::nullopt);
-}
-
-TEST(ReportMath, ExactlyEqualLossCountsAsReached) {
-  // 3.0 <= 3.0: the point at 500 tokens counts, so 1000 / 500.
-  const auto other = curve({{250, 3.5}, {500, 3.0}, {750, 2.5}});
-  EXPECT_DOUBLE_EQ(*speedup(kBaseline, other), 2.0);
-  // Just above the target does not.
-  const auto above = curve({{250, 3.5}, {500, std::nextafter(3.0, 4.0)}, {750, 2.5}});
-  EXPECT_DOUBLE_EQ(*speedup(kBaseline, above), 1000.0 / 750.0);
-}
-
-TEST(ReportMath, NoInterpolationBetweenPoints) {
-  // Linear interpolation would put the crossing of 3.0 at 450 tokens (speedup 2.22); the report
-  // credits the run with the first recorded point at or below the target, 600 tokens.
-  const auto other = curve({{300, 3.2}, {600, 2.8}});
-  EXPECT_DOUBLE_EQ(*speedup(kBaseline, other), 1000.0 / 600.0);
-}
-
-TEST(ReportMath, BaselineMeasuredByItsFirstCrossingToo) {
-  // The smoothed baseline dipped to 2.9 at 400 tokens and ended at 3.0: it needed 400 tokens to
-  // reach its final loss, and both runs are measured by the same rule.
-  const auto bumpy = curve({{200, 3.5}, {400, 2.9}, {600, 3.05}, {1000, 3.0}});
-  const auto other = curve({{400, 3.2}, {800, 3.0}});
-  EXPECT_DOUBLE_EQ(*speedup(bumpy, other), 0.5);
-}
-
-TEST(ReportMath, NaNPointsAreSkippedAndZeroTokensGiveNoSpeedup) {
-  const auto other = curve({{100, kNaN}, {200, 3.4}, {400, 2.9}});
-  EXPECT_DOUBLE_EQ(*speedup(kBaseline, other), 2.5);
-  const auto nan_final = curve({{200, 4.0}, {400, kNaN}});
-  EXPECT_EQ(speedup(nan_final, kBaseline), std::nullopt);
-  // A point at 0 tokens would be an infinite speedup: reported as none.
-  EXPECT_EQ(speedup(kBaseline, curve({{0, 2.0}})), std::nullopt);
-}
-
-TEST(ReportMath, DefaultBaselineIsTheFirstMambaRunElseTheFirstRun) {
+TEST(Report, DefaultBaselineIsTheFirstMambaRunElseTheFirstRun) {
   std::vector<store::RunRow> runs(3);
   runs[0].id = 5;
   runs[0].family = "transformer";
@@ -117,7 +29,7 @@ TEST(ReportMath, DefaultBaselineIsTheFirstMambaRunElseTheFirstRun) {
   runs[2].id = 6;
   runs[2].family = "mamba";
   EXPECT_EQ(default_baseline(runs), 2u);
-  runs[1].family = runs[2].family = "moe_mamba";
+  runs[1].family = runs[2].family = "moe-mamba";
   EXPECT_EQ(default_baseline(runs), 0u);
   EXPECT_EQ(default_baseline({}), std::nullopt);
 }
@@ -160,7 +72,7 @@ class ReportTable : public ::testing::Test {
             {{1000, 5.5}, {2000, 4.8}, {3000, 4.2}, {4000, 3.9}}, {});
     add_run(exp, "mamba", "mamba", 25600000, 25600000, 4, 4,
             {{1000, 5.0}, {2000, 4.0}, {3000, 3.5}, {4000, 3.0}}, {3.6, 3.2});
-    add_run(exp, "moe|mamba", "moe_mamba", 26000000, 542000000, 4, 4,
+    add_run(exp, "moe|mamba", "moe-mamba", 26000000, 542000000, 4, 4,
             {{1000, 4.5}, {2000, 3.0}, {3000, 2.8}, {4000, 2.6}}, {3.1, 2.7});
     db_->ensure_experiment("empty");
   }
@@ -221,7 +133,7 @@ TEST_F(ReportTable, MarkdownHasExactCells) {
       "3.9000 |             – |                – |\n"
       "| mamba       | mamba       |           25.6M / 25.6M |     4 |  4.00K |                "
       "3.0000 |        3.2000 | 1.00× (baseline) |\n"
-      "| moe\\|mamba  | moe_mamba   |            26.0M / 542M |     4 |  4.00K |                "
+      "| moe\\|mamba  | moe-mamba   |            26.0M / 542M |     4 |  4.00K |                "
       "2.6000 |        2.7000 |            2.00× |\n";
   EXPECT_EQ(render_markdown({report}), expected);
 }
@@ -257,7 +169,7 @@ TEST_F(ReportTable, CsvHasRawNumbers) {
             "final_loss_smooth,best_val_loss,speedup,baseline\n"
             "paper,1,transformer,transformer,stopped,1234,1234,4,8,4000,3.9,,,0\n"
             "paper,2,mamba,mamba,finished,25600000,25600000,4,4,4000,3,3.2,1,1\n"
-            "paper,3,moe|mamba,moe_mamba,finished,26000000,542000000,4,4,4000,2.6,2.7,2,0\n");
+            "paper,3,moe|mamba,moe-mamba,finished,26000000,542000000,4,4,4000,2.6,2.7,2,0\n");
 }
 
 }  // namespace

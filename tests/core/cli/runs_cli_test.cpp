@@ -91,7 +91,7 @@ class RunsCli : public ::testing::Test {
     db_->add_checkpoint(mamba, 3, ckpt_.string(), 7, "abc123");
     db_->set_status(mamba, store::RunStatus::kFinished);
 
-    const int64_t moe = add_run(cmp, "moe-mamba", "moe_mamba", {4.0, 3.4, 3.0});
+    const int64_t moe = add_run(cmp, "moe-mamba", "moe-mamba", {4.0, 3.4, 3.0});
     db_->set_status(moe, store::RunStatus::kFinished);
     db_->add_tag(moe, "best");
     db_->set_note(moe, "routing looks balanced");
@@ -179,7 +179,7 @@ TEST_F(RunsCli, ListShowsEveryRunWithItsFigures) {
   EXPECT_TRUE(contains(out[1], " 1  cmp         mamba        mamba        finished   3/3"))
       << out[1];
   EXPECT_TRUE(contains(out[1], "300       3.5000    3.9000    200  1.00K/2.00K  ")) << out[1];
-  EXPECT_TRUE(contains(out[2], "moe-mamba    moe_mamba    finished")) << out[2];
+  EXPECT_TRUE(contains(out[2], "moe-mamba    moe-mamba    finished")) << out[2];
   EXPECT_TRUE(contains(out[3], "transformer  transformer  failed")) << out[3];
   EXPECT_TRUE(contains(out[4], "lost         mamba        lost")) << out[4];
   EXPECT_TRUE(contains(out[5], "live         mamba        running")) << out[5];
@@ -345,7 +345,7 @@ TEST_F(RunsCli, ImportCopiesNewRunsOnce) {
     store::NewRun nr;
     nr.experiment_id = o.ensure_experiment("remote");
     nr.name = "gpu-run";
-    nr.family = "moe_mamba";
+    nr.family = "moe-mamba";
     o.create_run(nr);
   }
   CliResult r = run({"runs", "import", other.string()});
@@ -427,7 +427,7 @@ TEST_F(RunsCli, ReportMarkdownAndCsv) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(contains(r.out, "## cmp\n\nBaseline: **mamba** (run 1).")) << r.out;
   // mamba ends at 3.5 after 300 tokens; moe-mamba is at 3.4 after 200: 1.5x.
-  EXPECT_TRUE(contains(r.out, "| moe-mamba | moe_mamba |")) << r.out;
+  EXPECT_TRUE(contains(r.out, "| moe-mamba | moe-mamba |")) << r.out;
   EXPECT_TRUE(contains(r.out, "3.0000 |             – |            1.50× |")) << r.out;
 
   const fs::path file = dir_ / "report.csv";
@@ -437,7 +437,7 @@ TEST_F(RunsCli, ReportMarkdownAndCsv) {
   const auto csv = lines(read(file));
   ASSERT_EQ(csv.size(), 3u);
   EXPECT_EQ(csv[1], "cmp,1,mamba,mamba,finished,1000,2000,3,3,300,3.5,3.9,,0");
-  EXPECT_EQ(csv[2], "cmp,2,moe-mamba,moe_mamba,finished,1000,2000,3,3,300,3,,1,1");
+  EXPECT_EQ(csv[2], "cmp,2,moe-mamba,moe-mamba,finished,1000,2000,3,3,300,3,,1,1");
 
   // Default: every experiment with runs.
   r = run({"report"});

@@ -55,6 +55,21 @@ TEST(Experiment, EveryProblemIsListedWithItsPath) {
   }
 }
 
+TEST(Experiment, AProblemOfTheDefaultsIsReportedOnceWhereItWasWritten) {
+  // A bad lr in the defaults, shared by four runs (one of them with two seeds), and one run that
+  // writes its own bad lr: two problems, each at the place the user wrote it.
+  json j = json::parse(R"({"name": "e", "defaults": {"train": {"lr": -1, "steps": 10}},
+    "runs": [{"name": "a"}, {"name": "b", "seeds": [1, 2]}, {"name": "c"}, {"name": "d"},
+             {"name": "own", "train": {"lr": 0}}]})");
+  try {
+    parse_experiment(j, "f.json");
+    FAIL() << "expected an error";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.problems(), (std::vector<std::string>{"$.defaults.train.lr: must be > 0.",
+                                                      "$.runs[4].train.lr: must be > 0."}));
+  }
+}
+
 TEST(Experiment, InvalidModelSizesNameTheKey) {
   json j =
       json::parse(R"({"name": "e", "runs": [{"name": "a", "model": {"family": "transformer-moe",
@@ -95,6 +110,54 @@ TEST(Experiment, MalformedJsonNamesTheLine) {
               "bad.json:4:1: not valid JSON: the text ends inside the list that opens at 3:9; "
               "expected a value or ']'.");
   }
+}
+
+std::vector<std::string> data_problems(const json& data) {
+  try {
+    parse_experiment(json{{"name", "e"}, {"runs", {{{"name", "r"}, {"data", data}}}}}, "f.json");
+  } catch (const ConfigError& e) {
+    return e.problems();
+  }
+  return {};
+}
+
+TEST(DataConfig, TheDocumentedKeysAreReadAndRoundTrip) {
+  const Experiment ex = parse_experiment(json::parse(R"({"name": "e", "runs": [{"name": "r",
+    "data": {"source": "/c4", "format": "jsonl", "text_field": "body", "split": "blank_lines",
+             "cache": false, "tokenizer": "sentencepiece", "tokenizer_vocab": 4096,
+             "val_fraction": 0, "sampling": "contiguous"}}]})"),
+                                         "f.json");
+  const DataConfig& d = ex.runs[0].data;
+  EXPECT_EQ(d.text_field, "body");
+  EXPECT_EQ(d.split, "blank_lines");
+  EXPECT_FALSE(d.cache);
+  EXPECT_EQ(d.tokenizer_vocab, 4096);
+  EXPECT_EQ(d.val_fraction, 0.0);  // no validation set
+  const RunConfig back = run_config_from_json(to_json(ex.runs[0]));
+  EXPECT_EQ(to_json(back.data), to_json(d));
+  EXPECT_EQ(to_json(d)["text_field"], "body");
+}
+
+TEST(DataConfig, TheCorpusRulesApplyAtLoad) {
+  // The rules the corpus is prepared by: what `mmlab validate` passes, `mmlab train` can train.
+  EXPECT_EQ(data_problems({{"val_fraction", 0.7}}),
+            (std::vector<std::string>{"$.runs[0].data.val_fraction: must be between 0 and 0.5 "
+                                      "(e.g. 0.05; 0 = no validation), got 0.7."}));
+  EXPECT_EQ(data_problems({{"val_fraction", 0.5}}), std::vector<std::string>{});
+  EXPECT_EQ(data_problems({{"split", "lines"}}),
+            (std::vector<std::string>{"$.runs[0].data.split: must be one of file, blank_lines, "
+                                      "got \"lines\"."}));
+  EXPECT_EQ(data_problems({{"text_field", ""}}).size(), 1u);
+  EXPECT_EQ(data_problems({{"cache", 1}}),
+            (std::vector<std::string>{
+                "$.runs[0].data.cache: must be true or false, got an integer (1)."}));
+  EXPECT_EQ(data_problems({{"tokenizer", "sentencepiece"}, {"tokenizer_vocab", 10}}).size(), 1u);
+  // A loaded SentencePiece model has its own vocabulary: tokenizer_vocab is not used.
+  EXPECT_EQ(data_problems({{"tokenizer", "sentencepiece"},
+                           {"tokenizer_path", "/m.model"},
+                           {"tokenizer_vocab", 10}}),
+            std::vector<std::string>{});
+  EXPECT_EQ(data_problems({{"vocab_size", 4096}}).size(), 1u);  // one name: tokenizer_vocab
 }
 
 TEST(RunConfig, RoundTripsThroughJson) {

@@ -44,56 +44,11 @@ std::vector<std::string> split_stream(const Ids& stream) {
   return docs;
 }
 
-DataSpec byte_spec(const std::filesystem::path& source) {
-  DataSpec spec;
+DataConfig byte_spec(const std::filesystem::path& source) {
+  DataConfig spec;
   spec.source = source.string();
   spec.tokenizer = "byte";
   return spec;
-}
-
-// --- DataSpec --------------------------------------------------------------------------------
-
-TEST(DataSpecJson, DefaultsAndRoundTrip) {
-  const DataSpec spec = data_spec_from_json(nlohmann::json::object());
-  EXPECT_EQ(spec.source, "default");
-  EXPECT_EQ(spec.tokenizer, "gpt2");
-  EXPECT_DOUBLE_EQ(spec.val_fraction, 0.05);
-  nlohmann::json j = to_json(spec);
-  j["tokenizer"] = "sentencepiece";
-  j["vocab_size"] = 4096;
-  j["sampling"] = "contiguous";
-  const DataSpec back = data_spec_from_json(j);
-  EXPECT_EQ(back.tokenizer, "sentencepiece");
-  EXPECT_EQ(back.vocab_size, 4096);
-  EXPECT_EQ(back.sampling, "contiguous");
-  EXPECT_EQ(to_json(back), j);
-}
-
-TEST(DataSpecJson, ErrorsNameTheJsonPath) {
-  EXPECT_THAT(message_of([] {
-                data_spec_from_json({{"sorce", "x"}}, "/runs/0/data");
-              }),
-              HasSubstr("/runs/0/data/sorce is not a data setting."));
-  EXPECT_THAT(message_of([] {
-                data_spec_from_json({{"vocab_size", "big"}});
-              }),
-              HasSubstr("/data/vocab_size must be an integer."));
-  EXPECT_THAT(message_of([] {
-                data_spec_from_json({{"val_fraction", 0.9}});
-              }),
-              HasSubstr("/data/val_fraction is 0.900000, outside 0..0.5."));
-  EXPECT_THAT(message_of([] {
-                data_spec_from_json({{"tokenizer", "bert"}});
-              }),
-              HasSubstr("/data/tokenizer: the tokenizer \"bert\" is unknown."));
-  EXPECT_THAT(message_of([] {
-                data_spec_from_json({{"sampling", "shuffled"}});
-              }),
-              HasSubstr("/data/sampling: The sampling mode \"shuffled\" is unknown."));
-  EXPECT_THAT(message_of([] {
-                data_spec_from_json({{"cache", 1}});
-              }),
-              HasSubstr("/data/cache must be true or false."));
 }
 
 // --- split and join ----------------------------------------------------------------------------
@@ -295,7 +250,7 @@ void write_documents(const std::filesystem::path& dir, int n) {
 
 TEST(PrepareCorpus, DefaultCorpusMissingSaysHowToInstallIt) {
   test::ScopedDataHome home;
-  DataSpec spec;
+  DataConfig spec;
   spec.tokenizer = "byte";
   try {
     prepare_corpus(spec);
@@ -321,7 +276,7 @@ TEST(PrepareCorpus, SplitIsDisjointByDocumentAndStreamsHaveEotBetweenDocuments) 
   test::ScopedDataHome home;
   test::TempDir dir;
   write_documents(dir.path(), 60);
-  DataSpec spec = byte_spec(dir.path());
+  DataConfig spec = byte_spec(dir.path());
   spec.val_fraction = 0.1;
   const TokenizedCorpus corpus = prepare_corpus(spec);
   EXPECT_EQ(corpus.stats.documents, 60u);
@@ -434,7 +389,7 @@ TEST(PrepareCorpus, JsonlGzAndBlankLineSplit) {
   const std::string rows = "{\"text\": \"alpha\"}\n{\"text\": \"beta\"}\n{\"text\": \"gamma\"}\n";
   gzwrite(f, rows.data(), static_cast<unsigned>(rows.size()));
   gzclose(f);
-  DataSpec spec = byte_spec(dir / "shard.jsonl.gz");
+  DataConfig spec = byte_spec(dir / "shard.jsonl.gz");
   spec.val_fraction = 0;
   auto corpus = prepare_corpus(spec);
   EXPECT_THAT(split_stream(corpus.train), ElementsAre("alpha", "beta", "gamma"));
@@ -465,7 +420,7 @@ TEST(PrepareCorpus, BinShardsSplitAtEotAndCheckTheVocabulary) {
   std::filesystem::create_directories(dir / "shards");
   TokenShard::write(dir / "shards" / "a_000.bin", {e, 'a', 'b', e, 'c'});
   TokenShard::write(dir / "shards" / "a_001.bin", {e, 'd', e, e, 'e', 'f'});
-  DataSpec spec = byte_spec(dir / "shards");
+  DataConfig spec = byte_spec(dir / "shards");
   spec.val_fraction = 0;
   auto corpus = prepare_corpus(spec);
   EXPECT_THAT(split_stream(corpus.train), ElementsAre("ab", "c", "d", "ef"));
@@ -490,10 +445,10 @@ TEST(PrepareCorpus, SentencePieceIsTrainedOnceAndCached) {
   }
   write_text(dir / "a.txt", text);
   write_text(dir / "b.txt", "A second document about the cat and the dog.\n");
-  DataSpec spec;
+  DataConfig spec;
   spec.source = dir.path().string();
   spec.tokenizer = "sentencepiece";
-  spec.vocab_size = 300;
+  spec.tokenizer_vocab = 300;
   spec.val_fraction = 0;
   const auto first = prepare_corpus(spec);
   EXPECT_LE(first.tokenizer->vocab_size(), 300);
@@ -514,7 +469,7 @@ TEST(PrepareCorpus, WindowsSeeEotBetweenDocuments) {
   test::ScopedDataHome home;
   test::TempDir dir;
   write_documents(dir.path(), 20);
-  DataSpec spec = byte_spec(dir.path());
+  DataConfig spec = byte_spec(dir.path());
   spec.val_fraction = 0;
   const auto corpus = prepare_corpus(spec);
   WindowSampler sampler(corpus.train, 64, 4, SamplingMode::kContiguous, 1);

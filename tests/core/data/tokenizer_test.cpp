@@ -36,6 +36,14 @@ std::string message_of(const std::function<void()>& f) {
 
 // --- byte ----------------------------------------------------------------------------------------
 
+TEST(VocabularyTest, TheEstimateIsWhatTheTokenizerHas) {
+  // The studio's parameter read-outs use expected_vocab_size before any tokenizer exists.
+  EXPECT_EQ(expected_vocab_size("byte", 0), ByteTokenizer().vocab_size());
+  EXPECT_EQ(expected_vocab_size("byte", 0), 257);
+  EXPECT_EQ(expected_vocab_size("gpt2", 0), 50257);
+  EXPECT_EQ(expected_vocab_size("sentencepiece", 8192), 8192);
+}
+
 TEST(ByteTokenizerTest, RoundTripAndIds) {
   ByteTokenizer t;
   const std::string text = "h\xC3\xA9\0\xFF"s;

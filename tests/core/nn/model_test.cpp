@@ -3,10 +3,14 @@
 // gradients by finite differences and its initialisation; the truncated-normal init statistics.
 #include <gtest/gtest.h>
 
+#include <stdexcept>
+#include <string>
+
 #include "core/config/layer_pattern.h"
 #include "core/models/init.h"
 #include "core/models/language_model.h"
 #include "core/models/mamba_layer.h"
+#include "core/util/error.h"
 #include "grad_check.h"
 
 namespace mmlab {
@@ -133,6 +137,24 @@ TEST(Init, ModelUsesPaperInitForEmbeddingHeadAndExperts) {
   EXPECT_NEAR(model->lm_head->weight.std().item<float>(), std::sqrt(0.1 / 64), 1e-3);
   auto moe = model->moe_layers().at(0);
   EXPECT_NEAR(moe->w2.std().item<float>(), std::sqrt(0.1 / (4 * 24)), 3e-3);
+}
+
+TEST(LanguageModel, ALayerKindWithoutImplementationIsABugNotBadInput) {
+  // parse_pattern never yields such a kind; if a new one lacks its case in make_mixer, that is an
+  // internal error (exit 1), not a UserError telling the user to fix the input (exit 3).
+  LayerSpec spec;
+  spec.kind = static_cast<LayerKind>(99);
+  spec.token = "Z";
+  ModelConfig c;
+  c.vocab_size = 16;
+  try {
+    make_mixer(spec, c);
+    FAIL() << "no exception";
+  } catch (const UserError& e) {
+    FAIL() << "reported as the user's error: " << e.what();
+  } catch (const std::logic_error& e) {
+    EXPECT_EQ(std::string(e.what()), "make_mixer: layer token 'Z' has no implementation");
+  }
 }
 
 TEST(LayerPattern, UnknownTokenListsValidOnes) {

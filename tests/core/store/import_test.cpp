@@ -25,7 +25,7 @@ TEST(StoreImport, CopiesRunsRemappingIdsAndSkipsDuplicates) {
   {
     ResultsStore src(src_path);
     // Metric names created in the opposite order from the destination: their ids differ.
-    src_a = make_run(src, "moe-mamba", "moe_mamba", "paper");
+    src_a = make_run(src, "moe-mamba", "moe-mamba", "paper");
     src_b = make_run(src, "mamba", "mamba", "paper");
     src.append_points(src_a, {{"val_loss", 10, 100, 1.0, 3.5},
                               {"loss_smooth", 10, 100, 1.0, 3.25},

@@ -62,7 +62,7 @@ TEST_F(StoreRuns, CreateStartHeartbeatAndFinishARun) {
   spec.experiment_id = store_.ensure_experiment("quick-compare", R"({"runs": 4})");
   EXPECT_EQ(store_.ensure_experiment("quick-compare"), spec.experiment_id);  // ensured, not new
   spec.name = "moe-mamba-s1";
-  spec.family = "moe_mamba";
+  spec.family = "moe-mamba";
   spec.config_json = R"({"d_model": 64, "n_expert": 8})";
   spec.seed = 1234;
   spec.total_steps = 500;
@@ -259,9 +259,9 @@ TEST_F(StoreRuns, SummariesMatchValuesComputedByHand) {
 
 TEST_F(StoreRuns, ListRunsCarriesSummariesAndFilters) {
   const int64_t a = make_run(store_, "mamba-small", "mamba", "scaling");
-  const int64_t b = make_run(store_, "moe-mamba-small", "moe_mamba", "scaling");
+  const int64_t b = make_run(store_, "moe-mamba-small", "moe-mamba", "scaling");
   const int64_t c = make_run(store_, "transformer", "transformer", "baselines");
-  const int64_t d = make_run(store_, "moe-mamba-big", "moe_mamba", "baselines");
+  const int64_t d = make_run(store_, "moe-mamba-big", "moe-mamba", "baselines");
   store_.append_points(a, {{"loss_smooth", 1, 1, 1, 4.0},
                            {"loss_smooth", 2, 2, 2, 3.5},
                            {"val_loss", 2, 2, 2, 3.9},
@@ -295,12 +295,12 @@ TEST_F(StoreRuns, ListRunsCarriesSummariesAndFilters) {
   EXPECT_THAT(ids(text("baselines")), ElementsAre(c, d));  // experiment name
   EXPECT_THAT(ids(text("big")), ElementsAre(d));           // name and tag
   EXPECT_THAT(ids(text("100%")), ElementsAre());           // LIKE wildcards escaped
-  EXPECT_THAT(ids(family("moe_mamba")), ElementsAre(b, d));
+  EXPECT_THAT(ids(family("moe-mamba")), ElementsAre(b, d));
   EXPECT_THAT(ids(status(RunStatus::kQueued)), ElementsAre(a, d));
   EXPECT_THAT(ids(status(RunStatus::kFailed)), ElementsAre(c));
   EXPECT_THAT(ids(tag("paper")), ElementsAre(b, d));
   RunFilter all_three;
-  all_three.family = "moe_mamba";
+  all_three.family = "moe-mamba";
   all_three.status = RunStatus::kFinished;
   all_three.tag = "paper";
   EXPECT_THAT(ids(all_three), ElementsAre(b));

@@ -34,26 +34,5 @@ TEST(Schedule, WarmupRoundsUpToWholeSteps) {
   EXPECT_NEAR(learning_rate(c, 2, 150), 2.0, 1e-12);
 }
 
-TEST(DebiasedEma, MatchesHandComputedValues) {
-  DebiasedEma ema(0.1);
-  EXPECT_DOUBLE_EQ(ema.update(2.0), 2.0);  // (0.1*2) / (1-0.9)
-  const double raw2 = 0.9 * 0.2 + 0.1 * 4.0;
-  EXPECT_NEAR(ema.update(4.0), raw2 / (1 - 0.81), 1e-12);
-  DebiasedEma again(0.1);
-  again.restore(ema.raw(), ema.count());
-  EXPECT_NEAR(again.update(1.0), ema.update(1.0), 1e-15);
-}
-
-TEST(Progress, LineFollowsTheProtocolAndWritesNanAsNull) {
-  nlohmann::json fields = {{"step", 3}, {"metrics", {{"loss", NAN}, {"lr", 0.5}}}};
-  auto line = nlohmann::json::parse(progress_line("step", 7, 1.5, fields));
-  EXPECT_EQ(line["event"], "step");
-  EXPECT_EQ(line["run_id"], 7);
-  EXPECT_EQ(line["wall"], 1.5);
-  EXPECT_EQ(line["step"], 3);
-  EXPECT_TRUE(line["metrics"]["loss"].is_null());
-  EXPECT_EQ(line["metrics"]["lr"], 0.5);
-}
-
 }  // namespace
 }  // namespace mmlab

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <regex>
 
 #include "core/config/experiment.h"
 #include "core/store/store.h"
@@ -81,7 +82,7 @@ class GoldenTrajectory : public TrainerTest,
 TEST_P(GoldenTrajectory, TenCpuStepsMatchTheStoredLosses) {
   const std::string family = GetParam().first;
   TrainResult r = train_new_run(tiny(family, GetParam().second), options_);
-  ASSERT_EQ(r.status, "finished") << r.error;
+  ASSERT_EQ(r.status, RunStatus::kFinished) << r.error;
   std::vector<double> got = losses(r.run_id);
   ASSERT_EQ(got.size(), 10u);
   const fs::path golden =
@@ -113,11 +114,21 @@ INSTANTIATE_TEST_SUITE_P(Families, GoldenTrajectory,
                            return n;
                          });
 
+TEST_F(TrainerTest, RecordsTheCudaRuntimeVersion_CUDA) {
+  // Not the word "cuda": the version, "major.minor", of the CUDA runtime the run trained with.
+  RunConfig c = tiny("mamba");
+  c.train.device = "cuda";
+  TrainResult r = train_new_run(c, options_);
+  ASSERT_EQ(r.status, RunStatus::kFinished) << r.error;
+  const std::string version = store::ResultsStore(options_.db).get_run(r.run_id).cuda_version;
+  EXPECT_TRUE(std::regex_match(version, std::regex("[0-9]+\\.[0-9]+"))) << version;
+}
+
 TEST_F(TrainerTest, RecordsEveryMetricAndSummary) {
   RunConfig c = tiny("moe-mamba");
   c.train.eval_every = 5;
   TrainResult r = train_new_run(c, options_);
-  ASSERT_EQ(r.status, "finished") << r.error;
+  ASSERT_EQ(r.status, RunStatus::kFinished) << r.error;
   store::ResultsStore st(options_.db);
   auto names = st.metric_names(r.run_id);
   for (const char* m : {"loss", "loss_smooth", "lr", "grad_norm", "tokens_per_s", "step_time",
@@ -130,6 +141,7 @@ TEST_F(TrainerTest, RecordsEveryMetricAndSummary) {
   EXPECT_EQ(row.step, 10);
   EXPECT_EQ(row.tokens, 10 * 4 * 32);
   EXPECT_GT(row.params_total, row.params_active);
+  EXPECT_EQ(row.cuda_version, "");  // a CPU run used no CUDA runtime
   ASSERT_TRUE(row.final_loss_smooth.has_value());
   EXPECT_NEAR(*row.final_loss_smooth, r.final_loss_smooth, 1e-9);
   // Expert loads of one layer at one step sum to 1.
@@ -153,13 +165,13 @@ TEST_F(TrainerTest, StoppedRunResumesOnTheSameCurve) {
   c.train.steps = 12;
   c.train.checkpoint_every = 4;
   TrainResult whole = train_new_run(c, options_);  // the uninterrupted reference
-  ASSERT_EQ(whole.status, "finished") << whole.error;
+  ASSERT_EQ(whole.status, RunStatus::kFinished) << whole.error;
 
   c.name = "stopped";
   request_stop();  // honoured after the current step, as SIGTERM is
   TrainResult first = train_new_run(c, options_);
   clear_stop_request();
-  ASSERT_EQ(first.status, "stopped");
+  ASSERT_EQ(first.status, RunStatus::kStopped);
   {
     store::ResultsStore st(options_.db);
     auto row = st.get_run(first.run_id);
@@ -168,7 +180,7 @@ TEST_F(TrainerTest, StoppedRunResumesOnTheSameCurve) {
     ASSERT_EQ(st.list_checkpoints(first.run_id).size(), 1u);
   }
   TrainResult resumed = resume_run(first.run_id, options_);
-  ASSERT_EQ(resumed.status, "finished") << resumed.error;
+  ASSERT_EQ(resumed.status, RunStatus::kFinished) << resumed.error;
   {
     // keep_checkpoints (2): of the checkpoints at steps 1, 4, 8 and 12 the last two remain, and
     // the files of the others are gone.
@@ -204,8 +216,8 @@ TEST_F(TrainerTest, GradientAccumulationEqualsTheLargerBatch) {
   accumulated.train.grad_accum = 2;
   TrainResult a = train_new_run(big, options_);
   TrainResult b = train_new_run(accumulated, options_);
-  ASSERT_EQ(a.status, "finished") << a.error;
-  ASSERT_EQ(b.status, "finished") << b.error;
+  ASSERT_EQ(a.status, RunStatus::kFinished) << a.error;
+  ASSERT_EQ(b.status, RunStatus::kFinished) << b.error;
   std::vector<double> la = losses(a.run_id), lb = losses(b.run_id);
   ASSERT_EQ(la.size(), lb.size());
   for (size_t i = 0; i < la.size(); ++i) EXPECT_NEAR(la[i], lb[i], 1e-4) << "step " << i + 1;
@@ -228,7 +240,7 @@ TEST_F(TrainerTest, NonFiniteLossStopsTheRunAsDiverged) {
   c.train.grad_clip = 0;
   c.train.checkpoint_every = 1;
   TrainResult r = train_new_run(c, options_);
-  EXPECT_EQ(r.status, "diverged");
+  EXPECT_EQ(r.status, RunStatus::kDiverged);
   EXPECT_EQ(r.exit_code, kExitDiverged);
   store::ResultsStore st(options_.db);
   auto row = st.get_run(r.run_id);
@@ -253,7 +265,7 @@ TEST_P(DivergedFamilies, KeepAndNameTheNewestFiniteCheckpoint) {
   ::setenv("MMLAB_TEST_NAN_AT", "6", 1);
   TrainResult r = train_new_run(c, options_);
   ::unsetenv("MMLAB_TEST_NAN_AT");
-  ASSERT_EQ(r.status, "diverged") << r.error;
+  ASSERT_EQ(r.status, RunStatus::kDiverged) << r.error;
   EXPECT_EQ(r.exit_code, kExitDiverged);
   store::ResultsStore st(options_.db);
   auto kept = st.list_checkpoints(r.run_id);
@@ -268,7 +280,7 @@ TEST_P(DivergedFamilies, KeepAndNameTheNewestFiniteCheckpoint) {
   for (const auto& k : kept) EXPECT_TRUE(checkpoint_is_finite(k.path)) << k.path;
   // Resuming the diverged run continues from that checkpoint.
   TrainResult again = resume_run(r.run_id, options_);
-  EXPECT_EQ(again.status, "finished") << again.error;
+  EXPECT_EQ(again.status, RunStatus::kFinished) << again.error;
   EXPECT_EQ(losses(r.run_id).size(), 10u);
 }
 
@@ -286,14 +298,14 @@ TEST_F(TrainerTest, ResumedMoeRunRecordsTheSameExpertLoad) {
   RunConfig c = tiny("moe-mamba");
   c.train.eval_every = 5;
   TrainResult whole = train_new_run(c, options_);
-  ASSERT_EQ(whole.status, "finished") << whole.error;
+  ASSERT_EQ(whole.status, RunStatus::kFinished) << whole.error;
   c.name = "stopped";
   request_stop();  // stops after step 1, between evaluations
   TrainResult first = train_new_run(c, options_);
   clear_stop_request();
-  ASSERT_EQ(first.status, "stopped");
+  ASSERT_EQ(first.status, RunStatus::kStopped);
   TrainResult resumed = resume_run(first.run_id, options_);
-  ASSERT_EQ(resumed.status, "finished") << resumed.error;
+  ASSERT_EQ(resumed.status, RunStatus::kFinished) << resumed.error;
   store::ResultsStore st(options_.db);
   for (int e = 0; e < 4; ++e) {
     const std::string m = "expert_load/0/" + std::to_string(e);
@@ -326,7 +338,7 @@ TEST_F(TrainerTest, RecordsTheOpImplementationsItsStepsUsed) {
   c.train.steps = 2;
   c.train.ops.all = "reference";
   TrainResult r = train_new_run(c, options_);
-  ASSERT_EQ(r.status, "finished") << r.error;
+  ASSERT_EQ(r.status, RunStatus::kFinished) << r.error;
   store::ResultsStore st(options_.db);
   EXPECT_EQ(nlohmann::json::parse(st.get_run(r.run_id).ops_used),
             (nlohmann::json{{"causal_conv1d", "reference"},
@@ -336,7 +348,7 @@ TEST_F(TrainerTest, RecordsTheOpImplementationsItsStepsUsed) {
   RunConfig t = tiny("transformer");
   t.train.steps = 1;
   TrainResult rt = train_new_run(t, options_);
-  ASSERT_EQ(rt.status, "finished") << rt.error;
+  ASSERT_EQ(rt.status, RunStatus::kFinished) << rt.error;
   EXPECT_EQ(nlohmann::json::parse(st.get_run(rt.run_id).ops_used),
             (nlohmann::json{{"lm_head_loss", "reference"}}));
 }
