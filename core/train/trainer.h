@@ -51,6 +51,8 @@ struct TrainResult {
 /// exists are thrown; errors after it exists mark it failed and are returned in TrainResult.
 TrainResult train_new_run(const RunConfig& config, const TrainerOptions& options);
 
+/// Starts a queued run (one whose row was written when its experiment was launched) from its
+/// stored config; a failure while preparing it is kept in its row as `failed`.
 /// Continues a stopped, failed, diverged or lost run from a checkpoint (see ResumeFrom). Every
 /// reason to refuse (an unknown, finished or running run, a missing or damaged checkpoint, an
 /// unwritable checkpoint folder) is a UserError thrown before the run is changed in any way; a
