@@ -69,6 +69,8 @@ class MainWindow : public QMainWindow {
   /// Show messages in the status bar instead of modal boxes (tests, e2e).
   void set_quiet(bool quiet) { quiet_ = quiet; }
   QString last_message() const { return last_message_; }
+  /// What closing asks while runs train or wait in the queue ("" when none do).
+  QString close_question() const;
   /// Curves asked for and not read from the database yet (tests wait for 0).
   size_t pending_curves() const { return pending_.size(); }
 
@@ -92,6 +94,8 @@ class MainWindow : public QMainWindow {
   void update_notes();
   void update_heatmap();
   void update_status();
+  /// Queues the database's `queued` runs that this window has no job for (on opening it).
+  void restore_queue();
   void poll_gpu();
   void new_experiment();
   void clone_selected();

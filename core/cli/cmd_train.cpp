@@ -202,6 +202,8 @@ int train(const TrainArgs& a, const Context& ctx) {
     }
     check_ops_choice(r);  // before any run starts
   }
+  // What the command line can get wrong is refused before any row is written.
+  check_checkpoint_root(a.checkpoint_dir);
   // Every run's row first (queued), so a stop or a crash never loses the runs not started yet.
   queue::LaunchPlan plan;
   {

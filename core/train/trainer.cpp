@@ -168,6 +168,7 @@ class TrainingSession {
     store_ = std::move(st);
     run_id_ = row.id;
     const std::string run = "Run " + std::to_string(row.id) + " (" + row.name + ")";
+    fault_point("run-created");  // the run's row exists, without a pid
     if (!store_->claim_queued_run(run_id_, ::getpid(), store::current_host())) {
       throw UserError(run + " was started by another process meanwhile.",
                       "Follow it with `mmlab runs show " + std::to_string(row.id) + "`.");
@@ -802,6 +803,11 @@ class TrainingSession {
 };
 
 }  // namespace
+
+void check_checkpoint_root(const std::filesystem::path& root) {
+  require_writable_folder(
+      absolute_path(root.empty() ? data_home() / "checkpoints" : root));
+}
 
 void request_stop() {
   g_stop.store(true);

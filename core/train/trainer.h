@@ -60,6 +60,10 @@ TrainResult train_new_run(const RunConfig& config, const TrainerOptions& options
 TrainResult resume_run(int64_t run_id, const TrainerOptions& options,
                        const ResumeOptions& resume = {});
 
+/// Refuses, with the trainer's own sentence, a checkpoint folder (TrainerOptions::checkpoint_root,
+/// empty = the default) that cannot be created or written: for launches, before any run is queued.
+void check_checkpoint_root(const std::filesystem::path& root);
+
 /// Asks the running trainer to finish its step, checkpoint and stop (async-signal-safe).
 void request_stop();
 bool stop_requested();
