@@ -192,11 +192,9 @@ void MainWindow::build_menus() {
   a->setShortcut(QKeySequence::Quit);
 
   QMenu* run = menuBar()->addMenu(tr("&Run"));
-  a = run->addAction(tr("Launch &quick comparison"), this, [this] {
-    QString err;
-    if (launch_experiment(ExperimentDialog::default_document(), &err) == 0)
-      show_message(tr("Launch"), err);
-  });
+  // The quick comparison is shown before it starts (what it trains, for how long), in the
+  // same dialog as File > New experiment.
+  a = run->addAction(tr("Launch &quick comparison…"), this, &MainWindow::new_experiment);
   a->setObjectName(QStringLiteral("actionQuick"));
   run->addAction(tr("&Clone && edit…"), this, &MainWindow::clone_selected);
   a = run->addAction(tr("&Stop"), this, &MainWindow::stop_selected);

@@ -230,10 +230,13 @@ void RunManager::apply(RunJob& job, const std::vector<ProgressEvent>& events) {
     if (e.kind == EventKind::kStatus) {
       job.last_status = QString::fromStdString(e.status);
       if (!e.message.empty()) job.message = QString::fromStdString(e.message);
-      if (job.last_status == QLatin1String("running") && job.state == RunState::kStarting)
+      if (job.last_status == QLatin1String("running") && job.state == RunState::kStarting) {
         job.state = RunState::kRunning;
+        job.note.clear();  // what start-up was doing ("Preparing data …") is over
+      }
     } else if (e.kind == EventKind::kStep && job.state == RunState::kStarting) {
       job.state = RunState::kRunning;
+      job.note.clear();
     } else if (e.kind == EventKind::kLog && e.level == "error" && job.message.isEmpty()) {
       job.message = QString::fromStdString(e.message);
     } else if (e.kind == EventKind::kLog && job.state == RunState::kStarting) {

@@ -5,6 +5,7 @@
 #include <QCheckBox>
 #include <QDir>
 #include <QFile>
+#include <QLineEdit>
 #include <QProcess>
 #include <QTableView>
 #include <QTableWidget>
@@ -334,4 +335,34 @@ TEST_F(WindowTest, AKilledTrainerIsShownLostByTheBrowsersOwnPoll) {
   ASSERT_TRUE(trainer.waitForFinished());
   EXPECT_TRUE(QTest::qWaitFor([&] { return status_in_browser(w, id) == "lost"; }, 5000))
       << "still " << status_in_browser(w, id).toStdString() << " after 5 s";
+}
+
+// The clone proof: clone, change lr in the form, launch; the new run's stored config (what
+// its trainer starts from) has the new lr and the original's other settings.
+TEST_F(WindowTest, CloneWithAnEditedLearningRateLaunchesThatLearningRate) {
+  MainWindow w(db);
+  w.set_quiet(true);
+  const mmlab::store::RunRow* original = w.session().run(ids[1]);  // mamba, d_model 512, gpt2
+  ASSERT_NE(original, nullptr);
+  const nlohmann::json cfg = nlohmann::json::parse(original->config_json);
+  ExperimentDialog dlg;
+  dlg.set_document(ExperimentDialog::clone_document(cfg, "mamba"), cfg);
+  auto* lr = dlg.findChild<QLineEdit*>("lr");
+  ASSERT_NE(lr, nullptr);
+  lr->setText("0.0042");
+  Q_EMIT lr->textEdited(lr->text());
+  QString err;
+  ASSERT_EQ(w.launch_experiment(dlg.document(), &err), 1) << err.toStdString();
+  mmlab::store::ResultsStore s(db.toStdString());
+  const auto exp = s.find_experiment("mamba-clone");
+  ASSERT_TRUE(exp.has_value());
+  mmlab::store::RunFilter f;
+  f.experiment_id = exp->id;
+  const auto runs = s.list_runs(f);
+  ASSERT_EQ(runs.size(), 1u);
+  const nlohmann::json stored = nlohmann::json::parse(runs[0].config_json);
+  EXPECT_DOUBLE_EQ(stored["train"]["lr"].get<double>(), 0.0042);
+  EXPECT_EQ(stored["model"]["d_model"], cfg["model"]["d_model"]);
+  EXPECT_EQ(stored["data"]["tokenizer"], cfg["data"]["tokenizer"]);
+  EXPECT_EQ(stored["train"]["steps"], cfg["train"]["steps"]);
 }
