@@ -119,7 +119,7 @@ class CurvePlot : public QWidget {
   QCheckBox* raw_box_ = nullptr;
   QCheckBox* group_box_ = nullptr;
   QComboBox* band_box_ = nullptr;
-  QSlider* alpha_slider_ = nullptr;      // TensorBoard's weight 1 - α, ×10000
+  QSlider* alpha_slider_ = nullptr;       // TensorBoard's weight 1 - α, ×10000
   QDoubleSpinBox* weight_box_ = nullptr;  // the same weight as a number
   QCheckBox* auto_alpha_box_ = nullptr;
   QLabel* alpha_label_ = nullptr;

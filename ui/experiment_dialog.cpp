@@ -4,8 +4,8 @@
 #include <QCheckBox>
 #include <QComboBox>
 #include <QDialogButtonBox>
-#include <QDoubleSpinBox>
 #include <QDir>
+#include <QDoubleSpinBox>
 #include <QFile>
 #include <QFileDialog>
 #include <QFormLayout>
@@ -198,8 +198,9 @@ ExperimentDialog::ExperimentDialog(QWidget* parent) : QDialog(parent) {
   capacity_->setRange(0.05, 64);
   capacity_->setSingleStep(0.25);
   capacity_->setDecimals(2);
-  capacity_->setToolTip(tr("Expert capacity = capacity_factor × tokens / experts; set in every "
-                           "MoE run"));
+  capacity_->setToolTip(
+      tr("Expert capacity = capacity_factor × tokens / experts; set in every "
+         "MoE run"));
   head_dim_ = new QSpinBox(this);
   head_dim_->setObjectName(QStringLiteral("head_dim"));
   head_dim_->setRange(1, 4096);

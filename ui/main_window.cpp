@@ -535,8 +535,8 @@ void MainWindow::restore_queue() {
     ++restored;
   }
   if (restored > 0)
-    statusBar()->showMessage(
-        tr("Restored %n queued run(s) from the database.", nullptr, restored), 8000);
+    statusBar()->showMessage(tr("Restored %n queued run(s) from the database.", nullptr, restored),
+                             8000);
 }
 
 void MainWindow::new_experiment() {
@@ -1005,8 +1005,9 @@ void MainWindow::save_settings() {
 
 QString MainWindow::close_question() const {
   const int active = manager_->active_count();
-  const int queued = int(std::count_if(manager_->jobs().begin(), manager_->jobs().end(),
-                                       [](const RunJob& j) { return j.state == RunState::kQueued; }));
+  const int queued =
+      int(std::count_if(manager_->jobs().begin(), manager_->jobs().end(),
+                        [](const RunJob& j) { return j.state == RunState::kQueued; }));
   if (active == 0 && queued == 0) return {};
   // Queued runs are rows in the database whatever the answer: nothing starts them after this,
   // and the next studio to open the database queues them again.

@@ -111,8 +111,8 @@ void ResultsSession::poll() {
 }
 
 bool ResultsSession::queue_experiment(const Experiment& experiment,
-                                      const std::vector<RunConfig>& runs,
-                                      queue::LaunchPlan* plan, QString* error) {
+                                      const std::vector<RunConfig>& runs, queue::LaunchPlan* plan,
+                                      QString* error) {
   if (!store_) return false;
   try {
     *plan = queue::queue_experiment(*store_, experiment, runs);

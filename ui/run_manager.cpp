@@ -102,10 +102,11 @@ void RunManager::set_paused(bool paused) {
 
 int RunManager::enqueue_train(const QString& experiment_path, const QString& run_name,
                               const QString& db, const QString& device, int64_t run_id) {
-  const int key = enqueue(run_name, device,
-                          {QStringLiteral("train"), experiment_path, QStringLiteral("--run"),
-                           run_name, QStringLiteral("--db"), db, QStringLiteral("--progress=jsonl")},
-                          db);
+  const int key =
+      enqueue(run_name, device,
+              {QStringLiteral("train"), experiment_path, QStringLiteral("--run"), run_name,
+               QStringLiteral("--db"), db, QStringLiteral("--progress=jsonl")},
+              db);
   if (RunJob* j = find(key)) j->run_id = run_id;
   return key;
 }

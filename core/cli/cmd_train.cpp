@@ -94,14 +94,10 @@ int train_in_children(const TrainArgs& a, const std::vector<queue::QueuedRun>& r
   size_t next = 0;
   int worst = kExitOk;
   auto spawn = [&](const queue::QueuedRun& run) {
-    std::vector<std::string> args = {"mmlab",
-                                     "train",
-                                     "--resume",
-                                     std::to_string(run.run_id),
-                                     "--db",
-                                     ctx.db_path().string(),
-                                     "--progress",
-                                     a.progress == "jsonl" ? "jsonl" : "none"};
+    std::vector<std::string> args = {"mmlab",      "train",
+                                     "--resume",   std::to_string(run.run_id),
+                                     "--db",       ctx.db_path().string(),
+                                     "--progress", a.progress == "jsonl" ? "jsonl" : "none"};
     if (!a.device.empty()) args.insert(args.end(), {"--device", a.device});
     if (!a.checkpoint_dir.empty()) args.insert(args.end(), {"--checkpoint-dir", a.checkpoint_dir});
     pid_t pid = ::fork();
@@ -123,8 +119,7 @@ int train_in_children(const TrainArgs& a, const std::vector<queue::QueuedRun>& r
   };
   size_t left = 0;
   while (next < runs.size() || !alive.empty()) {
-    while (next < runs.size() && static_cast<int>(alive.size()) < a.parallel &&
-           !stop_requested()) {
+    while (next < runs.size() && static_cast<int>(alive.size()) < a.parallel && !stop_requested()) {
       spawn(runs[next++]);
     }
     if (stop_requested() && next < runs.size()) {

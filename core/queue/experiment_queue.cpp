@@ -104,8 +104,8 @@ std::string LaunchPlan::summary(const std::string& db) const {
   for (const QueuedRun& r : runs) {
     const std::string key =
         std::string(store::to_string(r.status)) + "\x1f" + action_words(r.action);
-    auto it = std::find_if(groups.begin(), groups.end(),
-                           [&](const auto& g) { return g.first == key; });
+    auto it =
+        std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == key; });
     if (it == groups.end())
       groups.emplace_back(key, 1);
     else
@@ -148,8 +148,8 @@ LaunchPlan queue_experiment(store::ResultsStore& store, const Experiment& experi
     const std::string diff = config_difference(rc, it->second.config_json);
     if (!diff.empty()) {
       throw UserError("The results database " + store.path().string() + " already has run " +
-                          rc.name + " of experiment " + experiment.name +
-                          " with another config (" + diff + ").",
+                          rc.name + " of experiment " + experiment.name + " with another config (" +
+                          diff + ").",
                       "Give the experiment a new \"name\" to keep both, or use another --db.");
     }
     plan.continuing = true;

@@ -805,8 +805,7 @@ class TrainingSession {
 }  // namespace
 
 void check_checkpoint_root(const std::filesystem::path& root) {
-  require_writable_folder(
-      absolute_path(root.empty() ? data_home() / "checkpoints" : root));
+  require_writable_folder(absolute_path(root.empty() ? data_home() / "checkpoints" : root));
 }
 
 void request_stop() {

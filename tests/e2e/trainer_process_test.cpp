@@ -230,8 +230,7 @@ TEST_F(TrainerProcess, StoppingAMultiRunTrainLeavesTheRestQueuedAndTheSameComman
                               R"([{"name": "a", "model": {"family": "mamba"}},
                                   {"name": "b", "model": {"family": "mamba"}, "seed": 2},
                                   {"name": "c", "model": {"family": "mamba"}, "seed": 3}])");
-  const std::vector<std::string> args = {"train", exp.string(), "--db", db(), "--progress",
-                                         "none"};
+  const std::vector<std::string> args = {"train", exp.string(), "--db", db(), "--progress", "none"};
   pid_t pid = test::spawn_mmlab(args, env_, dir_ / "out.txt", dir_ / "err.txt");
   // Every row exists from the launch on; wait until run a has stored points (it is training).
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);

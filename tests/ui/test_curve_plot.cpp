@@ -4,10 +4,10 @@
 #include <QApplication>
 #include <QComboBox>
 #include <QDoubleSpinBox>
-#include <QSlider>
 #include <QElapsedTimer>
 #include <QFile>
 #include <QMouseEvent>
+#include <QSlider>
 #include <QTest>
 #include <chrono>
 #include <cmath>
