@@ -215,6 +215,8 @@ int train(const TrainArgs& a, const Context& ctx) {
   for (const auto& run : todo) {
     if (stop_requested()) break;
     ++done;
+    opts.run_index = static_cast<int>(done);
+    opts.run_count = static_cast<int>(todo.size());
     TrainResult result = resume_run(run.run_id, opts, how);
     report_failure(run.name, result);
     if (result.exit_code != kExitOk && worst == kExitOk) worst = result.exit_code;

@@ -132,9 +132,9 @@ constexpr char kCheckpointDirEvent[] = "checkpoint_dir";
 class TrainingSession {
  public:
   TrainingSession(RunConfig config, const TrainerOptions& options)
-      : config_(std::move(config)),
-        options_(options),
-        sink_(make_progress_sink(options.progress)) {}
+      : config_(std::move(config)), options_(options), sink_(make_progress_sink(options.progress)) {
+    sink_->set_experiment_position(options.run_index, options.run_count);
+  }
 
   // New run: everything that can fail on user input happens before the run row exists.
   TrainResult start_new() {

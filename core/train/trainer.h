@@ -22,6 +22,9 @@ struct TrainerOptions {
   /// remembers it). Relative paths are made absolute at start, so a resume from another working
   /// directory finds the same files.
   std::filesystem::path checkpoint_root;
+  /// Position of this run among the runs one command trains in a row (1-based; 0 = alone): the
+  /// terminal bar's "run 2 of 4" and experiment ETA.
+  int run_index = 0, run_count = 0;
 };
 
 /// Where a resume continues from.
