@@ -132,19 +132,23 @@ CurvePlot::CurvePlot(CurveSet* curves, QWidget* parent) : QWidget(parent), curve
   bar->addWidget(axis_box_);
   bar->addWidget(log_x_box_);
   bar->addWidget(log_y_box_);
-  bar->addSpacing(8);
-  bar->addWidget(new QLabel(tr("Smoothing"), this));
-  bar->addWidget(alpha_slider_);
-  bar->addWidget(weight_box_);
-  bar->addWidget(auto_alpha_box_);
-  bar->addWidget(alpha_label_);
-  bar->addWidget(raw_box_);
-  bar->addWidget(group_box_);
-  bar->addWidget(band_box_);
   bar->addStretch(1);
   bar->addWidget(back);
   bar->addWidget(fit);
   layout->addLayout(bar);
+  // Smoothing and seed groups on a second row: one row of every control needed ~840 px, which
+  // kept the results browser beside the chart from being widened.
+  auto* smoothing_row = new QHBoxLayout;
+  smoothing_row->addWidget(new QLabel(tr("Smoothing"), this));
+  smoothing_row->addWidget(alpha_slider_);
+  smoothing_row->addWidget(weight_box_);
+  smoothing_row->addWidget(auto_alpha_box_);
+  smoothing_row->addWidget(alpha_label_);
+  smoothing_row->addWidget(raw_box_);
+  smoothing_row->addWidget(group_box_);
+  smoothing_row->addWidget(band_box_);
+  smoothing_row->addStretch(1);
+  layout->addLayout(smoothing_row);
 
   plot_ = new QCustomPlot(this);
   plot_->setObjectName(QStringLiteral("curvePlot"));
@@ -155,6 +159,14 @@ CurvePlot::CurvePlot(CurveSet* curves, QWidget* parent) : QWidget(parent), curve
   plot_->legend->setFont(QFont(font().family(), 8));
   plot_->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignTop | Qt::AlignRight);
   plot_->setSelectionRectMode(QCP::srmNone);
+  // What to do when the chart has nothing to show (set_empty_text).
+  empty_text_ = new QCPItemText(plot_);
+  empty_text_->setPositionAlignment(Qt::AlignCenter);
+  empty_text_->position->setType(QCPItemPosition::ptAxisRectRatio);
+  empty_text_->position->setCoords(0.5, 0.5);
+  empty_text_->setColor(QColor(128, 128, 128));
+  empty_text_->setSelectable(false);
+  empty_text_->setVisible(false);
   crosshair_ = new QCPItemStraightLine(plot_);
   crosshair_->setPen(QPen(QColor(120, 120, 120, 160), 1, Qt::DashLine));
   crosshair_->setVisible(false);
@@ -209,7 +221,22 @@ CurvePlot::CurvePlot(CurveSet* curves, QWidget* parent) : QWidget(parent), curve
   apply_axis_types();
 }
 
+void CurvePlot::set_empty_text(const QString& text) {
+  empty_text_->setText(text);
+  empty_text_->setVisible(runs_.empty() && !text.isEmpty());
+  plot_->replot(QCustomPlot::rpQueuedReplot);
+}
+
+QString CurvePlot::empty_text() const {
+  return empty_text_->text();
+}
+
+bool CurvePlot::empty_text_shown() const {
+  return empty_text_->visible();
+}
+
 void CurvePlot::set_runs(const std::vector<int64_t>& runs) {
+  empty_text_->setVisible(runs.empty() && !empty_text_->text().isEmpty());
   runs_ = runs;
   autofit_ = true;
   refresh_metric_list();

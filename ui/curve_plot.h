@@ -23,6 +23,7 @@
 class QCustomPlot;
 class QCPGraph;
 class QCPItemStraightLine;
+class QCPItemText;
 class QComboBox;
 class QCheckBox;
 class QSlider;
@@ -42,6 +43,10 @@ class CurvePlot : public QWidget {
 
   /// Runs shown, in legend order.
   void set_runs(const std::vector<int64_t>& runs);
+  /// A sentence drawn in the middle while no run is shown (what to do to see curves).
+  void set_empty_text(const QString& text);
+  QString empty_text() const;
+  bool empty_text_shown() const;
   const std::vector<int64_t>& runs() const { return runs_; }
   void set_metric(const QString& metric);
   QString metric() const { return metric_; }
@@ -126,6 +131,7 @@ class CurvePlot : public QWidget {
   QLabel* readout_ = nullptr;
   QTimer* timer_ = nullptr;
   QCPItemStraightLine* crosshair_ = nullptr;
+  QCPItemText* empty_text_ = nullptr;
 
   std::vector<int64_t> runs_;
   QString metric_ = QStringLiteral("loss");

@@ -118,6 +118,11 @@ MainWindow::MainWindow(const QString& db_path, QWidget* parent) : QMainWindow(pa
   tabs_->addTab(build_samples(), tr("Samples"));
   splitter_->addWidget(tabs_);
   splitter_->setStretchFactor(1, 1);
+  // Both sides may be narrowed or widened by the splitter; neither disappears.
+  splitter_->setChildrenCollapsible(false);
+  plot_->set_empty_text(
+      tr("Select runs in the browser to see their curves, or launch an experiment: "
+         "Run ▸ Launch quick comparison."));
   setCentralWidget(splitter_);
 
   status_db_ = new QLabel(this);
@@ -259,6 +264,20 @@ QWidget* MainWindow::build_browser() {
   table_->horizontalHeader()->setSectionsMovable(true);
   table_->setAlternatingRowColors(true);
   table_->setContextMenuPolicy(Qt::ActionsContextMenu);
+  // The column chooser: the header's context menu ticks columns on and off (kept with the
+  // header's saved state).
+  QHeaderView* header = table_->horizontalHeader();
+  header->setContextMenuPolicy(Qt::ActionsContextMenu);
+  for (int c = 0; c < RunTableModel::kColumnCount; ++c) {
+    auto* show =
+        new QAction(model_->headerData(c, Qt::Horizontal, Qt::DisplayRole).toString(), header);
+    show->setObjectName(QStringLiteral("showColumn%1").arg(c));
+    show->setCheckable(true);
+    show->setChecked(true);
+    connect(show, &QAction::toggled, header,
+            [header, c](bool on) { header->setSectionHidden(c, !on); });
+    header->addAction(show);
+  }
   v->addWidget(table_, 1);
 
   connect(filter_text_, &QLineEdit::textChanged, proxy_, &RunFilterProxy::set_text);
@@ -277,6 +296,12 @@ QWidget* MainWindow::build_browser() {
 QWidget* MainWindow::build_compare() {
   auto* w = new QWidget(this);
   auto* v = new QVBoxLayout(w);
+  compare_hint_ = new QLabel(w);
+  compare_hint_->setObjectName(QStringLiteral("compareHint"));
+  compare_hint_->setText(
+      tr("Select two or more runs in the browser (Ctrl+click, Shift+click) to compare their "
+         "curves, configs and speedups."));
+  v->addWidget(compare_hint_);
   auto* split = new QSplitter(Qt::Vertical, w);
   compare_plot_ = new CurvePlot(&curves_, w);
   compare_plot_->set_metric(QStringLiteral("loss_smooth"));
@@ -320,6 +345,13 @@ QWidget* MainWindow::build_compare() {
 QWidget* MainWindow::build_queue() {
   auto* w = new QWidget(this);
   auto* v = new QVBoxLayout(w);
+  queue_hint_ = new QLabel(
+      tr("Nothing queued. Launch an experiment with File ▸ New experiment (Ctrl+N) or Run ▸ "
+         "Launch quick comparison; runs started elsewhere show up in the browser."),
+      w);
+  queue_hint_->setObjectName(QStringLiteral("queueHint"));
+  queue_hint_->setWordWrap(true);
+  v->addWidget(queue_hint_);
   queue_table_ = new QTableWidget(0, 6, w);
   queue_table_->setObjectName(QStringLiteral("queueTable"));
   queue_table_->setHorizontalHeaderLabels(
@@ -425,6 +457,7 @@ bool MainWindow::open_database(const QString& path) {
   on_runs_changed();  // labels and seed groups of the new database's runs
   if (!header_restored_) table_->resizeColumnsToContents();
   QSettings().setValue(QStringLiteral("db"), session_.path());
+  setWindowTitle(tr("%1 — MoE-Mamba Studio").arg(QFileInfo(session_.path()).fileName()));
   restore_queue();
   update_status();
   return true;
@@ -805,6 +838,7 @@ void MainWindow::update_compare() {
   diff_table_->setVerticalHeaderLabels(keys);
   diff_table_->resizeColumnsToContents();
 
+  compare_hint_->setVisible(ids.size() < 2);
   // Speedup: tokens to reach the baseline's (first selected run's) final smoothed loss.
   speedup_table_->setRowCount(0);
   if (ids.size() < 2) return;
@@ -889,6 +923,7 @@ void MainWindow::on_events(int, const std::vector<ProgressEvent>& events) {
 void MainWindow::update_queue() {
   const auto keep = selected_jobs();
   const auto& jobs = manager_->jobs();
+  queue_hint_->setVisible(jobs.empty());
   queue_table_->setRowCount(int(jobs.size()));
   for (size_t i = 0; i < jobs.size(); ++i) {
     const RunJob& j = jobs[i];
@@ -980,6 +1015,11 @@ void MainWindow::restore_settings() {
     splitter_->setSizes({560, 840});
   header_restored_ = table_->horizontalHeader()->restoreState(
       s.value(QStringLiteral("window/table")).toByteArray());
+  for (QAction* a : table_->horizontalHeader()->actions()) {
+    const int c = a->objectName().mid(int(qstrlen("showColumn"))).toInt();
+    QSignalBlocker block(a);
+    a->setChecked(!table_->horizontalHeader()->isSectionHidden(c));
+  }
   plot_->set_metric(s.value(QStringLiteral("plot/metric"), QStringLiteral("loss")).toString());
   // Auto (the default) chooses α from the shown runs' length; a saved number is the user's own.
   // A new key: the old one held the paper's 0.001 as everyone's default.

@@ -130,6 +130,8 @@ class MainWindow : public QMainWindow {
   QCheckBox* only_diff_ = nullptr;
   QTableWidget* speedup_table_ = nullptr;
   QTableWidget* queue_table_ = nullptr;
+  QLabel* queue_hint_ = nullptr;    // what to do while the queue is empty
+  QLabel* compare_hint_ = nullptr;  // what to do while fewer than two runs are selected
   QLineEdit* tags_edit_ = nullptr;
   QPlainTextEdit* note_edit_ = nullptr;
   QLabel* notes_title_ = nullptr;

@@ -2,11 +2,15 @@
 // The main window wired to a real database (demo_db.h) and a real child process (fake_trainer.h).
 #include <gtest/gtest.h>
 
+#include <QAction>
 #include <QCheckBox>
 #include <QDir>
 #include <QFile>
+#include <QHeaderView>
+#include <QLabel>
 #include <QLineEdit>
 #include <QProcess>
+#include <QSplitter>
 #include <QTableView>
 #include <QTableWidget>
 #include <QTest>
@@ -365,4 +369,48 @@ TEST_F(WindowTest, CloneWithAnEditedLearningRateLaunchesThatLearningRate) {
   EXPECT_EQ(stored["model"]["d_model"], cfg["model"]["d_model"]);
   EXPECT_EQ(stored["data"]["tokenizer"], cfg["data"]["tokenizer"]);
   EXPECT_EQ(stored["train"]["steps"], cfg["train"]["steps"]);
+}
+
+// Empty states say what to do, the title names the open database, columns can be hidden, and the
+// browser can be widened (the chart's controls no longer need ~840 px).
+TEST_F(WindowTest, EmptyStatesTitleColumnChooserAndAWideBrowser) {
+  MainWindow w(db);
+  w.set_quiet(true);
+  EXPECT_EQ(w.windowTitle(), "results.sqlite — MoE-Mamba Studio");
+  auto* compare_hint = w.findChild<QLabel*>("compareHint");
+  auto* queue_hint = w.findChild<QLabel*>("queueHint");
+  ASSERT_NE(compare_hint, nullptr);
+  ASSERT_NE(queue_hint, nullptr);
+  EXPECT_TRUE(compare_hint->text().contains("Select two or more runs"));
+  w.select_runs({ids[0]});
+  EXPECT_FALSE(compare_hint->isHidden());
+  w.select_runs({ids[0], ids[1]});
+  EXPECT_TRUE(compare_hint->isHidden());
+  EXPECT_FALSE(queue_hint->isHidden());
+  w.manager().enqueue("slow-q", "cpu", {"train", "x.json", "--run", "slow-q"}, db);
+  EXPECT_TRUE(queue_hint->isHidden());
+
+  QHeaderView* header = w.table().horizontalHeader();
+  ASSERT_EQ(header->actions().size(), RunTableModel::kColumnCount);
+  QAction* family = w.findChild<QAction*>(QString("showColumn%1").arg(RunTableModel::kFamily));
+  ASSERT_NE(family, nullptr);
+  family->setChecked(false);
+  EXPECT_TRUE(header->isSectionHidden(RunTableModel::kFamily));
+  family->setChecked(true);
+  EXPECT_FALSE(header->isSectionHidden(RunTableModel::kFamily));
+
+  w.resize(1500, 900);
+  w.show();
+  auto* splitter = w.findChild<QSplitter*>();
+  ASSERT_NE(splitter, nullptr);
+  splitter->setSizes({900, 600});
+  EXPECT_GE(splitter->sizes()[0], 800)
+      << "the chart side still needs " << w.tabs().minimumSizeHint().width() << " px";
+  ASSERT_TRUE(w.close());
+
+  // A database without runs: the chart says how to get some.
+  MainWindow empty(QString::fromStdString((dir / "empty.sqlite").string()));
+  empty.set_quiet(true);
+  EXPECT_TRUE(empty.plot().empty_text_shown());
+  EXPECT_TRUE(empty.plot().empty_text().contains("Launch quick comparison"));
 }
