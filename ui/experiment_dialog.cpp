@@ -25,10 +25,12 @@
 #include <QTimer>
 #include <QVBoxLayout>
 #include <cmath>
+#include <set>
 
 #include "core/config/experiment.h"
 #include "core/config/layer_pattern.h"
 #include "core/config/param_count.h"
+#include "core/data/corpus.h"
 #include "ui/config_diff.h"
 #include "ui/run_table_model.h"
 
@@ -621,6 +623,18 @@ void ExperimentDialog::validate() {
     for (const auto& p : e.problems()) problems_ << QString::fromStdString(p);
   } catch (const std::exception& e) {
     problems_ << QString::fromStdString(e.what());
+  }
+  // A data source that is not there is refused by the launch; say it here, before Launch.
+  std::set<std::string> sources;
+  for (size_t i = 0; problems_.isEmpty() && i < ex.runs.size(); ++i) {
+    if (!sources.insert(ex.runs[i].data.source).second) continue;
+    try {
+      data::check_data_source(ex.runs[i].data.source);
+    } catch (const UserError& e) {
+      problems_ << QStringLiteral("$.runs[%1].data.source: %2")
+                       .arg(i)
+                       .arg(QString::fromStdString(e.what()));
+    }
   }
   problem_list_->clear();
   problem_list_->addItems(problems_);

@@ -905,6 +905,11 @@ void MainWindow::on_job_changed(int key) {
   // queued too, or the next start of the studio would queue it again.
   if (j && j->state == RunState::kStopped && j->attempts == 0 && j->run_id >= 0)
     session_.cancel_queued_run(j->run_id, tr("Taken off the queue before it started."));
+  // A launch that failed before its trainer took the run (no trainer binary, a usage error):
+  // the run keeps its row, failed with the sentence, instead of waiting queued without a word.
+  // (A trainer that took it stores its own failure; the row is then no longer queued.)
+  if (j && j->state == RunState::kFailed && j->run_id >= 0 && !j->message.isEmpty())
+    session_.cancel_queued_run(j->run_id, j->message, store::RunStatus::kFailed);
   if (j && j->run_id >= 0 && !session_.run(j->run_id)) session_.refresh();  // a new run row
   if (j && is_done(j->state)) {
     session_.refresh();

@@ -124,11 +124,12 @@ bool ResultsSession::queue_experiment(const Experiment& experiment,
   return true;
 }
 
-bool ResultsSession::cancel_queued_run(int64_t run_id, const QString& reason) {
+bool ResultsSession::cancel_queued_run(int64_t run_id, const QString& reason,
+                                       store::RunStatus status) {
   if (!store_) return false;
   bool cancelled = false;
   try {
-    cancelled = store_->cancel_queued_run(run_id, reason.toStdString());
+    cancelled = store_->cancel_queued_run(run_id, reason.toStdString(), status);
   } catch (const std::exception& e) {
     Q_EMIT error(describe(e));
     return false;

@@ -53,9 +53,11 @@ class ResultsSession : public QObject {
   /// written, when the launch is refused (a missing data source, same name but another config).
   bool queue_experiment(const Experiment& experiment, const std::vector<RunConfig>& runs,
                         queue::LaunchPlan* plan, QString* error);
-  /// Takes a queued run off the queue: stored as `stopped` with `reason`. False when it was no
-  /// longer queued (or the database refused).
-  bool cancel_queued_run(int64_t run_id, const QString& reason);
+  /// Ends a queued run that never started: `stopped` (taken off the queue) or `failed` (its
+  /// trainer could not be started), with `reason`. False when it was no longer queued (or the
+  /// database refused).
+  bool cancel_queued_run(int64_t run_id, const QString& reason,
+                         store::RunStatus status = store::RunStatus::kStopped);
 
   // User metadata: every call reports a failure as one sentence in `error`.
   bool add_tag(int64_t run_id, const QString& tag, QString* error);

@@ -102,30 +102,25 @@ void RunManager::set_paused(bool paused) {
 
 int RunManager::enqueue_train(const QString& experiment_path, const QString& run_name,
                               const QString& db, const QString& device, int64_t run_id) {
-  const int key =
-      enqueue(run_name, device,
-              {QStringLiteral("train"), experiment_path, QStringLiteral("--run"), run_name,
-               QStringLiteral("--db"), db, QStringLiteral("--progress=jsonl")},
-              db);
-  if (RunJob* j = find(key)) j->run_id = run_id;
-  return key;
+  return enqueue(run_name, device,
+                 {QStringLiteral("train"), experiment_path, QStringLiteral("--run"), run_name,
+                  QStringLiteral("--db"), db, QStringLiteral("--progress=jsonl")},
+                 db, run_id);
 }
 
 int RunManager::enqueue_resume(int64_t run_id, const QString& name, const QString& db,
                                const QString& device) {
-  const int key =
-      enqueue(name, device,
-              {QStringLiteral("train"), QStringLiteral("--resume"), QString::number(run_id),
-               QStringLiteral("--db"), db, QStringLiteral("--progress=jsonl")},
-              db);
-  if (RunJob* j = find(key)) j->run_id = run_id;
-  return key;
+  return enqueue(name, device,
+                 {QStringLiteral("train"), QStringLiteral("--resume"), QString::number(run_id),
+                  QStringLiteral("--db"), db, QStringLiteral("--progress=jsonl")},
+                 db, run_id);
 }
 
 int RunManager::enqueue(const QString& name, const QString& device, const QStringList& args,
-                        const QString& db) {
+                        const QString& db, int64_t run_id) {
   RunJob job;
   job.key = next_key_++;
+  job.run_id = run_id;  // known before a start that may fail at once
   job.name = name;
   job.device = device_queue(device);
   job.args = args;

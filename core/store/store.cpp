@@ -371,11 +371,14 @@ bool ResultsStore::claim_queued_run(int64_t run_id, int64_t pid, const std::stri
   return false;
 }
 
-bool ResultsStore::cancel_queued_run(int64_t run_id, const std::string& reason) {
+bool ResultsStore::cancel_queued_run(int64_t run_id, const std::string& reason, RunStatus status) {
+  if (status != RunStatus::kStopped && status != RunStatus::kFailed) {
+    throw std::invalid_argument("cancel_queued_run: a queued run ends stopped or failed");
+  }
   db_.cached(
-         "UPDATE runs SET status = 'stopped', error_text = ?2, ended_at = ?3 "
+         "UPDATE runs SET status = ?4, error_text = ?2, ended_at = ?3 "
          "WHERE id = ?1 AND status = 'queued'")
-      .bind_all(run_id, reason, now_seconds())
+      .bind_all(run_id, reason, now_seconds(), to_string(status))
       .run();
   if (db_.changes() > 0) return true;
   require_run(run_id);

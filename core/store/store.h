@@ -247,9 +247,11 @@ class ResultsStore {
   /// False when the run is no longer queued (another process took it first, or it was
   /// cancelled); nothing changes then.
   bool claim_queued_run(int64_t run_id, int64_t pid, const std::string& host);
-  /// Marks a `queued` run `stopped` with `reason` (the user took it off the queue). False when
-  /// it is no longer queued.
-  bool cancel_queued_run(int64_t run_id, const std::string& reason);
+  /// Ends a `queued` run that never started: `stopped` (the user took it off the queue) or
+  /// `failed` (its trainer could not be started), with `reason`. False when it is no longer
+  /// queued.
+  bool cancel_queued_run(int64_t run_id, const std::string& reason,
+                         RunStatus status = RunStatus::kStopped);
   /// Replaces the run's config with what its trainer resolved at start (the tokenizer's
   /// vocabulary size, …), its step budget and the build's revision.
   void record_start_config(int64_t run_id, const std::string& config_json, int64_t total_steps,

