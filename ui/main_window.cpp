@@ -218,11 +218,30 @@ void MainWindow::build_menus() {
       ->setShortcut(QKeySequence::Refresh);
 
   QMenu* help = menuBar()->addMenu(tr("&Help"));
+  help->addAction(tr("&Keyboard shortcuts"), this,
+                  [this] { show_message(tr("Keyboard shortcuts"), shortcuts_text(), false); });
   help->addAction(tr("&About"), this, [this] {
-    QMessageBox::about(this, tr("About MoE-Mamba Studio"),
-                       tr("<b>MoE-Mamba Studio</b><br>Launch, watch and compare MoE-Mamba, Mamba "
-                          "and Transformer runs.<br>GPL-3.0-or-later."));
+    QMessageBox::about(
+        this, tr("About MoE-Mamba Studio"),
+        tr("<b>MoE-Mamba Studio %1</b><br>Launch, watch and compare MoE-Mamba, Mamba and "
+           "Transformer runs.<br>Documentation: docs/studio.md and docs/cli.md of the source "
+           "tree.<br>GPL-3.0-or-later.")
+            .arg(QApplication::applicationVersion().toHtmlEscaped()));
   });
+}
+
+QString MainWindow::shortcuts_text() const {
+  // Every menu action that has a shortcut, in menu order: the list cannot drift from the menus.
+  QStringList lines;
+  for (QAction* menu : menuBar()->actions()) {
+    if (!menu->menu()) continue;
+    for (QAction* a : menu->menu()->actions())
+      if (!a->shortcut().isEmpty())
+        lines << QStringLiteral("%1\t%2").arg(a->shortcut().toString(QKeySequence::NativeText),
+                                              a->text().remove(QLatin1Char('&')));
+  }
+  lines << tr("Backspace\tprevious zoom of the chart") << tr("Double-click\tfit the chart");
+  return lines.join(QLatin1Char('\n'));
 }
 
 QWidget* MainWindow::build_browser() {

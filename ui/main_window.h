@@ -71,6 +71,8 @@ class MainWindow : public QMainWindow {
   QString last_message() const { return last_message_; }
   /// What closing asks while runs train or wait in the queue ("" when none do).
   QString close_question() const;
+  /// Help ▸ Keyboard shortcuts: one "keys<TAB>action" line per menu shortcut.
+  QString shortcuts_text() const;
   /// Curves asked for and not read from the database yet (tests wait for 0).
   size_t pending_curves() const { return pending_.size(); }
 

@@ -78,6 +78,13 @@ void report_failure(const std::string& run, const TrainResult& result) {
   std::cerr << "mmlab: " << run << " " << result.status << ": " << result.error << "\n";
 }
 
+// Whether another process is training the run now.
+bool running_elsewhere(const std::filesystem::path& db, int64_t run_id) {
+  store::ResultsStore st(db);
+  const store::RunRow row = st.get_run(run_id);
+  return row.effective_status == store::RunStatus::kRunning && row.pid != ::getpid();
+}
+
 // After a stop: the runs that never started are still queued in the database; say how to go on.
 void hint_queued_left(const TrainArgs& a, const Context& ctx, size_t left) {
   if (left == 0) return;
@@ -217,7 +224,16 @@ int train(const TrainArgs& a, const Context& ctx) {
     ++done;
     opts.run_index = static_cast<int>(done);
     opts.run_count = static_cast<int>(todo.size());
-    TrainResult result = resume_run(run.run_id, opts, how);
+    TrainResult result;
+    try {
+      result = resume_run(run.run_id, opts, how);
+    } catch (const UserError&) {
+      // A studio that opened this database queues its queued runs too: whichever process
+      // starts a run first trains it, and the other goes on with the next one.
+      if (!running_elsewhere(opts.db, run.run_id)) throw;
+      std::cerr << "mmlab: " << run.name << " is training in another process; skipped.\n";
+      continue;
+    }
     report_failure(run.name, result);
     if (result.exit_code != kExitOk && worst == kExitOk) worst = result.exit_code;
   }

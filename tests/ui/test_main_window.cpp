@@ -380,6 +380,9 @@ TEST_F(WindowTest, EmptyStatesTitleColumnChooserAndAWideBrowser) {
   MainWindow w(db);
   w.set_quiet(true);
   EXPECT_EQ(w.windowTitle(), "results.sqlite — MoE-Mamba Studio");
+  const QString keys = w.shortcuts_text();
+  EXPECT_TRUE(keys.contains("Ctrl+N\tNew experiment…")) << keys.toStdString();
+  EXPECT_TRUE(keys.contains("\tExport chart…")) << keys.toStdString();
   auto* compare_hint = w.findChild<QLabel*>("compareHint");
   auto* queue_hint = w.findChild<QLabel*>("queueHint");
   ASSERT_NE(compare_hint, nullptr);
