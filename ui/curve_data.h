@@ -67,6 +67,7 @@ struct RunCurves {
   /// the database (RunRow::started_at) when the run is there, else estimated from the live stream
   /// (arrival time of the run's first event minus its wall).
   double start_time = std::numeric_limits<double>::quiet_NaN();
+  int64_t total_steps = 0;  ///< the run's step budget, 0 while unknown (default smoothing)
   std::map<std::string, Series> metrics;
   std::map<std::string, bool> loaded;  ///< metric read from the database already
 };

@@ -4,6 +4,7 @@
 #include <QCheckBox>
 #include <QComboBox>
 #include <QDateTime>
+#include <QDoubleSpinBox>
 #include <QFile>
 #include <QFileInfo>
 #include <QHBoxLayout>
@@ -27,13 +28,9 @@ namespace {
 
 constexpr int kTickMs = 100;  // replot at most 10 times a second (STYLE.md 14)
 
-// Slider position ↔ α on a log scale: 0 → α = 1 (raw), 300 → 0.001 (paper), 400 → 0.0001.
-double alpha_from_slider(int v) {
-  return std::pow(10.0, -v / 100.0);
-}
-int slider_from_alpha(double a) {
-  return int(std::lround(-std::log10(std::clamp(a, 1e-4, 1.0)) * 100));
-}
+// The smoothing controls show TensorBoard's weight w = 1 - α (0 = raw … 0.9999); the slider
+// moves it linearly in steps of 0.0001, like TensorBoard's.
+constexpr int kWeightSteps = 10000;
 
 QString axis_label(XAxis axis) {
   switch (axis) {
@@ -102,14 +99,26 @@ CurvePlot::CurvePlot(CurveSet* curves, QWidget* parent) : QWidget(parent), curve
   band_box_ = new QComboBox(this);
   band_box_->addItems({tr("min–max"), tr("95% CI")});
   band_box_->setToolTip(tr("Band of a seed group: the range of the seeds, or Student-t 95% CI"));
+  const QString smoothing_tip =
+      tr("EMA smoothing on every point, debiased: s_t = w·s_{t-1} + (1-w)·x_t, α = 1 - w. Auto: a "
+         "time constant of 5% of the longest run's steps (the paper's α = 0.001 suits 100k-step "
+         "runs)");
   alpha_slider_ = new QSlider(Qt::Horizontal, this);
   alpha_slider_->setObjectName(QStringLiteral("alpha"));
-  alpha_slider_->setRange(0, 400);
-  alpha_slider_->setValue(slider_from_alpha(alpha_));
-  alpha_slider_->setMaximumWidth(160);
-  alpha_slider_->setToolTip(
-      tr("EMA smoothing on every point, debiased: s_t = (1-α)s_{t-1} + α·x_t; the paper uses α = "
-         "0.001"));
+  alpha_slider_->setRange(0, kWeightSteps - 1);
+  alpha_slider_->setPageStep(kWeightSteps / 20);
+  // A fixed width: a squeezed toolbar must not shrink it to a box that looks like a checkbox.
+  alpha_slider_->setFixedWidth(140);
+  alpha_slider_->setToolTip(smoothing_tip);
+  weight_box_ = new QDoubleSpinBox(this);
+  weight_box_->setObjectName(QStringLiteral("smoothingWeight"));
+  weight_box_->setRange(0, double(kWeightSteps - 1) / kWeightSteps);
+  weight_box_->setDecimals(4);
+  weight_box_->setSingleStep(0.01);
+  weight_box_->setToolTip(smoothing_tip);
+  auto_alpha_box_ = new QCheckBox(tr("auto"), this);
+  auto_alpha_box_->setObjectName(QStringLiteral("smoothingAuto"));
+  auto_alpha_box_->setToolTip(smoothing_tip);
   alpha_label_ = new QLabel(this);
   auto* fit = new QToolButton(this);
   fit->setText(tr("Fit"));
@@ -123,17 +132,23 @@ CurvePlot::CurvePlot(CurveSet* curves, QWidget* parent) : QWidget(parent), curve
   bar->addWidget(axis_box_);
   bar->addWidget(log_x_box_);
   bar->addWidget(log_y_box_);
-  bar->addSpacing(8);
-  bar->addWidget(new QLabel(tr("Smoothing"), this));
-  bar->addWidget(alpha_slider_);
-  bar->addWidget(alpha_label_);
-  bar->addWidget(raw_box_);
-  bar->addWidget(group_box_);
-  bar->addWidget(band_box_);
   bar->addStretch(1);
   bar->addWidget(back);
   bar->addWidget(fit);
   layout->addLayout(bar);
+  // Smoothing and seed groups on a second row: one row of every control needed ~840 px, which
+  // kept the results browser beside the chart from being widened.
+  auto* smoothing_row = new QHBoxLayout;
+  smoothing_row->addWidget(new QLabel(tr("Smoothing"), this));
+  smoothing_row->addWidget(alpha_slider_);
+  smoothing_row->addWidget(weight_box_);
+  smoothing_row->addWidget(auto_alpha_box_);
+  smoothing_row->addWidget(alpha_label_);
+  smoothing_row->addWidget(raw_box_);
+  smoothing_row->addWidget(group_box_);
+  smoothing_row->addWidget(band_box_);
+  smoothing_row->addStretch(1);
+  layout->addLayout(smoothing_row);
 
   plot_ = new QCustomPlot(this);
   plot_->setObjectName(QStringLiteral("curvePlot"));
@@ -144,6 +159,14 @@ CurvePlot::CurvePlot(CurveSet* curves, QWidget* parent) : QWidget(parent), curve
   plot_->legend->setFont(QFont(font().family(), 8));
   plot_->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignTop | Qt::AlignRight);
   plot_->setSelectionRectMode(QCP::srmNone);
+  // What to do when the chart has nothing to show (set_empty_text).
+  empty_text_ = new QCPItemText(plot_);
+  empty_text_->setPositionAlignment(Qt::AlignCenter);
+  empty_text_->position->setType(QCPItemPosition::ptAxisRectRatio);
+  empty_text_->position->setCoords(0.5, 0.5);
+  empty_text_->setColor(QColor(128, 128, 128));
+  empty_text_->setSelectable(false);
+  empty_text_->setVisible(false);
   crosshair_ = new QCPItemStraightLine(plot_);
   crosshair_->setPen(QPen(QColor(120, 120, 120, 160), 1, Qt::DashLine));
   crosshair_->setVisible(false);
@@ -181,7 +204,10 @@ CurvePlot::CurvePlot(CurveSet* curves, QWidget* parent) : QWidget(parent), curve
   connect(band_box_, qOverload<int>(&QComboBox::currentIndexChanged), this,
           [this](int i) { set_band_kind(i == 1 ? BandKind::kCi95 : BandKind::kMinMax); });
   connect(alpha_slider_, &QSlider::valueChanged, this,
-          [this](int v) { set_alpha(alpha_from_slider(v)); });
+          [this](int v) { set_alpha(1.0 - double(v) / kWeightSteps); });
+  connect(weight_box_, qOverload<double>(&QDoubleSpinBox::valueChanged), this,
+          [this](double w) { set_alpha(1.0 - w); });
+  connect(auto_alpha_box_, &QCheckBox::toggled, this, &CurvePlot::set_auto_alpha);
   connect(fit, &QToolButton::clicked, this, &CurvePlot::fit_all);
   connect(back, &QToolButton::clicked, this, &CurvePlot::zoom_back);
   for (const QKeySequence& k :
@@ -190,12 +216,27 @@ CurvePlot::CurvePlot(CurveSet* curves, QWidget* parent) : QWidget(parent), curve
     sc->setContext(Qt::WidgetWithChildrenShortcut);
     connect(sc, &QShortcut::activated, this, &CurvePlot::zoom_back);
   }
-  alpha_label_->setText(QStringLiteral("α = %1").arg(alpha_, 0, 'g', 3));
+  show_smoothing();
   refresh_metric_list();
   apply_axis_types();
 }
 
+void CurvePlot::set_empty_text(const QString& text) {
+  empty_text_->setText(text);
+  empty_text_->setVisible(runs_.empty() && !text.isEmpty());
+  plot_->replot(QCustomPlot::rpQueuedReplot);
+}
+
+QString CurvePlot::empty_text() const {
+  return empty_text_->text();
+}
+
+bool CurvePlot::empty_text_shown() const {
+  return empty_text_->visible();
+}
+
 void CurvePlot::set_runs(const std::vector<int64_t>& runs) {
+  empty_text_->setVisible(runs.empty() && !empty_text_->text().isEmpty());
   runs_ = runs;
   autofit_ = true;
   refresh_metric_list();
@@ -254,12 +295,41 @@ void CurvePlot::set_log_y(bool on) {
 
 void CurvePlot::set_alpha(double alpha) {
   alpha_ = std::clamp(alpha, 1e-4, 1.0);
-  {
-    QSignalBlocker block(alpha_slider_);
-    alpha_slider_->setValue(slider_from_alpha(alpha_));
-  }
-  alpha_label_->setText(QStringLiteral("α = %1").arg(alpha_, 0, 'g', 3));
+  auto_alpha_ = false;
+  show_smoothing();
   dirty_ = true;
+}
+
+void CurvePlot::set_auto_alpha(bool on) {
+  if (!on && auto_alpha_) alpha_ = alpha();  // keep what was shown as the starting point
+  auto_alpha_ = on;
+  show_smoothing();
+  dirty_ = true;
+}
+
+double CurvePlot::alpha() const {
+  if (!auto_alpha_) return alpha_;
+  int64_t longest = 0;
+  for (int64_t id : runs_) {
+    const RunCurves* r = curves_->find(id);
+    if (!r) continue;
+    int64_t steps = r->total_steps;
+    if (steps <= 0)
+      if (auto it = r->metrics.find(metric_.toStdString());
+          it != r->metrics.end() && !it->second.step.empty())
+        steps = int64_t(it->second.step.back());
+    longest = std::max(longest, steps);
+  }
+  return longest > 0 ? default_smoothing_alpha(longest) : alpha_;
+}
+
+void CurvePlot::show_smoothing() {
+  const double a = alpha();
+  QSignalBlocker b1(alpha_slider_), b2(weight_box_), b3(auto_alpha_box_);
+  alpha_slider_->setValue(int(std::lround((1.0 - a) * kWeightSteps)));
+  weight_box_->setValue(1.0 - a);
+  auto_alpha_box_->setChecked(auto_alpha_);
+  alpha_label_->setText(QStringLiteral("α = %1").arg(a, 0, 'g', 3));
 }
 
 void CurvePlot::set_show_raw(bool on) {
@@ -364,7 +434,12 @@ void CurvePlot::rebuild() {
   smooth_graphs_.clear();
   std::vector<double> ox, oy;
   const double lw = paper_ ? 1.6 : 1.0;
-  const bool raw = show_raw_ && alpha_ < 1.0 && !paper_;
+  const double alpha = this->alpha();
+  show_smoothing();  // auto α follows the shown runs
+  const bool raw = show_raw_ && alpha < 1.0 && !paper_;
+  // The α in use is part of what a curve is: it goes into the legend (and so into exports).
+  const QString smoothing =
+      alpha < 1.0 ? QStringLiteral(", EMA α %1").arg(alpha, 0, 'g', 2) : QString();
 
   // Seed groups: members of a group with ≥2 visible runs are drawn as one band + mean.
   std::map<QString, std::vector<int64_t>> groups;
@@ -378,7 +453,7 @@ void CurvePlot::rebuild() {
     std::vector<XY> members;
     for (int64_t id : ids) {
       Series& s = curves_->series(id, metric);
-      s.update_smooth(alpha_);
+      s.update_smooth(alpha);
       grouped.insert(id);
       if (const std::vector<double>* xs = curves_->x_of(id, s, x_axis_))
         members.push_back({xs, &s.smooth});
@@ -405,10 +480,11 @@ void CurvePlot::rebuild() {
     minmax_downsample(band.x.data(), band.mean.data(), band.x.size(), grid, ox, oy);
     mean->data()->set(to_graph_data(ox, oy), true);
     mean->setPen(QPen(c, lw));
-    mean->setName(tr("%1 (mean of %2 seeds, %3)")
+    mean->setName(tr("%1 (mean of %2 seeds, %3%4)")
                       .arg(name)
                       .arg(ids.size())
-                      .arg(band_kind_ == BandKind::kCi95 ? tr("95% CI") : tr("min–max")));
+                      .arg(band_kind_ == BandKind::kCi95 ? tr("95% CI") : tr("min–max"))
+                      .arg(smoothing));
     mean->addToLegend();
     smooth_graphs_.emplace_back(-1, mean);
   }
@@ -417,7 +493,7 @@ void CurvePlot::rebuild() {
     if (grouped.count(id)) continue;
     Series& s = curves_->series(id, metric);
     const RunCurves* r = curves_->find(id);
-    s.update_smooth(alpha_);
+    s.update_smooth(alpha);
     const std::vector<double>* xp = curves_->x_of(id, s, x_axis_);
     if (!xp) continue;  // no start time yet: not on the wall-clock axis
     const std::vector<double>& xs = *xp;
@@ -438,7 +514,8 @@ void CurvePlot::rebuild() {
     minmax_downsample(xs.data(), s.smooth.data(), s.size(), grid, ox, oy);
     g->data()->set(to_graph_data(ox, oy), true);
     g->setPen(QPen(r->color, lw));
-    g->setName(r->label);
+    g->setName(smoothing.isEmpty() ? r->label
+                                   : QStringLiteral("%1 (%2)").arg(r->label, smoothing.mid(2)));
     g->addToLegend();
     if (s.size() == 1) g->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssDisc, 5));
     smooth_graphs_.emplace_back(id, g);
@@ -593,7 +670,7 @@ QString CurvePlot::readout_at(double x) {
   for (int64_t id : runs_) {
     Series& s = curves_->series(id, metric);
     const RunCurves* r = curves_->find(id);
-    s.update_smooth(alpha_);
+    s.update_smooth(alpha());
     const std::vector<double>* xp = curves_->x_of(id, s, x_axis_);
     if (!xp) continue;
     const std::vector<double>& xs = *xp;
@@ -601,7 +678,7 @@ QString CurvePlot::readout_at(double x) {
     if (it == xs.begin()) continue;
     const size_t i = size_t(it - xs.begin()) - 1;
     QString v = QString::number(s.smooth[i], 'g', 5);
-    if (alpha_ < 1.0) v += QStringLiteral(" (raw %1)").arg(s.value[i], 0, 'g', 5);
+    if (alpha() < 1.0) v += QStringLiteral(" (raw %1)").arg(s.value[i], 0, 'g', 5);
     parts << QStringLiteral("<span style='color:%1'>■</span> %2: <b>%3</b> @ step %4")
                  .arg(r->color.name(), r->label.toHtmlEscaped(), v)
                  .arg(qint64(s.step[i]));
@@ -697,13 +774,16 @@ bool CurvePlot::export_csv(const QString& path, QString* error) {
     return false;
   }
   QTextStream out(&f);
-  out << "run_id,run,metric,step,tokens,wall,value,smoothed\n";
+  // `smoothed` is the debiased EMA of `value` with the row's `alpha` (the chart's, auto or not).
+  out << "run_id,run,metric,step,tokens,wall,value,smoothed,alpha\n";
+  const double alpha = this->alpha();
+  const QString alpha_text = QString::number(alpha, 'g', 10);
   const std::string metric = metric_.toStdString();
   const QCPRange vis = plot_->xAxis->range();
   for (int64_t id : runs_) {
     Series& s = curves_->series(id, metric);
     const RunCurves* r = curves_->find(id);
-    s.update_smooth(alpha_);
+    s.update_smooth(alpha);
     const std::vector<double>* xp = curves_->x_of(id, s, x_axis_);
     if (!xp) continue;
     const std::vector<double>& xs = *xp;
@@ -712,7 +792,7 @@ bool CurvePlot::export_csv(const QString& path, QString* error) {
       out << id << ',' << csv_field(r->label) << ',' << metric_ << ',' << qint64(s.step[i]) << ','
           << qint64(s.tokens[i]) << ',' << QString::number(s.wall[i], 'g', 10) << ','
           << QString::number(s.value[i], 'g', 10) << ',' << QString::number(s.smooth[i], 'g', 10)
-          << '\n';
+          << ',' << alpha_text << '\n';
     }
   }
   out.flush();

@@ -23,9 +23,11 @@
 class QCustomPlot;
 class QCPGraph;
 class QCPItemStraightLine;
+class QCPItemText;
 class QComboBox;
 class QCheckBox;
 class QSlider;
+class QDoubleSpinBox;
 class QLabel;
 class QTimer;
 class QMouseEvent;
@@ -41,6 +43,10 @@ class CurvePlot : public QWidget {
 
   /// Runs shown, in legend order.
   void set_runs(const std::vector<int64_t>& runs);
+  /// A sentence drawn in the middle while no run is shown (what to do to see curves).
+  void set_empty_text(const QString& text);
+  QString empty_text() const;
+  bool empty_text_shown() const;
   const std::vector<int64_t>& runs() const { return runs_; }
   void set_metric(const QString& metric);
   QString metric() const { return metric_; }
@@ -48,9 +54,14 @@ class CurvePlot : public QWidget {
   XAxis x_axis() const { return x_axis_; }
   void set_log_x(bool on);
   void set_log_y(bool on);
-  /// EMA α in the paper's terms (1 = raw, 0.001 = the paper's smoothing).
+  /// EMA α in the paper's terms (1 = raw, 0.001 = the paper's smoothing); turns auto off.
   void set_alpha(double alpha);
-  double alpha() const { return alpha_; }
+  /// Auto: α = default_smoothing_alpha of the longest shown run (its budget, else its last
+  /// step), so a 300-step run is not drawn as its running mean.
+  void set_auto_alpha(bool on);
+  bool auto_alpha() const { return auto_alpha_; }
+  /// The α the chart smooths with now (auto or the user's).
+  double alpha() const;
   void set_show_raw(bool on);
   /// Draw runs of one seed group (same RunCurves::group) as a mean line with a band.
   void set_group_seeds(bool on);
@@ -113,18 +124,23 @@ class CurvePlot : public QWidget {
   QCheckBox* raw_box_ = nullptr;
   QCheckBox* group_box_ = nullptr;
   QComboBox* band_box_ = nullptr;
-  QSlider* alpha_slider_ = nullptr;
+  QSlider* alpha_slider_ = nullptr;       // TensorBoard's weight 1 - α, ×10000
+  QDoubleSpinBox* weight_box_ = nullptr;  // the same weight as a number
+  QCheckBox* auto_alpha_box_ = nullptr;
   QLabel* alpha_label_ = nullptr;
   QLabel* readout_ = nullptr;
   QTimer* timer_ = nullptr;
   QCPItemStraightLine* crosshair_ = nullptr;
+  QCPItemText* empty_text_ = nullptr;
 
   std::vector<int64_t> runs_;
   QString metric_ = QStringLiteral("loss");
   XAxis x_axis_ = XAxis::kStep;
   bool log_x_ = false;
   bool log_y_ = false;
-  double alpha_ = 0.001;
+  double alpha_ = 0.001;  // the user's α (auto off)
+  bool auto_alpha_ = true;
+  void show_smoothing();
   bool show_raw_ = true;
   bool group_seeds_ = false;
   BandKind band_kind_ = BandKind::kMinMax;

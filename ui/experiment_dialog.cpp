@@ -5,6 +5,7 @@
 #include <QComboBox>
 #include <QDialogButtonBox>
 #include <QDir>
+#include <QDoubleSpinBox>
 #include <QFile>
 #include <QFileDialog>
 #include <QFormLayout>
@@ -24,13 +25,25 @@
 #include <QTimer>
 #include <QVBoxLayout>
 #include <cmath>
+#include <set>
 
 #include "core/config/experiment.h"
 #include "core/config/layer_pattern.h"
 #include "core/config/param_count.h"
 #include "core/data/vocabulary.h"
+#include "core/data/corpus.h"
 #include "ui/config_diff.h"
 #include "ui/run_table_model.h"
+
+// resources/mmlab.qrc lives in this static library, whose registration object the linker drops
+// unless something refers to it; Q_INIT_RESOURCE cannot be used inside a namespace.
+static void register_resources() {
+  static const bool once = [] {
+    Q_INIT_RESOURCE(mmlab);
+    return true;
+  }();
+  (void)once;
+}
 
 namespace mmlab::ui {
 
@@ -105,34 +118,46 @@ QStringList cuda_devices() {
 }
 
 json ExperimentDialog::default_document() {
-  json runs = json::array();
-  for (const char* f : {"moe-mamba", "mamba", "transformer-moe", "transformer"}) {
-    json r = {{"name", f}, {"model", {{"family", f}}}};
-    if (is_moe_family(f)) r["model"]["n_expert"] = 4;
-    runs.push_back(r);
-  }
-  return {{"name", "quick-compare"},
-          {"description", "Tiny CPU comparison of the paper's four families."},
-          {"defaults",
-           {{"model", {{"d_model", 64}, {"n_block", 2}}},
-            {"train",
-             {{"steps", 200},
-              {"batch_size", 8},
-              {"seq_len", 64},
-              {"lr", 1e-3},
-              {"eval_every", 50},
-              {"device", "cpu"}}},
-            {"data", {{"source", "default"}, {"tokenizer", "byte"}}}}},
-          {"runs", runs}};
+  // experiments/quick-compare.json, compiled in (resources/mmlab.qrc): the studio's quick
+  // comparison is the file `mmlab train experiments/quick-compare.json` trains, never a second
+  // experiment of its own under the same name.
+  register_resources();
+  QFile f(QStringLiteral(":/mmlab/experiments/quick-compare.json"));
+  if (!f.open(QIODevice::ReadOnly)) return json::object();
+  return json::parse(f.readAll().toStdString(), nullptr, /*allow_exceptions=*/false);
 }
 
 json ExperimentDialog::clone_document(const json& run_config, const QString& run_name) {
-  json run = {{"name", (run_name + QStringLiteral("-clone")).toStdString()}};
+  // The cloned settings go into "defaults", which the form shows and edits; the run keeps only
+  // what names it (its family, a custom layer pattern, its seed). Settings at run level would
+  // override every form edit without a word.
+  json defaults = json::object();
   for (const char* k : {"model", "train", "data"})
-    if (run_config.contains(k)) run[k] = run_config[k];
+    if (run_config.contains(k) && run_config[k].is_object()) defaults[k] = run_config[k];
+  json run_model = json::object();
+  if (defaults.contains("model")) {
+    json& m = defaults["model"];
+    const std::string family = m.value("family", std::string());
+    run_model["family"] = family;
+    std::string standard;
+    try {
+      standard = family_pattern(family);
+    } catch (const std::exception&) {
+    }
+    if (m.contains("pattern") && m["pattern"].is_string() && m["pattern"] != standard)
+      run_model["pattern"] = m["pattern"];
+    m.erase("family");
+    m.erase("pattern");
+    // The tokenizer's vocabulary, resolved by the trainer when the run started: left to it again,
+    // so a tokenizer changed in the form brings its own.
+    m.erase("vocab_size");
+  }
+  const std::string name = (run_name + QStringLiteral("-clone")).toStdString();
+  json run = {{"name", name}, {"model", run_model}};
   if (run_config.contains("seed")) run["seed"] = run_config["seed"];
-  return {{"name", (run_name + QStringLiteral("-clone")).toStdString()},
+  return {{"name", name},
           {"description", ("Cloned from run " + run_name).toStdString()},
+          {"defaults", defaults},
           {"runs", json::array({run})}};
 }
 
@@ -160,6 +185,27 @@ ExperimentDialog::ExperimentDialog(QWidget* parent) : QDialog(parent) {
   n_block_ = new QSpinBox(this);
   n_block_->setObjectName(QStringLiteral("n_block"));
   n_block_->setRange(1, 1024);
+  n_expert_ = new QSpinBox(this);
+  n_expert_->setObjectName(QStringLiteral("n_expert"));
+  n_expert_->setRange(1, 4096);
+  n_expert_->setToolTip(tr("Experts per MoE layer (X); set in every MoE run"));
+  d_expert_ = new QSpinBox(this);
+  d_expert_->setObjectName(QStringLiteral("d_expert"));
+  d_expert_->setRange(0, 1 << 20);
+  d_expert_->setSpecialValueText(tr("4 × d_model"));
+  d_expert_->setToolTip(tr("Hidden size of each expert; set in every MoE run"));
+  capacity_ = new QDoubleSpinBox(this);
+  capacity_->setObjectName(QStringLiteral("capacity_factor"));
+  capacity_->setRange(0.05, 64);
+  capacity_->setSingleStep(0.25);
+  capacity_->setDecimals(2);
+  capacity_->setToolTip(
+      tr("Expert capacity = capacity_factor × tokens / experts; set in every "
+         "MoE run"));
+  head_dim_ = new QSpinBox(this);
+  head_dim_->setObjectName(QStringLiteral("head_dim"));
+  head_dim_->setRange(1, 4096);
+  head_dim_->setToolTip(tr("Attention head size (n_head = d_model / head_dim); every run"));
   by_steps_ = new QRadioButton(tr("steps"), this);
   by_tokens_ = new QRadioButton(tr("tokens"), this);
   by_steps_->setChecked(true);
@@ -206,6 +252,10 @@ ExperimentDialog::ExperimentDialog(QWidget* parent) : QDialog(parent) {
   form->addRow(tr("Scale"), scale_);
   form->addRow(tr("d_model"), d_model_);
   form->addRow(tr("n_block"), n_block_);
+  form->addRow(tr("n_expert"), n_expert_);
+  form->addRow(tr("d_expert"), d_expert_);
+  form->addRow(tr("capacity_factor"), capacity_);
+  form->addRow(tr("head_dim"), head_dim_);
   form->addRow(tr("Budget"), budget_row);
   form->addRow(tr("batch_size"), batch_);
   form->addRow(tr("seq_len"), seq_len_);
@@ -296,6 +346,24 @@ ExperimentDialog::ExperimentDialog(QWidget* parent) : QDialog(parent) {
   }
   for (QSpinBox* s : {batch_, seq_len_})
     connect(s, qOverload<int>(&QSpinBox::valueChanged), this, changed);
+  connect(n_expert_, qOverload<int>(&QSpinBox::valueChanged), this,
+          [this](int v) { set_moe_key("n_expert", v); });
+  connect(d_expert_, qOverload<int>(&QSpinBox::valueChanged), this,
+          [this](int v) { set_moe_key("d_expert", v); });
+  connect(capacity_, qOverload<double>(&QDoubleSpinBox::valueChanged), this,
+          [this](double v) { set_moe_key("capacity_factor", v); });
+  connect(head_dim_, qOverload<int>(&QSpinBox::valueChanged), this, [this](int v) {
+    if (syncing_) return;
+    // One head size for the whole experiment: the defaults' value, not overridden by a run.
+    if (!doc_["defaults"].is_object()) doc_["defaults"] = json::object();
+    if (!doc_["defaults"]["model"].is_object()) doc_["defaults"]["model"] = json::object();
+    doc_["defaults"]["model"]["head_dim"] = v;
+    if (doc_.contains("runs") && doc_["runs"].is_array())
+      for (json& r : doc_["runs"])
+        if (r.is_object() && r.contains("model") && r["model"].is_object())
+          r["model"].erase("head_dim");
+    form_changed();
+  });
   for (QLineEdit* e : {budget_, lr_, seeds_}) connect(e, &QLineEdit::textEdited, this, changed);
   for (QRadioButton* r : {by_steps_, by_tokens_}) connect(r, &QRadioButton::toggled, this, changed);
   for (QComboBox* c : {data_source_, data_format_, tokenizer_, device_})
@@ -371,6 +439,20 @@ void ExperimentDialog::apply_scale() {
   syncing_ = false;
   sync_form_from_doc();
   validate();
+}
+
+void ExperimentDialog::set_moe_key(const char* key, const json& value) {
+  if (syncing_) return;
+  if (doc_.contains("runs") && doc_["runs"].is_array())
+    for (json& r : doc_["runs"]) {
+      if (!r.is_object() || !r.contains("model") || !r["model"].is_object()) continue;
+      if (is_moe_family(r["model"].value("family", std::string()))) r["model"][key] = value;
+    }
+  // A MoE run the families list adds later takes it from the defaults.
+  if (!doc_["defaults"].is_object()) doc_["defaults"] = json::object();
+  if (!doc_["defaults"]["model"].is_object()) doc_["defaults"]["model"] = json::object();
+  doc_["defaults"]["model"][key] = value;
+  form_changed();
 }
 
 void ExperimentDialog::form_changed() {
@@ -471,6 +553,21 @@ void ExperimentDialog::sync_form_from_doc() {
   name_->setText(QString::fromStdString(doc_.is_object() ? doc_.value("name", std::string()) : ""));
   d_model_->setValue(get_or<int>(d, "model", "d_model", ModelConfig().d_model));
   n_block_->setValue(get_or<int>(d, "model", "n_block", ModelConfig().n_block));
+  // The MoE knobs as the first MoE run has them (its own keys over the defaults').
+  json moe_model = d.contains("model") && d["model"].is_object() ? d["model"] : json::object();
+  if (doc_.is_object() && doc_.contains("runs") && doc_["runs"].is_array())
+    for (const json& r : doc_["runs"])
+      if (r.is_object() && r.contains("model") && r["model"].is_object() &&
+          is_moe_family(r["model"].value("family", std::string()))) {
+        moe_model.update(r["model"]);
+        break;
+      }
+  const json moe = {{"model", moe_model}};
+  n_expert_->setValue(get_or<int>(moe, "model", "n_expert", ModelConfig().n_expert));
+  d_expert_->setValue(get_or<int>(moe, "model", "d_expert", ModelConfig().d_expert));
+  capacity_->setValue(
+      get_or<double>(moe, "model", "capacity_factor", ModelConfig().capacity_factor));
+  head_dim_->setValue(get_or<int>(d, "model", "head_dim", ModelConfig().head_dim));
   const int64_t tokens = get_or<int64_t>(d, "train", "tokens", 0);
   by_tokens_->setChecked(tokens > 0);
   by_steps_->setChecked(tokens <= 0);
@@ -526,6 +623,18 @@ void ExperimentDialog::validate() {
   } catch (const std::exception& e) {
     problems_ << QString::fromStdString(e.what());
   }
+  // A data source that is not there is refused by the launch; say it here, before Launch.
+  std::set<std::string> sources;
+  for (size_t i = 0; problems_.isEmpty() && i < ex.runs.size(); ++i) {
+    if (!sources.insert(ex.runs[i].data.source).second) continue;
+    try {
+      data::check_data_source(ex.runs[i].data.source);
+    } catch (const UserError& e) {
+      problems_ << QStringLiteral("$.runs[%1].data.source: %2")
+                       .arg(i)
+                       .arg(QString::fromStdString(e.what()));
+    }
+  }
   problem_list_->clear();
   problem_list_->addItems(problems_);
   if (problems_.isEmpty())
@@ -568,6 +677,10 @@ void ExperimentDialog::validate() {
     now.erase("name");
     json base = baseline_;
     base.erase("name");
+    // vocab_size 0 takes the tokenizer's, which is what the original run resolved it to.
+    if (ex.runs.front().model.vocab_size == 0 && base.contains("model") &&
+        base["model"].is_object())
+      base["model"]["vocab_size"] = 0;
     QStringList changes;
     for (const DiffRow& r : diff_configs({base, now}, true))
       changes << QStringLiteral("%1: %2 → %3")

@@ -14,6 +14,7 @@
 
 class QCheckBox;
 class QComboBox;
+class QDoubleSpinBox;
 class QLabel;
 class QLineEdit;
 class QListWidget;
@@ -59,7 +60,8 @@ class ExperimentDialog : public QDialog {
 
   /// A document for Clone & edit of one stored run config.
   static nlohmann::json clone_document(const nlohmann::json& run_config, const QString& run_name);
-  /// The default document: every paper family at the tiny scale on the CPU.
+  /// The default document: experiments/quick-compare.json (the paper's four families, tiny, on
+  /// the CPU), compiled into the studio.
   static nlohmann::json default_document();
 
  private:
@@ -68,6 +70,8 @@ class ExperimentDialog : public QDialog {
   void sync_form_from_doc();
   void validate();
   void apply_scale();
+  /// Sets model.`key` in every run of a MoE family (where the presets keep it), then the form.
+  void set_moe_key(const char* key, const nlohmann::json& value);
 
   nlohmann::json doc_;
   nlohmann::json baseline_;
@@ -79,6 +83,11 @@ class ExperimentDialog : public QDialog {
   QComboBox* scale_ = nullptr;
   QSpinBox* d_model_ = nullptr;
   QSpinBox* n_block_ = nullptr;
+  // MoE and attention knobs: shown from the first MoE (attention) run, written to every one.
+  QSpinBox* n_expert_ = nullptr;
+  QSpinBox* d_expert_ = nullptr;
+  QDoubleSpinBox* capacity_ = nullptr;
+  QSpinBox* head_dim_ = nullptr;
   QRadioButton* by_steps_ = nullptr;
   QRadioButton* by_tokens_ = nullptr;
   QLineEdit* budget_ = nullptr;

@@ -43,6 +43,7 @@
 #include "core/config/layer_pattern.h"
 #include "core/results/speedup.h"
 #include "core/util/fs.h"
+#include "core/queue/experiment_queue.h"
 #include "ui/config_diff.h"
 #include "ui/experiment_dialog.h"
 #include "ui/expert_heatmap.h"
@@ -120,6 +121,11 @@ MainWindow::MainWindow(const QString& db_path, QWidget* parent) : QMainWindow(pa
   tabs_->addTab(build_samples(), tr("Samples"));
   splitter_->addWidget(tabs_);
   splitter_->setStretchFactor(1, 1);
+  // Both sides may be narrowed or widened by the splitter; neither disappears.
+  splitter_->setChildrenCollapsible(false);
+  plot_->set_empty_text(
+      tr("Select runs in the browser to see their curves, or launch an experiment: "
+         "Run ▸ Launch quick comparison."));
   setCentralWidget(splitter_);
 
   status_db_ = new QLabel(this);
@@ -194,11 +200,9 @@ void MainWindow::build_menus() {
   a->setShortcut(QKeySequence::Quit);
 
   QMenu* run = menuBar()->addMenu(tr("&Run"));
-  a = run->addAction(tr("Launch &quick comparison"), this, [this] {
-    QString err;
-    if (launch_experiment(ExperimentDialog::default_document(), &err) == 0)
-      show_message(tr("Launch"), err);
-  });
+  // The quick comparison is shown before it starts (what it trains, for how long), in the
+  // same dialog as File > New experiment.
+  a = run->addAction(tr("Launch &quick comparison…"), this, &MainWindow::new_experiment);
   a->setObjectName(QStringLiteral("actionQuick"));
   run->addAction(tr("&Clone && edit…"), this, &MainWindow::clone_selected);
   a = run->addAction(tr("&Stop"), this, &MainWindow::stop_selected);
@@ -217,11 +221,30 @@ void MainWindow::build_menus() {
       ->setShortcut(QKeySequence::Refresh);
 
   QMenu* help = menuBar()->addMenu(tr("&Help"));
+  help->addAction(tr("&Keyboard shortcuts"), this,
+                  [this] { show_message(tr("Keyboard shortcuts"), shortcuts_text(), false); });
   help->addAction(tr("&About"), this, [this] {
-    QMessageBox::about(this, tr("About MoE-Mamba Studio"),
-                       tr("<b>MoE-Mamba Studio</b><br>Launch, watch and compare MoE-Mamba, Mamba "
-                          "and Transformer runs.<br>GPL-3.0-or-later."));
+    QMessageBox::about(
+        this, tr("About MoE-Mamba Studio"),
+        tr("<b>MoE-Mamba Studio %1</b><br>Launch, watch and compare MoE-Mamba, Mamba and "
+           "Transformer runs.<br>Documentation: docs/studio.md and docs/cli.md of the source "
+           "tree.<br>GPL-3.0-or-later.")
+            .arg(QApplication::applicationVersion().toHtmlEscaped()));
   });
+}
+
+QString MainWindow::shortcuts_text() const {
+  // Every menu action that has a shortcut, in menu order: the list cannot drift from the menus.
+  QStringList lines;
+  for (QAction* menu : menuBar()->actions()) {
+    if (!menu->menu()) continue;
+    for (QAction* a : menu->menu()->actions())
+      if (!a->shortcut().isEmpty())
+        lines << QStringLiteral("%1\t%2").arg(a->shortcut().toString(QKeySequence::NativeText),
+                                              a->text().remove(QLatin1Char('&')));
+  }
+  lines << tr("Backspace\tprevious zoom of the chart") << tr("Double-click\tfit the chart");
+  return lines.join(QLatin1Char('\n'));
 }
 
 QWidget* MainWindow::build_browser() {
@@ -265,6 +288,20 @@ QWidget* MainWindow::build_browser() {
   table_->horizontalHeader()->setSectionsMovable(true);
   table_->setAlternatingRowColors(true);
   table_->setContextMenuPolicy(Qt::ActionsContextMenu);
+  // The column chooser: the header's context menu ticks columns on and off (kept with the
+  // header's saved state).
+  QHeaderView* header = table_->horizontalHeader();
+  header->setContextMenuPolicy(Qt::ActionsContextMenu);
+  for (int c = 0; c < RunTableModel::kColumnCount; ++c) {
+    auto* show =
+        new QAction(model_->headerData(c, Qt::Horizontal, Qt::DisplayRole).toString(), header);
+    show->setObjectName(QStringLiteral("showColumn%1").arg(c));
+    show->setCheckable(true);
+    show->setChecked(true);
+    connect(show, &QAction::toggled, header,
+            [header, c](bool on) { header->setSectionHidden(c, !on); });
+    header->addAction(show);
+  }
   v->addWidget(table_, 1);
 
   connect(filter_text_, &QLineEdit::textChanged, proxy_, &RunFilterProxy::set_text);
@@ -283,6 +320,12 @@ QWidget* MainWindow::build_browser() {
 QWidget* MainWindow::build_compare() {
   auto* w = new QWidget(this);
   auto* v = new QVBoxLayout(w);
+  compare_hint_ = new QLabel(w);
+  compare_hint_->setObjectName(QStringLiteral("compareHint"));
+  compare_hint_->setText(
+      tr("Select two or more runs in the browser (Ctrl+click, Shift+click) to compare their "
+         "curves, configs and speedups."));
+  v->addWidget(compare_hint_);
   auto* split = new QSplitter(Qt::Vertical, w);
   compare_plot_ = new CurvePlot(&curves_, w);
   compare_plot_->set_metric(QStringLiteral("loss_smooth"));
@@ -326,6 +369,13 @@ QWidget* MainWindow::build_compare() {
 QWidget* MainWindow::build_queue() {
   auto* w = new QWidget(this);
   auto* v = new QVBoxLayout(w);
+  queue_hint_ = new QLabel(
+      tr("Nothing queued. Launch an experiment with File ▸ New experiment (Ctrl+N) or Run ▸ "
+         "Launch quick comparison; runs started elsewhere show up in the browser."),
+      w);
+  queue_hint_->setObjectName(QStringLiteral("queueHint"));
+  queue_hint_->setWordWrap(true);
+  v->addWidget(queue_hint_);
   queue_table_ = new QTableWidget(0, 6, w);
   queue_table_->setObjectName(QStringLiteral("queueTable"));
   queue_table_->setHorizontalHeaderLabels(
@@ -347,7 +397,11 @@ QWidget* MainWindow::build_queue() {
   add(tr("Stop"), [this](int k) { manager_->stop(k); });
   add(tr("Resume"), [this](int k) { manager_->resume(k); });
   add(tr("Retry"), [this](int k) { manager_->retry(k); });
-  add(tr("Remove"), [this](int k) { manager_->remove(k); });
+  add(tr("Remove"), [this](int k) {
+    if (const RunJob* j = manager_->job(k); j && j->state == RunState::kQueued && j->run_id >= 0)
+      session_.cancel_queued_run(j->run_id, tr("Taken off the queue before it started."));
+    manager_->remove(k);
+  });
   add(tr("Move up"), [this](int k) { manager_->move(k, -1); });
   add(tr("Move down"), [this](int k) { manager_->move(k, +1); });
   buttons->addStretch(1);
@@ -427,6 +481,8 @@ bool MainWindow::open_database(const QString& path) {
   on_runs_changed();  // labels and seed groups of the new database's runs
   if (!header_restored_) table_->resizeColumnsToContents();
   QSettings().setValue(QStringLiteral("db"), session_.path());
+  setWindowTitle(tr("%1 — MoE-Mamba Studio").arg(QFileInfo(session_.path()).fileName()));
+  restore_queue();
   update_status();
   return true;
 }
@@ -478,16 +534,66 @@ int MainWindow::launch_experiment(const json& doc, QString* error) {
   if (!f.open(QIODevice::WriteOnly | QIODevice::Truncate) ||
       f.write(QByteArray::fromStdString(doc.dump(2))) < 0 || !f.flush()) {
     if (error) *error = tr("Could not write %1: %2.").arg(file, f.errorString());
+    QFile::remove(file);
     return 0;
   }
   f.close();
-  for (const RunConfig& rc : ex.runs)
-    manager_->enqueue_train(file, QString::fromStdString(rc.name), session_.path(),
-                            QString::fromStdString(rc.train.device));
+  // Every run's row first (queued): closing the studio or a crash never loses the runs that
+  // have not started, and launching an experiment that is already there continues it.
+  queue::LaunchPlan plan;
+  if (!session_.queue_experiment(ex, ex.runs, &plan, error)) {
+    QFile::remove(file);
+    return 0;
+  }
+  int queued = 0;
+  for (const queue::QueuedRun& q : plan.runs) {
+    const QString name = QString::fromStdString(q.name);
+    const QString device = QString::fromStdString(q.device);
+    if (q.action == queue::RunAction::kStart) {
+      manager_->enqueue_train(file, name, session_.path(), device, q.run_id);
+    } else if (q.action == queue::RunAction::kResume) {
+      manager_->enqueue_resume(q.run_id, name, session_.path(), device);
+    } else {
+      continue;
+    }
+    ++queued;
+  }
+  if (queued == 0) {
+    if (error)
+      *error = tr("Every run of %1 in this database has finished or is training already: give "
+                  "the experiment a new name to train it again.")
+                   .arg(QString::fromStdString(ex.name));
+    return 0;
+  }
   tabs_->setCurrentWidget(plot_);
-  statusBar()->showMessage(tr("Queued %1 run(s) of %2.").arg(ex.runs.size()).arg(ex.name.c_str()),
-                           5000);
-  return int(ex.runs.size());
+  statusBar()->showMessage(
+      plan.continuing
+          ? QString::fromStdString(plan.summary(session_.path().toStdString()))
+          : tr("Queued %1 run(s) of %2.").arg(queued).arg(QString::fromStdString(ex.name)),
+      8000);
+  return queued;
+}
+
+void MainWindow::restore_queue() {
+  std::set<int64_t> known;
+  for (const RunJob& j : manager_->jobs())
+    if (j.run_id >= 0) known.insert(j.run_id);
+  int restored = 0;
+  for (const store::RunRow& r : session_.runs()) {
+    if (r.status != store::RunStatus::kQueued || known.count(r.id)) continue;
+    QString device = QStringLiteral("cpu");
+    try {
+      device = QString::fromStdString(
+          json::parse(r.config_json).value("train", json::object()).value("device", "cpu"));
+    } catch (const std::exception&) {
+    }
+    // `--resume` of a queued run starts it from its stored config (no experiment file needed).
+    manager_->enqueue_resume(r.id, QString::fromStdString(r.name), session_.path(), device);
+    ++restored;
+  }
+  if (restored > 0)
+    statusBar()->showMessage(tr("Restored %n queued run(s) from the database.", nullptr, restored),
+                             8000);
 }
 
 void MainWindow::new_experiment() {
@@ -660,6 +766,7 @@ void MainWindow::on_runs_changed() {
     RunCurves& rc = curves_.run(r.id);
     rc.label = label_of(r);
     rc.group = group_of(r);
+    rc.total_steps = r.total_steps;
     // The wall-clock axis places points at started_at + wall (approximate for resumed runs,
     // whose wall is training time summed over sessions; see CurveSet::x_of).
     if (r.started_at) curves_.set_start_time(r.id, *r.started_at);
@@ -755,6 +862,7 @@ void MainWindow::update_compare() {
   diff_table_->setVerticalHeaderLabels(keys);
   diff_table_->resizeColumnsToContents();
 
+  compare_hint_->setVisible(ids.size() < 2);
   // The paper's speedup (core/results/speedup.h) against the first selected run.
   speedup_table_->setRowCount(0);
   if (ids.size() < 2) return;
@@ -820,6 +928,15 @@ void MainWindow::update_notes() {
 
 void MainWindow::on_job_changed(int key) {
   const RunJob* j = manager_->job(key);
+  // Stopped before it ever started (the user took it off the queue): its row stops being
+  // queued too, or the next start of the studio would queue it again.
+  if (j && j->state == RunState::kStopped && j->attempts == 0 && j->run_id >= 0)
+    session_.cancel_queued_run(j->run_id, tr("Taken off the queue before it started."));
+  // A launch that failed before its trainer took the run (no trainer binary, a usage error):
+  // the run keeps its row, failed with the sentence, instead of waiting queued without a word.
+  // (A trainer that took it stores its own failure; the row is then no longer queued.)
+  if (j && j->state == RunState::kFailed && j->run_id >= 0 && !j->message.isEmpty())
+    session_.cancel_queued_run(j->run_id, j->message, store::RunStatus::kFailed);
   if (j && j->run_id >= 0 && !session_.run(j->run_id)) session_.refresh();  // a new run row
   if (j && is_done(j->state)) {
     session_.refresh();
@@ -838,6 +955,7 @@ void MainWindow::on_events(int, const std::vector<ProgressEvent>& events) {
 void MainWindow::update_queue() {
   const auto keep = selected_jobs();
   const auto& jobs = manager_->jobs();
+  queue_hint_->setVisible(jobs.empty());
   queue_table_->setRowCount(int(jobs.size()));
   for (size_t i = 0; i < jobs.size(); ++i) {
     const RunJob& j = jobs[i];
@@ -929,8 +1047,18 @@ void MainWindow::restore_settings() {
     splitter_->setSizes({560, 840});
   header_restored_ = table_->horizontalHeader()->restoreState(
       s.value(QStringLiteral("window/table")).toByteArray());
+  for (QAction* a : table_->horizontalHeader()->actions()) {
+    const int c = a->objectName().mid(int(qstrlen("showColumn"))).toInt();
+    QSignalBlocker block(a);
+    a->setChecked(!table_->horizontalHeader()->isSectionHidden(c));
+  }
   plot_->set_metric(s.value(QStringLiteral("plot/metric"), QStringLiteral("loss")).toString());
-  plot_->set_alpha(s.value(QStringLiteral("plot/alpha"), 0.001).toDouble());
+  // Auto (the default) chooses α from the shown runs' length; a saved number is the user's own.
+  // A new key: the old one held the paper's 0.001 as everyone's default.
+  if (const double a = s.value(QStringLiteral("plot/smoothing_alpha"), 0.0).toDouble(); a > 0)
+    plot_->set_alpha(a);
+  else
+    plot_->set_auto_alpha(true);
   plot_->set_x_axis(XAxis(s.value(QStringLiteral("plot/xaxis"), 0).toInt()));
   plot_->set_log_y(s.value(QStringLiteral("plot/logy"), false).toBool());
   manager_->set_stop_timeout(s.value(QStringLiteral("runs/stop_timeout_ms"), 60000).toInt());
@@ -943,40 +1071,54 @@ void MainWindow::save_settings() {
   s.setValue(QStringLiteral("window/splitter"), splitter_->saveState());
   s.setValue(QStringLiteral("window/table"), table_->horizontalHeader()->saveState());
   s.setValue(QStringLiteral("plot/metric"), plot_->metric());
-  s.setValue(QStringLiteral("plot/alpha"), plot_->alpha());
+  s.setValue(QStringLiteral("plot/smoothing_alpha"), plot_->auto_alpha() ? 0.0 : plot_->alpha());
   s.setValue(QStringLiteral("plot/xaxis"), int(plot_->x_axis()));
+}
+
+QString MainWindow::close_question() const {
+  const int active = manager_->active_count();
+  const int queued =
+      int(std::count_if(manager_->jobs().begin(), manager_->jobs().end(),
+                        [](const RunJob& j) { return j.state == RunState::kQueued; }));
+  if (active == 0 && queued == 0) return {};
+  // Queued runs are rows in the database whatever the answer: nothing starts them after this,
+  // and the next studio to open the database queues them again.
+  return (active == 1 ? tr("1 run training") : tr("%1 runs training").arg(active)) +
+         tr(", %1 queued. ").arg(queued) +
+         tr("Stop the training ones (each checkpoints first) or leave them running? Left runs "
+            "keep writing to the database; queued runs stay queued in it, and the studio starts "
+            "them the next time it opens the database.");
 }
 
 void MainWindow::closeEvent(QCloseEvent* event) {
   save_settings();
-  if (manager_->active_count() == 0) {
+  const QString question = close_question();
+  if (question.isEmpty()) {
     event->accept();
     return;
   }
-  QMessageBox box(QMessageBox::Question, tr("Runs are training"),
-                  tr("%n run(s) are still training. Stop them (each checkpoints first) or leave "
-                     "them running? Left runs keep writing to the database and show up again "
-                     "the next time the studio opens it.",
-                     nullptr, manager_->active_count()),
-                  QMessageBox::NoButton, this);
+  QMessageBox box(QMessageBox::Question, tr("Runs are training"), question, QMessageBox::NoButton,
+                  this);
   QPushButton* stop = box.addButton(tr("Stop them"), QMessageBox::DestructiveRole);
   QPushButton* leave = box.addButton(tr("Leave running"), QMessageBox::AcceptRole);
   box.addButton(QMessageBox::Cancel);
-  if (quiet_) {
-    manager_->stop_all();
-  } else {
+  if (!quiet_) {
     box.exec();
-    if (box.clickedButton() == leave) {
-      manager_->detach_all();
-      event->accept();
-      return;
-    }
-    if (box.clickedButton() != stop) {
+    if (box.clickedButton() != stop && box.clickedButton() != leave) {
       event->ignore();
       return;
     }
-    manager_->stop_all();
   }
+  manager_->set_paused(true);  // a stopping run must not start the next one in line
+  if (!quiet_ && box.clickedButton() == leave) {
+    manager_->detach_all();
+    event->accept();
+    return;
+  }
+  std::vector<int> keys;
+  for (const RunJob& j : manager_->jobs())
+    if (is_active(j.state)) keys.push_back(j.key);
+  for (int k : keys) manager_->stop(k);
   // Wait for the checkpoints (the manager kills after its timeout), keeping the UI painted.
   QElapsedTimer t;
   t.start();

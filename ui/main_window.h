@@ -69,6 +69,10 @@ class MainWindow : public QMainWindow {
   /// Show messages in the status bar instead of modal boxes (tests, e2e).
   void set_quiet(bool quiet) { quiet_ = quiet; }
   QString last_message() const { return last_message_; }
+  /// What closing asks while runs train or wait in the queue ("" when none do).
+  QString close_question() const;
+  /// Help ▸ Keyboard shortcuts: one "keys<TAB>action" line per menu shortcut.
+  QString shortcuts_text() const;
   /// Curves asked for and not read from the database yet (tests wait for 0).
   size_t pending_curves() const { return pending_.size(); }
 
@@ -92,6 +96,8 @@ class MainWindow : public QMainWindow {
   void update_notes();
   void update_heatmap();
   void update_status();
+  /// Queues the database's `queued` runs that this window has no job for (on opening it).
+  void restore_queue();
   void poll_gpu();
   void new_experiment();
   void clone_selected();
@@ -126,6 +132,8 @@ class MainWindow : public QMainWindow {
   QCheckBox* only_diff_ = nullptr;
   QTableWidget* speedup_table_ = nullptr;
   QTableWidget* queue_table_ = nullptr;
+  QLabel* queue_hint_ = nullptr;    // what to do while the queue is empty
+  QLabel* compare_hint_ = nullptr;  // what to do while fewer than two runs are selected
   QLineEdit* tags_edit_ = nullptr;
   QPlainTextEdit* note_edit_ = nullptr;
   QLabel* notes_title_ = nullptr;

@@ -3,7 +3,9 @@
 
 #include <QDir>
 #include <QFileInfo>
+#include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "core/util/error.h"
 
@@ -80,15 +82,53 @@ void ResultsSession::set_poll_interval(int ms) {
 void ResultsSession::poll() {
   if (!store_) return;
   try {
-    // data_version changes when another connection commits; a running run's heartbeat commits
-    // every few seconds, which is also what moves a dead run to "lost" in list_runs.
+    // data_version changes when another connection commits (a running run heartbeats every few
+    // seconds). A trainer killed with SIGKILL commits nothing, so without news the runs shown
+    // as running are derived again: one that has become lost is worth a refresh.
     const int64_t v = store_->data_version();
-    if (v == data_version_) return;
+    if (v == data_version_) {
+      std::set<int64_t> shown_running;
+      for (const auto& r : runs_)
+        if (r.effective_status == store::RunStatus::kRunning) shown_running.insert(r.id);
+      if (shown_running.empty()) return;
+      const auto lost = store_->lost_runs(store_->lost_after_seconds());
+      if (std::none_of(lost.begin(), lost.end(),
+                       [&](int64_t id) { return shown_running.count(id) > 0; }))
+        return;
+    }
   } catch (const std::exception& e) {
     Q_EMIT error(describe(e));
     return;
   }
   refresh();
+}
+
+bool ResultsSession::queue_experiment(const Experiment& experiment,
+                                      const std::vector<RunConfig>& runs, queue::LaunchPlan* plan,
+                                      QString* error) {
+  if (!store_) return false;
+  try {
+    *plan = queue::queue_experiment(*store_, experiment, runs);
+  } catch (const std::exception& e) {
+    if (error) *error = describe(e);
+    return false;
+  }
+  refresh();
+  return true;
+}
+
+bool ResultsSession::cancel_queued_run(int64_t run_id, const QString& reason,
+                                       store::RunStatus status) {
+  if (!store_) return false;
+  bool cancelled = false;
+  try {
+    cancelled = store_->cancel_queued_run(run_id, reason.toStdString(), status);
+  } catch (const std::exception& e) {
+    Q_EMIT error(describe(e));
+    return false;
+  }
+  refresh();
+  return cancelled;
 }
 
 void ResultsSession::load_points(int64_t run_id, const std::string& metric, Series& out) {

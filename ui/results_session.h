@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "core/queue/experiment_queue.h"
 #include "core/store/store.h"
 #include "ui/curve_data.h"
 
@@ -46,6 +47,17 @@ class ResultsSession : public QObject {
   /// New stored points of runs whose curves are shown, appended to `curves` (runs started from a
   /// terminal have no event stream here; the database is their stream).
   void poll_points(CurveSet& curves, const std::vector<int64_t>& runs, const std::string& metric);
+
+  /// Writes a `queued` row for every run of `runs` that has none yet and says what continuing
+  /// does with the others (core/queue). False, with one sentence in `error` and nothing
+  /// written, when the launch is refused (a missing data source, same name but another config).
+  bool queue_experiment(const Experiment& experiment, const std::vector<RunConfig>& runs,
+                        queue::LaunchPlan* plan, QString* error);
+  /// Ends a queued run that never started: `stopped` (taken off the queue) or `failed` (its
+  /// trainer could not be started), with `reason`. False when it was no longer queued (or the
+  /// database refused).
+  bool cancel_queued_run(int64_t run_id, const QString& reason,
+                         store::RunStatus status = store::RunStatus::kStopped);
 
   // User metadata: every call reports a failure as one sentence in `error`.
   bool add_tag(int64_t run_id, const QString& tag, QString* error);

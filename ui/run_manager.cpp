@@ -104,28 +104,26 @@ void RunManager::set_paused(bool paused) {
 }
 
 int RunManager::enqueue_train(const QString& experiment_path, const QString& run_name,
-                              const QString& db, const QString& device) {
+                              const QString& db, const QString& device, int64_t run_id) {
   return enqueue(run_name, device,
                  {QStringLiteral("train"), experiment_path, QStringLiteral("--run"), run_name,
                   QStringLiteral("--db"), db, QStringLiteral("--progress=jsonl")},
-                 db);
+                 db, run_id);
 }
 
 int RunManager::enqueue_resume(int64_t run_id, const QString& name, const QString& db,
                                const QString& device) {
-  const int key =
-      enqueue(name, device,
-              {QStringLiteral("train"), QStringLiteral("--resume"), QString::number(run_id),
-               QStringLiteral("--db"), db, QStringLiteral("--progress=jsonl")},
-              db);
-  if (RunJob* j = find(key)) j->run_id = run_id;
-  return key;
+  return enqueue(name, device,
+                 {QStringLiteral("train"), QStringLiteral("--resume"), QString::number(run_id),
+                  QStringLiteral("--db"), db, QStringLiteral("--progress=jsonl")},
+                 db, run_id);
 }
 
 int RunManager::enqueue(const QString& name, const QString& device, const QStringList& args,
-                        const QString& db) {
+                        const QString& db, int64_t run_id) {
   RunJob job;
   job.key = next_key_++;
+  job.run_id = run_id;  // known before a start that may fail at once
   job.name = name;
   job.device = device_queue(device);
   job.args = args;
@@ -231,10 +229,13 @@ void RunManager::apply(RunJob& job, const std::vector<ProgressEvent>& events) {
     if (e.kind == EventKind::kStatus) {
       job.last_status = e.status;
       if (!e.message.empty()) job.message = QString::fromStdString(e.message);
-      if (e.status == RunStatus::kRunning && job.state == RunState::kStarting)
+      if (e.status == RunStatus::kRunning && job.state == RunState::kStarting) {
         job.state = RunState::kRunning;
+        job.note.clear();  // what start-up was doing ("Preparing data …") is over
+      }
     } else if (e.kind == EventKind::kStep && job.state == RunState::kStarting) {
       job.state = RunState::kRunning;
+      job.note.clear();
     } else if (e.kind == EventKind::kLog && e.level == "error" && job.message.isEmpty()) {
       job.message = QString::fromStdString(e.message);
     } else if (e.kind == EventKind::kLog && job.state == RunState::kStarting) {

@@ -96,14 +96,15 @@ class RunManager : public QObject {
   /// Pauses/resumes starting queued jobs (running ones are unaffected).
   void set_paused(bool paused);
 
-  /// Queues `mmlab train EXPERIMENT --run NAME --db DB --progress=jsonl` on `device`.
+  /// Queues `mmlab train EXPERIMENT --run NAME --db DB --progress=jsonl` on `device`; `run_id`:
+  /// the run's queued row, when the launch wrote one.
   int enqueue_train(const QString& experiment_path, const QString& run_name, const QString& db,
-                    const QString& device);
+                    const QString& device, int64_t run_id = -1);
   /// Queues `mmlab train --resume RUN_ID --db DB --progress=jsonl`.
   int enqueue_resume(int64_t run_id, const QString& name, const QString& db, const QString& device);
-  /// Queues an arbitrary argument list (tests, future commands).
+  /// Queues an arbitrary argument list (tests, future commands); `run_id`: the run's row.
   int enqueue(const QString& name, const QString& device, const QStringList& args,
-              const QString& db = {});
+              const QString& db = {}, int64_t run_id = -1);
 
   /// Stops a job: a queued job ends as stopped at once; an active one gets SIGTERM, then
   /// SIGKILL after the timeout. Returns false when there is nothing to stop.

@@ -11,6 +11,7 @@
 #include "core/cli/report.h"
 #include "core/config/experiment.h"
 #include "core/models/op_choice.h"
+#include "core/queue/experiment_queue.h"
 #include "core/store/store.h"
 #include "core/train/trainer.h"
 #include "core/util/error.h"
@@ -77,24 +78,34 @@ void report_failure(const std::string& run, const TrainResult& result) {
   std::cerr << "mmlab: " << run << " " << to_string(result.status) << ": " << result.error << "\n";
 }
 
-// Runs each selected run in its own child process, at most `parallel` at a time.
-int train_in_children(const TrainArgs& a, const std::vector<std::string>& names,
+// Whether another process is training the run now.
+bool running_elsewhere(const std::filesystem::path& db, int64_t run_id) {
+  store::ResultsStore st(db);
+  const store::RunRow row = st.get_run(run_id);
+  return row.effective_status == store::RunStatus::kRunning && row.pid != ::getpid();
+}
+
+// After a stop: the runs that never started are still queued in the database; say how to go on.
+void hint_queued_left(const TrainArgs& a, const Context& ctx, size_t left) {
+  if (left == 0) return;
+  std::cerr << "mmlab: " << left << (left == 1 ? " run stays" : " runs stay")
+            << " queued; `mmlab train " << a.file << " --db " << ctx.db_path().string()
+            << "` continues the experiment.\n";
+}
+
+// Trains each planned run in its own child process (`mmlab train --resume RUN`, which starts a
+// queued run and continues any other), at most `parallel` at a time.
+int train_in_children(const TrainArgs& a, const std::vector<queue::QueuedRun>& runs,
                       const Context& ctx) {
   std::map<pid_t, std::string> alive;
   size_t next = 0;
   int worst = kExitOk;
-  auto spawn = [&](const std::string& name) {
-    std::vector<std::string> args = {"mmlab",
-                                     "train",
-                                     a.file,
-                                     "--run",
-                                     name,
-                                     "--db",
-                                     ctx.db_path().string(),
-                                     "--progress",
-                                     a.progress == "jsonl" ? "jsonl" : "none"};
+  auto spawn = [&](const queue::QueuedRun& run) {
+    std::vector<std::string> args = {"mmlab",      "train",
+                                     "--resume",   std::to_string(run.run_id),
+                                     "--db",       ctx.db_path().string(),
+                                     "--progress", a.progress == "jsonl" ? "jsonl" : "none"};
     if (!a.device.empty()) args.insert(args.end(), {"--device", a.device});
-    if (a.steps > 0) args.insert(args.end(), {"--steps", std::to_string(a.steps)});
     if (!a.checkpoint_dir.empty()) args.insert(args.end(), {"--checkpoint-dir", a.checkpoint_dir});
     pid_t pid = ::fork();
     if (pid == 0) {
@@ -110,17 +121,18 @@ int train_in_children(const TrainArgs& a, const std::vector<std::string>& names,
       ::execv("/proc/self/exe", argv.data());
       ::_exit(kExitFailure);
     }
-    alive[pid] = name;
-    std::cerr << "started " << name << " (pid " << pid << ")\n";
+    alive[pid] = run.name;
+    std::cerr << "started " << run.name << " (pid " << pid << ")\n";
   };
-  while (next < names.size() || !alive.empty()) {
-    while (next < names.size() && static_cast<int>(alive.size()) < a.parallel &&
-           !stop_requested()) {
-      spawn(names[next++]);
+  size_t left = 0;
+  while (next < runs.size() || !alive.empty()) {
+    while (next < runs.size() && static_cast<int>(alive.size()) < a.parallel && !stop_requested()) {
+      spawn(runs[next++]);
     }
-    if (stop_requested()) {
+    if (stop_requested() && next < runs.size()) {
       for (const auto& [pid, name] : alive) ::kill(pid, SIGTERM);
-      next = names.size();
+      left = runs.size() - next;
+      next = runs.size();
     }
     int status = 0;
     pid_t pid = ::waitpid(-1, &status, 0);
@@ -133,6 +145,7 @@ int train_in_children(const TrainArgs& a, const std::vector<std::string>& names,
     if (rc != kExitOk && worst == kExitOk) worst = rc;
     alive.erase(pid);
   }
+  hint_queued_left(a, ctx, left);
   return worst;
 }
 
@@ -191,20 +204,40 @@ int train(const TrainArgs& a, const Context& ctx) {
     }
     check_ops_choice(r);  // before any run starts
   }
-  if (a.parallel > 1 && selected.size() > 1) {
-    std::vector<std::string> names;
-    for (const auto& r : selected) names.push_back(r.name);
-    return train_in_children(a, names, ctx);
+  // What the command line can get wrong is refused before any row is written.
+  check_checkpoint_root(a.checkpoint_dir);
+  // Every run's row first (queued), so a stop or a crash never loses the runs not started yet.
+  queue::LaunchPlan plan;
+  {
+    store::ResultsStore st(opts.db);
+    plan = queue::queue_experiment(st, ex, selected);
   }
-  opts.experiment_name = ex.name;
-  opts.experiment_spec = ex.source.dump();
+  if (plan.continuing) std::cerr << "mmlab: " << plan.summary(opts.db.string()) << "\n";
+  const std::vector<queue::QueuedRun> todo = plan.to_train();
+  if (a.parallel > 1 && todo.size() > 1) return train_in_children(a, todo, ctx);
+  ResumeOptions how;
+  how.device = a.device;
   int worst = kExitOk;
-  for (const auto& r : selected) {
+  size_t done = 0;
+  for (const auto& run : todo) {
     if (stop_requested()) break;
-    TrainResult result = train_new_run(r, opts);
-    report_failure(r.name, result);
+    ++done;
+    opts.run_index = static_cast<int>(done);
+    opts.run_count = static_cast<int>(todo.size());
+    TrainResult result;
+    try {
+      result = resume_run(run.run_id, opts, how);
+    } catch (const UserError&) {
+      // A studio that opened this database queues its queued runs too: whichever process
+      // starts a run first trains it, and the other goes on with the next one.
+      if (!running_elsewhere(opts.db, run.run_id)) throw;
+      std::cerr << "mmlab: " << run.name << " is training in another process; skipped.\n";
+      continue;
+    }
+    report_failure(run.name, result);
     if (result.exit_code != kExitOk && worst == kExitOk) worst = result.exit_code;
   }
+  hint_queued_left(a, ctx, todo.size() - done);
   return worst;
 }
 

@@ -465,6 +465,16 @@ TokenizedDocuments read_shards(const std::vector<fs::path>& files, const Tokeniz
 
 }  // namespace
 
+void check_data_source(const std::string& source) {
+  const fs::path path = resolve_source(source);
+  std::error_code ec;
+  if (!fs::exists(path, ec)) {
+    throw UserError("The corpus " + path.string() + " does not exist.",
+                    "Check the data source path (relative paths are taken from the current "
+                    "directory).");
+  }
+}
+
 TokenizedCorpus prepare_corpus(const DataConfig& spec, const Progress& progress,
                                const Notice& notice) {
   const auto started = std::chrono::steady_clock::now();

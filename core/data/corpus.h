@@ -106,6 +106,11 @@ std::filesystem::path default_corpus_dir();
 /// The optional large corpus folder: data_home()/corpora/large.
 std::filesystem::path large_corpus_dir();
 
+/// Checks, without reading it, that the data source `source` (a DataConfig::source) is there:
+/// the default/large corpus installed, a path that exists. Throws prepare_corpus's UserError
+/// otherwise, so a launch is refused before any run is queued.
+void check_data_source(const std::string& source);
+
 /// Reads, tokenizes (or loads from the cache), splits and joins the corpus `spec` names. `spec`
 /// was validated when its config was read (core/config); a word no reader knows is a UserError.
 /// A SentencePiece model trained here is kept in data_home()/tokenizers/sentencepiece/ under the

@@ -36,4 +36,9 @@ std::vector<double> ema_debiased(const std::vector<double>& x, double alpha) {
   return out;
 }
 
+double default_smoothing_alpha(int64_t steps) {
+  const double time_constant = 0.05 * static_cast<double>(steps);
+  return time_constant <= 1 ? 1.0 : std::clamp(1.0 / time_constant, 1e-4, 1.0);
+}
+
 }  // namespace mmlab

@@ -5,6 +5,7 @@
 // the studio smooths any curve with it, so both mean the same thing by "smoothed".
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 namespace mmlab {
@@ -39,5 +40,11 @@ class DebiasedEma {
 
 /// The debiased EMA of every point of `x` (same length), one step apart.
 std::vector<double> ema_debiased(const std::vector<double>& x, double alpha);
+
+/// The smoothing a chart starts with for runs of `steps` steps: a time constant (1/α steps) of
+/// 5% of the run, so the smoothed curve of a 300-step run follows it within ~15 steps while the
+/// paper's α = 0.001 suits its 100k-step runs (a 300-step curve would be its running mean).
+/// Between 1e-4 and 1 (raw for runs of 20 steps or fewer).
+double default_smoothing_alpha(int64_t steps);
 
 }  // namespace mmlab

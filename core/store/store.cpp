@@ -297,21 +297,18 @@ UserError ResultsStore::no_run_error(int64_t run_id) const {
       "List the runs with `mmlab runs list`.");
 }
 
-int64_t ResultsStore::create_run(const NewRun& run) {
+int64_t ResultsStore::insert_run(const NewRun& run, double now) {
   if (run.status != RunStatus::kQueued && run.status != RunStatus::kRunning) {
     throw std::invalid_argument("create_run: a new run is queued or running");
   }
   require_json(run.config_json, "run config");
-  Transaction txn(db_);
-  {
-    Statement exp = db_.cached("SELECT 1 FROM experiments WHERE id = ?1");
-    if (!exp.bind(1, run.experiment_id).step()) {
-      throw UserError("No experiment " + std::to_string(run.experiment_id) +
-                          " in the results database " + path().string() + ".",
-                      "Create it first (ensure_experiment).");
-    }
+  Statement exp = db_.cached("SELECT 1 FROM experiments WHERE id = ?1");
+  if (!exp.bind(1, run.experiment_id).step()) {
+    throw UserError("No experiment " + std::to_string(run.experiment_id) +
+                        " in the results database " + path().string() + ".",
+                    "Create it first (ensure_experiment).");
   }
-  const double now = now_seconds();
+  exp.reset();
   db_.cached(
          "INSERT INTO runs (experiment_id, uuid, name, status, family, config_json, seed, "
          "total_steps, git_rev, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")
@@ -319,9 +316,55 @@ int64_t ResultsStore::create_run(const NewRun& run) {
                 to_string(run.status), run.family, run.config_json, run.seed, run.total_steps,
                 run.git_rev, now)
       .run();
-  int64_t id = db_.last_insert_rowid();
+  return db_.last_insert_rowid();
+}
+
+int64_t ResultsStore::create_run(const NewRun& run) {
+  return create_runs({run}).front();
+}
+
+std::vector<int64_t> ResultsStore::create_runs(const std::vector<NewRun>& runs) {
+  std::vector<int64_t> ids;
+  if (runs.empty()) return ids;
+  Transaction txn(db_);
+  const double now = now_seconds();
+  for (const NewRun& run : runs) ids.push_back(insert_run(run, now));
   txn.commit();
-  return id;
+  return ids;
+}
+
+bool ResultsStore::claim_queued_run(int64_t run_id, int64_t pid, const std::string& host) {
+  db_.cached(
+         "UPDATE runs SET status = 'running', pid = ?2, host = ?3, heartbeat_at = ?4 "
+         "WHERE id = ?1 AND status = 'queued'")
+      .bind_all(run_id, pid, host, now_seconds())
+      .run();
+  if (db_.changes() > 0) return true;
+  require_run(run_id);
+  return false;
+}
+
+bool ResultsStore::cancel_queued_run(int64_t run_id, const std::string& reason, RunStatus status) {
+  if (status != RunStatus::kStopped && status != RunStatus::kFailed) {
+    throw std::invalid_argument("cancel_queued_run: a queued run ends stopped or failed");
+  }
+  db_.cached(
+         "UPDATE runs SET status = ?4, error_text = ?2, ended_at = ?3 "
+         "WHERE id = ?1 AND status = 'queued'")
+      .bind_all(run_id, reason, now_seconds(), to_string(status))
+      .run();
+  if (db_.changes() > 0) return true;
+  require_run(run_id);
+  return false;
+}
+
+void ResultsStore::record_start_config(int64_t run_id, const std::string& config_json,
+                                       int64_t total_steps, const std::string& git_rev) {
+  require_json(config_json, "run config");
+  db_.cached("UPDATE runs SET config_json = ?2, total_steps = ?3, git_rev = ?4 WHERE id = ?1")
+      .bind_all(run_id, config_json, total_steps, git_rev)
+      .run();
+  if (db_.changes() == 0) require_run(run_id);
 }
 
 void ResultsStore::mark_started(int64_t run_id, const RunStart& start) {
@@ -622,11 +665,15 @@ void ResultsStore::delete_checkpoint_row(int64_t checkpoint_id) {
 
 RunStatus ResultsStore::derive_status(const RunRow& row, double stale_after_seconds) const {
   if (row.status != RunStatus::kRunning) return row.status;
+  // On this host the process table decides, at once: a trainer killed with SIGKILL (or by the
+  // OOM killer) writes nothing more, and waiting for its heartbeat to go stale would show it
+  // running for minutes. Elsewhere, or before the process recorded its pid, a stale heartbeat
+  // is all there is to see.
+  if (row.host == host_ && row.pid > 0) {
+    return pid_alive(row.pid) ? RunStatus::kRunning : RunStatus::kLost;
+  }
   const double seen = row.heartbeat_at.value_or(row.started_at.value_or(row.created_at));
-  if (now_seconds() - seen <= stale_after_seconds) return RunStatus::kRunning;
-  // On this host the process table decides; on another one a stale heartbeat is all we can see.
-  if (row.host == host_ && pid_alive(row.pid)) return RunStatus::kRunning;
-  return RunStatus::kLost;
+  return now_seconds() - seen <= stale_after_seconds ? RunStatus::kRunning : RunStatus::kLost;
 }
 
 std::vector<RunRow> ResultsStore::query_runs(const std::string& where,

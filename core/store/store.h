@@ -67,8 +67,9 @@ struct OpenOptions {
   bool create = true;
   /// How long a writer waits for another writer's transaction before giving up.
   std::chrono::milliseconds busy_timeout{10000};
-  /// A `running` run is shown as lost when its heartbeat is older than this and its process is
-  /// gone (same host) — or, on another host where the pid cannot be checked, older than this.
+  /// A `running` run is shown as lost at once when it ran on this host and its process is gone;
+  /// on another host (where the pid cannot be checked), or before its process recorded its pid,
+  /// when its heartbeat is older than this.
   double lost_after_seconds = 120.0;
 };
 
@@ -235,6 +236,22 @@ class ResultsStore {
   // --- runs (written by the trainer) -----------------------------------------------------------
   /// Inserts a run and returns its id. config_json must be valid JSON.
   int64_t create_run(const NewRun& run);
+  /// Inserts every run in one transaction (all or none) and returns their ids in order: the
+  /// `queued` rows of a launched experiment.
+  std::vector<int64_t> create_runs(const std::vector<NewRun>& runs);
+  /// Takes a `queued` run for this process: `running`, with `pid` and `host`, heartbeating.
+  /// False when the run is no longer queued (another process took it first, or it was
+  /// cancelled); nothing changes then.
+  bool claim_queued_run(int64_t run_id, int64_t pid, const std::string& host);
+  /// Ends a `queued` run that never started: `stopped` (the user took it off the queue) or
+  /// `failed` (its trainer could not be started), with `reason`. False when it is no longer
+  /// queued.
+  bool cancel_queued_run(int64_t run_id, const std::string& reason,
+                         RunStatus status = RunStatus::kStopped);
+  /// Replaces the run's config with what its trainer resolved at start (the tokenizer's
+  /// vocabulary size, …), its step budget and the build's revision.
+  void record_start_config(int64_t run_id, const std::string& config_json, int64_t total_steps,
+                           const std::string& git_rev);
   /// Marks the run `running` in this process: records pid/host/device/versions/parameter counts,
   /// sets started_at on the first start, clears ended_at and error_text, heartbeats.
   void mark_started(int64_t run_id, const RunStart& start);
@@ -288,6 +305,8 @@ class ResultsStore {
   RunRow get_run(int64_t run_id);
   /// Ids of `running` runs that are lost (see OpenOptions::lost_after_seconds).
   std::vector<int64_t> lost_runs(double stale_after_seconds);
+  /// OpenOptions::lost_after_seconds of this connection.
+  double lost_after_seconds() const { return options_.lost_after_seconds; }
   /// Changes whenever another connection commits (PRAGMA data_version): a cheap "anything new?"
   /// check for a polling reader.
   int64_t data_version();
@@ -322,6 +341,7 @@ class ResultsStore {
   std::optional<int64_t> find_metric_id(std::string_view name);
   void require_run(int64_t run_id);  // throws no_run_error() when the run does not exist
   UserError no_run_error(int64_t run_id) const;
+  int64_t insert_run(const NewRun& run, double now);  // call inside a write txn
   void recompute_summary(int64_t run_id, int64_t metric_id);
   std::vector<RunRow> query_runs(const std::string& where,
                                  const std::function<void(Statement&)>& bind);

@@ -117,9 +117,9 @@ constexpr char kCheckpointDirEvent[] = "checkpoint_dir";
 class TrainingSession {
  public:
   TrainingSession(RunConfig config, const TrainerOptions& options)
-      : config_(std::move(config)),
-        options_(options),
-        sink_(make_progress_sink(options.progress)) {}
+      : config_(std::move(config)), options_(options), sink_(make_progress_sink(options.progress)) {
+    sink_->set_experiment_position(options.run_index, options.run_count);
+  }
 
   // New run: everything that can fail on user input happens before the run row exists.
   TrainResult start_new() {
@@ -142,6 +142,35 @@ class TrainingSession {
     run_id_ = store_->create_run(nr);
     fault_point("run-created");  // the moment between a run's row and its process's pid
     checkpoint_dir_ = root / store_->get_run(run_id_).uuid;
+    start();
+    return run_guarded();
+  }
+
+  // A queued run (its row written when the experiment was launched): taken for this process
+  // first, so a refusal while preparing (a missing corpus, an unwritable folder) is kept in its
+  // row as `failed` with the message instead of leaving it queued without a word.
+  TrainResult start_queued(const store::RunRow& row, std::unique_ptr<store::ResultsStore> st) {
+    store_ = std::move(st);
+    run_id_ = row.id;
+    const std::string run = "Run " + std::to_string(row.id) + " (" + row.name + ")";
+    fault_point("run-created");  // the run's row exists, without a pid
+    if (!store_->claim_queued_run(run_id_, ::getpid(), store::current_host())) {
+      throw UserError(run + " was started by another process meanwhile.",
+                      "Follow it with `mmlab runs show " + std::to_string(row.id) + "`.");
+    }
+    fs::path root;
+    try {
+      prepare();
+      build();
+      root = absolute_path(options_.checkpoint_root.empty() ? data_home() / "checkpoints"
+                                                            : options_.checkpoint_root);
+      require_writable_folder(root);
+    } catch (const std::exception& e) {
+      store_failure(describe_failure(e, doing_));
+      throw;
+    }
+    store_->record_start_config(run_id_, to_json(config_).dump(), total_steps_, MMLAB_GIT_REV);
+    checkpoint_dir_ = root / row.uuid;
     start();
     return run_guarded();
   }
@@ -784,6 +813,10 @@ class TrainingSession {
 
 }  // namespace
 
+void check_checkpoint_root(const std::filesystem::path& root) {
+  require_writable_folder(absolute_path(root.empty() ? data_home() / "checkpoints" : root));
+}
+
 void request_stop() {
   g_stop.store(true);
 }
@@ -826,8 +859,13 @@ TrainResult resume_run(int64_t run_id, const TrainerOptions& options, const Resu
   const bool never_started = row->pid <= 0;
   const bool dead_here = row->host == store::current_host() && row->pid > 0 &&
                          ::kill(static_cast<pid_t>(row->pid), 0) != 0 && errno == ESRCH;
-  if ((row->effective_status == RunStatus::kRunning && !dead_here && !never_started) ||
-      row->effective_status == RunStatus::kQueued) {
+  if (row->effective_status == RunStatus::kQueued) {
+    RunConfig config = run_config_from_json(nlohmann::json::parse(row->config_json));
+    if (!resume.device.empty()) config.train.device = resume.device;
+    TrainingSession session(config, options);
+    return session.start_queued(*row, std::move(st));
+  }
+  if (row->effective_status == RunStatus::kRunning && !dead_here && !never_started) {
     throw UserError("Run " + std::to_string(run_id) + " (" + row->name + ") is " +
                         std::string(store::to_string(row->effective_status)) + " (pid " +
                         std::to_string(row->pid) + " on " + row->host + ").",

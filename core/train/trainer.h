@@ -23,6 +23,9 @@ struct TrainerOptions {
   /// remembers it). Relative paths are made absolute at start, so a resume from another working
   /// directory finds the same files.
   std::filesystem::path checkpoint_root;
+  /// Position of this run among the runs one command trains in a row (1-based; 0 = alone): the
+  /// terminal bar's "run 2 of 4" and experiment ETA.
+  int run_index = 0, run_count = 0;
 };
 
 /// Where a resume continues from.
@@ -52,12 +55,18 @@ struct TrainResult {
 /// exists are thrown; errors after it exists mark it failed and are returned in TrainResult.
 TrainResult train_new_run(const RunConfig& config, const TrainerOptions& options);
 
+/// Starts a queued run (one whose row was written when its experiment was launched) from its
+/// stored config; a failure while preparing it is kept in its row as `failed`.
 /// Continues a stopped, failed, diverged or lost run from a checkpoint (see ResumeFrom). Every
 /// reason to refuse (an unknown, finished or running run, a missing or damaged checkpoint, an
 /// unwritable checkpoint folder) is a UserError thrown before the run is changed in any way; a
 /// run with no checkpoint yet starts again from step 0.
 TrainResult resume_run(int64_t run_id, const TrainerOptions& options,
                        const ResumeOptions& resume = {});
+
+/// Refuses, with the trainer's own sentence, a checkpoint folder (TrainerOptions::checkpoint_root,
+/// empty = the default) that cannot be created or written: for launches, before any run is queued.
+void check_checkpoint_root(const std::filesystem::path& root);
 
 /// Asks the running trainer to finish its step, checkpoint and stop (async-signal-safe).
 void request_stop();

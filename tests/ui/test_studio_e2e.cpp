@@ -147,12 +147,13 @@ std::vector<std::pair<double, double>> drawn_of(const json& run) {
 TEST(StudioE2E, LaunchFromTheDialogAndTheChartDrawsWhatTheFakeTrainerStreamed) {
   mmlab::test::qt_app();
   mmlab::test::TempDir dir;
+  // A launch checks that the data source exists (the fake trainer reads nothing).
   const json experiment = {
       {"name", "e2e-quick"},
       {"defaults",
        {{"model", {{"d_model", 32}, {"n_block", 1}}},
         {"train", {{"steps", 20}, {"batch_size", 2}, {"seq_len", 32}, {"device", "cpu"}}},
-        {"data", {{"source", "default"}, {"tokenizer", "byte"}}}}},
+        {"data", {{"source", write_synthetic_corpus(dir).toStdString()}, {"tokenizer", "byte"}}}}},
       {"runs",
        {{{"name", "mamba"}, {"model", {{"family", "mamba"}}}},
         {{"name", "moe-mamba"}, {"model", {{"family", "moe-mamba"}, {"n_expert", 2}}}}}}};

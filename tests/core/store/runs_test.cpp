@@ -490,11 +490,20 @@ TEST_F(StoreRuns, LostRunsAreDerivedFromHeartbeatAndPid) {
   const int64_t done = make_run(store_, "done");
   store_.set_status(done, RunStatus::kFinished);
 
-  // Fresh heartbeats: nothing is lost yet (default threshold 120 s).
+  // Fresh heartbeats (default threshold 120 s): the dead pid on this host is lost at once (a
+  // SIGKILLed trainer writes nothing more); the remote one cannot be checked, so it is running
+  // until its heartbeat goes stale.
   for (const RunRow& r : store_.list_runs()) {
-    EXPECT_EQ(r.effective_status, r.status) << r.name;
+    EXPECT_EQ(r.effective_status, r.id == dead ? RunStatus::kLost : r.status) << r.name;
   }
-  EXPECT_TRUE(store_.lost_runs(120).empty());
+  EXPECT_THAT(store_.lost_runs(120), ElementsAre(dead));
+  // A run whose process has not recorded its pid yet waits for a stale heartbeat too.
+  const int64_t starting = make_run(store_, "starting");
+  store_.database().exec("UPDATE runs SET status = 'running', host = '" + current_host() +
+                         "', heartbeat_at = " + std::to_string(now_seconds()) +
+                         " WHERE id = " + std::to_string(starting));
+  EXPECT_EQ(store_.get_run(starting).effective_status, RunStatus::kRunning);
+  store_.set_status(starting, RunStatus::kFailed, "gone");
 
   // Any heartbeat is stale for a zero threshold: the dead pid and the unreachable host are lost,
   // our own live process is not, and a finished run is never lost.
@@ -524,6 +533,50 @@ TEST_F(StoreRuns, DataVersionChangesWhenAnotherConnectionCommits) {
   EXPECT_EQ(store_.data_version(), before);
   make_run(other, "x");
   EXPECT_NE(store_.data_version(), before);
+}
+
+}  // namespace
+}  // namespace mmlab::store
+
+namespace mmlab::store {
+namespace {
+
+TEST_F(StoreRuns, QueuedRunsAreCreatedTogetherClaimedOnceAndCancelled) {
+  NewRun a;
+  a.experiment_id = store_.ensure_experiment("quick-compare");
+  a.name = "a";
+  NewRun b = a;
+  b.name = "b";
+  NewRun bad = a;
+  bad.name = "bad";
+  bad.config_json = "{not json";
+  // All or none: a refused row leaves no row of the batch behind.
+  EXPECT_THROW(store_.create_runs({a, bad}), UserError);
+  EXPECT_TRUE(store_.list_runs().empty());
+  const std::vector<int64_t> ids = store_.create_runs({a, b});
+  ASSERT_EQ(ids.size(), 2u);
+  EXPECT_EQ(store_.get_run(ids[0]).status, RunStatus::kQueued);
+  EXPECT_EQ(store_.get_run(ids[1]).name, "b");
+
+  // The first claim wins; a second process finds it taken and nothing changes.
+  EXPECT_TRUE(store_.claim_queued_run(ids[0], ::getpid(), current_host()));
+  const RunRow claimed = store_.get_run(ids[0]);
+  EXPECT_EQ(claimed.status, RunStatus::kRunning);
+  EXPECT_EQ(claimed.pid, ::getpid());
+  EXPECT_EQ(claimed.effective_status, RunStatus::kRunning);
+  EXPECT_FALSE(store_.claim_queued_run(ids[0], 1, "other"));
+  EXPECT_EQ(store_.get_run(ids[0]).pid, ::getpid());
+  store_.record_start_config(ids[0], R"({"model": {"vocab_size": 256}})", 300, "abc");
+  EXPECT_EQ(store_.get_run(ids[0]).config_json, R"({"model": {"vocab_size": 256}})");
+  EXPECT_EQ(store_.get_run(ids[0]).total_steps, 300);
+
+  // Only a queued run can be taken off the queue.
+  EXPECT_FALSE(store_.cancel_queued_run(ids[0], "no"));
+  EXPECT_TRUE(store_.cancel_queued_run(ids[1], "Taken off the queue."));
+  EXPECT_EQ(store_.get_run(ids[1]).status, RunStatus::kStopped);
+  EXPECT_EQ(store_.get_run(ids[1]).error_text, "Taken off the queue.");
+  EXPECT_FALSE(store_.claim_queued_run(ids[1], ::getpid(), current_host()));
+  EXPECT_THROW(store_.claim_queued_run(999, 1, "h"), UserError);
 }
 
 }  // namespace
