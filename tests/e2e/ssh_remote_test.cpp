@@ -1,0 +1,324 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// Runs on an SSH host, against a real sshd on a loopback port (ssh_server.h): the host checks'
+// sentences, a remote trainer that survives its SSH connection being killed and is re-attached
+// at the byte where the stream broke, stop + resume, and the synced local database equal to the
+// remote one with every point exactly once.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <tuple>
+
+#include "core/remote/host.h"
+#include "core/remote/process.h"
+#include "core/remote/ssh_runs.h"
+#include "core/store/store.h"
+#include "e2e/ssh_server.h"
+#include "process_support.h"
+#include "test_support.h"
+
+namespace mmlab {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using Point = std::tuple<std::string, int64_t, int64_t, double, double>;
+
+std::vector<Point> all_points(const fs::path& db, const std::string& uuid) {
+  store::OpenOptions ro;
+  ro.mode = store::Database::Mode::kReadOnly;
+  store::ResultsStore st(db, ro);
+  std::vector<Point> out;
+  const auto run = st.find_run_by_uuid(uuid);
+  if (!run) return out;
+  st.for_each_point(run->id, [&](const std::string& m, const store::PointRow& p) {
+    out.emplace_back(m, p.step, p.tokens, p.wall, p.value);
+  });
+  return out;
+}
+
+// The points of `a` that `b` lacks or holds with another value (NaN equals NaN: a diverged
+// step is stored as NULL), for a readable failure.
+std::string difference(const std::vector<Point>& a, const std::vector<Point>& b) {
+  auto same = [](const Point& x, const Point& y) {
+    const double vx = std::get<4>(x), vy = std::get<4>(y);
+    return std::get<0>(x) == std::get<0>(y) && std::get<1>(x) == std::get<1>(y) &&
+           std::get<2>(x) == std::get<2>(y) && std::get<3>(x) == std::get<3>(y) &&
+           (vx == vy || (std::isnan(vx) && std::isnan(vy)));
+  };
+  std::string out;
+  size_t j = 0;
+  for (const auto& p : a) {
+    while (j < b.size() &&
+           (std::get<0>(b[j]) < std::get<0>(p) ||
+            (std::get<0>(b[j]) == std::get<0>(p) && std::get<1>(b[j]) < std::get<1>(p)))) {
+      ++j;
+    }
+    if (j >= b.size() || !same(p, b[j])) {
+      out += std::get<0>(p) + "@" + std::to_string(std::get<1>(p)) + " ";
+      if (out.size() > 400) break;
+    }
+  }
+  return out;
+}
+
+class SshRemote : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = std::make_unique<test::SshServer>(dir_ / "ssh", dir_ / "remote-xdg");
+    if (!server_->skip_reason().empty()) {
+      GTEST_SKIP() << "SSH tests skipped: " << server_->skip_reason() << ".";
+    }
+    test::write_synthetic_corpus(dir_ / "corpus");
+    host_ = server_->host("box");
+    host_.mmlab = test::mmlab_binary();
+    host_.dir = (dir_ / "remote").string();
+  }
+
+  void TearDown() override {
+    // A failed test must not leave a trainer behind (they are children of init, not of us).
+    for (int64_t pid : trainers_) ::kill(static_cast<pid_t>(pid), SIGKILL);
+  }
+
+  fs::path write_experiment(int64_t steps) {
+    json ex = {{"name", "ssh-e2e"},
+               {"defaults",
+                {{"model", {{"d_model", 32}, {"n_block", 1}, {"d_state", 8}}},
+                 {"train",
+                  {{"steps", steps},
+                   {"batch_size", 4},
+                   {"seq_len", 32},
+                   {"lr", 3e-3},
+                   {"eval_every", 10},
+                   {"eval_batches", 2},
+                   {"checkpoint_every", 0},
+                   {"threads", 1}}},
+                 {"data",
+                  {{"source", (dir_ / "corpus").string()},
+                   {"tokenizer", "byte"},
+                   {"val_fraction", 0.2}}}}},
+               {"runs", json::array({{{"name", "mamba"}, {"model", {{"family", "mamba"}}}}})}};
+    const fs::path p = dir_ / "experiment.json";
+    std::ofstream(p) << ex.dump(2);
+    return p;
+  }
+
+  // Reads the follower's lines into stream_ until `until` holds for one (or the stream ends).
+  template <class Pred>
+  bool read_until(remote::LineProcess& follower, Pred until) {
+    std::string line;
+    while (follower.read_line(line)) {
+      stream_ += line + "\n";
+      offset_ += static_cast<int64_t>(line.size()) + 1;
+      const json j = json::parse(line);
+      if (j["event"] == "step") {
+        last_step_ = j["step"].get<int64_t>();
+        live_loss_[last_step_] = j["metrics"]["loss"].get<double>();
+      }
+      if (j["event"] == "status") statuses_.push_back(j["status"].get<std::string>());
+      if (until(j)) return true;
+    }
+    return false;
+  }
+
+  remote::Launch start(const remote::LaunchRequest& req) {
+    remote::Launch l = remote::start_on_host(host_, req);
+    trainers_.push_back(l.pid);
+    return l;
+  }
+
+  void expect_local_equals_remote(const std::string& uuid) {
+    const auto local = all_points(dir_ / "local.sqlite", uuid);
+    const auto remote = all_points(dir_ / "remote" / "results.sqlite", uuid);
+    ASSERT_FALSE(remote.empty());
+    EXPECT_EQ(local.size(), remote.size());
+    EXPECT_EQ(difference(remote, local), "") << "remote points missing or different locally";
+    EXPECT_EQ(difference(local, remote), "") << "local points the remote database lacks";
+  }
+
+  test::TempDir dir_;
+  std::unique_ptr<test::SshServer> server_;
+  remote::Host host_;
+  std::vector<int64_t> trainers_;
+  std::string stream_;
+  int64_t offset_ = 0, last_step_ = 0;
+  std::map<int64_t, double> live_loss_;
+  std::vector<std::string> statuses_;
+};
+
+TEST_F(SshRemote, CheckNamesTheHostAndTheProblem) {
+  EXPECT_TRUE(remote::check_host(host_).ok) << remote::check_host(host_).problem;
+
+  remote::Host away = host_;
+  away.name = "away";
+  away.port = test::free_loopback_port();
+  auto c = remote::check_host(away);
+  EXPECT_FALSE(c.ok);
+  EXPECT_NE(c.problem.find("The host away (ssh://"), std::string::npos) << c.problem;
+  EXPECT_NE(c.problem.find("cannot be reached over ssh"), std::string::npos) << c.problem;
+  EXPECT_NE(c.problem.find("Connection refused"), std::string::npos) << c.problem;
+
+  remote::Host bare = host_;
+  bare.name = "bare";
+  bare.mmlab = (dir_ / "no" / "mmlab").string();
+  c = remote::check_host(bare);
+  EXPECT_FALSE(c.ok);
+  EXPECT_NE(c.problem.find("The host bare (ssh://"), std::string::npos) << c.problem;
+  EXPECT_NE(c.problem.find("has no `" + bare.mmlab + "`"), std::string::npos) << c.problem;
+
+  // An mmlab of another schema version: what an old build there answers.
+  const fs::path old = dir_ / "old-mmlab";
+  std::ofstream(old) << "#!/bin/sh\necho '{\"version\":\"0.0.9\",\"schema\":1}'\n";
+  ::chmod(old.c_str(), 0755);
+  remote::Host dated = host_;
+  dated.name = "dated";
+  dated.mmlab = old.string();
+  c = remote::check_host(dated);
+  EXPECT_FALSE(c.ok);
+  EXPECT_NE(c.problem.find("has mmlab 0.0.9 with results schema 1, this one has schema " +
+                           std::to_string(store::ResultsStore::schema_version())),
+            std::string::npos)
+      << c.problem;
+  for (const auto* h : {&away, &bare, &dated}) {
+    const auto p = remote::check_host(*h).problem;
+    EXPECT_EQ(p.find('\n'), std::string::npos) << "one sentence: " << p;
+  }
+}
+
+TEST_F(SshRemote, TrainerSurvivesItsConnectionAndIsReattached) {
+  // A budget the test never waits for: the run ends by stop, so nothing depends on speed.
+  remote::LaunchRequest req;
+  req.experiment_file = write_experiment(100000);
+  req.run_name = "mamba";
+  remote::Launch launch = start(req);
+  store::ResultsStore local(dir_ / "local.sqlite");
+
+  int64_t cut_at = 0;
+  {
+    remote::LineProcess follower(remote::follow_argv(host_, launch, 0));
+    ASSERT_TRUE(read_until(follower, [](const json& j) { return j["event"] == "step"; }));
+    cut_at = last_step_;
+    ::kill(follower.pid(), SIGKILL);  // the SSH connection dies mid-run
+    EXPECT_EQ(follower.wait(), -SIGKILL);
+  }
+  EXPECT_EQ(::kill(static_cast<pid_t>(launch.pid), 0), 0) << "the trainer died with its ssh";
+
+  // A sync while it runs, then re-attach where the stream broke and watch it go on.
+  ASSERT_TRUE(remote::sync_from_host(host_, launch, local).has_value());
+  ASSERT_FALSE(launch.uuid.empty());
+  {
+    remote::LineProcess follower(remote::follow_argv(host_, launch, offset_));
+    ASSERT_TRUE(read_until(follower, [&](const json& j) {
+      return j["event"] == "step" && j["step"].get<int64_t>() >= cut_at + 5;
+    }));
+    EXPECT_TRUE(remote::stop_on_host(host_, launch));
+    read_until(follower, [](const json&) { return false; });  // to the end of the stream
+    EXPECT_EQ(follower.wait(), 0);
+  }
+  // Re-attached at the right byte: the two pieces are the log, nothing lost or repeated.
+  EXPECT_EQ(stream_, test::slurp(dir_ / "remote" / "launches" / (launch.tag + ".jsonl")));
+  // One trainer the whole time: it started once and ended stopped.
+  EXPECT_EQ(std::count(statuses_.begin(), statuses_.end(), "running"), 1);
+  ASSERT_FALSE(statuses_.empty());
+  EXPECT_EQ(statuses_.back(), "stopped");
+  EXPECT_FALSE(remote::stop_on_host(host_, launch)) << "a stopped trainer is not running";
+
+  const auto synced = remote::sync_from_host(host_, launch, local);
+  ASSERT_TRUE(synced.has_value());
+  EXPECT_EQ(synced->last_step, last_step_);
+  expect_local_equals_remote(launch.uuid);
+  EXPECT_EQ(local.get_run(synced->run_id).status, store::RunStatus::kStopped);
+  // The live curve is the database's curve.
+  std::map<int64_t, double> stored;
+  for (const auto& p : local.points(synced->run_id, "loss")) stored[p.step] = p.value;
+  EXPECT_EQ(live_loss_, stored);
+
+  // Resume on the host: the curve continues with no gap, and the full re-sync of a resumed run
+  // leaves exactly the remote points.
+  const int64_t stopped_at = last_step_;
+  remote::LaunchRequest again;
+  again.resume_uuid = launch.uuid;
+  remote::Launch resumed = start(again);
+  stream_.clear();
+  {
+    remote::LineProcess follower(remote::follow_argv(host_, resumed, 0));
+    ASSERT_TRUE(read_until(follower, [&](const json& j) {
+      return j["event"] == "step" && j["step"].get<int64_t>() >= stopped_at + 3;
+    }));
+    EXPECT_TRUE(remote::stop_on_host(host_, resumed));
+    read_until(follower, [](const json&) { return false; });
+    EXPECT_EQ(follower.wait(), 0);
+  }
+  const auto after = remote::sync_from_host(host_, resumed, local);
+  ASSERT_TRUE(after.has_value());
+  EXPECT_EQ(after->uuid, launch.uuid);
+  EXPECT_EQ(after->run_id, synced->run_id);
+  expect_local_equals_remote(launch.uuid);
+  const auto loss = local.points(after->run_id, "loss");
+  ASSERT_EQ(static_cast<int64_t>(loss.size()), last_step_);
+  for (size_t i = 0; i < loss.size(); ++i) EXPECT_EQ(loss[i].step, static_cast<int64_t>(i) + 1);
+  EXPECT_EQ(local.list_runs().size(), 1u);
+}
+
+TEST_F(SshRemote, CliLaunchFollowsToTheEndAndSyncsEveryPointOnce) {
+  const fs::path hosts = dir_ / "hosts.json";
+  remote::HostList list = remote::HostList::load(hosts);
+  list.add(host_);
+  list.save();
+  const std::string db = (dir_ / "local.sqlite").string();
+  auto r = test::run_mmlab({"remote", "--hosts", hosts.string(), "--db", db, "launch", "box",
+                            write_experiment(30).string(), "--follow"},
+                           {}, dir_.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::vector<std::string> statuses;
+  int steps = 0;
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);) {
+    const json j = json::parse(line);
+    if (j["event"] == "status") statuses.push_back(j["status"]);
+    if (j["event"] == "step") ++steps;
+  }
+  EXPECT_EQ(steps, 30);
+  ASSERT_FALSE(statuses.empty());
+  EXPECT_EQ(statuses.back(), "finished");
+
+  store::OpenOptions ro;
+  ro.mode = store::Database::Mode::kReadOnly;
+  std::string uuid;
+  {
+    store::ResultsStore st(db, ro);
+    const auto runs = st.list_runs();
+    ASSERT_EQ(runs.size(), 1u);
+    EXPECT_EQ(runs[0].status, store::RunStatus::kFinished);
+    EXPECT_EQ(runs[0].step, 30);
+    uuid = runs[0].uuid;
+  }
+  const auto local = all_points(db, uuid);
+  const auto remote = all_points(dir_ / "remote" / "results.sqlite", uuid);
+  EXPECT_FALSE(remote.empty());
+  EXPECT_EQ(local.size(), remote.size());
+  EXPECT_EQ(difference(remote, local), "");
+
+  // A second sync brings nothing new and duplicates nothing.
+  r = test::run_mmlab({"remote", "--hosts", hosts.string(), "--db", db, "sync"}, {}, dir_.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(all_points(db, uuid).size(), remote.size());
+  EXPECT_EQ(difference(remote, all_points(db, uuid)), "");
+
+  r = test::run_mmlab({"remote", "--hosts", hosts.string(), "--db", db, "list"}, {}, dir_.path());
+  EXPECT_NE(r.out.find("box  finished  run 1 (mamba, step 30/30)"), std::string::npos) << r.out;
+
+  // The host goes away: its run shows as unreachable (not lost), with the sentence why.
+  server_.reset();
+  r = test::run_mmlab({"remote", "--hosts", hosts.string(), "--db", db, "sync"}, {}, dir_.path());
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.err.find("mmlab: The host box (ssh://"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace mmlab
