@@ -320,5 +320,54 @@ TEST_F(SshRemote, CliLaunchFollowsToTheEndAndSyncsEveryPointOnce) {
   EXPECT_NE(r.err.find("mmlab: The host box (ssh://"), std::string::npos) << r.err;
 }
 
+TEST_F(SshRemote, UnreachableHostIsShownAsSuchAndCatchesUpWhenBack) {
+  remote::LaunchRequest req;
+  req.experiment_file = write_experiment(100000);
+  req.run_name = "mamba";
+  remote::Launch launch = start(req);
+  const fs::path db = dir_ / "local.sqlite";
+  store::ResultsStore local(db);
+  {
+    remote::LineProcess follower(remote::follow_argv(host_, launch, 0));
+    ASSERT_TRUE(read_until(follower, [](const json& j) { return j["event"] == "step"; }));
+  }
+  ASSERT_TRUE(remote::sync_from_host(host_, launch, local).has_value());
+  const int64_t seen = remote::last_synced_step(local, launch.uuid);
+
+  server_.reset();  // the host goes away; its trainer does not
+  EXPECT_FALSE(remote::sync_from_host(host_, launch, local).has_value());
+  EXPECT_FALSE(launch.reachable);
+  EXPECT_NE(launch.message.find("The host box (ssh://"), std::string::npos) << launch.message;
+  remote::LaunchBook book = remote::LaunchBook::load(db);
+  book.launches().push_back(launch);
+  book.save();
+  auto r = test::run_mmlab({"remote", "--db", db.string(), "list"}, {}, dir_.path());
+  EXPECT_NE(r.out.find(launch.tag + "  box  unreachable  run 1 (mamba"), std::string::npos)
+      << r.out;
+  EXPECT_EQ(::kill(static_cast<pid_t>(launch.pid), 0), 0);
+
+  // It comes back (here: a new server, on another port): the sync catches up.
+  server_ = std::make_unique<test::SshServer>(dir_ / "ssh-again", dir_ / "remote-xdg");
+  ASSERT_EQ(server_->skip_reason(), "");
+  const remote::Host before = host_;
+  host_ = server_->host("box");
+  host_.mmlab = before.mmlab;
+  host_.dir = before.dir;
+  EXPECT_TRUE(remote::stop_on_host(host_, launch));
+  {
+    // To the end of the stream, i.e. until the trainer has exited.
+    remote::LineProcess follower(remote::follow_argv(host_, launch, 0));
+    read_until(follower, [](const json&) { return false; });
+    EXPECT_EQ(follower.wait(), 0);
+  }
+  const auto caught_up = remote::sync_from_host(host_, launch, local);
+  ASSERT_TRUE(caught_up.has_value());
+  EXPECT_TRUE(launch.reachable);
+  EXPECT_EQ(launch.message, "");
+  EXPECT_GT(caught_up->last_step, seen);
+  EXPECT_EQ(local.get_run(caught_up->run_id).status, store::RunStatus::kStopped);
+  expect_local_equals_remote(launch.uuid);
+}
+
 }  // namespace
 }  // namespace mmlab
