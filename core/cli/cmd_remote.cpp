@@ -14,6 +14,7 @@
 #include "core/config/experiment.h"
 #include "core/remote/host.h"
 #include "core/remote/process.h"
+#include "core/remote/slurm_runs.h"
 #include "core/remote/ssh.h"
 #include "core/remote/ssh_runs.h"
 #include "core/store/store.h"
@@ -132,9 +133,8 @@ int follow(const RemoteArgs& a, const Context& ctx, const std::string& key, int6
 
 int launch_runs(const RemoteArgs& a, const Context& ctx) {
   const Host host = a.hosts().get(a.host);
-  if (host.kind != remote::HostKind::kSsh) {
-    throw UserError("The host " + host.name + " is " + host.target() +
-                        "; `mmlab remote launch` starts runs on ssh:// hosts.",
+  if (host.kind == remote::HostKind::kLocal) {
+    throw UserError("`mmlab remote launch` starts runs on ssh:// and slurm:// hosts.",
                     "Use `mmlab train` for local runs.", kExitUsage);
   }
   const Experiment ex = load_experiment(a.file);  // a bad file is refused before any ssh
@@ -187,6 +187,7 @@ int resume(const RemoteArgs& a, const Context& ctx) {
   require_ok(host);
   remote::LaunchRequest req;
   req.resume_uuid = before.uuid;
+  req.resume_db_file = before.db_file;
   req.device = a.device;
   Launch l = remote::start_on_host(host, req);
   l.remote_run_id = before.remote_run_id;
@@ -204,7 +205,10 @@ int stop(const RemoteArgs& a, const Context& ctx) {
     throw UserError("The trainer of " + l.tag + " is not running on " + host.name + " any more.",
                     "`mmlab remote sync " + l.tag + "` brings its last rows home.");
   }
-  std::cout << "sent SIGTERM to " << l.tag << " on " << host.name << " (pid " << l.pid << ")\n";
+  std::cout << "sent SIGTERM to " << l.tag << " on " << host.name
+            << (l.job_id ? " (job " + std::to_string(l.job_id) + ")"
+                         : " (pid " + std::to_string(l.pid) + ")")
+            << "\n";
   return kExitOk;
 }
 
@@ -235,8 +239,9 @@ int sync(const RemoteArgs& a, const Context& ctx) {
   return rc;
 }
 
-int list(const Context& ctx) {
+int list(const RemoteArgs& a, const Context& ctx) {
   LaunchBook book = LaunchBook::load(ctx.db_path());
+  const remote::HostList hosts = a.hosts();
   std::unique_ptr<store::ResultsStore> local;
   std::error_code ec;
   if (std::filesystem::exists(ctx.db_path(), ec)) {
@@ -258,7 +263,12 @@ int list(const Context& ctx) {
         status != "stopped") {
       status = "unreachable";
     }
-    std::cout << l.tag << "  " << l.host << "  " << status << "  run " << run << "\n";
+    std::cout << l.tag << "  " << l.host << "  " << status << "  run " << run;
+    if (l.job_id && l.reachable) {
+      // Where Slurm has the job (PENDING while the run cannot have rows yet).
+      std::cout << "  job " << l.job_id << " " << remote::slurm_job_state(hosts.get(l.host), l);
+    }
+    std::cout << "\n";
     if (!l.reachable && status == "unreachable") std::cout << "  " << l.message << "\n";
   }
   return kExitOk;
@@ -279,8 +289,8 @@ void add_remote_command(CLI::App& app, Context& ctx) {
 
   auto args = std::make_shared<RemoteArgs>();
   CLI::App* rem = app.add_subcommand("remote",
-                                     "Runs on SSH hosts: launch, follow, stop, resume, "
-                                     "sync into the local database");
+                                     "Runs on SSH hosts and Slurm clusters: launch, follow, "
+                                     "stop, resume, sync into the local database");
   rem->require_subcommand(1);
   rem->fallthrough();
   rem->add_option("--hosts", args->hosts_file,
@@ -326,7 +336,7 @@ void add_remote_command(CLI::App& app, Context& ctx) {
   sy->callback([args, &ctx] { ctx.action = [args, &ctx] { return sync(*args, ctx); }; });
 
   CLI::App* ls = rem->add_subcommand("list", "The remote runs this database knows");
-  ls->callback([&ctx] { ctx.action = [&ctx] { return list(ctx); }; });
+  ls->callback([args, &ctx] { ctx.action = [args, &ctx] { return list(*args, ctx); }; });
 
   CLI::App* snap = rem->add_subcommand(
       "snapshot",

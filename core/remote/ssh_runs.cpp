@@ -12,6 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "core/remote/remote_shell.h"
+#include "core/remote/slurm_runs.h"
 #include "core/remote/ssh.h"
 #include "core/util/error.h"
 #include "core/util/fs.h"
@@ -23,31 +25,6 @@ using nlohmann::json;
 
 namespace {
 
-// A path below the host's folder as one shell word; a folder written `~/…` stays relative to
-// the remote home (which only the remote shell knows).
-std::string remote_path(const Host& host, const std::string& below = "") {
-  const std::string& dir = host.dir;
-  if (dir == "~") return "\"$HOME\"" + (below.empty() ? "" : shell_quote(below));
-  if (dir.rfind("~/", 0) == 0) return "\"$HOME\"/" + shell_quote(dir.substr(2) + below);
-  return shell_quote(dir + below);
-}
-
-std::string mmlab_word(const Host& host) {
-  if (host.mmlab.rfind("~/", 0) == 0) return "\"$HOME\"/" + shell_quote(host.mmlab.substr(2));
-  return shell_quote(host.mmlab);
-}
-
-std::string new_tag() {
-  std::random_device rd;
-  char buf[64];
-  const std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  ::gmtime_r(&now, &tm);
-  std::snprintf(buf, sizeof buf, "%04d%02d%02d-%02d%02d%02d-%08x", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, rd());
-  return buf;
-}
-
 double now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
@@ -57,6 +34,8 @@ json to_json(const Launch& l) {
           {"host", l.host},
           {"run_name", l.run_name},
           {"pid", l.pid},
+          {"job_id", l.job_id},
+          {"db_file", l.db_file},
           {"remote_run_id", l.remote_run_id},
           {"uuid", l.uuid},
           {"resume", l.resume},
@@ -72,6 +51,8 @@ Launch from_json(const json& j) {
   l.host = j.value("host", "");
   l.run_name = j.value("run_name", "");
   l.pid = j.value("pid", int64_t{0});
+  l.job_id = j.value("job_id", int64_t{0});
+  l.db_file = j.value("db_file", std::string("results.sqlite"));
   l.remote_run_id = j.value("remote_run_id", int64_t{0});
   l.uuid = j.value("uuid", "");
   l.resume = j.value("resume", false);
@@ -139,6 +120,9 @@ HostCheck check_host(const Host& host) {
     return check;
   }
   const std::string script =
+      std::string(host.kind == HostKind::kSlurm
+                      ? "command -v sbatch >/dev/null 2>&1 || { echo slurm-missing; exit 0; }; "
+                      : "") +
       "command -v " + mmlab_word(host) + " >/dev/null 2>&1 || { echo mmlab-missing; exit 0; }; " +
       "mkdir -p " + remote_path(host) + " 2>/dev/null && [ -w " + remote_path(host) +
       " ] || { echo folder-unwritable; exit 0; }; " + mmlab_word(host) + " info";
@@ -149,6 +133,11 @@ HostCheck check_host(const Host& host) {
   }
   const std::string answer = last_line(out.out);
   const std::string where = "The host " + host.name + " (" + host.target() + ")";
+  if (answer == "slurm-missing") {
+    check.problem = where + " has no `sbatch`. Give the cluster's login host, where the Slurm " +
+                    "commands are installed.";
+    return check;
+  }
   if (answer == "mmlab-missing") {
     check.problem = where + " has no `" + host.mmlab +
                     "`. Build mmlab there with scripts/setup and give its path with "
@@ -182,10 +171,11 @@ HostCheck check_host(const Host& host) {
 }
 
 Launch start_on_host(const Host& host, const LaunchRequest& request) {
-  if (host.kind != HostKind::kSsh) {
-    throw UserError("The host " + host.name + " is not an ssh:// host.",
-                    "Choose an SSH host for this launch.");
+  if (host.kind == HostKind::kLocal) {
+    throw UserError("The host local runs its trainers as child processes, not over ssh.",
+                    "Use `mmlab train` for local runs.");
   }
+  const bool slurm = host.kind == HostKind::kSlurm;
   Launch launch;
   launch.tag = new_tag();
   launch.host = host.name;
@@ -196,16 +186,24 @@ Launch start_on_host(const Host& host, const LaunchRequest& request) {
     launch.resume = true;
     launch.uuid = request.resume_uuid;
     launch.run_name = "resume " + request.resume_uuid;
+    if (!request.resume_db_file.empty()) launch.db_file = request.resume_db_file;
     args += " --resume " + shell_quote(request.resume_uuid);
   } else {
     input = read_file(request.experiment_file);
     launch.run_name = request.run_name;
+    // A Slurm job has a database of its own: one writer, read once the job has ended.
+    if (slurm) launch.db_file = "launches/" + tag + ".sqlite";
     args += " launches/" + tag + ".json --run " + shell_quote(request.run_name) +
             " --checkpoint-dir checkpoints";
     if (request.steps > 0) args += " --steps " + std::to_string(request.steps);
   }
   if (!request.device.empty()) args += " --device " + shell_quote(request.device);
-  args += " --db results.sqlite --progress jsonl";
+  args += " --db " + shell_quote(launch.db_file) + " --progress jsonl";
+  if (slurm) {
+    launch.job_id = submit_to_slurm(host, tag, launch.run_name, args, input);
+    mark_reachable(launch);
+    return launch;
+  }
   const std::string d = remote_path(host);
   const std::string l = "launches/" + tag;
   // setsid + nohup: the trainer leaves the SSH session, so the connection (or the studio)
@@ -237,12 +235,15 @@ Launch start_on_host(const Host& host, const LaunchRequest& request) {
 }
 
 std::vector<std::string> follow_argv(const Host& host, const Launch& launch, int64_t offset) {
+  if (host.kind == HostKind::kSlurm)
+    return ssh_argv(host, slurm_follow_command(host, launch, offset));
   const std::string log = remote_path(host, "/launches/" + launch.tag + ".jsonl");
   return ssh_argv(host, "tail --pid=" + std::to_string(launch.pid) + " -c +" +
                             std::to_string(offset + 1) + " -F " + log + " 2>/dev/null");
 }
 
 bool stop_on_host(const Host& host, const Launch& launch) {
+  if (host.kind == HostKind::kSlurm) return cancel_on_slurm(host, launch);
   const std::string p = std::to_string(launch.pid);
   const ProcessOutput out =
       run_on_host(host, "grep -qa MMLAB_LAUNCH=" + launch.tag + " /proc/" + p +
@@ -263,14 +264,20 @@ std::optional<SyncResult> sync_from_host(const Host& host, Launch& launch,
     after = std::max<int64_t>(-1, last_synced_step(local, launch.uuid) - 1);
   }
   const std::string id = std::to_string(launch.remote_run_id);
+  // A Slurm job's database is read once the job has left the queue: its writer may be another
+  // node, and SQLite's shared-memory index must never be shared across machines.
+  const std::string still_queued = host.kind == HostKind::kSlurm
+                                       ? "[ -z \"$(squeue -h -j " + std::to_string(launch.job_id) +
+                                             " -o %i 2>/dev/null)\" ] || exit 0; "
+                                       : "";
   const std::string script =
-      "cd " + remote_path(host) + " || exit 0; id=" + id +
+      "cd " + remote_path(host) + " || exit 0; " + still_queued + "id=" + id +
       "; if [ \"$id\" = 0 ]; then id=$(grep -m 1 -o '\"run_id\":[1-9][0-9]*' launches/" +
       launch.tag +
       ".jsonl 2>/dev/null | cut -d: -f2); fi; "
       "[ -n \"$id\" ] || exit 0; exec " +
-      mmlab_word(host) + " remote snapshot --db results.sqlite --run \"$id\" --after " +
-      std::to_string(after);
+      mmlab_word(host) + " remote snapshot --db " + shell_quote(launch.db_file) +
+      " --run \"$id\" --after " + std::to_string(after);
   const ProcessOutput out = run_on_host(host, script);
   if (out.exit_code == kSshFailed || out.exit_code < 0) {
     mark_unreachable(host, launch, out);

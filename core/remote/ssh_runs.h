@@ -23,17 +23,19 @@ namespace mmlab::remote {
 
 /// One start of a trainer on a host, as the local side remembers it.
 struct Launch {
-  std::string tag;            ///< unique name of this start (also the log's file name)
-  std::string host;           ///< the host's name in the hosts file
-  std::string run_name;       ///< the run's name in its experiment (or "resume <uuid>")
-  int64_t pid = 0;            ///< the trainer's pid on the host
-  int64_t remote_run_id = 0;  ///< the run's id in the host's database (0 until known)
-  std::string uuid;           ///< the run's uuid (empty until the first sync)
-  bool resume = false;        ///< a resume: its first sync replaces the run's points
-  bool synced_full = false;   ///< that first full sync happened
-  bool reachable = true;      ///< the last contact with the host worked
-  std::string message;        ///< why not, when it did not
-  double last_contact = 0;    ///< seconds since the epoch
+  std::string tag;       ///< unique name of this start (also the log's file name)
+  std::string host;      ///< the host's name in the hosts file
+  std::string run_name;  ///< the run's name in its experiment (or "resume <uuid>")
+  int64_t pid = 0;       ///< the trainer's pid on the host (SSH hosts)
+  int64_t job_id = 0;    ///< the Slurm job (Slurm clusters)
+  std::string db_file = "results.sqlite";  ///< the trainer's database, below the host's folder
+  int64_t remote_run_id = 0;               ///< the run's id in the host's database (0 until known)
+  std::string uuid;                        ///< the run's uuid (empty until the first sync)
+  bool resume = false;                     ///< a resume: its first sync replaces the run's points
+  bool synced_full = false;                ///< that first full sync happened
+  bool reachable = true;                   ///< the last contact with the host worked
+  std::string message;                     ///< why not, when it did not
+  double last_contact = 0;                 ///< seconds since the epoch
 };
 
 /// The launches of one local database, kept beside it (`results.sqlite.remote.json`).
@@ -59,6 +61,7 @@ struct LaunchRequest {
   int64_t steps = 0;                      ///< 0: the file's budget
   std::string device;                     ///< empty: the file's
   std::string resume_uuid;                ///< instead: resume this run (on its host)
+  std::string resume_db_file;             ///< … kept in this database there (Launch::db_file)
 };
 
 /// The answer of `mmlab info` on a host, or why there is none.
@@ -72,14 +75,16 @@ struct HostCheck {
 /// Checks that `host` is reachable, has mmlab, with this build's schema, and a writable folder.
 HostCheck check_host(const Host& host);
 
-/// Starts the trainer on `host`; throws a UserError naming the host when it cannot.
+/// Starts the trainer on `host` (SSH: detached; Slurm: a batch job); throws a UserError naming
+/// the host when it cannot.
 Launch start_on_host(const Host& host, const LaunchRequest& request);
 
 /// The ssh command that prints the launch's event stream from byte `offset` on and ends when
 /// the trainer has ended (and its last line is out).
 std::vector<std::string> follow_argv(const Host& host, const Launch& launch, int64_t offset);
 
-/// SIGTERM to the trainer (it checkpoints and stops). false when it is not running any more.
+/// SIGTERM to the trainer (it checkpoints and stops; on Slurm through scancel). false when it is
+/// not running any more.
 bool stop_on_host(const Host& host, const Launch& launch);
 
 /// Fetches the points after the last synced one and merges them into `local`; updates

@@ -18,6 +18,7 @@
 #include "core/remote/process.h"
 #include "core/remote/ssh_runs.h"
 #include "core/store/store.h"
+#include "e2e/remote_test_support.h"
 #include "e2e/ssh_server.h"
 #include "process_support.h"
 #include "test_support.h"
@@ -27,50 +28,15 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-using Point = std::tuple<std::string, int64_t, int64_t, double, double>;
-
-std::vector<Point> all_points(const fs::path& db, const std::string& uuid) {
-  store::OpenOptions ro;
-  ro.mode = store::Database::Mode::kReadOnly;
-  store::ResultsStore st(db, ro);
-  std::vector<Point> out;
-  const auto run = st.find_run_by_uuid(uuid);
-  if (!run) return out;
-  st.for_each_point(run->id, [&](const std::string& m, const store::PointRow& p) {
-    out.emplace_back(m, p.step, p.tokens, p.wall, p.value);
-  });
-  return out;
-}
-
-// The points of `a` that `b` lacks or holds with another value (NaN equals NaN: a diverged
-// step is stored as NULL), for a readable failure.
-std::string difference(const std::vector<Point>& a, const std::vector<Point>& b) {
-  auto same = [](const Point& x, const Point& y) {
-    const double vx = std::get<4>(x), vy = std::get<4>(y);
-    return std::get<0>(x) == std::get<0>(y) && std::get<1>(x) == std::get<1>(y) &&
-           std::get<2>(x) == std::get<2>(y) && std::get<3>(x) == std::get<3>(y) &&
-           (vx == vy || (std::isnan(vx) && std::isnan(vy)));
-  };
-  std::string out;
-  size_t j = 0;
-  for (const auto& p : a) {
-    while (j < b.size() &&
-           (std::get<0>(b[j]) < std::get<0>(p) ||
-            (std::get<0>(b[j]) == std::get<0>(p) && std::get<1>(b[j]) < std::get<1>(p)))) {
-      ++j;
-    }
-    if (j >= b.size() || !same(p, b[j])) {
-      out += std::get<0>(p) + "@" + std::to_string(std::get<1>(p)) + " ";
-      if (out.size() > 400) break;
-    }
-  }
-  return out;
-}
+using test::remote_support::all_points;
+using test::remote_support::difference;
 
 class SshRemote : public ::testing::Test {
  protected:
   void SetUp() override {
-    server_ = std::make_unique<test::SshServer>(dir_ / "ssh", dir_ / "remote-xdg");
+    server_ = std::make_unique<test::SshServer>(
+        dir_ / "ssh",
+        std::map<std::string, std::string>{{"XDG_DATA_HOME", (dir_ / "remote-xdg").string()}});
     if (!server_->skip_reason().empty()) {
       GTEST_SKIP() << "SSH tests skipped: " << server_->skip_reason() << ".";
     }
@@ -86,44 +52,7 @@ class SshRemote : public ::testing::Test {
   }
 
   fs::path write_experiment(int64_t steps) {
-    json ex = {{"name", "ssh-e2e"},
-               {"defaults",
-                {{"model", {{"d_model", 32}, {"n_block", 1}, {"d_state", 8}}},
-                 {"train",
-                  {{"steps", steps},
-                   {"batch_size", 4},
-                   {"seq_len", 32},
-                   {"lr", 3e-3},
-                   {"eval_every", 10},
-                   {"eval_batches", 2},
-                   {"checkpoint_every", 0},
-                   {"threads", 1}}},
-                 {"data",
-                  {{"source", (dir_ / "corpus").string()},
-                   {"tokenizer", "byte"},
-                   {"val_fraction", 0.2}}}}},
-               {"runs", json::array({{{"name", "mamba"}, {"model", {{"family", "mamba"}}}}})}};
-    const fs::path p = dir_ / "experiment.json";
-    std::ofstream(p) << ex.dump(2);
-    return p;
-  }
-
-  // Reads the follower's lines into stream_ until `until` holds for one (or the stream ends).
-  template <class Pred>
-  bool read_until(remote::LineProcess& follower, Pred until) {
-    std::string line;
-    while (follower.read_line(line)) {
-      stream_ += line + "\n";
-      offset_ += static_cast<int64_t>(line.size()) + 1;
-      const json j = json::parse(line);
-      if (j["event"] == "step") {
-        last_step_ = j["step"].get<int64_t>();
-        live_loss_[last_step_] = j["metrics"]["loss"].get<double>();
-      }
-      if (j["event"] == "status") statuses_.push_back(j["status"].get<std::string>());
-      if (until(j)) return true;
-    }
-    return false;
+    return test::remote_support::write_experiment(dir_.path(), dir_ / "corpus", steps);
   }
 
   remote::Launch start(const remote::LaunchRequest& req) {
@@ -145,10 +74,7 @@ class SshRemote : public ::testing::Test {
   std::unique_ptr<test::SshServer> server_;
   remote::Host host_;
   std::vector<int64_t> trainers_;
-  std::string stream_;
-  int64_t offset_ = 0, last_step_ = 0;
-  std::map<int64_t, double> live_loss_;
-  std::vector<std::string> statuses_;
+  test::remote_support::Stream s_;
 };
 
 TEST_F(SshRemote, CheckNamesTheHostAndTheProblem) {
@@ -201,8 +127,8 @@ TEST_F(SshRemote, TrainerSurvivesItsConnectionAndIsReattached) {
   int64_t cut_at = 0;
   {
     remote::LineProcess follower(remote::follow_argv(host_, launch, 0));
-    ASSERT_TRUE(read_until(follower, [](const json& j) { return j["event"] == "step"; }));
-    cut_at = last_step_;
+    ASSERT_TRUE(s_.read_until(follower, [](const json& j) { return j["event"] == "step"; }));
+    cut_at = s_.last_step;
     ::kill(follower.pid(), SIGKILL);  // the SSH connection dies mid-run
     EXPECT_EQ(follower.wait(), -SIGKILL);
   }
@@ -212,46 +138,46 @@ TEST_F(SshRemote, TrainerSurvivesItsConnectionAndIsReattached) {
   ASSERT_TRUE(remote::sync_from_host(host_, launch, local).has_value());
   ASSERT_FALSE(launch.uuid.empty());
   {
-    remote::LineProcess follower(remote::follow_argv(host_, launch, offset_));
-    ASSERT_TRUE(read_until(follower, [&](const json& j) {
+    remote::LineProcess follower(remote::follow_argv(host_, launch, s_.offset));
+    ASSERT_TRUE(s_.read_until(follower, [&](const json& j) {
       return j["event"] == "step" && j["step"].get<int64_t>() >= cut_at + 5;
     }));
     EXPECT_TRUE(remote::stop_on_host(host_, launch));
-    read_until(follower, [](const json&) { return false; });  // to the end of the stream
+    s_.read_until(follower, [](const json&) { return false; });  // to the end of the stream
     EXPECT_EQ(follower.wait(), 0);
   }
   // Re-attached at the right byte: the two pieces are the log, nothing lost or repeated.
-  EXPECT_EQ(stream_, test::slurp(dir_ / "remote" / "launches" / (launch.tag + ".jsonl")));
+  EXPECT_EQ(s_.text, test::slurp(dir_ / "remote" / "launches" / (launch.tag + ".jsonl")));
   // One trainer the whole time: it started once and ended stopped.
-  EXPECT_EQ(std::count(statuses_.begin(), statuses_.end(), "running"), 1);
-  ASSERT_FALSE(statuses_.empty());
-  EXPECT_EQ(statuses_.back(), "stopped");
+  EXPECT_EQ(std::count(s_.statuses.begin(), s_.statuses.end(), "running"), 1);
+  ASSERT_FALSE(s_.statuses.empty());
+  EXPECT_EQ(s_.statuses.back(), "stopped");
   EXPECT_FALSE(remote::stop_on_host(host_, launch)) << "a stopped trainer is not running";
 
   const auto synced = remote::sync_from_host(host_, launch, local);
   ASSERT_TRUE(synced.has_value());
-  EXPECT_EQ(synced->last_step, last_step_);
+  EXPECT_EQ(synced->last_step, s_.last_step);
   expect_local_equals_remote(launch.uuid);
   EXPECT_EQ(local.get_run(synced->run_id).status, store::RunStatus::kStopped);
   // The live curve is the database's curve.
   std::map<int64_t, double> stored;
   for (const auto& p : local.points(synced->run_id, "loss")) stored[p.step] = p.value;
-  EXPECT_EQ(live_loss_, stored);
+  EXPECT_EQ(s_.loss, stored);
 
   // Resume on the host: the curve continues with no gap, and the full re-sync of a resumed run
   // leaves exactly the remote points.
-  const int64_t stopped_at = last_step_;
+  const int64_t stopped_at = s_.last_step;
   remote::LaunchRequest again;
   again.resume_uuid = launch.uuid;
   remote::Launch resumed = start(again);
-  stream_.clear();
+  s_ = {};
   {
     remote::LineProcess follower(remote::follow_argv(host_, resumed, 0));
-    ASSERT_TRUE(read_until(follower, [&](const json& j) {
+    ASSERT_TRUE(s_.read_until(follower, [&](const json& j) {
       return j["event"] == "step" && j["step"].get<int64_t>() >= stopped_at + 3;
     }));
     EXPECT_TRUE(remote::stop_on_host(host_, resumed));
-    read_until(follower, [](const json&) { return false; });
+    s_.read_until(follower, [](const json&) { return false; });
     EXPECT_EQ(follower.wait(), 0);
   }
   const auto after = remote::sync_from_host(host_, resumed, local);
@@ -260,7 +186,7 @@ TEST_F(SshRemote, TrainerSurvivesItsConnectionAndIsReattached) {
   EXPECT_EQ(after->run_id, synced->run_id);
   expect_local_equals_remote(launch.uuid);
   const auto loss = local.points(after->run_id, "loss");
-  ASSERT_EQ(static_cast<int64_t>(loss.size()), last_step_);
+  ASSERT_EQ(static_cast<int64_t>(loss.size()), s_.last_step);
   for (size_t i = 0; i < loss.size(); ++i) EXPECT_EQ(loss[i].step, static_cast<int64_t>(i) + 1);
   EXPECT_EQ(local.list_runs().size(), 1u);
 }
@@ -329,7 +255,7 @@ TEST_F(SshRemote, UnreachableHostIsShownAsSuchAndCatchesUpWhenBack) {
   store::ResultsStore local(db);
   {
     remote::LineProcess follower(remote::follow_argv(host_, launch, 0));
-    ASSERT_TRUE(read_until(follower, [](const json& j) { return j["event"] == "step"; }));
+    ASSERT_TRUE(s_.read_until(follower, [](const json& j) { return j["event"] == "step"; }));
   }
   ASSERT_TRUE(remote::sync_from_host(host_, launch, local).has_value());
   const int64_t seen = remote::last_synced_step(local, launch.uuid);
@@ -347,7 +273,9 @@ TEST_F(SshRemote, UnreachableHostIsShownAsSuchAndCatchesUpWhenBack) {
   EXPECT_EQ(::kill(static_cast<pid_t>(launch.pid), 0), 0);
 
   // It comes back (here: a new server, on another port): the sync catches up.
-  server_ = std::make_unique<test::SshServer>(dir_ / "ssh-again", dir_ / "remote-xdg");
+  server_ = std::make_unique<test::SshServer>(
+      dir_ / "ssh-again",
+      std::map<std::string, std::string>{{"XDG_DATA_HOME", (dir_ / "remote-xdg").string()}});
   ASSERT_EQ(server_->skip_reason(), "");
   const remote::Host before = host_;
   host_ = server_->host("box");
@@ -357,7 +285,7 @@ TEST_F(SshRemote, UnreachableHostIsShownAsSuchAndCatchesUpWhenBack) {
   {
     // To the end of the stream, i.e. until the trainer has exited.
     remote::LineProcess follower(remote::follow_argv(host_, launch, 0));
-    read_until(follower, [](const json&) { return false; });
+    s_.read_until(follower, [](const json&) { return false; });
     EXPECT_EQ(follower.wait(), 0);
   }
   const auto caught_up = remote::sync_from_host(host_, launch, local);

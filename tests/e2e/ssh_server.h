@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // A real OpenSSH server for the remote-run tests: Debian's sshd on a free loopback port, with a
 // host key and a user key generated for the test and an ssh client config that touches nothing
-// in ~/.ssh. The server logs to a pipe drained by a thread; it is ready when it says it listens.
+// in ~/.ssh. It is ready when it says it listens.
 #pragma once
 
 #include <arpa/inet.h>
@@ -13,12 +13,13 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "core/remote/host.h"
 #include "core/remote/process.h"
+#include "e2e/server_process.h"
 
 namespace mmlab::test {
 
@@ -41,9 +42,10 @@ inline int free_loopback_port() {
 
 class SshServer {
  public:
-  /// Starts sshd with its files under `dir`; the sessions get XDG_DATA_HOME=`remote_xdg`.
-  /// skip_reason() is non-empty when it cannot run here.
-  SshServer(const std::filesystem::path& dir, const std::filesystem::path& remote_xdg) : dir_(dir) {
+  /// Starts sshd with its files under `dir`; its sessions get the variables of `session_env`
+  /// (ssh's SetEnv, sshd's AcceptEnv). skip_reason() is non-empty when it cannot run here.
+  SshServer(const std::filesystem::path& dir, const std::map<std::string, std::string>& session_env)
+      : dir_(dir) {
     namespace fs = std::filesystem;
     const char* sshd = "/usr/sbin/sshd";
     if (!fs::exists(sshd) || ::access("/usr/bin/ssh", X_OK) != 0 ||
@@ -69,16 +71,8 @@ class SshServer {
     fs::copy_file(dir_ / "user_key.pub", dir_ / "authorized_keys");
     const passwd* pw = ::getpwuid(::getuid());
     user_ = pw ? pw->pw_name : "root";
-    for (int attempt = 0; attempt < 5 && port_ == 0; ++attempt) start(remote_xdg);
+    for (int attempt = 0; attempt < 5 && port_ == 0; ++attempt) start(session_env);
     if (port_ == 0) skip_ = "sshd did not start: " + log_;
-  }
-
-  ~SshServer() {
-    // The log pipe ends with the server; the thread that reads it is joined before the pipe
-    // is closed.
-    if (server_) ::kill(server_->pid(), SIGTERM);
-    if (drain_.joinable()) drain_.join();
-    server_.reset();
   }
 
   const std::string& skip_reason() const { return skip_; }
@@ -97,15 +91,21 @@ class SshServer {
   }
 
  private:
-  void start(const std::filesystem::path& remote_xdg) {
+  void start(const std::map<std::string, std::string>& session_env) {
     const int port = free_loopback_port();
+    std::string accept, set;
+    for (const auto& [k, v] : session_env) {
+      accept += " " + k;
+      set += " " + k + "=" + v;
+    }
     {
       std::ofstream c(dir_ / "sshd_config");
       c << "Port " << port << "\nListenAddress 127.0.0.1\nHostKey " << (dir_ / "host_key").string()
         << "\nAuthorizedKeysFile " << (dir_ / "authorized_keys").string()
         << "\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
            "PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nStrictModes no\n"
-           "UsePAM no\nPidFile none\nAcceptEnv XDG_DATA_HOME\n";
+           "UsePAM no\nPidFile none\n"
+        << (accept.empty() ? "" : "AcceptEnv" + accept + "\n");
     }
     {
       std::ifstream pub(dir_ / "host_key.pub");
@@ -115,34 +115,25 @@ class SshServer {
       std::ofstream c(dir_ / "ssh_config");
       c << "Host *\n  IdentityFile " << (dir_ / "user_key").string()
         << "\n  IdentitiesOnly yes\n  UserKnownHostsFile " << (dir_ / "known_hosts").string()
-        << "\n  StrictHostKeyChecking yes\n  LogLevel ERROR\n  SetEnv XDG_DATA_HOME="
-        << remote_xdg.string() << "\n";
+        << "\n  StrictHostKeyChecking yes\n  LogLevel ERROR\n"
+        << (set.empty() ? "" : "  SetEnv" + set + "\n");
     }
-    server_ = std::make_unique<remote::LineProcess>(
-        std::vector<std::string>{"sh", "-c", "exec \"$0\" \"$@\" 2>&1", "/usr/sbin/sshd", "-D",
-                                 "-e", "-f", (dir_ / "sshd_config").string()});
-    std::string line;
-    while (server_->read_line(line)) {
-      log_ += line + "\n";
-      if (line.find("Server listening on") != std::string::npos) {
-        port_ = port;
-        // Keep reading its log so that it never blocks on a full pipe.
-        drain_ = std::thread([s = server_.get()] {
-          std::string l;
-          while (s->read_line(l)) {
-          }
-        });
-        return;
-      }
+    server_ =
+        std::make_unique<ServerProcess>(std::vector<std::string>{"/usr/sbin/sshd", "-D", "-e", "-f",
+                                                                 (dir_ / "sshd_config").string()},
+                                        "Server listening on");
+    if (server_->ready()) {
+      port_ = port;
+    } else {
+      log_ = server_->log();  // say, the port was taken meanwhile: try another one
+      server_.reset();
     }
-    server_.reset();  // it ended (say, the port was taken meanwhile): try another port
   }
 
   std::filesystem::path dir_;
   std::string user_, skip_, log_;
   int port_ = 0;
-  std::unique_ptr<remote::LineProcess> server_;
-  std::thread drain_;
+  std::unique_ptr<ServerProcess> server_;
 };
 
 }  // namespace mmlab::test
