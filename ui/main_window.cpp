@@ -43,6 +43,7 @@
 #include "ui/config_diff.h"
 #include "ui/experiment_dialog.h"
 #include "ui/expert_heatmap.h"
+#include "ui/hosts_dialog.h"
 #include "ui/point_prefetcher.h"
 #include "ui/qcp.h"
 
@@ -212,6 +213,9 @@ void MainWindow::build_menus() {
   a->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_0));
   view->addAction(tr("&Refresh"), &session_, &ResultsSession::refresh)
       ->setShortcut(QKeySequence::Refresh);
+
+  QMenu* settings = menuBar()->addMenu(tr("&Settings"));
+  settings->addAction(tr("&Hosts…"), this, [this] { HostsDialog(this).exec(); });
 
   QMenu* help = menuBar()->addMenu(tr("&Help"));
   help->addAction(tr("&About"), this, [this] {
@@ -443,10 +447,10 @@ void MainWindow::open_experiment_file(const QString& path) {
   dlg.set_document(doc);
   if (dlg.exec() != QDialog::Accepted) return;
   QString err;
-  if (launch_experiment(dlg.document(), &err) == 0) show_message(tr("Launch"), err);
+  if (launch_experiment(dlg.document(), &err, dlg.target()) == 0) show_message(tr("Launch"), err);
 }
 
-int MainWindow::launch_experiment(const json& doc, QString* error) {
+int MainWindow::launch_experiment(const json& doc, QString* error, const QString& target) {
   if (!session_.is_open()) {
     if (error) *error = tr("No database is open: open or create one first (File ▸ Open database).");
     return 0;
@@ -476,9 +480,21 @@ int MainWindow::launch_experiment(const json& doc, QString* error) {
     return 0;
   }
   f.close();
-  for (const RunConfig& rc : ex.runs)
-    manager_->enqueue_train(file, QString::fromStdString(rc.name), session_.path(),
-                            QString::fromStdString(rc.train.device));
+  for (const RunConfig& rc : ex.runs) {
+    const QString name = QString::fromStdString(rc.name);
+    if (target == QLatin1String("local")) {
+      manager_->enqueue_train(file, name, session_.path(), QString::fromStdString(rc.train.device));
+    } else {
+      // The child is `mmlab remote … --follow`: it starts the trainer on the host, prints its
+      // event stream like a local trainer, turns our SIGTERM into a remote stop and syncs the
+      // run's rows into this database. One queue per host.
+      manager_->enqueue(name, QStringLiteral("host:") + target,
+                        {QStringLiteral("remote"), QStringLiteral("--db"), session_.path(),
+                         QStringLiteral("launch"), target, file, QStringLiteral("--run"), name,
+                         QStringLiteral("--follow")},
+                        session_.path());
+    }
+  }
   tabs_->setCurrentWidget(plot_);
   statusBar()->showMessage(tr("Queued %1 run(s) of %2.").arg(ex.runs.size()).arg(ex.name.c_str()),
                            5000);
@@ -489,7 +505,7 @@ void MainWindow::new_experiment() {
   ExperimentDialog dlg(this);
   if (dlg.exec() != QDialog::Accepted) return;
   QString err;
-  if (launch_experiment(dlg.document(), &err) == 0) show_message(tr("Launch"), err);
+  if (launch_experiment(dlg.document(), &err, dlg.target()) == 0) show_message(tr("Launch"), err);
 }
 
 void MainWindow::clone_selected() {
@@ -508,7 +524,7 @@ void MainWindow::clone_selected() {
   dlg.set_document(ExperimentDialog::clone_document(cfg, QString::fromStdString(r->name)), cfg);
   if (dlg.exec() != QDialog::Accepted) return;
   QString err;
-  if (launch_experiment(dlg.document(), &err) == 0) show_message(tr("Launch"), err);
+  if (launch_experiment(dlg.document(), &err, dlg.target()) == 0) show_message(tr("Launch"), err);
 }
 
 void MainWindow::delete_selected() {

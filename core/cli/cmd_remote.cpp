@@ -18,6 +18,7 @@
 #include "core/remote/ssh.h"
 #include "core/remote/ssh_runs.h"
 #include "core/store/store.h"
+#include "core/train/trainer.h"
 #include "core/util/error.h"
 
 namespace mmlab::cli {
@@ -83,15 +84,48 @@ int follow(const RemoteArgs& a, const Context& ctx, const std::string& key, int6
   Launch& launch = find_launch(book, key, ctx);
   const Host host = a.hosts().get(launch.host);
   std::string final_status, sync_error;
+  int64_t local_id = 0;  // the run's id in the local database, once synced
+  if (!launch.uuid.empty()) {
+    if (auto r = local.find_run_by_uuid(launch.uuid)) local_id = r->id;
+  }
   auto last_sync = std::chrono::steady_clock::now();
   std::chrono::seconds pause{1};
+  // SIGTERM/SIGINT to this follower (the studio's stop) becomes a stop of the remote trainer;
+  // the stream is followed on until the trainer has checkpointed and ended.
+  bool stop_sent = false;
+  auto forward_stop = [&] {
+    if (!stop_requested() || stop_sent) return;
+    stop_sent = true;
+    try {
+      if (remote::stop_on_host(host, launch)) {
+        std::cerr << "mmlab: asked the trainer of " << launch.tag << " on " << host.name
+                  << " to stop\n";
+      }
+    } catch (const UserError& e) {
+      std::cerr << "mmlab: " << e.what() << "\n";
+      stop_sent = false;  // tried again on the next signal or line
+    }
+  };
   for (;;) {
     remote::LineProcess tail(remote::follow_argv(host, launch, offset));
     std::string line;
-    while (tail.read_line(line)) {
+    while (tail.read_line(line, forward_stop)) {
+      forward_stop();
       offset += static_cast<int64_t>(line.size()) + 1;
+      json j = json::parse(line, nullptr, false);
+      if (j.is_object() && j.value("run_id", int64_t{0}) > 0) {
+        // The stream names the run by its id in the host's database; a reader here (the
+        // studio) knows it by its id in this one, which the first sync gives.
+        if (local_id == 0) {
+          sync_while_following(host, launch, local, book, sync_error);
+          last_sync = std::chrono::steady_clock::now();
+          if (auto r = local.find_run_by_uuid(launch.uuid)) local_id = r->id;
+        }
+        j["run_id"] = local_id;
+        if (j.contains("db")) j["db"] = ctx.db_path().string();
+        line = j.dump();
+      }
       if (a.progress == "jsonl") std::cout << line << "\n" << std::flush;
-      const json j = json::parse(line, nullptr, false);
       if (j.is_object() && j.value("event", "") == "status") {
         const std::string s = j.value("status", "");
         if (s != "running" && s != "queued") final_status = s;
@@ -307,7 +341,10 @@ void add_remote_command(CLI::App& app, Context& ctx) {
   launch->add_flag("--follow", args->follow, "Then follow them (as `mmlab remote follow`)");
   launch->add_option("--progress", args->progress, "With --follow: jsonl | none")
       ->check(CLI::IsMember({"jsonl", "none"}));
-  launch->callback([args, &ctx] { ctx.action = [args, &ctx] { return launch_runs(*args, ctx); }; });
+  launch->callback([args, &ctx] {
+    install_stop_handlers();  // before run() lets a held-back stop signal through
+    ctx.action = [args, &ctx] { return launch_runs(*args, ctx); };
+  });
 
   CLI::App* fol = rem->add_subcommand("follow", "Print a remote run's event stream until it ends");
   fol->add_option("tag", args->tag, "Launch tag or run uuid (`mmlab remote list`)")->required();
@@ -316,6 +353,7 @@ void add_remote_command(CLI::App& app, Context& ctx) {
   fol->add_option("--progress", args->progress, "jsonl | none")
       ->check(CLI::IsMember({"jsonl", "none"}));
   fol->callback([args, &ctx] {
+    install_stop_handlers();
     ctx.action = [args, &ctx] { return follow(*args, ctx, args->tag, args->from_byte); };
   });
 
@@ -329,7 +367,10 @@ void add_remote_command(CLI::App& app, Context& ctx) {
   res->add_flag("--follow", args->follow, "Then follow it");
   res->add_option("--progress", args->progress, "With --follow: jsonl | none")
       ->check(CLI::IsMember({"jsonl", "none"}));
-  res->callback([args, &ctx] { ctx.action = [args, &ctx] { return resume(*args, ctx); }; });
+  res->callback([args, &ctx] {
+    install_stop_handlers();
+    ctx.action = [args, &ctx] { return resume(*args, ctx); };
+  });
 
   CLI::App* sy = rem->add_subcommand("sync", "Bring remote runs' new rows into the database");
   sy->add_option("tag", args->tags, "Launch tags or run uuids (default: all)");

@@ -151,7 +151,7 @@ void LineProcess::drain_err() {
   }
 }
 
-bool LineProcess::read_line(std::string& line) {
+bool LineProcess::read_line(std::string& line, const std::function<void()>& on_signal) {
   char buf[4096];
   for (;;) {
     const size_t nl = buffer_.find('\n');
@@ -165,6 +165,7 @@ bool LineProcess::read_line(std::string& line) {
     if (r > 0) {
       buffer_.append(buf, static_cast<size_t>(r));
     } else if (r < 0 && errno == EINTR) {
+      if (on_signal) on_signal();
       continue;
     } else {
       return false;  // an unterminated last line is incomplete: it is read again next time

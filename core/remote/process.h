@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -26,8 +27,9 @@ class LineProcess {
   LineProcess(const LineProcess&) = delete;
   LineProcess& operator=(const LineProcess&) = delete;
 
-  /// The next complete line (without '\n'); false at end of output.
-  bool read_line(std::string& line);
+  /// The next complete line (without '\n'); false at end of output. `on_signal` runs whenever a
+  /// signal interrupts the wait (a stop request can be acted on while no line comes).
+  bool read_line(std::string& line, const std::function<void()>& on_signal = {});
   /// Waits for the child to end and returns its exit code (-signal when killed).
   int wait();
   /// What it wrote on stderr (complete once wait() returned).
