@@ -40,6 +40,7 @@
 
 #include "core/config/experiment.h"
 #include "core/config/layer_pattern.h"
+#include "core/remote/ssh_runs.h"
 #include "ui/config_diff.h"
 #include "ui/experiment_dialog.h"
 #include "ui/expert_heatmap.h"
@@ -613,12 +614,31 @@ void MainWindow::stop_selected() {
   }
 }
 
+QString MainWindow::remote_host_of(const store::RunRow& run) const {
+  try {
+    auto book = remote::LaunchBook::load(session_.path().toStdString());
+    if (const remote::Launch* l = book.find(run.uuid)) return QString::fromStdString(l->host);
+  } catch (const std::exception&) {
+    // A damaged list of remote runs: treat the run as local (`mmlab remote` names the file).
+  }
+  return {};
+}
+
 void MainWindow::resume_selected() {
   for (int64_t id : selected_runs()) {
     const store::RunRow* r = session_.run(id);
     if (!r || r->status == store::RunStatus::kFinished ||
         r->effective_status == store::RunStatus::kRunning)
       continue;
+    if (const QString host = remote_host_of(*r); !host.isEmpty()) {
+      // A run that trained on a host resumes there, followed as it was launched.
+      manager_->enqueue(
+          QString::fromStdString(r->name), QStringLiteral("host:") + host,
+          {QStringLiteral("remote"), QStringLiteral("--db"), session_.path(),
+           QStringLiteral("resume"), QString::fromStdString(r->uuid), QStringLiteral("--follow")},
+          session_.path());
+      continue;
+    }
     QString device = QStringLiteral("cpu");
     try {
       device = QString::fromStdString(

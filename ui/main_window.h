@@ -102,6 +102,8 @@ class MainWindow : public QMainWindow {
   void export_csv();
   void stop_selected();
   void resume_selected();
+  /// The host a run was launched on (Settings ▸ Hosts name), or empty for a local run.
+  QString remote_host_of(const store::RunRow& run) const;
   void generate_samples();
   void show_message(const QString& title, const QString& text, bool error = true);
   void restore_settings();
