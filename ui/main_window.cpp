@@ -47,6 +47,7 @@
 #include "ui/hosts_dialog.h"
 #include "ui/point_prefetcher.h"
 #include "ui/qcp.h"
+#include "ui/remote_watch.h"
 
 namespace mmlab::ui {
 
@@ -155,6 +156,8 @@ MainWindow::MainWindow(const QString& db_path, QWidget* parent) : QMainWindow(pa
     poll_gpu();
   });
   live_timer_->start();
+  remote_watch_ = new RemoteWatch(session_, *manager_, *model_, this);
+  connect(remote_watch_, &RemoteWatch::synced, &session_, &ResultsSession::refresh);
 
   restore_settings();
   QString path = db_path;
@@ -684,6 +687,7 @@ void MainWindow::on_runs_changed() {
   const auto selected = selected_runs();
   const bool was_empty = model_->rowCount() == 0;
   model_->set_rows(session_.runs());
+  if (remote_watch_) remote_watch_->update_unreachable();
   // First rows of a fresh layout: size the columns to what they hold.
   if (was_empty && model_->rowCount() > 0 && !header_restored_) table_->resizeColumnsToContents();
   select_runs(selected);

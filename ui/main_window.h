@@ -35,6 +35,8 @@ class QHBoxLayout;
 
 namespace mmlab::ui {
 
+class RemoteWatch;
+
 class ExpertHeatmap;
 class PointPrefetcher;
 
@@ -145,6 +147,7 @@ class MainWindow : public QMainWindow {
   QString last_message_;
   QString gpu_text_;
   QTimer* live_timer_ = nullptr;
+  RemoteWatch* remote_watch_ = nullptr;
   PointPrefetcher* prefetcher_ = nullptr;
   QTimer* prefetch_timer_ = nullptr;
   std::set<std::pair<int64_t, std::string>> pending_;  // asked for, not read yet

@@ -252,7 +252,9 @@ int sync(const RemoteArgs& a, const Context& ctx) {
   const remote::HostList hosts = a.hosts();
   std::vector<Launch*> chosen;
   if (a.tags.empty()) {
-    for (auto& l : book.launches()) chosen.push_back(&l);
+    // Every start whose trainer may still have rows to bring (a named one is synced anyway).
+    for (auto& l : book.launches())
+      if (!l.ended) chosen.push_back(&l);
   } else {
     for (const auto& t : a.tags) chosen.push_back(&find_launch(book, t, ctx));
   }
@@ -373,7 +375,8 @@ void add_remote_command(CLI::App& app, Context& ctx) {
   });
 
   CLI::App* sy = rem->add_subcommand("sync", "Bring remote runs' new rows into the database");
-  sy->add_option("tag", args->tags, "Launch tags or run uuids (default: all)");
+  sy->add_option("tag", args->tags,
+                 "Launch tags or run uuids (default: every one not seen ended yet)");
   sy->callback([args, &ctx] { ctx.action = [args, &ctx] { return sync(*args, ctx); }; });
 
   CLI::App* ls = rem->add_subcommand("list", "The remote runs this database knows");

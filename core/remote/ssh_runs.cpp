@@ -40,6 +40,7 @@ json to_json(const Launch& l) {
           {"uuid", l.uuid},
           {"resume", l.resume},
           {"synced_full", l.synced_full},
+          {"ended", l.ended},
           {"reachable", l.reachable},
           {"message", l.message},
           {"last_contact", l.last_contact}};
@@ -57,6 +58,7 @@ Launch from_json(const json& j) {
   l.uuid = j.value("uuid", "");
   l.resume = j.value("resume", false);
   l.synced_full = j.value("synced_full", false);
+  l.ended = j.value("ended", false);
   l.reachable = j.value("reachable", true);
   l.message = j.value("message", "");
   l.last_contact = j.value("last_contact", 0.0);
@@ -317,6 +319,7 @@ std::optional<SyncResult> sync_from_host(const Host& host, Launch& launch,
   }
   SyncResult result = merge_run_snapshot(local, tmp, full);
   launch.uuid = result.uuid;
+  launch.ended = store::is_terminal(local.get_run(result.run_id).status);
   if (full) launch.synced_full = true;
   return result;
 }

@@ -33,9 +33,10 @@ struct Launch {
   std::string uuid;                        ///< the run's uuid (empty until the first sync)
   bool resume = false;                     ///< a resume: its first sync replaces the run's points
   bool synced_full = false;                ///< that first full sync happened
-  bool reachable = true;                   ///< the last contact with the host worked
-  std::string message;                     ///< why not, when it did not
-  double last_contact = 0;                 ///< seconds since the epoch
+  bool ended = false;       ///< a sync saw the trainer's final status (nothing more to fetch)
+  bool reachable = true;    ///< the last contact with the host worked
+  std::string message;      ///< why not, when it did not
+  double last_contact = 0;  ///< seconds since the epoch
 };
 
 /// The launches of one local database, kept beside it (`results.sqlite.remote.json`).

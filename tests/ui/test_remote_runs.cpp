@@ -15,6 +15,7 @@
 #include <set>
 
 #include "core/remote/host.h"
+#include "core/remote/ssh_runs.h"
 #include "core/store/store.h"
 #include "e2e/remote_test_support.h"
 #include "e2e/ssh_server.h"
@@ -153,4 +154,50 @@ TEST(RemoteRunsInTheStudio, LiveCurveIsTheRemoteRowsStopStopsTheTrainerResumeCon
   EXPECT_EQ(mmlab::test::remote_support::all_points(dir / "local.sqlite", runs[0].uuid).size(),
             mmlab::test::remote_support::all_points(dir / "remote" / "results.sqlite", runs[0].uuid)
                 .size());
+}
+
+TEST(RemoteRunsInTheStudio, ARunOnAnUnreachableHostShowsAsSuchNotLost) {
+  mmlab::test::qt_app();
+  mmlab::test::TempDir dir;
+  const fs::path db = dir / "local.sqlite";
+  std::string uuid;
+  {
+    mmlab::store::ResultsStore st(db);
+    mmlab::store::NewRun run;
+    run.experiment_id = st.ensure_experiment("remote-e2e");
+    run.name = "mamba";
+    run.status = mmlab::store::RunStatus::kRunning;
+    const int64_t id = st.create_run(run);
+    mmlab::store::RunStart start;
+    start.host = "gpu1-far-away";  // another host: only its stale heartbeat can be seen
+    start.pid = 4242;
+    st.mark_started(id, start);
+    st.database().exec("UPDATE runs SET heartbeat_at = heartbeat_at - 3600");
+    uuid = st.get_run(id).uuid;
+  }
+  auto book = mmlab::remote::LaunchBook::load(db);
+  mmlab::remote::Launch l;
+  l.tag = "t1";
+  l.host = "gpu1";
+  l.uuid = uuid;
+  l.reachable = false;
+  l.message = "The host gpu1 (ssh://me@gpu1) cannot be reached over ssh (timeout).";
+  book.launches().push_back(l);
+  book.save();
+
+  MainWindow w(qpath(db));
+  w.set_quiet(true);
+  auto status = [&] {
+    return w.proxy().index(0, RunTableModel::kStatus).data().toString().toStdString();
+  };
+  ASSERT_EQ(w.proxy().rowCount(), 1);
+  EXPECT_EQ(status(), "unreachable");
+  EXPECT_EQ(w.proxy().index(0, RunTableModel::kStatus).data(Qt::ToolTipRole).toString(),
+            QString::fromStdString(l.message));
+
+  // Reached again (a later contact got through): what its rows say, here lost.
+  book.launches()[0].reachable = true;
+  book.save();
+  w.session().refresh();
+  EXPECT_EQ(status(), "lost");
 }
