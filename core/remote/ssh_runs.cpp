@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "core/remote/ssh_runs.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -101,8 +104,39 @@ LaunchBook LaunchBook::load(const fs::path& db) {
 }
 
 void LaunchBook::save() const {
+  // Several processes keep the book of one database (a follower per host, the studio's sync):
+  // under a lock, the file is read again and only this process's entries replace theirs, so an
+  // entry another one added meanwhile is kept.
+  const fs::path lock_path = path_.string() + ".lock";
+  const int lock = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock >= 0) ::flock(lock, LOCK_EX);
+  struct Unlock {
+    int fd;
+    ~Unlock() {
+      if (fd >= 0) ::close(fd);  // closing releases the lock
+    }
+  } unlock{lock};
+  std::vector<Launch> merged;
+  std::error_code ec;
+  if (fs::exists(path_, ec)) {
+    try {
+      const json doc = json::parse(read_file(path_));
+      for (const auto& j : doc.at("launches")) merged.push_back(from_json(j));
+    } catch (const json::exception&) {
+      merged.clear();  // a damaged book is replaced by what this process knows
+    }
+  }
+  for (const auto& l : launches_) {
+    auto same =
+        std::find_if(merged.begin(), merged.end(), [&](const Launch& m) { return m.tag == l.tag; });
+    if (same != merged.end()) {
+      *same = l;
+    } else {
+      merged.push_back(l);
+    }
+  }
   json doc = {{"launches", json::array()}};
-  for (const auto& l : launches_) doc["launches"].push_back(to_json(l));
+  for (const auto& l : merged) doc["launches"].push_back(to_json(l));
   write_file_atomically(path_, doc.dump(2) + "\n");
 }
 

@@ -44,7 +44,8 @@ class LaunchBook {
  public:
   /// Reads the book of the database at `db` (a missing book is empty).
   static LaunchBook load(const std::filesystem::path& db);
-  void save() const;  ///< atomically
+  /// Atomically, merged by tag with what other processes saved meanwhile.
+  void save() const;
   std::vector<Launch>& launches() { return launches_; }
   /// The launch with this tag, or of the run with this uuid (the newest), or nullptr.
   Launch* find(const std::string& tag_or_uuid);

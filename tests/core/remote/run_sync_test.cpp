@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "core/remote/run_sync.h"
+#include "core/remote/ssh_runs.h"
 #include "core/store/store.h"
 #include "test_support.h"
 
@@ -119,6 +120,30 @@ TEST_F(RunSync, SnapshotRefusesAnExistingFileAndAnUnknownRun) {
   EXPECT_THROW(write_run_snapshot(remote_->path(), run_, dir_ / "taken.sqlite", -1), UserError);
   EXPECT_THROW(write_run_snapshot(remote_->path(), 999, dir_ / "new.sqlite", -1), UserError);
   EXPECT_FALSE(fs::exists(dir_ / "new.sqlite"));
+}
+
+TEST(LaunchBook, SavesMergeWithWhatOthersSavedMeanwhile) {
+  test::TempDir dir;
+  const fs::path db = dir / "results.sqlite";
+  LaunchBook first = LaunchBook::load(db);
+  LaunchBook second = LaunchBook::load(db);  // another process, same (empty) book
+  Launch a;
+  a.tag = "a";
+  a.host = "gpu1";
+  first.launches().push_back(a);
+  first.save();
+  Launch b;
+  b.tag = "b";
+  b.host = "gpu2";
+  second.launches().push_back(b);
+  second.save();  // must not drop "a"
+  first.launches()[0].uuid = "u1";
+  first.save();  // must not drop "b"
+  LaunchBook back = LaunchBook::load(db);
+  ASSERT_EQ(back.launches().size(), 2u);
+  EXPECT_EQ(back.find("a")->uuid, "u1");
+  EXPECT_EQ(back.find("b")->host, "gpu2");
+  EXPECT_EQ(back.find("u1")->tag, "a");
 }
 
 }  // namespace
