@@ -25,13 +25,9 @@ std::string safe_name(const std::string& name) {
   return out;
 }
 
-}  // namespace
-
-int64_t submit_to_slurm(const Host& host, const std::string& tag, const std::string& job_name,
-                        const std::string& train_args, const std::string& experiment_json) {
-  const std::string l = "launches/" + tag;
+std::string slurm_header(const Host& host, const std::string& job_name, const std::string& output) {
   std::string script = "#!/bin/sh\n#SBATCH --job-name=mmlab-" + safe_name(job_name) +
-                       "\n#SBATCH --output=" + l + ".out\n";
+                       "\n#SBATCH --output=" + output + "\n";
   const int ranks = std::max(1, host.gpus);
   script += "#SBATCH --ntasks=" + std::to_string(ranks) + "\n";
   if (host.gpus > 0) script += "#SBATCH --gpus-per-task=1\n";
@@ -39,6 +35,25 @@ int64_t submit_to_slurm(const Host& host, const std::string& tag, const std::str
   if (!host.account.empty()) script += "#SBATCH --account=" + host.account + "\n";
   if (!host.time_limit.empty()) script += "#SBATCH --time=" + host.time_limit + "\n";
   for (const auto& line : host.sbatch_lines) script += "#SBATCH " + line + "\n";
+  return script;
+}
+
+std::string refusal_sentence(const Host& host, const ProcessOutput& out) {
+  std::string why = last_line(out.err);
+  if (why.rfind("sbatch: error: ", 0) == 0) why = why.substr(15);
+  while (!why.empty() && (why.back() == '.' || why.back() == ' ')) why.pop_back();
+  return "Slurm on the host " + host.name + " refused the job (" +
+         (why.empty() ? "no reason given" : why) +
+         "). Fix the host's partition, account, GPUs or time limit (`mmlab hosts remove " +
+         host.name + "` and add it again) and submit again.";
+}
+
+}  // namespace
+
+int64_t submit_to_slurm(const Host& host, const std::string& tag, const std::string& job_name,
+                        const std::string& train_args, const std::string& experiment_json) {
+  const std::string l = "launches/" + tag;
+  std::string script = slurm_header(host, job_name, l + ".out");
   // exec: the batch shell becomes srun, which passes scancel's SIGTERM to the ranks.
   script += "exec srun " + train_args + " > " + l + ".jsonl 2> " + l + ".err\n";
 
@@ -56,15 +71,19 @@ int64_t submit_to_slurm(const Host& host, const std::string& tag, const std::str
   const std::string answer = last_line(out.out);
   const std::string id = answer.substr(0, answer.find(';'));
   if (out.exit_code != 0 || id.empty() || id.find_first_not_of("0123456789") != id.npos) {
-    std::string why = last_line(out.err);
-    if (why.rfind("sbatch: error: ", 0) == 0) why = why.substr(15);
-    while (!why.empty() && (why.back() == '.' || why.back() == ' ')) why.pop_back();
-    throw UserError("Slurm on the host " + host.name + " refused the job (" +
-                        (why.empty() ? "no reason given" : why) + ").",
-                    "Fix the host's partition, account, GPUs or time limit (`mmlab hosts remove " +
-                        host.name + "` and add it again) and submit again.");
+    throw UserError(refusal_sentence(host, out), "");
   }
   return std::stoll(id);
+}
+
+std::string slurm_refusal(const Host& host) {
+  // sbatch --test-only checks the job's options against the cluster (partition, account,
+  // limits) and submits nothing.
+  const std::string script = slurm_header(host, "check", "/dev/null") + "true\n";
+  const ProcessOutput out = run_on_host(
+      host, "sbatch --test-only <<'MMLAB_SBATCH_END'\n" + script + "MMLAB_SBATCH_END\n");
+  if (out.exit_code == kSshFailed || out.exit_code < 0) return unreachable_sentence(host, out);
+  return out.exit_code == 0 ? "" : refusal_sentence(host, out);
 }
 
 std::string slurm_follow_command(const Host& host, const Launch& launch, int64_t offset) {

@@ -24,6 +24,10 @@ struct Launch;
 int64_t submit_to_slurm(const Host& host, const std::string& tag, const std::string& job_name,
                         const std::string& train_args, const std::string& experiment_json);
 
+/// Why Slurm would refuse a job of this host's settings (`sbatch --test-only`: a bad partition or
+/// account, a time or GPU request over the limits), as one sentence; empty when it would not.
+std::string slurm_refusal(const Host& host);
+
 /// The remote shell command that prints the launch's log from byte `offset` on, until the job
 /// has left the queue and its last bytes are out.
 std::string slurm_follow_command(const Host& host, const Launch& launch, int64_t offset);

@@ -202,6 +202,10 @@ HostCheck check_host(const Host& host) {
                     "(scripts/setup there) and try again.";
     return check;
   }
+  if (host.kind == HostKind::kSlurm) {
+    check.problem = slurm_refusal(host);
+    if (!check.problem.empty()) return check;
+  }
   check.ok = true;
   return check;
 }

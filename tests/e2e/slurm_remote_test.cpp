@@ -150,7 +150,14 @@ TEST_F(SlurmRemote, RunsFinishStopWithACheckpointAndResumeWithoutAGap) {
 }
 
 TEST_F(SlurmRemote, RefusedSubmissionNamesTheHostAndLeavesNothing) {
+  EXPECT_TRUE(remote::check_host(host_).ok) << remote::check_host(host_).problem;
   host_.partition = "no-such-partition";
+  // Checked before anything is queued (what the studio's Launch runs): sbatch --test-only.
+  const auto check = remote::check_host(host_);
+  EXPECT_FALSE(check.ok);
+  EXPECT_EQ(check.problem.rfind("Slurm on the host cluster refused the job (", 0), 0u)
+      << check.problem;
+  EXPECT_NE(check.problem.find("nvalid partition"), std::string::npos) << check.problem;
   try {
     submit(20, "short-a");
     FAIL() << "sbatch accepted a job for a partition that does not exist";
