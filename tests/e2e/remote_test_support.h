@@ -3,6 +3,8 @@
 // stream, and the points of a run in a database, compared with NaN equal to NaN.
 #pragma once
 
+#include <signal.h>
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -58,6 +60,16 @@ inline std::string difference(const std::vector<Point>& a, const std::vector<Poi
     }
   }
   return out;
+}
+
+/// SIGKILL to the trainer of launch `tag` if `pid` still is it (a pid is reused once its process
+/// has gone: the launch's MMLAB_LAUNCH variable in the environment tells them apart).
+inline void kill_trainer(int64_t pid, const std::string& tag) {
+  std::ifstream env("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
+  const std::string vars((std::istreambuf_iterator<char>(env)), {});
+  if (!tag.empty() && vars.find("MMLAB_LAUNCH=" + tag) != std::string::npos) {
+    ::kill(static_cast<pid_t>(pid), SIGKILL);
+  }
 }
 
 /// A Mamba experiment of one or more runs of `steps` steps over the corpus in `corpus`.

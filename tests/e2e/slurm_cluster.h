@@ -100,7 +100,12 @@ class SlurmCluster {
     ctld_.reset();
     std::ifstream pid(dir_ / "munge" / "munged.pid");
     long p = 0;
-    if (pid >> p && p > 0) ::kill(static_cast<pid_t>(p), SIGTERM);
+    std::string comm;
+    // Only if that pid still is our munged (a pid is reused once its process has gone).
+    if (pid >> p && p > 0 && std::ifstream("/proc/" + std::to_string(p) + "/comm") >> comm &&
+        comm == "munged") {
+      ::kill(static_cast<pid_t>(p), SIGTERM);
+    }
   }
 
   const std::string& skip_reason() const { return skip_; }

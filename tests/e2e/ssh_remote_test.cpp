@@ -48,7 +48,7 @@ class SshRemote : public ::testing::Test {
 
   void TearDown() override {
     // A failed test must not leave a trainer behind (they are children of init, not of us).
-    for (int64_t pid : trainers_) ::kill(static_cast<pid_t>(pid), SIGKILL);
+    for (const auto& [pid, tag] : trainers_) test::remote_support::kill_trainer(pid, tag);
   }
 
   fs::path write_experiment(int64_t steps) {
@@ -57,7 +57,7 @@ class SshRemote : public ::testing::Test {
 
   remote::Launch start(const remote::LaunchRequest& req) {
     remote::Launch l = remote::start_on_host(host_, req);
-    trainers_.push_back(l.pid);
+    trainers_.emplace_back(l.pid, l.tag);
     return l;
   }
 
@@ -73,7 +73,7 @@ class SshRemote : public ::testing::Test {
   test::TempDir dir_;
   std::unique_ptr<test::SshServer> server_;
   remote::Host host_;
-  std::vector<int64_t> trainers_;
+  std::vector<std::pair<int64_t, std::string>> trainers_;  // pid, launch tag
   test::remote_support::Stream s_;
 };
 
@@ -239,11 +239,17 @@ TEST_F(SshRemote, CliLaunchFollowsToTheEndAndSyncsEveryPointOnce) {
   r = test::run_mmlab({"remote", "--hosts", hosts.string(), "--db", db, "list"}, {}, dir_.path());
   EXPECT_NE(r.out.find("box  finished  run 1 (mamba, step 30/30)"), std::string::npos) << r.out;
 
-  // The host goes away: its run shows as unreachable (not lost), with the sentence why.
+  // The host goes away. A plain sync has nothing to fetch (the run was seen ending) and so needs
+  // no host; syncing that start by name says why it cannot, in one sentence.
   server_.reset();
   r = test::run_mmlab({"remote", "--hosts", hosts.string(), "--db", db, "sync"}, {}, dir_.path());
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  const std::string tag = remote::LaunchBook::load(db).launches().at(0).tag;
+  r = test::run_mmlab({"remote", "--hosts", hosts.string(), "--db", db, "sync", tag}, {},
+                      dir_.path());
   EXPECT_EQ(r.exit_code, 3);
-  EXPECT_NE(r.err.find("mmlab: The host box (ssh://"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.rfind("mmlab: The host box (ssh://", 0), 0u) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 }
 
 TEST_F(SshRemote, UnreachableHostIsShownAsSuchAndCatchesUpWhenBack) {

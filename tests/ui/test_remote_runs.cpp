@@ -45,7 +45,8 @@ struct KillRemoteTrainers {
     for (const auto& f : fs::directory_iterator(remote / "launches", ec)) {
       if (f.path().extension() != ".pid") continue;
       long pid = 0;
-      if (std::ifstream(f.path()) >> pid && pid > 0) ::kill(static_cast<pid_t>(pid), SIGKILL);
+      if (std::ifstream(f.path()) >> pid && pid > 0)
+        mmlab::test::remote_support::kill_trainer(pid, f.path().stem().string());
     }
   }
 };
