@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "ui/experiment_dialog.h"
 
+#include <QApplication>
 #include <QCheckBox>
 #include <QComboBox>
 #include <QDialogButtonBox>
@@ -30,9 +31,13 @@
 #include "core/config/experiment.h"
 #include "core/config/layer_pattern.h"
 #include "core/config/param_count.h"
-#include "core/data/vocabulary.h"
 #include "core/data/corpus.h"
+#include "core/data/vocabulary.h"
+#include "core/remote/host.h"
+#include "core/remote/ssh_runs.h"
+#include "core/util/error.h"
 #include "ui/config_diff.h"
+#include "ui/hosts_dialog.h"
 #include "ui/run_table_model.h"
 
 // resources/mmlab.qrc lives in this static library, whose registration object the linker drops
@@ -265,6 +270,19 @@ ExperimentDialog::ExperimentDialog(QWidget* parent) : QDialog(parent) {
   form->addRow(tr("Tokenizer"), tokenizer_);
   form->addRow(tr("Seeds"), seeds_);
   form->addRow(tr("Device"), device_);
+  target_ = new QComboBox(this);
+  target_->setObjectName(QStringLiteral("target"));
+  target_->setToolTip(tr("Where the runs train: this machine, an SSH host or a Slurm cluster"));
+  auto* hosts = new QPushButton(tr("Hosts…"), this);
+  auto* target_row = new QHBoxLayout;
+  target_row->addWidget(target_, 1);
+  target_row->addWidget(hosts);
+  form->addRow(tr("Run on"), target_row);
+  reload_targets();
+  connect(hosts, &QPushButton::clicked, this, [this] {
+    HostsDialog(this).exec();
+    reload_targets();
+  });
 
   json_ = new QPlainTextEdit(this);
   json_->setObjectName(QStringLiteral("json"));
@@ -314,7 +332,7 @@ ExperimentDialog::ExperimentDialog(QWidget* parent) : QDialog(parent) {
   });
   connect(buttons, &QDialogButtonBox::accepted, this, [this] {
     json_edited();
-    if (is_valid()) accept();
+    if (is_valid() && check_target()) accept();
   });
   connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
   connect(save, &QPushButton::clicked, this, [this] {
@@ -704,6 +722,43 @@ QString ExperimentDialog::readout_text() const {
     rows << cells.join(QLatin1Char('|'));
   }
   return rows.join(QLatin1Char('\n'));
+}
+
+void ExperimentDialog::reload_targets() {
+  const QString current = target_->currentText();
+  target_->clear();
+  try {
+    const auto hosts = remote::HostList::load(remote::default_hosts_path());
+    for (const auto& h : hosts.hosts()) target_->addItem(QString::fromStdString(h.name));
+  } catch (const UserError& e) {
+    target_->addItem(QStringLiteral("local"));
+    target_->setToolTip(QString::fromStdString(e.what()));
+  }
+  if (target_->findText(current) >= 0) target_->setCurrentText(current);
+}
+
+QString ExperimentDialog::target() const {
+  return target_->currentText();
+}
+
+bool ExperimentDialog::check_target() {
+  if (target() == QLatin1String("local")) return true;
+  QString problem;
+  try {
+    const auto hosts = remote::HostList::load(remote::default_hosts_path());
+    QApplication::setOverrideCursor(Qt::WaitCursor);
+    const remote::HostCheck c = remote::check_host(hosts.get(target().toStdString()));
+    QApplication::restoreOverrideCursor();
+    if (c.ok) return true;
+    problem = QString::fromStdString(c.problem);
+  } catch (const UserError& e) {
+    QApplication::restoreOverrideCursor();
+    problem = QString::fromStdString(e.what());
+  }
+  // The document is valid (its "no problems" line goes): the host is what stands in the way.
+  problem_list_->clear();
+  problem_list_->addItem(problem);
+  return false;
 }
 
 }  // namespace mmlab::ui

@@ -57,6 +57,12 @@ class ExperimentDialog : public QDialog {
   bool is_valid() const { return problems_.isEmpty(); }
   /// Read-out text (parameters, tokens, memory) for the current document.
   QString readout_text() const;
+  /// Where the runs train: `local` or a host's name (Settings ▸ Hosts). Not part of the
+  /// document: where a run trains is not what it is.
+  QString target() const;
+  /// Checks a remote target over ssh (reachable, mmlab there, same schema); false with its one
+  /// sentence added to the problems, so nothing is queued. Launch calls it.
+  bool check_target();
 
   /// A document for Clone & edit of one stored run config.
   static nlohmann::json clone_document(const nlohmann::json& run_config, const QString& run_name);
@@ -72,6 +78,7 @@ class ExperimentDialog : public QDialog {
   void apply_scale();
   /// Sets model.`key` in every run of a MoE family (where the presets keep it), then the form.
   void set_moe_key(const char* key, const nlohmann::json& value);
+  void reload_targets();
 
   nlohmann::json doc_;
   nlohmann::json baseline_;
@@ -99,6 +106,7 @@ class ExperimentDialog : public QDialog {
   QComboBox* tokenizer_ = nullptr;
   QLineEdit* seeds_ = nullptr;
   QComboBox* device_ = nullptr;
+  QComboBox* target_ = nullptr;
   QPlainTextEdit* json_ = nullptr;
   QListWidget* problem_list_ = nullptr;
   QTableWidget* readout_ = nullptr;

@@ -41,14 +41,17 @@
 
 #include "core/config/experiment.h"
 #include "core/config/layer_pattern.h"
+#include "core/queue/experiment_queue.h"
+#include "core/remote/ssh_runs.h"
 #include "core/results/speedup.h"
 #include "core/util/fs.h"
-#include "core/queue/experiment_queue.h"
 #include "ui/config_diff.h"
 #include "ui/experiment_dialog.h"
 #include "ui/expert_heatmap.h"
+#include "ui/hosts_dialog.h"
 #include "ui/point_prefetcher.h"
 #include "ui/qcp.h"
+#include "ui/remote_watch.h"
 
 namespace mmlab::ui {
 
@@ -162,6 +165,8 @@ MainWindow::MainWindow(const QString& db_path, QWidget* parent) : QMainWindow(pa
     poll_gpu();
   });
   live_timer_->start();
+  remote_watch_ = new RemoteWatch(session_, *manager_, *model_, this);
+  connect(remote_watch_, &RemoteWatch::synced, &session_, &ResultsSession::refresh);
 
   restore_settings();
   QString path = db_path;
@@ -219,6 +224,9 @@ void MainWindow::build_menus() {
   a->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_0));
   view->addAction(tr("&Refresh"), &session_, &ResultsSession::refresh)
       ->setShortcut(QKeySequence::Refresh);
+
+  QMenu* settings = menuBar()->addMenu(tr("&Settings"));
+  settings->addAction(tr("&Hosts…"), this, [this] { HostsDialog(this).exec(); });
 
   QMenu* help = menuBar()->addMenu(tr("&Help"));
   help->addAction(tr("&Keyboard shortcuts"), this,
@@ -504,10 +512,10 @@ void MainWindow::open_experiment_file(const QString& path) {
   dlg.set_document(doc);
   if (dlg.exec() != QDialog::Accepted) return;
   QString err;
-  if (launch_experiment(dlg.document(), &err) == 0) show_message(tr("Launch"), err);
+  if (launch_experiment(dlg.document(), &err, dlg.target()) == 0) show_message(tr("Launch"), err);
 }
 
-int MainWindow::launch_experiment(const json& doc, QString* error) {
+int MainWindow::launch_experiment(const json& doc, QString* error, const QString& target) {
   if (!session_.is_open()) {
     if (error) *error = tr("No database is open: open or create one first (File ▸ Open database).");
     return 0;
@@ -538,6 +546,24 @@ int MainWindow::launch_experiment(const json& doc, QString* error) {
     return 0;
   }
   f.close();
+  if (target != QLatin1String("local")) {
+    for (const RunConfig& rc : ex.runs) {
+      // The child is `mmlab remote … --follow`: it starts the trainer on the host, prints its
+      // event stream like a local trainer, turns our SIGTERM into a remote stop and syncs the
+      // run's rows into this database. One queue per host.
+      manager_->enqueue(QString::fromStdString(rc.name), QStringLiteral("host:") + target,
+                        {QStringLiteral("remote"), QStringLiteral("--db"), session_.path(),
+                         QStringLiteral("launch"), target, file, QStringLiteral("--run"),
+                         QString::fromStdString(rc.name), QStringLiteral("--follow")},
+                        session_.path());
+    }
+    tabs_->setCurrentWidget(plot_);
+    statusBar()->showMessage(tr("Queued %1 run(s) of %2 on %3.")
+                                 .arg(ex.runs.size())
+                                 .arg(QString::fromStdString(ex.name), target),
+                             8000);
+    return static_cast<int>(ex.runs.size());
+  }
   // Every run's row first (queued): closing the studio or a crash never loses the runs that
   // have not started, and launching an experiment that is already there continues it.
   queue::LaunchPlan plan;
@@ -600,7 +626,7 @@ void MainWindow::new_experiment() {
   ExperimentDialog dlg(this);
   if (dlg.exec() != QDialog::Accepted) return;
   QString err;
-  if (launch_experiment(dlg.document(), &err) == 0) show_message(tr("Launch"), err);
+  if (launch_experiment(dlg.document(), &err, dlg.target()) == 0) show_message(tr("Launch"), err);
 }
 
 void MainWindow::clone_selected() {
@@ -619,7 +645,7 @@ void MainWindow::clone_selected() {
   dlg.set_document(ExperimentDialog::clone_document(cfg, QString::fromStdString(r->name)), cfg);
   if (dlg.exec() != QDialog::Accepted) return;
   QString err;
-  if (launch_experiment(dlg.document(), &err) == 0) show_message(tr("Launch"), err);
+  if (launch_experiment(dlg.document(), &err, dlg.target()) == 0) show_message(tr("Launch"), err);
 }
 
 void MainWindow::delete_selected() {
@@ -708,12 +734,31 @@ void MainWindow::stop_selected() {
   }
 }
 
+QString MainWindow::remote_host_of(const store::RunRow& run) const {
+  try {
+    auto book = remote::LaunchBook::load(session_.path().toStdString());
+    if (const remote::Launch* l = book.find(run.uuid)) return QString::fromStdString(l->host);
+  } catch (const std::exception&) {
+    // A damaged list of remote runs: treat the run as local (`mmlab remote` names the file).
+  }
+  return {};
+}
+
 void MainWindow::resume_selected() {
   for (int64_t id : selected_runs()) {
     const store::RunRow* r = session_.run(id);
     if (!r || r->status == store::RunStatus::kFinished ||
         r->effective_status == store::RunStatus::kRunning)
       continue;
+    if (const QString host = remote_host_of(*r); !host.isEmpty()) {
+      // A run that trained on a host resumes there, followed as it was launched.
+      manager_->enqueue(
+          QString::fromStdString(r->name), QStringLiteral("host:") + host,
+          {QStringLiteral("remote"), QStringLiteral("--db"), session_.path(),
+           QStringLiteral("resume"), QString::fromStdString(r->uuid), QStringLiteral("--follow")},
+          session_.path());
+      continue;
+    }
     QString device = QStringLiteral("cpu");
     try {
       device = QString::fromStdString(
@@ -759,6 +804,7 @@ void MainWindow::on_runs_changed() {
   const auto selected = selected_runs();
   const bool was_empty = model_->rowCount() == 0;
   model_->set_rows(session_.runs());
+  if (remote_watch_) remote_watch_->update_unreachable();
   // First rows of a fresh layout: size the columns to what they hold.
   if (was_empty && model_->rowCount() > 0 && !header_restored_) table_->resizeColumnsToContents();
   select_runs(selected);

@@ -35,6 +35,8 @@ class QHBoxLayout;
 
 namespace mmlab::ui {
 
+class RemoteWatch;
+
 class ExpertHeatmap;
 class PointPrefetcher;
 
@@ -51,7 +53,8 @@ class MainWindow : public QMainWindow {
   /// Opens an experiment file into the new-experiment dialog (a malformed file: a message).
   void open_experiment_file(const QString& path);
   /// Writes the experiment to the data folder and queues its runs. Returns the number queued.
-  int launch_experiment(const nlohmann::json& doc, QString* error);
+  int launch_experiment(const nlohmann::json& doc, QString* error,
+                        const QString& target = QStringLiteral("local"));
 
   ResultsSession& session() { return session_; }
   CurveSet& curves() { return curves_; }
@@ -107,6 +110,8 @@ class MainWindow : public QMainWindow {
   void export_csv();
   void stop_selected();
   void resume_selected();
+  /// The host a run was launched on (Settings ▸ Hosts name), or empty for a local run.
+  QString remote_host_of(const store::RunRow& run) const;
   void generate_samples();
   void show_message(const QString& title, const QString& text, bool error = true);
   void restore_settings();
@@ -150,6 +155,7 @@ class MainWindow : public QMainWindow {
   QString last_message_;
   QString gpu_text_;
   QTimer* live_timer_ = nullptr;
+  RemoteWatch* remote_watch_ = nullptr;
   PointPrefetcher* prefetcher_ = nullptr;
   QTimer* prefetch_timer_ = nullptr;
   std::set<std::pair<int64_t, std::string>> pending_;  // asked for, not read yet

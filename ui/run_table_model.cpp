@@ -138,6 +138,8 @@ QVariant RunTableModel::data(const QModelIndex& index, int role) const {
       return c.isValid() ? QVariant(QBrush(c)) : QVariant();
     }
     if (role == Qt::ToolTipRole && index.column() == kName) return ops_tooltip(r);
+    if (role == Qt::ToolTipRole && index.column() == kStatus && unreachable(r))
+      return unreachable_.at(r.id);
     if (role == Qt::ToolTipRole && index.column() == kStatus && !r.error_text.empty())
       return QString::fromStdString(r.error_text);
     if (role == Qt::ToolTipRole && index.column() == kStatus &&
@@ -159,6 +161,7 @@ QVariant RunTableModel::data(const QModelIndex& index, int role) const {
     case kFamily:
       return QString::fromStdString(r.family);
     case kStatus:
+      if (unreachable(r)) return QStringLiteral("unreachable");
       return qs(store::to_string(r.effective_status));
     case kParams:
       return sort ? QVariant(qint64(r.params_total))
@@ -235,6 +238,17 @@ bool RunFilterProxy::filterAcceptsRow(int source_row, const QModelIndex&) const 
   for (const auto& t : r.tags)
     if (has(t)) return true;
   return false;
+}
+
+void RunTableModel::set_unreachable(std::map<int64_t, QString> runs) {
+  if (runs == unreachable_) return;
+  unreachable_ = std::move(runs);
+  if (!rows_.empty()) Q_EMIT dataChanged(index(0, kStatus), index(int(rows_.size()) - 1, kStatus));
+}
+
+bool RunTableModel::unreachable(const store::RunRow& r) const {
+  // A run seen ending is what it is; one marked running on an unreachable host is not lost.
+  return unreachable_.count(r.id) && !store::is_terminal(r.status);
 }
 
 }  // namespace mmlab::ui

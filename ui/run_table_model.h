@@ -6,6 +6,7 @@
 #include <QAbstractTableModel>
 #include <QSortFilterProxyModel>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <vector>
 
@@ -45,6 +46,9 @@ class RunTableModel : public QAbstractTableModel {
   void set_rows(std::vector<store::RunRow> rows);
   const store::RunRow& row_at(int row) const { return rows_[size_t(row)]; }
   std::optional<int> row_of(int64_t id) const;
+  /// Runs whose host could not be reached at the last contact (run id → the sentence why): shown
+  /// as `unreachable`, not `lost`, while they are not known to have ended.
+  void set_unreachable(std::map<int64_t, QString> runs);
 
   int rowCount(const QModelIndex& parent = {}) const override;
   int columnCount(const QModelIndex& parent = {}) const override;
@@ -60,6 +64,8 @@ class RunTableModel : public QAbstractTableModel {
 
  private:
   std::vector<store::RunRow> rows_;
+  std::map<int64_t, QString> unreachable_;
+  bool unreachable(const store::RunRow& r) const;
 };
 
 class RunFilterProxy : public QSortFilterProxyModel {

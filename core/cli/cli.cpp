@@ -95,6 +95,8 @@ int run(int argc, char** argv) {
   add_generate_commands(app, ctx);
   add_export_model_command(app, ctx);
   add_bench_command(app, ctx);
+  add_hosts_command(app, ctx);
+  add_remote_command(app, ctx);
   app.footer(
       "Exit codes: 0 ok, 1 failed, 2 usage, 3 bad input, 4 no resource (GPU, memory, disk), "
       "5 diverged.");

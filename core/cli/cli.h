@@ -35,6 +35,8 @@ void add_report_command(CLI::App& app, Context& ctx);
 void add_generate_commands(CLI::App& app, Context& ctx);  // generate, score
 void add_export_model_command(CLI::App& app, Context& ctx);
 void add_bench_command(CLI::App& app, Context& ctx);
+void add_hosts_command(CLI::App& app, Context& ctx);
+void add_remote_command(CLI::App& app, Context& ctx);  // remote, info
 
 /// Adds --db to a subcommand.
 void add_db_option(CLI::App* sub, Context& ctx);

@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// Runs on a Slurm cluster through its login host: a one-node cluster started by the test
+// (slurm_cluster.h) behind a real sshd. Two runs reach `finished` as sacct sees them, scancel
+// --signal=TERM of a third gives `stopped` with a checkpoint, and resubmitting it with --resume
+// continues its curve with no gap; a refused sbatch names the host and Slurm's reason and leaves
+// no files of the launch.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/remote/host.h"
+#include "core/remote/slurm_runs.h"
+#include "core/remote/ssh_runs.h"
+#include "core/store/store.h"
+#include "e2e/remote_test_support.h"
+#include "e2e/slurm_cluster.h"
+#include "e2e/ssh_server.h"
+#include "process_support.h"
+#include "test_support.h"
+
+namespace mmlab {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using test::remote_support::all_points;
+using test::remote_support::difference;
+using test::remote_support::Stream;
+
+class SlurmRemote : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    cluster_ = std::make_unique<test::SlurmCluster>(dir_ / "slurm");
+    if (!cluster_->skip_reason().empty()) {
+      GTEST_SKIP() << "Slurm tests skipped: " << cluster_->skip_reason() << ".";
+    }
+    server_ = std::make_unique<test::SshServer>(
+        dir_ / "ssh",
+        std::map<std::string, std::string>{{"XDG_DATA_HOME", (dir_ / "remote-xdg").string()},
+                                           {"SLURM_CONF", cluster_->conf()}});
+    if (!server_->skip_reason().empty()) {
+      GTEST_SKIP() << "Slurm tests skipped: " << server_->skip_reason() << ".";
+    }
+    test::write_synthetic_corpus(dir_ / "corpus");
+    host_ = server_->host("cluster");
+    host_.kind = remote::HostKind::kSlurm;
+    host_.partition = "debug";
+    host_.time_limit = "00:10:00";
+    host_.mmlab = test::mmlab_binary();
+    host_.dir = (dir_ / "remote").string();
+  }
+
+  remote::Launch submit(int64_t steps, const std::string& run) {
+    remote::LaunchRequest req;
+    req.experiment_file = test::remote_support::write_experiment(
+        dir_.path(), dir_ / "corpus", steps, {"short-a", "short-b", "long"});
+    req.run_name = run;
+    return remote::start_on_host(host_, req);
+  }
+
+  // Follows the launch to its end; returns what was read.
+  Stream follow_to_end(const remote::Launch& l) {
+    Stream s;
+    remote::LineProcess follower(remote::follow_argv(host_, l, 0));
+    s.read_to_end(follower);
+    EXPECT_EQ(follower.wait(), 0) << follower.err();
+    return s;
+  }
+
+  void expect_synced(const remote::Launch& l) {
+    const auto local = all_points(dir_ / "local.sqlite", l.uuid);
+    const auto remote = all_points(dir_ / "remote" / l.db_file, l.uuid);
+    ASSERT_FALSE(remote.empty());
+    EXPECT_EQ(local.size(), remote.size());
+    EXPECT_EQ(difference(remote, local), "");
+    EXPECT_EQ(difference(local, remote), "");
+  }
+
+  test::TempDir dir_;
+  std::unique_ptr<test::SlurmCluster> cluster_;
+  std::unique_ptr<test::SshServer> server_;
+  remote::Host host_;
+};
+
+TEST_F(SlurmRemote, RunsFinishStopWithACheckpointAndResumeWithoutAGap) {
+  remote::Launch a = submit(20, "short-a");
+  remote::Launch b = submit(20, "short-b");
+  EXPECT_GT(a.job_id, 0);
+  EXPECT_NE(a.job_id, b.job_id);
+  store::ResultsStore local(dir_ / "local.sqlite");
+
+  for (remote::Launch* l : {&a, &b}) {
+    const Stream s = follow_to_end(*l);
+    ASSERT_FALSE(s.statuses.empty()) << "no status from job " << l->job_id;
+    EXPECT_EQ(s.statuses.back(), "finished");
+    EXPECT_EQ(s.last_step, 20);
+    EXPECT_EQ(remote::slurm_job_state(host_, *l), "COMPLETED");
+    const auto r = remote::sync_from_host(host_, *l, local);
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(local.get_run(r->run_id).status, store::RunStatus::kFinished);
+    expect_synced(*l);
+  }
+
+  // A budget the test never waits for: this one ends by scancel --signal=TERM.
+  remote::Launch c = submit(100000, "long");
+  Stream s;
+  {
+    remote::LineProcess follower(remote::follow_argv(host_, c, 0));
+    ASSERT_TRUE(s.read_until(follower, [](const json& j) {
+      return j["event"] == "step" && j["step"].get<int64_t>() >= 3;
+    }));
+    EXPECT_TRUE(remote::stop_on_host(host_, c));
+    s.read_to_end(follower);
+    EXPECT_EQ(follower.wait(), 0);
+  }
+  ASSERT_FALSE(s.statuses.empty());
+  EXPECT_EQ(s.statuses.back(), "stopped");
+  EXPECT_GE(s.checkpoints, 1) << "a stopped run checkpoints";
+  EXPECT_EQ(remote::slurm_job_state(host_, c), "COMPLETED");  // the trainer exited 0
+  EXPECT_FALSE(remote::stop_on_host(host_, c)) << "the job has left the queue";
+  const auto stopped = remote::sync_from_host(host_, c, local);
+  ASSERT_TRUE(stopped.has_value());
+  EXPECT_EQ(local.get_run(stopped->run_id).status, store::RunStatus::kStopped);
+  EXPECT_EQ(stopped->last_step, s.last_step);
+
+  // Resubmitted with --resume: the same run, its curve continued from the checkpoint.
+  remote::LaunchRequest again;
+  again.resume_uuid = c.uuid;
+  again.resume_db_file = c.db_file;
+  remote::Launch resumed = remote::start_on_host(host_, again);
+  Stream t;
+  {
+    remote::LineProcess follower(remote::follow_argv(host_, resumed, 0));
+    ASSERT_TRUE(t.read_until(follower, [&](const json& j) {
+      return j["event"] == "step" && j["step"].get<int64_t>() >= s.last_step + 3;
+    }));
+    EXPECT_EQ(t.loss.begin()->first, s.last_step + 1) << "the resumed curve starts after the stop";
+    EXPECT_TRUE(remote::stop_on_host(host_, resumed));
+    t.read_to_end(follower);
+    EXPECT_EQ(follower.wait(), 0);
+  }
+  const auto after = remote::sync_from_host(host_, resumed, local);
+  ASSERT_TRUE(after.has_value());
+  EXPECT_EQ(after->run_id, stopped->run_id);
+  expect_synced(resumed);
+  const auto loss = local.points(after->run_id, "loss");
+  ASSERT_EQ(static_cast<int64_t>(loss.size()), t.last_step);
+  for (size_t i = 0; i < loss.size(); ++i) EXPECT_EQ(loss[i].step, static_cast<int64_t>(i) + 1);
+  EXPECT_EQ(local.list_runs().size(), 3u);
+}
+
+TEST_F(SlurmRemote, RefusedSubmissionNamesTheHostAndLeavesNothing) {
+  EXPECT_TRUE(remote::check_host(host_).ok) << remote::check_host(host_).problem;
+  host_.partition = "no-such-partition";
+  // Checked before anything is queued (what the studio's Launch runs): sbatch --test-only.
+  const auto check = remote::check_host(host_);
+  EXPECT_FALSE(check.ok);
+  EXPECT_EQ(check.problem.rfind("Slurm on the host cluster refused the job (", 0), 0u)
+      << check.problem;
+  EXPECT_NE(check.problem.find("nvalid partition"), std::string::npos) << check.problem;
+  try {
+    submit(20, "short-a");
+    FAIL() << "sbatch accepted a job for a partition that does not exist";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("Slurm on the host cluster refused the job ("),
+              std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("nvalid partition"), std::string::npos) << e.what();
+  }
+  std::error_code ec;
+  for (const auto& f : fs::directory_iterator(dir_ / "remote" / "launches", ec)) {
+    ADD_FAILURE() << "left behind: " << f.path();
+  }
+}
+
+}  // namespace
+}  // namespace mmlab

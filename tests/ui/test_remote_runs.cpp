@@ -1,0 +1,204 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// The studio's remote target against a real sshd (tests/e2e/ssh_server.h) and the real trainer:
+// a run launched on the host from the main window streams its curve live under the local run's
+// id, that curve is the remote database's, Stop makes the remote trainer checkpoint and stop, and
+// the local database ends up with exactly the remote points; Run ▸ Resume continues it there.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <QAction>
+#include <QFileInfo>
+#include <QTableView>
+#include <QTest>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "core/remote/host.h"
+#include "core/remote/ssh_runs.h"
+#include "core/store/store.h"
+#include "e2e/remote_test_support.h"
+#include "e2e/ssh_server.h"
+#include "process_support.h"
+#include "qt_app.h"
+#include "scoped_env.h"
+#include "test_support.h"
+#include "ui/main_window.h"
+#include "ui/run_manager.h"
+
+using namespace mmlab::ui;
+using nlohmann::json;
+
+namespace {
+
+namespace fs = std::filesystem;
+
+QString qpath(const fs::path& p) {
+  return QString::fromStdString(p.string());
+}
+
+// Kills every trainer started under `remote` (a failed test must not leave one behind).
+struct KillRemoteTrainers {
+  fs::path remote;
+  ~KillRemoteTrainers() {
+    std::error_code ec;
+    for (const auto& f : fs::directory_iterator(remote / "launches", ec)) {
+      if (f.path().extension() != ".pid") continue;
+      long pid = 0;
+      if (std::ifstream(f.path()) >> pid && pid > 0)
+        mmlab::test::remote_support::kill_trainer(pid, f.path().stem().string());
+    }
+  }
+};
+
+}  // namespace
+
+TEST(RemoteRunsInTheStudio, LiveCurveIsTheRemoteRowsStopStopsTheTrainerResumeContinuesOnTheHost) {
+  mmlab::test::qt_app();
+  mmlab::test::TempDir dir;
+  const QString mmlab = QStringLiteral(MMLAB_BINARY_DIR "/app/mmlab");
+  if (!QFileInfo(mmlab).isExecutable()) GTEST_SKIP() << "build the mmlab target first.";
+  mmlab::test::SshServer server(dir / "ssh", {{"XDG_DATA_HOME", (dir / "remote-xdg").string()}});
+  if (!server.skip_reason().empty()) {
+    GTEST_SKIP() << "SSH tests skipped: " << server.skip_reason() << ".";
+  }
+  KillRemoteTrainers cleanup{dir / "remote"};
+  mmlab::test::ScopedEnv config("XDG_CONFIG_HOME", qpath(dir / "config"));
+  mmlab::test::ScopedEnv bin("MMLAB_BIN", mmlab);
+  {
+    auto hosts = mmlab::remote::HostList::load(mmlab::remote::default_hosts_path());
+    mmlab::remote::Host h = server.host("box");
+    h.mmlab = mmlab.toStdString();
+    h.dir = (dir / "remote").string();
+    hosts.add(h);
+    hosts.save();
+  }
+  mmlab::test::write_synthetic_corpus(dir / "corpus");
+  const fs::path exp_file = mmlab::test::remote_support::write_experiment(
+      dir.path(), dir / "corpus", 100000);  // ends by Stop, not by its budget
+  std::ifstream in(exp_file);
+  const json doc = json::parse(in);
+
+  const QString db = qpath(dir / "local.sqlite");
+  MainWindow w(db);
+  w.set_quiet(true);
+  std::map<int64_t, double> live;  // step -> loss, as the plot got it
+  std::set<int64_t> run_ids;
+  QObject::connect(&w.manager(), &RunManager::eventsReceived, &w,
+                   [&](int, const std::vector<ProgressEvent>& events) {
+                     for (const auto& e : events) {
+                       if (e.kind != EventKind::kStep) continue;
+                       run_ids.insert(e.run_id);
+                       for (const auto& [name, value] : e.metrics)
+                         if (name == "loss") live[e.step] = value;
+                     }
+                   });
+  QString err;
+  ASSERT_EQ(w.launch_experiment(doc, &err, QStringLiteral("box")), 1) << err.toStdString();
+  ASSERT_EQ(w.manager().jobs().size(), 1u);
+  const int key = w.manager().jobs()[0].key;
+  EXPECT_EQ(w.manager().jobs()[0].device, "host:box");
+  ASSERT_TRUE(QTest::qWaitFor([&] { return w.manager().job(key)->step >= 3; }, 120000))
+      << w.manager().job(key)->stderr_tail.toStdString();
+  EXPECT_EQ(w.manager().job(key)->state, RunState::kRunning);
+  ASSERT_TRUE(w.manager().stop(key));
+  ASSERT_TRUE(QTest::qWaitFor([&] { return is_done(w.manager().job(key)->state); }, 120000));
+  const RunJob& job = *w.manager().job(key);
+  EXPECT_EQ(job.state, RunState::kStopped) << job.stderr_tail.toStdString();
+
+  mmlab::store::OpenOptions ro;
+  ro.mode = mmlab::store::Database::Mode::kReadOnly;
+  mmlab::store::ResultsStore local(dir / "local.sqlite", ro);
+  const auto runs = local.list_runs();
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].status, mmlab::store::RunStatus::kStopped);
+  // The stream named the run by its id here, not by its id on the host.
+  EXPECT_EQ(job.run_id, runs[0].id);
+  EXPECT_EQ(run_ids, std::set<int64_t>{runs[0].id});
+  // The live curve is the remote database's curve, and the local one holds exactly its points.
+  const auto remote =
+      mmlab::test::remote_support::all_points(dir / "remote" / "results.sqlite", runs[0].uuid);
+  std::map<int64_t, double> remote_loss;
+  for (const auto& [metric, step, tokens, wall, value] : remote)
+    if (metric == "loss") remote_loss[step] = value;
+  EXPECT_EQ(live, remote_loss);
+  const auto synced = mmlab::test::remote_support::all_points(dir / "local.sqlite", runs[0].uuid);
+  EXPECT_EQ(synced.size(), remote.size());
+  EXPECT_EQ(mmlab::test::remote_support::difference(remote, synced), "");
+  const int64_t stopped_at = remote_loss.rbegin()->first;
+
+  // Run ▸ Resume on that run resumes it on its host, with no gap in its curve.
+  w.session().refresh();
+  auto* table = w.findChild<QTableView*>(QStringLiteral("runTable"));
+  ASSERT_NE(table, nullptr);
+  ASSERT_EQ(table->model()->rowCount(), 1);
+  table->selectRow(0);
+  QAction* resume = nullptr;
+  for (QAction* a : w.findChildren<QAction*>())
+    if (a->text() == QLatin1String("&Resume")) resume = a;
+  ASSERT_NE(resume, nullptr);
+  resume->trigger();
+  ASSERT_EQ(w.manager().jobs().size(), 2u);
+  const int again = w.manager().jobs()[1].key;
+  EXPECT_EQ(w.manager().jobs()[1].device, "host:box");
+  ASSERT_TRUE(
+      QTest::qWaitFor([&] { return w.manager().job(again)->step >= stopped_at + 2; }, 120000))
+      << w.manager().job(again)->stderr_tail.toStdString();
+  ASSERT_TRUE(w.manager().stop(again));
+  ASSERT_TRUE(QTest::qWaitFor([&] { return is_done(w.manager().job(again)->state); }, 120000));
+  EXPECT_EQ(w.manager().job(again)->state, RunState::kStopped);
+  EXPECT_EQ(w.manager().job(again)->run_id, runs[0].id);
+  const auto resumed = local.points(runs[0].id, "loss");
+  ASSERT_GT(static_cast<int64_t>(resumed.size()), stopped_at);
+  for (size_t i = 0; i < resumed.size(); ++i)
+    EXPECT_EQ(resumed[i].step, static_cast<int64_t>(i) + 1);
+  EXPECT_EQ(mmlab::test::remote_support::all_points(dir / "local.sqlite", runs[0].uuid).size(),
+            mmlab::test::remote_support::all_points(dir / "remote" / "results.sqlite", runs[0].uuid)
+                .size());
+}
+
+TEST(RemoteRunsInTheStudio, ARunOnAnUnreachableHostShowsAsSuchNotLost) {
+  mmlab::test::qt_app();
+  mmlab::test::TempDir dir;
+  const fs::path db = dir / "local.sqlite";
+  std::string uuid;
+  {
+    mmlab::store::ResultsStore st(db);
+    mmlab::store::NewRun run;
+    run.experiment_id = st.ensure_experiment("remote-e2e");
+    run.name = "mamba";
+    run.status = mmlab::store::RunStatus::kRunning;
+    const int64_t id = st.create_run(run);
+    mmlab::store::RunStart start;
+    start.host = "gpu1-far-away";  // another host: only its stale heartbeat can be seen
+    start.pid = 4242;
+    st.mark_started(id, start);
+    st.database().exec("UPDATE runs SET heartbeat_at = heartbeat_at - 3600");
+    uuid = st.get_run(id).uuid;
+  }
+  auto book = mmlab::remote::LaunchBook::load(db);
+  mmlab::remote::Launch l;
+  l.tag = "t1";
+  l.host = "gpu1";
+  l.uuid = uuid;
+  l.reachable = false;
+  l.message = "The host gpu1 (ssh://me@gpu1) cannot be reached over ssh (timeout).";
+  book.launches().push_back(l);
+  book.save();
+
+  MainWindow w(qpath(db));
+  w.set_quiet(true);
+  auto status = [&] {
+    return w.proxy().index(0, RunTableModel::kStatus).data().toString().toStdString();
+  };
+  ASSERT_EQ(w.proxy().rowCount(), 1);
+  EXPECT_EQ(status(), "unreachable");
+  EXPECT_EQ(w.proxy().index(0, RunTableModel::kStatus).data(Qt::ToolTipRole).toString(),
+            QString::fromStdString(l.message));
+
+  // Reached again (a later contact got through): what its rows say, here lost.
+  book.launches()[0].reachable = true;
+  book.save();
+  w.session().refresh();
+  EXPECT_EQ(status(), "lost");
+}

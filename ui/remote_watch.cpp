@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "ui/remote_watch.h"
+
+#include <QTimer>
+#include <map>
+#include <set>
+
+#include "core/remote/ssh_runs.h"
+#include "ui/results_session.h"
+#include "ui/run_manager.h"
+#include "ui/run_table_model.h"
+
+namespace mmlab::ui {
+
+namespace {
+
+// The launches of the session's database; an unreadable list is no launches (`mmlab remote`
+// names the damaged file when asked).
+std::vector<remote::Launch> launches_of(const ResultsSession& session) {
+  try {
+    return remote::LaunchBook::load(session.path().toStdString()).launches();
+  } catch (const std::exception&) {
+    return {};
+  }
+}
+
+}  // namespace
+
+RemoteWatch::RemoteWatch(const ResultsSession& session, const RunManager& manager,
+                         RunTableModel& model, QObject* parent)
+    : QObject(parent), session_(session), manager_(manager), model_(model) {
+  timer_ = new QTimer(this);
+  timer_->setInterval(20000);
+  connect(timer_, &QTimer::timeout, this, &RemoteWatch::sync_now);
+  timer_->start();
+}
+
+void RemoteWatch::update_unreachable() {
+  std::map<std::string, int64_t> by_uuid;
+  for (const store::RunRow& r : session_.runs()) by_uuid[r.uuid] = r.id;
+  std::map<int64_t, QString> away;
+  for (const remote::Launch& l : launches_of(session_)) {
+    const auto it = by_uuid.find(l.uuid);
+    if (it == by_uuid.end()) continue;
+    // The newest start of a run decides (a later one that got through clears it).
+    if (l.reachable)
+      away.erase(it->second);
+    else
+      away[it->second] = QString::fromStdString(l.message);
+  }
+  model_.set_unreachable(std::move(away));
+}
+
+QStringList RemoteWatch::tags_to_sync() const {
+  std::set<int64_t> followed;
+  std::set<QString> busy_hosts;
+  for (const RunJob& j : manager_.jobs()) {
+    if (!is_active(j.state) || !j.device.startsWith(QLatin1String("host:"))) continue;
+    followed.insert(j.run_id);
+    busy_hosts.insert(j.device.mid(5));
+  }
+  std::map<std::string, int64_t> by_uuid;
+  for (const store::RunRow& r : session_.runs()) by_uuid[r.uuid] = r.id;
+  QStringList tags;
+  for (const remote::Launch& l : launches_of(session_)) {
+    if (l.ended) continue;
+    const auto it = by_uuid.find(l.uuid);
+    // Not synced yet: a follower on its host is most likely the one starting it.
+    if (it == by_uuid.end()) {
+      if (!busy_hosts.count(QString::fromStdString(l.host))) tags << QString::fromStdString(l.tag);
+      continue;
+    }
+    if (!followed.count(it->second)) tags << QString::fromStdString(l.tag);
+  }
+  return tags;
+}
+
+void RemoteWatch::sync_now() {
+  if (sync_ || !session_.is_open()) return;
+  const QStringList tags = tags_to_sync();
+  if (tags.isEmpty()) return;
+  sync_ = new QProcess(this);
+  connect(sync_, &QProcess::finished, this, [this] {
+    sync_->deleteLater();
+    Q_EMIT synced();
+  });
+  connect(sync_, &QProcess::errorOccurred, this, [this](QProcess::ProcessError e) {
+    if (e == QProcess::FailedToStart) sync_->deleteLater();
+  });
+  sync_->start(manager_.program(), QStringList{QStringLiteral("remote"), QStringLiteral("--db"),
+                                               session_.path(), QStringLiteral("sync")} +
+                                       tags);
+}
+
+}  // namespace mmlab::ui
