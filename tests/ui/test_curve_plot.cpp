@@ -20,6 +20,7 @@
 #include "ui/qcp.h"
 
 using namespace mmlab::ui;
+using mmlab::default_smoothing_alpha;
 using mmlab::ema_debiased;
 
 TEST(Series, ResumeFromAnEarlierStepDropsTheStaleTailAndResmooths) {

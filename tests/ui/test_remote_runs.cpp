@@ -27,6 +27,8 @@
 #include "ui/run_manager.h"
 
 using namespace mmlab::ui;
+using mmlab::EventKind;
+using mmlab::ProgressEvent;
 using nlohmann::json;
 
 namespace {
