@@ -39,20 +39,8 @@ int list_hosts(const HostsArgs& a) {
   if (a.format == "json") {
     json out = json::array();
     for (const auto& h : list.hosts()) {
-      json j = {{"name", h.name}, {"kind", kind_name(h.kind)}, {"target", h.target()}};
-      if (h.kind != HostKind::kLocal) {
-        j["mmlab"] = h.mmlab;
-        j["dir"] = h.dir;
-        j["ssh_config"] = h.ssh_config;
-        j["ssh_options"] = h.ssh_options;
-      }
-      if (h.kind == HostKind::kSlurm) {
-        j["partition"] = h.partition;
-        j["account"] = h.account;
-        j["gpus"] = h.gpus;
-        j["time_limit"] = h.time_limit;
-        j["sbatch_lines"] = h.sbatch_lines;
-      }
+      json j = remote::to_json(h);
+      j["kind"] = kind_name(h.kind);
       out.push_back(j);
     }
     std::cout << out.dump(2) << "\n";

@@ -24,20 +24,6 @@ Host local_host() {
   return h;
 }
 
-json to_json(const Host& h) {
-  json j = {{"name", h.name}, {"target", h.target()}, {"mmlab", h.mmlab}, {"dir", h.dir}};
-  if (!h.ssh_config.empty()) j["ssh_config"] = h.ssh_config;
-  if (!h.ssh_options.empty()) j["ssh_options"] = h.ssh_options;
-  if (h.kind == HostKind::kSlurm) {
-    j["partition"] = h.partition;
-    j["account"] = h.account;
-    j["gpus"] = h.gpus;
-    j["time_limit"] = h.time_limit;
-    j["sbatch_lines"] = h.sbatch_lines;
-  }
-  return j;
-}
-
 Host from_json(const json& j, const fs::path& file) {
   Host h;
   try {
@@ -61,6 +47,20 @@ Host from_json(const json& j, const fs::path& file) {
 }
 
 }  // namespace
+
+json to_json(const Host& h) {
+  json j = {{"name", h.name}, {"target", h.target()}, {"mmlab", h.mmlab}, {"dir", h.dir}};
+  if (!h.ssh_config.empty()) j["ssh_config"] = h.ssh_config;
+  if (!h.ssh_options.empty()) j["ssh_options"] = h.ssh_options;
+  if (h.kind == HostKind::kSlurm) {
+    j["partition"] = h.partition;
+    j["account"] = h.account;
+    j["gpus"] = h.gpus;
+    j["time_limit"] = h.time_limit;
+    j["sbatch_lines"] = h.sbatch_lines;
+  }
+  return j;
+}
 
 std::string Host::target() const {
   if (kind == HostKind::kLocal) return "local";

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace mmlab::remote {
 
 enum class HostKind { kLocal, kSsh, kSlurm };
@@ -41,6 +43,9 @@ struct Host {
 /// Parses a target URL into `host` (kind, user, address, port). A malformed one is a UserError
 /// naming it and showing the accepted forms.
 void parse_target(const std::string& url, Host& host);
+
+/// The host as the hosts file stores it (and `mmlab hosts list --format json` prints it).
+nlohmann::json to_json(const Host& host);
 
 /// The default location of the hosts file: $XDG_CONFIG_HOME/mmlab/hosts.json
 /// (~/.config/mmlab/hosts.json).
