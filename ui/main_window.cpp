@@ -27,6 +27,7 @@
 #include <QProgressBar>
 #include <QPushButton>
 #include <QSettings>
+#include <QSignalBlocker>
 #include <QSpinBox>
 #include <QSplitter>
 #include <QStatusBar>
@@ -354,18 +355,33 @@ QWidget* MainWindow::build_compare() {
   diff_table_->setObjectName(QStringLiteral("diffTable"));
   diff_table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
   diff_table_->verticalHeader()->setDefaultSectionSize(diff_table_->fontMetrics().height() + 4);
-  speedup_table_ = new QTableWidget(0, 3, tables);
+  auto* speedups = new QWidget(tables);
+  auto* sv = new QVBoxLayout(speedups);
+  sv->setContentsMargins(0, 0, 0, 0);
+  auto* baseline_row = new QHBoxLayout;
+  baseline_row->addWidget(new QLabel(tr("<b>Speedup</b> against"), speedups));
+  baseline_ = new QComboBox(speedups);
+  baseline_->setObjectName(QStringLiteral("baselineCombo"));
+  baseline_->setToolTip(tr("The baseline run: the others are measured against its final loss."));
+  baseline_row->addWidget(baseline_, 1);
+  sv->addLayout(baseline_row);
+  speedup_table_ = new QTableWidget(0, 3, speedups);
   speedup_table_->setObjectName(QStringLiteral("speedupTable"));
-  speedup_table_->setHorizontalHeaderLabels(
-      {tr("Run"), tr("Tokens to baseline's final loss"), tr("Speedup")});
+  speedup_table_->setHorizontalHeaderLabels({tr("Run"), tr("Tokens to target"), tr("Speedup")});
   speedup_table_->setToolTip(
-      tr("The paper's measure: tokens each run needs to reach the final smoothed loss of the first "
-         "selected run (the baseline), and the baseline's total tokens divided by that."));
+      tr("The paper's measure: the tokens each run needs to first reach the baseline's final "
+         "smoothed loss (the target), and the tokens the baseline needed divided by that."));
   speedup_table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
   speedup_table_->verticalHeader()->hide();
   speedup_table_->horizontalHeader()->setStretchLastSection(true);
+  sv->addWidget(speedup_table_, 1);
+  connect(baseline_, qOverload<int>(&QComboBox::currentIndexChanged), this, [this](int index) {
+    if (index < 0) return;
+    baseline_run_ = baseline_->itemData(index).toLongLong();
+    update_compare();
+  });
   tables->addWidget(diff_table_);
-  tables->addWidget(speedup_table_);
+  tables->addWidget(speedups);
   tables->setStretchFactor(0, 2);
   lv->addWidget(tables, 1);
   split->addWidget(lower);
@@ -909,10 +925,23 @@ void MainWindow::update_compare() {
   diff_table_->resizeColumnsToContents();
 
   compare_hint_->setVisible(ids.size() < 2);
-  // The paper's speedup (core/results/speedup.h) against the first selected run.
+  // The paper's speedup (core/results/speedup.h) against the chosen baseline, else the first
+  // selected run.
   speedup_table_->setRowCount(0);
+  const bool kept = std::find(ids.begin(), ids.end(), baseline_run_) != ids.end();
+  const int64_t base_id = kept ? baseline_run_ : (ids.empty() ? -1 : ids.front());
+  {
+    const QSignalBlocker quiet(baseline_);
+    baseline_->clear();
+    for (int64_t id : ids) {
+      const RunCurves* rc = curves_.find(id);
+      baseline_->addItem(rc ? rc->label : QString::number(id), QVariant::fromValue<qlonglong>(id));
+      if (id == base_id) baseline_->setCurrentIndex(baseline_->count() - 1);
+    }
+  }
+  baseline_->setEnabled(ids.size() >= 2);
   if (ids.size() < 2) return;
-  const Series& base_series = curves_.series(ids.front(), "loss_smooth");
+  const Series& base_series = curves_.series(base_id, "loss_smooth");
   const LossCurve base{base_series.tokens, base_series.value};
   const std::optional<double> target = final_value(base);
   if (!target) return;
@@ -923,7 +952,10 @@ void MainWindow::update_compare() {
     const std::optional<double> reached = tokens_to_reach(curve, *target);
     const std::optional<double> times = speedup(base, curve);
     const RunCurves* rc = curves_.find(ids[i]);
-    speedup_table_->setItem(int(i), 0, new QTableWidgetItem(rc ? rc->label : QString()));
+    const QString label = rc ? rc->label : QString();
+    speedup_table_->setItem(
+        int(i), 0,
+        new QTableWidgetItem(ids[i] == base_id ? tr("%1 (baseline)").arg(label) : label));
     speedup_table_->setItem(
         int(i), 1,
         new QTableWidgetItem(reached ? RunTableModel::human_count(*reached) : tr("not reached")));

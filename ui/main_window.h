@@ -136,6 +136,8 @@ class MainWindow : public QMainWindow {
   QTableWidget* diff_table_ = nullptr;
   QCheckBox* only_diff_ = nullptr;
   QTableWidget* speedup_table_ = nullptr;
+  QComboBox* baseline_ = nullptr;  // the compare view's baseline, one of the selected runs
+  int64_t baseline_run_ = -1;      // the user's choice; -1 or unselected: the first selected run
   QTableWidget* queue_table_ = nullptr;
   QLabel* queue_hint_ = nullptr;    // what to do while the queue is empty
   QLabel* compare_hint_ = nullptr;  // what to do while fewer than two runs are selected

@@ -3,6 +3,7 @@
 // database give the same speedups, digit for digit: both are core/results/speedup.h.
 #include <gtest/gtest.h>
 
+#include <QComboBox>
 #include <QProcess>
 #include <QStringList>
 #include <QTableWidget>
@@ -54,10 +55,11 @@ std::vector<int64_t> write_db(const std::string& path) {
 }
 
 // Run name -> the speedup cell of `mmlab report`'s Markdown table ("" when it has none).
-std::map<std::string, std::string> report_speedups(const QString& db) {
+std::map<std::string, std::string> report_speedups(const QString& db,
+                                                   const QString& baseline = "mamba") {
   QProcess p;
   p.start(QStringLiteral(MMLAB_BINARY_DIR "/app/mmlab"),
-          {"report", "--db", db, "--experiment", "speedups", "--baseline", "mamba"});
+          {"report", "--db", db, "--experiment", "speedups", "--baseline", baseline});
   EXPECT_TRUE(p.waitForFinished(60000));
   EXPECT_EQ(p.exitCode(), 0) << p.readAllStandardError().toStdString();
   std::map<std::string, std::string> out;
@@ -105,4 +107,48 @@ TEST(CompareSpeedup, StudioAndReportAgreeDigitForDigit) {
   EXPECT_EQ(report.at("moe-mamba"), "1.33×");
   EXPECT_EQ(report.at("transformer"), "0.50×");
   EXPECT_EQ(report.at("transformer-moe"), "");
+}
+
+// The baseline is the user's choice: picking another selected run re-measures every row against
+// it, marks it, and still gives `mmlab report --baseline`'s numbers.
+TEST(CompareSpeedup, TheChosenBaselineIsMarkedAndMatchesTheReport) {
+  mmlab::test::qt_app();
+  mmlab::test::TempDir dir;
+  const QString db = QString::fromStdString((dir / "results.sqlite").string());
+  const std::vector<int64_t> ids = write_db(db.toStdString());
+
+  MainWindow w(db);
+  w.set_quiet(true);
+  w.select_runs(ids);
+  ASSERT_TRUE(QTest::qWaitFor([&] { return w.pending_curves() == 0; }, 10000));
+  auto* table = w.findChild<QTableWidget*>("speedupTable");
+  auto* baseline = w.findChild<QComboBox*>("baselineCombo");
+  ASSERT_NE(table, nullptr);
+  ASSERT_NE(baseline, nullptr);
+  ASSERT_EQ(baseline->count(), int(kRuns.size()));
+  EXPECT_EQ(baseline->currentIndex(), 0);  // by default the first selected run
+  EXPECT_TRUE(table->item(0, 0)->text().endsWith(" (baseline)"))
+      << table->item(0, 0)->text().toStdString();
+
+  baseline->setCurrentIndex(2);  // transformer: final 2.95 first reached at 1200 tokens
+  ASSERT_EQ(table->rowCount(), int(kRuns.size()));
+  EXPECT_TRUE(table->item(2, 0)->text().endsWith(" (baseline)"));
+  EXPECT_FALSE(table->item(0, 0)->text().endsWith(" (baseline)"));
+  const std::map<std::string, std::string> report = report_speedups(db, "transformer");
+  for (size_t i = 0; i < kRuns.size(); ++i) {
+    QString studio = table->item(int(i), 2)->text();
+    if (studio == QStringLiteral("—")) studio.clear();
+    EXPECT_EQ(studio.toStdString(), report.at(kRuns[i].first)) << kRuns[i].first;
+  }
+  // 1200/400 (mamba dips to 2.9 at 400), 1200/400 (moe-mamba), 1200/1200, never.
+  EXPECT_EQ(table->item(0, 2)->text(), "3.00×");
+  EXPECT_EQ(table->item(1, 2)->text(), "3.00×");
+  EXPECT_EQ(table->item(2, 2)->text(), "1.00×");
+  EXPECT_EQ(table->item(3, 2)->text(), "—");
+
+  // The choice survives a refresh of the same selection.
+  w.select_runs(ids);
+  ASSERT_TRUE(QTest::qWaitFor([&] { return w.pending_curves() == 0; }, 10000));
+  EXPECT_EQ(baseline->currentIndex(), 2);
+  EXPECT_EQ(table->item(2, 2)->text(), "1.00×");
 }
