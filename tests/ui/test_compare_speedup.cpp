@@ -9,6 +9,7 @@
 #include <QTableWidget>
 #include <QTest>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -78,16 +79,30 @@ std::map<std::string, std::string> report_speedups(const QString& db,
 
 }  // namespace
 
-TEST(CompareSpeedup, StudioAndReportAgreeDigitForDigit) {
-  mmlab::test::qt_app();
-  mmlab::test::TempDir dir;
-  const QString db = QString::fromStdString((dir / "results.sqlite").string());
-  const std::vector<int64_t> ids = write_db(db.toStdString());
+// A window on a database of kRuns with every run selected and its curves loaded.
+class CompareSpeedup : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    mmlab::test::qt_app();
+    db_ = QString::fromStdString((dir_ / "results.sqlite").string());
+    ids_ = write_db(db_.toStdString());
+    window_ = std::make_unique<MainWindow>(db_);
+    window_->set_quiet(true);
+    select_all();
+  }
+  void select_all() {
+    window_->select_runs(ids_);
+    ASSERT_TRUE(QTest::qWaitFor([&] { return window_->pending_curves() == 0; }, 10000));
+  }
+  mmlab::test::TempDir dir_;
+  QString db_;
+  std::vector<int64_t> ids_;
+  std::unique_ptr<MainWindow> window_;
+};
 
-  MainWindow w(db);
-  w.set_quiet(true);
-  w.select_runs(ids);  // the first selected run (mamba) is the compare view's baseline
-  ASSERT_TRUE(QTest::qWaitFor([&] { return w.pending_curves() == 0; }, 10000));
+TEST_F(CompareSpeedup, StudioAndReportAgreeDigitForDigit) {
+  MainWindow& w = *window_;  // the first selected run (mamba) is the compare view's baseline
+  const QString& db = db_;
   auto* table = w.findChild<QTableWidget*>("speedupTable");
   ASSERT_NE(table, nullptr);
   ASSERT_EQ(table->rowCount(), int(kRuns.size()));
@@ -111,16 +126,9 @@ TEST(CompareSpeedup, StudioAndReportAgreeDigitForDigit) {
 
 // The baseline is the user's choice: picking another selected run re-measures every row against
 // it, marks it, and still gives `mmlab report --baseline`'s numbers.
-TEST(CompareSpeedup, TheChosenBaselineIsMarkedAndMatchesTheReport) {
-  mmlab::test::qt_app();
-  mmlab::test::TempDir dir;
-  const QString db = QString::fromStdString((dir / "results.sqlite").string());
-  const std::vector<int64_t> ids = write_db(db.toStdString());
-
-  MainWindow w(db);
-  w.set_quiet(true);
-  w.select_runs(ids);
-  ASSERT_TRUE(QTest::qWaitFor([&] { return w.pending_curves() == 0; }, 10000));
+TEST_F(CompareSpeedup, TheChosenBaselineIsMarkedAndMatchesTheReport) {
+  MainWindow& w = *window_;
+  const QString& db = db_;
   auto* table = w.findChild<QTableWidget*>("speedupTable");
   auto* baseline = w.findChild<QComboBox*>("baselineCombo");
   ASSERT_NE(table, nullptr);
@@ -147,8 +155,7 @@ TEST(CompareSpeedup, TheChosenBaselineIsMarkedAndMatchesTheReport) {
   EXPECT_EQ(table->item(3, 2)->text(), "—");
 
   // The choice survives a refresh of the same selection.
-  w.select_runs(ids);
-  ASSERT_TRUE(QTest::qWaitFor([&] { return w.pending_curves() == 0; }, 10000));
+  select_all();
   EXPECT_EQ(baseline->currentIndex(), 2);
   EXPECT_EQ(table->item(2, 2)->text(), "1.00×");
 }
