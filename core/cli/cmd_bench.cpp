@@ -15,6 +15,7 @@
 #include "core/config/param_count.h"
 #include "core/models/language_model.h"
 #include "core/models/op_choice.h"
+#include "core/models/token_decoder.h"
 #include "core/ops/torch_compat.h"
 #include "core/train/device.h"
 #include "core/util/error.h"
@@ -48,6 +49,8 @@ struct BenchRow {
   std::string ops;  // the choice, "" = the run's own train.ops
   std::map<std::string, std::string> ops_used;
   double tokens_per_s = 0, step_ms = 0, peak_gb = 0, mfu = 0, decode_tokens_per_s = 0;
+  double graphed_decode_tokens_per_s = 0;  // 0 when the step cannot be a CUDA graph
+  std::string why_not_graphed;
   int64_t active = 0;
 };
 
@@ -123,26 +126,41 @@ BenchRow bench_run(RunConfig r, const BenchArgs& a, const torch::Device& device)
   if (a.peak_tflops > 0) {
     row.mfu = flops_per_token(r, r.model.vocab_size) * row.tokens_per_s / (a.peak_tflops * 1e12);
   }
-  // Decode: batch 1, one token at a time with the model's recurrent/KV cache.
+  // Decode: batch 1, one token at a time with the model's recurrent/KV cache, op by op and (where
+  // the model allows) replayed as one CUDA graph per token, side by side.
   model->eval();
   torch::NoGradGuard no_grad;
-  std::vector<LayerCache> caches;
-  auto tok = ids.narrow(0, 0, 1).narrow(1, 0, 1);
-  double decode_seconds = 0;
-  {
+  auto first = ids.narrow(0, 0, 1).narrow(1, 0, 1);
+  auto timed_decode = [&](bool graphed) {
     compat::CudaAutocast scope(autocast);
-    model->decode(tok, caches);  // warm
-    const auto d0 = Clock::now();
-    for (int i = 0; i < a.decode_tokens; ++i) {
-      auto logits = model->decode(tok, caches);
-      tok = logits.argmax(-1);
+    std::vector<LayerCache> caches;
+    model->decode(first, caches);  // the prompt
+    TokenDecoder decoder(model, caches);
+    auto tok = first;
+    auto step = [&] { return graphed ? decoder.step(tok) : model->decode(tok, caches); };
+    tok = step().argmax(-1);  // warm (records the graph)
+    if (graphed && !decoder.graphed()) {
+      row.why_not_graphed = decoder.why_not_graphed();
+      return 0.0;
     }
+    const auto d0 = Clock::now();
+    for (int i = 0; i < a.decode_tokens; ++i) tok = step().argmax(-1);
     tok.cpu();  // waits for the device
-    decode_seconds = std::chrono::duration<double>(Clock::now() - d0).count();
-  }
-  row.decode_tokens_per_s = a.decode_tokens / decode_seconds;
+    return a.decode_tokens / std::chrono::duration<double>(Clock::now() - d0).count();
+  };
+  row.decode_tokens_per_s = timed_decode(false);
+  row.graphed_decode_tokens_per_s = timed_decode(true);
   row.ops_used = ops::used_implementations();
   return row;
+}
+
+/// "1234.5 tok/s (x4.12)", or why the step could not be recorded.
+std::string graphed_decode_text(const BenchRow& b) {
+  if (b.graphed_decode_tokens_per_s <= 0) return "- (" + b.why_not_graphed + ")";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.1f tok/s (x%.2f)", b.graphed_decode_tokens_per_s,
+                b.graphed_decode_tokens_per_s / b.decode_tokens_per_s);
+  return buf;
 }
 
 int bench(const BenchArgs& a) {
@@ -186,9 +204,10 @@ int bench(const BenchArgs& a) {
       const std::string label = c.empty() ? b.name : b.name + " [" + c + "]";
       std::printf(
           "%-32s %12.0f tok/s (x%.2f)  %9.1f ms/step  peak %6.2f GB  MFU %5.1f%%  decode %8.1f "
-          "tok/s (x%.2f)  ops %s\n",
+          "tok/s (x%.2f), as a CUDA graph %s  ops %s\n",
           label.c_str(), b.tokens_per_s, b.tokens_per_s / base.tokens_per_s, b.step_ms, b.peak_gb,
           100 * b.mfu, b.decode_tokens_per_s, b.decode_tokens_per_s / base.decode_tokens_per_s,
+          graphed_decode_text(b).c_str(),
           b.ops_used.empty() ? "-" : describe_ops(b.ops_used).c_str());
       std::fflush(stdout);
     }
@@ -204,6 +223,7 @@ int bench(const BenchArgs& a) {
                    {"peak_gb", b.peak_gb},
                    {"mfu", b.mfu},
                    {"decode_tokens_per_s", b.decode_tokens_per_s},
+                   {"graphed_decode_tokens_per_s", b.graphed_decode_tokens_per_s},
                    {"device", describe_device(device)}});
     }
     write_file_atomically(a.json_out, j.dump(2) + "\n");

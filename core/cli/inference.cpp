@@ -8,6 +8,7 @@
 #include <random>
 
 #include "core/models/switch_moe.h"
+#include "core/models/token_decoder.h"
 #include "core/store/store.h"
 #include "core/train/device.h"
 #include "core/util/error.h"
@@ -217,6 +218,7 @@ GenerateResult generate_text(LanguageModel& model, const data::Tokenizer& tokeni
   r.prefill_seconds = seconds_since(t0);
 
   std::string printed;
+  TokenDecoder decoder(model, caches);  // a CUDA graph per token where the model allows
   t0 = Clock::now();
   for (int i = 0; i < o.tokens; ++i) {
     const std::int32_t next = pick_token(last, o, gen);
@@ -230,8 +232,8 @@ GenerateResult generate_text(LanguageModel& model, const data::Tokenizer& tokeni
         printed = std::move(text);
       }
     }
-    if (i + 1 == o.tokens) break;  // the last token needs no further step
-    logits = model->decode(id_tensor({next}, device), caches);       // (1, 1, Vm)
+    if (i + 1 == o.tokens) break;                      // the last token needs no further step
+    logits = decoder.step(id_tensor({next}, device));  // (1, 1, Vm)
     last = logits[0][-1].narrow(0, 0, V).to(torch::kFloat32).cpu();  // (V)
     ++r.decode_steps;
   }

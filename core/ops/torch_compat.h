@@ -12,9 +12,16 @@
 
 #if defined(MMLAB_TORCH_CUDA)
 #include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAEvent.h>
+#include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
 #endif
+
+#include <functional>
+#include <memory>
+#include <stdexcept>
 
 #define MMLAB_TORCH_AT_LEAST(major, minor) \
   (TORCH_VERSION_MAJOR > (major) ||        \
@@ -121,6 +128,74 @@ inline bool cuda_built() {
   return false;
 #endif
 }
+
+/// Work recorded once as a CUDA graph and replayed with one launch. On a LibTorch without CUDA
+/// available() is false and capture() throws.
+class CudaGraph {
+ public:
+  static bool available() { return cuda_built(); }
+
+  /// Runs `warmup` and then records `record` (without running it) on a side stream of `device`;
+  /// the current stream waits for both. Rethrows what `record` throws, with no graph kept.
+  void capture(int device, const std::function<void()>& warmup,
+               const std::function<void()>& record) {
+#if defined(MMLAB_TORCH_CUDA)
+    auto main = c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(device));
+    auto side = c10::cuda::getStreamFromPool(false, static_cast<c10::DeviceIndex>(device));
+    at::cuda::CUDAEvent ready;
+    ready.record(main);
+    ready.block(side);
+    {
+      c10::cuda::CUDAStreamGuard on_side(side);
+      // Autocast's cached weight casts would live outside the graph's memory and be freed when
+      // the autocast scope ends; without the cache the casts are part of the graph.
+      const bool cache = at::autocast::is_autocast_cache_enabled();
+      at::autocast::set_autocast_cache_enabled(false);
+      try {
+        warmup();
+        graph_ = std::make_unique<at::cuda::CUDAGraph>();
+        graph_->capture_begin();
+        try {
+          record();
+        } catch (...) {
+          try {
+            graph_->capture_end();
+          } catch (...) {
+          }
+          throw;
+        }
+        graph_->capture_end();
+      } catch (...) {
+        graph_.reset();
+        (void)cudaGetLastError();
+        at::autocast::set_autocast_cache_enabled(cache);
+        throw;
+      }
+      at::autocast::set_autocast_cache_enabled(cache);
+    }
+    at::cuda::CUDAEvent done;
+    done.record(side);
+    done.block(main);
+#else
+    (void)device;
+    (void)warmup;
+    (void)record;
+    throw std::runtime_error("CUDA graphs need a LibTorch built with CUDA.");
+#endif
+  }
+
+  /// Launches the recorded work on the current stream.
+  void replay() {
+#if defined(MMLAB_TORCH_CUDA)
+    graph_->replay();
+#endif
+  }
+
+ private:
+#if defined(MMLAB_TORCH_CUDA)
+  std::unique_ptr<at::cuda::CUDAGraph> graph_;
+#endif
+};
 
 /// Peak bytes allocated on a CUDA device since the last reset; 0 on a CPU build.
 inline int64_t cuda_peak_allocated(int device) {
