@@ -40,16 +40,17 @@ InnerProductGrads inner_products_backward(const torch::Tensor& x_proj_weight,
   const int64_t batch = u.size(0), Di = u.size(1), R = dt_proj_weight.size(1);
   const int64_t rows = x_proj_weight.size(0);  // R+2N
   const auto dtype = x_dbl.scalar_type();
+  const auto sum_dtype = dtype == torch::kDouble ? torch::kDouble : torch::kFloat;
   const torch::Tensor dt_in = x_dbl.narrow(1, 0, R);  // (B, R, L)
   const torch::Tensor dd = ddelta.to(dtype);          // (B, Di, L)
   InnerProductGrads g;
   // delta = W_dt dt_in per batch: dW_dt = sum_b dd_b dt_in_b^T, d dt_in = W_dt^T dd.
-  g.dt_proj_weight = torch::bmm(dd, dt_in.transpose(1, 2)).sum({0}, false, torch::kFloat);
+  g.dt_proj_weight = torch::bmm(dd, dt_in.transpose(1, 2)).sum({0}, false, sum_dtype);
   auto dx_dbl = torch::cat(
       {ops::left_multiply(dt_proj_weight.t().contiguous(), dd), dB.to(dtype), dC.to(dtype)},
       1);  // (B, R+2N, L)
   // x_dbl = W_x u per batch: dW_x = sum_b dx_dbl_b u_b^T, du += W_x^T dx_dbl.
-  g.dx_proj_weight = torch::bmm(dx_dbl, u.transpose(1, 2)).sum({0}, false, torch::kFloat);
+  g.dx_proj_weight = torch::bmm(dx_dbl, u.transpose(1, 2)).sum({0}, false, sum_dtype);
   auto w_t = x_proj_weight.to(u.scalar_type()).t().contiguous();  // (Di, R+2N)
   du_scan.baddbmm_(w_t.unsqueeze(0).expand({batch, Di, rows}), dx_dbl.to(u.scalar_type()));
   g.du = std::move(du_scan);

@@ -21,14 +21,15 @@ InnerScanInputs inner_scan_inputs(const torch::Tensor& dt_proj_weight, const tor
 
 struct InnerProductGrads {
   torch::Tensor du;              // (B, Di, L)  the total gradient of u, in u's dtype
-  torch::Tensor dx_proj_weight;  // (R+2N, Di)  fp32
-  torch::Tensor dt_proj_weight;  // (Di, R)     fp32
+  torch::Tensor dx_proj_weight;  // (R+2N, Di)  fp32 (double for double inputs)
+  torch::Tensor dt_proj_weight;  // (Di, R)     fp32 (double for double inputs)
 };
 
 /// The gradients of x_dbl = W_x u and delta = W_dt x_dbl[:R] given the scan's gradients of
 /// delta, B and C (any dtype; cast to x_dbl's) and of u: du_scan is the scan's own du, to which
 /// W_x^T dx_dbl is added in place (so no second (B, Di, L) buffer exists). The weights' gradients
-/// are summed over the batch in fp32.
+/// are summed over the batch in fp32
+/// (in double for double inputs, which only the CPU test passes).
 InnerProductGrads inner_products_backward(const torch::Tensor& x_proj_weight,
                                           const torch::Tensor& dt_proj_weight,
                                           const torch::Tensor& u, const torch::Tensor& x_dbl,
