@@ -45,12 +45,14 @@ InnerProductGrads inner_products_backward(const torch::Tensor& x_proj_weight,
   const torch::Tensor dd = ddelta.to(dtype);          // (B, Di, L)
   InnerProductGrads g;
   // delta = W_dt dt_in per batch: dW_dt = sum_b dd_b dt_in_b^T, d dt_in = W_dt^T dd.
-  g.dt_proj_weight = torch::bmm(dd, dt_in.transpose(1, 2)).sum({0}, false, sum_dtype);
+  g.dt_proj_weight =
+      torch::bmm(dd, dt_in.transpose(1, 2)).sum(torch::IntArrayRef{0}, false, sum_dtype);
   auto dx_dbl = torch::cat(
       {ops::left_multiply(dt_proj_weight.t().contiguous(), dd), dB.to(dtype), dC.to(dtype)},
       1);  // (B, R+2N, L)
   // x_dbl = W_x u per batch: dW_x = sum_b dx_dbl_b u_b^T, du += W_x^T dx_dbl.
-  g.dx_proj_weight = torch::bmm(dx_dbl, u.transpose(1, 2)).sum({0}, false, sum_dtype);
+  g.dx_proj_weight =
+      torch::bmm(dx_dbl, u.transpose(1, 2)).sum(torch::IntArrayRef{0}, false, sum_dtype);
   auto w_t = x_proj_weight.to(u.scalar_type()).t().contiguous();  // (Di, R+2N)
   du_scan.baddbmm_(w_t.unsqueeze(0).expand({batch, Di, rows}), dx_dbl.to(u.scalar_type()));
   g.du = std::move(du_scan);
@@ -89,6 +91,8 @@ std::string mamba_inner_why_not(const MambaInnerArgs& a) {
                           dtype_why_not("dt_proj_weight", a.dt_proj_weight)}) {
     if (!why.empty()) return why;
   }
+  if (a.z.sizes() != a.x.sizes()) return "z shape differs from x";
+  if (a.z.scalar_type() != a.x.scalar_type()) return "z dtype differs from x";
   // The scan takes u (x's dtype) and delta (the products' dtype) in one dtype.
   if (a.compute_dtype != a.x.scalar_type()) {
     return std::string("x dtype ") + c10::toString(a.x.scalar_type()) + " under " +

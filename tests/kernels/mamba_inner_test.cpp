@@ -115,7 +115,9 @@ TEST(MambaInnerWhyNot, NamesWhatTheKernelsCannotRun) {
   EXPECT_EQ(why_not(a), "x not contiguous along L");
   a = meta_args();
   a.z = meta({2, 8, 16});
-  EXPECT_EQ(why_not(a), "z dtype differs from u");
+  EXPECT_EQ(why_not(a), "z dtype differs from x");
+  a.z = meta({2, 8, 15}, torch::kBFloat16);
+  EXPECT_EQ(why_not(a), "z shape differs from x");
   a = meta_args();
   a.conv_weight = meta({8, 5});
   EXPECT_EQ(why_not(a), "conv width 5 outside 2..4");
