@@ -17,14 +17,6 @@ torch::Tensor channel_major(const torch::Tensor& rows, int64_t B) {
   return rows.view({rows.size(0), B, rows.size(1) / B}).permute({1, 0, 2});
 }
 
-/// W (O, C) times each batch's (C, L) matrix: (B, C, L) -> (B, O, L). The weight is broadcast
-/// over the batch with stride 0 and cast to x's dtype first, so no operand is copied (matmul's
-/// folding would copy x into token-major rows, and autocast would materialise the broadcast).
-torch::Tensor left_multiply(const torch::Tensor& W, const torch::Tensor& x) {
-  return torch::bmm(W.to(x.scalar_type()).unsqueeze(0).expand({x.size(0), W.size(0), W.size(1)}),
-                    x);
-}
-
 SwitchMoe make_moe(const SwitchMoeOptions& base, int64_t d_in, int64_t d_out) {
   SwitchMoeOptions o = base;
   o.d_in(d_in).d_out(d_out);
@@ -128,32 +120,22 @@ torch::Tensor MambaLayerImpl::project_out(const torch::Tensor& y, bool limit_cap
 }
 
 torch::Tensor MambaLayerImpl::forward(const torch::Tensor& h) {
-  const int64_t N = options.d_state(), R = options.resolved_dt_rank();
   auto [x, z] = project_in_channel_major(h);  // (B, Di, L) each
-
-  ops::CausalConv1dArgs conv;
-  conv.x = x;
-  conv.weight = conv1d->weight.squeeze(1);  // (Di, K)
-  conv.bias = conv1d->bias;
-  conv.silu = true;
-  auto u = ops::causal_conv1d(conv);  // (B, Di, L)
-
-  // The projections multiply channel-major activations from the left (a weight broadcast over
-  // the batch), so neither u nor y is ever transposed into a token-major copy, forward or back.
-  auto x_dbl = left_multiply(x_proj->weight, u);  // (B, R+2N, L)
-  ops::SelectiveScanArgs scan;
-  scan.u = u;
-  scan.delta = left_multiply(dt_proj->weight, x_dbl.narrow(1, 0, R));  // (B, Di, L)
-  scan.A = -torch::exp(at_least_fp32(A_log));                          // (Di, N)
-  scan.B = x_dbl.narrow(1, R, N).contiguous();                         // (B, N, L)
-  scan.C = x_dbl.narrow(1, R + N, N).contiguous();                     // (B, N, L)
-  scan.D = D;
-  scan.z = z;
-  scan.delta_bias = dt_proj->bias;
-  scan.delta_softplus = true;
-  auto y = ops::selective_scan(scan).y;                                     // (B, Di, L)
-  if (out_proj) return left_multiply(out_proj->weight, y).transpose(1, 2);  // (B, L, D) view
-  return project_out(y.transpose(1, 2), true);                              // (B, L, D)
+  ops::MambaInnerArgs inner;
+  inner.x = x;
+  inner.z = z;
+  inner.conv_weight = conv1d->weight.squeeze(1);  // (Di, K)
+  inner.conv_bias = conv1d->bias;
+  inner.x_proj_weight = x_proj->weight;
+  inner.dt_proj_weight = dt_proj->weight;
+  inner.dt_proj_bias = dt_proj->bias;
+  inner.A = -torch::exp(at_least_fp32(A_log));  // (Di, N)
+  inner.D = D;
+  auto y = ops::mamba_inner(inner);  // (B, Di, L)
+  // Multiplied from the left like mamba_inner's products: y is never transposed into a
+  // token-major copy, forward or back.
+  if (out_proj) return ops::left_multiply(out_proj->weight, y).transpose(1, 2);  // (B, L, D) view
+  return project_out(y.transpose(1, 2), true);                                   // (B, L, D)
 }
 
 MambaForwardOpArgs MambaLayerImpl::forward_op_args(const MambaLayerOptions& o, int64_t B, int64_t L,
@@ -165,6 +147,7 @@ MambaForwardOpArgs MambaLayerImpl::forward_op_args(const MambaLayerOptions& o, i
   // outputs contiguous.
   auto projected = [&](int64_t C) { return channel_major(torch::empty({C, B * L}, a), B); };
   auto inner_in = [&](bool moe) { return moe ? torch::empty({B, Di, L}, a) : projected(Di); };
+  const int64_t R = o.resolved_dt_rank();
   MambaForwardOpArgs args;
   torch::Tensor x, z;
   if (!o.conv_moe() && !o.gate_moe()) {
@@ -174,9 +157,22 @@ MambaForwardOpArgs MambaLayerImpl::forward_op_args(const MambaLayerOptions& o, i
     x = inner_in(o.conv_moe());
     z = inner_in(o.gate_moe());
   }
+  args.inner.x = x;
+  args.inner.z = z;
+  args.inner.conv_weight = torch::empty({Di, 1, K}, p).squeeze(1);
+  args.inner.conv_bias = torch::empty({Di}, p);
+  args.inner.x_proj_weight = torch::empty({R + 2 * N, Di}, p);
+  args.inner.dt_proj_weight = torch::empty({Di, R}, p);
+  args.inner.dt_proj_bias = torch::empty({Di}, p);
+  args.inner.A = torch::empty({Di, N}, p);
+  args.inner.D = torch::empty({Di}, p);
+  args.inner.compute_dtype = act;
+  args.inner.needs_grad = needs_grad;
+
+  // What mamba_inner's reference passes the two ops it calls.
   args.conv.x = x;
-  args.conv.weight = torch::empty({Di, 1, K}, p).squeeze(1);
-  args.conv.bias = torch::empty({Di}, p);
+  args.conv.weight = args.inner.conv_weight;
+  args.conv.bias = args.inner.conv_bias;
   args.conv.silu = true;
   args.conv.needs_grad = needs_grad;
 

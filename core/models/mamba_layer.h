@@ -13,9 +13,10 @@
 // Inner-MoE variants replace in_proj by conv_proj/gate_proj (each a Linear or a Switch MoE
 // D -> Di) and/or out_proj by a Switch MoE Di -> D.
 //
-// The layer calls only ops (core/ops/mamba_ops.h), in their channel-major layout (B, Di, L) with
-// L contiguous: in_proj is computed as W_in @ h^T straight into (2Di, B*L), so x and z are channel
-// slices of it without a copy, and delta = W_dt @ x_dbl^T lands in (Di, B*L) the same way.
+// Between its projections the layer calls one op, mamba_inner (core/ops/mamba_ops.h: conv, the
+// x_proj and dt_proj products and the scan), in the ops' channel-major layout (B, Di, L) with L
+// contiguous: in_proj is computed as W_in @ h^T straight into (2Di, B*L), so x and z are channel
+// slices of it without a copy, and x_dbl, delta and y land channel-major the same way.
 #pragma once
 
 #include <torch/torch.h>
@@ -56,6 +57,8 @@ struct MambaLayerOptions {
 /// The arguments of the ops one forward() of a layer passes, as meta tensors in the layouts
 /// forward() makes them: a run checks its implementation choice against these before it starts.
 struct MambaForwardOpArgs {
+  ops::MambaInnerArgs inner;
+  // The calls of mamba_inner's reference (which dispatch on their own).
   ops::CausalConv1dArgs conv;
   ops::SelectiveScanArgs scan;
 };

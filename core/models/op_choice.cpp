@@ -92,6 +92,7 @@ void check_ops_choice(const RunConfig& run) {
                                                                 run.train.seq_len, act, needs_grad);
       check_call(ops::causal_conv1d_registry(), c, run, device, args.conv);
       check_call(ops::selective_scan_registry(), c, run, device, args.scan);
+      check_call(ops::mamba_inner_registry(), c, run, device, args.inner);
     }
   }
 }

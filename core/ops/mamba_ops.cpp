@@ -53,6 +53,16 @@ CausalConv1dUpdateRegistry& causal_conv1d_update_registry() {
   return registry;
 }
 
+MambaInnerRegistry& mamba_inner_registry() {
+  static MambaInnerRegistry registry("mamba_inner", mamba_inner_reference);
+  return registry;
+}
+
+torch::Tensor left_multiply(const torch::Tensor& W, const torch::Tensor& x) {
+  return torch::bmm(W.to(x.scalar_type()).unsqueeze(0).expand({x.size(0), W.size(0), W.size(1)}),
+                    x);
+}
+
 SelectiveScanResult selective_scan_reference(const SelectiveScanArgs& a) {
   compat::NoAutocast fp32;
   torch::Tensor delta = at_least_fp32(a.delta);  // (B, Di, L)
@@ -111,6 +121,31 @@ torch::Tensor causal_conv1d_update_reference(const CausalConv1dUpdateArgs& a) {
   return y.to(a.x.scalar_type());
 }
 
+torch::Tensor mamba_inner_reference(const MambaInnerArgs& a) {
+  const int64_t R = a.dt_proj_weight.size(1), N = a.A.size(1);
+  CausalConv1dArgs conv;
+  conv.x = a.x;
+  conv.weight = a.conv_weight;
+  conv.bias = a.conv_bias;
+  conv.silu = true;
+  auto u = causal_conv1d(conv);  // (B, Di, L)
+
+  // The products multiply channel-major activations from the left, so u is never transposed
+  // into a token-major copy, forward or back.
+  auto x_dbl = left_multiply(a.x_proj_weight, u);  // (B, R+2N, L)
+  SelectiveScanArgs scan;
+  scan.u = u;
+  scan.delta = left_multiply(a.dt_proj_weight, x_dbl.narrow(1, 0, R));  // (B, Di, L)
+  scan.A = a.A;
+  scan.B = x_dbl.narrow(1, R, N).contiguous();      // (B, N, L)
+  scan.C = x_dbl.narrow(1, R + N, N).contiguous();  // (B, N, L)
+  scan.D = a.D;
+  scan.z = a.z;
+  scan.delta_bias = a.dt_proj_bias;
+  scan.delta_softplus = true;
+  return selective_scan(scan).y;  // (B, Di, L)
+}
+
 SelectiveScanResult selective_scan(SelectiveScanArgs a) {
   a.needs_grad = needs_grad({&a.u, &a.delta, &a.A, &a.B, &a.C, &a.D, &a.z, &a.delta_bias});
   return selective_scan_registry()(a.u.device().type(), a);
@@ -129,6 +164,14 @@ torch::Tensor causal_conv1d(CausalConv1dArgs a) {
 torch::Tensor causal_conv1d_update(CausalConv1dUpdateArgs a) {
   a.needs_grad = needs_grad({&a.conv_state, &a.x, &a.weight, &a.bias});
   return causal_conv1d_update_registry()(a.x.device().type(), a);
+}
+
+torch::Tensor mamba_inner(MambaInnerArgs a) {
+  a.needs_grad = needs_grad({&a.x, &a.z, &a.conv_weight, &a.conv_bias, &a.x_proj_weight,
+                             &a.dt_proj_weight, &a.dt_proj_bias, &a.A, &a.D});
+  a.compute_dtype = a.x.is_cuda() && compat::cuda_autocast_enabled() ? compat::cuda_autocast_dtype()
+                                                                     : a.x.scalar_type();
+  return mamba_inner_registry()(a.x.device().type(), a);
 }
 
 }  // namespace mmlab::ops

@@ -11,6 +11,7 @@ void register_all() {
   register_causal_conv1d_update_cuda();
   register_selective_state_update_cuda();
   register_lm_head_loss_cuda();
+  register_mamba_inner_cuda();
 }
 
 }  // namespace mmlab::kernels

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-// The op registry without a GPU: a fake CPU implementation of selective_scan and of causal_conv1d,
-// registered only in this test binary (they call the reference and count calls; the scan refuses
-// d_state > 8 and L > 1024), proves what "auto" picks, its fallback and its one-time note, that an
-// explicit choice that cannot run and an unknown name are refused with the op, implementation and
-// property named, what used_implementations() reports, and that MambaLayer's calls look like the
-// arguments a run is checked against before it starts.
+// The op registry without a GPU: a fake CPU implementation of selective_scan, causal_conv1d and
+// mamba_inner, registered only in this test binary (they call the reference and count calls; the
+// scan refuses d_state > 8 and L > 1024, mamba_inner d_state > 8), proves what "auto" picks, its
+// fallback and its one-time note, that an explicit choice that cannot run and an unknown name are
+// refused with the op, implementation and property named, what used_implementations() reports, that
+// mamba_inner's reference dispatches its conv and scan on their own, and that MambaLayer's calls
+// look like the arguments a run is checked against before it starts.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -28,9 +29,18 @@ constexpr char kFake[] = "fake_cpu";
 
 std::atomic<int> g_fake_scan_calls{0};
 std::atomic<int> g_fake_conv_calls{0};
+std::atomic<int> g_fake_inner_calls{0};
 // What the fakes were last called with (sizes, strides and dtypes are all the check uses).
 SelectiveScanArgs g_last_scan;
 CausalConv1dArgs g_last_conv;
+MambaInnerArgs g_last_inner;
+
+std::string fake_inner_why_not(const MambaInnerArgs& a) {
+  if (a.A.size(1) > kFakeMaxState) {
+    return "d_state " + std::to_string(a.A.size(1)) + " > " + std::to_string(kFakeMaxState);
+  }
+  return "";
+}
 
 std::string fake_scan_why_not(const SelectiveScanArgs& a) {
   if (a.A.size(1) > kFakeMaxState) {
@@ -59,6 +69,11 @@ const bool kFakesRegistered = [] {
                                   g_last_conv = a;
                                   return causal_conv1d_reference(a);
                                 }});
+  mamba_inner_registry().add({kFake, torch::kCPU, fake_inner_why_not, [](const MambaInnerArgs& a) {
+                                ++g_fake_inner_calls;
+                                g_last_inner = a;
+                                return mamba_inner_reference(a);
+                              }});
   return true;
 }();
 
@@ -183,6 +198,57 @@ TEST(OpDispatch, CallSiteFillsNeedsGrad) {
   }
 }
 
+TEST(OpDispatch, MambaInnerCallSiteFillsNeedsGradAndTheProductsDtype) {
+  ScopedOpsChoice scope(choice_of(kFake));
+  torch::manual_seed(3);
+  const int64_t B = 2, Di = 4, L = 6, N = 2, R = 1, K = 3;
+  MambaInnerArgs a;
+  // bf16 activations on the CPU: no autocast, so the products come out in x's dtype.
+  a.x = torch::randn({B, Di, L}).to(torch::kBFloat16);
+  a.z = torch::randn({B, Di, L}).to(torch::kBFloat16);
+  a.conv_weight = torch::randn({Di, K});
+  a.conv_bias = torch::randn({Di});
+  a.x_proj_weight = torch::randn({R + 2 * N, Di}).requires_grad_();
+  a.dt_proj_weight = torch::randn({Di, R});
+  a.dt_proj_bias = torch::randn({Di});
+  a.A = -torch::rand({Di, N}) - 0.5;
+  a.D = torch::randn({Di});
+  auto y = mamba_inner(a);
+  EXPECT_TRUE(g_last_inner.needs_grad);
+  EXPECT_EQ(g_last_inner.compute_dtype, torch::kBFloat16);
+  EXPECT_EQ(y.scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(y.sizes(), a.x.sizes());
+  {
+    torch::NoGradGuard no_grad;
+    mamba_inner(a);
+    EXPECT_FALSE(g_last_inner.needs_grad);
+  }
+}
+
+TEST(OpDispatch, MambaInnerReferenceDispatchesItsConvAndScanOnTheirOwn) {
+  torch::manual_seed(0);
+  MambaLayerOptions o(16);
+  o.d_state(4).d_conv(3);
+  MambaLayer layer(o);
+  auto h = torch::randn({2, 5, 16});
+  OpsChoice c = choice_of("reference");
+  c.per_op["causal_conv1d"] = kFake;
+  ScopedOpsChoice scope(c);
+  clear_used_implementations();
+  const int inners = g_fake_inner_calls, convs = g_fake_conv_calls, scans = g_fake_scan_calls;
+  auto out = layer->forward(h);
+  EXPECT_EQ(g_fake_inner_calls, inners);
+  EXPECT_EQ(g_fake_conv_calls, convs + 1);
+  EXPECT_EQ(g_fake_scan_calls, scans);
+  EXPECT_EQ(used_implementations(),
+            (std::map<std::string, std::string>{{"causal_conv1d", kFake},
+                                                {"mamba_inner", "reference"},
+                                                {"selective_scan", "reference"}}));
+  // The fake is the reference: the whole layer's output is the all-reference one.
+  ScopedOpsChoice all_reference(choice_of("reference"));
+  EXPECT_TRUE(torch::equal(out, layer->forward(h)));
+}
+
 TEST(OpDispatch, ImplementationOfAnotherDeviceIsNotPickedByAuto) {
   // A CUDA-only entry never runs CPU calls, whatever it supports.
   Registry<int, int> r("toy", [](const int& x) { return x; });
@@ -219,8 +285,24 @@ TEST_P(MambaLayerCalls, MatchTheArgumentsARunIsCheckedAgainst) {
   torch::manual_seed(0);
   MambaLayer layer(o);
   ScopedOpsChoice scope(choice_of(kFake));
+  const int inners = g_fake_inner_calls;
   layer->forward(torch::randn({B, L, 16}));
+  ASSERT_EQ(g_fake_inner_calls, inners + 1);
   MambaForwardOpArgs want = MambaLayerImpl::forward_op_args(o, B, L, torch::kFloat, true);
+  const MambaInnerArgs& gi = g_last_inner;
+  const MambaInnerArgs& wi = want.inner;
+  expect_same_layout(gi.x, wi.x, "inner x");
+  expect_same_layout(gi.z, wi.z, "inner z");
+  expect_same_layout(gi.conv_weight, wi.conv_weight, "inner conv_weight");
+  expect_same_layout(gi.conv_bias, wi.conv_bias, "inner conv_bias");
+  expect_same_layout(gi.x_proj_weight, wi.x_proj_weight, "inner x_proj_weight");
+  expect_same_layout(gi.dt_proj_weight, wi.dt_proj_weight, "inner dt_proj_weight");
+  expect_same_layout(gi.dt_proj_bias, wi.dt_proj_bias, "inner dt_proj_bias");
+  expect_same_layout(gi.A, wi.A, "inner A");
+  expect_same_layout(gi.D, wi.D, "inner D");
+  EXPECT_EQ(gi.compute_dtype, wi.compute_dtype);
+  EXPECT_EQ(gi.needs_grad, wi.needs_grad);
+  for (const torch::Tensor* t : {&gi.x, &gi.z}) EXPECT_EQ(t->stride(2), 1);
   expect_same_layout(g_last_conv.x, want.conv.x, "conv x");
   expect_same_layout(g_last_conv.weight, want.conv.weight, "conv weight");
   expect_same_layout(g_last_conv.bias, want.conv.bias, "conv bias");
@@ -259,6 +341,7 @@ TEST(MambaLayerOps, UsedImplementationsReportWhatTheLayerRan) {
     layer->forward(h);
     EXPECT_EQ(used_implementations(),
               (std::map<std::string, std::string>{{"causal_conv1d", "reference"},
+                                                  {"mamba_inner", "reference"},
                                                   {"selective_scan", "reference"}}));
     std::vector<LayerCache> caches(1);
     torch::NoGradGuard no_grad;
@@ -269,7 +352,8 @@ TEST(MambaLayerOps, UsedImplementationsReportWhatTheLayerRan) {
   ScopedOpsChoice scope(choice_of("auto"));
   clear_used_implementations();
   layer->forward(h);
-  EXPECT_EQ(used_implementations().at("selective_scan"), kFake);  // d_state 4 <= 8
+  EXPECT_EQ(used_implementations().at("mamba_inner"), kFake);     // d_state 4 <= 8
+  EXPECT_EQ(used_implementations().at("selective_scan"), kFake);  // called by its reference
   EXPECT_EQ(used_implementations().at("causal_conv1d"), kFake);
 }
 
@@ -298,9 +382,10 @@ std::string check_message(const RunConfig& r) {
   return "";
 }
 
-// The fakes exist for these two ops only (the decode ops have none).
+// The fakes exist for these three ops only (the decode ops have none).
 RunConfig with_fakes(RunConfig r) {
-  r.train.ops.per_op = {{"selective_scan", kFake}, {"causal_conv1d", kFake}};
+  r.train.ops.per_op = {
+      {"selective_scan", kFake}, {"causal_conv1d", kFake}, {"mamba_inner", kFake}};
   return r;
 }
 
@@ -316,6 +401,17 @@ TEST(OpsChoiceCheck, RefusesAnImplementationThatCannotRunTheShapesInOneSentence)
   EXPECT_THAT(m, HasSubstr("'fake_cpu'"));
   EXPECT_THAT(m, HasSubstr("d_state 16 > 8"));
   EXPECT_EQ(m.find(". "), std::string::npos) << m;  // one sentence
+}
+
+TEST(OpsChoiceCheck, RefusesAMambaInnerThatCannotRunTheShapes) {
+  RunConfig r = mamba_run(16, "auto");
+  r.train.ops.per_op["mamba_inner"] = kFake;
+  const std::string m = check_message(r);
+  EXPECT_THAT(m, HasSubstr("op mamba_inner"));
+  EXPECT_THAT(m, HasSubstr("'fake_cpu'"));
+  EXPECT_THAT(m, HasSubstr("d_state 16 > 8"));
+  EXPECT_EQ(m.find(". "), std::string::npos) << m;  // one sentence
+  EXPECT_EQ(check_message(with_fakes(mamba_run(8, "auto"))), "");
 }
 
 TEST(OpsChoiceCheck, RefusesAnImplementationOfAnotherDevice) {

@@ -6,7 +6,9 @@
 // skips them; on CI the fake CPU implementation of op_dispatch_test.cpp runs the harness.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <sstream>
+#include <tuple>
 
 #include "core/ops/lm_head_ops.h"
 #include "core/ops/mamba_ops.h"
@@ -22,6 +24,7 @@ struct OpCase {
   torch::ScalarType dtype = torch::kFloat;
   // Sizes; the ones an op does not have are 0.
   int64_t B = 1, Di = 1, L = 1, N = 0, K = 0;
+  int64_t R = 0;  // mamba_inner: dt_rank
   int64_t V = 0;  // lm_head_loss: B tokens of width Di over V words
   bool z = false, D = false, bias = false, softplus = false, last_state = false, silu = false;
   bool strided = false;  // inputs are channel slices of a (2Di, B*L) projection, as in the model
@@ -96,6 +99,24 @@ std::vector<OpCase> state_update_shapes() {
   return v;
 }
 
+// Every conv width; L crossing the scan kernels' chunk (32 steps at N 16, 128 at N <= 8) at a
+// length that is no multiple of it; one step; N = 64; x and z as the model's channel slices.
+std::vector<OpCase> mamba_inner_shapes() {
+  std::vector<OpCase> v;
+  auto add = [&](int64_t B, int64_t Di, int64_t L, int64_t N, int64_t R, int64_t K, bool strided) {
+    OpCase c;
+    c.B = B, c.Di = Di, c.L = L, c.N = N, c.R = R, c.K = K;
+    c.strided = strided;
+    v.push_back(c);
+  };
+  add(2, 8, 77, 16, 4, 4, true);
+  add(1, 16, 130, 4, 3, 3, true);
+  add(2, 6, 1, 4, 2, 2, false);
+  add(2, 8, 100, 64, 8, 4, false);
+  add(3, 5, 45, 8, 1, 2, true);
+  return v;
+}
+
 // Vocabularies that are not a multiple of 8 or 64, one token, and (at GPT-2's vocabulary) more
 // tokens than fit one ~1 GiB chunk of logits, so the chunk loop runs twice.
 std::vector<OpCase> lm_head_shapes() {
@@ -136,6 +157,7 @@ std::vector<OpCase> all_cases() {
           n << op << "_" << impl << "_" << dtype_name(dtype) << "_B" << c.B << "_Di" << c.Di;
           if (c.L > 0 && op.find("update") == std::string::npos) n << "_L" << c.L;
           if (c.N > 0) n << "_N" << c.N;
+          if (c.R > 0) n << "_R" << c.R;
           if (c.K > 0) n << "_K" << c.K;
           if (c.V > 0) n << "_V" << c.V;
           if (c.z) n << "_z";
@@ -159,6 +181,7 @@ std::vector<OpCase> all_cases() {
   expand("selective_state_update", implementations(selective_state_update_registry()),
          state_update_shapes());
   expand("lm_head_loss", implementations(lm_head_loss_registry()), lm_head_shapes());
+  expand("mamba_inner", implementations(mamba_inner_registry()), mamba_inner_shapes());
   return out;
 }
 
@@ -335,6 +358,47 @@ Outcome run_lm_head_loss(const OpCase& c, const LmHeadLossRegistry::Fn& fn) {
   return out;
 }
 
+// Weights of the layer's orders of magnitude (dt_proj's bias puts softplus(delta) near 0.05, as
+// the layer's initialisation does), so the state carries over tens of steps.
+Outcome run_mamba_inner(const OpCase& c, const MambaInnerRegistry::Fn& fn) {
+  torch::manual_seed(31337);
+  const auto d = c.device;
+  const auto act = fp32_on(d).dtype(c.dtype);
+  Leaves leaves;
+  MambaInnerArgs a;
+  if (c.strided) {
+    auto rows = leaves.add("x|z", torch::randn({2 * c.Di, c.B * c.L}, act));
+    std::tie(a.x, a.z) = channel_slices(rows, c.B);
+  } else {
+    a.x = leaves.add("x", torch::randn({c.B, c.Di, c.L}, act));
+    a.z = leaves.add("z", torch::randn({c.B, c.Di, c.L}, act));
+  }
+  const double in_scale = 1.0 / std::sqrt(static_cast<double>(c.Di));
+  a.conv_weight = leaves.add("conv_weight", torch::randn({c.Di, c.K}, fp32_on(d)) * 0.5);
+  a.conv_bias = leaves.add("conv_bias", torch::randn({c.Di}, fp32_on(d)) * 0.5);
+  a.x_proj_weight =
+      leaves.add("x_proj_weight", torch::randn({c.R + 2 * c.N, c.Di}, fp32_on(d)) * in_scale);
+  a.dt_proj_weight = leaves.add("dt_proj_weight", torch::randn({c.Di, c.R}, fp32_on(d)) /
+                                                      std::sqrt(static_cast<double>(c.R)));
+  a.dt_proj_bias = leaves.add("dt_proj_bias", torch::randn({c.Di}, fp32_on(d)) * 0.5 - 3.0);
+  a.A = leaves.add("A", -torch::exp(torch::randn({c.Di, c.N}, fp32_on(d)) * 0.5));
+  a.D = leaves.add("D", torch::randn({c.Di}, fp32_on(d)));
+  a.compute_dtype = c.dtype;
+  a.needs_grad = true;
+  auto y = fn(a);
+  torch::manual_seed(97);
+  auto w = torch::randn(y.sizes(), fp32_on(d));
+  (y.to(torch::kFloat) * w).sum().backward();
+  Outcome out;
+  out.names.push_back("y");
+  out.values.push_back(y.detach());
+  for (size_t i = 0; i < leaves.tensors.size(); ++i) {
+    out.names.push_back("grad " + leaves.names[i]);
+    out.values.push_back(leaves.tensors[i].grad());
+  }
+  return out;
+}
+
 // What a run of the implementation under test throws when its why_not refuses the arguments.
 struct Refused {
   std::string why;
@@ -377,6 +441,14 @@ TEST_P(OpHarness, MatchesReferenceOnOutputsAndGradients) {
   if (c.op == "selective_state_update")
     compare(c, selective_state_update_registry(), run_state_update);
   if (c.op == "lm_head_loss") compare(c, lm_head_loss_registry(), run_lm_head_loss);
+  if (c.op == "mamba_inner") {
+    // The reference's own conv and scan calls take their reference twins: an implementation is
+    // held to plain tensor code, not to the other kernels.
+    OpsChoice reference;
+    reference.all = "reference";
+    ScopedOpsChoice scope(reference);
+    compare(c, mamba_inner_registry(), run_mamba_inner);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Ops, OpHarness, ::testing::ValuesIn(all_cases()),

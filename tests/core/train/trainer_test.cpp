@@ -343,6 +343,7 @@ TEST_F(TrainerTest, RecordsTheOpImplementationsItsStepsUsed) {
   EXPECT_EQ(nlohmann::json::parse(st.get_run(r.run_id).ops_used),
             (nlohmann::json{{"causal_conv1d", "reference"},
                             {"lm_head_loss", "reference"},
+                            {"mamba_inner", "reference"},
                             {"selective_scan", "reference"}}));
   // A model without Mamba layers calls only the head's op.
   RunConfig t = tiny("transformer");
