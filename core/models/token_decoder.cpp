@@ -26,12 +26,18 @@ void TokenDecoder::capture(const torch::Tensor& ids) {
     if (c.conv_state.defined()) c.conv_state = c.conv_state.clone();
     if (c.ssm_state.defined()) c.ssm_state = c.ssm_state.clone();
   }
-  std::vector<int64_t> positions;
-  for (const LayerCache& c : caches_) positions.push_back(c.position);
+  std::vector<int64_t> before;
+  for (const LayerCache& c : caches_) before.push_back(c.position);
   graph_.capture(
       ids.device().index(), [&] { model_->decode(static_ids_, scratch); },
       [&] { static_logits_ = model_->decode(static_ids_, caches_); });
-  for (size_t i = 0; i < caches_.size(); ++i) caches_[i].position = positions[i];
+  // Recording ran the host side of the step once: what it added to each layer's token count
+  // (MoE layers count none) is what every replay adds.
+  position_steps_.clear();
+  for (size_t i = 0; i < caches_.size(); ++i) {
+    position_steps_.push_back(caches_[i].position - before[i]);
+    caches_[i].position = before[i];
+  }
 }
 
 torch::Tensor TokenDecoder::step(const torch::Tensor& ids) {
@@ -50,7 +56,7 @@ torch::Tensor TokenDecoder::step(const torch::Tensor& ids) {
   if (!graph_ready_ || ids.sizes() != static_ids_.sizes()) return model_->decode(ids, caches_);
   static_ids_.copy_(ids);
   graph_.replay();
-  for (LayerCache& c : caches_) c.position += ids.size(1);
+  for (size_t i = 0; i < caches_.size(); ++i) caches_[i].position += position_steps_[i];
   return static_logits_;
 }
 

@@ -42,6 +42,7 @@ class TokenDecoder {
   std::string why_not_;
   compat::CudaGraph graph_;
   torch::Tensor static_ids_, static_logits_;
+  std::vector<int64_t> position_steps_;  // per layer: tokens a replayed step adds to its count
 };
 
 }  // namespace mmlab

@@ -16,7 +16,7 @@ ModelConfig tiny(const std::string& family) {
   ModelConfig c;
   c.family = family;
   c.n_block = 2;
-  c.d_model = 32;
+  c.d_model = 64;  // one attention head of 64 for the transformer
   c.d_state = 8;
   c.n_expert = 4;
   c.vocab_size = 61;
