@@ -258,7 +258,6 @@ void CurvePlot::set_metric(const QString& metric) {
   history_.clear();
   autofit_ = true;
   dirty_ = true;
-  readout_->clear();  // it described the previous metric
   Q_EMIT metricChanged(metric_);
 }
 
@@ -521,6 +520,7 @@ void CurvePlot::rebuild() {
     smooth_graphs_.emplace_back(id, g);
   }
   while (plot_->graphCount() > int(used)) plot_->removeGraph(plot_->graphCount() - 1);
+  if (hovering_) update_crosshair();
 }
 
 int CurvePlot::points_drawn() const {
@@ -623,6 +623,7 @@ void CurvePlot::on_x_range_changed() {
   const bool same_zoom = built_span_ > 0 && std::abs(span / built_span_ - 1) < 0.02;
   const bool inside = vis.lower >= built_lo_ && vis.upper <= built_hi_;
   if (!same_zoom || !inside || built_px_ != std::max(64, plot_->axisRect()->width())) dirty_ = true;
+  if (hovering_) update_crosshair();  // the cursor now points at another x
 }
 
 bool CurvePlot::refine_if_needed() {
@@ -679,20 +680,23 @@ QString CurvePlot::readout_at(double x) {
     const size_t i = size_t(it - xs.begin()) - 1;
     QString v = QString::number(s.smooth[i], 'g', 5);
     if (alpha() < 1.0) v += QStringLiteral(" (raw %1)").arg(s.value[i], 0, 'g', 5);
-    parts << QStringLiteral("<span style='color:%1'>■</span> %2: <b>%3</b> @ step %4")
+    // The last point left of the cursor is not the value there when the curve stops short of it.
+    const QString ends =
+        i + 1 == xs.size() && xs.back() < x ? tr(" (ends before the cursor)") : QString();
+    parts << QStringLiteral("<span style='color:%1'>■</span> %2: <b>%3</b> @ step %4%5")
                  .arg(r->color.name(), r->label.toHtmlEscaped(), v)
-                 .arg(qint64(s.step[i]));
+                 .arg(qint64(s.step[i]))
+                 .arg(ends);
   }
   return parts.join(QStringLiteral(" &nbsp; "));
 }
 
-void CurvePlot::on_mouse_move(QMouseEvent* event) {
-  const QPointF pos = event->position();
-  if (!plot_->axisRect()->rect().contains(pos.toPoint())) {
-    crosshair_->setVisible(false);
-    return;
-  }
-  const double x = plot_->xAxis->pixelToCoord(pos.x());
+QString CurvePlot::readout_text() const {
+  return readout_->text();
+}
+
+void CurvePlot::update_crosshair() {
+  const double x = plot_->xAxis->pixelToCoord(cursor_px_);
   crosshair_->point1->setCoords(x, 0);
   crosshair_->point2->setCoords(x, 1);
   crosshair_->setVisible(true);
@@ -700,11 +704,27 @@ void CurvePlot::on_mouse_move(QMouseEvent* event) {
   plot_->replot(QCustomPlot::rpQueuedReplot);
 }
 
-bool CurvePlot::eventFilter(QObject* watched, QEvent* event) {
-  if (watched == plot_ && event->type() == QEvent::Leave && crosshair_->visible()) {
-    crosshair_->setVisible(false);
-    plot_->replot(QCustomPlot::rpQueuedReplot);
+void CurvePlot::hide_crosshair() {
+  hovering_ = false;
+  readout_->clear();
+  if (!crosshair_->visible()) return;
+  crosshair_->setVisible(false);
+  plot_->replot(QCustomPlot::rpQueuedReplot);
+}
+
+void CurvePlot::on_mouse_move(QMouseEvent* event) {
+  const QPointF pos = event->position();
+  if (!plot_->axisRect()->rect().contains(pos.toPoint())) {
+    hide_crosshair();
+    return;
   }
+  hovering_ = true;
+  cursor_px_ = pos.x();
+  update_crosshair();
+}
+
+bool CurvePlot::eventFilter(QObject* watched, QEvent* event) {
+  if (watched == plot_ && event->type() == QEvent::Leave) hide_crosshair();
   return QWidget::eventFilter(watched, event);
 }
 
@@ -721,6 +741,8 @@ bool CurvePlot::export_image(const QString& path, int width, int height, bool pa
   const QFont saved_label = plot_->xAxis->labelFont();
   const QFont saved_legend = plot_->legend->font();
   const bool cross = crosshair_->visible();
+  const bool hovering = hovering_;
+  hovering_ = false;  // the rebuilds below must not put the crosshair into the file
   crosshair_->setVisible(false);
   if (paper) {
     paper_ = true;
@@ -760,6 +782,7 @@ bool CurvePlot::export_image(const QString& path, int width, int height, bool pa
     plot_->legend->setFont(saved_legend);
     rebuild();
   }
+  hovering_ = hovering;
   crosshair_->setVisible(cross);
   plot_->replot(QCustomPlot::rpQueuedReplot);
   ok = ok && QFileInfo(path).size() > 0;

@@ -82,8 +82,13 @@ class CurvePlot : public QWidget {
   int points_drawn() const;
   /// The drawn smoothed curve of a run (key, value), for tests and the e2e check.
   std::vector<std::pair<double, double>> drawn(int64_t run_id) const;
-  /// The read-out text at data coordinate x (what the crosshair shows).
+  /// The read-out text at data coordinate x (what the crosshair shows). A run whose curve ends
+  /// before x says so.
   QString readout_at(double x);
+  /// What the read-out under the chart shows now: the values under the crosshair, recomputed
+  /// whenever the data, the metric or the axes change while the cursor is over the chart, and
+  /// empty once it leaves (a read-out never describes data that is no longer drawn).
+  QString readout_text() const;
 
   /// PNG, PDF or SVG by the file's suffix, at w×h pixels (points for PDF/SVG). `paper` uses
   /// publication styling: white background, serif fonts, thicker lines, no raw curves.
@@ -113,6 +118,9 @@ class CurvePlot : public QWidget {
   QCPGraph* take_graph(size_t& index);
   void mark_dirty() { dirty_ = true; }
   void on_x_range_changed();
+  /// Places the crosshair at the cursor's pixel column and recomputes the read-out there.
+  void update_crosshair();
+  void hide_crosshair();
   std::pair<double, double> y_range_of(double x_lo, double x_hi) const;
 
   CurveSet* curves_;
@@ -150,6 +158,10 @@ class CurvePlot : public QWidget {
   double built_lo_ = 0, built_hi_ = 0, built_span_ = 0;
   int built_px_ = 0;
   bool autofit_ = true;  // follow new data until the user zooms or pans
+  // The cursor over the chart, as a pixel column: after a pan, a zoom or an axis change the data
+  // x under it is another one.
+  bool hovering_ = false;
+  double cursor_px_ = 0;
   qint64 last_wheel_push_ms_ = 0;
   struct Ranges {
     double x0, x1, y0, y1;

@@ -225,6 +225,69 @@ TEST_F(PlotFixture, ReadoutListsEveryVisibleRunAtTheCursor) {
   EXPECT_TRUE(plot->readout_at(0.5).isEmpty());  // before any point
 }
 
+namespace {
+
+void move_mouse(QWidget* w, QPointF pos) {
+  QMouseEvent move(QEvent::MouseMove, pos, w->mapToGlobal(pos), Qt::NoButton, Qt::NoButton,
+                   Qt::NoModifier);
+  QCoreApplication::sendEvent(w, &move);
+}
+
+}  // namespace
+
+TEST_F(PlotFixture, TheReadoutFollowsReplacedDataAndAxisChangesAndSaysWhereACurveEnds) {
+  QCustomPlot* qcp = plot->plot();
+  const double py = qcp->axisRect()->center().y();
+  // The fit shows steps 1..4. At x = 2.26 both runs show step 2 (run 1's raw loss there is 8).
+  const double px = qcp->xAxis->coordToPixel(2.26);
+  move_mouse(qcp, QPointF(px, py));
+  EXPECT_TRUE(plot->readout_text().contains("mamba: <b>" +
+                                            QString::number(ema_debiased({10, 8}, 0.5)[1], 'g', 5) +
+                                            " (raw 8)</b> @ step 2"))
+      << plot->readout_text().toStdString();
+
+  // A log x axis puts another x under the same pixel column (4^0.42 = 1.79: step 1), so the
+  // read-out of the unmoved cursor changes with it.
+  plot->set_log_x(true);
+  plot->fit_all();
+  const double x = qcp->xAxis->pixelToCoord(px);
+  EXPECT_LT(x, 2);
+  EXPECT_EQ(plot->readout_text(), plot->readout_at(x));
+  EXPECT_TRUE(plot->readout_text().contains("(raw 10)</b> @ step 1"))
+      << plot->readout_text().toStdString();
+  plot->set_log_x(false);
+  plot->fit_all();
+
+  // Run 1 is resumed from its step-2 checkpoint and logs step 3 again with another loss: its old
+  // steps 3 and 4 are replaced, and the read-out at x = 3.5 must show the new point, ending there.
+  move_mouse(qcp, QPointF(qcp->xAxis->coordToPixel(3.5), py));
+  EXPECT_TRUE(plot->readout_text().contains("(raw 6)</b> @ step 3"))
+      << plot->readout_text().toStdString();
+  EXPECT_FALSE(plot->readout_text().contains("ends before the cursor"));
+  ProgressParser p;
+  set.apply(
+      p.feed("{\"event\":\"step\",\"run_id\":1,\"wall\":6,\"step\":3,\"tokens\":192,"
+             "\"metrics\":{\"loss\":100}}\n"));
+  ASSERT_TRUE(plot->refine_if_needed());
+  const QString after = plot->readout_text();
+  EXPECT_TRUE(after.contains("mamba: <b>" +
+                             QString::number(ema_debiased({10, 8, 100}, 0.5)[2], 'g', 5) +
+                             " (raw 100)</b> @ step 3 (ends before the cursor)"))
+      << after.toStdString();
+  EXPECT_FALSE(after.contains("(raw 6)")) << after.toStdString();
+  // Run 2 goes on past the cursor: no remark.
+  EXPECT_TRUE(after.endsWith("moe-mamba: <b>" +
+                             QString::number(ema_debiased({9, 7, 5}, 0.5)[2], 'g', 5) +
+                             " (raw 5)</b> @ step 3"))
+      << after.toStdString();
+
+  // Past the end of both curves; leaving the chart clears the read-out.
+  EXPECT_TRUE(plot->readout_at(1000).contains("(raw 3)</b> @ step 4 (ends before the cursor)"));
+  QEvent leave(QEvent::Leave);
+  QCoreApplication::sendEvent(qcp, &leave);
+  EXPECT_TRUE(plot->readout_text().isEmpty());
+}
+
 TEST_F(PlotFixture, ZoomHistoryReturnsToThePreviousRanges) {
   plot->plot()->xAxis->setRange(2, 3);  // as a box zoom would, after pushing history
   QTest::mousePress(plot->plot(), Qt::RightButton, Qt::NoModifier, QPoint(200, 200));
