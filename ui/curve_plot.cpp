@@ -46,6 +46,21 @@ QString axis_label(XAxis axis) {
   return {};
 }
 
+// Token counts run into the billions: tick labels as 500K, 1.5M, 2B instead of 1.5e+06.
+class TokenTicker : public QCPAxisTicker {
+ protected:
+  QString getTickLabel(double tick, const QLocale&, QChar, int) override {
+    return CurvePlot::count_label(tick);
+  }
+};
+
+class TokenLogTicker : public QCPAxisTickerLog {
+ protected:
+  QString getTickLabel(double tick, const QLocale&, QChar, int) override {
+    return CurvePlot::count_label(tick);
+  }
+};
+
 QVector<QCPGraphData> to_graph_data(const std::vector<double>& x, const std::vector<double>& y) {
   QVector<QCPGraphData> out(int(x.size()));
   for (size_t i = 0; i < x.size(); ++i) out[int(i)] = QCPGraphData(x[i], y[i]);
@@ -60,6 +75,15 @@ QString csv_field(const QString& s) {
 }
 
 }  // namespace
+
+QString CurvePlot::count_label(double n) {
+  const double a = std::abs(n);
+  const std::pair<double, const char*> units[] = {{1e9, "B"}, {1e6, "M"}, {1e3, "K"}};
+  for (const auto& [scale, suffix] : units)
+    if (a >= scale) return QString::number(n / scale, 'g', 4) + QLatin1String(suffix);
+  // Below 1000: an integer count, or the ticker's fraction near 0 (never an exponent).
+  return QString::number(std::abs(n) < 1e-9 ? 0.0 : n, 'g', 4);
+}
 
 const QStringList& CurvePlot::standard_metrics() {
   static const QStringList kNames{
@@ -364,7 +388,10 @@ void CurvePlot::apply_axis_types() {
     t->setDateTimeFormat(QStringLiteral("HH:mm:ss\nd MMM yyyy"));
     x->setTicker(t);
   } else if (log_x()) {
-    x->setTicker(QSharedPointer<QCPAxisTicker>(new QCPAxisTickerLog));
+    x->setTicker(x_axis_ == XAxis::kTokens ? QSharedPointer<QCPAxisTicker>(new TokenLogTicker)
+                                           : QSharedPointer<QCPAxisTicker>(new QCPAxisTickerLog));
+  } else if (x_axis_ == XAxis::kTokens) {
+    x->setTicker(QSharedPointer<QCPAxisTicker>(new TokenTicker));
   } else if (x_axis_ == XAxis::kRelative) {
     auto t = QSharedPointer<QCPAxisTickerTime>(new QCPAxisTickerTime);
     t->setTimeFormat(QStringLiteral("%h:%m:%s"));

@@ -98,6 +98,9 @@ class CurvePlot : public QWidget {
 
   QCustomPlot* plot() const { return plot_; }
   static const QStringList& standard_metrics();
+  /// A count with a K/M/B suffix and up to four significant digits (the tokens axis' labels):
+  /// 1500000 → "1.5M".
+  static QString count_label(double n);
 
  Q_SIGNALS:
   void metricChanged(const QString& metric);

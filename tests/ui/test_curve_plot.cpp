@@ -288,6 +288,44 @@ TEST_F(PlotFixture, TheReadoutFollowsReplacedDataAndAxisChangesAndSaysWhereACurv
   EXPECT_TRUE(plot->readout_text().isEmpty());
 }
 
+TEST(CurvePlotAxes, TheTokensAxisLabelsTicksWithKMBSuffixes) {
+  mmlab::test::qt_app();
+  EXPECT_EQ(CurvePlot::count_label(0), "0");
+  EXPECT_EQ(CurvePlot::count_label(750), "750");
+  EXPECT_EQ(CurvePlot::count_label(2500), "2.5K");
+  EXPECT_EQ(CurvePlot::count_label(1500000), "1.5M");
+  EXPECT_EQ(CurvePlot::count_label(3e9), "3B");
+  CurveSet set;
+  // 1K .. 10M tokens: a linear axis in millions, a log axis over four decades.
+  for (int i = 0; i <= 4; ++i)
+    set.append(1, "loss", i + 1, int64_t(std::pow(10, i + 3)), i, 5.0 - i);
+  CurvePlot plot(&set);
+  plot.resize(900, 500);
+  plot.show();
+  plot.set_runs({1});
+  for (bool log : {false, true}) {
+    plot.set_log_x(log);
+    plot.set_x_axis(XAxis::kTokens);
+    plot.fit_all();
+    plot.plot()->replot();
+    const QVector<QString> labels = plot.plot()->xAxis->tickVectorLabels();
+    ASSERT_GE(labels.size(), 2) << "log " << log;
+    int suffixed = 0;
+    for (const QString& l : labels) {
+      EXPECT_FALSE(l.contains('e')) << l.toStdString();  // never 1e+06
+      EXPECT_FALSE(l.contains("000000")) << l.toStdString();
+      suffixed += l.endsWith('M');
+    }
+    EXPECT_GE(suffixed, 1) << "log " << log;
+    // The step axis keeps plain numbers.
+    plot.set_x_axis(XAxis::kStep);
+    plot.fit_all();
+    plot.plot()->replot();
+    for (const QString& l : plot.plot()->xAxis->tickVectorLabels())
+      EXPECT_FALSE(l.endsWith('M') || l.endsWith('K')) << l.toStdString();
+  }
+}
+
 TEST_F(PlotFixture, ZoomHistoryReturnsToThePreviousRanges) {
   plot->plot()->xAxis->setRange(2, 3);  // as a box zoom would, after pushing history
   QTest::mousePress(plot->plot(), Qt::RightButton, Qt::NoModifier, QPoint(200, 200));
