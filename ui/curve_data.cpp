@@ -47,13 +47,32 @@ void Series::update_clock(double origin) {
 }
 
 QColor CurveSet::color_for(int64_t run_id) {
-  // Tableau 10: distinguishable, and colour-blind safer than Qt's defaults.
-  static const std::array<QColor, 10> kPalette{QColor(0x1f, 0x77, 0xb4), QColor(0xff, 0x7f, 0x0e),
-                                               QColor(0x2c, 0xa0, 0x2c), QColor(0xd6, 0x27, 0x28),
-                                               QColor(0x94, 0x67, 0xbd), QColor(0x8c, 0x56, 0x4b),
-                                               QColor(0xe3, 0x77, 0xc2), QColor(0x7f, 0x7f, 0x7f),
-                                               QColor(0xbc, 0xbd, 0x22), QColor(0x17, 0xbe, 0xcf)};
-  return kPalette[size_t((run_id % 10 + 10) % 10)];
+  return palette_color(palette_index_of(run_id));
+}
+
+std::map<int64_t, QColor> CurveSet::distinct_colors(const std::vector<int64_t>& runs) {
+  // Each run keeps its own colour (color_for) unless a run before it in `runs` already has that
+  // one: then it takes the first colour nobody shown uses. Consecutive run ids (the runs of one
+  // experiment) never clash below twenty; ids twenty apart do, and are told apart here.
+  std::set<size_t> wanted, used;
+  for (int64_t id : runs) wanted.insert(palette_index_of(id));
+  std::map<int64_t, QColor> out;
+  std::vector<int64_t> clashing;
+  for (int64_t id : runs) {
+    if (out.count(id)) continue;
+    const size_t own = palette_index_of(id);
+    if (used.insert(own).second)
+      out[id] = palette_color(own);
+    else
+      clashing.push_back(id);
+  }
+  size_t next = 0;
+  for (int64_t id : clashing) {
+    while (wanted.count(next) || used.count(next)) ++next;
+    used.insert(next);
+    out[id] = palette_color(next);
+  }
+  return out;
 }
 
 RunCurves& CurveSet::run(int64_t run_id) {

@@ -122,7 +122,15 @@ class CurveSet : public QObject {
   /// Metric names seen in memory for these runs, sorted.
   std::vector<std::string> metric_names(const std::vector<int64_t>& runs) const;
 
+  /// A run's own colour: entry (run_id - 1) mod kPaletteSize of the palette.
   static QColor color_for(int64_t run_id);
+  /// Colours for runs shown together, pairwise different however many: each run's own colour
+  /// where no earlier run in `runs` has it, else the first palette entry that none of them uses.
+  static std::map<int64_t, QColor> distinct_colors(const std::vector<int64_t>& runs);
+  /// Entry `index` of the palette: Tableau 20 for the first kPaletteSize, then hues a golden
+  /// angle apart.
+  static QColor palette_color(size_t index);
+  static constexpr size_t kPaletteSize = 20;
 
  Q_SIGNALS:
   /// New points (cheap to emit per batch: the plot replots on its own timer).
@@ -130,6 +138,7 @@ class CurveSet : public QObject {
 
  private:
   static void merge(Series& s, Series stored);
+  static size_t palette_index_of(int64_t run_id);
 
   std::map<int64_t, RunCurves> runs_;
   PointLoader loader_;

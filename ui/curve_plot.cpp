@@ -262,6 +262,7 @@ bool CurvePlot::empty_text_shown() const {
 void CurvePlot::set_runs(const std::vector<int64_t>& runs) {
   empty_text_->setVisible(runs.empty() && !empty_text_->text().isEmpty());
   runs_ = runs;
+  colors_ = CurveSet::distinct_colors(runs_);
   autofit_ = true;
   refresh_metric_list();
   dirty_ = true;
@@ -485,7 +486,7 @@ void CurvePlot::rebuild() {
         members.push_back({xs, &s.smooth});
     }
     Band band = seed_band(members, band_kind_);
-    const QColor c = curves_->find(ids.front())->color;
+    const QColor c = color_of(ids.front());
     QCPGraph* lo = take_graph(used);
     QCPGraph* hi = take_graph(used);
     QCPGraph* mean = take_graph(used);
@@ -529,7 +530,7 @@ void CurvePlot::rebuild() {
       oy.clear();
       minmax_downsample(xs.data(), s.value.data(), s.size(), grid, ox, oy);
       g->data()->set(to_graph_data(ox, oy), true);
-      QColor faint = r->color;
+      QColor faint = color_of(id);
       faint.setAlpha(55);
       g->setPen(QPen(faint, 1));
       g->removeFromLegend();
@@ -539,7 +540,7 @@ void CurvePlot::rebuild() {
     oy.clear();
     minmax_downsample(xs.data(), s.smooth.data(), s.size(), grid, ox, oy);
     g->data()->set(to_graph_data(ox, oy), true);
-    g->setPen(QPen(r->color, lw));
+    g->setPen(QPen(color_of(id), lw));
     g->setName(smoothing.isEmpty() ? r->label
                                    : QStringLiteral("%1 (%2)").arg(r->label, smoothing.mid(2)));
     g->addToLegend();
@@ -711,11 +712,16 @@ QString CurvePlot::readout_at(double x) {
     const QString ends =
         i + 1 == xs.size() && xs.back() < x ? tr(" (ends before the cursor)") : QString();
     parts << QStringLiteral("<span style='color:%1'>■</span> %2: <b>%3</b> @ step %4%5")
-                 .arg(r->color.name(), r->label.toHtmlEscaped(), v)
+                 .arg(color_of(id).name(), r->label.toHtmlEscaped(), v)
                  .arg(qint64(s.step[i]))
                  .arg(ends);
   }
   return parts.join(QStringLiteral(" &nbsp; "));
+}
+
+QColor CurvePlot::color_of(int64_t run_id) const {
+  auto it = colors_.find(run_id);
+  return it != colors_.end() ? it->second : CurveSet::color_for(run_id);
 }
 
 QString CurvePlot::readout_text() const {

@@ -11,10 +11,12 @@
 // under the chart lists every visible run's value there.
 #pragma once
 
+#include <QColor>
 #include <QPointer>
 #include <QString>
 #include <QWidget>
 #include <cstdint>
+#include <map>
 #include <utility>
 #include <vector>
 
@@ -48,6 +50,9 @@ class CurvePlot : public QWidget {
   QString empty_text() const;
   bool empty_text_shown() const;
   const std::vector<int64_t>& runs() const { return runs_; }
+  /// The colour a shown run is drawn in (pairwise different among the shown runs; a run keeps
+  /// its own colour, CurveSet::color_for, unless an earlier shown run has it).
+  QColor color_of(int64_t run_id) const;
   void set_metric(const QString& metric);
   QString metric() const { return metric_; }
   void set_x_axis(XAxis axis);
@@ -145,6 +150,7 @@ class CurvePlot : public QWidget {
   QCPItemText* empty_text_ = nullptr;
 
   std::vector<int64_t> runs_;
+  std::map<int64_t, QColor> colors_;  // of runs_
   QString metric_ = QStringLiteral("loss");
   XAxis x_axis_ = XAxis::kStep;
   bool log_x_ = false;

@@ -326,6 +326,74 @@ TEST(CurvePlotAxes, TheTokensAxisLabelsTicksWithKMBSuffixes) {
   }
 }
 
+namespace {
+
+double rgb_distance(const QColor& a, const QColor& b) {
+  return std::hypot(a.red() - b.red(), a.green() - b.green(), a.blue() - b.blue());
+}
+
+// The smallest RGB distance between two of the colours (0: two are the same).
+double closest_pair(const std::vector<QColor>& colors) {
+  double best = INFINITY;
+  for (size_t i = 0; i < colors.size(); ++i)
+    for (size_t j = i + 1; j < colors.size(); ++j)
+      best = std::min(best, rgb_distance(colors[i], colors[j]));
+  return best;
+}
+
+}  // namespace
+
+TEST(CurveColors, ManyRunsShownTogetherGetDistinctColoursThatStayTheirOwn) {
+  // Twelve consecutive runs (one experiment): twelve clearly different colours, each run's own.
+  std::vector<int64_t> twelve;
+  for (int64_t id = 41; id <= 52; ++id) twelve.push_back(id);
+  auto colors = CurveSet::distinct_colors(twelve);
+  std::vector<QColor> list;
+  for (int64_t id : twelve) {
+    list.push_back(colors.at(id));
+    EXPECT_EQ(colors.at(id), CurveSet::color_for(id)) << id;
+    EXPECT_EQ(CurveSet::distinct_colors({id}).at(id), colors.at(id)) << id;  // shown alone
+  }
+  EXPECT_GE(closest_pair(list), 20);
+  // Runs twenty apart share an own colour: the first keeps it, the others get unused ones, and
+  // a run shown with them keeps its own.
+  colors = CurveSet::distinct_colors({3, 4, 23, 43});
+  EXPECT_EQ(colors.at(3), CurveSet::color_for(3));
+  EXPECT_EQ(colors.at(4), CurveSet::color_for(4));
+  EXPECT_GE(closest_pair({colors.at(3), colors.at(4), colors.at(23), colors.at(43)}), 20);
+  // Thirty at once (more than the palette): still pairwise different.
+  std::vector<int64_t> thirty;
+  for (int64_t id = 1; id <= 30; ++id) thirty.push_back(id * 20);  // all want the same colour
+  colors = CurveSet::distinct_colors(thirty);
+  list.clear();
+  for (int64_t id : thirty) list.push_back(colors.at(id));
+  EXPECT_GE(closest_pair(list), 20);
+
+  // The chart draws each of eight runs in its colour.
+  mmlab::test::qt_app();
+  CurveSet set;
+  std::vector<int64_t> eight;
+  for (int64_t id = 1; id <= 8; ++id) {
+    eight.push_back(id * 10);  // ids 10, 20, ...: 20, 40, 60, 80 want one colour
+    for (int i = 1; i <= 3; ++i) set.append(id * 10, "loss", i, i, i, double(id + i));
+  }
+  CurvePlot plot(&set);
+  plot.set_runs(eight);
+  plot.set_alpha(1.0);
+  plot.rebuild();
+  list.clear();
+  for (int64_t id : eight) {
+    list.push_back(plot.color_of(id));
+    EXPECT_TRUE(plot.readout_at(2).contains(plot.color_of(id).name()));
+  }
+  EXPECT_GE(closest_pair(list), 20);
+  std::vector<QColor> pens;
+  for (int i = 0; i < plot.plot()->graphCount(); ++i)
+    pens.push_back(plot.plot()->graph(i)->pen().color());
+  ASSERT_EQ(pens.size(), 8u);
+  EXPECT_GE(closest_pair(pens), 20);
+}
+
 TEST_F(PlotFixture, ZoomHistoryReturnsToThePreviousRanges) {
   plot->plot()->xAxis->setRange(2, 3);  // as a box zoom would, after pushing history
   QTest::mousePress(plot->plot(), Qt::RightButton, Qt::NoModifier, QPoint(200, 200));
