@@ -20,6 +20,7 @@
 #include <cmath>
 #include <map>
 #include <set>
+#include "ui/plot_theme.h"
 #include "ui/qcp.h"
 
 namespace mmlab::ui {
@@ -243,6 +244,16 @@ CurvePlot::CurvePlot(CurveSet* curves, QWidget* parent) : QWidget(parent), curve
   show_smoothing();
   refresh_metric_list();
   apply_axis_types();
+  apply_plot_theme(plot_, palette());
+}
+
+void CurvePlot::changeEvent(QEvent* event) {
+  // The application's palette changed (View ▸ Theme, or the desktop's own dark mode).
+  if (event->type() == QEvent::PaletteChange) {
+    apply_plot_theme(plot_, palette());
+    plot_->replot(QCustomPlot::rpQueuedReplot);
+  }
+  QWidget::changeEvent(event);
 }
 
 void CurvePlot::set_empty_text(const QString& text) {
@@ -721,7 +732,9 @@ QString CurvePlot::readout_at(double x) {
 
 QColor CurvePlot::color_of(int64_t run_id) const {
   auto it = colors_.find(run_id);
-  return it != colors_.end() ? it->second : CurveSet::color_for(run_id);
+  // Under a dark palette the darker palette entries are lightened until they stand out.
+  return readable_on(it != colors_.end() ? it->second : CurveSet::color_for(run_id),
+                     palette().color(QPalette::Base));
 }
 
 QString CurvePlot::readout_text() const {
@@ -785,6 +798,7 @@ bool CurvePlot::export_image(const QString& path, int width, int height, bool pa
       a->setLabelFont(QFont(serif.family(), 10));
     }
     plot_->legend->setFont(QFont(serif.family(), 8));
+    apply_plot_theme(plot_, light_palette());  // a paper figure is black on white
     rebuild();
   }
   bool ok = true;
@@ -813,6 +827,7 @@ bool CurvePlot::export_image(const QString& path, int width, int height, bool pa
       a->setLabelFont(saved_label);
     }
     plot_->legend->setFont(saved_legend);
+    apply_plot_theme(plot_, palette());
     rebuild();
   }
   hovering_ = hovering;

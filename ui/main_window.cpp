@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <QAction>
+#include <QActionGroup>
 #include <QApplication>
 #include <QCheckBox>
 #include <QCloseEvent>
@@ -50,6 +51,7 @@
 #include "ui/experiment_dialog.h"
 #include "ui/expert_heatmap.h"
 #include "ui/hosts_dialog.h"
+#include "ui/plot_theme.h"
 #include "ui/point_prefetcher.h"
 #include "ui/qcp.h"
 #include "ui/remote_watch.h"
@@ -225,6 +227,18 @@ void MainWindow::build_menus() {
   a->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_0));
   view->addAction(tr("&Refresh"), &session_, &ResultsSession::refresh)
       ->setShortcut(QKeySequence::Refresh);
+  // The whole studio, charts included, in the desktop's palette or a fixed light or dark one.
+  QMenu* theme = view->addMenu(tr("&Theme"));
+  auto* themes = new QActionGroup(theme);
+  for (const auto& [t, text] :
+       {std::pair{Theme::kSystem, tr("&System")}, std::pair{Theme::kLight, tr("&Light")},
+        std::pair{Theme::kDark, tr("&Dark")}}) {
+    QAction* choice = theme->addAction(text);
+    choice->setCheckable(true);
+    choice->setObjectName(QStringLiteral("actionTheme_") + theme_name(t));
+    themes->addAction(choice);
+    connect(choice, &QAction::triggered, this, [this, t = t] { set_theme(t); });
+  }
 
   QMenu* settings = menuBar()->addMenu(tr("&Settings"));
   settings->addAction(tr("&Hosts…"), this, [this] { HostsDialog(this).exec(); });
@@ -240,6 +254,13 @@ void MainWindow::build_menus() {
            "tree.<br>GPL-3.0-or-later.")
             .arg(QApplication::applicationVersion().toHtmlEscaped()));
   });
+}
+
+void MainWindow::set_theme(Theme theme) {
+  apply_theme(theme);
+  QSettings().setValue(QStringLiteral("view/theme"), theme_name(theme));
+  if (auto* a = findChild<QAction*>(QStringLiteral("actionTheme_") + theme_name(theme)))
+    a->setChecked(true);
 }
 
 QString MainWindow::shortcuts_text() const {
@@ -1130,6 +1151,17 @@ void MainWindow::restore_settings() {
     QSignalBlocker block(a);
     a->setChecked(!table_->horizontalHeader()->isSectionHidden(c));
   }
+  // Only a theme the user chose changes the palette: "system" leaves the platform's alone.
+  // (Before View ▸ Theme, `--dark` kept a flag, view/dark.)
+  const QString chosen =
+      s.value(QStringLiteral("view/theme"), s.value(QStringLiteral("view/dark"), false).toBool()
+                                                ? QStringLiteral("dark")
+                                                : QStringLiteral("system"))
+          .toString();
+  if (const Theme theme = theme_from_name(chosen); theme != Theme::kSystem)
+    set_theme(theme);
+  else if (auto* a = findChild<QAction*>(QStringLiteral("actionTheme_system")))
+    a->setChecked(true);
   plot_->set_metric(s.value(QStringLiteral("plot/metric"), QStringLiteral("loss")).toString());
   // Auto (the default) chooses α from the shown runs' length; a saved number is the user's own.
   // A new key: the old one held the paper's 0.001 as everyone's default.

@@ -16,6 +16,7 @@
 
 #include "ui/curve_data.h"
 #include "ui/curve_plot.h"
+#include "ui/plot_theme.h"
 #include "ui/results_session.h"
 #include "ui/run_manager.h"
 #include "ui/run_table_model.h"
@@ -76,6 +77,8 @@ class MainWindow : public QMainWindow {
   QString close_question() const;
   /// Help ▸ Keyboard shortcuts: one "keys<TAB>action" line per menu shortcut.
   QString shortcuts_text() const;
+  /// View ▸ Theme: the palette of the whole studio, charts included (kept in the settings).
+  void set_theme(Theme theme);
   /// Curves asked for and not read from the database yet (tests wait for 0).
   size_t pending_curves() const { return pending_.size(); }
 

@@ -17,6 +17,7 @@
 #include "qt_app.h"
 #include "test_support.h"
 #include "ui/curve_plot.h"
+#include "ui/plot_theme.h"
 #include "ui/qcp.h"
 
 using namespace mmlab::ui;
@@ -392,6 +393,65 @@ TEST(CurveColors, ManyRunsShownTogetherGetDistinctColoursThatStayTheirOwn) {
     pens.push_back(plot.plot()->graph(i)->pen().color());
   ASSERT_EQ(pens.size(), 8u);
   EXPECT_GE(closest_pair(pens), 20);
+}
+
+TEST(CurvePlotTheme, ADarkSystemPaletteGivesADarkChartWithReadableTextGridAndCurves) {
+  mmlab::test::qt_app();
+  CurveSet set;
+  std::vector<int64_t> runs;
+  for (int64_t id = 1; id <= 20; ++id) {
+    runs.push_back(id);
+    for (int i = 1; i <= 3; ++i) set.append(id, "loss", i, i, i, double(id + i));
+  }
+  CurvePlot plot(&set);
+  plot.resize(700, 400);
+  plot.show();
+  plot.set_runs(runs);
+  plot.fit_all();
+  // A pixel of the chart's background (top left inside the axis rectangle, under no curve).
+  auto background = [&] {
+    QCustomPlot* q = plot.plot();
+    q->replot();
+    const QImage img = q->toPixmap(q->width(), q->height()).toImage();
+    const QRect r = q->axisRect()->rect();
+    return QColor(img.pixel(r.left() + 3, r.bottom() - 3));
+  };
+  ASSERT_FALSE(is_dark(QApplication::palette()));
+  EXPECT_GT(background().lightness(), 200);
+
+  // The desktop turns dark: the chart follows without being told.
+  QApplication::setPalette(dark_palette());
+  QCoreApplication::processEvents();  // Qt posts the widgets' palette changes
+  const QColor bg = background();
+  EXPECT_LT(bg.lightness(), 60);
+  QCPAxis* x = plot.plot()->xAxis;
+  EXPECT_GE(contrast_ratio(x->tickLabelColor(), bg), 7);  // text
+  EXPECT_GE(contrast_ratio(x->labelColor(), bg), 7);
+  EXPECT_GE(contrast_ratio(x->basePen().color(), bg), 3);
+  const double grid = contrast_ratio(x->grid()->pen().color(), bg);
+  EXPECT_GT(grid, 1.2);  // visible, yet quieter than the curves
+  EXPECT_LT(grid, 3);
+  EXPECT_GE(contrast_ratio(plot.plot()->legend->textColor(), bg), 7);
+  std::vector<QColor> curves;
+  for (int64_t id : runs) {
+    EXPECT_GE(contrast_ratio(plot.color_of(id), bg), 3) << id;
+    curves.push_back(plot.color_of(id));
+  }
+  EXPECT_GE(closest_pair(curves), 20);  // still twenty different colours
+
+  // A paper export is black on white whatever the screen shows.
+  mmlab::test::TempDir dir;
+  const QString png = QString::fromStdString((dir / "paper.png").string());
+  QString error;
+  ASSERT_TRUE(plot.export_image(png, 600, 400, true, &error)) << error.toStdString();
+  EXPECT_GT(QColor(QImage(png).pixel(2, 2)).lightness(), 200);  // the margin, under no curve
+  EXPECT_LT(background().lightness(), 60);                      // and the screen stays dark
+
+  QApplication::setPalette(QPalette());  // back to the platform's palette
+  QCoreApplication::processEvents();
+  EXPECT_FALSE(is_dark(QApplication::palette()));
+  EXPECT_GT(background().lightness(), 200);
+  EXPECT_LT(contrast_ratio(x->tickLabelColor(), Qt::black), 2);  // dark text again
 }
 
 TEST_F(PlotFixture, ZoomHistoryReturnsToThePreviousRanges) {

@@ -25,10 +25,13 @@
 #include "fake_trainer.h"
 #include "qt_app.h"
 #include "scoped_env.h"
+#include "scoped_settings.h"
 #include "test_support.h"
 #include "ui/experiment_dialog.h"
 #include "ui/expert_heatmap.h"
 #include "ui/main_window.h"
+#include "ui/plot_theme.h"
+#include "ui/qcp.h"
 
 using namespace mmlab::ui;
 
@@ -426,4 +429,45 @@ TEST_F(WindowTest, EmptyStatesTitleColumnChooserAndAWideBrowser) {
   empty.set_quiet(true);
   EXPECT_TRUE(empty.plot().empty_text_shown());
   EXPECT_TRUE(empty.plot().empty_text().contains("Launch quick comparison"));
+}
+
+TEST_F(WindowTest, ViewThemeTurnsTheStudioAndItsChartsDarkAndBack) {
+  mmlab::test::ScopedSettings settings(QString::fromStdString((dir / "settings").string()));
+  const QPalette before = QApplication::palette();
+  ASSERT_FALSE(is_dark(before));
+  {
+    MainWindow w(db);
+    w.set_quiet(true);
+    w.show();
+    auto* dark = w.findChild<QAction*>("actionTheme_dark");
+    ASSERT_NE(dark, nullptr);
+    dark->trigger();
+    QCoreApplication::processEvents();  // Qt posts the widgets' palette changes
+    EXPECT_TRUE(dark->isChecked());
+    EXPECT_TRUE(is_dark(w.palette()));
+    EXPECT_TRUE(is_dark(w.table().palette()));
+    // Both charts and the heat map took the dark background.
+    for (QCustomPlot* q : {w.plot().plot(), w.heatmap().plot()}) {
+      q->replot();
+      const QImage img = q->toPixmap(q->width(), q->height()).toImage();
+      EXPECT_LT(QColor(img.pixel(2, 2)).lightness(), 60);
+      EXPECT_GE(contrast_ratio(q->xAxis->tickLabelColor(), w.palette().color(QPalette::Base)), 7);
+    }
+  }
+  {
+    // Kept for the next start.
+    MainWindow w(db);
+    QCoreApplication::processEvents();
+    EXPECT_TRUE(is_dark(QApplication::palette()));
+    EXPECT_TRUE(w.findChild<QAction*>("actionTheme_dark")->isChecked());
+    w.findChild<QAction*>("actionTheme_system")->trigger();  // the platform's palette again
+    QCoreApplication::processEvents();
+    EXPECT_FALSE(is_dark(QApplication::palette()));
+    EXPECT_EQ(QApplication::palette().color(QPalette::Base), before.color(QPalette::Base));
+    w.plot().plot()->replot();
+    const QImage img = w.plot().plot()->toPixmap(200, 200).toImage();
+    EXPECT_GT(QColor(img.pixel(2, 2)).lightness(), 200);
+  }
+  QApplication::setPalette(QPalette());
+  QCoreApplication::processEvents();
 }
