@@ -21,6 +21,7 @@
 #include <QInputDialog>
 #include <QLabel>
 #include <QLineEdit>
+#include <QMenu>
 #include <QMenuBar>
 #include <QMessageBox>
 #include <QPlainTextEdit>
@@ -198,6 +199,17 @@ void MainWindow::build_menus() {
                                      tr("SQLite (*.sqlite *.db);;All files (*)"));
     if (!p.isEmpty()) open_database(p);
   });
+  a = file->addAction(tr("New data&base…"), this, [this] {
+    const QString p = QFileDialog::getSaveFileName(
+        this, tr("New results database"),
+        QFileInfo(session_.path()).dir().filePath(QStringLiteral("results.sqlite")),
+        tr("SQLite (*.sqlite *.db);;All files (*)"), nullptr, QFileDialog::DontConfirmOverwrite);
+    if (!p.isEmpty()) create_database(p);
+  });
+  a->setObjectName(QStringLiteral("actionNewDatabase"));
+  recent_menu_ = file->addMenu(tr("&Recent databases"));
+  recent_menu_->setObjectName(QStringLiteral("menuRecent"));
+  update_recent_menu();
   file->addAction(tr("&Import runs from database…"), this, &MainWindow::import_database);
   file->addSeparator();
   a = file->addAction(tr("&Export chart…"), this, &MainWindow::export_chart);
@@ -526,10 +538,63 @@ bool MainWindow::open_database(const QString& path) {
   on_runs_changed();  // labels and seed groups of the new database's runs
   if (!header_restored_) table_->resizeColumnsToContents();
   QSettings().setValue(QStringLiteral("db"), session_.path());
+  remember_database(session_.path());
   setWindowTitle(tr("%1 — MoE-Mamba Studio").arg(QFileInfo(session_.path()).fileName()));
   restore_queue();
   update_status();
   return true;
+}
+
+bool MainWindow::create_database(const QString& path) {
+  const QFileInfo info(path);
+  if (info.exists()) {
+    show_message(tr("New database"),
+                 tr("%1 exists already: open it with File ▸ Open database, or choose a new name.")
+                     .arg(info.absoluteFilePath()));
+    return false;
+  }
+  if (!QDir().mkpath(info.absolutePath())) {
+    show_message(
+        tr("New database"),
+        tr("Could not create the folder %1: check its permissions.").arg(info.absolutePath()));
+    return false;
+  }
+  if (!open_database(path)) return false;  // the store creates the file with its schema
+  statusBar()->showMessage(tr("Created %1.").arg(session_.path()), 8000);
+  return true;
+}
+
+QStringList MainWindow::recent_databases() const {
+  // Most recent first; files deleted since are left out.
+  QStringList out;
+  for (const QString& p : QSettings().value(QStringLiteral("recent_databases")).toStringList())
+    if (QFileInfo::exists(p) && !out.contains(p)) out << p;
+  return out;
+}
+
+void MainWindow::remember_database(const QString& path) {
+  QStringList list = recent_databases();
+  list.removeAll(path);
+  list.prepend(path);
+  while (list.size() > kRecentDatabases) list.removeLast();
+  QSettings().setValue(QStringLiteral("recent_databases"), list);
+  update_recent_menu();
+}
+
+void MainWindow::update_recent_menu() {
+  if (!recent_menu_) return;
+  recent_menu_->clear();
+  const QStringList list = recent_databases();
+  for (int i = 0; i < list.size(); ++i) {
+    const QString path = list[i];
+    QAction* a =
+        recent_menu_->addAction(QStringLiteral("&%1 %2").arg(i + 1).arg(QFileInfo(path).fileName()),
+                                this, [this, path] { open_database(path); });
+    a->setObjectName(QStringLiteral("recentDatabase%1").arg(i));
+    a->setToolTip(path);
+    a->setData(path);
+  }
+  if (list.isEmpty()) recent_menu_->addAction(tr("(none yet)"))->setEnabled(false);
 }
 
 void MainWindow::open_experiment_file(const QString& path) {

@@ -7,6 +7,7 @@
 #include <QMainWindow>
 #include <QPointer>
 #include <QString>
+#include <QStringList>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -26,6 +27,7 @@ class QCheckBox;
 class QComboBox;
 class QLabel;
 class QLineEdit;
+class QMenu;
 class QPlainTextEdit;
 class QSpinBox;
 class QSplitter;
@@ -51,6 +53,13 @@ class MainWindow : public QMainWindow {
 
   /// Opens a database; on failure shows the message and keeps the current one.
   bool open_database(const QString& path);
+  /// File ▸ New database: creates an empty results database at `path` and opens it; refuses a
+  /// file that exists (File ▸ Open database opens those).
+  bool create_database(const QString& path);
+  /// File ▸ Recent databases: the databases opened last, newest first (kept in the settings;
+  /// files deleted since are left out).
+  QStringList recent_databases() const;
+  static constexpr int kRecentDatabases = 8;
   /// Opens an experiment file into the new-experiment dialog (a malformed file: a message).
   void open_experiment_file(const QString& path);
   /// Writes the experiment to the data folder and queues its runs. Returns the number queued.
@@ -118,6 +127,8 @@ class MainWindow : public QMainWindow {
   void generate_samples();
   void show_message(const QString& title, const QString& text, bool error = true);
   void restore_settings();
+  void remember_database(const QString& path);
+  void update_recent_menu();
   void save_settings();
   std::vector<int> selected_jobs() const;
 
@@ -154,6 +165,7 @@ class MainWindow : public QMainWindow {
   QLabel* status_runs_ = nullptr;
   QLabel* status_device_ = nullptr;
   QAction* delete_action_ = nullptr;
+  QMenu* recent_menu_ = nullptr;
   int64_t notes_run_ = -1;
   bool quiet_ = false;
   bool header_restored_ = false;

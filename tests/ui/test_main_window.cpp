@@ -9,6 +9,7 @@
 #include <QHeaderView>
 #include <QLabel>
 #include <QLineEdit>
+#include <QMenu>
 #include <QProcess>
 #include <QSplitter>
 #include <QTableView>
@@ -429,6 +430,45 @@ TEST_F(WindowTest, EmptyStatesTitleColumnChooserAndAWideBrowser) {
   empty.set_quiet(true);
   EXPECT_TRUE(empty.plot().empty_text_shown());
   EXPECT_TRUE(empty.plot().empty_text().contains("Launch quick comparison"));
+}
+
+TEST_F(WindowTest, NewDatabaseAndTheRecentDatabasesListPersistAcrossStarts) {
+  mmlab::test::ScopedSettings settings(QString::fromStdString((dir / "settings").string()));
+  const QString second = QString::fromStdString((dir / "more" / "second.sqlite").string());
+  {
+    MainWindow w(db);
+    w.set_quiet(true);
+    EXPECT_EQ(w.recent_databases(), QStringList{QFileInfo(db).absoluteFilePath()});
+    ASSERT_TRUE(w.create_database(second));
+    EXPECT_TRUE(QFileInfo::exists(second));  // created, with its folder
+    EXPECT_EQ(w.session().path(), QFileInfo(second).absoluteFilePath());
+    EXPECT_EQ(w.proxy().rowCount(), 0);
+    EXPECT_TRUE(w.windowTitle().startsWith("second.sqlite"));
+    // An existing file is refused (Open database opens those) and the open one stays.
+    EXPECT_FALSE(w.create_database(db));
+    EXPECT_TRUE(w.last_message().contains("exists already")) << w.last_message().toStdString();
+    EXPECT_EQ(w.session().path(), QFileInfo(second).absoluteFilePath());
+    EXPECT_EQ(w.recent_databases(), (QStringList{QFileInfo(second).absoluteFilePath(),
+                                                 QFileInfo(db).absoluteFilePath()}));
+  }
+  // The next start lists them in File ▸ Recent databases; choosing one opens it.
+  MainWindow w(second);
+  w.set_quiet(true);
+  auto* menu = w.findChild<QMenu*>("menuRecent");
+  ASSERT_NE(menu, nullptr);
+  QStringList listed;
+  for (QAction* a : menu->actions()) listed << a->data().toString();
+  EXPECT_EQ(listed,
+            (QStringList{QFileInfo(second).absoluteFilePath(), QFileInfo(db).absoluteFilePath()}));
+  auto* first = w.findChild<QAction*>("recentDatabase1");
+  ASSERT_NE(first, nullptr);
+  first->trigger();
+  EXPECT_EQ(w.session().path(), QFileInfo(db).absoluteFilePath());
+  EXPECT_EQ(w.proxy().rowCount(), 6);
+  EXPECT_EQ(w.recent_databases().front(), QFileInfo(db).absoluteFilePath());  // newest first
+  // A database deleted since is no longer offered.
+  ASSERT_TRUE(QFile::remove(second));
+  EXPECT_EQ(w.recent_databases(), QStringList{QFileInfo(db).absoluteFilePath()});
 }
 
 TEST_F(WindowTest, ViewThemeTurnsTheStudioAndItsChartsDarkAndBack) {
