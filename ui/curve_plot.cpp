@@ -107,12 +107,13 @@ CurvePlot::CurvePlot(CurveSet* curves, QWidget* parent) : QWidget(parent), curve
   axis_box_->setObjectName(QStringLiteral("xaxis"));
   // In XAxis order.
   axis_box_->addItems({tr("step"), tr("tokens"), tr("relative time (s)"), tr("wall time")});
-  axis_box_->setItemData(int(XAxis::kRelative), tr("Training seconds since the run's first start"),
+  axis_box_->setItemData(int(XAxis::kRelative),
+                         tr("Training seconds since the run's first start (time stopped does not "
+                            "count)"),
                          Qt::ToolTipRole);
   axis_box_->setItemData(int(XAxis::kWallClock),
-                         tr("Date and time each point was logged: the run's start plus its "
-                            "training seconds (approximate after a resume: the stopped time is "
-                            "not counted)"),
+                         tr("Date and time each point was logged (a resumed run's later points "
+                            "after the time it spent stopped)"),
                          Qt::ToolTipRole);
   log_x_box_ = new QCheckBox(tr("log x"), this);
   log_y_box_ = new QCheckBox(tr("log y"), this);

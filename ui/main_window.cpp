@@ -915,8 +915,7 @@ void MainWindow::on_runs_changed() {
     rc.label = label_of(r);
     rc.group = group_of(r);
     rc.total_steps = r.total_steps;
-    // The wall-clock axis places points at started_at + wall (approximate for resumed runs,
-    // whose wall is training time summed over sessions; see CurveSet::x_of).
+    // The wall-clock axis of runs without recorded sessions: started_at + wall (CurveSet::x_of).
     if (r.started_at) curves_.set_start_time(r.id, *r.started_at);
   }
   // Tag filter choices follow the tags in use.

@@ -136,6 +136,7 @@ void ResultsSession::load_points(int64_t run_id, const std::string& metric, Seri
   try {
     for (const store::PointRow& p : store_->points(run_id, metric))
       out.append(p.step, p.tokens, p.wall, p.value);
+    out.stored_sessions = store_->sessions(run_id);
   } catch (const std::exception& e) {
     Q_EMIT error(describe(e));
   }
@@ -154,6 +155,8 @@ void ResultsSession::poll_points(CurveSet& curves, const std::vector<int64_t>& r
       auto it = rc->metrics.find(metric);
       const int64_t after =
           it == rc->metrics.end() || it->second.step.empty() ? 0 : int64_t(it->second.step.back());
+      // A run followed here may have been resumed since its curves were read.
+      curves.set_sessions(id, store_->sessions(id));
       for (const store::PointRow& p : store_->points_since(id, metric, after)) {
         curves.append(id, metric, p.step, p.tokens, p.wall, p.value);
         any = true;

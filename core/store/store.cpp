@@ -129,7 +129,9 @@ SELECT r.id, r.uuid, r.experiment_id, e.name, r.name, r.status, r.family, r.conf
        r.started_at, r.ended_at, r.heartbeat_at, r.error_text,
        (SELECT group_concat(t.tag, char(31)) FROM tags t WHERE t.run_id = r.id),
        ls.last, vl.min, vl.step_at_min, tp.last,
-       coalesce(r.ended_at, r.heartbeat_at) - r.started_at, r.ops_used
+       (SELECT p.wall FROM metric_points p
+         WHERE p.run_id = r.id AND p.metric_id = ls.metric_id AND p.step = ls.last_step),
+       r.ops_used
 FROM runs r
 JOIN experiments e ON e.id = r.experiment_id
 LEFT JOIN run_summaries ls ON ls.run_id = r.id
@@ -620,6 +622,21 @@ std::vector<EventRow> ResultsStore::events(int64_t run_id, int64_t after_id) {
   while (s.step()) {
     out.push_back({s.column_int64(0), s.column_int64(1), s.column_opt_int64(2),
                    s.column_opt_double(3), s.column_text(4), s.column_text(5), s.column_double(6)});
+  }
+  return out;
+}
+
+std::vector<TrainingSession> ResultsStore::sessions(int64_t run_id) {
+  std::vector<TrainingSession> out;
+  Statement s =
+      db_.cached("SELECT payload_json FROM events WHERE run_id = ?1 AND kind = ?2 ORDER BY id");
+  s.bind_all(run_id, std::string(kSessionEvent));
+  while (s.step()) {
+    const auto j = nlohmann::json::parse(s.column_text(0), nullptr, false);
+    if (!j.is_object() || !j.contains("wall") || !j.contains("started_at") ||
+        !j["wall"].is_number() || !j["started_at"].is_number())
+      continue;
+    out.push_back({j["wall"].get<double>(), j["started_at"].get<double>()});
   }
   return out;
 }

@@ -102,9 +102,57 @@ TEST(CurveSet, WallClockXIsTheStoredStartPlusWallAndLiveRunsUseArrivalMinusWall)
   EXPECT_DOUBLE_EQ(set.find(6)->start_time, 1709297970);
   Series& live = set.series(6, "loss");
   EXPECT_EQ(*set.x_of(6, live, XAxis::kWallClock), (std::vector<double>{1709298001.5, 1709298003}));
-  // The database's started_at (1709290000), once read, replaces the estimate.
+  // The database's started_at (1709290000) is the run's first start: the session the stream
+  // showed beginning places its points better (start + wall would leave out the stopped time).
   set.set_start_time(6, 1709290000);
-  EXPECT_EQ(*set.x_of(6, live, XAxis::kWallClock), (std::vector<double>{1709290031.5, 1709290033}));
+  EXPECT_EQ(*set.x_of(6, live, XAxis::kWallClock), (std::vector<double>{1709298001.5, 1709298003}));
+  // A run streamed without a status event (none said `running`) uses that start.
+  set.apply(p.feed("{\"event\":\"step\",\"run_id\":9,\"wall\":2,\"step\":1,\"tokens\":64,"
+                   "\"metrics\":{\"loss\":2}}\n"),
+            1709298100);
+  set.set_start_time(9, 1709290000);
+  EXPECT_EQ(*set.x_of(9, set.series(9, "loss"), XAxis::kWallClock),
+            (std::vector<double>{1709290002}));
+}
+
+TEST(CurveSet, AResumedRunsPointsAreAtTheTimeTheyWereLoggedAfterItsStoppedGap) {
+  CurveSet set;
+  // Run 8 trained 10 s from 1709294400, stopped for an hour, and was resumed at 1709298010 with
+  // 10 s of training behind it. Its points at walls 4 and 10 (session 1) and 12.5 (session 2).
+  set.append(8, "loss", 1, 64, 4.0, 3.0);
+  set.append(8, "loss", 2, 128, 10.0, 2.5);
+  set.append(8, "loss", 3, 192, 12.5, 2.0);
+  set.set_start_time(8, 1709294400);
+  Series& s = set.series(8, "loss");
+  // Without sessions (an older database): start + wall, the stopped hour left out.
+  EXPECT_EQ(*set.x_of(8, s, XAxis::kWallClock),
+            (std::vector<double>{1709294404, 1709294410, 1709294412.5}));
+  int changes = 0;
+  QObject::connect(&set, &CurveSet::changed, [&] { ++changes; });
+  set.set_sessions(8, {{0, 1709294400.25}, {10, 1709298010}});
+  EXPECT_EQ(changes, 1);
+  EXPECT_EQ(*set.x_of(8, s, XAxis::kWallClock),
+            (std::vector<double>{1709294404.25, 1709294410.25, 1709298012.5}));
+  set.set_sessions(8, {{0, 1709294400.25}, {10, 1709298010}});  // the next poll: no change
+  EXPECT_EQ(changes, 1);
+  EXPECT_EQ(*set.x_of(8, s, XAxis::kRelative), (std::vector<double>{4, 10, 12.5}));
+
+  // Resumed again, watched live: the `running` status of the new session (wall 14) arrives at
+  // 1709300000 and places its points until the database's record of it is read.
+  ProgressParser p;
+  set.apply(p.feed("{\"event\":\"status\",\"run_id\":8,\"wall\":14,\"status\":\"running\","
+                   "\"step\":4,\"total_steps\":9}\n"
+                   "{\"event\":\"step\",\"run_id\":8,\"wall\":15,\"step\":5,\"tokens\":320,"
+                   "\"metrics\":{\"loss\":1.8}}\n"),
+            1709300000);
+  EXPECT_EQ(set.x_of(8, s, XAxis::kWallClock)->back(), 1709300001);
+  // A poll that read the database before the new session began keeps the live estimate.
+  set.set_sessions(8, {{0, 1709294400.25}, {10, 1709298010}});
+  EXPECT_EQ(set.x_of(8, s, XAxis::kWallClock)->back(), 1709300001);
+  // The stored start of that session replaces the estimate.
+  set.set_sessions(8, {{0, 1709294400.25}, {10, 1709298010}, {14, 1709299999.5}});
+  EXPECT_EQ(*set.x_of(8, s, XAxis::kWallClock),
+            (std::vector<double>{1709294404.25, 1709294410.25, 1709298012.5, 1709300000.5}));
 }
 
 namespace {
