@@ -254,6 +254,16 @@ void MainWindow::build_menus() {
 
   QMenu* settings = menuBar()->addMenu(tr("&Settings"));
   settings->addAction(tr("&Hosts…"), this, [this] { HostsDialog(this).exec(); });
+  a = settings->addAction(tr("&Runs at once per device…"), this, [this] {
+    bool ok = false;
+    const int n = QInputDialog::getInt(
+        this, tr("Runs at once per device"),
+        tr("How many queued runs train at the same time on each device (the CPU, each GPU, each "
+           "host). More than one shares the device between them."),
+        manager_->max_per_device(), 1, 64, 1, &ok);
+    if (ok) set_runs_per_device(n);
+  });
+  a->setObjectName(QStringLiteral("actionRunsPerDevice"));
 
   QMenu* help = menuBar()->addMenu(tr("&Help"));
   help->addAction(tr("&Keyboard shortcuts"), this,
@@ -266,6 +276,12 @@ void MainWindow::build_menus() {
            "tree.<br>GPL-3.0-or-later.")
             .arg(QApplication::applicationVersion().toHtmlEscaped()));
   });
+}
+
+void MainWindow::set_runs_per_device(int n) {
+  manager_->set_max_per_device(n);
+  QSettings().setValue(QStringLiteral("runs/per_device"), manager_->max_per_device());
+  update_status();
 }
 
 void MainWindow::set_theme(Theme theme) {
@@ -1236,6 +1252,7 @@ void MainWindow::restore_settings() {
   plot_->set_x_axis(XAxis(s.value(QStringLiteral("plot/xaxis"), 0).toInt()));
   plot_->set_log_y(s.value(QStringLiteral("plot/logy"), false).toBool());
   manager_->set_stop_timeout(s.value(QStringLiteral("runs/stop_timeout_ms"), 60000).toInt());
+  manager_->set_max_per_device(s.value(QStringLiteral("runs/per_device"), 1).toInt());
 }
 
 void MainWindow::save_settings() {

@@ -86,6 +86,9 @@ class MainWindow : public QMainWindow {
   QString close_question() const;
   /// Help ▸ Keyboard shortcuts: one "keys<TAB>action" line per menu shortcut.
   QString shortcuts_text() const;
+  /// Settings ▸ Runs at once per device: the queue trains up to `n` runs of each device at a
+  /// time (kept in the settings).
+  void set_runs_per_device(int n);
   /// View ▸ Theme: the palette of the whole studio, charts included (kept in the settings).
   void set_theme(Theme theme);
   /// Curves asked for and not read from the database yet (tests wait for 0).
