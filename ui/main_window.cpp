@@ -645,47 +645,16 @@ int MainWindow::launch_experiment(const json& doc, QString* error, const QString
     if (error) *error = QString::fromStdString(e.what());
     return 0;
   }
-  // The trainer reads the experiment from a file: keep it next to the database, so the runs can
-  // be reproduced (and resumed) from exactly what was launched.
-  const QDir dir(experiments_dir_for(session_.path()));
-  if (!dir.mkpath(QStringLiteral("."))) {
-    if (error) *error = tr("Could not create %1: check its permissions.").arg(dir.path());
-    return 0;
-  }
-  const QString file = dir.filePath(
-      QStringLiteral("%1-%2.json")
-          .arg(QString::fromStdString(ex.name).replace(QLatin1Char('/'), QLatin1Char('_')),
-               QDateTime::currentDateTime().toString(QStringLiteral("yyyyMMdd-HHmmss-zzz"))));
-  QFile f(file);
-  if (!f.open(QIODevice::WriteOnly | QIODevice::Truncate) ||
-      f.write(QByteArray::fromStdString(doc.dump(2))) < 0 || !f.flush()) {
-    if (error) *error = tr("Could not write %1: %2.").arg(file, f.errorString());
-    QFile::remove(file);
-    return 0;
-  }
-  f.close();
-  if (target != QLatin1String("local")) {
-    for (const RunConfig& rc : ex.runs) {
-      // The child is `mmlab remote … --follow`: it starts the trainer on the host, prints its
-      // event stream like a local trainer, turns our SIGTERM into a remote stop and syncs the
-      // run's rows into this database. One queue per host.
-      manager_->enqueue(QString::fromStdString(rc.name), QStringLiteral("host:") + target,
-                        {QStringLiteral("remote"), QStringLiteral("--db"), session_.path(),
-                         QStringLiteral("launch"), target, file, QStringLiteral("--run"),
-                         QString::fromStdString(rc.name), QStringLiteral("--follow")},
-                        session_.path());
-    }
-    tabs_->setCurrentWidget(plot_);
-    statusBar()->showMessage(tr("Queued %1 run(s) of %2 on %3.")
-                                 .arg(ex.runs.size())
-                                 .arg(QString::fromStdString(ex.name), target),
-                             8000);
-    return static_cast<int>(ex.runs.size());
-  }
+  const QString file = save_experiment_file(doc, QString::fromStdString(ex.name), error);
+  if (file.isEmpty()) return 0;
+  const bool remote = target != QLatin1String("local");
   // Every run's row first (queued): closing the studio or a crash never loses the runs that
   // have not started, and launching an experiment that is already there continues it.
+  // Remote runs get their rows here too, recording the host (their data is the host's to check).
+  queue::QueueOptions where;
+  if (remote) where.host = target.toStdString();
   queue::LaunchPlan plan;
-  if (!session_.queue_experiment(ex, ex.runs, &plan, error)) {
+  if (!session_.queue_experiment(ex, ex.runs, &plan, error, where)) {
     QFile::remove(file);
     return 0;
   }
@@ -693,12 +662,15 @@ int MainWindow::launch_experiment(const json& doc, QString* error, const QString
   for (const queue::QueuedRun& q : plan.runs) {
     const QString name = QString::fromStdString(q.name);
     const QString device = QString::fromStdString(q.device);
-    if (q.action == queue::RunAction::kStart) {
+    if (q.action == queue::RunAction::kSkip) continue;
+    if (remote && q.action == queue::RunAction::kStart) {
+      enqueue_remote_launch(target, file, q.run_id, name, QString::fromStdString(q.uuid));
+    } else if (remote) {
+      enqueue_remote_resume(target, q.run_id, name, QString::fromStdString(q.uuid));
+    } else if (q.action == queue::RunAction::kStart) {
       manager_->enqueue_train(file, name, session_.path(), device, q.run_id);
-    } else if (q.action == queue::RunAction::kResume) {
-      manager_->enqueue_resume(q.run_id, name, session_.path(), device);
     } else {
-      continue;
+      manager_->enqueue_resume(q.run_id, name, session_.path(), device);
     }
     ++queued;
   }
@@ -711,11 +683,56 @@ int MainWindow::launch_experiment(const json& doc, QString* error, const QString
   }
   tabs_->setCurrentWidget(plot_);
   statusBar()->showMessage(
-      plan.continuing
-          ? QString::fromStdString(plan.summary(session_.path().toStdString()))
-          : tr("Queued %1 run(s) of %2.").arg(queued).arg(QString::fromStdString(ex.name)),
+      plan.continuing ? QString::fromStdString(plan.summary(session_.path().toStdString()))
+      : remote        ? tr("Queued %1 run(s) of %2 on %3.")
+                     .arg(queued)
+                     .arg(QString::fromStdString(ex.name), target)
+               : tr("Queued %1 run(s) of %2.").arg(queued).arg(QString::fromStdString(ex.name)),
       8000);
   return queued;
+}
+
+QString MainWindow::save_experiment_file(const json& doc, const QString& name, QString* error) {
+  // The trainer reads the experiment from a file: keep it next to the database, so the runs can
+  // be reproduced (and resumed) from exactly what was launched.
+  const QDir dir(experiments_dir_for(session_.path()));
+  if (!dir.mkpath(QStringLiteral("."))) {
+    if (error) *error = tr("Could not create %1: check its permissions.").arg(dir.path());
+    return {};
+  }
+  const QString file = dir.filePath(
+      QStringLiteral("%1-%2.json")
+          .arg(QString(name).replace(QLatin1Char('/'), QLatin1Char('_')),
+               QDateTime::currentDateTime().toString(QStringLiteral("yyyyMMdd-HHmmss-zzz"))));
+  QFile f(file);
+  if (!f.open(QIODevice::WriteOnly | QIODevice::Truncate) ||
+      f.write(QByteArray::fromStdString(doc.dump(2))) < 0 || !f.flush()) {
+    if (error) *error = tr("Could not write %1: %2.").arg(file, f.errorString());
+    QFile::remove(file);
+    return {};
+  }
+  return file;
+}
+
+void MainWindow::enqueue_remote_launch(const QString& host, const QString& file, int64_t run_id,
+                                       const QString& name, const QString& uuid) {
+  // The child is `mmlab remote … --follow`: it starts the trainer on the host with the queued
+  // row's uuid (so the synced rows land on that row), prints its event stream like a local
+  // trainer, turns our SIGTERM into a remote stop and syncs the run into this database. One
+  // queue per host.
+  manager_->enqueue(name, QStringLiteral("host:") + host,
+                    {QStringLiteral("remote"), QStringLiteral("--db"), session_.path(),
+                     QStringLiteral("launch"), host, file, QStringLiteral("--run"), name,
+                     QStringLiteral("--uuid"), uuid, QStringLiteral("--follow")},
+                    session_.path(), run_id);
+}
+
+void MainWindow::enqueue_remote_resume(const QString& host, int64_t run_id, const QString& name,
+                                       const QString& uuid) {
+  manager_->enqueue(name, QStringLiteral("host:") + host,
+                    {QStringLiteral("remote"), QStringLiteral("--db"), session_.path(),
+                     QStringLiteral("resume"), uuid, QStringLiteral("--follow")},
+                    session_.path(), run_id);
 }
 
 void MainWindow::restore_queue() {
@@ -723,8 +740,37 @@ void MainWindow::restore_queue() {
   for (const RunJob& j : manager_->jobs())
     if (j.run_id >= 0) known.insert(j.run_id);
   int restored = 0;
+  std::optional<remote::LaunchBook> book;
   for (const store::RunRow& r : session_.runs()) {
     if (r.status != store::RunStatus::kQueued || known.count(r.id)) continue;
+    if (!r.host.empty()) {
+      // Queued for a host (QueueOptions::host). One whose trainer was started there already
+      // (its uuid is in the launch book) is not started again: its rows arrive by sync.
+      try {
+        if (!book) book = remote::LaunchBook::load(session_.path().toStdString());
+      } catch (const std::exception& e) {
+        statusBar()->showMessage(QString::fromStdString(e.what()), 15000);
+        return;
+      }
+      if (book->find(r.uuid)) continue;
+      const std::string spec = session_.experiment_spec(r.experiment);
+      json doc;
+      try {
+        doc = json::parse(spec);
+      } catch (const std::exception&) {
+        continue;  // nothing to launch it from; the row stays queued for `mmlab remote launch`
+      }
+      QString err;
+      const QString file = save_experiment_file(doc, QString::fromStdString(r.experiment), &err);
+      if (file.isEmpty()) {
+        statusBar()->showMessage(err, 15000);
+        continue;
+      }
+      enqueue_remote_launch(QString::fromStdString(r.host), file, r.id,
+                            QString::fromStdString(r.name), QString::fromStdString(r.uuid));
+      ++restored;
+      continue;
+    }
     QString device = QStringLiteral("cpu");
     try {
       device = QString::fromStdString(
@@ -870,11 +916,8 @@ void MainWindow::resume_selected() {
       continue;
     if (const QString host = remote_host_of(*r); !host.isEmpty()) {
       // A run that trained on a host resumes there, followed as it was launched.
-      manager_->enqueue(
-          QString::fromStdString(r->name), QStringLiteral("host:") + host,
-          {QStringLiteral("remote"), QStringLiteral("--db"), session_.path(),
-           QStringLiteral("resume"), QString::fromStdString(r->uuid), QStringLiteral("--follow")},
-          session_.path());
+      enqueue_remote_resume(host, id, QString::fromStdString(r->name),
+                            QString::fromStdString(r->uuid));
       continue;
     }
     QString device = QStringLiteral("cpu");

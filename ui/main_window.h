@@ -114,8 +114,17 @@ class MainWindow : public QMainWindow {
   void update_notes();
   void update_heatmap();
   void update_status();
-  /// Queues the database's `queued` runs that this window has no job for (on opening it).
+  /// Queues the database's `queued` runs that this window has no job for (on opening it): local
+  /// ones with `--resume`, those queued for a host with `mmlab remote launch`.
   void restore_queue();
+  /// `doc` as a new file in the experiments folder beside the database; "" (and `error`) when
+  /// it cannot be written.
+  QString save_experiment_file(const nlohmann::json& doc, const QString& name, QString* error);
+  /// Queue jobs of a remote host for the run queued as row `run_id` (uuid `uuid`).
+  void enqueue_remote_launch(const QString& host, const QString& file, int64_t run_id,
+                             const QString& name, const QString& uuid);
+  void enqueue_remote_resume(const QString& host, int64_t run_id, const QString& name,
+                             const QString& uuid);
   void poll_gpu();
   void new_experiment();
   void clone_selected();

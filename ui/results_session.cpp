@@ -105,16 +105,26 @@ void ResultsSession::poll() {
 
 bool ResultsSession::queue_experiment(const Experiment& experiment,
                                       const std::vector<RunConfig>& runs, queue::LaunchPlan* plan,
-                                      QString* error) {
+                                      QString* error, const queue::QueueOptions& options) {
   if (!store_) return false;
   try {
-    *plan = queue::queue_experiment(*store_, experiment, runs);
+    *plan = queue::queue_experiment(*store_, experiment, runs, options);
   } catch (const std::exception& e) {
     if (error) *error = describe(e);
     return false;
   }
   refresh();
   return true;
+}
+
+std::string ResultsSession::experiment_spec(const std::string& name) {
+  if (!store_) return {};
+  try {
+    if (auto e = store_->find_experiment(name)) return e->spec_json;
+  } catch (const std::exception& e) {
+    Q_EMIT error(describe(e));
+  }
+  return {};
 }
 
 bool ResultsSession::cancel_queued_run(int64_t run_id, const QString& reason,

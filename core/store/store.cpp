@@ -313,10 +313,11 @@ int64_t ResultsStore::insert_run(const NewRun& run, double now) {
   exp.reset();
   db_.cached(
          "INSERT INTO runs (experiment_id, uuid, name, status, family, config_json, seed, "
-         "total_steps, git_rev, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")
+         "total_steps, git_rev, created_at, host) "
+         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")
       .bind_all(run.experiment_id, run.uuid.empty() ? new_uuid() : run.uuid, run.name,
                 to_string(run.status), run.family, run.config_json, run.seed, run.total_steps,
-                run.git_rev, now)
+                run.git_rev, now, run.host)
       .run();
   return db_.last_insert_rowid();
 }

@@ -91,6 +91,9 @@ struct NewRun {
   std::string git_rev;
   RunStatus status = RunStatus::kQueued;  ///< kQueued or kRunning
   std::string uuid;  ///< empty: generated (identifies the run across databases, see import)
+  /// Where a queued run will train when that is not here: the name of its host in the hosts
+  /// file (`mmlab hosts`); the trainer overwrites it with its own host when it starts.
+  std::string host;
 };
 
 /// What the trainer learns when the run starts (or resumes) in a process.
