@@ -6,7 +6,6 @@
 #include <QAction>
 #include <QActionGroup>
 #include <QApplication>
-#include <QCheckBox>
 #include <QCloseEvent>
 #include <QComboBox>
 #include <QDateTime>
@@ -15,7 +14,6 @@
 #include <QFile>
 #include <QFileDialog>
 #include <QFileInfo>
-#include <QFormLayout>
 #include <QHBoxLayout>
 #include <QHeaderView>
 #include <QInputDialog>
@@ -24,18 +22,13 @@
 #include <QMenu>
 #include <QMenuBar>
 #include <QMessageBox>
-#include <QPlainTextEdit>
-#include <QProcess>
-#include <QProgressBar>
 #include <QPushButton>
 #include <QSettings>
 #include <QSignalBlocker>
-#include <QSpinBox>
 #include <QSplitter>
 #include <QStatusBar>
 #include <QTabWidget>
 #include <QTableView>
-#include <QTableWidget>
 #include <QTimer>
 #include <QToolBar>
 #include <QVBoxLayout>
@@ -46,16 +39,19 @@
 #include "core/config/layer_pattern.h"
 #include "core/queue/experiment_queue.h"
 #include "core/remote/ssh_runs.h"
-#include "core/results/speedup.h"
 #include "core/util/fs.h"
-#include "ui/config_diff.h"
+#include "ui/compare_panel.h"
 #include "ui/experiment_dialog.h"
 #include "ui/expert_heatmap.h"
+#include "ui/gpu_monitor.h"
 #include "ui/hosts_dialog.h"
+#include "ui/notes_panel.h"
 #include "ui/plot_theme.h"
 #include "ui/point_prefetcher.h"
 #include "ui/qcp.h"
+#include "ui/queue_panel.h"
 #include "ui/remote_watch.h"
+#include "ui/samples_panel.h"
 
 namespace mmlab::ui {
 
@@ -70,10 +66,6 @@ QString group_of(const store::RunRow& r) {
   const int cut = name.lastIndexOf(QLatin1String("/seed-"));
   if (cut > 0) name.truncate(cut);
   return QString::fromStdString(r.experiment) + QLatin1Char('/') + name;
-}
-
-QString label_of(const store::RunRow& r) {
-  return QStringLiteral("%1 #%2").arg(QString::fromStdString(r.name)).arg(r.id);
 }
 
 }  // namespace
@@ -111,7 +103,7 @@ MainWindow::MainWindow(const QString& db_path, QWidget* parent) : QMainWindow(pa
     }
     statusBar()->clearMessage();
     // Views that read curves directly refresh with what arrived.
-    update_compare();
+    compare_->refresh();
     update_heatmap();
   });
 
@@ -120,12 +112,23 @@ MainWindow::MainWindow(const QString& db_path, QWidget* parent) : QMainWindow(pa
   tabs_ = new QTabWidget(this);
   plot_ = new CurvePlot(&curves_, this);
   tabs_->addTab(plot_, tr("Curves"));
-  tabs_->addTab(build_compare(), tr("Compare"));
+  compare_ = new ComparePanel(session_, curves_, this);
+  tabs_->addTab(compare_, tr("Compare"));
   heatmap_ = new ExpertHeatmap(&curves_, this);
   tabs_->addTab(heatmap_, tr("Experts"));
-  tabs_->addTab(build_queue(), tr("Queue"));
-  tabs_->addTab(build_notes(), tr("Tags && notes"));
-  tabs_->addTab(build_samples(), tr("Samples"));
+  queue_ = new QueuePanel(*manager_, session_, this);
+  tabs_->addTab(queue_, tr("Queue"));
+  notes_ = new NotesPanel(session_, this);
+  connect(notes_, &NotesPanel::message, this,
+          [this](const QString& title, const QString& text) { show_message(title, text); });
+  connect(notes_, &NotesPanel::status, this,
+          [this](const QString& text) { statusBar()->showMessage(text, 3000); });
+  tabs_->addTab(notes_, tr("Tags && notes"));
+  samples_ = new SamplesPanel(
+      session_, [this] { return manager_->program(); }, this);
+  tabs_->addTab(samples_, tr("Samples"));
+  gpus_ = new GpuMonitor(this);
+  connect(gpus_, &GpuMonitor::changed, this, &MainWindow::update_status);
   splitter_->addWidget(tabs_);
   splitter_->setStretchFactor(1, 1);
   // Both sides may be narrowed or widened by the splitter; neither disappears.
@@ -147,10 +150,8 @@ MainWindow::MainWindow(const QString& db_path, QWidget* parent) : QMainWindow(pa
   connect(&session_, &ResultsSession::error, this,
           [this](const QString& m) { statusBar()->showMessage(m, 10000); });
   connect(manager_, &RunManager::jobChanged, this, &MainWindow::on_job_changed);
-  connect(manager_, &RunManager::jobAdded, this, &MainWindow::update_queue);
-  connect(manager_, &RunManager::jobRemoved, this, &MainWindow::update_queue);
   connect(manager_, &RunManager::eventsReceived, this, &MainWindow::on_events);
-  connect(plot_, &CurvePlot::metricChanged, this, [this] { update_compare(); });
+  connect(plot_, &CurvePlot::metricChanged, compare_, &ComparePanel::refresh);
 
   // Runs without an event stream here (started from a terminal, or left running by an earlier
   // studio) are followed through the database once a second.
@@ -166,7 +167,6 @@ MainWindow::MainWindow(const QString& db_path, QWidget* parent) : QMainWindow(pa
           r && r->effective_status == store::RunStatus::kRunning && !streamed.count(id))
         follow.push_back(id);
     if (!follow.empty()) session_.poll_points(curves_, follow, plot_->metric().toStdString());
-    poll_gpu();
   });
   live_timer_->start();
   remote_watch_ = new RemoteWatch(session_, *manager_, *model_, this);
@@ -372,173 +372,6 @@ QWidget* MainWindow::build_browser() {
   connect(table_->selectionModel(), &QItemSelectionModel::selectionChanged, this,
           &MainWindow::on_selection_changed);
   connect(table_, &QTableView::doubleClicked, this, [this] { tabs_->setCurrentWidget(plot_); });
-  return w;
-}
-
-QWidget* MainWindow::build_compare() {
-  auto* w = new QWidget(this);
-  auto* v = new QVBoxLayout(w);
-  compare_hint_ = new QLabel(w);
-  compare_hint_->setObjectName(QStringLiteral("compareHint"));
-  compare_hint_->setText(
-      tr("Select two or more runs in the browser (Ctrl+click, Shift+click) to compare their "
-         "curves, configs and speedups."));
-  v->addWidget(compare_hint_);
-  auto* split = new QSplitter(Qt::Vertical, w);
-  compare_plot_ = new CurvePlot(&curves_, w);
-  compare_plot_->set_metric(QStringLiteral("loss_smooth"));
-  compare_plot_->set_alpha(1.0);  // loss_smooth is smoothed by the trainer already
-  split->addWidget(compare_plot_);
-  auto* lower = new QWidget(w);
-  auto* lv = new QVBoxLayout(lower);
-  lv->setContentsMargins(0, 0, 0, 0);
-  auto* row = new QHBoxLayout;
-  row->addWidget(new QLabel(tr("<b>Config diff</b>"), lower));
-  only_diff_ = new QCheckBox(tr("only differences"), lower);
-  only_diff_->setChecked(true);
-  row->addWidget(only_diff_);
-  row->addStretch(1);
-  lv->addLayout(row);
-  auto* tables = new QSplitter(Qt::Horizontal, lower);
-  diff_table_ = new QTableWidget(tables);
-  diff_table_->setObjectName(QStringLiteral("diffTable"));
-  diff_table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
-  diff_table_->verticalHeader()->setDefaultSectionSize(diff_table_->fontMetrics().height() + 4);
-  auto* speedups = new QWidget(tables);
-  auto* sv = new QVBoxLayout(speedups);
-  sv->setContentsMargins(0, 0, 0, 0);
-  auto* baseline_row = new QHBoxLayout;
-  baseline_row->addWidget(new QLabel(tr("<b>Speedup</b> against"), speedups));
-  baseline_ = new QComboBox(speedups);
-  baseline_->setObjectName(QStringLiteral("baselineCombo"));
-  baseline_->setToolTip(tr("The baseline run: the others are measured against its final loss."));
-  baseline_row->addWidget(baseline_, 1);
-  sv->addLayout(baseline_row);
-  speedup_table_ = new QTableWidget(0, 3, speedups);
-  speedup_table_->setObjectName(QStringLiteral("speedupTable"));
-  speedup_table_->setHorizontalHeaderLabels({tr("Run"), tr("Tokens to target"), tr("Speedup")});
-  speedup_table_->setToolTip(
-      tr("The paper's measure: the tokens each run needs to first reach the baseline's final "
-         "smoothed loss (the target), and the tokens the baseline needed divided by that."));
-  speedup_table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
-  speedup_table_->verticalHeader()->hide();
-  speedup_table_->horizontalHeader()->setStretchLastSection(true);
-  sv->addWidget(speedup_table_, 1);
-  connect(baseline_, qOverload<int>(&QComboBox::currentIndexChanged), this, [this](int index) {
-    if (index < 0) return;
-    baseline_run_ = baseline_->itemData(index).toLongLong();
-    update_compare();
-  });
-  tables->addWidget(diff_table_);
-  tables->addWidget(speedups);
-  tables->setStretchFactor(0, 2);
-  lv->addWidget(tables, 1);
-  split->addWidget(lower);
-  v->addWidget(split);
-  connect(only_diff_, &QCheckBox::toggled, this, &MainWindow::update_compare);
-  return w;
-}
-
-QWidget* MainWindow::build_queue() {
-  auto* w = new QWidget(this);
-  auto* v = new QVBoxLayout(w);
-  queue_hint_ = new QLabel(
-      tr("Nothing queued. Launch an experiment with File ▸ New experiment (Ctrl+N) or Run ▸ "
-         "Launch quick comparison; runs started elsewhere show up in the browser."),
-      w);
-  queue_hint_->setObjectName(QStringLiteral("queueHint"));
-  queue_hint_->setWordWrap(true);
-  v->addWidget(queue_hint_);
-  queue_table_ = new QTableWidget(0, 6, w);
-  queue_table_->setObjectName(QStringLiteral("queueTable"));
-  queue_table_->setHorizontalHeaderLabels(
-      {tr("Run"), tr("Device"), tr("State"), tr("Progress"), tr("ETA"), tr("Message")});
-  queue_table_->horizontalHeader()->setStretchLastSection(true);
-  queue_table_->setSelectionBehavior(QAbstractItemView::SelectRows);
-  queue_table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
-  queue_table_->verticalHeader()->hide();
-  v->addWidget(queue_table_, 1);
-  auto* buttons = new QHBoxLayout;
-  auto add = [&](const QString& text, auto fn) {
-    auto* b = new QPushButton(text, w);
-    buttons->addWidget(b);
-    connect(b, &QPushButton::clicked, this, [this, fn] {
-      for (int key : selected_jobs()) fn(key);
-      update_queue();
-    });
-  };
-  add(tr("Stop"), [this](int k) { manager_->stop(k); });
-  add(tr("Resume"), [this](int k) { manager_->resume(k); });
-  add(tr("Retry"), [this](int k) { manager_->retry(k); });
-  add(tr("Remove"), [this](int k) {
-    if (const RunJob* j = manager_->job(k); j && j->state == RunState::kQueued && j->run_id >= 0)
-      session_.cancel_queued_run(j->run_id, tr("Taken off the queue before it started."));
-    manager_->remove(k);
-  });
-  add(tr("Move up"), [this](int k) { manager_->move(k, -1); });
-  add(tr("Move down"), [this](int k) { manager_->move(k, +1); });
-  buttons->addStretch(1);
-  v->addLayout(buttons);
-  return w;
-}
-
-QWidget* MainWindow::build_notes() {
-  auto* w = new QWidget(this);
-  auto* form = new QFormLayout(w);
-  notes_title_ = new QLabel(tr("Select one run."), w);
-  tags_edit_ = new QLineEdit(w);
-  tags_edit_->setPlaceholderText(tr("comma-separated tags, Enter to save"));
-  note_edit_ = new QPlainTextEdit(w);
-  auto* save = new QPushButton(tr("Save note"), w);
-  form->addRow(notes_title_);
-  form->addRow(tr("Tags"), tags_edit_);
-  form->addRow(tr("Note"), note_edit_);
-  form->addRow(save);
-  connect(tags_edit_, &QLineEdit::returnPressed, this, [this] {
-    const store::RunRow* r = session_.run(notes_run_);
-    if (!r) return;
-    QStringList wanted;
-    for (const QString& t : tags_edit_->text().split(QLatin1Char(','), Qt::SkipEmptyParts))
-      if (!t.trimmed().isEmpty()) wanted << t.trimmed();
-    const std::vector<std::string> had = r->tags;  // copy: the calls below refresh the rows
-    const int64_t id = notes_run_;
-    QString err;
-    for (const std::string& t : had)
-      if (!wanted.contains(QString::fromStdString(t)))
-        session_.remove_tag(id, QString::fromStdString(t), &err);
-    for (const QString& t : wanted)
-      if (std::find(had.begin(), had.end(), t.toStdString()) == had.end() &&
-          !session_.add_tag(id, t, &err))
-        show_message(tr("Tags"), err);
-  });
-  connect(save, &QPushButton::clicked, this, [this] {
-    QString err;
-    if (notes_run_ >= 0 && !session_.set_note(notes_run_, note_edit_->toPlainText(), &err))
-      show_message(tr("Note"), err);
-    else
-      statusBar()->showMessage(tr("Note saved."), 3000);
-  });
-  return w;
-}
-
-QWidget* MainWindow::build_samples() {
-  auto* w = new QWidget(this);
-  auto* v = new QVBoxLayout(w);
-  auto* row = new QHBoxLayout;
-  prompt_ = new QLineEdit(QStringLiteral("The history of"), w);
-  sample_tokens_ = new QSpinBox(w);
-  sample_tokens_->setRange(1, 2048);
-  sample_tokens_->setValue(64);
-  auto* go = new QPushButton(tr("Generate for selected runs"), w);
-  row->addWidget(new QLabel(tr("Prompt"), w));
-  row->addWidget(prompt_, 1);
-  row->addWidget(new QLabel(tr("tokens"), w));
-  row->addWidget(sample_tokens_);
-  row->addWidget(go);
-  v->addLayout(row);
-  samples_row_ = new QHBoxLayout;
-  v->addLayout(samples_row_, 1);
-  connect(go, &QPushButton::clicked, this, &MainWindow::generate_samples);
   return w;
 }
 
@@ -875,18 +708,11 @@ void MainWindow::export_csv() {
   if (!plot_->export_csv(p, &err)) show_message(tr("Export CSV"), err);
 }
 
-std::vector<int> MainWindow::selected_jobs() const {
-  std::vector<int> keys;
-  for (const QModelIndex& i : queue_table_->selectionModel()->selectedRows())
-    keys.push_back(queue_table_->item(i.row(), 0)->data(Qt::UserRole).toInt());
-  return keys;
-}
-
 void MainWindow::stop_selected() {
   const auto ids = selected_runs();
   for (const RunJob& j : manager_->jobs())
     if (std::find(ids.begin(), ids.end(), j.run_id) != ids.end()) manager_->stop(j.key);
-  for (int k : selected_jobs()) manager_->stop(k);
+  for (int k : queue_->selected_jobs()) manager_->stop(k);
   // A run of another process (a terminal, an earlier studio) on this host: SIGTERM by pid.
   for (int64_t id : ids) {
     const store::RunRow* r = session_.run(id);
@@ -930,37 +756,6 @@ void MainWindow::resume_selected() {
   }
 }
 
-void MainWindow::generate_samples() {
-  while (QLayoutItem* it = samples_row_->takeAt(0)) {
-    delete it->widget();
-    delete it;
-  }
-  for (int64_t id : selected_runs()) {
-    const store::RunRow* r = session_.run(id);
-    if (!r) continue;
-    auto* box = new QPlainTextEdit(this);
-    box->setReadOnly(true);
-    box->setPlaceholderText(tr("%1: generating…").arg(label_of(*r)));
-    samples_row_->addWidget(box);
-    auto* p = new QProcess(box);  // dies with its box
-    connect(p, &QProcess::finished, box, [box, p, name = label_of(*r)](int code) {
-      const QString out = QString::fromUtf8(p->readAllStandardOutput());
-      const QString err = QString::fromUtf8(p->readAllStandardError()).trimmed();
-      box->setPlainText(QStringLiteral("[%1]\n").arg(name) +
-                        (code == 0 ? out : QObject::tr("failed (exit %1): %2").arg(code).arg(err)));
-    });
-    connect(p, &QProcess::errorOccurred, box, [box, p](QProcess::ProcessError e) {
-      if (e == QProcess::FailedToStart)
-        box->setPlainText(
-            QObject::tr("Could not start %1: %2").arg(p->program(), p->errorString()));
-    });
-    p->start(manager_->program(),
-             {QStringLiteral("generate"), QString::number(id), QStringLiteral("--db"),
-              session_.path(), QStringLiteral("--prompt"), prompt_->text(),
-              QStringLiteral("--tokens"), QString::number(sample_tokens_->value())});
-  }
-}
-
 void MainWindow::on_runs_changed() {
   const auto selected = selected_runs();
   const bool was_empty = model_->rowCount() == 0;
@@ -971,7 +766,7 @@ void MainWindow::on_runs_changed() {
   select_runs(selected);
   for (const store::RunRow& r : session_.runs()) {
     RunCurves& rc = curves_.run(r.id);
-    rc.label = label_of(r);
+    rc.label = run_label(r);
     rc.group = group_of(r);
     rc.total_steps = r.total_steps;
     // The wall-clock axis of runs without recorded sessions: started_at + wall (CurveSet::x_of).
@@ -987,7 +782,6 @@ void MainWindow::on_runs_changed() {
   filter_tag_->setCurrentIndex(std::max(0, filter_tag_->findData(tag)));
   update_plot_runs();
   update_status();
-  if (notes_run_ >= 0 && !session_.run(notes_run_)) update_notes();
 }
 
 void MainWindow::select_runs(const std::vector<int64_t>& ids) {
@@ -1030,84 +824,12 @@ void MainWindow::update_plot_runs() {
 
 void MainWindow::on_selection_changed() {
   update_plot_runs();
-  update_compare();
-  update_notes();
+  const auto ids = selected_runs();
+  compare_->set_runs(ids);
+  notes_->set_runs(ids);
+  samples_->set_runs(ids);
   update_heatmap();
   delete_action_->setEnabled(!selected_runs().empty());
-}
-
-void MainWindow::update_compare() {
-  const auto ids = selected_runs();
-  compare_plot_->set_runs(ids);
-  std::vector<json> configs;
-  QStringList headers;
-  for (int64_t id : ids) {
-    const store::RunRow* r = session_.run(id);
-    if (!r) continue;
-    try {
-      configs.push_back(json::parse(r->config_json));
-    } catch (const std::exception&) {
-      configs.push_back(json::object());
-    }
-    headers << label_of(*r);
-  }
-  const auto rows = diff_configs(configs, only_diff_->isChecked());
-  diff_table_->clear();
-  diff_table_->setColumnCount(int(configs.size()));
-  diff_table_->setRowCount(int(rows.size()));
-  diff_table_->setHorizontalHeaderLabels(headers);
-  QStringList keys;
-  for (size_t i = 0; i < rows.size(); ++i) {
-    keys << QString::fromStdString(rows[i].key);
-    for (size_t c = 0; c < rows[i].values.size(); ++c) {
-      auto* item = new QTableWidgetItem(QString::fromStdString(rows[i].values[c]));
-      if (rows[i].differs) item->setBackground(QColor(255, 200, 80, 70));
-      diff_table_->setItem(int(i), int(c), item);
-    }
-  }
-  diff_table_->setVerticalHeaderLabels(keys);
-  diff_table_->resizeColumnsToContents();
-
-  compare_hint_->setVisible(ids.size() < 2);
-  // The paper's speedup (core/results/speedup.h) against the chosen baseline, else the first
-  // selected run.
-  speedup_table_->setRowCount(0);
-  const bool kept = std::find(ids.begin(), ids.end(), baseline_run_) != ids.end();
-  const int64_t base_id = kept ? baseline_run_ : (ids.empty() ? -1 : ids.front());
-  {
-    const QSignalBlocker quiet(baseline_);
-    baseline_->clear();
-    for (int64_t id : ids) {
-      const RunCurves* rc = curves_.find(id);
-      baseline_->addItem(rc ? rc->label : QString::number(id), QVariant::fromValue<qlonglong>(id));
-      if (id == base_id) baseline_->setCurrentIndex(baseline_->count() - 1);
-    }
-  }
-  baseline_->setEnabled(ids.size() >= 2);
-  if (ids.size() < 2) return;
-  const Series& base_series = curves_.series(base_id, "loss_smooth");
-  const LossCurve base{base_series.tokens, base_series.value};
-  const std::optional<double> target = final_value(base);
-  if (!target) return;
-  speedup_table_->setRowCount(int(ids.size()));
-  for (size_t i = 0; i < ids.size(); ++i) {
-    const Series& s = curves_.series(ids[i], "loss_smooth");
-    const LossCurve curve{s.tokens, s.value};
-    const std::optional<double> reached = tokens_to_reach(curve, *target);
-    const std::optional<double> times = speedup(base, curve);
-    const RunCurves* rc = curves_.find(ids[i]);
-    const QString label = rc ? rc->label : QString();
-    speedup_table_->setItem(
-        int(i), 0,
-        new QTableWidgetItem(ids[i] == base_id ? tr("%1 (baseline)").arg(label) : label));
-    speedup_table_->setItem(
-        int(i), 1,
-        new QTableWidgetItem(reached ? RunTableModel::human_count(*reached) : tr("not reached")));
-    speedup_table_->setItem(
-        int(i), 2,
-        new QTableWidgetItem(times ? QStringLiteral("%1×").arg(*times, 0, 'f', 2)
-                                   : QStringLiteral("—")));
-  }
 }
 
 void MainWindow::update_heatmap() {
@@ -1121,31 +843,10 @@ void MainWindow::update_heatmap() {
     });
     if (moe || id == ids.back()) {
       const store::RunRow* r = session_.run(id);
-      heatmap_->set_run(id, r ? label_of(*r) : QString::number(id), names);
+      heatmap_->set_run(id, r ? run_label(*r) : QString::number(id), names);
       return;
     }
   }
-}
-
-void MainWindow::update_notes() {
-  const auto ids = selected_runs();
-  notes_run_ = ids.size() == 1 ? ids.front() : -1;
-  const store::RunRow* r = session_.run(notes_run_);
-  tags_edit_->setEnabled(r != nullptr);
-  note_edit_->setEnabled(r != nullptr);
-  if (!r) {
-    notes_title_->setText(tr("Select one run."));
-    tags_edit_->clear();
-    note_edit_->clear();
-    return;
-  }
-  notes_title_->setText(tr("<b>%1</b> — %2")
-                            .arg(label_of(*r).toHtmlEscaped(),
-                                 QString::fromStdString(r->error_text).toHtmlEscaped()));
-  QStringList t;
-  for (const auto& s : r->tags) t << QString::fromStdString(s);
-  tags_edit_->setText(t.join(QStringLiteral(", ")));
-  note_edit_->setPlainText(session_.note(r->id));
 }
 
 void MainWindow::on_job_changed(int key) {
@@ -1165,46 +866,12 @@ void MainWindow::on_job_changed(int key) {
     if (j->state == RunState::kFailed)
       statusBar()->showMessage(tr("%1 failed: %2").arg(j->name, j->message), 15000);
   }
-  update_queue();
   update_plot_runs();
   update_status();
 }
 
 void MainWindow::on_events(int, const std::vector<ProgressEvent>& events) {
   curves_.apply(events);
-}
-
-void MainWindow::update_queue() {
-  const auto keep = selected_jobs();
-  const auto& jobs = manager_->jobs();
-  queue_hint_->setVisible(jobs.empty());
-  queue_table_->setRowCount(int(jobs.size()));
-  for (size_t i = 0; i < jobs.size(); ++i) {
-    const RunJob& j = jobs[i];
-    auto* name = new QTableWidgetItem(
-        j.run_id >= 0 ? QStringLiteral("%1 #%2").arg(j.name).arg(j.run_id) : j.name);
-    name->setData(Qt::UserRole, j.key);
-    queue_table_->setItem(int(i), 0, name);
-    queue_table_->setItem(int(i), 1, new QTableWidgetItem(j.device));
-    queue_table_->setItem(int(i), 2, new QTableWidgetItem(to_string(j.state)));
-    auto* bar = qobject_cast<QProgressBar*>(queue_table_->cellWidget(int(i), 3));
-    if (!bar) {
-      bar = new QProgressBar(queue_table_);
-      queue_table_->setCellWidget(int(i), 3, bar);
-    }
-    bar->setRange(0, 1000);
-    bar->setValue(j.progress() < 0 ? 0 : int(j.progress() * 1000));
-    bar->setFormat(j.total_steps > 0 ? QStringLiteral("%1 / %2").arg(j.step).arg(j.total_steps)
-                                     : QString());
-    const double eta = j.eta_seconds();
-    queue_table_->setItem(
-        int(i), 4,
-        new QTableWidgetItem(is_active(j.state) && eta >= 0 ? RunTableModel::human_duration(eta)
-                                                            : QString()));
-    queue_table_->setItem(int(i), 5,
-                          new QTableWidgetItem(j.message.isEmpty() ? j.note : j.message));
-    if (std::find(keep.begin(), keep.end(), j.key) != keep.end()) queue_table_->selectRow(int(i));
-  }
 }
 
 void MainWindow::update_status() {
@@ -1222,33 +889,10 @@ void MainWindow::update_status() {
           .arg(lost)
           .arg(std::count_if(manager_->jobs().begin(), manager_->jobs().end(),
                              [](const RunJob& j) { return j.state == RunState::kQueued; })));
-  const QStringList gpus = cuda_devices();
-  status_device_->setText(gpus.isEmpty() ? tr("CPU only")
-                                         : tr("%1 GPU(s) %2").arg(gpus.size()).arg(gpu_text_));
-}
-
-void MainWindow::poll_gpu() {
-  static int tick = 0;
-  if (cuda_devices().isEmpty() || (tick++ % 5) != 0) return;  // every 5 s, only with a GPU
-  auto* p = new QProcess(this);
-  connect(p, &QProcess::finished, this, [this, p] {
-    // "used, total" MiB per GPU, one line each.
-    QStringList parts;
-    for (const QString& line : QString::fromUtf8(p->readAllStandardOutput())
-                                   .split(QLatin1Char('\n'), Qt::SkipEmptyParts)) {
-      const QStringList f = line.split(QLatin1Char(','));
-      if (f.size() == 2)
-        parts << QStringLiteral("%1/%2 GiB")
-                     .arg(f[0].trimmed().toDouble() / 1024, 0, 'f', 1)
-                     .arg(f[1].trimmed().toDouble() / 1024, 0, 'f', 0);
-    }
-    gpu_text_ = parts.join(QStringLiteral(", "));
-    p->deleteLater();
-    update_status();
-  });
-  connect(p, &QProcess::errorOccurred, p, &QObject::deleteLater);
-  p->start(QStringLiteral("nvidia-smi"), {QStringLiteral("--query-gpu=memory.used,memory.total"),
-                                          QStringLiteral("--format=csv,noheader,nounits")});
+  const QStringList& gpus = gpus_->devices();
+  status_device_->setText(gpus.isEmpty()
+                              ? tr("CPU only")
+                              : tr("%1 GPU(s) %2").arg(gpus.size()).arg(gpus_->memory_text()));
 }
 
 void MainWindow::show_message(const QString& title, const QString& text, bool error) {

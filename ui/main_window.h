@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // The studio's main window: results browser (left), curves / compare / queue / notes / samples
-// tabs (right). It wires the document (ResultsSession), the curves (CurveSet), the run manager
-// and the views; it holds no data of its own beyond the view state saved in QSettings.
+// tabs (right; each tab is a panel of its own file). It wires the document (ResultsSession), the
+// curves (CurveSet), the run manager and the panels, and launches experiments; it holds no data
+// of its own beyond the view state saved in QSettings.
 #pragma once
 
 #include <QMainWindow>
@@ -23,24 +24,24 @@
 #include "ui/run_table_model.h"
 
 class QAction;
-class QCheckBox;
 class QComboBox;
 class QLabel;
 class QLineEdit;
 class QMenu;
-class QPlainTextEdit;
-class QSpinBox;
 class QSplitter;
 class QTabWidget;
 class QTableView;
-class QTableWidget;
-class QHBoxLayout;
 
 namespace mmlab::ui {
 
 class RemoteWatch;
 
 class ExpertHeatmap;
+class ComparePanel;
+class GpuMonitor;
+class NotesPanel;
+class QueuePanel;
+class SamplesPanel;
 class PointPrefetcher;
 
 class MainWindow : public QMainWindow {
@@ -100,18 +101,11 @@ class MainWindow : public QMainWindow {
  private:
   void build_menus();
   QWidget* build_browser();
-  QWidget* build_compare();
-  QWidget* build_queue();
-  QWidget* build_notes();
-  QWidget* build_samples();
   void on_runs_changed();
   void on_selection_changed();
   void on_job_changed(int key);
   void on_events(int key, const std::vector<ProgressEvent>& events);
   void update_plot_runs();
-  void update_compare();
-  void update_queue();
-  void update_notes();
   void update_heatmap();
   void update_status();
   /// Queues the database's `queued` runs that this window has no job for (on opening it): local
@@ -125,7 +119,6 @@ class MainWindow : public QMainWindow {
                              const QString& name, const QString& uuid);
   void enqueue_remote_resume(const QString& host, int64_t run_id, const QString& name,
                              const QString& uuid);
-  void poll_gpu();
   void new_experiment();
   void clone_selected();
   void delete_selected();
@@ -136,13 +129,11 @@ class MainWindow : public QMainWindow {
   void resume_selected();
   /// The host a run was launched on (Settings ▸ Hosts name), or empty for a local run.
   QString remote_host_of(const store::RunRow& run) const;
-  void generate_samples();
   void show_message(const QString& title, const QString& text, bool error = true);
   void restore_settings();
   void remember_database(const QString& path);
   void update_recent_menu();
   void save_settings();
-  std::vector<int> selected_jobs() const;
 
   ResultsSession session_;
   CurveSet curves_;
@@ -151,38 +142,26 @@ class MainWindow : public QMainWindow {
   RunFilterProxy* proxy_ = nullptr;
   QTableView* table_ = nullptr;
   CurvePlot* plot_ = nullptr;
-  CurvePlot* compare_plot_ = nullptr;
   ExpertHeatmap* heatmap_ = nullptr;
+  ComparePanel* compare_ = nullptr;
+  QueuePanel* queue_ = nullptr;
+  NotesPanel* notes_ = nullptr;
+  SamplesPanel* samples_ = nullptr;
+  GpuMonitor* gpus_ = nullptr;
   QTabWidget* tabs_ = nullptr;
   QSplitter* splitter_ = nullptr;
   QLineEdit* filter_text_ = nullptr;
   QComboBox* filter_family_ = nullptr;
   QComboBox* filter_status_ = nullptr;
   QComboBox* filter_tag_ = nullptr;
-  QTableWidget* diff_table_ = nullptr;
-  QCheckBox* only_diff_ = nullptr;
-  QTableWidget* speedup_table_ = nullptr;
-  QComboBox* baseline_ = nullptr;  // the compare view's baseline, one of the selected runs
-  int64_t baseline_run_ = -1;      // the user's choice; -1 or unselected: the first selected run
-  QTableWidget* queue_table_ = nullptr;
-  QLabel* queue_hint_ = nullptr;    // what to do while the queue is empty
-  QLabel* compare_hint_ = nullptr;  // what to do while fewer than two runs are selected
-  QLineEdit* tags_edit_ = nullptr;
-  QPlainTextEdit* note_edit_ = nullptr;
-  QLabel* notes_title_ = nullptr;
-  QLineEdit* prompt_ = nullptr;
-  QSpinBox* sample_tokens_ = nullptr;
-  QHBoxLayout* samples_row_ = nullptr;
   QLabel* status_db_ = nullptr;
   QLabel* status_runs_ = nullptr;
   QLabel* status_device_ = nullptr;
   QAction* delete_action_ = nullptr;
   QMenu* recent_menu_ = nullptr;
-  int64_t notes_run_ = -1;
   bool quiet_ = false;
   bool header_restored_ = false;
   QString last_message_;
-  QString gpu_text_;
   QTimer* live_timer_ = nullptr;
   RemoteWatch* remote_watch_ = nullptr;
   PointPrefetcher* prefetcher_ = nullptr;

@@ -20,6 +20,10 @@ QString describe(const std::exception& e) {
 
 }  // namespace
 
+QString run_label(const store::RunRow& run) {
+  return QStringLiteral("%1 #%2").arg(QString::fromStdString(run.name)).arg(run.id);
+}
+
 QString experiments_dir_for(const QString& db_path) {
   return QFileInfo(db_path).absoluteDir().filePath(QStringLiteral("experiments"));
 }

@@ -89,6 +89,9 @@ class ResultsSession : public QObject {
   QTimer poll_timer_;
 };
 
+/// How the studio names a run everywhere it lists one: "NAME #ID".
+QString run_label(const store::RunRow& run);
+
 /// Folder for experiment files the studio writes before launching (next to the database).
 QString experiments_dir_for(const QString& db_path);
 
