@@ -4,37 +4,12 @@
 #include <QApplication>
 #include <QCommandLineParser>
 #include <QIcon>
-#include <QPalette>
 #include <QSettings>
 #include <QStyleFactory>
 #include <QTimer>
 
 #include "ui/e2e_driver.h"
 #include "ui/main_window.h"
-
-namespace {
-
-// Fusion with a dark palette: the same look on every desktop, and readable curves at night.
-void apply_dark_palette(QApplication& app) {
-  QPalette p;
-  const QColor window(0x2b, 0x2d, 0x31), base(0x1e, 0x1f, 0x22), text(0xe6, 0xe6, 0xe6);
-  p.setColor(QPalette::Window, window);
-  p.setColor(QPalette::WindowText, text);
-  p.setColor(QPalette::Base, base);
-  p.setColor(QPalette::AlternateBase, window);
-  p.setColor(QPalette::ToolTipBase, base);
-  p.setColor(QPalette::ToolTipText, text);
-  p.setColor(QPalette::Text, text);
-  p.setColor(QPalette::Button, window);
-  p.setColor(QPalette::ButtonText, text);
-  p.setColor(QPalette::Highlight, QColor(0x2f, 0x6f, 0xb5));
-  p.setColor(QPalette::HighlightedText, Qt::white);
-  p.setColor(QPalette::Disabled, QPalette::Text, QColor(0x80, 0x80, 0x80));
-  p.setColor(QPalette::Disabled, QPalette::ButtonText, QColor(0x80, 0x80, 0x80));
-  app.setPalette(p);
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   // resources/mmlab.qrc is compiled into the static mmlab_ui library, whose registration object
@@ -60,8 +35,10 @@ int main(int argc, char** argv) {
   QCommandLineOption open({QStringLiteral("o"), QStringLiteral("open")},
                           QStringLiteral("Open an experiment file in the new-experiment dialog."),
                           QStringLiteral("EXPERIMENT.json"));
-  QCommandLineOption dark(QStringLiteral("dark"), QStringLiteral("Use the dark palette."));
-  QCommandLineOption light(QStringLiteral("light"), QStringLiteral("Use the light palette."));
+  QCommandLineOption dark(QStringLiteral("dark"),
+                          QStringLiteral("Use the dark theme (View ▸ Theme; remembered)."));
+  QCommandLineOption light(QStringLiteral("light"),
+                           QStringLiteral("Use the light theme (View ▸ Theme; remembered)."));
   QCommandLineOption e2e(QStringLiteral("e2e-report"),
                          QStringLiteral("Test hook: launch --open's experiment through the dialog, "
                                         "wait for its runs, write what the chart shows to FILE "
@@ -74,10 +51,10 @@ int main(int argc, char** argv) {
   cli.process(app);
 
   QApplication::setStyle(QStyleFactory::create(QStringLiteral("Fusion")));
+  // The theme is View ▸ Theme's (the main window applies it); these set it from the command line.
   QSettings settings;
-  if (cli.isSet(dark)) settings.setValue(QStringLiteral("view/dark"), true);
-  if (cli.isSet(light)) settings.setValue(QStringLiteral("view/dark"), false);
-  if (settings.value(QStringLiteral("view/dark"), false).toBool()) apply_dark_palette(app);
+  if (cli.isSet(dark)) settings.setValue(QStringLiteral("view/theme"), QStringLiteral("dark"));
+  if (cli.isSet(light)) settings.setValue(QStringLiteral("view/theme"), QStringLiteral("light"));
 
   mmlab::ui::MainWindow window(cli.value(db));
   window.show();

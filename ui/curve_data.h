@@ -11,18 +11,21 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/results/ema.h"
+#include "core/store/store.h"
 #include "ui/curve_math.h"
 #include "ui/progress_parser.h"
 
 namespace mmlab::ui {
 
-/// A chart's x axis. kRelative: training seconds since the run's first start (a point's `wall`);
-/// kWallClock: the date and time the point was logged, in Unix seconds (see CurveSet::x_of). The
-/// values are kept in the settings ("plot/xaxis"), so new axes go at the end.
+/// A chart's x axis. kRelative: training seconds since the run's first start (a point's `wall`,
+/// which does not count the time a run spent stopped); kWallClock: the date and time the point was
+/// logged, in Unix seconds (see CurveSet::x_of). The values are kept in the settings
+/// ("plot/xaxis"), so new axes go at the end.
 enum class XAxis { kStep, kTokens, kRelative, kWallClock };
 
 struct Series {
@@ -30,8 +33,11 @@ struct Series {
   std::vector<double> smooth;  ///< debiased EMA of value at smooth_alpha (same length)
   double smooth_alpha = -1;
   DebiasedEma ema{1.0};
-  std::vector<double> clock;  ///< clock_origin + wall, once update_clock ran (same length then)
-  double clock_origin = std::numeric_limits<double>::quiet_NaN();
+  std::vector<double> clock;   ///< wall-clock time of each point, once update_clock ran
+  uint64_t clock_version = 0;  ///< RunCurves::clock_version that `clock` was computed for
+  /// Set by a loader that read the points from the database: the run's training sessions as
+  /// stored there (CurveSet moves them to the run).
+  std::optional<std::vector<store::TrainingSession>> stored_sessions;
 
   size_t size() const { return step.size(); }
   /// The x values on `axis`; for kWallClock, `clock` as update_clock last left it.
@@ -53,9 +59,12 @@ struct Series {
   void append(int64_t s, int64_t tok, double w, double v);
   /// Brings `smooth` up to date for `alpha` (incremental unless alpha changed).
   void update_smooth(double alpha);
-  /// Brings `clock` up to date for a run whose `wall` was 0 at Unix time `origin` (incremental
-  /// unless the origin changed).
-  void update_clock(double origin);
+  /// Brings `clock` up to date (incremental unless `version` changed): a point's time is
+  /// started_at + (wall - session wall) of the last of `sessions` that began before its wall
+  /// (the first for a point at or before the first's); without sessions (runs trained before they
+  /// were recorded), origin + wall.
+  void update_clock(const std::vector<store::TrainingSession>& sessions, double origin,
+                    uint64_t version);
 };
 
 struct RunCurves {
@@ -67,7 +76,12 @@ struct RunCurves {
   /// the database (RunRow::started_at) when the run is there, else estimated from the live stream
   /// (arrival time of the run's first event minus its wall).
   double start_time = std::numeric_limits<double>::quiet_NaN();
-  int64_t total_steps = 0;  ///< the run's step budget, 0 while unknown (default smoothing)
+  /// The run's training sessions (a start and each resume), oldest first: from the database
+  /// (exact), and for a session the database has not been read for yet, estimated from the live
+  /// stream (the arrival time of its `running` status event).
+  std::vector<store::TrainingSession> sessions;
+  uint64_t clock_version = 1;  ///< bumped whenever start_time or sessions change
+  int64_t total_steps = 0;     ///< the run's step budget, 0 while unknown (default smoothing)
   std::map<std::string, Series> metrics;
   std::map<std::string, bool> loaded;  ///< metric read from the database already
 };
@@ -108,21 +122,30 @@ class CurveSet : public QObject {
   /// The run's start from the database (RunRow::started_at, Unix seconds); replaces an estimate
   /// made from the live stream. Emits changed() when the start time changes.
   void set_start_time(int64_t run_id, double started_at);
-  /// The x values of `s` (a series of run `run_id`) on `axis`. For kWallClock that is the run's
-  /// start time plus each point's `wall` (kept in Series::clock), or nullptr while the start time
-  /// is unknown (the run cannot be placed on a clock yet).
-  ///
-  /// The trainer stores `wall` as training seconds summed over all sessions of a run, so for a
-  /// resumed run start + wall is approximate: points after a resume are placed earlier than they
-  /// were logged, by the time the run spent stopped.
+  /// The x values of `s` (a series of run `run_id`) on `axis`. For kWallClock: the time each point
+  /// was logged (kept in Series::clock), from the run's sessions, so the points after a resume
+  /// are placed when they were logged, after the time the run spent stopped. A run without
+  /// recorded sessions falls back to its start time plus `wall` (exact until its first resume);
+  /// nullptr while neither is known (the run cannot be placed on a clock yet).
   const std::vector<double>* x_of(int64_t run_id, Series& s, XAxis axis) const;
+  /// The run's sessions as the database has them (exact); a session estimated from the live
+  /// stream that began after the last of them is kept. Emits changed() when they change.
+  void set_sessions(int64_t run_id, std::vector<store::TrainingSession> sessions);
   /// Forgets a run (deleted) or everything (another database).
   void remove(int64_t run_id);
   void clear();
   /// Metric names seen in memory for these runs, sorted.
   std::vector<std::string> metric_names(const std::vector<int64_t>& runs) const;
 
+  /// A run's own colour: entry (run_id - 1) mod kPaletteSize of the palette.
   static QColor color_for(int64_t run_id);
+  /// Colours for runs shown together, pairwise different however many: each run's own colour
+  /// where no earlier run in `runs` has it, else the first palette entry that none of them uses.
+  static std::map<int64_t, QColor> distinct_colors(const std::vector<int64_t>& runs);
+  /// Entry `index` of the palette: Tableau 20 for the first kPaletteSize, then hues a golden
+  /// angle apart.
+  static QColor palette_color(size_t index);
+  static constexpr size_t kPaletteSize = 20;
 
  Q_SIGNALS:
   /// New points (cheap to emit per batch: the plot replots on its own timer).
@@ -130,6 +153,7 @@ class CurveSet : public QObject {
 
  private:
   static void merge(Series& s, Series stored);
+  static size_t palette_index_of(int64_t run_id);
 
   std::map<int64_t, RunCurves> runs_;
   PointLoader loader_;

@@ -20,6 +20,7 @@
 #include <cmath>
 #include <map>
 #include <set>
+#include "ui/plot_theme.h"
 #include "ui/qcp.h"
 
 namespace mmlab::ui {
@@ -46,6 +47,21 @@ QString axis_label(XAxis axis) {
   return {};
 }
 
+// Token counts run into the billions: tick labels as 500K, 1.5M, 2B instead of 1.5e+06.
+class TokenTicker : public QCPAxisTicker {
+ protected:
+  QString getTickLabel(double tick, const QLocale&, QChar, int) override {
+    return CurvePlot::count_label(tick);
+  }
+};
+
+class TokenLogTicker : public QCPAxisTickerLog {
+ protected:
+  QString getTickLabel(double tick, const QLocale&, QChar, int) override {
+    return CurvePlot::count_label(tick);
+  }
+};
+
 QVector<QCPGraphData> to_graph_data(const std::vector<double>& x, const std::vector<double>& y) {
   QVector<QCPGraphData> out(int(x.size()));
   for (size_t i = 0; i < x.size(); ++i) out[int(i)] = QCPGraphData(x[i], y[i]);
@@ -60,6 +76,15 @@ QString csv_field(const QString& s) {
 }
 
 }  // namespace
+
+QString CurvePlot::count_label(double n) {
+  const double a = std::abs(n);
+  const std::pair<double, const char*> units[] = {{1e9, "B"}, {1e6, "M"}, {1e3, "K"}};
+  for (const auto& [scale, suffix] : units)
+    if (a >= scale) return QString::number(n / scale, 'g', 4) + QLatin1String(suffix);
+  // Below 1000: an integer count, or the ticker's fraction near 0 (never an exponent).
+  return QString::number(std::abs(n) < 1e-9 ? 0.0 : n, 'g', 4);
+}
 
 const QStringList& CurvePlot::standard_metrics() {
   static const QStringList kNames{
@@ -82,12 +107,13 @@ CurvePlot::CurvePlot(CurveSet* curves, QWidget* parent) : QWidget(parent), curve
   axis_box_->setObjectName(QStringLiteral("xaxis"));
   // In XAxis order.
   axis_box_->addItems({tr("step"), tr("tokens"), tr("relative time (s)"), tr("wall time")});
-  axis_box_->setItemData(int(XAxis::kRelative), tr("Training seconds since the run's first start"),
+  axis_box_->setItemData(int(XAxis::kRelative),
+                         tr("Training seconds since the run's first start (time stopped does not "
+                            "count)"),
                          Qt::ToolTipRole);
   axis_box_->setItemData(int(XAxis::kWallClock),
-                         tr("Date and time each point was logged: the run's start plus its "
-                            "training seconds (approximate after a resume: the stopped time is "
-                            "not counted)"),
+                         tr("Date and time each point was logged (a resumed run's later points "
+                            "after the time it spent stopped)"),
                          Qt::ToolTipRole);
   log_x_box_ = new QCheckBox(tr("log x"), this);
   log_y_box_ = new QCheckBox(tr("log y"), this);
@@ -219,6 +245,16 @@ CurvePlot::CurvePlot(CurveSet* curves, QWidget* parent) : QWidget(parent), curve
   show_smoothing();
   refresh_metric_list();
   apply_axis_types();
+  apply_plot_theme(plot_, palette());
+}
+
+void CurvePlot::changeEvent(QEvent* event) {
+  // The application's palette changed (View ▸ Theme, or the desktop's own dark mode).
+  if (event->type() == QEvent::PaletteChange) {
+    apply_plot_theme(plot_, palette());
+    plot_->replot(QCustomPlot::rpQueuedReplot);
+  }
+  QWidget::changeEvent(event);
 }
 
 void CurvePlot::set_empty_text(const QString& text) {
@@ -238,6 +274,7 @@ bool CurvePlot::empty_text_shown() const {
 void CurvePlot::set_runs(const std::vector<int64_t>& runs) {
   empty_text_->setVisible(runs.empty() && !empty_text_->text().isEmpty());
   runs_ = runs;
+  colors_ = CurveSet::distinct_colors(runs_);
   autofit_ = true;
   refresh_metric_list();
   dirty_ = true;
@@ -258,7 +295,6 @@ void CurvePlot::set_metric(const QString& metric) {
   history_.clear();
   autofit_ = true;
   dirty_ = true;
-  readout_->clear();  // it described the previous metric
   Q_EMIT metricChanged(metric_);
 }
 
@@ -365,7 +401,10 @@ void CurvePlot::apply_axis_types() {
     t->setDateTimeFormat(QStringLiteral("HH:mm:ss\nd MMM yyyy"));
     x->setTicker(t);
   } else if (log_x()) {
-    x->setTicker(QSharedPointer<QCPAxisTicker>(new QCPAxisTickerLog));
+    x->setTicker(x_axis_ == XAxis::kTokens ? QSharedPointer<QCPAxisTicker>(new TokenLogTicker)
+                                           : QSharedPointer<QCPAxisTicker>(new QCPAxisTickerLog));
+  } else if (x_axis_ == XAxis::kTokens) {
+    x->setTicker(QSharedPointer<QCPAxisTicker>(new TokenTicker));
   } else if (x_axis_ == XAxis::kRelative) {
     auto t = QSharedPointer<QCPAxisTickerTime>(new QCPAxisTickerTime);
     t->setTimeFormat(QStringLiteral("%h:%m:%s"));
@@ -459,7 +498,7 @@ void CurvePlot::rebuild() {
         members.push_back({xs, &s.smooth});
     }
     Band band = seed_band(members, band_kind_);
-    const QColor c = curves_->find(ids.front())->color;
+    const QColor c = color_of(ids.front());
     QCPGraph* lo = take_graph(used);
     QCPGraph* hi = take_graph(used);
     QCPGraph* mean = take_graph(used);
@@ -503,7 +542,7 @@ void CurvePlot::rebuild() {
       oy.clear();
       minmax_downsample(xs.data(), s.value.data(), s.size(), grid, ox, oy);
       g->data()->set(to_graph_data(ox, oy), true);
-      QColor faint = r->color;
+      QColor faint = color_of(id);
       faint.setAlpha(55);
       g->setPen(QPen(faint, 1));
       g->removeFromLegend();
@@ -513,7 +552,7 @@ void CurvePlot::rebuild() {
     oy.clear();
     minmax_downsample(xs.data(), s.smooth.data(), s.size(), grid, ox, oy);
     g->data()->set(to_graph_data(ox, oy), true);
-    g->setPen(QPen(r->color, lw));
+    g->setPen(QPen(color_of(id), lw));
     g->setName(smoothing.isEmpty() ? r->label
                                    : QStringLiteral("%1 (%2)").arg(r->label, smoothing.mid(2)));
     g->addToLegend();
@@ -521,6 +560,7 @@ void CurvePlot::rebuild() {
     smooth_graphs_.emplace_back(id, g);
   }
   while (plot_->graphCount() > int(used)) plot_->removeGraph(plot_->graphCount() - 1);
+  if (hovering_) update_crosshair();
 }
 
 int CurvePlot::points_drawn() const {
@@ -623,6 +663,7 @@ void CurvePlot::on_x_range_changed() {
   const bool same_zoom = built_span_ > 0 && std::abs(span / built_span_ - 1) < 0.02;
   const bool inside = vis.lower >= built_lo_ && vis.upper <= built_hi_;
   if (!same_zoom || !inside || built_px_ != std::max(64, plot_->axisRect()->width())) dirty_ = true;
+  if (hovering_) update_crosshair();  // the cursor now points at another x
 }
 
 bool CurvePlot::refine_if_needed() {
@@ -679,20 +720,30 @@ QString CurvePlot::readout_at(double x) {
     const size_t i = size_t(it - xs.begin()) - 1;
     QString v = QString::number(s.smooth[i], 'g', 5);
     if (alpha() < 1.0) v += QStringLiteral(" (raw %1)").arg(s.value[i], 0, 'g', 5);
-    parts << QStringLiteral("<span style='color:%1'>■</span> %2: <b>%3</b> @ step %4")
-                 .arg(r->color.name(), r->label.toHtmlEscaped(), v)
-                 .arg(qint64(s.step[i]));
+    // The last point left of the cursor is not the value there when the curve stops short of it.
+    const QString ends =
+        i + 1 == xs.size() && xs.back() < x ? tr(" (ends before the cursor)") : QString();
+    parts << QStringLiteral("<span style='color:%1'>■</span> %2: <b>%3</b> @ step %4%5")
+                 .arg(color_of(id).name(), r->label.toHtmlEscaped(), v)
+                 .arg(qint64(s.step[i]))
+                 .arg(ends);
   }
   return parts.join(QStringLiteral(" &nbsp; "));
 }
 
-void CurvePlot::on_mouse_move(QMouseEvent* event) {
-  const QPointF pos = event->position();
-  if (!plot_->axisRect()->rect().contains(pos.toPoint())) {
-    crosshair_->setVisible(false);
-    return;
-  }
-  const double x = plot_->xAxis->pixelToCoord(pos.x());
+QColor CurvePlot::color_of(int64_t run_id) const {
+  auto it = colors_.find(run_id);
+  // Under a dark palette the darker palette entries are lightened until they stand out.
+  return readable_on(it != colors_.end() ? it->second : CurveSet::color_for(run_id),
+                     palette().color(QPalette::Base));
+}
+
+QString CurvePlot::readout_text() const {
+  return readout_->text();
+}
+
+void CurvePlot::update_crosshair() {
+  const double x = plot_->xAxis->pixelToCoord(cursor_px_);
   crosshair_->point1->setCoords(x, 0);
   crosshair_->point2->setCoords(x, 1);
   crosshair_->setVisible(true);
@@ -700,11 +751,27 @@ void CurvePlot::on_mouse_move(QMouseEvent* event) {
   plot_->replot(QCustomPlot::rpQueuedReplot);
 }
 
-bool CurvePlot::eventFilter(QObject* watched, QEvent* event) {
-  if (watched == plot_ && event->type() == QEvent::Leave && crosshair_->visible()) {
-    crosshair_->setVisible(false);
-    plot_->replot(QCustomPlot::rpQueuedReplot);
+void CurvePlot::hide_crosshair() {
+  hovering_ = false;
+  readout_->clear();
+  if (!crosshair_->visible()) return;
+  crosshair_->setVisible(false);
+  plot_->replot(QCustomPlot::rpQueuedReplot);
+}
+
+void CurvePlot::on_mouse_move(QMouseEvent* event) {
+  const QPointF pos = event->position();
+  if (!plot_->axisRect()->rect().contains(pos.toPoint())) {
+    hide_crosshair();
+    return;
   }
+  hovering_ = true;
+  cursor_px_ = pos.x();
+  update_crosshair();
+}
+
+bool CurvePlot::eventFilter(QObject* watched, QEvent* event) {
+  if (watched == plot_ && event->type() == QEvent::Leave) hide_crosshair();
   return QWidget::eventFilter(watched, event);
 }
 
@@ -721,6 +788,8 @@ bool CurvePlot::export_image(const QString& path, int width, int height, bool pa
   const QFont saved_label = plot_->xAxis->labelFont();
   const QFont saved_legend = plot_->legend->font();
   const bool cross = crosshair_->visible();
+  const bool hovering = hovering_;
+  hovering_ = false;  // the rebuilds below must not put the crosshair into the file
   crosshair_->setVisible(false);
   if (paper) {
     paper_ = true;
@@ -730,6 +799,7 @@ bool CurvePlot::export_image(const QString& path, int width, int height, bool pa
       a->setLabelFont(QFont(serif.family(), 10));
     }
     plot_->legend->setFont(QFont(serif.family(), 8));
+    apply_plot_theme(plot_, light_palette());  // a paper figure is black on white
     rebuild();
   }
   bool ok = true;
@@ -758,8 +828,10 @@ bool CurvePlot::export_image(const QString& path, int width, int height, bool pa
       a->setLabelFont(saved_label);
     }
     plot_->legend->setFont(saved_legend);
+    apply_plot_theme(plot_, palette());
     rebuild();
   }
+  hovering_ = hovering;
   crosshair_->setVisible(cross);
   plot_->replot(QCustomPlot::rpQueuedReplot);
   ok = ok && QFileInfo(path).size() > 0;

@@ -11,10 +11,12 @@
 // under the chart lists every visible run's value there.
 #pragma once
 
+#include <QColor>
 #include <QPointer>
 #include <QString>
 #include <QWidget>
 #include <cstdint>
+#include <map>
 #include <utility>
 #include <vector>
 
@@ -48,6 +50,9 @@ class CurvePlot : public QWidget {
   QString empty_text() const;
   bool empty_text_shown() const;
   const std::vector<int64_t>& runs() const { return runs_; }
+  /// The colour a shown run is drawn in (pairwise different among the shown runs; a run keeps
+  /// its own colour, CurveSet::color_for, unless an earlier shown run has it).
+  QColor color_of(int64_t run_id) const;
   void set_metric(const QString& metric);
   QString metric() const { return metric_; }
   void set_x_axis(XAxis axis);
@@ -82,8 +87,13 @@ class CurvePlot : public QWidget {
   int points_drawn() const;
   /// The drawn smoothed curve of a run (key, value), for tests and the e2e check.
   std::vector<std::pair<double, double>> drawn(int64_t run_id) const;
-  /// The read-out text at data coordinate x (what the crosshair shows).
+  /// The read-out text at data coordinate x (what the crosshair shows). A run whose curve ends
+  /// before x says so.
   QString readout_at(double x);
+  /// What the read-out under the chart shows now: the values under the crosshair, recomputed
+  /// whenever the data, the metric or the axes change while the cursor is over the chart, and
+  /// empty once it leaves (a read-out never describes data that is no longer drawn).
+  QString readout_text() const;
 
   /// PNG, PDF or SVG by the file's suffix, at w×h pixels (points for PDF/SVG). `paper` uses
   /// publication styling: white background, serif fonts, thicker lines, no raw curves.
@@ -93,12 +103,16 @@ class CurvePlot : public QWidget {
 
   QCustomPlot* plot() const { return plot_; }
   static const QStringList& standard_metrics();
+  /// A count with a K/M/B suffix and up to four significant digits (the tokens axis' labels):
+  /// 1500000 → "1.5M".
+  static QString count_label(double n);
 
  Q_SIGNALS:
   void metricChanged(const QString& metric);
 
  protected:
   bool eventFilter(QObject* watched, QEvent* event) override;
+  void changeEvent(QEvent* event) override;
 
  private:
   void on_tick();
@@ -113,6 +127,9 @@ class CurvePlot : public QWidget {
   QCPGraph* take_graph(size_t& index);
   void mark_dirty() { dirty_ = true; }
   void on_x_range_changed();
+  /// Places the crosshair at the cursor's pixel column and recomputes the read-out there.
+  void update_crosshair();
+  void hide_crosshair();
   std::pair<double, double> y_range_of(double x_lo, double x_hi) const;
 
   CurveSet* curves_;
@@ -134,6 +151,7 @@ class CurvePlot : public QWidget {
   QCPItemText* empty_text_ = nullptr;
 
   std::vector<int64_t> runs_;
+  std::map<int64_t, QColor> colors_;  // of runs_
   QString metric_ = QStringLiteral("loss");
   XAxis x_axis_ = XAxis::kStep;
   bool log_x_ = false;
@@ -150,6 +168,10 @@ class CurvePlot : public QWidget {
   double built_lo_ = 0, built_hi_ = 0, built_span_ = 0;
   int built_px_ = 0;
   bool autofit_ = true;  // follow new data until the user zooms or pans
+  // The cursor over the chart, as a pixel column: after a pan, a zoom or an axis change the data
+  // x under it is another one.
+  bool hovering_ = false;
+  double cursor_px_ = 0;
   qint64 last_wheel_push_ms_ = 0;
   struct Ranges {
     double x0, x1, y0, y1;

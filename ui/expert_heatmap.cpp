@@ -10,6 +10,7 @@
 #include <map>
 #include <set>
 
+#include "ui/plot_theme.h"
 #include "ui/qcp.h"
 
 namespace mmlab::ui {
@@ -64,7 +65,16 @@ ExpertHeatmap::ExpertHeatmap(CurveSet* curves, QWidget* parent) : QWidget(parent
   plot_->axisRect()->setMarginGroup(QCP::msBottom | QCP::msTop, group);
   scale->setMarginGroup(QCP::msBottom | QCP::msTop, group);
   v->addWidget(plot_, 1);
+  apply_plot_theme(plot_, palette());
   connect(layer_, &QComboBox::currentTextChanged, this, [this] { rebuild(); });
+}
+
+void ExpertHeatmap::changeEvent(QEvent* event) {
+  if (event->type() == QEvent::PaletteChange) {
+    apply_plot_theme(plot_, palette());
+    plot_->replot(QCustomPlot::rpQueuedReplot);
+  }
+  QWidget::changeEvent(event);
 }
 
 void ExpertHeatmap::set_run(int64_t run_id, const QString& label,

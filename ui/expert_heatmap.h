@@ -36,6 +36,10 @@ class ExpertHeatmap : public QWidget {
 
   /// Columns are averages over step ranges: at most this many (about one per pixel).
   static constexpr int kMaxColumns = 600;
+  QCustomPlot* plot() const { return plot_; }
+
+ protected:
+  void changeEvent(QEvent* event) override;
 
  private:
   void rebuild();

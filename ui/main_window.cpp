@@ -4,8 +4,8 @@
 #include <signal.h>
 
 #include <QAction>
+#include <QActionGroup>
 #include <QApplication>
-#include <QCheckBox>
 #include <QCloseEvent>
 #include <QComboBox>
 #include <QDateTime>
@@ -14,26 +14,21 @@
 #include <QFile>
 #include <QFileDialog>
 #include <QFileInfo>
-#include <QFormLayout>
 #include <QHBoxLayout>
 #include <QHeaderView>
 #include <QInputDialog>
 #include <QLabel>
 #include <QLineEdit>
+#include <QMenu>
 #include <QMenuBar>
 #include <QMessageBox>
-#include <QPlainTextEdit>
-#include <QProcess>
-#include <QProgressBar>
 #include <QPushButton>
 #include <QSettings>
 #include <QSignalBlocker>
-#include <QSpinBox>
 #include <QSplitter>
 #include <QStatusBar>
 #include <QTabWidget>
 #include <QTableView>
-#include <QTableWidget>
 #include <QTimer>
 #include <QToolBar>
 #include <QVBoxLayout>
@@ -44,15 +39,19 @@
 #include "core/config/layer_pattern.h"
 #include "core/queue/experiment_queue.h"
 #include "core/remote/ssh_runs.h"
-#include "core/results/speedup.h"
 #include "core/util/fs.h"
-#include "ui/config_diff.h"
+#include "ui/compare_panel.h"
 #include "ui/experiment_dialog.h"
 #include "ui/expert_heatmap.h"
+#include "ui/gpu_monitor.h"
 #include "ui/hosts_dialog.h"
+#include "ui/notes_panel.h"
+#include "ui/plot_theme.h"
 #include "ui/point_prefetcher.h"
 #include "ui/qcp.h"
+#include "ui/queue_panel.h"
 #include "ui/remote_watch.h"
+#include "ui/samples_panel.h"
 
 namespace mmlab::ui {
 
@@ -67,10 +66,6 @@ QString group_of(const store::RunRow& r) {
   const int cut = name.lastIndexOf(QLatin1String("/seed-"));
   if (cut > 0) name.truncate(cut);
   return QString::fromStdString(r.experiment) + QLatin1Char('/') + name;
-}
-
-QString label_of(const store::RunRow& r) {
-  return QStringLiteral("%1 #%2").arg(QString::fromStdString(r.name)).arg(r.id);
 }
 
 }  // namespace
@@ -108,7 +103,7 @@ MainWindow::MainWindow(const QString& db_path, QWidget* parent) : QMainWindow(pa
     }
     statusBar()->clearMessage();
     // Views that read curves directly refresh with what arrived.
-    update_compare();
+    compare_->refresh();
     update_heatmap();
   });
 
@@ -117,12 +112,23 @@ MainWindow::MainWindow(const QString& db_path, QWidget* parent) : QMainWindow(pa
   tabs_ = new QTabWidget(this);
   plot_ = new CurvePlot(&curves_, this);
   tabs_->addTab(plot_, tr("Curves"));
-  tabs_->addTab(build_compare(), tr("Compare"));
+  compare_ = new ComparePanel(session_, curves_, this);
+  tabs_->addTab(compare_, tr("Compare"));
   heatmap_ = new ExpertHeatmap(&curves_, this);
   tabs_->addTab(heatmap_, tr("Experts"));
-  tabs_->addTab(build_queue(), tr("Queue"));
-  tabs_->addTab(build_notes(), tr("Tags && notes"));
-  tabs_->addTab(build_samples(), tr("Samples"));
+  queue_ = new QueuePanel(*manager_, session_, this);
+  tabs_->addTab(queue_, tr("Queue"));
+  notes_ = new NotesPanel(session_, this);
+  connect(notes_, &NotesPanel::message, this,
+          [this](const QString& title, const QString& text) { show_message(title, text); });
+  connect(notes_, &NotesPanel::status, this,
+          [this](const QString& text) { statusBar()->showMessage(text, 3000); });
+  tabs_->addTab(notes_, tr("Tags && notes"));
+  samples_ = new SamplesPanel(
+      session_, [this] { return manager_->program(); }, this);
+  tabs_->addTab(samples_, tr("Samples"));
+  gpus_ = new GpuMonitor(this);
+  connect(gpus_, &GpuMonitor::changed, this, &MainWindow::update_status);
   splitter_->addWidget(tabs_);
   splitter_->setStretchFactor(1, 1);
   // Both sides may be narrowed or widened by the splitter; neither disappears.
@@ -144,10 +150,8 @@ MainWindow::MainWindow(const QString& db_path, QWidget* parent) : QMainWindow(pa
   connect(&session_, &ResultsSession::error, this,
           [this](const QString& m) { statusBar()->showMessage(m, 10000); });
   connect(manager_, &RunManager::jobChanged, this, &MainWindow::on_job_changed);
-  connect(manager_, &RunManager::jobAdded, this, &MainWindow::update_queue);
-  connect(manager_, &RunManager::jobRemoved, this, &MainWindow::update_queue);
   connect(manager_, &RunManager::eventsReceived, this, &MainWindow::on_events);
-  connect(plot_, &CurvePlot::metricChanged, this, [this] { update_compare(); });
+  connect(plot_, &CurvePlot::metricChanged, compare_, &ComparePanel::refresh);
 
   // Runs without an event stream here (started from a terminal, or left running by an earlier
   // studio) are followed through the database once a second.
@@ -163,7 +167,6 @@ MainWindow::MainWindow(const QString& db_path, QWidget* parent) : QMainWindow(pa
           r && r->effective_status == store::RunStatus::kRunning && !streamed.count(id))
         follow.push_back(id);
     if (!follow.empty()) session_.poll_points(curves_, follow, plot_->metric().toStdString());
-    poll_gpu();
   });
   live_timer_->start();
   remote_watch_ = new RemoteWatch(session_, *manager_, *model_, this);
@@ -196,6 +199,17 @@ void MainWindow::build_menus() {
                                      tr("SQLite (*.sqlite *.db);;All files (*)"));
     if (!p.isEmpty()) open_database(p);
   });
+  a = file->addAction(tr("New data&base…"), this, [this] {
+    const QString p = QFileDialog::getSaveFileName(
+        this, tr("New results database"),
+        QFileInfo(session_.path()).dir().filePath(QStringLiteral("results.sqlite")),
+        tr("SQLite (*.sqlite *.db);;All files (*)"), nullptr, QFileDialog::DontConfirmOverwrite);
+    if (!p.isEmpty()) create_database(p);
+  });
+  a->setObjectName(QStringLiteral("actionNewDatabase"));
+  recent_menu_ = file->addMenu(tr("&Recent databases"));
+  recent_menu_->setObjectName(QStringLiteral("menuRecent"));
+  update_recent_menu();
   file->addAction(tr("&Import runs from database…"), this, &MainWindow::import_database);
   file->addSeparator();
   a = file->addAction(tr("&Export chart…"), this, &MainWindow::export_chart);
@@ -225,9 +239,31 @@ void MainWindow::build_menus() {
   a->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_0));
   view->addAction(tr("&Refresh"), &session_, &ResultsSession::refresh)
       ->setShortcut(QKeySequence::Refresh);
+  // The whole studio, charts included, in the desktop's palette or a fixed light or dark one.
+  QMenu* theme = view->addMenu(tr("&Theme"));
+  auto* themes = new QActionGroup(theme);
+  for (const auto& [t, text] :
+       {std::pair{Theme::kSystem, tr("&System")}, std::pair{Theme::kLight, tr("&Light")},
+        std::pair{Theme::kDark, tr("&Dark")}}) {
+    QAction* choice = theme->addAction(text);
+    choice->setCheckable(true);
+    choice->setObjectName(QStringLiteral("actionTheme_") + theme_name(t));
+    themes->addAction(choice);
+    connect(choice, &QAction::triggered, this, [this, t = t] { set_theme(t); });
+  }
 
   QMenu* settings = menuBar()->addMenu(tr("&Settings"));
   settings->addAction(tr("&Hosts…"), this, [this] { HostsDialog(this).exec(); });
+  a = settings->addAction(tr("&Runs at once per device…"), this, [this] {
+    bool ok = false;
+    const int n = QInputDialog::getInt(
+        this, tr("Runs at once per device"),
+        tr("How many queued runs train at the same time on each device (the CPU, each GPU, each "
+           "host). More than one shares the device between them."),
+        manager_->max_per_device(), 1, 64, 1, &ok);
+    if (ok) set_runs_per_device(n);
+  });
+  a->setObjectName(QStringLiteral("actionRunsPerDevice"));
 
   QMenu* help = menuBar()->addMenu(tr("&Help"));
   help->addAction(tr("&Keyboard shortcuts"), this,
@@ -240,6 +276,19 @@ void MainWindow::build_menus() {
            "tree.<br>GPL-3.0-or-later.")
             .arg(QApplication::applicationVersion().toHtmlEscaped()));
   });
+}
+
+void MainWindow::set_runs_per_device(int n) {
+  manager_->set_max_per_device(n);
+  QSettings().setValue(QStringLiteral("runs/per_device"), manager_->max_per_device());
+  update_status();
+}
+
+void MainWindow::set_theme(Theme theme) {
+  apply_theme(theme);
+  QSettings().setValue(QStringLiteral("view/theme"), theme_name(theme));
+  if (auto* a = findChild<QAction*>(QStringLiteral("actionTheme_") + theme_name(theme)))
+    a->setChecked(true);
 }
 
 QString MainWindow::shortcuts_text() const {
@@ -326,173 +375,6 @@ QWidget* MainWindow::build_browser() {
   return w;
 }
 
-QWidget* MainWindow::build_compare() {
-  auto* w = new QWidget(this);
-  auto* v = new QVBoxLayout(w);
-  compare_hint_ = new QLabel(w);
-  compare_hint_->setObjectName(QStringLiteral("compareHint"));
-  compare_hint_->setText(
-      tr("Select two or more runs in the browser (Ctrl+click, Shift+click) to compare their "
-         "curves, configs and speedups."));
-  v->addWidget(compare_hint_);
-  auto* split = new QSplitter(Qt::Vertical, w);
-  compare_plot_ = new CurvePlot(&curves_, w);
-  compare_plot_->set_metric(QStringLiteral("loss_smooth"));
-  compare_plot_->set_alpha(1.0);  // loss_smooth is smoothed by the trainer already
-  split->addWidget(compare_plot_);
-  auto* lower = new QWidget(w);
-  auto* lv = new QVBoxLayout(lower);
-  lv->setContentsMargins(0, 0, 0, 0);
-  auto* row = new QHBoxLayout;
-  row->addWidget(new QLabel(tr("<b>Config diff</b>"), lower));
-  only_diff_ = new QCheckBox(tr("only differences"), lower);
-  only_diff_->setChecked(true);
-  row->addWidget(only_diff_);
-  row->addStretch(1);
-  lv->addLayout(row);
-  auto* tables = new QSplitter(Qt::Horizontal, lower);
-  diff_table_ = new QTableWidget(tables);
-  diff_table_->setObjectName(QStringLiteral("diffTable"));
-  diff_table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
-  diff_table_->verticalHeader()->setDefaultSectionSize(diff_table_->fontMetrics().height() + 4);
-  auto* speedups = new QWidget(tables);
-  auto* sv = new QVBoxLayout(speedups);
-  sv->setContentsMargins(0, 0, 0, 0);
-  auto* baseline_row = new QHBoxLayout;
-  baseline_row->addWidget(new QLabel(tr("<b>Speedup</b> against"), speedups));
-  baseline_ = new QComboBox(speedups);
-  baseline_->setObjectName(QStringLiteral("baselineCombo"));
-  baseline_->setToolTip(tr("The baseline run: the others are measured against its final loss."));
-  baseline_row->addWidget(baseline_, 1);
-  sv->addLayout(baseline_row);
-  speedup_table_ = new QTableWidget(0, 3, speedups);
-  speedup_table_->setObjectName(QStringLiteral("speedupTable"));
-  speedup_table_->setHorizontalHeaderLabels({tr("Run"), tr("Tokens to target"), tr("Speedup")});
-  speedup_table_->setToolTip(
-      tr("The paper's measure: the tokens each run needs to first reach the baseline's final "
-         "smoothed loss (the target), and the tokens the baseline needed divided by that."));
-  speedup_table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
-  speedup_table_->verticalHeader()->hide();
-  speedup_table_->horizontalHeader()->setStretchLastSection(true);
-  sv->addWidget(speedup_table_, 1);
-  connect(baseline_, qOverload<int>(&QComboBox::currentIndexChanged), this, [this](int index) {
-    if (index < 0) return;
-    baseline_run_ = baseline_->itemData(index).toLongLong();
-    update_compare();
-  });
-  tables->addWidget(diff_table_);
-  tables->addWidget(speedups);
-  tables->setStretchFactor(0, 2);
-  lv->addWidget(tables, 1);
-  split->addWidget(lower);
-  v->addWidget(split);
-  connect(only_diff_, &QCheckBox::toggled, this, &MainWindow::update_compare);
-  return w;
-}
-
-QWidget* MainWindow::build_queue() {
-  auto* w = new QWidget(this);
-  auto* v = new QVBoxLayout(w);
-  queue_hint_ = new QLabel(
-      tr("Nothing queued. Launch an experiment with File ▸ New experiment (Ctrl+N) or Run ▸ "
-         "Launch quick comparison; runs started elsewhere show up in the browser."),
-      w);
-  queue_hint_->setObjectName(QStringLiteral("queueHint"));
-  queue_hint_->setWordWrap(true);
-  v->addWidget(queue_hint_);
-  queue_table_ = new QTableWidget(0, 6, w);
-  queue_table_->setObjectName(QStringLiteral("queueTable"));
-  queue_table_->setHorizontalHeaderLabels(
-      {tr("Run"), tr("Device"), tr("State"), tr("Progress"), tr("ETA"), tr("Message")});
-  queue_table_->horizontalHeader()->setStretchLastSection(true);
-  queue_table_->setSelectionBehavior(QAbstractItemView::SelectRows);
-  queue_table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
-  queue_table_->verticalHeader()->hide();
-  v->addWidget(queue_table_, 1);
-  auto* buttons = new QHBoxLayout;
-  auto add = [&](const QString& text, auto fn) {
-    auto* b = new QPushButton(text, w);
-    buttons->addWidget(b);
-    connect(b, &QPushButton::clicked, this, [this, fn] {
-      for (int key : selected_jobs()) fn(key);
-      update_queue();
-    });
-  };
-  add(tr("Stop"), [this](int k) { manager_->stop(k); });
-  add(tr("Resume"), [this](int k) { manager_->resume(k); });
-  add(tr("Retry"), [this](int k) { manager_->retry(k); });
-  add(tr("Remove"), [this](int k) {
-    if (const RunJob* j = manager_->job(k); j && j->state == RunState::kQueued && j->run_id >= 0)
-      session_.cancel_queued_run(j->run_id, tr("Taken off the queue before it started."));
-    manager_->remove(k);
-  });
-  add(tr("Move up"), [this](int k) { manager_->move(k, -1); });
-  add(tr("Move down"), [this](int k) { manager_->move(k, +1); });
-  buttons->addStretch(1);
-  v->addLayout(buttons);
-  return w;
-}
-
-QWidget* MainWindow::build_notes() {
-  auto* w = new QWidget(this);
-  auto* form = new QFormLayout(w);
-  notes_title_ = new QLabel(tr("Select one run."), w);
-  tags_edit_ = new QLineEdit(w);
-  tags_edit_->setPlaceholderText(tr("comma-separated tags, Enter to save"));
-  note_edit_ = new QPlainTextEdit(w);
-  auto* save = new QPushButton(tr("Save note"), w);
-  form->addRow(notes_title_);
-  form->addRow(tr("Tags"), tags_edit_);
-  form->addRow(tr("Note"), note_edit_);
-  form->addRow(save);
-  connect(tags_edit_, &QLineEdit::returnPressed, this, [this] {
-    const store::RunRow* r = session_.run(notes_run_);
-    if (!r) return;
-    QStringList wanted;
-    for (const QString& t : tags_edit_->text().split(QLatin1Char(','), Qt::SkipEmptyParts))
-      if (!t.trimmed().isEmpty()) wanted << t.trimmed();
-    const std::vector<std::string> had = r->tags;  // copy: the calls below refresh the rows
-    const int64_t id = notes_run_;
-    QString err;
-    for (const std::string& t : had)
-      if (!wanted.contains(QString::fromStdString(t)))
-        session_.remove_tag(id, QString::fromStdString(t), &err);
-    for (const QString& t : wanted)
-      if (std::find(had.begin(), had.end(), t.toStdString()) == had.end() &&
-          !session_.add_tag(id, t, &err))
-        show_message(tr("Tags"), err);
-  });
-  connect(save, &QPushButton::clicked, this, [this] {
-    QString err;
-    if (notes_run_ >= 0 && !session_.set_note(notes_run_, note_edit_->toPlainText(), &err))
-      show_message(tr("Note"), err);
-    else
-      statusBar()->showMessage(tr("Note saved."), 3000);
-  });
-  return w;
-}
-
-QWidget* MainWindow::build_samples() {
-  auto* w = new QWidget(this);
-  auto* v = new QVBoxLayout(w);
-  auto* row = new QHBoxLayout;
-  prompt_ = new QLineEdit(QStringLiteral("The history of"), w);
-  sample_tokens_ = new QSpinBox(w);
-  sample_tokens_->setRange(1, 2048);
-  sample_tokens_->setValue(64);
-  auto* go = new QPushButton(tr("Generate for selected runs"), w);
-  row->addWidget(new QLabel(tr("Prompt"), w));
-  row->addWidget(prompt_, 1);
-  row->addWidget(new QLabel(tr("tokens"), w));
-  row->addWidget(sample_tokens_);
-  row->addWidget(go);
-  v->addLayout(row);
-  samples_row_ = new QHBoxLayout;
-  v->addLayout(samples_row_, 1);
-  connect(go, &QPushButton::clicked, this, &MainWindow::generate_samples);
-  return w;
-}
-
 bool MainWindow::open_database(const QString& path) {
   QString err;
   if (!session_.open(path, &err)) {
@@ -505,10 +387,63 @@ bool MainWindow::open_database(const QString& path) {
   on_runs_changed();  // labels and seed groups of the new database's runs
   if (!header_restored_) table_->resizeColumnsToContents();
   QSettings().setValue(QStringLiteral("db"), session_.path());
+  remember_database(session_.path());
   setWindowTitle(tr("%1 — MoE-Mamba Studio").arg(QFileInfo(session_.path()).fileName()));
   restore_queue();
   update_status();
   return true;
+}
+
+bool MainWindow::create_database(const QString& path) {
+  const QFileInfo info(path);
+  if (info.exists()) {
+    show_message(tr("New database"),
+                 tr("%1 exists already: open it with File ▸ Open database, or choose a new name.")
+                     .arg(info.absoluteFilePath()));
+    return false;
+  }
+  if (!QDir().mkpath(info.absolutePath())) {
+    show_message(
+        tr("New database"),
+        tr("Could not create the folder %1: check its permissions.").arg(info.absolutePath()));
+    return false;
+  }
+  if (!open_database(path)) return false;  // the store creates the file with its schema
+  statusBar()->showMessage(tr("Created %1.").arg(session_.path()), 8000);
+  return true;
+}
+
+QStringList MainWindow::recent_databases() const {
+  // Most recent first; files deleted since are left out.
+  QStringList out;
+  for (const QString& p : QSettings().value(QStringLiteral("recent_databases")).toStringList())
+    if (QFileInfo::exists(p) && !out.contains(p)) out << p;
+  return out;
+}
+
+void MainWindow::remember_database(const QString& path) {
+  QStringList list = recent_databases();
+  list.removeAll(path);
+  list.prepend(path);
+  while (list.size() > kRecentDatabases) list.removeLast();
+  QSettings().setValue(QStringLiteral("recent_databases"), list);
+  update_recent_menu();
+}
+
+void MainWindow::update_recent_menu() {
+  if (!recent_menu_) return;
+  recent_menu_->clear();
+  const QStringList list = recent_databases();
+  for (int i = 0; i < list.size(); ++i) {
+    const QString path = list[i];
+    QAction* a =
+        recent_menu_->addAction(QStringLiteral("&%1 %2").arg(i + 1).arg(QFileInfo(path).fileName()),
+                                this, [this, path] { open_database(path); });
+    a->setObjectName(QStringLiteral("recentDatabase%1").arg(i));
+    a->setToolTip(path);
+    a->setData(path);
+  }
+  if (list.isEmpty()) recent_menu_->addAction(tr("(none yet)"))->setEnabled(false);
 }
 
 void MainWindow::open_experiment_file(const QString& path) {
@@ -543,47 +478,16 @@ int MainWindow::launch_experiment(const json& doc, QString* error, const QString
     if (error) *error = QString::fromStdString(e.what());
     return 0;
   }
-  // The trainer reads the experiment from a file: keep it next to the database, so the runs can
-  // be reproduced (and resumed) from exactly what was launched.
-  const QDir dir(experiments_dir_for(session_.path()));
-  if (!dir.mkpath(QStringLiteral("."))) {
-    if (error) *error = tr("Could not create %1: check its permissions.").arg(dir.path());
-    return 0;
-  }
-  const QString file = dir.filePath(
-      QStringLiteral("%1-%2.json")
-          .arg(QString::fromStdString(ex.name).replace(QLatin1Char('/'), QLatin1Char('_')),
-               QDateTime::currentDateTime().toString(QStringLiteral("yyyyMMdd-HHmmss-zzz"))));
-  QFile f(file);
-  if (!f.open(QIODevice::WriteOnly | QIODevice::Truncate) ||
-      f.write(QByteArray::fromStdString(doc.dump(2))) < 0 || !f.flush()) {
-    if (error) *error = tr("Could not write %1: %2.").arg(file, f.errorString());
-    QFile::remove(file);
-    return 0;
-  }
-  f.close();
-  if (target != QLatin1String("local")) {
-    for (const RunConfig& rc : ex.runs) {
-      // The child is `mmlab remote … --follow`: it starts the trainer on the host, prints its
-      // event stream like a local trainer, turns our SIGTERM into a remote stop and syncs the
-      // run's rows into this database. One queue per host.
-      manager_->enqueue(QString::fromStdString(rc.name), QStringLiteral("host:") + target,
-                        {QStringLiteral("remote"), QStringLiteral("--db"), session_.path(),
-                         QStringLiteral("launch"), target, file, QStringLiteral("--run"),
-                         QString::fromStdString(rc.name), QStringLiteral("--follow")},
-                        session_.path());
-    }
-    tabs_->setCurrentWidget(plot_);
-    statusBar()->showMessage(tr("Queued %1 run(s) of %2 on %3.")
-                                 .arg(ex.runs.size())
-                                 .arg(QString::fromStdString(ex.name), target),
-                             8000);
-    return static_cast<int>(ex.runs.size());
-  }
+  const QString file = save_experiment_file(doc, QString::fromStdString(ex.name), error);
+  if (file.isEmpty()) return 0;
+  const bool remote = target != QLatin1String("local");
   // Every run's row first (queued): closing the studio or a crash never loses the runs that
   // have not started, and launching an experiment that is already there continues it.
+  // Remote runs get their rows here too, recording the host (their data is the host's to check).
+  queue::QueueOptions where;
+  if (remote) where.host = target.toStdString();
   queue::LaunchPlan plan;
-  if (!session_.queue_experiment(ex, ex.runs, &plan, error)) {
+  if (!session_.queue_experiment(ex, ex.runs, &plan, error, where)) {
     QFile::remove(file);
     return 0;
   }
@@ -591,12 +495,15 @@ int MainWindow::launch_experiment(const json& doc, QString* error, const QString
   for (const queue::QueuedRun& q : plan.runs) {
     const QString name = QString::fromStdString(q.name);
     const QString device = QString::fromStdString(q.device);
-    if (q.action == queue::RunAction::kStart) {
+    if (q.action == queue::RunAction::kSkip) continue;
+    if (remote && q.action == queue::RunAction::kStart) {
+      enqueue_remote_launch(target, file, q.run_id, name, QString::fromStdString(q.uuid));
+    } else if (remote) {
+      enqueue_remote_resume(target, q.run_id, name, QString::fromStdString(q.uuid));
+    } else if (q.action == queue::RunAction::kStart) {
       manager_->enqueue_train(file, name, session_.path(), device, q.run_id);
-    } else if (q.action == queue::RunAction::kResume) {
-      manager_->enqueue_resume(q.run_id, name, session_.path(), device);
     } else {
-      continue;
+      manager_->enqueue_resume(q.run_id, name, session_.path(), device);
     }
     ++queued;
   }
@@ -609,11 +516,56 @@ int MainWindow::launch_experiment(const json& doc, QString* error, const QString
   }
   tabs_->setCurrentWidget(plot_);
   statusBar()->showMessage(
-      plan.continuing
-          ? QString::fromStdString(plan.summary(session_.path().toStdString()))
-          : tr("Queued %1 run(s) of %2.").arg(queued).arg(QString::fromStdString(ex.name)),
+      plan.continuing ? QString::fromStdString(plan.summary(session_.path().toStdString()))
+      : remote        ? tr("Queued %1 run(s) of %2 on %3.")
+                     .arg(queued)
+                     .arg(QString::fromStdString(ex.name), target)
+               : tr("Queued %1 run(s) of %2.").arg(queued).arg(QString::fromStdString(ex.name)),
       8000);
   return queued;
+}
+
+QString MainWindow::save_experiment_file(const json& doc, const QString& name, QString* error) {
+  // The trainer reads the experiment from a file: keep it next to the database, so the runs can
+  // be reproduced (and resumed) from exactly what was launched.
+  const QDir dir(experiments_dir_for(session_.path()));
+  if (!dir.mkpath(QStringLiteral("."))) {
+    if (error) *error = tr("Could not create %1: check its permissions.").arg(dir.path());
+    return {};
+  }
+  const QString file = dir.filePath(
+      QStringLiteral("%1-%2.json")
+          .arg(QString(name).replace(QLatin1Char('/'), QLatin1Char('_')),
+               QDateTime::currentDateTime().toString(QStringLiteral("yyyyMMdd-HHmmss-zzz"))));
+  QFile f(file);
+  if (!f.open(QIODevice::WriteOnly | QIODevice::Truncate) ||
+      f.write(QByteArray::fromStdString(doc.dump(2))) < 0 || !f.flush()) {
+    if (error) *error = tr("Could not write %1: %2.").arg(file, f.errorString());
+    QFile::remove(file);
+    return {};
+  }
+  return file;
+}
+
+void MainWindow::enqueue_remote_launch(const QString& host, const QString& file, int64_t run_id,
+                                       const QString& name, const QString& uuid) {
+  // The child is `mmlab remote … --follow`: it starts the trainer on the host with the queued
+  // row's uuid (so the synced rows land on that row), prints its event stream like a local
+  // trainer, turns our SIGTERM into a remote stop and syncs the run into this database. One
+  // queue per host.
+  manager_->enqueue(name, QStringLiteral("host:") + host,
+                    {QStringLiteral("remote"), QStringLiteral("--db"), session_.path(),
+                     QStringLiteral("launch"), host, file, QStringLiteral("--run"), name,
+                     QStringLiteral("--uuid"), uuid, QStringLiteral("--follow")},
+                    session_.path(), run_id);
+}
+
+void MainWindow::enqueue_remote_resume(const QString& host, int64_t run_id, const QString& name,
+                                       const QString& uuid) {
+  manager_->enqueue(name, QStringLiteral("host:") + host,
+                    {QStringLiteral("remote"), QStringLiteral("--db"), session_.path(),
+                     QStringLiteral("resume"), uuid, QStringLiteral("--follow")},
+                    session_.path(), run_id);
 }
 
 void MainWindow::restore_queue() {
@@ -621,8 +573,37 @@ void MainWindow::restore_queue() {
   for (const RunJob& j : manager_->jobs())
     if (j.run_id >= 0) known.insert(j.run_id);
   int restored = 0;
+  std::optional<remote::LaunchBook> book;
   for (const store::RunRow& r : session_.runs()) {
     if (r.status != store::RunStatus::kQueued || known.count(r.id)) continue;
+    if (!r.host.empty()) {
+      // Queued for a host (QueueOptions::host). One whose trainer was started there already
+      // (its uuid is in the launch book) is not started again: its rows arrive by sync.
+      try {
+        if (!book) book = remote::LaunchBook::load(session_.path().toStdString());
+      } catch (const std::exception& e) {
+        statusBar()->showMessage(QString::fromStdString(e.what()), 15000);
+        return;
+      }
+      if (book->find(r.uuid)) continue;
+      const std::string spec = session_.experiment_spec(r.experiment);
+      json doc;
+      try {
+        doc = json::parse(spec);
+      } catch (const std::exception&) {
+        continue;  // nothing to launch it from; the row stays queued for `mmlab remote launch`
+      }
+      QString err;
+      const QString file = save_experiment_file(doc, QString::fromStdString(r.experiment), &err);
+      if (file.isEmpty()) {
+        statusBar()->showMessage(err, 15000);
+        continue;
+      }
+      enqueue_remote_launch(QString::fromStdString(r.host), file, r.id,
+                            QString::fromStdString(r.name), QString::fromStdString(r.uuid));
+      ++restored;
+      continue;
+    }
     QString device = QStringLiteral("cpu");
     try {
       device = QString::fromStdString(
@@ -727,18 +708,11 @@ void MainWindow::export_csv() {
   if (!plot_->export_csv(p, &err)) show_message(tr("Export CSV"), err);
 }
 
-std::vector<int> MainWindow::selected_jobs() const {
-  std::vector<int> keys;
-  for (const QModelIndex& i : queue_table_->selectionModel()->selectedRows())
-    keys.push_back(queue_table_->item(i.row(), 0)->data(Qt::UserRole).toInt());
-  return keys;
-}
-
 void MainWindow::stop_selected() {
   const auto ids = selected_runs();
   for (const RunJob& j : manager_->jobs())
     if (std::find(ids.begin(), ids.end(), j.run_id) != ids.end()) manager_->stop(j.key);
-  for (int k : selected_jobs()) manager_->stop(k);
+  for (int k : queue_->selected_jobs()) manager_->stop(k);
   // A run of another process (a terminal, an earlier studio) on this host: SIGTERM by pid.
   for (int64_t id : ids) {
     const store::RunRow* r = session_.run(id);
@@ -768,11 +742,8 @@ void MainWindow::resume_selected() {
       continue;
     if (const QString host = remote_host_of(*r); !host.isEmpty()) {
       // A run that trained on a host resumes there, followed as it was launched.
-      manager_->enqueue(
-          QString::fromStdString(r->name), QStringLiteral("host:") + host,
-          {QStringLiteral("remote"), QStringLiteral("--db"), session_.path(),
-           QStringLiteral("resume"), QString::fromStdString(r->uuid), QStringLiteral("--follow")},
-          session_.path());
+      enqueue_remote_resume(host, id, QString::fromStdString(r->name),
+                            QString::fromStdString(r->uuid));
       continue;
     }
     QString device = QStringLiteral("cpu");
@@ -782,37 +753,6 @@ void MainWindow::resume_selected() {
     } catch (const std::exception&) {
     }
     manager_->enqueue_resume(id, QString::fromStdString(r->name), session_.path(), device);
-  }
-}
-
-void MainWindow::generate_samples() {
-  while (QLayoutItem* it = samples_row_->takeAt(0)) {
-    delete it->widget();
-    delete it;
-  }
-  for (int64_t id : selected_runs()) {
-    const store::RunRow* r = session_.run(id);
-    if (!r) continue;
-    auto* box = new QPlainTextEdit(this);
-    box->setReadOnly(true);
-    box->setPlaceholderText(tr("%1: generating…").arg(label_of(*r)));
-    samples_row_->addWidget(box);
-    auto* p = new QProcess(box);  // dies with its box
-    connect(p, &QProcess::finished, box, [box, p, name = label_of(*r)](int code) {
-      const QString out = QString::fromUtf8(p->readAllStandardOutput());
-      const QString err = QString::fromUtf8(p->readAllStandardError()).trimmed();
-      box->setPlainText(QStringLiteral("[%1]\n").arg(name) +
-                        (code == 0 ? out : QObject::tr("failed (exit %1): %2").arg(code).arg(err)));
-    });
-    connect(p, &QProcess::errorOccurred, box, [box, p](QProcess::ProcessError e) {
-      if (e == QProcess::FailedToStart)
-        box->setPlainText(
-            QObject::tr("Could not start %1: %2").arg(p->program(), p->errorString()));
-    });
-    p->start(manager_->program(),
-             {QStringLiteral("generate"), QString::number(id), QStringLiteral("--db"),
-              session_.path(), QStringLiteral("--prompt"), prompt_->text(),
-              QStringLiteral("--tokens"), QString::number(sample_tokens_->value())});
   }
 }
 
@@ -826,11 +766,10 @@ void MainWindow::on_runs_changed() {
   select_runs(selected);
   for (const store::RunRow& r : session_.runs()) {
     RunCurves& rc = curves_.run(r.id);
-    rc.label = label_of(r);
+    rc.label = run_label(r);
     rc.group = group_of(r);
     rc.total_steps = r.total_steps;
-    // The wall-clock axis places points at started_at + wall (approximate for resumed runs,
-    // whose wall is training time summed over sessions; see CurveSet::x_of).
+    // The wall-clock axis of runs without recorded sessions: started_at + wall (CurveSet::x_of).
     if (r.started_at) curves_.set_start_time(r.id, *r.started_at);
   }
   // Tag filter choices follow the tags in use.
@@ -843,7 +782,6 @@ void MainWindow::on_runs_changed() {
   filter_tag_->setCurrentIndex(std::max(0, filter_tag_->findData(tag)));
   update_plot_runs();
   update_status();
-  if (notes_run_ >= 0 && !session_.run(notes_run_)) update_notes();
 }
 
 void MainWindow::select_runs(const std::vector<int64_t>& ids) {
@@ -886,84 +824,12 @@ void MainWindow::update_plot_runs() {
 
 void MainWindow::on_selection_changed() {
   update_plot_runs();
-  update_compare();
-  update_notes();
+  const auto ids = selected_runs();
+  compare_->set_runs(ids);
+  notes_->set_runs(ids);
+  samples_->set_runs(ids);
   update_heatmap();
   delete_action_->setEnabled(!selected_runs().empty());
-}
-
-void MainWindow::update_compare() {
-  const auto ids = selected_runs();
-  compare_plot_->set_runs(ids);
-  std::vector<json> configs;
-  QStringList headers;
-  for (int64_t id : ids) {
-    const store::RunRow* r = session_.run(id);
-    if (!r) continue;
-    try {
-      configs.push_back(json::parse(r->config_json));
-    } catch (const std::exception&) {
-      configs.push_back(json::object());
-    }
-    headers << label_of(*r);
-  }
-  const auto rows = diff_configs(configs, only_diff_->isChecked());
-  diff_table_->clear();
-  diff_table_->setColumnCount(int(configs.size()));
-  diff_table_->setRowCount(int(rows.size()));
-  diff_table_->setHorizontalHeaderLabels(headers);
-  QStringList keys;
-  for (size_t i = 0; i < rows.size(); ++i) {
-    keys << QString::fromStdString(rows[i].key);
-    for (size_t c = 0; c < rows[i].values.size(); ++c) {
-      auto* item = new QTableWidgetItem(QString::fromStdString(rows[i].values[c]));
-      if (rows[i].differs) item->setBackground(QColor(255, 200, 80, 70));
-      diff_table_->setItem(int(i), int(c), item);
-    }
-  }
-  diff_table_->setVerticalHeaderLabels(keys);
-  diff_table_->resizeColumnsToContents();
-
-  compare_hint_->setVisible(ids.size() < 2);
-  // The paper's speedup (core/results/speedup.h) against the chosen baseline, else the first
-  // selected run.
-  speedup_table_->setRowCount(0);
-  const bool kept = std::find(ids.begin(), ids.end(), baseline_run_) != ids.end();
-  const int64_t base_id = kept ? baseline_run_ : (ids.empty() ? -1 : ids.front());
-  {
-    const QSignalBlocker quiet(baseline_);
-    baseline_->clear();
-    for (int64_t id : ids) {
-      const RunCurves* rc = curves_.find(id);
-      baseline_->addItem(rc ? rc->label : QString::number(id), QVariant::fromValue<qlonglong>(id));
-      if (id == base_id) baseline_->setCurrentIndex(baseline_->count() - 1);
-    }
-  }
-  baseline_->setEnabled(ids.size() >= 2);
-  if (ids.size() < 2) return;
-  const Series& base_series = curves_.series(base_id, "loss_smooth");
-  const LossCurve base{base_series.tokens, base_series.value};
-  const std::optional<double> target = final_value(base);
-  if (!target) return;
-  speedup_table_->setRowCount(int(ids.size()));
-  for (size_t i = 0; i < ids.size(); ++i) {
-    const Series& s = curves_.series(ids[i], "loss_smooth");
-    const LossCurve curve{s.tokens, s.value};
-    const std::optional<double> reached = tokens_to_reach(curve, *target);
-    const std::optional<double> times = speedup(base, curve);
-    const RunCurves* rc = curves_.find(ids[i]);
-    const QString label = rc ? rc->label : QString();
-    speedup_table_->setItem(
-        int(i), 0,
-        new QTableWidgetItem(ids[i] == base_id ? tr("%1 (baseline)").arg(label) : label));
-    speedup_table_->setItem(
-        int(i), 1,
-        new QTableWidgetItem(reached ? RunTableModel::human_count(*reached) : tr("not reached")));
-    speedup_table_->setItem(
-        int(i), 2,
-        new QTableWidgetItem(times ? QStringLiteral("%1×").arg(*times, 0, 'f', 2)
-                                   : QStringLiteral("—")));
-  }
 }
 
 void MainWindow::update_heatmap() {
@@ -977,31 +843,10 @@ void MainWindow::update_heatmap() {
     });
     if (moe || id == ids.back()) {
       const store::RunRow* r = session_.run(id);
-      heatmap_->set_run(id, r ? label_of(*r) : QString::number(id), names);
+      heatmap_->set_run(id, r ? run_label(*r) : QString::number(id), names);
       return;
     }
   }
-}
-
-void MainWindow::update_notes() {
-  const auto ids = selected_runs();
-  notes_run_ = ids.size() == 1 ? ids.front() : -1;
-  const store::RunRow* r = session_.run(notes_run_);
-  tags_edit_->setEnabled(r != nullptr);
-  note_edit_->setEnabled(r != nullptr);
-  if (!r) {
-    notes_title_->setText(tr("Select one run."));
-    tags_edit_->clear();
-    note_edit_->clear();
-    return;
-  }
-  notes_title_->setText(tr("<b>%1</b> — %2")
-                            .arg(label_of(*r).toHtmlEscaped(),
-                                 QString::fromStdString(r->error_text).toHtmlEscaped()));
-  QStringList t;
-  for (const auto& s : r->tags) t << QString::fromStdString(s);
-  tags_edit_->setText(t.join(QStringLiteral(", ")));
-  note_edit_->setPlainText(session_.note(r->id));
 }
 
 void MainWindow::on_job_changed(int key) {
@@ -1021,46 +866,12 @@ void MainWindow::on_job_changed(int key) {
     if (j->state == RunState::kFailed)
       statusBar()->showMessage(tr("%1 failed: %2").arg(j->name, j->message), 15000);
   }
-  update_queue();
   update_plot_runs();
   update_status();
 }
 
 void MainWindow::on_events(int, const std::vector<ProgressEvent>& events) {
   curves_.apply(events);
-}
-
-void MainWindow::update_queue() {
-  const auto keep = selected_jobs();
-  const auto& jobs = manager_->jobs();
-  queue_hint_->setVisible(jobs.empty());
-  queue_table_->setRowCount(int(jobs.size()));
-  for (size_t i = 0; i < jobs.size(); ++i) {
-    const RunJob& j = jobs[i];
-    auto* name = new QTableWidgetItem(
-        j.run_id >= 0 ? QStringLiteral("%1 #%2").arg(j.name).arg(j.run_id) : j.name);
-    name->setData(Qt::UserRole, j.key);
-    queue_table_->setItem(int(i), 0, name);
-    queue_table_->setItem(int(i), 1, new QTableWidgetItem(j.device));
-    queue_table_->setItem(int(i), 2, new QTableWidgetItem(to_string(j.state)));
-    auto* bar = qobject_cast<QProgressBar*>(queue_table_->cellWidget(int(i), 3));
-    if (!bar) {
-      bar = new QProgressBar(queue_table_);
-      queue_table_->setCellWidget(int(i), 3, bar);
-    }
-    bar->setRange(0, 1000);
-    bar->setValue(j.progress() < 0 ? 0 : int(j.progress() * 1000));
-    bar->setFormat(j.total_steps > 0 ? QStringLiteral("%1 / %2").arg(j.step).arg(j.total_steps)
-                                     : QString());
-    const double eta = j.eta_seconds();
-    queue_table_->setItem(
-        int(i), 4,
-        new QTableWidgetItem(is_active(j.state) && eta >= 0 ? RunTableModel::human_duration(eta)
-                                                            : QString()));
-    queue_table_->setItem(int(i), 5,
-                          new QTableWidgetItem(j.message.isEmpty() ? j.note : j.message));
-    if (std::find(keep.begin(), keep.end(), j.key) != keep.end()) queue_table_->selectRow(int(i));
-  }
 }
 
 void MainWindow::update_status() {
@@ -1078,33 +889,10 @@ void MainWindow::update_status() {
           .arg(lost)
           .arg(std::count_if(manager_->jobs().begin(), manager_->jobs().end(),
                              [](const RunJob& j) { return j.state == RunState::kQueued; })));
-  const QStringList gpus = cuda_devices();
-  status_device_->setText(gpus.isEmpty() ? tr("CPU only")
-                                         : tr("%1 GPU(s) %2").arg(gpus.size()).arg(gpu_text_));
-}
-
-void MainWindow::poll_gpu() {
-  static int tick = 0;
-  if (cuda_devices().isEmpty() || (tick++ % 5) != 0) return;  // every 5 s, only with a GPU
-  auto* p = new QProcess(this);
-  connect(p, &QProcess::finished, this, [this, p] {
-    // "used, total" MiB per GPU, one line each.
-    QStringList parts;
-    for (const QString& line : QString::fromUtf8(p->readAllStandardOutput())
-                                   .split(QLatin1Char('\n'), Qt::SkipEmptyParts)) {
-      const QStringList f = line.split(QLatin1Char(','));
-      if (f.size() == 2)
-        parts << QStringLiteral("%1/%2 GiB")
-                     .arg(f[0].trimmed().toDouble() / 1024, 0, 'f', 1)
-                     .arg(f[1].trimmed().toDouble() / 1024, 0, 'f', 0);
-    }
-    gpu_text_ = parts.join(QStringLiteral(", "));
-    p->deleteLater();
-    update_status();
-  });
-  connect(p, &QProcess::errorOccurred, p, &QObject::deleteLater);
-  p->start(QStringLiteral("nvidia-smi"), {QStringLiteral("--query-gpu=memory.used,memory.total"),
-                                          QStringLiteral("--format=csv,noheader,nounits")});
+  const QStringList& gpus = gpus_->devices();
+  status_device_->setText(gpus.isEmpty()
+                              ? tr("CPU only")
+                              : tr("%1 GPU(s) %2").arg(gpus.size()).arg(gpus_->memory_text()));
 }
 
 void MainWindow::show_message(const QString& title, const QString& text, bool error) {
@@ -1130,6 +918,17 @@ void MainWindow::restore_settings() {
     QSignalBlocker block(a);
     a->setChecked(!table_->horizontalHeader()->isSectionHidden(c));
   }
+  // Only a theme the user chose changes the palette: "system" leaves the platform's alone.
+  // (Before View ▸ Theme, `--dark` kept a flag, view/dark.)
+  const QString chosen =
+      s.value(QStringLiteral("view/theme"), s.value(QStringLiteral("view/dark"), false).toBool()
+                                                ? QStringLiteral("dark")
+                                                : QStringLiteral("system"))
+          .toString();
+  if (const Theme theme = theme_from_name(chosen); theme != Theme::kSystem)
+    set_theme(theme);
+  else if (auto* a = findChild<QAction*>(QStringLiteral("actionTheme_system")))
+    a->setChecked(true);
   plot_->set_metric(s.value(QStringLiteral("plot/metric"), QStringLiteral("loss")).toString());
   // Auto (the default) chooses α from the shown runs' length; a saved number is the user's own.
   // A new key: the old one held the paper's 0.001 as everyone's default.
@@ -1140,6 +939,7 @@ void MainWindow::restore_settings() {
   plot_->set_x_axis(XAxis(s.value(QStringLiteral("plot/xaxis"), 0).toInt()));
   plot_->set_log_y(s.value(QStringLiteral("plot/logy"), false).toBool());
   manager_->set_stop_timeout(s.value(QStringLiteral("runs/stop_timeout_ms"), 60000).toInt());
+  manager_->set_max_per_device(s.value(QStringLiteral("runs/per_device"), 1).toInt());
 }
 
 void MainWindow::save_settings() {

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // The studio's main window: results browser (left), curves / compare / queue / notes / samples
-// tabs (right). It wires the document (ResultsSession), the curves (CurveSet), the run manager
-// and the views; it holds no data of its own beyond the view state saved in QSettings.
+// tabs (right; each tab is a panel of its own file). It wires the document (ResultsSession), the
+// curves (CurveSet), the run manager and the panels, and launches experiments; it holds no data
+// of its own beyond the view state saved in QSettings.
 #pragma once
 
 #include <QMainWindow>
 #include <QPointer>
 #include <QString>
+#include <QStringList>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -16,28 +18,30 @@
 
 #include "ui/curve_data.h"
 #include "ui/curve_plot.h"
+#include "ui/plot_theme.h"
 #include "ui/results_session.h"
 #include "ui/run_manager.h"
 #include "ui/run_table_model.h"
 
 class QAction;
-class QCheckBox;
 class QComboBox;
 class QLabel;
 class QLineEdit;
-class QPlainTextEdit;
-class QSpinBox;
+class QMenu;
 class QSplitter;
 class QTabWidget;
 class QTableView;
-class QTableWidget;
-class QHBoxLayout;
 
 namespace mmlab::ui {
 
 class RemoteWatch;
 
 class ExpertHeatmap;
+class ComparePanel;
+class GpuMonitor;
+class NotesPanel;
+class QueuePanel;
+class SamplesPanel;
 class PointPrefetcher;
 
 class MainWindow : public QMainWindow {
@@ -50,6 +54,13 @@ class MainWindow : public QMainWindow {
 
   /// Opens a database; on failure shows the message and keeps the current one.
   bool open_database(const QString& path);
+  /// File ▸ New database: creates an empty results database at `path` and opens it; refuses a
+  /// file that exists (File ▸ Open database opens those).
+  bool create_database(const QString& path);
+  /// File ▸ Recent databases: the databases opened last, newest first (kept in the settings;
+  /// files deleted since are left out).
+  QStringList recent_databases() const;
+  static constexpr int kRecentDatabases = 8;
   /// Opens an experiment file into the new-experiment dialog (a malformed file: a message).
   void open_experiment_file(const QString& path);
   /// Writes the experiment to the data folder and queues its runs. Returns the number queued.
@@ -76,6 +87,11 @@ class MainWindow : public QMainWindow {
   QString close_question() const;
   /// Help ▸ Keyboard shortcuts: one "keys<TAB>action" line per menu shortcut.
   QString shortcuts_text() const;
+  /// Settings ▸ Runs at once per device: the queue trains up to `n` runs of each device at a
+  /// time (kept in the settings).
+  void set_runs_per_device(int n);
+  /// View ▸ Theme: the palette of the whole studio, charts included (kept in the settings).
+  void set_theme(Theme theme);
   /// Curves asked for and not read from the database yet (tests wait for 0).
   size_t pending_curves() const { return pending_.size(); }
 
@@ -85,23 +101,24 @@ class MainWindow : public QMainWindow {
  private:
   void build_menus();
   QWidget* build_browser();
-  QWidget* build_compare();
-  QWidget* build_queue();
-  QWidget* build_notes();
-  QWidget* build_samples();
   void on_runs_changed();
   void on_selection_changed();
   void on_job_changed(int key);
   void on_events(int key, const std::vector<ProgressEvent>& events);
   void update_plot_runs();
-  void update_compare();
-  void update_queue();
-  void update_notes();
   void update_heatmap();
   void update_status();
-  /// Queues the database's `queued` runs that this window has no job for (on opening it).
+  /// Queues the database's `queued` runs that this window has no job for (on opening it): local
+  /// ones with `--resume`, those queued for a host with `mmlab remote launch`.
   void restore_queue();
-  void poll_gpu();
+  /// `doc` as a new file in the experiments folder beside the database; "" (and `error`) when
+  /// it cannot be written.
+  QString save_experiment_file(const nlohmann::json& doc, const QString& name, QString* error);
+  /// Queue jobs of a remote host for the run queued as row `run_id` (uuid `uuid`).
+  void enqueue_remote_launch(const QString& host, const QString& file, int64_t run_id,
+                             const QString& name, const QString& uuid);
+  void enqueue_remote_resume(const QString& host, int64_t run_id, const QString& name,
+                             const QString& uuid);
   void new_experiment();
   void clone_selected();
   void delete_selected();
@@ -112,11 +129,11 @@ class MainWindow : public QMainWindow {
   void resume_selected();
   /// The host a run was launched on (Settings ▸ Hosts name), or empty for a local run.
   QString remote_host_of(const store::RunRow& run) const;
-  void generate_samples();
   void show_message(const QString& title, const QString& text, bool error = true);
   void restore_settings();
+  void remember_database(const QString& path);
+  void update_recent_menu();
   void save_settings();
-  std::vector<int> selected_jobs() const;
 
   ResultsSession session_;
   CurveSet curves_;
@@ -125,37 +142,26 @@ class MainWindow : public QMainWindow {
   RunFilterProxy* proxy_ = nullptr;
   QTableView* table_ = nullptr;
   CurvePlot* plot_ = nullptr;
-  CurvePlot* compare_plot_ = nullptr;
   ExpertHeatmap* heatmap_ = nullptr;
+  ComparePanel* compare_ = nullptr;
+  QueuePanel* queue_ = nullptr;
+  NotesPanel* notes_ = nullptr;
+  SamplesPanel* samples_ = nullptr;
+  GpuMonitor* gpus_ = nullptr;
   QTabWidget* tabs_ = nullptr;
   QSplitter* splitter_ = nullptr;
   QLineEdit* filter_text_ = nullptr;
   QComboBox* filter_family_ = nullptr;
   QComboBox* filter_status_ = nullptr;
   QComboBox* filter_tag_ = nullptr;
-  QTableWidget* diff_table_ = nullptr;
-  QCheckBox* only_diff_ = nullptr;
-  QTableWidget* speedup_table_ = nullptr;
-  QComboBox* baseline_ = nullptr;  // the compare view's baseline, one of the selected runs
-  int64_t baseline_run_ = -1;      // the user's choice; -1 or unselected: the first selected run
-  QTableWidget* queue_table_ = nullptr;
-  QLabel* queue_hint_ = nullptr;    // what to do while the queue is empty
-  QLabel* compare_hint_ = nullptr;  // what to do while fewer than two runs are selected
-  QLineEdit* tags_edit_ = nullptr;
-  QPlainTextEdit* note_edit_ = nullptr;
-  QLabel* notes_title_ = nullptr;
-  QLineEdit* prompt_ = nullptr;
-  QSpinBox* sample_tokens_ = nullptr;
-  QHBoxLayout* samples_row_ = nullptr;
   QLabel* status_db_ = nullptr;
   QLabel* status_runs_ = nullptr;
   QLabel* status_device_ = nullptr;
   QAction* delete_action_ = nullptr;
-  int64_t notes_run_ = -1;
+  QMenu* recent_menu_ = nullptr;
   bool quiet_ = false;
   bool header_restored_ = false;
   QString last_message_;
-  QString gpu_text_;
   QTimer* live_timer_ = nullptr;
   RemoteWatch* remote_watch_ = nullptr;
   PointPrefetcher* prefetcher_ = nullptr;

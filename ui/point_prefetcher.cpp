@@ -26,6 +26,7 @@ class PrefetchWorker : public QObject {
         auto series = std::make_shared<Series>();
         for (const store::PointRow& p : store_->points(run, metric))
           series->append(p.step, p.tokens, p.wall, p.value);
+        series->stored_sessions = store_->sessions(run);  // places the points on the clock
         const QString m = QString::fromStdString(metric);
         QMetaObject::invokeMethod(
             target.data(),

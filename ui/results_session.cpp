@@ -20,6 +20,10 @@ QString describe(const std::exception& e) {
 
 }  // namespace
 
+QString run_label(const store::RunRow& run) {
+  return QStringLiteral("%1 #%2").arg(QString::fromStdString(run.name)).arg(run.id);
+}
+
 QString experiments_dir_for(const QString& db_path) {
   return QFileInfo(db_path).absoluteDir().filePath(QStringLiteral("experiments"));
 }
@@ -105,16 +109,26 @@ void ResultsSession::poll() {
 
 bool ResultsSession::queue_experiment(const Experiment& experiment,
                                       const std::vector<RunConfig>& runs, queue::LaunchPlan* plan,
-                                      QString* error) {
+                                      QString* error, const queue::QueueOptions& options) {
   if (!store_) return false;
   try {
-    *plan = queue::queue_experiment(*store_, experiment, runs);
+    *plan = queue::queue_experiment(*store_, experiment, runs, options);
   } catch (const std::exception& e) {
     if (error) *error = describe(e);
     return false;
   }
   refresh();
   return true;
+}
+
+std::string ResultsSession::experiment_spec(const std::string& name) {
+  if (!store_) return {};
+  try {
+    if (auto e = store_->find_experiment(name)) return e->spec_json;
+  } catch (const std::exception& e) {
+    Q_EMIT error(describe(e));
+  }
+  return {};
 }
 
 bool ResultsSession::cancel_queued_run(int64_t run_id, const QString& reason,
@@ -136,6 +150,7 @@ void ResultsSession::load_points(int64_t run_id, const std::string& metric, Seri
   try {
     for (const store::PointRow& p : store_->points(run_id, metric))
       out.append(p.step, p.tokens, p.wall, p.value);
+    out.stored_sessions = store_->sessions(run_id);
   } catch (const std::exception& e) {
     Q_EMIT error(describe(e));
   }
@@ -154,6 +169,8 @@ void ResultsSession::poll_points(CurveSet& curves, const std::vector<int64_t>& r
       auto it = rc->metrics.find(metric);
       const int64_t after =
           it == rc->metrics.end() || it->second.step.empty() ? 0 : int64_t(it->second.step.back());
+      // A run followed here may have been resumed since its curves were read.
+      curves.set_sessions(id, store_->sessions(id));
       for (const store::PointRow& p : store_->points_since(id, metric, after)) {
         curves.append(id, metric, p.step, p.tokens, p.wall, p.value);
         any = true;

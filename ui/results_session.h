@@ -52,7 +52,10 @@ class ResultsSession : public QObject {
   /// does with the others (core/queue). False, with one sentence in `error` and nothing
   /// written, when the launch is refused (a missing data source, same name but another config).
   bool queue_experiment(const Experiment& experiment, const std::vector<RunConfig>& runs,
-                        queue::LaunchPlan* plan, QString* error);
+                        queue::LaunchPlan* plan, QString* error,
+                        const queue::QueueOptions& options = {});
+  /// The experiment file an experiment of this name was launched with ("" when none).
+  std::string experiment_spec(const std::string& name);
   /// Ends a queued run that never started: `stopped` (taken off the queue) or `failed` (its
   /// trainer could not be started), with `reason`. False when it was no longer queued (or the
   /// database refused).
@@ -85,6 +88,9 @@ class ResultsSession : public QObject {
   int64_t data_version_ = -1;
   QTimer poll_timer_;
 };
+
+/// How the studio names a run everywhere it lists one: "NAME #ID".
+QString run_label(const store::RunRow& run);
 
 /// Folder for experiment files the studio writes before launching (next to the database).
 QString experiments_dir_for(const QString& db_path);

@@ -103,6 +103,11 @@ void RunManager::set_paused(bool paused) {
   if (!paused_) schedule();
 }
 
+void RunManager::set_max_per_device(int n) {
+  max_per_device_ = std::max(1, n);
+  schedule();
+}
+
 int RunManager::enqueue_train(const QString& experiment_path, const QString& run_name,
                               const QString& db, const QString& device, int64_t run_id) {
   return enqueue(run_name, device,
@@ -151,14 +156,14 @@ int RunManager::active_count() const {
 
 void RunManager::schedule() {
   if (paused_) return;
-  // Devices busy with an active job; the first queued job of every other device starts.
-  QStringList busy;
+  // Active jobs per device; queued jobs start in queue order while their device has room.
+  std::map<QString, int> busy;
   for (const RunJob& j : jobs_)
-    if (is_active(j.state)) busy << j.device;
+    if (is_active(j.state)) ++busy[j.device];
   std::vector<int> to_start;
   for (const RunJob& j : jobs_) {
-    if (j.state == RunState::kQueued && !busy.contains(j.device)) {
-      busy << j.device;
+    if (j.state == RunState::kQueued && busy[j.device] < max_per_device_) {
+      ++busy[j.device];
       to_start.push_back(j.key);
     }
   }

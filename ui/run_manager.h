@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // The studio's run manager: one `mmlab train … --progress=jsonl` child process per run, queued per
-// device (the CPU runs one at a time, each CUDA device one at a time). No training happens in the
-// GUI process; a run's state comes from what the child says (status events) and how it ends
+// device (each device — the CPU, every CUDA device, every remote host — runs up to
+// max_per_device() at once, one by default, like `mmlab train --parallel N`). No training happens
+// in the GUI process; a run's state comes from what the child says (status events) and how it ends
 // (exit code, or the signal that killed it), never from the mere absence of news.
 //
 //   queued → starting → running → stopping → finished | stopped | failed | diverged
@@ -95,6 +96,9 @@ class RunManager : public QObject {
   void set_stop_timeout(int ms) { stop_timeout_ms_ = ms; }
   /// Pauses/resumes starting queued jobs (running ones are unaffected).
   void set_paused(bool paused);
+  /// How many jobs of one device queue run at once (at least 1); raising it starts queued jobs.
+  void set_max_per_device(int n);
+  int max_per_device() const { return max_per_device_; }
 
   /// Queues `mmlab train EXPERIMENT --run NAME --db DB --progress=jsonl` on `device`; `run_id`:
   /// the run's queued row, when the launch wrote one.
@@ -148,6 +152,7 @@ class RunManager : public QObject {
   QString program_;
   int stop_timeout_ms_ = 30000;
   bool paused_ = false;
+  int max_per_device_ = 1;
   int next_key_ = 1;
   std::vector<RunJob> jobs_;  // queue order
   struct Child {

@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "ui/run_table_model.h"
 
+#include <QApplication>
 #include <QBrush>
 #include <QColor>
 #include <QDateTime>
 #include <cmath>
 #include <nlohmann/json.hpp>
+
+#include "ui/plot_theme.h"
 
 namespace mmlab::ui {
 
@@ -134,7 +137,8 @@ QVariant RunTableModel::data(const QModelIndex& index, int role) const {
   const bool sort = role == kSortRole;
   if (role != Qt::DisplayRole && !sort) {
     if (role == Qt::ForegroundRole && index.column() == kStatus) {
-      const QColor c = status_color(r.effective_status);
+      QColor c = status_color(r.effective_status);
+      if (c.isValid() && is_dark(QApplication::palette())) c = c.lighter(160);  // on dark rows
       return c.isValid() ? QVariant(QBrush(c)) : QVariant();
     }
     if (role == Qt::ToolTipRole && index.column() == kName) return ops_tooltip(r);

@@ -32,7 +32,7 @@ using remote::LaunchBook;
 
 struct RemoteArgs {
   std::string hosts_file;
-  std::string host, file, tag, progress = "jsonl", device;
+  std::string host, file, tag, progress = "jsonl", device, uuid;
   std::vector<std::string> runs, tags;
   int64_t steps = 0, from_byte = 0, run_id = 0, after = -1;
   bool follow = false;
@@ -184,6 +184,11 @@ int launch_runs(const RemoteArgs& a, const Context& ctx) {
     throw UserError("No run of " + a.file + " is named as given with --run.",
                     "Its runs: " + all + ".");
   }
+  if (!a.uuid.empty() && names.size() != 1) {
+    throw UserError("--uuid names one run, but " + std::to_string(names.size()) + " runs of " +
+                        a.file + " are selected.",
+                    "Add --run NAME.", kExitUsage);
+  }
   require_ok(host);
   store::ResultsStore local(ctx.db_path());  // created now, so a sync has somewhere to go
   LaunchBook book = LaunchBook::load(ctx.db_path());
@@ -192,6 +197,7 @@ int launch_runs(const RemoteArgs& a, const Context& ctx) {
     remote::LaunchRequest req;
     req.experiment_file = a.file;
     req.run_name = n;
+    req.uuid = a.uuid;
     req.steps = a.steps;
     req.device = a.device;
     Launch l = remote::start_on_host(host, req);
@@ -340,6 +346,8 @@ void add_remote_command(CLI::App& app, Context& ctx) {
   launch->add_option("--steps", args->steps, "Override the step budget")
       ->check(CLI::PositiveNumber);
   launch->add_option("--device", args->device, "Override train.device on the host");
+  launch->add_option("--uuid", args->uuid,
+                     "With one --run: the run's uuid (the row queued for it in --db)");
   launch->add_flag("--follow", args->follow, "Then follow them (as `mmlab remote follow`)");
   launch->add_option("--progress", args->progress, "With --follow: jsonl | none")
       ->check(CLI::IsMember({"jsonl", "none"}));

@@ -32,6 +32,7 @@ struct TrainArgs {
   std::string checkpoint;              ///< --checkpoint FILE (with --resume)
   std::string resume_from = "latest";  ///< latest | latest-valid
   bool restart = false;
+  std::string uuid;  ///< --uuid: the new run's uuid (one run; `mmlab remote launch` sets it)
   // Which options were given (0 is a value the user may have typed).
   bool steps_given = false, parallel_given = false, resume_from_given = false;
 };
@@ -58,6 +59,7 @@ void check_train_args(const TrainArgs& a) {
   }
   const char* new_only = a.steps_given      ? "--steps"
                          : !a.runs.empty()  ? "--run"
+                         : !a.uuid.empty()  ? "--uuid"
                          : a.parallel_given ? "--parallel"
                                             : nullptr;
   if (new_only) {
@@ -206,11 +208,26 @@ int train(const TrainArgs& a, const Context& ctx) {
   }
   // What the command line can get wrong is refused before any row is written.
   check_checkpoint_root(a.checkpoint_dir);
+  queue::QueueOptions queue_options;
+  if (!a.uuid.empty()) {
+    if (selected.size() != 1) {
+      throw UserError("--uuid names one run, but " + std::to_string(selected.size()) + " runs of " +
+                          a.file + " are selected.",
+                      "Add --run NAME.", kExitUsage);
+    }
+    queue_options.uuids[selected.front().name] = a.uuid;
+  }
   // Every run's row first (queued), so a stop or a crash never loses the runs not started yet.
   queue::LaunchPlan plan;
   {
     store::ResultsStore st(opts.db);
-    plan = queue::queue_experiment(st, ex, selected);
+    plan = queue::queue_experiment(st, ex, selected, queue_options);
+  }
+  if (!a.uuid.empty() && plan.runs.front().uuid != a.uuid) {
+    throw UserError("The results database " + opts.db.string() + " already has run " +
+                        plan.runs.front().name + " of experiment " + ex.name +
+                        " under another uuid than " + a.uuid + ".",
+                    "Give the experiment a new \"name\", or use another --db.");
   }
   if (plan.continuing) std::cerr << "mmlab: " << plan.summary(opts.db.string()) << "\n";
   const std::vector<queue::QueuedRun> todo = plan.to_train();
@@ -262,6 +279,14 @@ void add_train_command(CLI::App& app, Context& ctx) {
       ->check(CLI::IsMember({"jsonl", "bar", "none", "auto"}));
   sub->add_option("--device", args->device, "Override train.device (cpu, cuda, cuda:N)");
   sub->add_option("--steps", args->steps, "Override the step budget (quick looks, tests)");
+  sub->add_option("--uuid", args->uuid,
+                  "The new run's uuid (32 hex digits): keeps the identity of a row queued in "
+                  "another database, as `mmlab remote launch` does")
+      ->check([](const std::string& u) {
+        return u.size() == 32 && u.find_first_not_of("0123456789abcdef") == std::string::npos
+                   ? std::string()
+                   : std::string("a uuid is 32 lowercase hex digits");
+      });
   sub->add_option("--parallel", args->parallel,
                   "Train up to N runs at once, each in its own process")
       ->check(CLI::PositiveNumber);

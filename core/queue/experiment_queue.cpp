@@ -123,8 +123,9 @@ std::string LaunchPlan::summary(const std::string& db) const {
 }
 
 LaunchPlan queue_experiment(store::ResultsStore& store, const Experiment& experiment,
-                            const std::vector<RunConfig>& runs) {
-  for (const RunConfig& rc : runs) data::check_data_source(rc.data.source);
+                            const std::vector<RunConfig>& runs, const QueueOptions& options) {
+  if (options.host.empty())
+    for (const RunConfig& rc : runs) data::check_data_source(rc.data.source);
   LaunchPlan plan;
   plan.experiment = experiment.name;
   // The newest stored row of each run name (older databases may hold several).
@@ -154,6 +155,7 @@ LaunchPlan queue_experiment(store::ResultsStore& store, const Experiment& experi
     }
     plan.continuing = true;
     q.run_id = it->second.id;
+    q.uuid = it->second.uuid;
     q.status = it->second.effective_status;
     q.action = action_for(q.status);
     plan.runs.push_back(q);
@@ -162,11 +164,19 @@ LaunchPlan queue_experiment(store::ResultsStore& store, const Experiment& experi
     const int64_t experiment_id =
         store.ensure_experiment(experiment.name, experiment.source.dump());
     std::vector<store::NewRun> rows;
-    for (const RunConfig* rc : missing) rows.push_back(queued_row(experiment_id, *rc));
+    for (const RunConfig* rc : missing) {
+      rows.push_back(queued_row(experiment_id, *rc));
+      rows.back().host = options.host;
+      if (auto it = options.uuids.find(rc->name); it != options.uuids.end())
+        rows.back().uuid = it->second;
+    }
     const std::vector<int64_t> ids = store.create_runs(rows);
     size_t next = 0;
     for (QueuedRun& q : plan.runs)
-      if (q.run_id == 0) q.run_id = ids[next++];
+      if (q.run_id == 0) {
+        q.run_id = ids[next++];
+        q.uuid = store.get_run(q.run_id).uuid;
+      }
   }
   return plan;
 }

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,7 @@ struct QueuedRun {
   store::RunStatus status = store::RunStatus::kQueued;  ///< as found (effective status)
   RunAction action = RunAction::kStart;
   std::string device;  ///< the run's train.device
+  std::string uuid;    ///< the row's uuid
 };
 
 struct LaunchPlan {
@@ -42,12 +44,22 @@ struct LaunchPlan {
   std::string summary(const std::string& db) const;
 };
 
+/// Where the queued runs will train.
+struct QueueOptions {
+  /// Empty: here (the data sources are checked here). Else the host's name in the hosts file:
+  /// the rows record it (RunRow::host) and the data sources are the host's to check.
+  std::string host;
+  /// The uuid of each new row, by run name (the rest get new ones): a run trained by another
+  /// process into another database keeps the identity of the row queued here.
+  std::map<std::string, std::string> uuids;
+};
+
 /// Checks every run's data source (before any row is written), then writes a `queued` row for
 /// each of `runs` (configs of `experiment`, overrides applied) that has none yet, all in one
 /// transaction, and says what to do with each. Throws UserError, changing nothing, when a data
 /// source is missing or a stored run of the same name has a different config.
 LaunchPlan queue_experiment(store::ResultsStore& store, const Experiment& experiment,
-                            const std::vector<RunConfig>& runs);
+                            const std::vector<RunConfig>& runs, const QueueOptions& options = {});
 
 /// The first setting in which `wanted` differs from a stored run config, as
 /// "train.steps is 300 here but 200 in the database", or "" when they are the same run. Where the

@@ -235,6 +235,10 @@ Launch start_on_host(const Host& host, const LaunchRequest& request) {
     if (slurm) launch.db_file = "launches/" + tag + ".sqlite";
     args += " launches/" + tag + ".json --run " + shell_quote(request.run_name) +
             " --checkpoint-dir checkpoints";
+    if (!request.uuid.empty()) {
+      args += " --uuid " + shell_quote(request.uuid);
+      launch.uuid = request.uuid;  // the synced rows land on the row queued for it
+    }
     if (request.steps > 0) args += " --steps " + std::to_string(request.steps);
   }
   if (!request.device.empty()) args += " --device " + shell_quote(request.device);

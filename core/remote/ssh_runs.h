@@ -60,6 +60,7 @@ class LaunchBook {
 struct LaunchRequest {
   std::filesystem::path experiment_file;  ///< a new run: this experiment (copied to the host)
   std::string run_name;                   ///< … and this run of it
+  std::string uuid;                       ///< … under this uuid (empty: a new one)
   int64_t steps = 0;                      ///< 0: the file's budget
   std::string device;                     ///< empty: the file's
   std::string resume_uuid;                ///< instead: resume this run (on its host)

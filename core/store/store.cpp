@@ -129,7 +129,9 @@ SELECT r.id, r.uuid, r.experiment_id, e.name, r.name, r.status, r.family, r.conf
        r.started_at, r.ended_at, r.heartbeat_at, r.error_text,
        (SELECT group_concat(t.tag, char(31)) FROM tags t WHERE t.run_id = r.id),
        ls.last, vl.min, vl.step_at_min, tp.last,
-       coalesce(r.ended_at, r.heartbeat_at) - r.started_at, r.ops_used
+       (SELECT p.wall FROM metric_points p
+         WHERE p.run_id = r.id AND p.metric_id = ls.metric_id AND p.step = ls.last_step),
+       r.ops_used
 FROM runs r
 JOIN experiments e ON e.id = r.experiment_id
 LEFT JOIN run_summaries ls ON ls.run_id = r.id
@@ -311,10 +313,11 @@ int64_t ResultsStore::insert_run(const NewRun& run, double now) {
   exp.reset();
   db_.cached(
          "INSERT INTO runs (experiment_id, uuid, name, status, family, config_json, seed, "
-         "total_steps, git_rev, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")
+         "total_steps, git_rev, created_at, host) "
+         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")
       .bind_all(run.experiment_id, run.uuid.empty() ? new_uuid() : run.uuid, run.name,
                 to_string(run.status), run.family, run.config_json, run.seed, run.total_steps,
-                run.git_rev, now)
+                run.git_rev, now, run.host)
       .run();
   return db_.last_insert_rowid();
 }
@@ -620,6 +623,21 @@ std::vector<EventRow> ResultsStore::events(int64_t run_id, int64_t after_id) {
   while (s.step()) {
     out.push_back({s.column_int64(0), s.column_int64(1), s.column_opt_int64(2),
                    s.column_opt_double(3), s.column_text(4), s.column_text(5), s.column_double(6)});
+  }
+  return out;
+}
+
+std::vector<TrainingSession> ResultsStore::sessions(int64_t run_id) {
+  std::vector<TrainingSession> out;
+  Statement s =
+      db_.cached("SELECT payload_json FROM events WHERE run_id = ?1 AND kind = ?2 ORDER BY id");
+  s.bind_all(run_id, std::string(kSessionEvent));
+  while (s.step()) {
+    const auto j = nlohmann::json::parse(s.column_text(0), nullptr, false);
+    if (!j.is_object() || !j.contains("wall") || !j.contains("started_at") ||
+        !j["wall"].is_number() || !j["started_at"].is_number())
+      continue;
+    out.push_back({j["wall"].get<double>(), j["started_at"].get<double>()});
   }
   return out;
 }

@@ -91,6 +91,9 @@ struct NewRun {
   std::string git_rev;
   RunStatus status = RunStatus::kQueued;  ///< kQueued or kRunning
   std::string uuid;  ///< empty: generated (identifies the run across databases, see import)
+  /// Where a queued run will train when that is not here: the name of its host in the hosts
+  /// file (`mmlab hosts`); the trainer overwrites it with its own host when it starts.
+  std::string host;
 };
 
 /// What the trainer learns when the run starts (or resumes) in a process.
@@ -143,7 +146,8 @@ struct RunRow {
   std::optional<double> best_val_loss;      ///< min of val_loss
   std::optional<int64_t> best_val_step;     ///< step of that min
   std::optional<double> tokens_per_s;       ///< last value of tokens_per_s
-  /// ended_at (or, while it runs, the last heartbeat) minus started_at.
+  /// Seconds spent training: the `wall` of the run's last logged point (the trainer's clock,
+  /// summed over its sessions), so time stopped, queued or preparing data does not count.
   std::optional<double> duration_s;
 };
 
@@ -181,6 +185,17 @@ struct SummaryRow {
   std::optional<double> min;           ///< smallest non-NaN value (empty when every value was NaN)
   std::optional<int64_t> step_at_min;  ///< first step reaching min
   int64_t count = 0;
+};
+
+/// The event a trainer writes as a training session of a run begins (its start, and every
+/// resume), payload {"wall": the run's training seconds so far, "started_at": Unix seconds at
+/// that moment}. A point's wall-clock time is started_at + (point wall - session wall) of the
+/// last session that began at or before its wall.
+inline constexpr char kSessionEvent[] = "session";
+
+struct TrainingSession {
+  double wall = 0;        ///< training seconds the run had when the session began
+  double started_at = 0;  ///< Unix seconds when it began
 };
 
 struct EventRow {
@@ -289,6 +304,9 @@ class ResultsStore {
                     std::optional<double> wall = std::nullopt);
   /// Events with id > after_id, oldest first.
   std::vector<EventRow> events(int64_t run_id, int64_t after_id = 0);
+  /// The run's training sessions (kSessionEvent), in order; empty for runs trained before
+  /// sessions were recorded. A malformed payload is skipped.
+  std::vector<TrainingSession> sessions(int64_t run_id);
   int64_t add_checkpoint(int64_t run_id, int64_t step, const std::string& path, int64_t bytes,
                          const std::string& hash);
   /// Ordered by step, oldest first.

@@ -526,6 +526,17 @@ class TrainingSession {
     auto moe = model_->moe_layers();
     const double wall0 = state_.wall;
     const auto session_start = Clock::now();
+    // When this session's training clock starts, in Unix time: with it every point of the
+    // session has an exact wall-clock time (a resumed run's later points are not shifted back
+    // by the time it spent stopped).
+    store_->add_event(
+        run_id_, store::kSessionEvent,
+        nlohmann::json{{"wall", wall0},
+                       {"started_at", std::chrono::duration<double>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count()}}
+            .dump(),
+        state_.step, wall0);
     auto last_heartbeat = Clock::now();
     std::vector<int32_t> host_batch(static_cast<size_t>(t.batch_size) * (t.seq_len + 1));
     // A resume continues from a written checkpoint: writing it again at the same step would

@@ -17,6 +17,7 @@
 #include "qt_app.h"
 #include "test_support.h"
 #include "ui/curve_plot.h"
+#include "ui/plot_theme.h"
 #include "ui/qcp.h"
 
 using namespace mmlab::ui;
@@ -101,9 +102,57 @@ TEST(CurveSet, WallClockXIsTheStoredStartPlusWallAndLiveRunsUseArrivalMinusWall)
   EXPECT_DOUBLE_EQ(set.find(6)->start_time, 1709297970);
   Series& live = set.series(6, "loss");
   EXPECT_EQ(*set.x_of(6, live, XAxis::kWallClock), (std::vector<double>{1709298001.5, 1709298003}));
-  // The database's started_at (1709290000), once read, replaces the estimate.
+  // The database's started_at (1709290000) is the run's first start: the session the stream
+  // showed beginning places its points better (start + wall would leave out the stopped time).
   set.set_start_time(6, 1709290000);
-  EXPECT_EQ(*set.x_of(6, live, XAxis::kWallClock), (std::vector<double>{1709290031.5, 1709290033}));
+  EXPECT_EQ(*set.x_of(6, live, XAxis::kWallClock), (std::vector<double>{1709298001.5, 1709298003}));
+  // A run streamed without a status event (none said `running`) uses that start.
+  set.apply(p.feed("{\"event\":\"step\",\"run_id\":9,\"wall\":2,\"step\":1,\"tokens\":64,"
+                   "\"metrics\":{\"loss\":2}}\n"),
+            1709298100);
+  set.set_start_time(9, 1709290000);
+  EXPECT_EQ(*set.x_of(9, set.series(9, "loss"), XAxis::kWallClock),
+            (std::vector<double>{1709290002}));
+}
+
+TEST(CurveSet, AResumedRunsPointsAreAtTheTimeTheyWereLoggedAfterItsStoppedGap) {
+  CurveSet set;
+  // Run 8 trained 10 s from 1709294400, stopped for an hour, and was resumed at 1709298010 with
+  // 10 s of training behind it. Its points at walls 4 and 10 (session 1) and 12.5 (session 2).
+  set.append(8, "loss", 1, 64, 4.0, 3.0);
+  set.append(8, "loss", 2, 128, 10.0, 2.5);
+  set.append(8, "loss", 3, 192, 12.5, 2.0);
+  set.set_start_time(8, 1709294400);
+  Series& s = set.series(8, "loss");
+  // Without sessions (an older database): start + wall, the stopped hour left out.
+  EXPECT_EQ(*set.x_of(8, s, XAxis::kWallClock),
+            (std::vector<double>{1709294404, 1709294410, 1709294412.5}));
+  int changes = 0;
+  QObject::connect(&set, &CurveSet::changed, [&] { ++changes; });
+  set.set_sessions(8, {{0, 1709294400.25}, {10, 1709298010}});
+  EXPECT_EQ(changes, 1);
+  EXPECT_EQ(*set.x_of(8, s, XAxis::kWallClock),
+            (std::vector<double>{1709294404.25, 1709294410.25, 1709298012.5}));
+  set.set_sessions(8, {{0, 1709294400.25}, {10, 1709298010}});  // the next poll: no change
+  EXPECT_EQ(changes, 1);
+  EXPECT_EQ(*set.x_of(8, s, XAxis::kRelative), (std::vector<double>{4, 10, 12.5}));
+
+  // Resumed again, watched live: the `running` status of the new session (wall 14) arrives at
+  // 1709300000 and places its points until the database's record of it is read.
+  ProgressParser p;
+  set.apply(p.feed("{\"event\":\"status\",\"run_id\":8,\"wall\":14,\"status\":\"running\","
+                   "\"step\":4,\"total_steps\":9}\n"
+                   "{\"event\":\"step\",\"run_id\":8,\"wall\":15,\"step\":5,\"tokens\":320,"
+                   "\"metrics\":{\"loss\":1.8}}\n"),
+            1709300000);
+  EXPECT_EQ(set.x_of(8, s, XAxis::kWallClock)->back(), 1709300001);
+  // A poll that read the database before the new session began keeps the live estimate.
+  set.set_sessions(8, {{0, 1709294400.25}, {10, 1709298010}});
+  EXPECT_EQ(set.x_of(8, s, XAxis::kWallClock)->back(), 1709300001);
+  // The stored start of that session replaces the estimate.
+  set.set_sessions(8, {{0, 1709294400.25}, {10, 1709298010}, {14, 1709299999.5}});
+  EXPECT_EQ(*set.x_of(8, s, XAxis::kWallClock),
+            (std::vector<double>{1709294404.25, 1709294410.25, 1709298012.5, 1709300000.5}));
 }
 
 namespace {
@@ -223,6 +272,234 @@ TEST_F(PlotFixture, ReadoutListsEveryVisibleRunAtTheCursor) {
   EXPECT_TRUE(text.contains("moe-mamba: <b>" + QString::number(e2[1], 'g', 5) + " (raw 7)</b>"))
       << text.toStdString();
   EXPECT_TRUE(plot->readout_at(0.5).isEmpty());  // before any point
+}
+
+namespace {
+
+void move_mouse(QWidget* w, QPointF pos) {
+  QMouseEvent move(QEvent::MouseMove, pos, w->mapToGlobal(pos), Qt::NoButton, Qt::NoButton,
+                   Qt::NoModifier);
+  QCoreApplication::sendEvent(w, &move);
+}
+
+}  // namespace
+
+TEST_F(PlotFixture, TheReadoutFollowsReplacedDataAndAxisChangesAndSaysWhereACurveEnds) {
+  QCustomPlot* qcp = plot->plot();
+  const double py = qcp->axisRect()->center().y();
+  // The fit shows steps 1..4. At x = 2.26 both runs show step 2 (run 1's raw loss there is 8).
+  const double px = qcp->xAxis->coordToPixel(2.26);
+  move_mouse(qcp, QPointF(px, py));
+  EXPECT_TRUE(plot->readout_text().contains("mamba: <b>" +
+                                            QString::number(ema_debiased({10, 8}, 0.5)[1], 'g', 5) +
+                                            " (raw 8)</b> @ step 2"))
+      << plot->readout_text().toStdString();
+
+  // A log x axis puts another x under the same pixel column (4^0.42 = 1.79: step 1), so the
+  // read-out of the unmoved cursor changes with it.
+  plot->set_log_x(true);
+  plot->fit_all();
+  const double x = qcp->xAxis->pixelToCoord(px);
+  EXPECT_LT(x, 2);
+  EXPECT_EQ(plot->readout_text(), plot->readout_at(x));
+  EXPECT_TRUE(plot->readout_text().contains("(raw 10)</b> @ step 1"))
+      << plot->readout_text().toStdString();
+  plot->set_log_x(false);
+  plot->fit_all();
+
+  // Run 1 is resumed from its step-2 checkpoint and logs step 3 again with another loss: its old
+  // steps 3 and 4 are replaced, and the read-out at x = 3.5 must show the new point, ending there.
+  move_mouse(qcp, QPointF(qcp->xAxis->coordToPixel(3.5), py));
+  EXPECT_TRUE(plot->readout_text().contains("(raw 6)</b> @ step 3"))
+      << plot->readout_text().toStdString();
+  EXPECT_FALSE(plot->readout_text().contains("ends before the cursor"));
+  ProgressParser p;
+  set.apply(
+      p.feed("{\"event\":\"step\",\"run_id\":1,\"wall\":6,\"step\":3,\"tokens\":192,"
+             "\"metrics\":{\"loss\":100}}\n"));
+  ASSERT_TRUE(plot->refine_if_needed());
+  const QString after = plot->readout_text();
+  EXPECT_TRUE(after.contains("mamba: <b>" +
+                             QString::number(ema_debiased({10, 8, 100}, 0.5)[2], 'g', 5) +
+                             " (raw 100)</b> @ step 3 (ends before the cursor)"))
+      << after.toStdString();
+  EXPECT_FALSE(after.contains("(raw 6)")) << after.toStdString();
+  // Run 2 goes on past the cursor: no remark.
+  EXPECT_TRUE(after.endsWith("moe-mamba: <b>" +
+                             QString::number(ema_debiased({9, 7, 5}, 0.5)[2], 'g', 5) +
+                             " (raw 5)</b> @ step 3"))
+      << after.toStdString();
+
+  // Past the end of both curves; leaving the chart clears the read-out.
+  EXPECT_TRUE(plot->readout_at(1000).contains("(raw 3)</b> @ step 4 (ends before the cursor)"));
+  QEvent leave(QEvent::Leave);
+  QCoreApplication::sendEvent(qcp, &leave);
+  EXPECT_TRUE(plot->readout_text().isEmpty());
+}
+
+TEST(CurvePlotAxes, TheTokensAxisLabelsTicksWithKMBSuffixes) {
+  mmlab::test::qt_app();
+  EXPECT_EQ(CurvePlot::count_label(0), "0");
+  EXPECT_EQ(CurvePlot::count_label(750), "750");
+  EXPECT_EQ(CurvePlot::count_label(2500), "2.5K");
+  EXPECT_EQ(CurvePlot::count_label(1500000), "1.5M");
+  EXPECT_EQ(CurvePlot::count_label(3e9), "3B");
+  CurveSet set;
+  // 1K .. 10M tokens: a linear axis in millions, a log axis over four decades.
+  for (int i = 0; i <= 4; ++i)
+    set.append(1, "loss", i + 1, int64_t(std::pow(10, i + 3)), i, 5.0 - i);
+  CurvePlot plot(&set);
+  plot.resize(900, 500);
+  plot.show();
+  plot.set_runs({1});
+  for (bool log : {false, true}) {
+    plot.set_log_x(log);
+    plot.set_x_axis(XAxis::kTokens);
+    plot.fit_all();
+    plot.plot()->replot();
+    const QVector<QString> labels = plot.plot()->xAxis->tickVectorLabels();
+    ASSERT_GE(labels.size(), 2) << "log " << log;
+    int suffixed = 0;
+    for (const QString& l : labels) {
+      EXPECT_FALSE(l.contains('e')) << l.toStdString();  // never 1e+06
+      EXPECT_FALSE(l.contains("000000")) << l.toStdString();
+      suffixed += l.endsWith('M');
+    }
+    EXPECT_GE(suffixed, 1) << "log " << log;
+    // The step axis keeps plain numbers.
+    plot.set_x_axis(XAxis::kStep);
+    plot.fit_all();
+    plot.plot()->replot();
+    for (const QString& l : plot.plot()->xAxis->tickVectorLabels())
+      EXPECT_FALSE(l.endsWith('M') || l.endsWith('K')) << l.toStdString();
+  }
+}
+
+namespace {
+
+double rgb_distance(const QColor& a, const QColor& b) {
+  return std::hypot(a.red() - b.red(), a.green() - b.green(), a.blue() - b.blue());
+}
+
+// The smallest RGB distance between two of the colours (0: two are the same).
+double closest_pair(const std::vector<QColor>& colors) {
+  double best = INFINITY;
+  for (size_t i = 0; i < colors.size(); ++i)
+    for (size_t j = i + 1; j < colors.size(); ++j)
+      best = std::min(best, rgb_distance(colors[i], colors[j]));
+  return best;
+}
+
+}  // namespace
+
+TEST(CurveColors, ManyRunsShownTogetherGetDistinctColoursThatStayTheirOwn) {
+  // Twelve consecutive runs (one experiment): twelve clearly different colours, each run's own.
+  std::vector<int64_t> twelve;
+  for (int64_t id = 41; id <= 52; ++id) twelve.push_back(id);
+  auto colors = CurveSet::distinct_colors(twelve);
+  std::vector<QColor> list;
+  for (int64_t id : twelve) {
+    list.push_back(colors.at(id));
+    EXPECT_EQ(colors.at(id), CurveSet::color_for(id)) << id;
+    EXPECT_EQ(CurveSet::distinct_colors({id}).at(id), colors.at(id)) << id;  // shown alone
+  }
+  EXPECT_GE(closest_pair(list), 20);
+  // Runs twenty apart share an own colour: the first keeps it, the others get unused ones, and
+  // a run shown with them keeps its own.
+  colors = CurveSet::distinct_colors({3, 4, 23, 43});
+  EXPECT_EQ(colors.at(3), CurveSet::color_for(3));
+  EXPECT_EQ(colors.at(4), CurveSet::color_for(4));
+  EXPECT_GE(closest_pair({colors.at(3), colors.at(4), colors.at(23), colors.at(43)}), 20);
+  // Thirty at once (more than the palette): still pairwise different.
+  std::vector<int64_t> thirty;
+  for (int64_t id = 1; id <= 30; ++id) thirty.push_back(id * 20);  // all want the same colour
+  colors = CurveSet::distinct_colors(thirty);
+  list.clear();
+  for (int64_t id : thirty) list.push_back(colors.at(id));
+  EXPECT_GE(closest_pair(list), 20);
+
+  // The chart draws each of eight runs in its colour.
+  mmlab::test::qt_app();
+  CurveSet set;
+  std::vector<int64_t> eight;
+  for (int64_t id = 1; id <= 8; ++id) {
+    eight.push_back(id * 10);  // ids 10, 20, ...: 20, 40, 60, 80 want one colour
+    for (int i = 1; i <= 3; ++i) set.append(id * 10, "loss", i, i, i, double(id + i));
+  }
+  CurvePlot plot(&set);
+  plot.set_runs(eight);
+  plot.set_alpha(1.0);
+  plot.rebuild();
+  list.clear();
+  for (int64_t id : eight) {
+    list.push_back(plot.color_of(id));
+    EXPECT_TRUE(plot.readout_at(2).contains(plot.color_of(id).name()));
+  }
+  EXPECT_GE(closest_pair(list), 20);
+  std::vector<QColor> pens;
+  for (int i = 0; i < plot.plot()->graphCount(); ++i)
+    pens.push_back(plot.plot()->graph(i)->pen().color());
+  ASSERT_EQ(pens.size(), 8u);
+  EXPECT_GE(closest_pair(pens), 20);
+}
+
+TEST(CurvePlotTheme, ADarkSystemPaletteGivesADarkChartWithReadableTextGridAndCurves) {
+  mmlab::test::qt_app();
+  CurveSet set;
+  std::vector<int64_t> runs;
+  for (int64_t id = 1; id <= 20; ++id) {
+    runs.push_back(id);
+    for (int i = 1; i <= 3; ++i) set.append(id, "loss", i, i, i, double(id + i));
+  }
+  CurvePlot plot(&set);
+  plot.resize(700, 400);
+  plot.show();
+  plot.set_runs(runs);
+  plot.fit_all();
+  // A pixel of the chart's background (top left inside the axis rectangle, under no curve).
+  auto background = [&] {
+    QCustomPlot* q = plot.plot();
+    q->replot();
+    const QImage img = q->toPixmap(q->width(), q->height()).toImage();
+    const QRect r = q->axisRect()->rect();
+    return QColor(img.pixel(r.left() + 3, r.bottom() - 3));
+  };
+  ASSERT_FALSE(is_dark(QApplication::palette()));
+  EXPECT_GT(background().lightness(), 200);
+
+  // The desktop turns dark: the chart follows without being told.
+  QApplication::setPalette(dark_palette());
+  QCoreApplication::processEvents();  // Qt posts the widgets' palette changes
+  const QColor bg = background();
+  EXPECT_LT(bg.lightness(), 60);
+  QCPAxis* x = plot.plot()->xAxis;
+  EXPECT_GE(contrast_ratio(x->tickLabelColor(), bg), 7);  // text
+  EXPECT_GE(contrast_ratio(x->labelColor(), bg), 7);
+  EXPECT_GE(contrast_ratio(x->basePen().color(), bg), 3);
+  const double grid = contrast_ratio(x->grid()->pen().color(), bg);
+  EXPECT_GT(grid, 1.2);  // visible, yet quieter than the curves
+  EXPECT_LT(grid, 3);
+  EXPECT_GE(contrast_ratio(plot.plot()->legend->textColor(), bg), 7);
+  std::vector<QColor> curves;
+  for (int64_t id : runs) {
+    EXPECT_GE(contrast_ratio(plot.color_of(id), bg), 3) << id;
+    curves.push_back(plot.color_of(id));
+  }
+  EXPECT_GE(closest_pair(curves), 20);  // still twenty different colours
+
+  // A paper export is black on white whatever the screen shows.
+  mmlab::test::TempDir dir;
+  const QString png = QString::fromStdString((dir / "paper.png").string());
+  QString error;
+  ASSERT_TRUE(plot.export_image(png, 600, 400, true, &error)) << error.toStdString();
+  EXPECT_GT(QColor(QImage(png).pixel(2, 2)).lightness(), 200);  // the margin, under no curve
+  EXPECT_LT(background().lightness(), 60);                      // and the screen stays dark
+
+  QApplication::setPalette(QPalette());  // back to the platform's palette
+  QCoreApplication::processEvents();
+  EXPECT_FALSE(is_dark(QApplication::palette()));
+  EXPECT_GT(background().lightness(), 200);
+  EXPECT_LT(contrast_ratio(x->tickLabelColor(), Qt::black), 2);  // dark text again
 }
 
 TEST_F(PlotFixture, ZoomHistoryReturnsToThePreviousRanges) {

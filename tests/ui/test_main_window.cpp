@@ -9,6 +9,7 @@
 #include <QHeaderView>
 #include <QLabel>
 #include <QLineEdit>
+#include <QMenu>
 #include <QProcess>
 #include <QSplitter>
 #include <QTableView>
@@ -25,10 +26,13 @@
 #include "fake_trainer.h"
 #include "qt_app.h"
 #include "scoped_env.h"
+#include "scoped_settings.h"
 #include "test_support.h"
 #include "ui/experiment_dialog.h"
 #include "ui/expert_heatmap.h"
 #include "ui/main_window.h"
+#include "ui/plot_theme.h"
+#include "ui/qcp.h"
 
 using namespace mmlab::ui;
 
@@ -426,4 +430,84 @@ TEST_F(WindowTest, EmptyStatesTitleColumnChooserAndAWideBrowser) {
   empty.set_quiet(true);
   EXPECT_TRUE(empty.plot().empty_text_shown());
   EXPECT_TRUE(empty.plot().empty_text().contains("Launch quick comparison"));
+}
+
+TEST_F(WindowTest, NewDatabaseAndTheRecentDatabasesListPersistAcrossStarts) {
+  mmlab::test::ScopedSettings settings(QString::fromStdString((dir / "settings").string()));
+  const QString second = QString::fromStdString((dir / "more" / "second.sqlite").string());
+  {
+    MainWindow w(db);
+    w.set_quiet(true);
+    EXPECT_EQ(w.recent_databases(), QStringList{QFileInfo(db).absoluteFilePath()});
+    ASSERT_TRUE(w.create_database(second));
+    EXPECT_TRUE(QFileInfo::exists(second));  // created, with its folder
+    EXPECT_EQ(w.session().path(), QFileInfo(second).absoluteFilePath());
+    EXPECT_EQ(w.proxy().rowCount(), 0);
+    EXPECT_TRUE(w.windowTitle().startsWith("second.sqlite"));
+    // An existing file is refused (Open database opens those) and the open one stays.
+    EXPECT_FALSE(w.create_database(db));
+    EXPECT_TRUE(w.last_message().contains("exists already")) << w.last_message().toStdString();
+    EXPECT_EQ(w.session().path(), QFileInfo(second).absoluteFilePath());
+    EXPECT_EQ(w.recent_databases(), (QStringList{QFileInfo(second).absoluteFilePath(),
+                                                 QFileInfo(db).absoluteFilePath()}));
+  }
+  // The next start lists them in File ▸ Recent databases; choosing one opens it.
+  MainWindow w(second);
+  w.set_quiet(true);
+  auto* menu = w.findChild<QMenu*>("menuRecent");
+  ASSERT_NE(menu, nullptr);
+  QStringList listed;
+  for (QAction* a : menu->actions()) listed << a->data().toString();
+  EXPECT_EQ(listed,
+            (QStringList{QFileInfo(second).absoluteFilePath(), QFileInfo(db).absoluteFilePath()}));
+  auto* first = w.findChild<QAction*>("recentDatabase1");
+  ASSERT_NE(first, nullptr);
+  first->trigger();
+  EXPECT_EQ(w.session().path(), QFileInfo(db).absoluteFilePath());
+  EXPECT_EQ(w.proxy().rowCount(), 6);
+  EXPECT_EQ(w.recent_databases().front(), QFileInfo(db).absoluteFilePath());  // newest first
+  // A database deleted since is no longer offered.
+  ASSERT_TRUE(QFile::remove(second));
+  EXPECT_EQ(w.recent_databases(), QStringList{QFileInfo(db).absoluteFilePath()});
+}
+
+TEST_F(WindowTest, ViewThemeTurnsTheStudioAndItsChartsDarkAndBack) {
+  mmlab::test::ScopedSettings settings(QString::fromStdString((dir / "settings").string()));
+  const QPalette before = QApplication::palette();
+  ASSERT_FALSE(is_dark(before));
+  {
+    MainWindow w(db);
+    w.set_quiet(true);
+    w.show();
+    auto* dark = w.findChild<QAction*>("actionTheme_dark");
+    ASSERT_NE(dark, nullptr);
+    dark->trigger();
+    QCoreApplication::processEvents();  // Qt posts the widgets' palette changes
+    EXPECT_TRUE(dark->isChecked());
+    EXPECT_TRUE(is_dark(w.palette()));
+    EXPECT_TRUE(is_dark(w.table().palette()));
+    // Both charts and the heat map took the dark background.
+    for (QCustomPlot* q : {w.plot().plot(), w.heatmap().plot()}) {
+      q->replot();
+      const QImage img = q->toPixmap(q->width(), q->height()).toImage();
+      EXPECT_LT(QColor(img.pixel(2, 2)).lightness(), 60);
+      EXPECT_GE(contrast_ratio(q->xAxis->tickLabelColor(), w.palette().color(QPalette::Base)), 7);
+    }
+  }
+  {
+    // Kept for the next start.
+    MainWindow w(db);
+    QCoreApplication::processEvents();
+    EXPECT_TRUE(is_dark(QApplication::palette()));
+    EXPECT_TRUE(w.findChild<QAction*>("actionTheme_dark")->isChecked());
+    w.findChild<QAction*>("actionTheme_system")->trigger();  // the platform's palette again
+    QCoreApplication::processEvents();
+    EXPECT_FALSE(is_dark(QApplication::palette()));
+    EXPECT_EQ(QApplication::palette().color(QPalette::Base), before.color(QPalette::Base));
+    w.plot().plot()->replot();
+    const QImage img = w.plot().plot()->toPixmap(200, 200).toImage();
+    EXPECT_GT(QColor(img.pixel(2, 2)).lightness(), 200);
+  }
+  QApplication::setPalette(QPalette());
+  QCoreApplication::processEvents();
 }

@@ -10,6 +10,7 @@
 #include <QFileInfo>
 #include <QTableView>
 #include <QTest>
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <set>
@@ -99,6 +100,18 @@ TEST(RemoteRunsInTheStudio, LiveCurveIsTheRemoteRowsStopStopsTheTrainerResumeCon
   ASSERT_EQ(w.launch_experiment(doc, &err, QStringLiteral("box")), 1) << err.toStdString();
   ASSERT_EQ(w.manager().jobs().size(), 1u);
   const int key = w.manager().jobs()[0].key;
+  // The launch wrote the run's row here first, queued for the host; the synced rows land on it.
+  std::string queued_uuid;
+  int64_t queued_id = 0;
+  {
+    mmlab::store::ResultsStore st(dir / "local.sqlite");
+    const auto rows = st.list_runs();
+    ASSERT_EQ(rows.size(), 1u);
+    EXPECT_EQ(rows[0].host, "box");
+    queued_uuid = rows[0].uuid;
+    queued_id = rows[0].id;
+  }
+  EXPECT_EQ(w.manager().jobs()[0].run_id, queued_id);
   EXPECT_EQ(w.manager().jobs()[0].device, "host:box");
   ASSERT_TRUE(QTest::qWaitFor([&] { return w.manager().job(key)->step >= 3; }, 120000))
       << w.manager().job(key)->stderr_tail.toStdString();
@@ -112,7 +125,9 @@ TEST(RemoteRunsInTheStudio, LiveCurveIsTheRemoteRowsStopStopsTheTrainerResumeCon
   ro.mode = mmlab::store::Database::Mode::kReadOnly;
   mmlab::store::ResultsStore local(dir / "local.sqlite", ro);
   const auto runs = local.list_runs();
-  ASSERT_EQ(runs.size(), 1u);
+  ASSERT_EQ(runs.size(), 1u);  // the queued row became the run: no second row
+  EXPECT_EQ(runs[0].id, queued_id);
+  EXPECT_EQ(runs[0].uuid, queued_uuid);
   EXPECT_EQ(runs[0].status, mmlab::store::RunStatus::kStopped);
   // The stream named the run by its id here, not by its id on the host.
   EXPECT_EQ(job.run_id, runs[0].id);
@@ -203,4 +218,96 @@ TEST(RemoteRunsInTheStudio, ARunOnAnUnreachableHostShowsAsSuchNotLost) {
   book.save();
   w.session().refresh();
   EXPECT_EQ(status(), "lost");
+}
+
+// A launch on a host writes the runs' rows here, queued for that host, before anything starts:
+// closing the studio before the host took them keeps them, and the next studio on the database
+// queues them on the host again (with the rows' uuids); one already started there is not
+// started twice. The host here refuses connections, so the restored launch fails, and its row
+// keeps that sentence.
+TEST(RemoteRunsInTheStudio, QueuedRemoteRunsAreRowsThatSurviveAClosedStudio) {
+  mmlab::test::qt_app();
+  mmlab::test::TempDir dir;
+  const QString mmlab = QStringLiteral(MMLAB_BINARY_DIR "/app/mmlab");
+  if (!QFileInfo(mmlab).isExecutable()) GTEST_SKIP() << "build the mmlab target first.";
+  mmlab::test::ScopedEnv config("XDG_CONFIG_HOME", qpath(dir / "config"));
+  mmlab::test::ScopedEnv data("XDG_DATA_HOME", qpath(dir / "data"));
+  mmlab::test::ScopedEnv bin("MMLAB_BIN", mmlab);
+  {
+    auto hosts = mmlab::remote::HostList::load(mmlab::remote::default_hosts_path());
+    mmlab::remote::Host h;
+    h.name = "box";
+    mmlab::remote::parse_target("ssh://nobody@127.0.0.1:1", h);  // nothing listens on port 1
+    h.dir = (dir / "remote").string();
+    h.ssh_options = {"ConnectTimeout=5", "StrictHostKeyChecking=no"};
+    hosts.add(h);
+    hosts.save();
+  }
+  // The data folder is the host's: it need not exist here.
+  const fs::path exp_file = mmlab::test::remote_support::write_experiment(
+      dir.path(), dir / "corpus-on-the-host", 50, {"mamba", "moe-mamba", "late"});
+  std::ifstream in(exp_file);
+  const json doc = json::parse(in);
+  const QString db = qpath(dir / "local.sqlite");
+  std::map<std::string, std::string> uuid_of;
+  {
+    MainWindow w(db);
+    w.set_quiet(true);
+    w.manager().set_paused(true);  // closed before the host's queue started any of them
+    QString err;
+    ASSERT_EQ(w.launch_experiment(doc, &err, QStringLiteral("box")), 3) << err.toStdString();
+    EXPECT_EQ(w.close_question().isEmpty(), false);  // queued runs are counted
+    const auto rows = w.session().runs();
+    ASSERT_EQ(rows.size(), 3u);
+    for (const auto& r : rows) {
+      EXPECT_EQ(r.status, mmlab::store::RunStatus::kQueued) << r.name;
+      EXPECT_EQ(r.host, "box") << r.name;
+      uuid_of[r.name] = r.uuid;
+    }
+    w.close();
+  }
+  // "late" was started on the host before the studio closed: the launch book has its uuid.
+  {
+    auto book = mmlab::remote::LaunchBook::load(db.toStdString());
+    mmlab::remote::Launch l;
+    l.tag = "started-before";
+    l.host = "box";
+    l.run_name = "late";
+    l.uuid = uuid_of["late"];
+    book.launches().push_back(l);
+    book.save();
+  }
+  MainWindow w(db);
+  w.set_quiet(true);
+  ASSERT_EQ(w.manager().jobs().size(), 2u);  // mamba and moe-mamba, not late
+  std::set<std::string> restored;
+  for (const RunJob& j : w.manager().jobs()) {
+    EXPECT_EQ(j.device, "host:box");
+    const QStringList& a = j.args;
+    ASSERT_TRUE(a.contains("launch") && a.contains("--uuid") && a.contains("--run"))
+        << a.join(' ').toStdString();
+    const std::string name = a.at(a.indexOf("--run") + 1).toStdString();
+    restored.insert(name);
+    EXPECT_EQ(a.at(a.indexOf("--uuid") + 1).toStdString(), uuid_of[name]);
+    EXPECT_NE(w.session().run(j.run_id), nullptr);  // the job is the queued row's
+  }
+  EXPECT_EQ(restored, (std::set<std::string>{"mamba", "moe-mamba"}));
+  ASSERT_TRUE(QTest::qWaitFor(
+      [&] {
+        return std::all_of(w.manager().jobs().begin(), w.manager().jobs().end(),
+                           [](const RunJob& j) { return is_done(j.state); });
+      },
+      60000));
+  w.session().refresh();
+  for (const RunJob& j : w.manager().jobs()) {
+    EXPECT_EQ(j.state, RunState::kFailed);
+    const mmlab::store::RunRow* r = w.session().run(j.run_id);
+    ASSERT_NE(r, nullptr);
+    EXPECT_EQ(r->status, mmlab::store::RunStatus::kFailed);
+    EXPECT_NE(r->error_text.find("box"), std::string::npos) << r->error_text;
+  }
+  int still_queued = 0;
+  for (const auto& r : w.session().runs())
+    still_queued += r.status == mmlab::store::RunStatus::kQueued;
+  EXPECT_EQ(still_queued, 1);  // late: its trainer is the host's
 }

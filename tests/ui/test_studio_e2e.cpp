@@ -19,6 +19,7 @@
 #include <QFile>
 #include <QFileInfo>
 #include <QProcess>
+#include <QSettings>
 #include <QTest>
 #include <algorithm>
 #include <iostream>
@@ -32,8 +33,10 @@
 #include "fake_trainer.h"
 #include "qt_app.h"
 #include "scoped_env.h"
+#include "scoped_settings.h"
 #include "test_support.h"
 #include "ui/experiment_dialog.h"
+#include "ui/main_window.h"
 #include "ui/run_manager.h"
 
 using nlohmann::json;
@@ -306,4 +309,66 @@ TEST(StudioE2E, RealTrainerStopsOnSigtermAndResumesFromItsCheckpoint) {
   for (const auto& p : s.points(id, "loss")) steps.push_back(p.step);
   for (int64_t i = 1; i <= last; ++i) want.push_back(i);
   EXPECT_EQ(steps, want) << "the stored curve should have steps 1.." << last << " once each";
+}
+
+// Settings ▸ Runs at once per device with the real trainer: three tiny CPU runs with two at once
+// start two trainers at the launch, the third when one of them ends, and all three finish with
+// every step stored.
+TEST(StudioE2E, TheQueueTrainsUpToNRunsPerDeviceAtOnce) {
+  mmlab::test::qt_app();
+  const QString mmlab_bin = real_trainer();
+  if (mmlab_bin.isEmpty()) GTEST_SKIP() << skip_message();
+  mmlab::test::TempDir dir;
+  mmlab::test::ScopedEnv data_home("XDG_DATA_HOME", qpath(dir / "data"));
+  mmlab::test::ScopedEnv bin("MMLAB_BIN", mmlab_bin);
+  mmlab::test::ScopedSettings settings(qpath(dir / "settings"));
+  const int steps = 15;
+  const json experiment = {
+      {"name", "parallel"},
+      {"defaults",
+       {{"model", {{"d_model", 32}, {"n_block", 1}, {"family", "mamba"}}},
+        {"train",
+         {{"steps", steps},
+          {"batch_size", 2},
+          {"seq_len", 32},
+          {"eval_every", 0},
+          {"checkpoint_every", 0},
+          {"device", "cpu"},
+          {"threads", 1}}},
+        {"data", {{"source", write_synthetic_corpus(dir).toStdString()}, {"tokenizer", "byte"}}}}},
+      {"runs",
+       {{{"name", "a"}, {"seed", 1}}, {{"name", "b"}, {"seed", 2}}, {{"name", "c"}, {"seed", 3}}}}};
+
+  mmlab::ui::MainWindow w(qpath(dir / "parallel.sqlite"));
+  w.set_quiet(true);
+  w.set_runs_per_device(2);
+  EXPECT_EQ(QSettings().value("runs/per_device").toInt(), 2);
+  mmlab::ui::RunManager& m = w.manager();
+  int most_at_once = 0;
+  QObject::connect(&m, &mmlab::ui::RunManager::jobChanged,
+                   [&] { most_at_once = std::max(most_at_once, m.active_count()); });
+  QString err;
+  ASSERT_EQ(w.launch_experiment(experiment, &err), 3) << err.toStdString();
+  // Two trainers start at once; the third waits for one of them.
+  EXPECT_EQ(m.active_count(), 2);
+  ASSERT_EQ(m.jobs().size(), 3u);
+  EXPECT_EQ(m.jobs()[2].state, mmlab::ui::RunState::kQueued);
+  ASSERT_TRUE(QTest::qWaitFor(
+      [&] {
+        return std::all_of(m.jobs().begin(), m.jobs().end(),
+                           [](const auto& j) { return mmlab::ui::is_done(j.state); });
+      },
+      240000));
+  EXPECT_EQ(most_at_once, 2);
+  mmlab::store::ResultsStore s((dir / "parallel.sqlite").string());
+  for (const auto& j : m.jobs()) {
+    EXPECT_EQ(j.state, mmlab::ui::RunState::kFinished)
+        << j.name.toStdString() << ": " << j.message.toStdString();
+    const auto row = s.get_run(j.run_id);
+    EXPECT_EQ(row.status, mmlab::store::RunStatus::kFinished);
+    EXPECT_EQ(int64_t(s.points(j.run_id, "loss").size()), steps) << row.name;
+  }
+  // The setting holds for the next start of the studio.
+  mmlab::ui::MainWindow again(qpath(dir / "parallel.sqlite"));
+  EXPECT_EQ(again.manager().max_per_device(), 2);
 }

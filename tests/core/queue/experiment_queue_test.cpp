@@ -109,4 +109,24 @@ TEST_F(ExperimentQueue, AMissingDataSourceIsRefusedBeforeAnyRowIsWritten) {
 }
 
 }  // namespace
+TEST_F(ExperimentQueue, RunsQueuedForAHostRecordItAndKeepTheUuidsTheyAreGiven) {
+  // The data folder is the host's: missing here, yet queued.
+  const Experiment ex = experiment(20, (dir_ / "on-the-host").string());
+  EXPECT_THROW(queue_experiment(store_, ex, ex.runs), UserError);  // for here: refused
+  QueueOptions options;
+  options.host = "gpu1";
+  options.uuids["b"] = "0123456789abcdef0123456789abcdef";
+  const LaunchPlan plan = queue_experiment(store_, ex, ex.runs, options);
+  ASSERT_EQ(plan.runs.size(), 3u);
+  for (const QueuedRun& q : plan.runs) {
+    const store::RunRow row = store_.get_run(q.run_id);
+    EXPECT_EQ(row.status, RunStatus::kQueued) << q.name;
+    EXPECT_EQ(row.host, "gpu1") << q.name;
+    EXPECT_EQ(q.uuid, row.uuid) << q.name;
+  }
+  EXPECT_EQ(plan.runs[1].uuid, "0123456789abcdef0123456789abcdef");
+  EXPECT_NE(plan.runs[0].uuid, plan.runs[2].uuid);
+  EXPECT_EQ(plan.runs[0].uuid.size(), 32u);
+}
+
 }  // namespace mmlab::queue

@@ -99,12 +99,17 @@ TEST_F(StoreRuns, CreateStartHeartbeatAndFinishARun) {
   ASSERT_TRUE(row.started_at && row.heartbeat_at);
   EXPECT_GE(*row.heartbeat_at, *row.started_at);
 
+  EXPECT_FALSE(row.duration_s);  // nothing trained yet
+  // The duration is the training time: the wall of the last logged point (12.25 s), not the
+  // time since the start (which would count stops, queueing and data preparation).
+  store_.append_points(
+      id, {{"loss_smooth", 10, 20480, 3.5, 2.0}, {"loss_smooth", 42, 86016, 12.25, 1.5}});
   store_.set_status(id, RunStatus::kDiverged, "loss became NaN at step 43");
   row = store_.get_run(id);
   EXPECT_EQ(row.status, RunStatus::kDiverged);
   EXPECT_EQ(row.error_text, "loss became NaN at step 43");
   ASSERT_TRUE(row.ended_at && row.duration_s);
-  EXPECT_DOUBLE_EQ(*row.duration_s, *row.ended_at - *row.started_at);
+  EXPECT_DOUBLE_EQ(*row.duration_s, 12.25);
 
   // Resuming clears the end and the error but keeps the first start time.
   const double first_start = *row.started_at;

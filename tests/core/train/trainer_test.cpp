@@ -204,6 +204,50 @@ TEST_F(TrainerTest, StoppedRunResumesOnTheSameCurve) {
   EXPECT_THROW(resume_run(first.run_id, options_), UserError);
 }
 
+TEST_F(TrainerTest, EverySessionRecordsItsStartSoPointsHaveExactClockTimesAndDurationIsTraining) {
+  RunConfig c = tiny("transformer");
+  c.train.steps = 6;
+  c.train.checkpoint_every = 3;
+  request_stop();  // stops after step 1
+  TrainResult first = train_new_run(c, options_);
+  clear_stop_request();
+  ASSERT_EQ(first.status, RunStatus::kStopped);
+  double stopped_at = 0, wall_at_stop = 0;
+  {
+    store::ResultsStore st(options_.db);
+    const auto row = st.get_run(first.run_id);
+    ASSERT_TRUE(row.ended_at && row.started_at);
+    stopped_at = *row.ended_at;
+    wall_at_stop = st.points(first.run_id, "loss").back().wall;
+    const auto sessions = st.sessions(first.run_id);
+    ASSERT_EQ(sessions.size(), 1u);
+    EXPECT_EQ(sessions[0].wall, 0);
+    EXPECT_GE(sessions[0].started_at, *row.started_at);  // after data and model were ready
+    EXPECT_LE(sessions[0].started_at + wall_at_stop, stopped_at);
+  }
+  TrainResult resumed = resume_run(first.run_id, options_);
+  ASSERT_EQ(resumed.status, RunStatus::kFinished) << resumed.error;
+  store::ResultsStore st(options_.db);
+  const auto row = st.get_run(first.run_id);
+  const auto sessions = st.sessions(first.run_id);
+  ASSERT_EQ(sessions.size(), 2u);
+  // The second session continues the training clock where the stop left it, and began after
+  // the stop in real time.
+  EXPECT_DOUBLE_EQ(sessions[1].wall, wall_at_stop);
+  EXPECT_GE(sessions[1].started_at, stopped_at);
+  // Every point of the second session falls between its start and the run's end.
+  for (const auto& p : st.points(first.run_id, "loss")) {
+    if (p.step <= 1) continue;
+    const double clock = sessions[1].started_at + (p.wall - sessions[1].wall);
+    EXPECT_GE(clock, sessions[1].started_at) << p.step;
+    EXPECT_LE(clock, *row.ended_at) << p.step;
+  }
+  // Duration: training seconds only (the last point's wall), not end minus first start.
+  ASSERT_TRUE(row.duration_s);
+  EXPECT_DOUBLE_EQ(*row.duration_s, st.points(first.run_id, "loss_smooth").back().wall);
+  EXPECT_LT(*row.duration_s, *row.ended_at - *row.started_at);
+}
+
 TEST_F(TrainerTest, GradientAccumulationEqualsTheLargerBatch) {
   // Two micro-batches of 4 windows draw the same 8 windows as one batch of 8, so a dense model
   // must follow the same curve (MoE capacity would differ with the batch size).
