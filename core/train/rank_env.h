@@ -30,7 +30,7 @@ struct RankEnv {
   int local_rank = 0;        ///< index among this host's ranks: the GPU a CUDA run uses
   int local_world_size = 1;  ///< ranks on this host (LOCAL_WORLD_SIZE, OMPI_COMM_WORLD_LOCAL_SIZE,
                              ///< or the world over Slurm's nodes): they share its CPU cores
-  std::string master_addr;  ///< host of rank 0, where the rendezvous store listens
+  std::string master_addr;   ///< host of rank 0, where the rendezvous store listens
   int master_port = 0;
   std::string launcher = "none";  ///< torchrun | slurm | openmpi | none (for messages)
 

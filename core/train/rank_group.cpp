@@ -222,6 +222,11 @@ std::unique_ptr<RankGroup> Rendezvous::open_group(const std::string& name,
   try {
     if (device.is_cuda()) {
 #if defined(MMLAB_HAVE_NCCL)
+      // A collective's wait() then blocks until it completed and throws when the timeout passed
+      // or a peer failed (the RankLostError sentence), instead of leaving PyTorch's watchdog to
+      // abort the process. The host waits for the all-reduces only where the step needs their
+      // results anyway (before clipping, for the step's metrics).
+      ::setenv("TORCH_NCCL_BLOCKING_WAIT", "1", 0);
       g->impl_->backend = compat::make_nccl_backend(store, env_.rank, env_.world_size, ms);
 #else
       throw UserError(

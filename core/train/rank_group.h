@@ -110,6 +110,11 @@ class Rendezvous {
   /// The text under `key` if some rank posted it by now (never waits).
   std::optional<std::string> peek(const std::string& key);
 
+  /// This process lost a rank (a RankLostError): rank 0 then does not wait for the others to
+  /// read its last message.
+  void mark_lost() { lost_ = true; }
+  bool lost() const { return lost_; }
+
   /// Like RankGroup::abandon(), for the store.
   void abandon();
 
@@ -118,6 +123,7 @@ class Rendezvous {
   std::unique_ptr<Impl> impl_;
   RankEnv env_;
   int sessions_ = 0;
+  bool lost_ = false;
 };
 
 }  // namespace mmlab

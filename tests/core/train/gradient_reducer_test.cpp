@@ -133,3 +133,43 @@ TEST(RankGroup, ARankThatLeftIsOneSentence) {
 
 }  // namespace
 }  // namespace mmlab
+
+namespace mmlab {
+namespace {
+
+// The NCCL path on one GPU: a world of one rank still opens a real NCCL communicator (a run of
+// one process never does; this is the smoke test of the GPU build).
+TEST(GradientReducer, OneNcclRankKeepsTheGradientsOnTheGpu_CUDA) {
+  RankEnv env;
+  env.master_addr = "127.0.0.1";
+  env.master_port = free_port();
+  Rendezvous ranks(env, std::chrono::seconds(60));
+  const torch::Device gpu(torch::kCUDA, 0);
+  auto group = ranks.open_group("nccl-smoke", gpu, std::chrono::seconds(60));
+  EXPECT_EQ(group->broadcast_bytes("checkpoint bytes", "sending"), "checkpoint bytes");
+  torch::manual_seed(5);
+  torch::nn::Linear l1(16, 16), l2(16, 8);
+  l1->to(gpu);
+  l2->to(gpu);
+  std::vector<torch::Tensor> params = l1->parameters();
+  for (const auto& p : l2->parameters()) params.push_back(p);
+  auto x = torch::randn({4, 16}, gpu);
+  l2(torch::relu(l1(x))).pow(2).sum().backward();
+  std::vector<torch::Tensor> local;
+  for (auto& p : params) {
+    local.push_back(p.grad().clone());
+    p.mutable_grad().zero_();
+  }
+  GradientReducer reducer(params, *group, /*bucket_bytes=*/512);
+  reducer.arm();
+  l2(torch::relu(l1(x))).pow(2).sum().backward();
+  reducer.finish();
+  EXPECT_EQ(reducer.started_in_backward(), reducer.buckets());
+  for (size_t i = 0; i < params.size(); ++i) {
+    EXPECT_TRUE(params[i].grad().is_cuda());
+    EXPECT_TRUE(torch::allclose(params[i].grad(), local[i], 1e-5, 1e-6)) << i;
+  }
+}
+
+}  // namespace
+}  // namespace mmlab

@@ -49,6 +49,14 @@ TEST(RankEnv, Torchrun) {
   EXPECT_EQ(r.master_addr, "node7");
   EXPECT_EQ(r.master_port, 29411);
   EXPECT_EQ(r.launcher, "torchrun");
+  EXPECT_EQ(r.local_world_size, 4);  // LOCAL_WORLD_SIZE missing: all on this host
+  EXPECT_EQ(parse({{"RANK", "3"},
+                   {"WORLD_SIZE", "4"},
+                   {"LOCAL_WORLD_SIZE", "2"},
+                   {"MASTER_ADDR", "node7"},
+                   {"MASTER_PORT", "29411"}})
+                .local_world_size,
+            2);
 }
 
 TEST(RankEnv, TorchrunWithOneProcessNeedsNoRendezvous) {
@@ -114,6 +122,7 @@ TEST(RankEnv, SlurmStepValuesWinOverTheJobs) {
                            {"SLURM_LAUNCH_NODE_IPADDR", "10.0.0.9"},
                            {"MASTER_PORT", "31000"}});
   EXPECT_EQ(r.world_size, 4);
+  EXPECT_EQ(r.local_world_size, 2);  // 4 tasks on 2 nodes
   EXPECT_EQ(r.master_addr, "gpu03");
   EXPECT_EQ(r.master_port, 31000);
   EXPECT_EQ(r.local_rank, 0);
@@ -148,6 +157,7 @@ TEST(RankEnv, OpenMpi) {
   EXPECT_EQ(r.local_rank, 1);
   EXPECT_EQ(r.master_addr, "127.0.0.1");
   EXPECT_EQ(r.master_port, 29500);
+  EXPECT_EQ(r.local_world_size, 2);
   // Several hosts: rank 0's must be given.
   EXPECT_NE(error_of({{"OMPI_COMM_WORLD_RANK", "1"},
                       {"OMPI_COMM_WORLD_SIZE", "4"},
