@@ -528,10 +528,13 @@ void MainWindow::open_experiment_file(const QString& path) {
   dlg.set_document(doc);
   if (dlg.exec() != QDialog::Accepted) return;
   QString err;
-  if (launch_experiment(dlg.document(), &err, dlg.target()) == 0) show_message(tr("Launch"), err);
+  if (launch_experiment(dlg.document(), &err, dlg.target(), dlg.ranks_per_run()) == 0) {
+    show_message(tr("Launch"), err);
+  }
 }
 
-int MainWindow::launch_experiment(const json& doc, QString* error, const QString& target) {
+int MainWindow::launch_experiment(const json& doc, QString* error, const QString& target,
+                                  int ranks) {
   if (!session_.is_open()) {
     if (error) *error = tr("No database is open: open or create one first (File ▸ Open database).");
     return 0;
@@ -592,9 +595,9 @@ int MainWindow::launch_experiment(const json& doc, QString* error, const QString
     const QString name = QString::fromStdString(q.name);
     const QString device = QString::fromStdString(q.device);
     if (q.action == queue::RunAction::kStart) {
-      manager_->enqueue_train(file, name, session_.path(), device, q.run_id);
+      manager_->enqueue_train(file, name, session_.path(), device, q.run_id, ranks);
     } else if (q.action == queue::RunAction::kResume) {
-      manager_->enqueue_resume(q.run_id, name, session_.path(), device);
+      manager_->enqueue_resume(q.run_id, name, session_.path(), device, ranks);
     } else {
       continue;
     }
@@ -642,7 +645,9 @@ void MainWindow::new_experiment() {
   ExperimentDialog dlg(this);
   if (dlg.exec() != QDialog::Accepted) return;
   QString err;
-  if (launch_experiment(dlg.document(), &err, dlg.target()) == 0) show_message(tr("Launch"), err);
+  if (launch_experiment(dlg.document(), &err, dlg.target(), dlg.ranks_per_run()) == 0) {
+    show_message(tr("Launch"), err);
+  }
 }
 
 void MainWindow::clone_selected() {
@@ -661,7 +666,9 @@ void MainWindow::clone_selected() {
   dlg.set_document(ExperimentDialog::clone_document(cfg, QString::fromStdString(r->name)), cfg);
   if (dlg.exec() != QDialog::Accepted) return;
   QString err;
-  if (launch_experiment(dlg.document(), &err, dlg.target()) == 0) show_message(tr("Launch"), err);
+  if (launch_experiment(dlg.document(), &err, dlg.target(), dlg.ranks_per_run()) == 0) {
+    show_message(tr("Launch"), err);
+  }
 }
 
 void MainWindow::delete_selected() {
