@@ -11,6 +11,17 @@
 
 namespace mmlab {
 
+bool process_groups_built(torch::DeviceType type) {
+#if defined(MMLAB_HAVE_GLOO)
+  if (type == torch::kCPU) return true;
+#endif
+#if defined(MMLAB_HAVE_NCCL)
+  if (type == torch::kCUDA) return true;
+#endif
+  (void)type;
+  return false;
+}
+
 namespace {
 
 // "as long as the poster lives": a rank 0 that dies closes the store's socket, which ends the

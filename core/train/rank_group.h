@@ -43,6 +43,10 @@ class PendingCollective {
   std::unique_ptr<Impl> impl_;
 };
 
+/// Whether this build can open process groups on devices of `type` (the CPU needs Gloo, CUDA
+/// needs NCCL; e.g. PyTorch's CUDA wheels ship no Gloo headers).
+bool process_groups_built(torch::DeviceType type);
+
 /// One process group: the collectives of one training session.
 class RankGroup {
  public:
