@@ -563,11 +563,12 @@ int MainWindow::launch_experiment(const json& doc, QString* error, const QString
   }
   f.close();
   if (target != QLatin1String("local")) {
+    use_host_queue(target);
     for (const RunConfig& rc : ex.runs) {
       // The child is `mmlab remote … --follow`: it starts the trainer on the host, prints its
       // event stream like a local trainer, turns our SIGTERM into a remote stop and syncs the
       // run's rows into this database. One queue per host.
-      manager_->enqueue(QString::fromStdString(rc.name), QStringLiteral("host:") + target,
+      manager_->enqueue(QString::fromStdString(rc.name), RunManager::host_queue(target),
                         {QStringLiteral("remote"), QStringLiteral("--db"), session_.path(),
                          QStringLiteral("launch"), target, file, QStringLiteral("--run"),
                          QString::fromStdString(rc.name), QStringLiteral("--follow")},
@@ -750,6 +751,18 @@ void MainWindow::stop_selected() {
   }
 }
 
+void MainWindow::use_host_queue(const QString& host) {
+  // An SSH host trains one run at a time; a Slurm cluster takes every job at once and queues
+  // them itself.
+  try {
+    const auto hosts = remote::HostList::load(remote::default_hosts_path());
+    if (hosts.get(host.toStdString()).kind == remote::HostKind::kSlurm)
+      manager_->set_concurrent(RunManager::host_queue(host));
+  } catch (const std::exception&) {
+    // An unknown host or a damaged hosts file: its job says so when it starts.
+  }
+}
+
 QString MainWindow::remote_host_of(const store::RunRow& run) const {
   try {
     auto book = remote::LaunchBook::load(session_.path().toStdString());
@@ -766,10 +779,18 @@ void MainWindow::resume_selected() {
     if (!r || r->status == store::RunStatus::kFinished ||
         r->effective_status == store::RunStatus::kRunning)
       continue;
+    if (model_->unreachable(*r)) {
+      // It may still be training there; what it is becomes known when its host answers again.
+      statusBar()->showMessage(
+          tr("%1: its host cannot be reached now; resume it once it is back.").arg(label_of(*r)),
+          8000);
+      continue;
+    }
     if (const QString host = remote_host_of(*r); !host.isEmpty()) {
       // A run that trained on a host resumes there, followed as it was launched.
+      use_host_queue(host);
       manager_->enqueue(
-          QString::fromStdString(r->name), QStringLiteral("host:") + host,
+          QString::fromStdString(r->name), RunManager::host_queue(host),
           {QStringLiteral("remote"), QStringLiteral("--db"), session_.path(),
            QStringLiteral("resume"), QString::fromStdString(r->uuid), QStringLiteral("--follow")},
           session_.path());
@@ -1066,16 +1087,21 @@ void MainWindow::update_queue() {
 void MainWindow::update_status() {
   status_db_->setText(session_.is_open() ? tr("Database: %1").arg(session_.path())
                                          : tr("No database open"));
-  int running = 0, lost = 0;
+  int running = 0, lost = 0, away = 0;
   for (const store::RunRow& r : session_.runs()) {
+    if (model_->unreachable(r)) {
+      ++away;  // its host is away: neither running as far as we can see, nor lost
+      continue;
+    }
     running += r.effective_status == store::RunStatus::kRunning;
     lost += r.effective_status == store::RunStatus::kLost;
   }
   status_runs_->setText(
-      tr("%1 runs · %2 running · %3 lost · %4 queued here")
+      tr("%1 runs · %2 running · %3 lost%4 · %5 queued here")
           .arg(session_.runs().size())
           .arg(running)
           .arg(lost)
+          .arg(away ? tr(" · %1 unreachable").arg(away) : QString())
           .arg(std::count_if(manager_->jobs().begin(), manager_->jobs().end(),
                              [](const RunJob& j) { return j.state == RunState::kQueued; })));
   const QStringList gpus = cuda_devices();

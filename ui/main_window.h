@@ -112,6 +112,8 @@ class MainWindow : public QMainWindow {
   void resume_selected();
   /// The host a run was launched on (Settings ▸ Hosts name), or empty for a local run.
   QString remote_host_of(const store::RunRow& run) const;
+  /// Prepares the run manager's queue of `host` (concurrent for a Slurm cluster).
+  void use_host_queue(const QString& host);
   void generate_samples();
   void show_message(const QString& title, const QString& text, bool error = true);
   void restore_settings();

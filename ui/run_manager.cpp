@@ -4,10 +4,13 @@
 #include <signal.h>
 
 #include <QCoreApplication>
+#include <QDateTime>
 #include <QDir>
 #include <QFileInfo>
 #include <QTimer>
 #include <algorithm>
+
+#include "core/util/error.h"
 
 namespace mmlab::ui {
 
@@ -154,11 +157,14 @@ void RunManager::schedule() {
   // Devices busy with an active job; the first queued job of every other device starts.
   QStringList busy;
   for (const RunJob& j : jobs_)
-    if (is_active(j.state)) busy << j.device;
+    if (is_active(j.state) && !concurrent_.contains(j.device)) busy << j.device;
+  const qint64 now = QDateTime::currentMSecsSinceEpoch();
+  for (const auto& [device, until] : held_until_)
+    if (until > now) busy << device;
   std::vector<int> to_start;
   for (const RunJob& j : jobs_) {
     if (j.state == RunState::kQueued && !busy.contains(j.device)) {
-      busy << j.device;
+      if (!concurrent_.contains(j.device)) busy << j.device;
       to_start.push_back(j.key);
     }
   }
@@ -261,6 +267,14 @@ void RunManager::on_finished(int key, int exit_code, QProcess::ExitStatus status
   }
   const bool crashed = status == QProcess::CrashExit;
   job->exit_code = crashed ? -1 : exit_code;
+  if (!crashed && exit_code == kExitHostUnreachable && !job->stop_requested &&
+      is_host_queue(job->device)) {
+    p->deleteLater();
+    children_.erase(it);
+    wait_for_host(*job);
+    return;
+  }
+  job->host_waits = 0;
   const RunState state = final_state(exit_code, crashed, job->stop_requested, job->last_status);
   if (crashed && job->stop_requested) {
     job->message = tr("Killed: it did not stop within %1 s of SIGTERM; resume continues from the "
@@ -290,6 +304,24 @@ void RunManager::on_error(int key, QProcess::ProcessError error) {
   it->second->process->deleteLater();
   children_.erase(it);
   finish_job(*job, RunState::kFailed);
+}
+
+void RunManager::wait_for_host(RunJob& job) {
+  const int key = job.key;
+  const qint64 delay =
+      std::min<qint64>(qint64(host_retry_ms_) << std::min(job.host_waits, 16), 300000);
+  ++job.host_waits;
+  QStringList lines = job.stderr_tail.split(QLatin1Char('\n'), Qt::SkipEmptyParts);
+  QString why = lines.isEmpty() ? tr("The host could not be reached.") : lines.last().trimmed();
+  if (why.startsWith(QLatin1String("mmlab: "))) why = why.mid(7);
+  job.message = tr("%1 Trying again in %2 s.").arg(why).arg(delay / 1000.0);
+  job.state = RunState::kQueued;
+  job.pid = 0;
+  job.note.clear();
+  held_until_[job.device] = QDateTime::currentMSecsSinceEpoch() + delay;
+  QTimer::singleShot(int(delay), this, [this] { schedule(); });
+  Q_EMIT jobChanged(key);
+  schedule();
 }
 
 void RunManager::finish_job(RunJob& job, RunState state) {
@@ -356,6 +388,14 @@ bool RunManager::resume(int key) {
   RunJob* job = find(key);
   if (!job || !is_done(job->state) || job->run_id < 0 || job->state == RunState::kFinished)
     return false;
+  if (is_host_queue(job->device)) {
+    // On the host it trained on, followed as it was launched (`mmlab remote resume` takes the
+    // run's id here).
+    job->args = {
+        QStringLiteral("remote"), QStringLiteral("--db"),       job->db,
+        QStringLiteral("resume"), QString::number(job->run_id), QStringLiteral("--follow")};
+    return retry(key);
+  }
   job->args = {QStringLiteral("train"),
                QStringLiteral("--resume"),
                QString::number(job->run_id),
