@@ -146,8 +146,11 @@ TEST(SlurmRunsInTheStudio, PendingIsShownFinishedStoppedAndResumedThroughTheSlur
       EXPECT_EQ(synced.size(), remote.size());
       EXPECT_EQ(rs::difference(remote, synced), "");
     }
-    for (const RunJob& j : w.manager().jobs())
-      if (j.key != held) EXPECT_EQ(j.state, RunState::kFinished) << j.message.toStdString();
+    for (const RunJob& j : w.manager().jobs()) {
+      if (j.key != held) {
+        EXPECT_EQ(j.state, RunState::kFinished) << j.message.toStdString();
+      }
+    }
   }
 
   // 3. Stop = scancel --signal=TERM: the trainer checkpoints and the run is stopped.
