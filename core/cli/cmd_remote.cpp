@@ -78,8 +78,13 @@ void sync_while_following(const Host& host, Launch& launch, store::ResultsStore&
   book.save();
 }
 
-// Sleeps about `seconds`, waking early for a stop request.
+// Sleeps about `seconds`, waking early for a new stop request; once a stop was asked for (and
+// is being acted on), a steady second.
 void pause_unless_stopped(double seconds) {
+  if (stop_requested()) {
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    return;
+  }
   for (int i = 0; i < static_cast<int>(seconds * 10) && !stop_requested(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }

@@ -54,18 +54,9 @@ std::string slurm_batch_script(const Host& host, const std::string& tag,
   const std::string l = "launches/" + tag;
   std::string script = slurm_header(host, job_name, l + ".out");
   const int ranks = host.ranks_per_run();
-  if (ranks > 1) {
-    // The rendezvous of the data-parallel ranks (docs/remote.md): srun gives each rank
-    // SLURM_PROCID, SLURM_NTASKS and SLURM_LOCALID; the c10d store lives on the job's first node,
-    // on a port derived from the job id (two jobs sharing a node do not collide).
-    script +=
-        "[ -n \"$MASTER_ADDR\" ] || MASTER_ADDR=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" "
-        "2>/dev/null | head -n 1)\n"
-        "[ -n \"$MASTER_ADDR\" ] || MASTER_ADDR=$(hostname)\n"
-        "[ -n \"$MASTER_PORT\" ] || MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000))\n"
-        "export MASTER_ADDR MASTER_PORT\n";
-  }
-  // exec: the batch shell becomes srun, which passes scancel's SIGTERM to the ranks. Rank 0's
+  // exec: the batch shell becomes srun, which passes scancel's SIGTERM to the ranks. Each rank
+  // finds its place in srun's SLURM_PROCID, SLURM_NTASKS and SLURM_LOCALID (the trainer's rank
+  // environment, which also derives the rendezvous from the job's node list and id). Rank 0's
   // stdout is the run's event stream; every rank keeps its own stderr (a failing rank says why
   // in its own file), and one rank's failure ends the others (--kill-on-bad-exit).
   script += "exec srun --ntasks=" + std::to_string(ranks) +

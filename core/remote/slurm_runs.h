@@ -19,9 +19,8 @@ struct Launch;
 
 /// The batch script of one run: #SBATCH lines of the host's settings, one srun task per rank
 /// (Host::ranks_per_run: one per GPU, else the host's CPU tasks) running `train_args` (the
-/// shell words of the mmlab command line), rank 0's stdout into launches/TAG.jsonl. Several
-/// ranks get the rendezvous (MASTER_ADDR, MASTER_PORT) next to srun's SLURM_PROCID,
-/// SLURM_NTASKS and SLURM_LOCALID.
+/// shell words of the mmlab command line), rank 0's stdout into launches/TAG.jsonl. Each rank
+/// has srun's SLURM_PROCID, SLURM_NTASKS and SLURM_LOCALID: the data-parallel rank environment.
 std::string slurm_batch_script(const Host& host, const std::string& tag,
                                const std::string& job_name, const std::string& train_args);
 

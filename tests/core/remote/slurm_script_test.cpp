@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // The batch script of a Slurm run: its #SBATCH lines follow the host's settings, a host with N
-// GPUs (or N CPU ranks) asks for N tasks under one srun, and the script's own shell code — the
-// rendezvous lines and the per-rank wrapper — is run here by a real `sh` with the variables srun
-// gives each rank: rank 0's stdout is the run's event stream, every rank keeps its stderr.
+// GPUs (or N CPU ranks) asks for N tasks under one srun, and the script's per-rank wrapper is
+// run here by a real `sh` with the variable srun gives each rank: rank 0's stdout is the run's
+// event stream, every rank keeps its stderr.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -48,16 +48,6 @@ std::string task_command(const std::string& script) {
   return at == std::string::npos ? "" : line.substr(at + 1);
 }
 
-// The shell lines between the #SBATCH header and srun (the rendezvous, when there is one).
-std::string preamble(const std::string& script) {
-  std::string out;
-  for (const auto& l : lines_of(script)) {
-    if (l.empty() || l[0] == '#' || l.rfind("exec srun ", 0) == 0) continue;
-    out += l + "\n";
-  }
-  return out;
-}
-
 std::string read(const fs::path& p) {
   std::ifstream in(p);
   std::stringstream ss;
@@ -90,7 +80,7 @@ TEST(SlurmBatchScript, OneRankByDefaultWithTheHostsSettings) {
     EXPECT_TRUE(has_line(s, line)) << line << " missing in\n" << s;
   }
   EXPECT_EQ(s.find("--gpus-per-task"), std::string::npos) << s;
-  EXPECT_EQ(s.find("MASTER_ADDR"), std::string::npos) << "one rank needs no rendezvous\n" << s;
+  EXPECT_EQ(s.find("--kill-on-bad-exit"), std::string::npos) << s;
   EXPECT_EQ(srun_line(s).rfind("exec srun --ntasks=1 sh -c '", 0), 0u) << s;
   EXPECT_NE(srun_line(s).find("' sh " + kTrain), std::string::npos) << s;
 }
@@ -112,25 +102,6 @@ TEST(SlurmBatchScript, CpuTasksPerRunWithoutGpus) {
   EXPECT_TRUE(has_line(s, "#SBATCH --ntasks=3")) << s;
   EXPECT_EQ(s.find("--gpus-per-task"), std::string::npos) << s;
   EXPECT_EQ(srun_line(s).rfind("exec srun --ntasks=3 --kill-on-bad-exit=1 ", 0), 0u) << s;
-}
-
-TEST(SlurmBatchScript, RendezvousIsTheJobsFirstNodeAndAPortOfTheJob) {
-  Host h = cluster();
-  h.tasks = 2;
-  const std::string pre = preamble(slurm_batch_script(h, "T", "r", kTrain));
-  ASSERT_FALSE(pre.empty());
-  const std::string show = pre + "echo \"$MASTER_ADDR:$MASTER_PORT\"";
-  // No node list (scontrol cannot expand one): this node's name; the port from the job id.
-  const ProcessOutput own =
-      run_process({"env", "-u", "MASTER_ADDR", "-u", "MASTER_PORT", "-u", "SLURM_JOB_NODELIST",
-                   "SLURM_JOB_ID=12345", "sh", "-c", show});
-  ASSERT_EQ(own.exit_code, 0) << own.err;
-  const ProcessOutput host = run_process({"hostname"});
-  EXPECT_EQ(last_line(own.out), last_line(host.out) + ":32345");
-  // What the user (or the cluster) set already is kept.
-  const ProcessOutput given = run_process(
-      {"env", "MASTER_ADDR=10.0.0.7", "MASTER_PORT=4000", "SLURM_JOB_ID=12345", "sh", "-c", show});
-  EXPECT_EQ(last_line(given.out), "10.0.0.7:4000");
 }
 
 TEST(SlurmBatchScript, RankZeroWritesTheEventStreamEveryRankItsStderr) {
