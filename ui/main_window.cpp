@@ -595,7 +595,11 @@ int MainWindow::launch_experiment(const json& doc, QString* error, const QString
     if (q.action == queue::RunAction::kStart) {
       manager_->enqueue_train(file, name, session_.path(), device, q.run_id);
     } else if (q.action == queue::RunAction::kResume) {
-      manager_->enqueue_resume(q.run_id, name, session_.path(), device);
+      // A run of the experiment that trained on a host continues there.
+      const store::RunRow* row = session_.run(q.run_id);
+      if (row && model_->unreachable(*row)) continue;  // nothing to do until its host is back
+      if (!row || !resume_on_its_host(*row))
+        manager_->enqueue_resume(q.run_id, name, session_.path(), device);
     } else {
       continue;
     }
@@ -773,29 +777,33 @@ QString MainWindow::remote_host_of(const store::RunRow& run) const {
   return {};
 }
 
+bool MainWindow::resume_on_its_host(const store::RunRow& r) {
+  const QString host = remote_host_of(r);
+  if (host.isEmpty()) return false;
+  if (model_->unreachable(r)) {
+    // It may still be training there; what it is becomes known when its host answers again.
+    statusBar()->showMessage(
+        tr("%1: its host cannot be reached now; resume it once it is back.").arg(label_of(r)),
+        8000);
+    return true;
+  }
+  // A run that trained on a host resumes there, followed as it was launched.
+  use_host_queue(host);
+  manager_->enqueue(
+      QString::fromStdString(r.name), RunManager::host_queue(host),
+      {QStringLiteral("remote"), QStringLiteral("--db"), session_.path(), QStringLiteral("resume"),
+       QString::fromStdString(r.uuid), QStringLiteral("--follow")},
+      session_.path(), r.id);
+  return true;
+}
+
 void MainWindow::resume_selected() {
   for (int64_t id : selected_runs()) {
     const store::RunRow* r = session_.run(id);
     if (!r || r->status == store::RunStatus::kFinished ||
         r->effective_status == store::RunStatus::kRunning)
       continue;
-    if (model_->unreachable(*r)) {
-      // It may still be training there; what it is becomes known when its host answers again.
-      statusBar()->showMessage(
-          tr("%1: its host cannot be reached now; resume it once it is back.").arg(label_of(*r)),
-          8000);
-      continue;
-    }
-    if (const QString host = remote_host_of(*r); !host.isEmpty()) {
-      // A run that trained on a host resumes there, followed as it was launched.
-      use_host_queue(host);
-      manager_->enqueue(
-          QString::fromStdString(r->name), RunManager::host_queue(host),
-          {QStringLiteral("remote"), QStringLiteral("--db"), session_.path(),
-           QStringLiteral("resume"), QString::fromStdString(r->uuid), QStringLiteral("--follow")},
-          session_.path());
-      continue;
-    }
+    if (resume_on_its_host(*r)) continue;
     QString device = QStringLiteral("cpu");
     try {
       device = QString::fromStdString(

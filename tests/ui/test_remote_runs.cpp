@@ -337,6 +337,20 @@ TEST(RemoteRunsInTheStudio, LiveCurveIsTheRemoteRowsStopStopsTheTrainerResumeCon
   EXPECT_EQ(mmlab::test::remote_support::all_points(dir / "local.sqlite", runs[0].uuid).size(),
             mmlab::test::remote_support::all_points(dir / "remote" / "results.sqlite", runs[0].uuid)
                 .size());
+
+  // Launching the experiment again here continues it, and its stopped run continues on its host.
+  ASSERT_EQ(w.launch_experiment(doc, &err, QStringLiteral("local")), 1) << err.toStdString();
+  ASSERT_EQ(w.manager().jobs().size(), 3u);
+  const RunJob& continued = w.manager().jobs()[2];
+  EXPECT_EQ(continued.device, "host:box");
+  EXPECT_EQ(continued.run_id, runs[0].id);
+  EXPECT_TRUE(continued.args.contains(QStringLiteral("resume")))
+      << continued.args.join(' ').toStdString();
+  const int third = continued.key;
+  ASSERT_TRUE(w.manager().stop(third));
+  ASSERT_TRUE(QTest::qWaitFor([&] { return is_done(w.manager().job(third)->state); }, 120000));
+  EXPECT_EQ(w.manager().job(third)->state, RunState::kStopped)
+      << w.manager().job(third)->stderr_tail.toStdString();
 }
 
 TEST(RemoteRunsInTheStudio, ARunOnAnUnreachableHostShowsAsSuchNotLost) {
