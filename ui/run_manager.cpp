@@ -306,6 +306,18 @@ void RunManager::on_error(int key, QProcess::ProcessError error) {
   finish_job(*job, RunState::kFailed);
 }
 
+void RunManager::schedule_when_released(const QString& device) {
+  const qint64 left = held_until_[device] - QDateTime::currentMSecsSinceEpoch();
+  if (left <= 0) {
+    schedule();
+    return;
+  }
+  // A timer may fire a little early (coarse timers by up to 5%): it looks again until the hold
+  // is over, so a held queue is never left waiting for a timer that will not come.
+  QTimer::singleShot(int(left), Qt::PreciseTimer, this,
+                     [this, device] { schedule_when_released(device); });
+}
+
 void RunManager::wait_for_host(RunJob& job) {
   const int key = job.key;
   const qint64 delay =
@@ -319,7 +331,7 @@ void RunManager::wait_for_host(RunJob& job) {
   job.pid = 0;
   job.note.clear();
   held_until_[job.device] = QDateTime::currentMSecsSinceEpoch() + delay;
-  QTimer::singleShot(int(delay), this, [this] { schedule(); });
+  schedule_when_released(job.device);
   Q_EMIT jobChanged(key);
   schedule();
 }

@@ -161,6 +161,8 @@ class RunManager : public QObject {
 
   /// Puts a job whose host was unreachable back in the queue, its host's queue held a while.
   void wait_for_host(RunJob& job);
+  /// Runs schedule() once the hold on `device` (held_until_) is over.
+  void schedule_when_released(const QString& device);
 
   QString program_;
   int stop_timeout_ms_ = 30000;
