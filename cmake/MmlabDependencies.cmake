@@ -80,6 +80,42 @@ if(MMLAB_WITH_CUDA)
   message(STATUS "mmlab: CUDA kernels for ${_archs} with nvcc ${CMAKE_CUDA_COMPILER_VERSION}, runtime ${MMLAB_CUDART_TARGET} (LibTorch with CUDA: ${_torch_has_cuda})")
 endif()
 
+# Data-parallel process groups (core/train/rank_group.cpp, through c10d): Gloo for CPU ranks
+# needs Gloo's headers (Debian: libgloo-dev; LibTorch's own include folder where it ships them);
+# NCCL for GPU ranks needs a CUDA LibTorch whose c10d has ProcessGroupNCCL, and NCCL's nccl.h
+# (PyTorch's wheel brings it in site-packages/nvidia/nccl; else NCCL_HOME). Only that one source
+# file sees these flags (MMLAB_C10D_DEFINITIONS, MMLAB_C10D_INCLUDE_DIRS): the others stay as
+# they are, and so does the compiler cache's hold on them.
+set(MMLAB_C10D_DEFINITIONS "")
+set(MMLAB_C10D_INCLUDE_DIRS "")
+set(MMLAB_WITH_GLOO OFF)
+set(MMLAB_WITH_NCCL OFF)
+find_path(MMLAB_GLOO_INCLUDE_DIR gloo/context.h HINTS ${TORCH_INCLUDE_DIRS})
+if(MMLAB_GLOO_INCLUDE_DIR)
+  set(MMLAB_WITH_GLOO ON)
+  list(APPEND MMLAB_C10D_DEFINITIONS MMLAB_HAVE_GLOO=1)
+  # A compiler's own folder (/usr/include) must not be given again: libstdc++'s #include_next
+  # would then miss the C headers.
+  if(NOT MMLAB_GLOO_INCLUDE_DIR IN_LIST CMAKE_CXX_IMPLICIT_INCLUDE_DIRECTORIES)
+    list(APPEND MMLAB_C10D_INCLUDE_DIRS ${MMLAB_GLOO_INCLUDE_DIR})
+  endif()
+endif()
+if(_torch_has_cuda)
+  find_path(MMLAB_C10D_NCCL_DIR torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp
+            PATHS ${TORCH_INCLUDE_DIRS} NO_DEFAULT_PATH)
+  file(GLOB _nccl_hints "${TORCH_INSTALL_PREFIX}/../nvidia/*/include")
+  find_path(MMLAB_NCCL_INCLUDE_DIR nccl.h HINTS $ENV{NCCL_HOME}/include ${_nccl_hints}
+            ${CUDAToolkit_INCLUDE_DIRS})
+  if(MMLAB_C10D_NCCL_DIR AND MMLAB_NCCL_INCLUDE_DIR)
+    set(MMLAB_WITH_NCCL ON)
+    list(APPEND MMLAB_C10D_DEFINITIONS MMLAB_HAVE_NCCL=1 USE_C10D_NCCL=1)
+    if(NOT MMLAB_NCCL_INCLUDE_DIR IN_LIST CMAKE_CXX_IMPLICIT_INCLUDE_DIRECTORIES)
+      list(APPEND MMLAB_C10D_INCLUDE_DIRS ${MMLAB_NCCL_INCLUDE_DIR})
+    endif()
+  endif()
+endif()
+message(STATUS "mmlab: data-parallel process groups: Gloo ${MMLAB_WITH_GLOO}, NCCL ${MMLAB_WITH_NCCL}")
+
 # Qt 6 studio: needs Qt6 Widgets/PrintSupport/Svg and QCustomPlot's Qt 6 build.
 set(MMLAB_WITH_UI OFF)
 if(NOT MMLAB_UI STREQUAL "OFF")

@@ -270,6 +270,14 @@ ExperimentDialog::ExperimentDialog(QWidget* parent) : QDialog(parent) {
   form->addRow(tr("Tokenizer"), tokenizer_);
   form->addRow(tr("Seeds"), seeds_);
   form->addRow(tr("Device"), device_);
+  ranks_ = new QSpinBox(this);
+  ranks_->setObjectName(QStringLiteral("ranks_per_run"));
+  ranks_->setRange(1, 64);
+  ranks_->setToolTip(
+      tr("Processes per run: more than 1 trains each run data-parallel, one process per GPU (or "
+         "CPU processes on the CPU); batch_size must divide by it"));
+  form->addRow(tr("GPUs per run"), ranks_);
+  connect(ranks_, qOverload<int>(&QSpinBox::valueChanged), this, [this] { validate(); });
   target_ = new QComboBox(this);
   target_->setObjectName(QStringLiteral("target"));
   target_->setToolTip(tr("Where the runs train: this machine, an SSH host or a Slurm cluster"));
@@ -653,6 +661,16 @@ void ExperimentDialog::validate() {
                        .arg(QString::fromStdString(e.what()));
     }
   }
+  // Several processes per run split every batch: it must divide (the trainer refuses it too).
+  const int ranks = ranks_ ? ranks_->value() : 1;
+  for (size_t i = 0; problems_.isEmpty() && ranks > 1 && i < ex.runs.size(); ++i) {
+    if (ex.runs[i].train.batch_size % ranks != 0) {
+      problems_ << tr("$.runs[%1].train.batch_size: %2 does not divide by the %3 GPUs per run.")
+                       .arg(i)
+                       .arg(ex.runs[i].train.batch_size)
+                       .arg(ranks);
+    }
+  }
   problem_list_->clear();
   problem_list_->addItems(problems_);
   if (problems_.isEmpty())
@@ -739,6 +757,10 @@ void ExperimentDialog::reload_targets() {
 
 QString ExperimentDialog::target() const {
   return target_->currentText();
+}
+
+int ExperimentDialog::ranks_per_run() const {
+  return ranks_->value();
 }
 
 bool ExperimentDialog::check_target() {

@@ -60,6 +60,10 @@ class ExperimentDialog : public QDialog {
   /// Where the runs train: `local` or a host's name (Settings ▸ Hosts). Not part of the
   /// document: where a run trains is not what it is.
   QString target() const;
+  /// Processes per run ("GPUs per run"): more than 1 trains each run data-parallel on that many
+  /// local GPUs (or CPU processes), through `mmlab launch --nproc N`. Not part of the document
+  /// either.
+  int ranks_per_run() const;
   /// Checks a remote target over ssh (reachable, mmlab there, same schema); false with its one
   /// sentence added to the problems, so nothing is queued. Launch calls it.
   bool check_target();
@@ -107,6 +111,7 @@ class ExperimentDialog : public QDialog {
   QLineEdit* seeds_ = nullptr;
   QComboBox* device_ = nullptr;
   QComboBox* target_ = nullptr;
+  QSpinBox* ranks_ = nullptr;
   QPlainTextEdit* json_ = nullptr;
   QListWidget* problem_list_ = nullptr;
   QTableWidget* readout_ = nullptr;

@@ -528,10 +528,13 @@ void MainWindow::open_experiment_file(const QString& path) {
   dlg.set_document(doc);
   if (dlg.exec() != QDialog::Accepted) return;
   QString err;
-  if (launch_experiment(dlg.document(), &err, dlg.target()) == 0) show_message(tr("Launch"), err);
+  if (launch_experiment(dlg.document(), &err, dlg.target(), dlg.ranks_per_run()) == 0) {
+    show_message(tr("Launch"), err);
+  }
 }
 
-int MainWindow::launch_experiment(const json& doc, QString* error, const QString& target) {
+int MainWindow::launch_experiment(const json& doc, QString* error, const QString& target,
+                                  int ranks) {
   if (!session_.is_open()) {
     if (error) *error = tr("No database is open: open or create one first (File ▸ Open database).");
     return 0;
@@ -593,13 +596,13 @@ int MainWindow::launch_experiment(const json& doc, QString* error, const QString
     const QString name = QString::fromStdString(q.name);
     const QString device = QString::fromStdString(q.device);
     if (q.action == queue::RunAction::kStart) {
-      manager_->enqueue_train(file, name, session_.path(), device, q.run_id);
+      manager_->enqueue_train(file, name, session_.path(), device, q.run_id, ranks);
     } else if (q.action == queue::RunAction::kResume) {
       // A run of the experiment that trained on a host continues there.
       const store::RunRow* row = session_.run(q.run_id);
       if (row && model_->unreachable(*row)) continue;  // nothing to do until its host is back
       if (!row || !resume_on_its_host(*row))
-        manager_->enqueue_resume(q.run_id, name, session_.path(), device);
+        manager_->enqueue_resume(q.run_id, name, session_.path(), device, ranks);
     } else {
       continue;
     }
@@ -647,7 +650,9 @@ void MainWindow::new_experiment() {
   ExperimentDialog dlg(this);
   if (dlg.exec() != QDialog::Accepted) return;
   QString err;
-  if (launch_experiment(dlg.document(), &err, dlg.target()) == 0) show_message(tr("Launch"), err);
+  if (launch_experiment(dlg.document(), &err, dlg.target(), dlg.ranks_per_run()) == 0) {
+    show_message(tr("Launch"), err);
+  }
 }
 
 void MainWindow::clone_selected() {
@@ -666,7 +671,9 @@ void MainWindow::clone_selected() {
   dlg.set_document(ExperimentDialog::clone_document(cfg, QString::fromStdString(r->name)), cfg);
   if (dlg.exec() != QDialog::Accepted) return;
   QString err;
-  if (launch_experiment(dlg.document(), &err, dlg.target()) == 0) show_message(tr("Launch"), err);
+  if (launch_experiment(dlg.document(), &err, dlg.target(), dlg.ranks_per_run()) == 0) {
+    show_message(tr("Launch"), err);
+  }
 }
 
 void MainWindow::delete_selected() {

@@ -53,8 +53,9 @@ class MainWindow : public QMainWindow {
   /// Opens an experiment file into the new-experiment dialog (a malformed file: a message).
   void open_experiment_file(const QString& path);
   /// Writes the experiment to the data folder and queues its runs. Returns the number queued.
+  /// `ranks`: processes per local run (data parallel through `mmlab launch`).
   int launch_experiment(const nlohmann::json& doc, QString* error,
-                        const QString& target = QStringLiteral("local"));
+                        const QString& target = QStringLiteral("local"), int ranks = 1);
 
   ResultsSession& session() { return session_; }
   CurveSet& curves() { return curves_; }

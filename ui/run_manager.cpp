@@ -107,23 +107,30 @@ void RunManager::set_paused(bool paused) {
 }
 
 int RunManager::enqueue_train(const QString& experiment_path, const QString& run_name,
-                              const QString& db, const QString& device, int64_t run_id) {
+                              const QString& db, const QString& device, int64_t run_id, int ranks) {
   return enqueue(run_name, device,
                  {QStringLiteral("train"), experiment_path, QStringLiteral("--run"), run_name,
                   QStringLiteral("--db"), db, QStringLiteral("--progress=jsonl")},
-                 db, run_id);
+                 db, run_id, ranks);
 }
 
 int RunManager::enqueue_resume(int64_t run_id, const QString& name, const QString& db,
-                               const QString& device) {
+                               const QString& device, int ranks) {
   return enqueue(name, device,
                  {QStringLiteral("train"), QStringLiteral("--resume"), QString::number(run_id),
                   QStringLiteral("--db"), db, QStringLiteral("--progress=jsonl")},
-                 db, run_id);
+                 db, run_id, ranks);
+}
+
+QStringList RunManager::child_arguments(const RunJob& job) {
+  if (job.ranks <= 1) return job.args;
+  return QStringList{QStringLiteral("launch"), QStringLiteral("--nproc"),
+                     QString::number(job.ranks), QStringLiteral("--")} +
+         job.args;
 }
 
 int RunManager::enqueue(const QString& name, const QString& device, const QStringList& args,
-                        const QString& db, int64_t run_id) {
+                        const QString& db, int64_t run_id, int ranks) {
   RunJob job;
   job.key = next_key_++;
   job.run_id = run_id;  // known before a start that may fail at once
@@ -131,6 +138,7 @@ int RunManager::enqueue(const QString& name, const QString& device, const QStrin
   job.device = device_queue(device);
   job.args = args;
   job.db = db;
+  job.ranks = std::max(1, ranks);
   jobs_.push_back(job);
   Q_EMIT jobAdded(job.key);
   schedule();
@@ -198,7 +206,7 @@ void RunManager::launch(RunJob& job) {
   // end of its stdout does not kill it (it keeps writing its rows to the database).
   p->setChildProcessModifier([] { ::signal(SIGPIPE, SIG_IGN); });
   Q_EMIT jobChanged(key);
-  p->start(program_, job.args, QIODevice::ReadOnly);
+  p->start(program_, child_arguments(job), QIODevice::ReadOnly);
   if (RunJob* j = find(key); j && p->state() != QProcess::NotRunning) j->pid = p->processId();
 }
 

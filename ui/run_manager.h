@@ -60,6 +60,9 @@ struct RunJob {
   QString device;    ///< queue: "cpu", "cuda:0", …
   QStringList args;  ///< arguments of the next start
   QString db;        ///< database path (for resume arguments)
+  /// Processes of a data-parallel run: more than 1 starts `mmlab launch --nproc N -- ARGS`.
+  /// Such a run waits in its device's queue like any other; it uses GPUs 0..N-1.
+  int ranks = 1;
   RunState state = RunState::kQueued;
   int64_t run_id = -1;  ///< the database id, once the child has said it
   int64_t step = 0;
@@ -113,12 +116,15 @@ class RunManager : public QObject {
   /// Queues `mmlab train EXPERIMENT --run NAME --db DB --progress=jsonl` on `device`; `run_id`:
   /// the run's queued row, when the launch wrote one.
   int enqueue_train(const QString& experiment_path, const QString& run_name, const QString& db,
-                    const QString& device, int64_t run_id = -1);
+                    const QString& device, int64_t run_id = -1, int ranks = 1);
   /// Queues `mmlab train --resume RUN_ID --db DB --progress=jsonl`.
-  int enqueue_resume(int64_t run_id, const QString& name, const QString& db, const QString& device);
+  int enqueue_resume(int64_t run_id, const QString& name, const QString& db, const QString& device,
+                     int ranks = 1);
+  /// The child's arguments: `job.args`, through `mmlab launch --nproc N --` when it has ranks.
+  static QStringList child_arguments(const RunJob& job);
   /// Queues an arbitrary argument list (tests, future commands); `run_id`: the run's row.
   int enqueue(const QString& name, const QString& device, const QStringList& args,
-              const QString& db = {}, int64_t run_id = -1);
+              const QString& db = {}, int64_t run_id = -1, int ranks = 1);
 
   /// Stops a job: a queued job ends as stopped at once; an active one gets SIGTERM, then
   /// SIGKILL after the timeout. Returns false when there is nothing to stop.

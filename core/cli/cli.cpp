@@ -87,6 +87,7 @@ int run(int argc, char** argv) {
   app.set_version_flag("--version", "mmlab 0.1.0");
   Context ctx;
   add_train_command(app, ctx);
+  add_launch_command(app, ctx);
   add_validate_command(app, ctx);
   add_models_command(app, ctx);
   add_runs_command(app, ctx);

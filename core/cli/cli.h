@@ -27,6 +27,7 @@ void reexec_with_threading_env(char** argv);
 
 // Registration, one per command file.
 void add_train_command(CLI::App& app, Context& ctx);
+void add_launch_command(CLI::App& app, Context& ctx);
 void add_validate_command(CLI::App& app, Context& ctx);
 void add_models_command(CLI::App& app, Context& ctx);
 void add_runs_command(CLI::App& app, Context& ctx);

@@ -13,6 +13,8 @@
 #include "core/models/op_choice.h"
 #include "core/queue/experiment_queue.h"
 #include "core/store/store.h"
+#include "core/train/rank_env.h"
+#include "core/train/rank_group.h"
 #include "core/train/trainer.h"
 #include "core/util/error.h"
 
@@ -32,6 +34,7 @@ struct TrainArgs {
   std::string checkpoint;              ///< --checkpoint FILE (with --resume)
   std::string resume_from = "latest";  ///< latest | latest-valid
   bool restart = false;
+  int rank_timeout_s = 300;  ///< --rank-timeout (data-parallel runs)
   // Which options were given (0 is a value the user may have typed).
   bool steps_given = false, parallel_given = false, resume_from_given = false;
 };
@@ -149,12 +152,58 @@ int train_in_children(const TrainArgs& a, const std::vector<queue::QueuedRun>& r
   return worst;
 }
 
+int train_runs(const TrainArgs& a, const Context& ctx, TrainerOptions opts);
+
 int train(const TrainArgs& a, const Context& ctx) {
   TrainerOptions opts;
   opts.db = ctx.db_path();
   opts.progress = a.progress;
   opts.checkpoint_root = a.checkpoint_dir;
+  opts.rank_timeout_s = a.rank_timeout_s;
   check_train_args(a);
+  // Under torchrun, srun, mpirun or `mmlab launch` with more than one process: data parallel.
+  const RankEnv env = rank_env_from_process();
+  if (!env.distributed()) return train_runs(a, ctx, opts);
+  if (a.parallel_given && a.parallel > 1) {
+    throw UserError(
+        "--parallel starts runs side by side; the ranks of a data-parallel command "
+        "train its runs one after another.",
+        "Leave --parallel out.", kExitUsage);
+  }
+  Rendezvous ranks(env);
+  opts.ranks = &ranks;
+  if (!env.is_root()) return follow_rank0(opts);
+  int code = kExitFailure;
+  try {
+    code = train_runs(a, ctx, opts);
+  } catch (const UserError& e) {
+    release_ranks(ranks, e.code(), a.rank_timeout_s);
+    throw;
+  } catch (...) {
+    release_ranks(ranks, kExitFailure, a.rank_timeout_s);
+    throw;
+  }
+  release_ranks(ranks, code, a.rank_timeout_s);
+  return code;
+}
+
+// Trains one run (resume_run), keeping the other ranks of a data-parallel command in step when
+// it did not start.
+TrainResult train_one(int64_t run_id, const TrainerOptions& opts, const ResumeOptions& how) {
+  if (!opts.ranks) return resume_run(run_id, opts, how);
+  const int before = opts.ranks->sessions();
+  TrainResult result;
+  try {
+    result = resume_run(run_id, opts, how);
+  } catch (...) {
+    skip_unstarted_run(*opts.ranks, before);
+    throw;
+  }
+  skip_unstarted_run(*opts.ranks, before);
+  return result;
+}
+
+int train_runs(const TrainArgs& a, const Context& ctx, TrainerOptions opts) {
   if (!a.resume.empty()) {
     int64_t run_id = 0;
     {
@@ -174,7 +223,7 @@ int train(const TrainArgs& a, const Context& ctx) {
     } else if (a.resume_from == "latest-valid") {
       how.from = ResumeFrom::kLatestValid;
     }
-    TrainResult result = resume_run(run_id, opts, how);
+    TrainResult result = train_one(run_id, opts, how);
     report_failure("run " + std::to_string(run_id), result);
     return result.exit_code;
   }
@@ -203,6 +252,7 @@ int train(const TrainArgs& a, const Context& ctx) {
       r.train.tokens = 0;
     }
     check_ops_choice(r);  // before any run starts
+    if (opts.ranks) check_batch_divides(r, opts.ranks->env().world_size);
   }
   // What the command line can get wrong is refused before any row is written.
   check_checkpoint_root(a.checkpoint_dir);
@@ -214,7 +264,7 @@ int train(const TrainArgs& a, const Context& ctx) {
   }
   if (plan.continuing) std::cerr << "mmlab: " << plan.summary(opts.db.string()) << "\n";
   const std::vector<queue::QueuedRun> todo = plan.to_train();
-  if (a.parallel > 1 && todo.size() > 1) return train_in_children(a, todo, ctx);
+  if (a.parallel > 1 && todo.size() > 1 && !opts.ranks) return train_in_children(a, todo, ctx);
   ResumeOptions how;
   how.device = a.device;
   int worst = kExitOk;
@@ -226,7 +276,7 @@ int train(const TrainArgs& a, const Context& ctx) {
     opts.run_count = static_cast<int>(todo.size());
     TrainResult result;
     try {
-      result = resume_run(run.run_id, opts, how);
+      result = train_one(run.run_id, opts, how);
     } catch (const UserError&) {
       // A studio that opened this database queues its queued runs too: whichever process
       // starts a run first trains it, and the other goes on with the next one.
@@ -268,6 +318,10 @@ void add_train_command(CLI::App& app, Context& ctx) {
   sub->add_option("--checkpoint-dir", args->checkpoint_dir,
                   "Where checkpoints go (default: $XDG_DATA_HOME/mmlab/checkpoints; a resumed run "
                   "keeps the folder it used)");
+  sub->add_option("--rank-timeout", args->rank_timeout_s,
+                  "Data-parallel runs: seconds a rank waits for the others before its run fails "
+                  "(default 300)")
+      ->check(CLI::PositiveNumber);
   add_db_option(sub, ctx);
   sub->callback([args, sub, &ctx] {
     // Before run() lets through a stop signal held back during start-up.

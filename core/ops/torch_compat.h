@@ -163,3 +163,61 @@ inline void cuda_reset_peak(int device) {
 }
 
 }  // namespace mmlab::compat
+
+// c10d (data-parallel training), for the files that define MMLAB_COMPAT_C10D before including
+// this header: the other files need none of its headers.
+#if defined(MMLAB_COMPAT_C10D)
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#if defined(MMLAB_HAVE_GLOO)
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
+#if defined(MMLAB_HAVE_NCCL)
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
+namespace mmlab::compat {
+
+/// What collectives are called on: the ProcessGroup itself in 1.13, its Backend from 2.0 on.
+#if MMLAB_TORCH_AT_LEAST(2, 0)
+using CollectiveBackend = c10d::Backend;
+#else
+using CollectiveBackend = c10d::ProcessGroup;
+#endif
+
+#if defined(MMLAB_HAVE_GLOO)
+/// A Gloo group over `store`: on the network interface `interface` when given (GLOO_SOCKET_IFNAME),
+/// else on the address of `hostname`, else on the address of this host's name.
+inline c10::intrusive_ptr<CollectiveBackend> make_gloo_backend(
+    const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
+    std::chrono::milliseconds timeout, const std::string& interface, const std::string& hostname) {
+  auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+  options->devices.push_back(
+      !interface.empty()  ? c10d::ProcessGroupGloo::createDeviceForInterface(interface)
+      : !hostname.empty() ? c10d::ProcessGroupGloo::createDeviceForHostname(hostname)
+                          : c10d::ProcessGroupGloo::createDefaultDevice());
+  return c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, options);
+}
+#endif
+
+/// Whether this build can make NCCL process groups (a CUDA LibTorch 2.x with NCCL's header).
+inline bool nccl_built() {
+#if defined(MMLAB_HAVE_NCCL)
+  return true;
+#else
+  return false;
+#endif
+}
+
+#if defined(MMLAB_HAVE_NCCL)
+inline c10::intrusive_ptr<CollectiveBackend> make_nccl_backend(
+    const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
+    std::chrono::milliseconds timeout) {
+  auto options = c10d::ProcessGroupNCCL::Options::create();
+  options->timeout = timeout;
+  return c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, size, options);
+}
+#endif
+
+}  // namespace mmlab::compat
+#endif  // MMLAB_COMPAT_C10D

@@ -216,9 +216,11 @@ RunConfig read_checkpoint_config(const fs::path& path) {
   return run_config_from_json(read_meta(in, path)["config"]);
 }
 
-TrainState load_checkpoint(const fs::path& path, LanguageModel& model,
-                           torch::optim::Optimizer* optimizer) {
-  auto in = open_archive(path);
+namespace {
+
+// Loads an opened checkpoint; `path` names it in messages.
+TrainState load_archive(torch::serialize::InputArchive& in, const fs::path& path,
+                        LanguageModel& model, torch::optim::Optimizer* optimizer) {
   nlohmann::json meta = read_meta(in, path);
   RunConfig stored = run_config_from_json(meta["config"]);
   if (to_json(stored.model) != to_json(model->config)) {
@@ -278,6 +280,26 @@ TrainState load_checkpoint(const fs::path& path, LanguageModel& model,
   state.tokenizer_kind = s.value("tokenizer_kind", "");
   state.tokenizer_path = s.value("tokenizer_path", "");
   return state;
+}
+
+}  // namespace
+
+TrainState load_checkpoint(const fs::path& path, LanguageModel& model,
+                           torch::optim::Optimizer* optimizer) {
+  auto in = open_archive(path);
+  return load_archive(in, path, model, optimizer);
+}
+
+TrainState load_checkpoint_bytes(const std::string& bytes, const fs::path& path,
+                                 LanguageModel& model, torch::optim::Optimizer* optimizer) {
+  torch::serialize::InputArchive in;
+  try {
+    in.load_from(bytes.data(), bytes.size());
+  } catch (const c10::Error&) {
+    throw UserError("The checkpoint " + path.string() + " is corrupt or not an mmlab checkpoint.",
+                    "Use an earlier checkpoint of the run.");
+  }
+  return load_archive(in, path, model, optimizer);
 }
 
 }  // namespace mmlab

@@ -62,4 +62,9 @@ bool training_state_is_finite(LanguageModel& model, torch::optim::Optimizer* opt
 TrainState load_checkpoint(const std::filesystem::path& path, LanguageModel& model,
                            torch::optim::Optimizer* optimizer);
 
+/// The same from the file's bytes (the other ranks of a data-parallel run receive them from rank
+/// 0, whose file they may not see); `path` names the file in messages.
+TrainState load_checkpoint_bytes(const std::string& bytes, const std::filesystem::path& path,
+                                 LanguageModel& model, torch::optim::Optimizer* optimizer);
+
 }  // namespace mmlab

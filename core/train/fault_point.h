@@ -4,6 +4,8 @@
 // timer happens to fall:
 //   MMLAB_TEST_KILL_AT=NAME[:N]  the N-th (default first) pass through fault_point(NAME) SIGKILLs
 //                                the process;
+//   MMLAB_TEST_STOP_AT=NAME[:N]  the same pass SIGSTOPs it instead: a process that hangs alive;
+//   MMLAB_TEST_FAULT_RANK=R      both apply only to the process whose RANK is R (data parallel);
 //   MMLAB_TEST_NAN_AT=STEP       nan_fault_at(STEP) is true: the trainer then overwrites a weight
 //                                with NaN after that step's update, as an overflowing step would.
 // Compiled in only with MMLAB_TESTS (MMLAB_FAULT_POINTS); without the variables they do nothing.

@@ -12,6 +12,7 @@
 #include <csignal>
 #include <cstring>
 #include <optional>
+#include <thread>
 #include <unordered_map>
 
 #include "core/config/param_count.h"
@@ -27,7 +28,9 @@
 #include "core/train/device.h"
 #include "core/train/failure.h"
 #include "core/train/fault_point.h"
+#include "core/train/gradient_reducer.h"
 #include "core/train/progress.h"
+#include "core/train/rank_group.h"
 #include "core/train/schedule.h"
 #include "core/util/error.h"
 #include "core/util/fs.h"
@@ -114,11 +117,71 @@ fs::path absolute_path(const fs::path& p) {
 // truncation never removes it).
 constexpr char kCheckpointDirEvent[] = "checkpoint_dir";
 
+// How long rank 0 waits for the other ranks to prepare a run's data: a first tokenization of a
+// large corpus on a host whose cache is empty takes minutes.
+constexpr std::chrono::seconds kPrepareTimeout{3600};
+
+// The rendezvous keys of a data-parallel command's session `k`: rank 0 posts "run" (what to
+// train, or skip/end), each other rank "prepared/R" (empty, or why it cannot), rank 0 "go"
+// (empty, or why the session is off), a rank that failed "failed/R" with its message.
+std::string session_key(int session, const std::string& what) {
+  return "session/" + std::to_string(session) + "/" + what;
+}
+
+std::string read_file_bytes(const fs::path& path) {
+  std::string bytes;
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) {
+    throw UserError(
+        "Cannot read the checkpoint " + path.string() + ": " + std::strerror(errno) + ".",
+        "Check that it exists and is readable.");
+  }
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    bytes.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return bytes;
+}
+
 class TrainingSession {
  public:
   TrainingSession(RunConfig config, const TrainerOptions& options)
       : config_(std::move(config)), options_(options), sink_(make_progress_sink(options.progress)) {
     sink_->set_experiment_position(options.run_index, options.run_count);
+    ranks_ = options.ranks;
+    if (ranks_) {
+      rank_ = ranks_->env().rank;
+      world_ = ranks_->env().world_size;
+      records_ = rank_ == 0;
+    }
+  }
+
+  // A rank other than 0 of a data-parallel command: session `session` of rank 0, which posted
+  // `from_checkpoint` (whether its state comes from a checkpoint).
+  TrainResult follow(int session, bool from_checkpoint) {
+    session_ = session;
+    from_checkpoint_ = from_checkpoint;
+    std::string problem;
+    try {
+      prepare();
+      build();
+    } catch (const std::exception& e) {
+      problem = describe_failure(e, doing_);
+    }
+    ranks_->post(session_key(session_, "prepared/" + std::to_string(rank_)), problem);
+    const std::string go = ranks_->await(session_key(session_, "go"));
+    if (!problem.empty() || !go.empty()) {
+      TrainResult r;
+      r.status = RunStatus::kFailed;
+      r.exit_code = kExitFailure;
+      r.error = problem;  // rank 0 reports the session's end itself
+      return r;
+    }
+    return run_guarded();
   }
 
   // New run: everything that can fail on user input happens before the run row exists.
@@ -197,8 +260,16 @@ class TrainingSession {
   void prepare() {
     check_ops_choice(config_);
     doing_ = "preparing the data";
-    set_cpu_threads(config_.train.threads);
+    if (ranks_) check_batch_divides(config_, world_);
+    if (ranks_ && config_.train.threads == 0) {
+      // The host's cores are shared by its ranks.
+      const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+      set_cpu_threads(std::max(1, cores / std::max(1, ranks_->env().local_world_size)));
+    } else {
+      set_cpu_threads(config_.train.threads);
+    }
     device_ = resolve_device(config_.train.device);
+    if (ranks_ && device_.is_cuda()) device_ = rank_gpu();
     log("info", "Preparing data (" + config_.data.source + ", " + config_.data.tokenizer + ")");
     corpus_ = data::prepare_corpus(config_.data, [&](double f) {
       ProgressEvent e;
@@ -372,6 +443,7 @@ class TrainingSession {
     start.pid = ::getpid();
     start.host = store::current_host();
     start.device = describe_device(device_);
+    if (world_ > 1) start.device += " x " + std::to_string(world_) + " ranks";
     start.torch_version = compat::torch_version();
     start.cuda_version = device_.is_cuda() ? compat::cuda_version() : "";
     start.params_total = counts.total;
@@ -385,6 +457,64 @@ class TrainingSession {
     }
     const std::string payload = nlohmann::json{{"path", checkpoint_dir_.string()}}.dump();
     if (remembered != payload) store_->add_event(run_id_, kCheckpointDirEvent, payload);
+  }
+
+  // The GPU of this rank: cuda:LOCAL_RANK.
+  torch::Device rank_gpu() const {
+    const int local = ranks_->env().local_rank;
+    const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
+    if (local >= count) {
+      throw ResourceError("Rank " + std::to_string(rank_) + " has the local rank " +
+                              std::to_string(local) + " but this host has " +
+                              std::to_string(count) + " GPUs.",
+                          "Start at most one rank per GPU on each host.");
+    }
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local));
+  }
+
+  // Brings the ranks of a data-parallel command together for this run: rank 0 says what is
+  // trained and waits until every rank has prepared it, then all open the run's process group
+  // and start from rank 0's state (its checkpoint's bytes, then its weights).
+  void join_ranks() {
+    if (!ranks_) return;
+    doing_ = "joining the other ranks";
+    if (records_) {
+      session_ = ranks_->next_session();
+      from_checkpoint_ = !origin_.empty();
+      ranks_->post(
+          session_key(session_, "run"),
+          nlohmann::json{{"config", to_json(config_)}, {"checkpoint", from_checkpoint_}}.dump());
+      std::string problem;
+      for (int r = 1; r < world_; ++r) {
+        const std::string p =
+            ranks_->await(session_key(session_, "prepared/" + std::to_string(r)), kPrepareTimeout);
+        if (!p.empty() && problem.empty()) {
+          problem = "Rank " + std::to_string(r) + " could not start the run: " + p;
+        }
+      }
+      ranks_->post(session_key(session_, "go"), problem);
+      if (!problem.empty()) throw UserError(problem);
+    }
+    group_ = ranks_->open_group(session_key(session_, "group"), device_,
+                                std::chrono::seconds(options_.rank_timeout_s));
+    if (from_checkpoint_) {
+      doing_ = "sending the checkpoint to the other ranks";
+      const std::string bytes = group_->broadcast_bytes(records_ ? read_file_bytes(origin_) : "",
+                                                        "sending the checkpoint");
+      if (!records_) {
+        state_ = load_checkpoint_bytes(bytes, "of rank 0", model_, optimizer_.get());
+        sampler_->restore(state_.data_state);
+        for (size_t i = 0; i < expert_load_.size() && i < state_.expert_load.size(); ++i) {
+          if (state_.expert_load[i].defined()) expert_load_[i] = state_.expert_load[i].to(device_);
+        }
+        resumed_at_checkpoint_ = true;
+      }
+    }
+    {
+      torch::NoGradGuard no_grad;
+      for (auto& p : model_->parameters()) group_->broadcast(p.detach(), "sending the weights");
+    }
+    reducer_ = std::make_unique<GradientReducer>(model_->parameters(), *group_);
   }
 
   // The `status` event of a run that is at `step` now.
@@ -410,10 +540,17 @@ class TrainingSession {
     TrainResult r;
     r.run_id = run_id_;
     try {
+      join_ranks();
       r = train_loop();
     } catch (const std::exception& e) {
       std::string message = describe_failure(e, doing_);
       int code = kExitFailure;
+      if (ranks_ && dynamic_cast<const RankLostError*>(&e) != nullptr) {
+        if (records_) message = failed_rank_message().value_or(message);
+        ranks_->mark_lost();
+        // The engine may still wait on the lost peer: never destroyed (see RankGroup::abandon).
+        if (group_) group_->abandon();
+      }
       if (is_out_of_memory(e)) {
         message = "Out of memory on " + describe_device(device_) + " (batch_size " +
                   std::to_string(config_.train.batch_size) + ", seq_len " +
@@ -425,6 +562,13 @@ class TrainingSession {
         code = ue->code();
       }
       if (debug_enabled()) std::fprintf(stderr, "mmlab: details: %s\n", e.what());
+      if (!records_) {
+        tell_rank0_failure(message);
+        r.status = RunStatus::kFailed;
+        r.exit_code = code;
+        r.error = message;
+        return r;
+      }
       finish_metrics_safely();
       if (!store_failure(message)) {
         message += " The run could not be marked failed in " + store_->path().string() +
@@ -437,6 +581,28 @@ class TrainingSession {
       r.error = message;
     }
     return r;
+  }
+
+  // A rank other than 0 whose run failed says why to rank 0, which stores it (rank 0 itself only
+  // sees that a rank left).
+  void tell_rank0_failure(const std::string& message) {
+    if (session_ < 0) return;
+    try {
+      ranks_->post(session_key(session_, "failed/" + std::to_string(rank_)), message);
+    } catch (const RankLostError&) {
+      // Rank 0 is gone: nobody to tell.
+    }
+  }
+
+  // Rank 0: the message of a rank that said why it failed, as the run's error.
+  std::optional<std::string> failed_rank_message() {
+    if (session_ < 0) return std::nullopt;
+    for (int r = 1; r < world_; ++r) {
+      if (auto m = ranks_->peek(session_key(session_, "failed/" + std::to_string(r)))) {
+        return "Rank " + std::to_string(r) + " of " + std::to_string(world_) + " failed: " + *m;
+      }
+    }
+    return std::nullopt;
   }
 
   // Writes the pending points, or drops them when that fails: a full disk refuses them again on
@@ -504,21 +670,25 @@ class TrainingSession {
     data::WindowSampler& sampler = *sampler_;
     DebiasedEma ema(t.ema_alpha);
     ema.restore(state_.ema_raw, static_cast<double>(state_.ema_count));
-    doing_ = "discarding the points after step " + std::to_string(state_.step);
-    store_->truncate_after(run_id_, state_.step);
-    drop_checkpoints_after(state_.step);
+    if (records_) {
+      doing_ = "discarding the points after step " + std::to_string(state_.step);
+      store_->truncate_after(run_id_, state_.step);
+      drop_checkpoints_after(state_.step);
+    }
     state_.tokenizer_kind = corpus_.tokenizer->spec().kind;
     state_.tokenizer_path = corpus_.tokenizer->spec().path.string();
 
-    sink_->set_run(run_id_);
-    ProgressEvent running = status_event(RunStatus::kRunning, state_.step);
-    running.name = config_.name;
-    running.db = store_->path().string();
-    running.device = device_text_;
-    sink_->emit(std::move(running));
-    metrics_ = std::make_unique<store::MetricBuffer>(*store_, run_id_);
-    // The loss a context-free model reaches on this data: the bar the curves must get below.
-    metrics_->add("unigram_entropy", 0, 0, 0.0, unigram_entropy(corpus_.train));
+    if (records_) {
+      sink_->set_run(run_id_);
+      ProgressEvent running = status_event(RunStatus::kRunning, state_.step);
+      running.name = config_.name;
+      running.db = store_->path().string();
+      running.device = device_text_;
+      sink_->emit(std::move(running));
+      metrics_ = std::make_unique<store::MetricBuffer>(*store_, run_id_);
+      // The loss a context-free model reaches on this data: the bar the curves must get below.
+      metrics_->add("unigram_entropy", 0, 0, 0.0, unigram_entropy(corpus_.train));
+    }
 
     const bool autocast = device_.is_cuda() && t.dtype == "bf16";
     const int cuda_index = device_.is_cuda() ? device_.index() : 0;
@@ -527,7 +697,12 @@ class TrainingSession {
     const double wall0 = state_.wall;
     const auto session_start = Clock::now();
     auto last_heartbeat = Clock::now();
+    // The global batch (every rank draws it, so the data order is that of one process); this
+    // rank trains its contiguous shard of `shard` rows.
     std::vector<int32_t> host_batch(static_cast<size_t>(t.batch_size) * (t.seq_len + 1));
+    const int64_t shard = t.batch_size / world_;
+    const int32_t* shard_rows =
+        host_batch.data() + static_cast<size_t>(rank_ * shard) * (t.seq_len + 1);
     // A resume continues from a written checkpoint: writing it again at the same step would
     // replace (and keep-last-k could then delete) the only one there is.
     bool evaluated_last = false, checkpointed_last = resumed_at_checkpoint_;
@@ -546,10 +721,13 @@ class TrainingSession {
       // would stall the GPU each time.
       torch::Tensor loss_sum, aux_sum;
       int64_t dropped = 0, routed = 0;
+      // (X) tokens per expert of this step on this rank, per MoE layer (data parallel only).
+      std::vector<torch::Tensor> step_load(world_ > 1 ? moe.size() : 0);
       for (int micro = 0; micro < t.grad_accum; ++micro) {
         sampler.next_batch(host_batch.data());
-        auto batch = torch::from_blob(host_batch.data(), {t.batch_size, t.seq_len + 1}, torch::kInt)
-                         .to(device_, torch::kLong);  // (B, L+1)
+        auto batch =
+            torch::from_blob(const_cast<int32_t*>(shard_rows), {shard, t.seq_len + 1}, torch::kInt)
+                .to(device_, torch::kLong);  // (B / ranks, L+1)
         auto inputs = batch.narrow(1, 0, t.seq_len), targets = batch.narrow(1, 1, t.seq_len);
         LmHidden out;
         torch::Tensor loss;
@@ -558,6 +736,7 @@ class TrainingSession {
           out = model_->forward_hidden(inputs);
           loss = model_->next_token_loss(out, targets);
         }
+        if (reducer_ && micro == t.grad_accum - 1) reducer_->arm();
         ((loss + out.aux_loss) / t.grad_accum).backward();
         loss_sum = loss_sum.defined() ? loss_sum + loss.detach() : loss.detach();
         aux_sum = aux_sum.defined() ? aux_sum + out.aux_loss.detach() : out.aux_loss.detach();
@@ -565,12 +744,26 @@ class TrainingSession {
           const auto& st = moe[i]->last_stats();
           dropped += st.dropped;
           routed += st.tokens;
-          expert_load_[i] =
-              expert_load_[i].defined() ? expert_load_[i] + st.expert_tokens : st.expert_tokens;
+          torch::Tensor& load = world_ > 1 ? step_load[i] : expert_load_[i];
+          load = load.defined() ? load + st.expert_tokens : st.expert_tokens;
         }
       }
-      const double loss = loss_sum.item<double>() / t.grad_accum;
-      const double aux = aux_sum.item<double>() / t.grad_accum;
+      double loss = 0, aux = 0, tokens_per_s = 0;
+      bool stop_now = false;
+      if (reducer_) {
+        reducer_->finish();
+        const StepTotals totals =
+            sum_over_ranks(loss_sum, aux_sum, dropped, routed, step_load, since(step_start));
+        loss = totals.loss / (world_ * t.grad_accum);
+        aux = totals.aux / (world_ * t.grad_accum);
+        dropped = totals.dropped;
+        routed = totals.routed;
+        tokens_per_s = totals.tokens_per_s;
+        stop_now = totals.stop;
+      } else {
+        loss = loss_sum.item<double>() / t.grad_accum;
+        aux = aux_sum.item<double>() / t.grad_accum;
+      }
       if (!std::isfinite(loss)) return diverged(step, "The loss became " + std::to_string(loss));
       const double max_norm =
           t.grad_clip > 0 ? t.grad_clip : std::numeric_limits<double>::infinity();
@@ -583,23 +776,21 @@ class TrainingSession {
 
       state_.step = step;
       state_.tokens += t.tokens_per_step();
-      if (!ops_recorded) {
+      if (!ops_recorded && records_) {
         record_ops_used();
         ops_recorded = true;
       }
       const double step_time = since(step_start);
+      if (!reducer_) tokens_per_s = static_cast<double>(t.tokens_per_step()) / step_time;
       state_.wall = wall0 + since(session_start);
       const double smooth = ema.update(loss);
       state_.ema_raw = ema.raw();
       state_.ema_count = static_cast<int64_t>(ema.steps());
 
-      if (step % t.log_every == 0 || step == total_steps_) {
-        nlohmann::json m = {{"loss", loss},
-                            {"loss_smooth", smooth},
-                            {"lr", lr},
-                            {"grad_norm", grad_norm},
-                            {"tokens_per_s", static_cast<double>(t.tokens_per_step()) / step_time},
-                            {"step_time", step_time}};
+      if (records_ && (step % t.log_every == 0 || step == total_steps_)) {
+        nlohmann::json m = {
+            {"loss", loss},           {"loss_smooth", smooth},        {"lr", lr},
+            {"grad_norm", grad_norm}, {"tokens_per_s", tokens_per_s}, {"step_time", step_time}};
         if (!moe.empty()) {
           m["aux_loss"] = aux;
           m["dropped_frac"] =
@@ -623,27 +814,72 @@ class TrainingSession {
       if (evaluated_last) evaluate(false);
       checkpointed_last = t.checkpoint_every > 0 && step % t.checkpoint_every == 0;
       if (checkpointed_last && !checkpoint()) return diverged_weights(step);
-      if (since(last_heartbeat) > 2.0) {
+      if (records_ && since(last_heartbeat) > 2.0) {
         doing_ = "recording progress at step " + std::to_string(step);
         metrics_->flush();
         store_->heartbeat(run_id_, state_.step, state_.tokens);
         last_heartbeat = Clock::now();
       }
-      if (g_stop.load() && state_.step < total_steps_) return stopped(checkpointed_last);
+      // One process stops when asked; the ranks of a data-parallel run at the step they agreed on.
+      if ((reducer_ ? stop_now : g_stop.load()) && state_.step < total_steps_) {
+        return stopped(checkpointed_last);
+      }
     }
     if (!evaluated_last) evaluate(true);
     if (!checkpointed_last && !checkpoint()) return diverged_weights(state_.step);
-    doing_ = "finishing the run";
-    metrics_->flush();
-    store_->heartbeat(run_id_, state_.step, state_.tokens);
-    store_->set_status(run_id_, RunStatus::kFinished);
-    sink_->emit(status_event(RunStatus::kFinished, state_.step));
     TrainResult r;
     r.run_id = run_id_;
     r.status = RunStatus::kFinished;
     r.final_loss_smooth = ema.value();
     r.final_val_loss = last_val_loss_;
+    if (!records_) return r;
+    doing_ = "finishing the run";
+    metrics_->flush();
+    store_->heartbeat(run_id_, state_.step, state_.tokens);
+    store_->set_status(run_id_, RunStatus::kFinished);
+    sink_->emit(status_event(RunStatus::kFinished, state_.step));
     return r;
+  }
+
+  // A data-parallel step's figures, summed over the ranks in one small collective.
+  struct StepTotals {
+    double loss = 0, aux = 0;  // sums of the ranks' micro-batch losses
+    int64_t dropped = 0, routed = 0;
+    double tokens_per_s = 0;
+    bool stop = false;  // some rank was asked to stop: all stop after this step
+  };
+
+  StepTotals sum_over_ranks(const torch::Tensor& loss_sum, const torch::Tensor& aux_sum,
+                            int64_t dropped, int64_t routed,
+                            const std::vector<torch::Tensor>& step_load, double seconds) {
+    const TrainConfig& t = config_.train;
+    const double local_tokens = static_cast<double>(t.tokens_per_step()) / world_;
+    std::vector<torch::Tensor> parts = {
+        loss_sum.to(torch::kDouble).reshape({1}), aux_sum.to(torch::kDouble).reshape({1}),
+        torch::tensor({static_cast<double>(dropped), static_cast<double>(routed),
+                       g_stop.load() ? 1.0 : 0.0, local_tokens / seconds},
+                      torch::kDouble)
+            .to(device_)};
+    for (const auto& load : step_load) parts.push_back(load.to(torch::kDouble).reshape({-1}));
+    auto v = torch::cat(parts);  // (6 + layers * X)
+    group_->sum(v, "summing the step's metrics");
+    auto h = v.to(torch::kCPU);  // the one host read of the step
+    const double* d = h.data_ptr<double>();
+    StepTotals out;
+    out.loss = d[0];
+    out.aux = d[1];
+    out.dropped = static_cast<int64_t>(d[2]);
+    out.routed = static_cast<int64_t>(d[3]);
+    out.stop = d[4] > 0;
+    out.tokens_per_s = d[5];
+    int64_t at = 6;
+    for (size_t i = 0; i < step_load.size(); ++i) {
+      const int64_t n = step_load[i].numel();
+      auto counts = v.narrow(0, at, n).to(torch::kLong);  // every rank's tokens, on the device
+      expert_load_[i] = expert_load_[i].defined() ? expert_load_[i] + counts : counts;
+      at += n;
+    }
+    return out;
   }
 
   // What train.ops resolved to on this run's shapes, from the first step's calls.
@@ -664,8 +900,12 @@ class TrainingSession {
     const TrainConfig& t = config_.train;
     model_->eval();
     torch::NoGradGuard no_grad;
+    // The ranks of a data-parallel run share the batches, each evaluated whole (MoE capacity
+    // depends on the batch): the sum of the losses is that of one process.
     double total = 0;
-    for (const auto& b : val_) {
+    for (size_t k = 0; k < val_.size(); ++k) {
+      if (world_ > 1 && static_cast<int>(k % static_cast<size_t>(world_)) != rank_) continue;
+      const auto& b = val_[k];
       auto batch =
           torch::from_blob(const_cast<int32_t*>(b.data()),
                            {static_cast<int64_t>(b.size()) / (t.seq_len + 1), t.seq_len + 1},
@@ -676,8 +916,17 @@ class TrainingSession {
       total += model_->next_token_loss(out, batch.narrow(1, 1, t.seq_len)).item<double>();
       if (final) fault_point("final-eval");
     }
+    if (group_) {
+      auto sum = torch::tensor({total}, torch::kDouble).to(device_);
+      group_->sum(sum, "evaluating");
+      total = sum.to(torch::kCPU).item<double>();
+    }
     last_val_loss_ = val_.empty() ? NAN : total / static_cast<double>(val_.size());
     nlohmann::json m = {{"val_loss", last_val_loss_}, {"val_ppl", std::exp(last_val_loss_)}};
+    if (!records_) {
+      for (auto& load : expert_load_) load = torch::Tensor();
+      return;
+    }
     record(m);
     // Expert load since the previous evaluation, one metric per (layer, expert).
     for (size_t i = 0; i < expert_load_.size(); ++i) {
@@ -708,7 +957,9 @@ class TrainingSession {
     std::snprintf(name, sizeof name, "step-%08lld.pt", static_cast<long long>(state_.step));
     const fs::path path = checkpoint_dir_ / name;
     doing_ = "writing the checkpoint " + path.string();
+    // Every rank holds the same weights: all of them see the same answer here.
     if (!training_state_is_finite(model_, optimizer_.get())) return false;
+    if (!records_) return true;  // rank 0 alone writes checkpoints
     // Every point up to this step is in the database before the checkpoint is: a resume from it
     // then continues a gap-free curve even after a SIGKILL lost the buffered points.
     metrics_->flush();
@@ -751,6 +1002,11 @@ class TrainingSession {
 
   TrainResult stopped(bool checkpointed) {
     if (!checkpointed && !checkpoint()) return diverged_weights(state_.step);
+    if (!records_) {
+      TrainResult r;
+      r.status = RunStatus::kStopped;
+      return r;
+    }
     doing_ = "stopping the run";
     metrics_->flush();
     store_->heartbeat(run_id_, state_.step, state_.tokens);
@@ -770,6 +1026,13 @@ class TrainingSession {
   // (the newest one, which is finite because no other is ever written).
   TrainResult diverged(int64_t step, const std::string& what) {
     doing_ = "stopping the diverged run";
+    if (!records_) {
+      TrainResult r;
+      r.status = RunStatus::kDiverged;
+      r.exit_code = exit_code_of(RunStatus::kDiverged);
+      r.error = what + " at step " + std::to_string(step) + ".";
+      return r;
+    }
     auto kept = store_->latest_checkpoint(run_id_);
     const std::string message =
         what + " at step " + std::to_string(step) + "; " +
@@ -809,9 +1072,72 @@ class TrainingSession {
   std::vector<torch::Tensor> expert_load_;  // (X) tokens per expert since the last evaluation
   TrainState state_;
   double last_val_loss_ = NAN;
+  // Data parallel (ranks_ null: one process, none of these is used).
+  Rendezvous* ranks_ = nullptr;
+  int rank_ = 0, world_ = 1;
+  bool records_ = true;  // writes the database and the checkpoints: rank 0, or the only process
+  int session_ = -1;     // this run's session of the command (see session_key)
+  bool from_checkpoint_ = false;
+  std::unique_ptr<RankGroup> group_;
+  std::unique_ptr<GradientReducer> reducer_;
 };
 
 }  // namespace
+
+void check_batch_divides(const RunConfig& config, int world_size) {
+  const int b = config.train.batch_size;
+  if (world_size > 1 && b % world_size != 0) {
+    throw UserError("train.batch_size " + std::to_string(b) + " of run " + config.name +
+                        " does not divide by the " + std::to_string(world_size) +
+                        " ranks of this data-parallel run.",
+                    "Set it to a multiple of " + std::to_string(world_size) +
+                        " (each rank trains batch_size / " + std::to_string(world_size) +
+                        " windows of every batch), or start as many ranks as divide it.");
+  }
+}
+
+void skip_unstarted_run(Rendezvous& ranks, int sessions_before) {
+  if (ranks.sessions() != sessions_before) return;
+  const int k = ranks.next_session();
+  ranks.post(session_key(k, "run"), nlohmann::json{{"skip", true}}.dump());
+}
+
+void release_ranks(Rendezvous& ranks, int exit_code, int wait_s) {
+  const int k = ranks.next_session();
+  ranks.post(session_key(k, "run"), nlohmann::json{{"end", true}, {"exit_code", exit_code}}.dump());
+  // The store lives in this process: it stays until every rank has read the message (a rank
+  // that is gone is waited for wait_s at most; none when a rank was lost already).
+  for (int r = 1; r < ranks.env().world_size && !ranks.lost(); ++r) {
+    try {
+      ranks.await(session_key(k, "ended/" + std::to_string(r)), std::chrono::seconds(wait_s));
+    } catch (const RankLostError&) {
+      return;
+    }
+  }
+}
+
+int follow_rank0(const TrainerOptions& options) {
+  Rendezvous& ranks = *options.ranks;
+  TrainerOptions follower = options;
+  follower.progress = "none";  // rank 0's stream is the run's
+  int worst = kExitOk;
+  for (;;) {
+    const int k = ranks.next_session();
+    const auto message = nlohmann::json::parse(ranks.await(session_key(k, "run")));
+    if (message.contains("end")) {
+      ranks.post(session_key(k, "ended/" + std::to_string(ranks.env().rank)), "");
+      return worst != kExitOk ? worst : message.value("exit_code", static_cast<int>(kExitOk));
+    }
+    if (message.contains("skip")) continue;
+    TrainingSession session(run_config_from_json(message.at("config")), follower);
+    const TrainResult r = session.follow(k, message.value("checkpoint", false));
+    if (r.exit_code == kExitOk) continue;
+    if (!r.error.empty()) {
+      std::fprintf(stderr, "mmlab: rank %d: %s\n", ranks.env().rank, r.error.c_str());
+    }
+    if (worst == kExitOk) worst = r.exit_code;
+  }
+}
 
 void check_checkpoint_root(const std::filesystem::path& root) {
   require_writable_folder(absolute_path(root.empty() ? data_home() / "checkpoints" : root));

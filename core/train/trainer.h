@@ -13,6 +13,8 @@
 
 namespace mmlab {
 
+class Rendezvous;
+
 struct TrainerOptions {
   std::filesystem::path db;       ///< results database
   std::string progress = "auto";  ///< jsonl | bar | none | auto
@@ -26,6 +28,12 @@ struct TrainerOptions {
   /// Position of this run among the runs one command trains in a row (1-based; 0 = alone): the
   /// terminal bar's "run 2 of 4" and experiment ETA.
   int run_index = 0, run_count = 0;
+  /// The rendezvous of a data-parallel command (docs/distributed.md): every rank trains the same
+  /// runs in lockstep, rank 0 alone writes the database and the checkpoints. Null: one process,
+  /// no process group at all.
+  Rendezvous* ranks = nullptr;
+  /// Seconds a rank waits for the others in a collective before its run fails.
+  int rank_timeout_s = 300;
 };
 
 /// Where a resume continues from.
@@ -63,6 +71,20 @@ TrainResult train_new_run(const RunConfig& config, const TrainerOptions& options
 /// run with no checkpoint yet starts again from step 0.
 TrainResult resume_run(int64_t run_id, const TrainerOptions& options,
                        const ResumeOptions& resume = {});
+
+/// A data-parallel run splits every batch into equal shards: batch_size must divide by the world
+/// size (a UserError saying so otherwise).
+void check_batch_divides(const RunConfig& config, int world_size);
+
+/// Rank 0 of a data-parallel command, after resume_run() returned or threw without starting its
+/// run on the ranks: the other ranks skip it too. Does nothing when the run did start.
+void skip_unstarted_run(Rendezvous& ranks, int sessions_before);
+/// Rank 0: no more runs follow; the other ranks end with `exit_code` (0 when all went well).
+/// Returns once they have all read it (or after wait_s).
+void release_ranks(Rendezvous& ranks, int exit_code, int wait_s);
+/// Every rank but 0: trains each run rank 0 trains, in lockstep, until rank 0 releases it.
+/// Returns the exit code (the worst of its runs', or the one rank 0 released it with).
+int follow_rank0(const TrainerOptions& options);
 
 /// Refuses, with the trainer's own sentence, a checkpoint folder (TrainerOptions::checkpoint_root,
 /// empty = the default) that cannot be created or written: for launches, before any run is queued.

@@ -310,3 +310,20 @@ TEST_F(DialogTest, ThePapersExperimentFileOpensValidWithItsScaleAndCounts) {
     EXPECT_EQ(cells[5], "6.55B");  // × 100k steps
   }
 }
+
+// "GPUs per run": not part of the document; a batch that does not divide by it is a problem.
+TEST_F(DialogTest, GpusPerRunMustDivideTheBatch) {
+  ExperimentDialog d;
+  auto* ranks = child<QSpinBox>(d, "ranks_per_run");
+  ASSERT_NE(ranks, nullptr);
+  EXPECT_EQ(d.ranks_per_run(), 1);
+  const json before = d.document();
+  ranks->setValue(2);  // the quick comparison's batch of 16 divides
+  EXPECT_EQ(d.ranks_per_run(), 2);
+  EXPECT_TRUE(d.is_valid()) << d.problems().join("\n").toStdString();
+  EXPECT_EQ(d.document(), before);
+  ranks->setValue(3);
+  ASSERT_FALSE(d.is_valid());
+  EXPECT_TRUE(d.problems().front().contains("train.batch_size: 16 does not divide by the 3 GPUs"))
+      << d.problems().front().toStdString();
+}

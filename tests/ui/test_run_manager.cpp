@@ -5,9 +5,13 @@
 #include <QFile>
 #include <QSignalSpy>
 #include <QTest>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <optional>
 
+#include "core/store/store.h"
 #include "fake_trainer.h"
+#include "process_support.h"
 #include "qt_app.h"
 #include "scoped_env.h"
 #include "test_support.h"
@@ -229,4 +233,56 @@ TEST_F(RunManagerTest, TheStartUpNoteEndsWhenTrainingRuns) {
   EXPECT_EQ(m.job(k)->note, "");
   ASSERT_TRUE(wait_done(m, k));
   EXPECT_EQ(m.job(k)->state, RunState::kFinished);
+}
+
+TEST(RunManagerRanks, ARunOnSeveralProcessesStartsThroughMmlabLaunch) {
+  RunJob job;
+  job.args = {QStringLiteral("train"), QStringLiteral("exp.json"), QStringLiteral("--run"),
+              QStringLiteral("mamba")};
+  EXPECT_EQ(RunManager::child_arguments(job), job.args);  // one process: as it is
+  job.ranks = 2;
+  EXPECT_EQ(RunManager::child_arguments(job),
+            (QStringList{QStringLiteral("launch"), QStringLiteral("--nproc"), QStringLiteral("2"),
+                         QStringLiteral("--"), QStringLiteral("train"), QStringLiteral("exp.json"),
+                         QStringLiteral("--run"), QStringLiteral("mamba")}));
+}
+
+// The real mmlab: a run queued with 2 processes trains on 2 Gloo ranks, and rank 0's stream is
+// the job's.
+TEST(RunManagerRanks, TheRealTrainerRunsOnTwoRanks) {
+  mmlab::test::qt_app();
+  mmlab::test::TempDir dir;
+  mmlab::test::write_synthetic_corpus(dir / "corpus", 6, 80);
+  mmlab::test::ScopedEnv xdg("XDG_DATA_HOME", QString::fromStdString((dir / "xdg").string()));
+  const nlohmann::json ex = {
+      {"name", "two-ranks"},
+      {"runs",
+       {{{"name", "mamba"},
+         {"model", {{"family", "mamba"}, {"d_model", 16}, {"n_block", 1}, {"d_state", 4}}},
+         {"train",
+          {{"steps", 4},
+           {"batch_size", 4},
+           {"seq_len", 16},
+           {"eval_every", 0},
+           {"eval_batches", 2},
+           {"threads", 1}}},
+         {"data",
+          {{"source", (dir / "corpus").string()},
+           {"tokenizer", "byte"},
+           {"val_fraction", 0.2}}}}}}};
+  const std::string exp = (dir / "exp.json").string();
+  std::ofstream(exp) << ex.dump();
+  const QString db = QString::fromStdString((dir / "runs.sqlite").string());
+  RunManager m(QString::fromStdString(mmlab::test::mmlab_binary()));
+  const int key = m.enqueue_train(QString::fromStdString(exp), QStringLiteral("mamba"), db,
+                                  QStringLiteral("cpu"), -1, 2);
+  ASSERT_TRUE(QTest::qWaitFor([&] { return is_done(m.job(key)->state); }, 120000));
+  const RunJob* job = m.job(key);
+  EXPECT_EQ(job->state, RunState::kFinished) << job->stderr_tail.toStdString();
+  EXPECT_EQ(job->step, 4);
+  mmlab::store::ResultsStore st(db.toStdString());
+  const auto runs = st.list_runs();
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(st.get_run(runs[0].id).device.find("x 2 ranks") != std::string::npos, true)
+      << st.get_run(runs[0].id).device;
 }
