@@ -183,6 +183,33 @@ TEST_F(SlurmRemote, TwoRanksPerRunAreTwoSrunTasksWithTheRankEnvironment) {
   EXPECT_EQ(text("two-ranks.err.1"), "stderr-of-1\n");
 }
 
+// The same with the real trainer: a run of two CPU ranks (Gloo) is one Slurm job whose ranks meet
+// through srun's environment; it finishes with one run, written by rank 0 alone, that comes home
+// with every point once.
+TEST_F(SlurmRemote, ARunOfTwoCpuRanksIsOneJobAndOneRun) {
+  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "the test node has one CPU.";
+  host_.tasks = 2;
+  remote::Launch l = submit(12, "short-a");
+  const Stream s = follow_to_end(l);
+  ASSERT_FALSE(s.statuses.empty()) << "no status from job " << l.job_id;
+  EXPECT_EQ(s.statuses.back(), "finished");
+  EXPECT_EQ(s.last_step, 12);
+  EXPECT_EQ(remote::slurm_job_state(host_, l), "COMPLETED");
+  store::ResultsStore local(dir_ / "local.sqlite");
+  const auto r = remote::sync_from_host(host_, l, local);
+  ASSERT_TRUE(r.has_value());
+  expect_synced(l);
+  const auto runs = local.list_runs();
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].status, store::RunStatus::kFinished);
+  EXPECT_EQ(runs[0].step, 12);
+  EXPECT_NE(runs[0].device.find("x 2 ranks"), std::string::npos) << runs[0].device;
+  store::OpenOptions ro;
+  ro.mode = store::Database::Mode::kReadOnly;
+  EXPECT_EQ(store::ResultsStore(dir_ / "remote" / l.db_file, ro).list_runs().size(), 1u);
+  EXPECT_TRUE(fs::exists(dir_ / "remote" / "launches" / (l.tag + ".err.1"))) << "rank 1 ran";
+}
+
 TEST_F(SlurmRemote, RefusedSubmissionNamesTheHostAndLeavesNothing) {
   EXPECT_TRUE(remote::check_host(host_).ok) << remote::check_host(host_).problem;
   host_.partition = "no-such-partition";
