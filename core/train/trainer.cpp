@@ -698,15 +698,16 @@ class TrainingSession {
     const auto session_start = Clock::now();
     // When this session's training clock starts, in Unix time: with it every point of the
     // session has an exact wall-clock time (a resumed run's later points are not shifted back
-    // by the time it spent stopped).
-    store_->add_event(
-        run_id_, store::kSessionEvent,
-        nlohmann::json{{"wall", wall0},
-                       {"started_at", std::chrono::duration<double>(
-                                          std::chrono::system_clock::now().time_since_epoch())
-                                          .count()}}
-            .dump(),
-        state_.step, wall0);
+    // by the time it spent stopped). Only the rank that records writes it.
+    if (records_)
+      store_->add_event(
+          run_id_, store::kSessionEvent,
+          nlohmann::json{{"wall", wall0},
+                         {"started_at", std::chrono::duration<double>(
+                                            std::chrono::system_clock::now().time_since_epoch())
+                                            .count()}}
+              .dump(),
+          state_.step, wall0);
     auto last_heartbeat = Clock::now();
     // The global batch (every rank draws it, so the data order is that of one process); this
     // rank trains its contiguous shard of `shard` rows.

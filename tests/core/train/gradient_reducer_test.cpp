@@ -58,10 +58,12 @@ TEST(GradientReducer, AveragesAccumulatedGradientsAndCountsMissingOnesAsZeros) {
   std::vector<torch::Tensor> w1(2), w2(2), w3(2);
   std::vector<size_t> started(2), buckets(2);
   const auto errors = on_two_ranks([&](int rank, RankGroup& group) {
-    torch::manual_seed(7);  // the same start on both ranks
-    auto a = torch::randn({3, 4}).requires_grad_();
-    auto b = torch::randn({5}).requires_grad_();
-    auto c = torch::randn({2, 2}).requires_grad_();
+    // The same start on both ranks, from a generator of each rank's own: the ranks are threads
+    // of one process, which would otherwise draw from one global generator in turns.
+    at::Generator gen = at::detail::createCPUGenerator(7);
+    auto a = torch::randn({3, 4}, gen).requires_grad_();
+    auto b = torch::randn({5}, gen).requires_grad_();
+    auto c = torch::randn({2, 2}, gen).requires_grad_();
     // Tiny buckets: one per parameter, started in the order c, b, a.
     GradientReducer reducer({a, b, c}, group, /*bucket_bytes=*/16);
     buckets[rank] = reducer.buckets();
