@@ -16,16 +16,12 @@ namespace {
 
 // The launches of the session's database; an unreadable list is no launches (`mmlab remote`
 // names the damaged file when asked).
-remote::LaunchBook book_of(const ResultsSession& session) {
+std::vector<remote::Launch> launches_of(const ResultsSession& session) {
   try {
-    return remote::LaunchBook::load(session.path().toStdString());
+    return remote::LaunchBook::load(session.path().toStdString()).launches();
   } catch (const std::exception&) {
     return {};
   }
-}
-
-std::vector<remote::Launch> launches_of(const ResultsSession& session) {
-  return book_of(session).launches();
 }
 
 }  // namespace
@@ -40,11 +36,18 @@ RemoteWatch::RemoteWatch(const ResultsSession& session, const RunManager& manage
 }
 
 void RemoteWatch::update_unreachable() {
-  const auto unreachable = book_of(session_).unreachable_runs();
+  std::map<std::string, int64_t> by_uuid;
+  for (const store::RunRow& r : session_.runs()) by_uuid[r.uuid] = r.id;
   std::map<int64_t, QString> away;
-  for (const store::RunRow& r : session_.runs())
-    if (const auto it = unreachable.find(r.uuid); it != unreachable.end())
-      away[r.id] = QString::fromStdString(it->second);
+  for (const remote::Launch& l : launches_of(session_)) {
+    const auto it = by_uuid.find(l.uuid);
+    if (it == by_uuid.end()) continue;
+    // The newest start of a run decides (a later one that got through clears it).
+    if (l.reachable)
+      away.erase(it->second);
+    else
+      away[it->second] = QString::fromStdString(l.message);
+  }
   model_.set_unreachable(std::move(away));
 }
 
@@ -52,7 +55,7 @@ QStringList RemoteWatch::tags_to_sync() const {
   std::set<int64_t> followed;
   std::set<QString> busy_hosts;
   for (const RunJob& j : manager_.jobs()) {
-    if (!is_active(j.state) || !RunManager::is_host_queue(j.device)) continue;
+    if (!is_active(j.state) || !j.device.startsWith(QLatin1String("host:"))) continue;
     followed.insert(j.run_id);
     busy_hosts.insert(j.device.mid(5));
   }
