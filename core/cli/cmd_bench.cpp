@@ -135,7 +135,7 @@ BenchRow bench_run(RunConfig r, const BenchArgs& a, const torch::Device& device)
     compat::CudaAutocast scope(autocast);
     std::vector<LayerCache> caches;
     model->decode(first, caches);  // the prompt
-    TokenDecoder decoder(model, caches);
+    TokenDecoder decoder(model, caches);  // used only for the graphed timing
     auto tok = first;
     auto step = [&] { return graphed ? decoder.step(tok) : model->decode(tok, caches); };
     tok = step().argmax(-1);  // warm (records the graph)

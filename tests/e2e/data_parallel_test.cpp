@@ -5,8 +5,6 @@
 // or hangs ends the other within the timeout with one sentence; a run of 2 ranks resumes on 1 and
 // goes on along the uninterrupted curve.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include <nlohmann/json.hpp>
 
@@ -24,18 +22,6 @@ namespace mmlab {
 namespace {
 
 namespace fs = std::filesystem;
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 // step -> value.
 using Curve = std::map<int64_t, double>;
@@ -197,7 +183,7 @@ TEST_F(DataParallel, ARankKilledMidRunEndsTheOtherWithOneSentence) {
   const fs::path db = dir_ / "killed.sqlite";
   const std::vector<std::string> args = {"train",      exp.string(), "--db",           db.string(),
                                          "--progress", "none",       "--rank-timeout", "60"};
-  const int port = free_port();
+  const int port = test::free_loopback_port();
   const pid_t rank0 = spawn_rank(0, port, args);
   const pid_t rank1 =
       spawn_rank(1, port, args, {{"MMLAB_TEST_KILL_AT", "step:3"}, {"MMLAB_TEST_FAULT_RANK", "1"}});
@@ -216,7 +202,7 @@ TEST_F(DataParallel, ARankThatHangsEndsTheOtherWhenTheTimeoutPasses) {
   const fs::path db = dir_ / "hung.sqlite";
   const std::vector<std::string> args = {"train",      exp.string(), "--db",           db.string(),
                                          "--progress", "none",       "--rank-timeout", "3"};
-  const int port = free_port();
+  const int port = test::free_loopback_port();
   const pid_t rank0 = spawn_rank(0, port, args);
   const pid_t rank1 =
       spawn_rank(1, port, args, {{"MMLAB_TEST_STOP_AT", "step:2"}, {"MMLAB_TEST_FAULT_RANK", "1"}});

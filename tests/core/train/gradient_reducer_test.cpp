@@ -4,33 +4,20 @@
 #include "core/train/gradient_reducer.h"
 
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <functional>
 #include <thread>
 
 #include "core/train/rank_group.h"
+#include "test_support.h"
 
 namespace mmlab {
 namespace {
 
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 // Runs `body(rank, group)` on ranks 0 and 1; returns what each threw ("" when nothing).
 std::vector<std::string> on_two_ranks(const std::function<void(int, RankGroup&)>& body) {
-  const int port = free_port();
+  const int port = test::free_loopback_port();
   std::vector<std::string> errors(2);
   auto run = [&](int rank) {
     try {
@@ -147,7 +134,7 @@ namespace {
 TEST(GradientReducer, OneNcclRankKeepsTheGradientsOnTheGpu_CUDA) {
   RankEnv env;
   env.master_addr = "127.0.0.1";
-  env.master_port = free_port();
+  env.master_port = test::free_loopback_port();
   Rendezvous ranks(env, std::chrono::seconds(60));
   const torch::Device gpu(torch::kCUDA, 0);
   auto group = ranks.open_group("nccl-smoke", gpu, std::chrono::seconds(60));
