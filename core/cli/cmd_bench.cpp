@@ -134,7 +134,7 @@ BenchRow bench_run(RunConfig r, const BenchArgs& a, const torch::Device& device)
   auto timed_decode = [&](bool graphed) {
     compat::CudaAutocast scope(autocast);
     std::vector<LayerCache> caches;
-    model->decode(first, caches);  // the prompt
+    model->decode(first, caches);         // the prompt
     TokenDecoder decoder(model, caches);  // used only for the graphed timing
     auto tok = first;
     auto step = [&] { return graphed ? decoder.step(tok) : model->decode(tok, caches); };
