@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "core/results/metric_names.h"
 #include "core/results/speedup.h"
 #include "ui/config_diff.h"
 #include "ui/run_table_model.h"
@@ -34,7 +35,7 @@ ComparePanel::ComparePanel(ResultsSession& session, CurveSet& curves, QWidget* p
   v->addWidget(hint_);
   auto* split = new QSplitter(Qt::Vertical, this);
   plot_ = new CurvePlot(&curves_, this);
-  plot_->set_metric(QStringLiteral("loss_smooth"));
+  plot_->set_metric(QString::fromLatin1(metric::kLossSmooth));
   plot_->set_alpha(1.0);  // loss_smooth is smoothed by the trainer already
   split->addWidget(plot_);
   auto* lower = new QWidget(this);
@@ -140,13 +141,13 @@ void ComparePanel::refresh() {
   }
   baseline_->setEnabled(ids.size() >= 2);
   if (ids.size() < 2) return;
-  const Series& base_series = curves_.series(base_id, "loss_smooth");
+  const Series& base_series = curves_.series(base_id, metric::kLossSmooth);
   const LossCurve base{base_series.tokens, base_series.value};
   const std::optional<double> target = final_value(base);
   if (!target) return;
   speedup_table_->setRowCount(int(ids.size()));
   for (size_t i = 0; i < ids.size(); ++i) {
-    const Series& s = curves_.series(ids[i], "loss_smooth");
+    const Series& s = curves_.series(ids[i], metric::kLossSmooth);
     const LossCurve curve{s.tokens, s.value};
     const std::optional<double> reached = tokens_to_reach(curve, *target);
     const std::optional<double> times = speedup(base, curve);

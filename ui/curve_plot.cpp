@@ -87,11 +87,12 @@ QString CurvePlot::count_label(double n) {
 }
 
 const QStringList& CurvePlot::standard_metrics() {
-  static const QStringList kNames{
-      QStringLiteral("loss"),         QStringLiteral("loss_smooth"),  QStringLiteral("val_loss"),
-      QStringLiteral("val_ppl"),      QStringLiteral("aux_loss"),     QStringLiteral("lr"),
-      QStringLiteral("grad_norm"),    QStringLiteral("tokens_per_s"), QStringLiteral("step_time"),
-      QStringLiteral("dropped_frac"), QStringLiteral("peak_mem_gb")};
+  static const QStringList kNames = [] {
+    QStringList names;
+    for (std::string_view name : metric::kCurves)
+      names << QString::fromLatin1(name.data(), qsizetype(name.size()));
+    return names;
+  }();
   return kNames;
 }
 

@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/results/metric_names.h"
 #include "ui/curve_data.h"
 
 class QCustomPlot;
@@ -152,7 +153,7 @@ class CurvePlot : public QWidget {
 
   std::vector<int64_t> runs_;
   std::map<int64_t, QColor> colors_;  // of runs_
-  QString metric_ = QStringLiteral("loss");
+  QString metric_ = QString::fromLatin1(metric::kLoss);
   XAxis x_axis_ = XAxis::kStep;
   bool log_x_ = false;
   bool log_y_ = false;

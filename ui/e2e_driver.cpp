@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "core/results/metric_names.h"
 #include "ui/experiment_dialog.h"
 #include "ui/main_window.h"
 #include "ui/qcp.h"
@@ -81,7 +82,7 @@ void E2eDriver::finish(int code, const QString& error) {
   window_->select_runs(ids);
   // Runs a fake trainer streamed but never stored have no table row to select: plot them anyway.
   if (window_->selected_runs() != ids) window_->plot().set_runs(ids);
-  window_->plot().set_metric(QStringLiteral("loss"));
+  window_->plot().set_metric(QString::fromLatin1(metric::kLoss));
   window_->plot().set_alpha(1.0);
   window_->plot().set_x_axis(XAxis::kStep);
   window_->plot().fit_all();

@@ -10,33 +10,11 @@
 #include <map>
 #include <set>
 
+#include "core/results/metric_names.h"
 #include "ui/plot_theme.h"
 #include "ui/qcp.h"
 
 namespace mmlab::ui {
-
-namespace {
-
-constexpr char kPrefix[] = "expert_load/";
-
-// "expert_load/3/17" → {"3", 17}; false for other names (dropped_frac/3, expert_load/x/y).
-bool split_name(const std::string& name, std::string& layer, int& expert) {
-  if (name.rfind(kPrefix, 0) != 0) return false;
-  const std::string rest = name.substr(sizeof(kPrefix) - 1);
-  const size_t slash = rest.find('/');
-  if (slash == std::string::npos || slash == 0) return false;
-  try {
-    size_t used = 0;
-    expert = std::stoi(rest.substr(slash + 1), &used);
-    if (used != rest.size() - slash - 1 || expert < 0) return false;
-  } catch (const std::exception&) {
-    return false;
-  }
-  layer = rest.substr(0, slash);
-  return true;
-}
-
-}  // namespace
 
 ExpertHeatmap::ExpertHeatmap(CurveSet* curves, QWidget* parent) : QWidget(parent), curves_(curves) {
   auto* v = new QVBoxLayout(this);
@@ -85,7 +63,7 @@ void ExpertHeatmap::set_run(int64_t run_id, const QString& label,
   std::string layer;
   int expert = 0;
   for (const std::string& m : metrics)
-    if (split_name(m, layer, expert)) {
+    if (metric::parse_expert_load(m, layer, expert)) {
       metrics_.push_back(m);
       layers.insert(layer);
     }
@@ -124,7 +102,7 @@ void ExpertHeatmap::rebuild() {
   std::string l;
   int e = 0;
   for (const std::string& m : metrics_)
-    if (split_name(m, l, e) && l == layer) by_expert[e] = m;
+    if (metric::parse_expert_load(m, l, e) && l == layer) by_expert[e] = m;
   experts_ = by_expert.empty() ? 0 : by_expert.rbegin()->first + 1;
   double x0 = INFINITY, x1 = -INFINITY;
   for (const auto& [ex, name] : by_expert) {

@@ -10,6 +10,7 @@
 #include <limits>
 #include <sstream>
 
+#include "core/results/metric_names.h"
 #include "core/results/speedup.h"
 #include "core/util/error.h"
 
@@ -131,11 +132,11 @@ ExperimentReport build_report(store::ResultsStore& store, const store::Experimen
   }
   report.baseline = runs[*base].name;
   report.baseline_id = runs[*base].id;
-  if (auto pts = store.points(report.baseline_id, "unigram_entropy"); !pts.empty()) {
+  if (auto pts = store.points(report.baseline_id, metric::kUnigramEntropy); !pts.empty()) {
     report.unigram_entropy = pts.back().value;
   }
 
-  const LossCurve base_curve = loss_curve(store.points(runs[*base].id, store::metric::kLossSmooth));
+  const LossCurve base_curve = loss_curve(store.points(runs[*base].id, metric::kLossSmooth));
   for (size_t i = 0; i < runs.size(); ++i) {
     const store::RunRow& run = runs[i];
     ReportRow row;
@@ -151,7 +152,7 @@ ExperimentReport build_report(store::ResultsStore& store, const store::Experimen
     row.best_val_loss = run.best_val_loss;
     row.is_baseline = i == *base;
     const LossCurve curve =
-        row.is_baseline ? base_curve : loss_curve(store.points(run.id, store::metric::kLossSmooth));
+        row.is_baseline ? base_curve : loss_curve(store.points(run.id, metric::kLossSmooth));
     row.final_loss = final_value(curve);
     row.speedup = speedup(base_curve, curve);
     report.rows.push_back(std::move(row));

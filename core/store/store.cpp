@@ -121,8 +121,15 @@ void switch_to_wal(Database& db, std::chrono::steady_clock::time_point deadline)
 }
 
 // The SELECT list of a RunRow. Summary figures come from three primary-key lookups into
-// run_summaries, never from metric_points; the tags from the clustered tags table.
-constexpr char kRunSelect[] = R"sql(
+// run_summaries, never from metric_points; the tags from the clustered tags table. The metric
+// names are core/results/metric_names.h's constants (quoted as they are: none holds a quote).
+const std::string& run_select() {
+  // The id of one metric's name, as a scalar subquery.
+  const auto metric_id = [](const char* name) {
+    return std::string("(SELECT id FROM metric_names WHERE name = '") + name + "')";
+  };
+  static const std::string sql =
+      R"sql(
 SELECT r.id, r.uuid, r.experiment_id, e.name, r.name, r.status, r.family, r.config_json, r.seed,
        r.host, r.pid, r.device, r.git_rev, r.torch_version, r.cuda_version, r.params_total,
        r.params_active, r.params_nonembed, r.total_steps, r.step, r.tokens, r.created_at,
@@ -134,13 +141,14 @@ SELECT r.id, r.uuid, r.experiment_id, e.name, r.name, r.status, r.family, r.conf
        r.ops_used
 FROM runs r
 JOIN experiments e ON e.id = r.experiment_id
-LEFT JOIN run_summaries ls ON ls.run_id = r.id
-     AND ls.metric_id = (SELECT id FROM metric_names WHERE name = 'loss_smooth')
-LEFT JOIN run_summaries vl ON vl.run_id = r.id
-     AND vl.metric_id = (SELECT id FROM metric_names WHERE name = 'val_loss')
-LEFT JOIN run_summaries tp ON tp.run_id = r.id
-     AND tp.metric_id = (SELECT id FROM metric_names WHERE name = 'tokens_per_s')
-)sql";
+LEFT JOIN run_summaries ls ON ls.run_id = r.id AND ls.metric_id = )sql" +
+      metric_id(metric::kLossSmooth) +
+      "\nLEFT JOIN run_summaries vl ON vl.run_id = r.id AND vl.metric_id = " +
+      metric_id(metric::kValLoss) +
+      "\nLEFT JOIN run_summaries tp ON tp.run_id = r.id AND tp.metric_id = " +
+      metric_id(metric::kTokensPerS) + "\n";
+  return sql;
+}
 
 RunRow read_run(const Statement& s) {
   RunRow r;
@@ -697,7 +705,7 @@ RunStatus ResultsStore::derive_status(const RunRow& row, double stale_after_seco
 std::vector<RunRow> ResultsStore::query_runs(const std::string& where,
                                              const std::function<void(Statement&)>& bind) {
   std::vector<RunRow> out;
-  Statement s = db_.cached(std::string(kRunSelect) + where + " ORDER BY r.id");
+  Statement s = db_.cached(run_select() + where + " ORDER BY r.id");
   bind(s);
   while (s.step()) {
     out.push_back(read_run(s));

@@ -24,19 +24,12 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/results/metric_names.h"
 #include "core/results/run_status.h"
 #include "core/store/sqlite.h"
 #include "core/util/error.h"
 
 namespace mmlab::store {
-
-/// Metric names the store itself reads for the run browser (one vocabulary: the trainer records
-/// its curves under exactly these names).
-namespace metric {
-inline constexpr char kLossSmooth[] = "loss_smooth";   ///< EMA-smoothed training loss
-inline constexpr char kValLoss[] = "val_loss";         ///< validation loss
-inline constexpr char kTokensPerS[] = "tokens_per_s";  ///< training throughput
-}  // namespace metric
 
 // The run status vocabulary is core/results/run_status.h; the store's code names it as its own.
 using mmlab::is_terminal;

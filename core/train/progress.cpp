@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "core/results/metric_names.h"
 #include "core/util/error.h"
 
 namespace mmlab {
@@ -39,7 +40,7 @@ class NullSink : public ProgressSink {
 };
 
 // The value of metric `name` in a step or eval event, NaN when it has none.
-double metric(const ProgressEvent& e, const std::string& name) {
+double metric_value(const ProgressEvent& e, const std::string& name) {
   for (const auto& [key, value] : e.metrics) {
     if (key == name) return value;
   }
@@ -79,8 +80,8 @@ class BarSink : public ProgressSink {
       b.run_count = run_count_;
       b.step = step;
       b.total_steps = total;
-      b.loss_smooth = metric(e, "loss_smooth");
-      b.tokens_per_s = metric(e, "tokens_per_s");
+      b.loss_smooth = metric_value(e, metric::kLossSmooth);
+      b.tokens_per_s = metric_value(e, metric::kTokensPerS);
       b.eta_run_s = rate > 0 ? static_cast<double>(total - step) / rate : NAN;
       // The runs still to come are assumed as long as this one (from its own start to its end).
       const double run_time = rate > 0 ? static_cast<double>(total - first_step_) / rate : NAN;
@@ -92,8 +93,8 @@ class BarSink : public ProgressSink {
     } else if (e.kind == EventKind::kEval) {
       end_line();
       std::fprintf(stderr, "%s: step %lld  val_loss %.4f  val_ppl %.2f\n", name_.c_str(),
-                   static_cast<long long>(std::max<int64_t>(e.step, 0)), metric(e, "val_loss"),
-                   metric(e, "val_ppl"));
+                   static_cast<long long>(std::max<int64_t>(e.step, 0)),
+                   metric_value(e, metric::kValLoss), metric_value(e, metric::kValPpl));
     } else if (e.kind == EventKind::kStatus) {
       end_line();
       if (!e.name.empty()) name_ = e.name;

@@ -23,6 +23,7 @@
 #include "core/models/op_choice.h"
 #include "core/ops/torch_compat.h"
 #include "core/results/ema.h"
+#include "core/results/metric_names.h"
 #include "core/store/store.h"
 #include "core/train/checkpoint.h"
 #include "core/train/device.h"
@@ -687,7 +688,7 @@ class TrainingSession {
       sink_->emit(std::move(running));
       metrics_ = std::make_unique<store::MetricBuffer>(*store_, run_id_);
       // The loss a context-free model reaches on this data: the bar the curves must get below.
-      metrics_->add("unigram_entropy", 0, 0, 0.0, unigram_entropy(corpus_.train));
+      metrics_->add(metric::kUnigramEntropy, 0, 0, 0.0, unigram_entropy(corpus_.train));
     }
 
     const bool autocast = device_.is_cuda() && t.dtype == "bf16";
@@ -800,16 +801,20 @@ class TrainingSession {
       state_.ema_count = static_cast<int64_t>(ema.steps());
 
       if (records_ && (step % t.log_every == 0 || step == total_steps_)) {
-        nlohmann::json m = {
-            {"loss", loss},           {"loss_smooth", smooth},        {"lr", lr},
-            {"grad_norm", grad_norm}, {"tokens_per_s", tokens_per_s}, {"step_time", step_time}};
+        nlohmann::json m = {{metric::kLoss, loss},
+                            {metric::kLossSmooth, smooth},
+                            {metric::kLr, lr},
+                            {metric::kGradNorm, grad_norm},
+                            {metric::kTokensPerS, tokens_per_s},
+                            {metric::kStepTime, step_time}};
         if (!moe.empty()) {
-          m["aux_loss"] = aux;
-          m["dropped_frac"] =
+          m[metric::kAuxLoss] = aux;
+          m[metric::kDroppedFrac] =
               routed > 0 ? static_cast<double>(dropped) / static_cast<double>(routed) : 0.0;
         }
         if (device_.is_cuda()) {
-          m["peak_mem_gb"] = static_cast<double>(compat::cuda_peak_allocated(cuda_index)) / 1e9;
+          m[metric::kPeakMemGb] =
+              static_cast<double>(compat::cuda_peak_allocated(cuda_index)) / 1e9;
         }
         record(m);
         ProgressEvent e;
@@ -934,7 +939,8 @@ class TrainingSession {
       total = sum.to(torch::kCPU).item<double>();
     }
     last_val_loss_ = val_.empty() ? NAN : total / static_cast<double>(val_.size());
-    nlohmann::json m = {{"val_loss", last_val_loss_}, {"val_ppl", std::exp(last_val_loss_)}};
+    nlohmann::json m = {{metric::kValLoss, last_val_loss_},
+                        {metric::kValPpl, std::exp(last_val_loss_)}};
     if (!records_) {
       for (auto& load : expert_load_) load = torch::Tensor();
       return;
@@ -946,8 +952,8 @@ class TrainingSession {
       auto counts = expert_load_[i].to(torch::kCPU);  // the one host read per evaluation
       auto frac = counts.to(torch::kDouble) / std::max<int64_t>(1, counts.sum().item<int64_t>());
       for (int64_t e = 0; e < frac.size(0); ++e) {
-        metrics_->add("expert_load/" + std::to_string(i) + "/" + std::to_string(e), state_.step,
-                      state_.tokens, state_.wall, frac[e].item<double>());
+        metrics_->add(metric::expert_load(static_cast<int64_t>(i), e), state_.step, state_.tokens,
+                      state_.wall, frac[e].item<double>());
       }
       expert_load_[i] = torch::Tensor();
     }

@@ -70,7 +70,7 @@ void write_database(const fs::path& path) {
     std::vector<store::MetricPoint> points;
     for (int64_t s = 1; s <= 20; ++s) {
       points.push_back({"loss", s, s * 100, 0.1 * s, 5.0 / s});
-      points.push_back({store::metric::kLossSmooth, s, s * 100, 0.1 * s, 5.0 / s});
+      points.push_back({metric::kLossSmooth, s, s * 100, 0.1 * s, 5.0 / s});
     }
     st.append_points(run, points);
     st.set_status(run, RunStatus::kFinished);

@@ -124,6 +124,19 @@ TEST_F(TrainerTest, RecordsTheCudaRuntimeVersion_CUDA) {
   EXPECT_TRUE(std::regex_match(version, std::regex("[0-9]+\\.[0-9]+"))) << version;
 }
 
+TEST_F(TrainerTest, EveryCurveItRecordsIsANameOfTheOneMetricList) {
+  // The studio's charts and the store's summaries know a curve by these names only: a metric the
+  // trainer records under another name would be stored but never offered or summarised.
+  RunConfig c = tiny("moe-mamba");
+  c.train.eval_every = 5;
+  TrainResult r = train_new_run(c, options_);
+  ASSERT_EQ(r.status, RunStatus::kFinished) << r.error;
+  store::ResultsStore st(options_.db);
+  const auto names = st.metric_names(r.run_id);
+  ASSERT_GE(names.size(), 10u);
+  for (const std::string& name : names) EXPECT_TRUE(metric::is_known(name)) << name;
+}
+
 TEST_F(TrainerTest, RecordsEveryMetricAndSummary) {
   RunConfig c = tiny("moe-mamba");
   c.train.eval_every = 5;
