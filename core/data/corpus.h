@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-// From a data config to token streams: read the corpus, tokenize it once (cached on disk, keyed by
-// the corpus content and the tokenizer), split off a validation set by document, and join the
-// documents with the end-of-text id as the paper's code does.
+// From a data config to token streams: read the corpus, tokenize it once (the token cache,
+// token_cache.h), and split it into training and validation streams (val_split.h).
 #pragma once
 
 #include <cstdint>
@@ -12,66 +11,13 @@
 #include <vector>
 
 #include "core/config/config.h"
+#include "core/data/documents.h"
 #include "core/data/readers.h"
+#include "core/data/token_cache.h"
 #include "core/data/tokenizer.h"
+#include "core/data/val_split.h"
 
 namespace mmlab::data {
-
-/// A tokenized corpus before the split: all documents' tokens back to back (no end-of-text ids),
-/// and where each document starts. This is what the disk cache stores.
-struct TokenizedDocuments {
-  std::vector<std::int32_t> tokens;
-  /// offsets[i] is where document i starts; offsets.back() == tokens.size(); size = documents + 1.
-  std::vector<std::uint64_t> offsets;
-  std::size_t documents() const { return offsets.empty() ? 0 : offsets.size() - 1; }
-};
-
-/// The on-disk token cache: a 64-byte header ("MMLABTOK", format version, token width 2 or 4
-/// bytes, token count, document count, key, xxh64 of the whole file), the document offsets as
-/// uint64, then the tokens. Written atomically (temporary file + rename), so an interrupted write
-/// never leaves a partial cache under the final name.
-void write_token_cache(const std::filesystem::path& file, const TokenizedDocuments& docs,
-                       std::uint64_t key);
-
-/// What read_token_cache found.
-struct TokenCacheRead {
-  enum Result {
-    kLoaded,    ///< `out` holds the documents
-    kMissing,   ///< no file: the corpus has not been tokenized yet
-    kUnusable,  ///< a file that must not be used: damaged, of another key, another format
-  };
-  Result result = kMissing;
-  /// For kUnusable, what is wrong, to follow the file's name: "fails its checksum (...)".
-  std::string problem;
-};
-
-/// Loads a cache written by write_token_cache for `key` (the corpus and tokenizer hash). Before
-/// anything is returned the file is checked whole: header, format version, key, size against the
-/// header's counts, checksum, document offsets, and every token id below `vocab_size`, so a
-/// damaged cache can never put an impossible id into a training batch.
-TokenCacheRead read_token_cache(const std::filesystem::path& file, std::uint64_t key,
-                                std::int32_t vocab_size, TokenizedDocuments* out);
-
-/// How the validation set was chosen.
-enum class ValSplitKind {
-  kNone,       ///< val_fraction == 0
-  kDocuments,  ///< whole documents, disjoint from training
-  kTail,       ///< too few documents of a suitable size: the last tokens of the stream
-};
-
-/// Picks validation documents: documents ordered by the xxh64 of their tokens (stable when the
-/// corpus grows or is reordered), then taken in that order while the held-out tokens are below
-/// val_fraction of all tokens, skipping any document that would push them past twice that. If
-/// that cannot reach half the target (e.g. one huge document), or it would leave no training
-/// document, the last val_fraction of the token stream is held out instead (kTail). Returns one
-/// flag per document (true = validation).
-std::vector<bool> choose_validation_documents(const TokenizedDocuments& docs, double val_fraction,
-                                              ValSplitKind* kind);
-
-/// Joins documents with `eot` in front of each one (llm.c's layout, so every document starts
-/// after an end-of-text token and windows see it between documents). `pick(i)` selects documents.
-std::vector<std::int32_t> join_documents(const TokenizedDocuments& docs, std::int32_t eot,
-                                         const std::function<bool(std::size_t)>& pick);
 
 struct CorpusStats {
   std::vector<std::filesystem::path> files;  ///< the files read, in order

@@ -2,11 +2,19 @@
 // File-system helpers: atomic writes (temp file + fsync + rename) and XDG locations.
 #pragma once
 
+#include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <string>
 
 namespace mmlab {
+
+struct FileCloser {
+  void operator()(std::FILE* f) const { std::fclose(f); }
+};
+/// A C stream (std::fopen's), closed when it goes.
+using UniqueFile = std::unique_ptr<std::FILE, FileCloser>;
 
 /// Writes `path` atomically: `write` fills a temporary file beside it, which is fsync'ed and
 /// renamed over `path`. On any failure (including a full disk) the temporary file is removed, the
