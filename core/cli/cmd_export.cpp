@@ -151,12 +151,10 @@ int export_points(const Context& ctx, const ExportOptions& o) {
     return kExitOk;
   }
   const fs::path out = o.out;
-  write_file_atomically(out, [&](const fs::path& tmp) {
-    FileWriter file(tmp, out);
-    ChunkWriter writer([&](const std::string& chunk) { file.write(chunk); });
-    write_points(db, runs, metrics, o.format, writer);
-    file.close();
-  });
+  FileWriter file(out);
+  ChunkWriter writer([&](const std::string& chunk) { file.write(chunk); });
+  write_points(db, runs, metrics, o.format, writer);
+  file.commit();
   return kExitOk;
 }
 

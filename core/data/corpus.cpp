@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "core/data/corpus.h"
 
-#include <signal.h>
-#include <unistd.h>
 #include <xxhash.h>
 
 #include <algorithm>
@@ -17,6 +15,7 @@
 
 #include "core/data/sampler.h"
 #include "core/util/error.h"
+#include "core/util/file_writer.h"
 #include "core/util/fs.h"
 
 namespace mmlab::data {
@@ -159,30 +158,6 @@ class ParallelTokenizer {
   std::vector<std::string> pending_;
   std::size_t pending_bytes_ = 0;
 };
-
-// Removes what write_file_atomically(file, ...) left behind in runs killed while writing
-// (`file.tmp.PID.N`, PID no longer running); a write in progress elsewhere is left alone.
-void remove_abandoned_temporaries(const fs::path& file) {
-  const std::string prefix = file.filename().string() + ".tmp.";
-  std::error_code ec;
-  for (fs::directory_iterator it(file.parent_path(), ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    if (name.compare(0, prefix.size(), prefix) != 0) continue;
-    const std::string rest = name.substr(prefix.size());
-    const std::size_t dot = rest.find('.');
-    if (dot == 0 || dot == std::string::npos ||
-        rest.find_first_not_of("0123456789.") != std::string::npos) {
-      continue;
-    }
-    const long pid = std::strtol(rest.substr(0, dot).c_str(), nullptr, 10);
-    if (pid <= 0 || pid == ::getpid() || ::kill(static_cast<pid_t>(pid), 0) == 0 ||
-        errno != ESRCH) {
-      continue;
-    }
-    std::error_code ignored;
-    fs::remove(it->path(), ignored);
-  }
-}
 
 // .bin shards are already tokenized: documents are the runs after each end-of-text id.
 TokenizedDocuments read_shards(const std::vector<fs::path>& files, const Tokenizer& tokenizer) {

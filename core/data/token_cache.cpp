@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "core/util/error.h"
+#include "core/util/file_writer.h"
 #include "core/util/fs.h"
 
 namespace mmlab::data {
@@ -62,51 +63,35 @@ void write_token_cache(const fs::path& file, const TokenizedDocuments& docs, std
   header.key = key;
   std::error_code ec;
   fs::create_directories(file.parent_path(), ec);
-  write_file_atomically(file, [&](const fs::path& tmp) {
-    UniqueFile out(std::fopen(tmp.c_str(), "wb"));
-    if (!out) {
-      throw UserError(
-          "Cannot write the token cache " + tmp.string() + ": " + std::strerror(errno) + ".",
-          "Check that " + file.parent_path().string() +
-              " is writable, or set the "
-              "data config's cache to false.");
+  FileWriter out(file,
+                 {"the token cache", "Free some space, or set the data config's cache to false.",
+                  "Check that " + file.parent_path().string() +
+                      " is writable, or set the data config's cache to false."});
+  // The hash goes into the header, so the header is written last, over a placeholder.
+  HashState hash = new_hash_state();
+  auto put = [&](const void* data, std::size_t bytes) {
+    XXH64_update(hash.get(), data, bytes);
+    out.write(data, bytes);
+  };
+  put(&header, sizeof(header));
+  put(docs.offsets.data(), sizeof(std::uint64_t) * docs.offsets.size());
+  // Tokens go out in blocks so a 4-byte-per-id corpus is never copied whole.
+  std::vector<std::uint16_t> narrow;
+  constexpr std::size_t kBlock = 1 << 20;
+  for (std::size_t i = 0; i < docs.tokens.size(); i += kBlock) {
+    const std::size_t n = std::min(kBlock, docs.tokens.size() - i);
+    if (header.width == 2) {
+      narrow.assign(docs.tokens.begin() + static_cast<std::ptrdiff_t>(i),
+                    docs.tokens.begin() + static_cast<std::ptrdiff_t>(i + n));
+      put(narrow.data(), 2 * n);
+    } else {
+      put(docs.tokens.data() + i, 4 * n);
     }
-    // The hash goes into the header, so the header is written last, over a placeholder.
-    HashState hash = new_hash_state();
-    auto put = [&](const void* data, std::size_t size, std::size_t count) {
-      XXH64_update(hash.get(), data, size * count);
-      return std::fwrite(data, size, count, out.get()) == count;
-    };
-    bool ok = put(&header, sizeof(header), 1);
-    ok = ok && put(docs.offsets.data(), sizeof(std::uint64_t), docs.offsets.size());
-    // Tokens go out in blocks so a 4-byte-per-id corpus is never copied whole.
-    std::vector<std::uint16_t> narrow;
-    constexpr std::size_t kBlock = 1 << 20;
-    for (std::size_t i = 0; ok && i < docs.tokens.size(); i += kBlock) {
-      const std::size_t n = std::min(kBlock, docs.tokens.size() - i);
-      if (header.width == 2) {
-        narrow.assign(docs.tokens.begin() + static_cast<std::ptrdiff_t>(i),
-                      docs.tokens.begin() + static_cast<std::ptrdiff_t>(i + n));
-        ok = put(narrow.data(), 2, n);
-      } else {
-        ok = put(docs.tokens.data() + i, 4, n);
-      }
-    }
-    CacheHeader final_header = header;
-    final_header.hash = XXH64_digest(hash.get());
-    ok = ok && std::fseek(out.get(), 0, SEEK_SET) == 0 &&
-         std::fwrite(&final_header, sizeof(final_header), 1, out.get()) == 1;
-    const int err = errno;
-    if (!ok || std::fflush(out.get()) != 0) {
-      if (err == ENOSPC) {
-        throw ResourceError("The disk is full while writing the token cache " + file.string() + ".",
-                            "Free some space, or set the data config's cache to false.");
-      }
-      throw UserError(
-          "Cannot write the token cache " + file.string() + ": " + std::strerror(err) + ".",
-          "Check the disk, or set the data config's cache to false.");
-    }
-  });
+  }
+  CacheHeader final_header = header;
+  final_header.hash = XXH64_digest(hash.get());
+  out.write_at(0, &final_header, sizeof(final_header));
+  out.commit();
 }
 
 TokenCacheRead read_token_cache(const fs::path& file, std::uint64_t key, std::int32_t vocab_size,

@@ -201,17 +201,15 @@ void save_safetensors(const fs::path& path,
   unsigned char len_bytes[8];
   for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<unsigned char>(header_len >> (8 * i));
 
-  write_file_atomically(path, [&](const fs::path& tmp) {
-    FileWriter out(tmp, path);
-    out.write(len_bytes, sizeof len_bytes);
-    out.write(header_text);
-    for (const auto& nt : tensors) {
-      torch::Tensor t = prepared(nt.second);  // one tensor's copy at a time, at most
-      if (t.numel() == 0) continue;           // data_ptr() of an empty tensor may be null
-      out.write(t.data_ptr(), t.nbytes());
-    }
-    out.close();
-  });
+  FileWriter out(path);
+  out.write(len_bytes, sizeof len_bytes);
+  out.write(header_text);
+  for (const auto& nt : tensors) {
+    torch::Tensor t = prepared(nt.second);  // one tensor's copy at a time, at most
+    if (t.numel() == 0) continue;           // data_ptr() of an empty tensor may be null
+    out.write(t.data_ptr(), t.nbytes());
+  }
+  out.commit();
 }
 
 SafetensorsFile load_safetensors(const fs::path& path) {

@@ -8,10 +8,12 @@
 
 #include <cerrno>
 #include <cstring>
+#include <exception>
 
 #include "core/config/experiment.h"
 #include "core/train/fault_point.h"
 #include "core/util/error.h"
+#include "core/util/file_writer.h"
 #include "core/util/fs.h"
 
 namespace mmlab {
@@ -97,53 +99,35 @@ SavedCheckpoint save_checkpoint(const fs::path& path, const RunConfig& config, L
   }
   out.write("expert_load", load);
   SavedCheckpoint saved;
-  write_file_atomically(path, [&](const fs::path& tmp) {
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
-      throw UserError(
-          "Cannot write the checkpoint " + path.string() + ": " + std::strerror(errno) + ".",
-          "Check that its directory is writable.");
-    }
-    int write_errno = 0;
-    bool announced = false;
-    XXH64_state_t* hasher = XXH64_createState();
-    XXH64_reset(hasher, 0);
-    // The writer never reports failure to LibTorch: its archive writer throws from a destructor
-    // on a failed write, which aborts the process (seen with a full disk). The error is kept
-    // and reported once the archive is complete; the temporary file is then removed.
-    out.save_to([&](const void* data, size_t n) -> size_t {
-      const char* p = static_cast<const char*>(data);
-      XXH64_update(hasher, p, n);
-      size_t left = n;
-      while (left > 0 && write_errno == 0) {
-        const ssize_t w = ::write(fd, p, left);
-        if (w < 0) {
-          if (errno != EINTR) write_errno = errno;
-          continue;
-        }
-        p += w;
-        left -= static_cast<size_t>(w);
+  FileWriter file(path, {"the checkpoint",
+                         "Free some space or lower train.keep_checkpoints, then resume the run.",
+                         "Check the disk and that the directory is writable."});
+  XXH64_state_t* hasher = XXH64_createState();
+  XXH64_reset(hasher, 0);
+  // The writer never reports failure to LibTorch: its archive writer throws from a destructor
+  // on a failed write, which aborts the process (seen with a full disk). The first error is kept
+  // and thrown once the archive is complete; the writer then removes its temporary file.
+  std::exception_ptr failed;
+  bool announced = false;
+  out.save_to([&](const void* data, size_t n) -> size_t {
+    XXH64_update(hasher, data, n);
+    if (!failed) {
+      try {
+        file.write(data, n);
+      } catch (...) {
+        failed = std::current_exception();
       }
-      if (!announced) fault_point("checkpoint-write");  // a kill here leaves a partial temp file
-      announced = true;
-      return n;
-    });
-    if (::close(fd) != 0 && write_errno == 0) write_errno = errno;
-    char hex[17];
-    std::snprintf(hex, sizeof hex, "%016llx",
-                  static_cast<unsigned long long>(XXH64_digest(hasher)));
-    XXH64_freeState(hasher);
-    saved.hash = hex;
-    if (write_errno == ENOSPC || write_errno == EDQUOT || write_errno == EFBIG) {
-      throw ResourceError("The disk is full while writing the checkpoint " + path.string() + ".",
-                          "Free some space or lower train.keep_checkpoints, then resume the run.");
     }
-    if (write_errno != 0) {
-      throw UserError(
-          "Cannot write the checkpoint " + path.string() + ": " + std::strerror(write_errno) + ".",
-          "Check the disk and that the directory is writable.");
-    }
+    if (!announced) fault_point("checkpoint-write");  // a kill here leaves a partial temp file
+    announced = true;
+    return n;
   });
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(XXH64_digest(hasher)));
+  XXH64_freeState(hasher);
+  if (failed) std::rethrow_exception(failed);
+  file.commit();
+  saved.hash = hex;
   saved.bytes = static_cast<int64_t>(fs::file_size(path));
   return saved;
 }

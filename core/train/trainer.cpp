@@ -34,6 +34,7 @@
 #include "core/train/rank_group.h"
 #include "core/train/schedule.h"
 #include "core/util/error.h"
+#include "core/util/file_writer.h"
 #include "core/util/fs.h"
 
 namespace mmlab {
@@ -428,7 +429,7 @@ class TrainingSession {
     std::error_code ec;
     for (const auto& e : fs::directory_iterator(checkpoint_dir_, ec)) {
       const std::string name = e.path().filename().string();
-      const bool temporary = name.find(".pt.tmp.") != std::string::npos;
+      const bool temporary = is_temporary_file(e.path());
       const bool checkpoint = name.rfind("step-", 0) == 0 && e.path().extension() == ".pt";
       const fs::path p = absolute_path(e.path());
       const bool known = p == origin_ || std::find(named.begin(), named.end(), p) != named.end();

@@ -17,50 +17,11 @@
 namespace mmlab {
 namespace fs = std::filesystem;
 
-namespace {
-
-void fsync_path(const fs::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) throw_write_error(path, errno);
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  if (rc != 0) throw_write_error(path, err);
-}
-
-}  // namespace
-
-void write_file_atomically(const fs::path& path,
-                           const std::function<void(const fs::path&)>& write) {
-  std::random_device rd;
-  fs::path tmp = path;
-  tmp += ".tmp." + std::to_string(::getpid()) + "." + std::to_string(rd());
-  try {
-    write(tmp);
-    fsync_path(tmp);
-    std::error_code ec;
-    fs::rename(tmp, path, ec);
-    if (ec) throw_write_error(path, ec.value());
-  } catch (...) {
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
-    throw;
-  }
-  // Make the rename itself durable.
-  fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-}
-
-void write_file_atomically(const fs::path& path, const std::string& bytes) {
-  write_file_atomically(path, [&](const fs::path& tmp) {
-    FileWriter out(tmp, path);
-    out.write(bytes);
-    out.close();
-  });
+void write_file_atomically(const fs::path& path, std::string_view bytes,
+                           const WriteErrorText& text) {
+  FileWriter out(path, text);
+  out.write(bytes);
+  out.commit();
 }
 
 std::string read_file(const fs::path& path) {

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-// File-system helpers: atomic writes (temp file + fsync + rename) and XDG locations.
+// File-system helpers: whole-file writes and reads, and XDG locations.
 #pragma once
 
 #include <cstdio>
@@ -7,6 +7,9 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
+
+#include "core/util/file_writer.h"
 
 namespace mmlab {
 
@@ -16,14 +19,10 @@ struct FileCloser {
 /// A C stream (std::fopen's), closed when it goes.
 using UniqueFile = std::unique_ptr<std::FILE, FileCloser>;
 
-/// Writes `path` atomically: `write` fills a temporary file beside it, which is fsync'ed and
-/// renamed over `path`. On any failure (including a full disk) the temporary file is removed, the
-/// old `path` is untouched, and a UserError/ResourceError names the file.
-void write_file_atomically(const std::filesystem::path& path,
-                           const std::function<void(const std::filesystem::path& tmp)>& write);
-
-/// Same, for a byte string.
-void write_file_atomically(const std::filesystem::path& path, const std::string& bytes);
+/// Writes `bytes` as `path` through a FileWriter (core/util/file_writer.h): the old file or the
+/// whole new one, never a part; a failure is a UserError/ResourceError naming the file.
+void write_file_atomically(const std::filesystem::path& path, std::string_view bytes,
+                           const WriteErrorText& text = {});
 
 /// Reads a whole file; a missing or unreadable file is a UserError naming it.
 std::string read_file(const std::filesystem::path& path);
