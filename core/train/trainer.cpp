@@ -32,6 +32,7 @@
 #include "core/train/gradient_reducer.h"
 #include "core/train/progress.h"
 #include "core/train/rank_group.h"
+#include "core/train/run_recorder.h"
 #include "core/train/schedule.h"
 #include "core/util/error.h"
 #include "core/util/file_writer.h"
@@ -152,7 +153,10 @@ std::string read_file_bytes(const fs::path& path) {
 class TrainingSession {
  public:
   TrainingSession(RunConfig config, const TrainerOptions& options)
-      : config_(std::move(config)), options_(options), sink_(make_progress_sink(options.progress)) {
+      : config_(std::move(config)),
+        options_(options),
+        sink_(make_progress_sink(options.progress)),
+        recorder_(*sink_) {
     sink_->set_experiment_position(options.run_index, options.run_count);
     ranks_ = options.ranks;
     if (ranks_) {
@@ -204,7 +208,7 @@ class TrainingSession {
     nr.total_steps = total_steps_;
     nr.git_rev = MMLAB_GIT_REV;
     nr.status = RunStatus::kRunning;
-    run_id_ = store_->create_run(nr);
+    own_run(store_->create_run(nr));
     fault_point("run-created");  // the moment between a run's row and its process's pid
     checkpoint_dir_ = root / store_->get_run(run_id_).uuid;
     start();
@@ -216,7 +220,7 @@ class TrainingSession {
   // row as `failed` with the message instead of leaving it queued without a word.
   TrainResult start_queued(const store::RunRow& row, std::unique_ptr<store::ResultsStore> st) {
     store_ = std::move(st);
-    run_id_ = row.id;
+    own_run(row.id);
     const std::string run = "Run " + std::to_string(row.id) + " (" + row.name + ")";
     fault_point("run-created");  // the run's row exists, without a pid
     if (!store_->claim_queued_run(run_id_, ::getpid(), store::current_host())) {
@@ -231,7 +235,7 @@ class TrainingSession {
                                                             : options_.checkpoint_root);
       require_writable_folder(root);
     } catch (const std::exception& e) {
-      store_failure(describe_failure(e, doing_));
+      recorder_.record_failure(position(), describe_failure(e, doing_));
       throw;
     }
     store_->record_start_config(run_id_, to_json(config_).dump(), total_steps_, MMLAB_GIT_REV);
@@ -243,7 +247,7 @@ class TrainingSession {
   TrainResult resume(const store::RunRow& row, std::unique_ptr<store::ResultsStore> st,
                      const ResumeOptions& how) {
     store_ = std::move(st);
-    run_id_ = row.id;
+    own_run(row.id);
     prepare();
     checkpoint_dir_ = options_.checkpoint_root.empty()
                           ? remembered_checkpoint_dir(row)
@@ -519,16 +523,15 @@ class TrainingSession {
     reducer_ = std::make_unique<GradientReducer>(model_->parameters(), *group_);
   }
 
-  // The `status` event of a run that is at `step` now.
-  ProgressEvent status_event(RunStatus status, int64_t step, std::string message = "") const {
-    ProgressEvent e;
-    e.kind = EventKind::kStatus;
-    e.status = status;
-    e.step = step;
-    e.total_steps = total_steps_;
-    e.message = std::move(message);
-    e.wall = state_.wall;
-    return e;
+  // This process trains run `id` of store_: its life is recorded there (by rank 0 alone).
+  void own_run(int64_t id) {
+    run_id_ = id;
+    if (records_) recorder_.record_into(*store_, run_id_);
+  }
+
+  // Where the run stands now, at `step` (default: the last step trained).
+  RunPosition position(std::optional<int64_t> step = std::nullopt) const {
+    return {step.value_or(state_.step), state_.tokens, state_.wall, total_steps_};
   }
 
   static std::vector<std::pair<std::string, double>> metric_list(const nlohmann::json& metrics) {
@@ -553,34 +556,13 @@ class TrainingSession {
         // The engine may still wait on the lost peer: never destroyed (see RankGroup::abandon).
         if (group_) group_->abandon();
       }
-      if (is_out_of_memory(e)) {
-        message = "Out of memory on " + describe_device(device_) + " (batch_size " +
-                  std::to_string(config_.train.batch_size) + ", seq_len " +
-                  std::to_string(config_.train.seq_len) +
-                  "). Lower train.batch_size (raise train.grad_accum to keep the tokens per step) "
-                  "or use a smaller model.";
-        code = kExitNoResource;
-      } else if (const auto* ue = dynamic_cast<const UserError*>(&e)) {
-        code = ue->code();
-      }
+      if (const auto* ue = dynamic_cast<const UserError*>(&e)) code = ue->code();
       if (debug_enabled()) std::fprintf(stderr, "mmlab: details: %s\n", e.what());
-      if (!records_) {
-        tell_rank0_failure(message);
-        r.status = RunStatus::kFailed;
-        r.exit_code = code;
-        r.error = message;
-        return r;
-      }
-      finish_metrics_safely();
-      if (!store_failure(message)) {
-        message += " The run could not be marked failed in " + store_->path().string() +
-                   " either, so it shows as lost once its heartbeat is stale.";
-      }
-      sink_->emit(status_event(RunStatus::kFailed, state_.step, message));
-      r.run_id = run_id_;
-      r.status = RunStatus::kFailed;
-      r.exit_code = code;
-      r.error = message;
+      r = is_out_of_memory(e)
+              ? recorder_.out_of_memory(position(), describe_device(device_),
+                                        config_.train.batch_size, config_.train.seq_len)
+              : recorder_.failed(position(), message, code);
+      if (!records_) tell_rank0_failure(r.error);
     }
     return r;
   }
@@ -605,33 +587,6 @@ class TrainingSession {
       }
     }
     return std::nullopt;
-  }
-
-  // Writes the pending points, or drops them when that fails: a full disk refuses them again on
-  // every try, and the failed status is what must still get through.
-  void finish_metrics_safely() {
-    try {
-      if (metrics_) metrics_->flush();
-    } catch (const std::exception&) {
-      metrics_->discard();
-    }
-  }
-
-  // Stores the failure; false when even that was refused (the database is what failed).
-  bool store_failure(const std::string& message) {
-    try {
-      store_->set_status(run_id_, RunStatus::kFailed, message);
-    } catch (const std::exception&) {
-      return false;
-    }
-    try {
-      store_->add_event(run_id_, "status",
-                        nlohmann::json{{"status", "failed"}, {"message", message}}.dump(),
-                        state_.step, state_.wall);
-    } catch (const std::exception&) {
-      // The stored status already says it; the event only repeats it for the timeline.
-    }
-    return true;
   }
 
   void log(const std::string& level, const std::string& message) {
@@ -682,12 +637,9 @@ class TrainingSession {
 
     if (records_) {
       sink_->set_run(run_id_);
-      ProgressEvent running = status_event(RunStatus::kRunning, state_.step);
-      running.name = config_.name;
-      running.db = store_->path().string();
-      running.device = device_text_;
-      sink_->emit(std::move(running));
+      recorder_.started(position(), config_.name, device_text_);
       metrics_ = std::make_unique<store::MetricBuffer>(*store_, run_id_);
+      recorder_.buffer_points(*metrics_);
       // The loss a context-free model reaches on this data: the bar the curves must get below.
       metrics_->add(metric::kUnigramEntropy, 0, 0, 0.0, unigram_entropy(corpus_.train));
     }
@@ -710,7 +662,6 @@ class TrainingSession {
                                             .count()}}
               .dump(),
           state_.step, wall0);
-    auto last_heartbeat = Clock::now();
     // The global batch (every rank draws it, so the data order is that of one process); this
     // rank trains its contiguous shard of `shard` rows.
     std::vector<int32_t> host_batch(static_cast<size_t>(t.batch_size) * (t.seq_len + 1));
@@ -832,11 +783,9 @@ class TrainingSession {
       if (evaluated_last) evaluate(false);
       checkpointed_last = t.checkpoint_every > 0 && step % t.checkpoint_every == 0;
       if (checkpointed_last && !checkpoint()) return diverged_weights(step);
-      if (records_ && since(last_heartbeat) > 2.0) {
+      if (recorder_.heartbeat_due()) {
         doing_ = "recording progress at step " + std::to_string(step);
-        metrics_->flush();
-        store_->heartbeat(run_id_, state_.step, state_.tokens);
-        last_heartbeat = Clock::now();
+        recorder_.heartbeat(position());
       }
       // One process stops when asked; the ranks of a data-parallel run at the step they agreed on.
       if ((reducer_ ? stop_now : g_stop.load()) && state_.step < total_steps_) {
@@ -845,18 +794,8 @@ class TrainingSession {
     }
     if (!evaluated_last) evaluate(true);
     if (!checkpointed_last && !checkpoint()) return diverged_weights(state_.step);
-    TrainResult r;
-    r.run_id = run_id_;
-    r.status = RunStatus::kFinished;
-    r.final_loss_smooth = ema.value();
-    r.final_val_loss = last_val_loss_;
-    if (!records_) return r;
     doing_ = "finishing the run";
-    metrics_->flush();
-    store_->heartbeat(run_id_, state_.step, state_.tokens);
-    store_->set_status(run_id_, RunStatus::kFinished);
-    sink_->emit(status_event(RunStatus::kFinished, state_.step));
-    return r;
+    return recorder_.finished(position(), ema.value(), last_val_loss_);
   }
 
   // A data-parallel step's figures, summed over the ranks in one small collective.
@@ -1021,20 +960,8 @@ class TrainingSession {
 
   TrainResult stopped(bool checkpointed) {
     if (!checkpointed && !checkpoint()) return diverged_weights(state_.step);
-    if (!records_) {
-      TrainResult r;
-      r.status = RunStatus::kStopped;
-      return r;
-    }
     doing_ = "stopping the run";
-    metrics_->flush();
-    store_->heartbeat(run_id_, state_.step, state_.tokens);
-    store_->set_status(run_id_, RunStatus::kStopped);
-    sink_->emit(status_event(RunStatus::kStopped, state_.step));
-    TrainResult r;
-    r.run_id = run_id_;
-    r.status = RunStatus::kStopped;
-    return r;
+    return recorder_.stopped(position());
   }
 
   TrainResult diverged_weights(int64_t step) {
@@ -1045,34 +972,13 @@ class TrainingSession {
   // (the newest one, which is finite because no other is ever written).
   TrainResult diverged(int64_t step, const std::string& what) {
     doing_ = "stopping the diverged run";
-    if (!records_) {
-      TrainResult r;
-      r.status = RunStatus::kDiverged;
-      r.exit_code = exit_code_of(RunStatus::kDiverged);
-      r.error = what + " at step " + std::to_string(step) + ".";
-      return r;
-    }
-    auto kept = store_->latest_checkpoint(run_id_);
-    const std::string message =
-        what + " at step " + std::to_string(step) + "; " +
-        (kept ? "the last good checkpoint (step " + std::to_string(kept->step) + ", " + kept->path +
-                    ") is kept."
-              : "no checkpoint had been written before it.");
-    metrics_->flush();
-    store_->set_status(run_id_, RunStatus::kDiverged, message);
-    sink_->emit(status_event(RunStatus::kDiverged, step,
-                             message + " Lower train.lr or raise warmup_frac."));
-    TrainResult r;
-    r.run_id = run_id_;
-    r.status = RunStatus::kDiverged;
-    r.exit_code = exit_code_of(RunStatus::kDiverged);
-    r.error = message;
-    return r;
+    return recorder_.diverged(position(step), what);
   }
 
   RunConfig config_;
   TrainerOptions options_;
   std::unique_ptr<ProgressSink> sink_;
+  RunRecorder recorder_;  // after sink_, which it reports to
   std::unique_ptr<store::ResultsStore> store_;
   std::unique_ptr<store::MetricBuffer> metrics_;
   torch::Device device_{torch::kCPU};
