@@ -10,10 +10,7 @@
 #include "core/train/failure.h"
 #include "core/util/error.h"
 #include "core/util/fs.h"
-
-#ifndef MMLAB_SOURCE_DIR
-#define MMLAB_SOURCE_DIR ""
-#endif
+#include "core/util/install_paths.h"
 
 namespace mmlab::cli {
 
@@ -29,18 +26,9 @@ void add_db_option(CLI::App* sub, Context& ctx) {
 }
 
 fs::path experiments_dir() {
-  std::vector<fs::path> candidates;
-  char exe[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n > 0) {
-    fs::path dir = fs::path(std::string(exe, static_cast<size_t>(n))).parent_path();
-    candidates = {dir / "experiments", dir.parent_path() / "experiments",
-                  dir.parent_path() / "share" / "mmlab" / "experiments"};
-  }
-  candidates.push_back(fs::path(MMLAB_SOURCE_DIR) / "experiments");
-  for (const auto& c : candidates) {
+  for (const fs::path& dir : data_dir_candidates()) {
     std::error_code ec;
-    if (fs::is_directory(c / "paper", ec)) return c;
+    if (fs::is_directory(dir / "experiments" / "paper", ec)) return dir / "experiments";
   }
   throw UserError("The experiments folder was not found next to mmlab.",
                   "Pass experiment files explicitly.");

@@ -16,13 +16,10 @@
 #include "core/data/tokenizer.h"
 #include "core/util/error.h"
 #include "core/util/fs.h"
+#include "core/util/install_paths.h"
 
 namespace mmlab::data {
 namespace fs = std::filesystem;
-
-#ifndef MMLAB_SPM_MODULE_DIR
-#define MMLAB_SPM_MODULE_DIR ""
-#endif
 
 namespace {
 
@@ -42,14 +39,7 @@ struct SpmModule {
 std::vector<fs::path> module_candidates() {
   std::vector<fs::path> out;
   if (const char* env = std::getenv("MMLAB_SPM_MODULE"); env && *env) out.emplace_back(env);
-  char exe[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n > 0) {
-    const fs::path dir = fs::path(std::string(exe, static_cast<size_t>(n))).parent_path();
-    out.push_back(dir / kModuleName);
-    out.push_back(dir.parent_path() / "lib" / kModuleName);
-  }
-  if (*MMLAB_SPM_MODULE_DIR) out.push_back(fs::path(MMLAB_SPM_MODULE_DIR) / kModuleName);
+  for (const fs::path& dir : module_dir_candidates()) out.push_back(dir / kModuleName);
   return out;
 }
 

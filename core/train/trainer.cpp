@@ -18,7 +18,6 @@
 #include "core/config/param_count.h"
 #include "core/data/corpus.h"
 #include "core/data/sampler.h"
-#include "core/git_rev.h"  // generated at build time (core/CMakeLists.txt)
 #include "core/models/language_model.h"
 #include "core/models/op_choice.h"
 #include "core/ops/torch_compat.h"
@@ -34,6 +33,7 @@
 #include "core/train/rank_group.h"
 #include "core/train/run_recorder.h"
 #include "core/train/schedule.h"
+#include "core/util/build_info.h"
 #include "core/util/error.h"
 #include "core/util/file_writer.h"
 #include "core/util/fs.h"
@@ -206,7 +206,7 @@ class TrainingSession {
     nr.config_json = to_json(config_).dump();
     nr.seed = config_.seed;
     nr.total_steps = total_steps_;
-    nr.git_rev = MMLAB_GIT_REV;
+    nr.git_rev = std::string(git_revision());
     nr.status = RunStatus::kRunning;
     own_run(store_->create_run(nr));
     fault_point("run-created");  // the moment between a run's row and its process's pid
@@ -238,7 +238,8 @@ class TrainingSession {
       recorder_.record_failure(position(), describe_failure(e, doing_));
       throw;
     }
-    store_->record_start_config(run_id_, to_json(config_).dump(), total_steps_, MMLAB_GIT_REV);
+    store_->record_start_config(run_id_, to_json(config_).dump(), total_steps_,
+                                std::string(git_revision()));
     checkpoint_dir_ = root / row.uuid;
     start();
     return run_guarded();

@@ -16,6 +16,7 @@
 #include "core/store/store.h"
 #include "core/train/checkpoint.h"
 #include "core/train/trainer.h"
+#include "core/util/build_info.h"
 #include "core/util/error.h"
 #include "process_support.h"
 #include "test_support.h"
@@ -154,7 +155,8 @@ TEST_F(TrainerTest, RecordsEveryMetricAndSummary) {
   EXPECT_EQ(row.step, 10);
   EXPECT_EQ(row.tokens, 10 * 4 * 32);
   EXPECT_GT(row.params_total, row.params_active);
-  EXPECT_EQ(row.cuda_version, "");  // a CPU run used no CUDA runtime
+  EXPECT_EQ(row.cuda_version, "");         // a CPU run used no CUDA runtime
+  EXPECT_EQ(row.git_rev, git_revision());  // the revision this program was built from
   ASSERT_TRUE(row.final_loss_smooth.has_value());
   EXPECT_NEAR(*row.final_loss_smooth, r.final_loss_smooth, 1e-9);
   // Expert loads of one layer at one step sum to 1.
