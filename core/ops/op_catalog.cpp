@@ -8,30 +8,33 @@ namespace mmlab::ops {
 
 namespace {
 
-template <class Registry>
-bool names_of(const Registry& r, const std::string& op, std::vector<std::string>& out) {
-  if (r.op() != op) return false;
-  out = r.names();
-  return true;
+// Calls f(registry) for every op's registry, in the catalog's order: the one list of the ops.
+template <class F>
+void for_each_registry(F&& f) {
+  f(selective_scan_registry());
+  f(causal_conv1d_registry());
+  f(mamba_inner_registry());
+  f(selective_state_update_registry());
+  f(causal_conv1d_update_registry());
+  f(lm_head_loss_registry());
 }
 
 }  // namespace
 
 const std::vector<std::string>& op_names() {
-  static const std::vector<std::string> names = {
-      selective_scan_registry().op(),       causal_conv1d_registry().op(),
-      mamba_inner_registry().op(),          selective_state_update_registry().op(),
-      causal_conv1d_update_registry().op(), lm_head_loss_registry().op()};
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> out;
+    for_each_registry([&](const auto& registry) { out.push_back(registry.op()); });
+    return out;
+  }();
   return names;
 }
 
 std::vector<std::string> implementation_names(const std::string& op) {
   std::vector<std::string> out;
-  names_of(selective_scan_registry(), op, out) || names_of(causal_conv1d_registry(), op, out) ||
-      names_of(mamba_inner_registry(), op, out) ||
-      names_of(selective_state_update_registry(), op, out) ||
-      names_of(causal_conv1d_update_registry(), op, out) ||
-      names_of(lm_head_loss_registry(), op, out);
+  for_each_registry([&](const auto& registry) {
+    if (registry.op() == op) out = registry.names();
+  });
   return out;
 }
 

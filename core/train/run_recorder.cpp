@@ -126,7 +126,7 @@ bool RunRecorder::record_failure(const RunPosition& at, const std::string& messa
   }
   try {
     store_->add_event(
-        run_id_, "status",
+        run_id_, std::string(to_string(EventKind::kStatus)),
         nlohmann::json{{"status", std::string(to_string(RunStatus::kFailed))}, {"message", message}}
             .dump(),
         at.step, at.wall);

@@ -898,8 +898,8 @@ class TrainingSession {
       }
       expert_load_[i] = torch::Tensor();
     }
-    store_->add_event(run_id_, "eval", nlohmann::json{{"metrics", m}}.dump(), state_.step,
-                      state_.wall);
+    store_->add_event(run_id_, std::string(to_string(EventKind::kEval)),
+                      nlohmann::json{{"metrics", m}}.dump(), state_.step, state_.wall);
     ProgressEvent e;
     e.kind = EventKind::kEval;
     e.step = state_.step;

@@ -15,6 +15,7 @@
 #include "core/models/mamba_layer.h"
 #include "core/models/op_choice.h"
 #include "core/ops/mamba_ops.h"
+#include "core/ops/op_catalog.h"
 #include "core/util/error.h"
 #include "op_test_support.h"
 
@@ -458,6 +459,19 @@ TEST(OpTolerance, DetectsAWrongResultAndAMissingGradient) {
   auto nan = want.clone();
   nan[0][0] = NAN;
   EXPECT_FALSE(test::close(nan, want, 1.0));
+}
+
+TEST(OpCatalog, EveryOpIsListedOnceWithItsImplementationsReferenceFirst) {
+  const std::vector<std::string>& names = ops::op_names();
+  EXPECT_THAT(names, ::testing::ElementsAre("selective_scan", "causal_conv1d", "mamba_inner",
+                                            "selective_state_update", "causal_conv1d_update",
+                                            "lm_head_loss"));
+  for (const std::string& op : names) {
+    const std::vector<std::string> impls = ops::implementation_names(op);
+    ASSERT_FALSE(impls.empty()) << op;
+    EXPECT_EQ(impls.front(), "reference") << op;
+  }
+  EXPECT_TRUE(ops::implementation_names("no_such_op").empty());
 }
 
 }  // namespace
