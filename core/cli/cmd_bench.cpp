@@ -18,6 +18,7 @@
 #include "core/models/token_decoder.h"
 #include "core/ops/torch_compat.h"
 #include "core/train/device.h"
+#include "core/train/grad_clip.h"
 #include "core/util/error.h"
 #include "core/util/fs.h"
 
@@ -95,7 +96,7 @@ BenchRow bench_run(RunConfig r, const BenchArgs& a, const torch::Device& device)
       loss = model->next_token_loss(out, ids.narrow(1, 1, r.train.seq_len)) + out.aux_loss;
     }
     loss.backward();
-    torch::nn::utils::clip_grad_norm_(model->parameters(), 0.5);
+    clip_grad_norm_on_device(model->parameters(), 0.5);  // as the trainer clips
     opt.step();
     return loss.item<double>();  // waits for the device
   };

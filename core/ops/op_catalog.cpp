@@ -3,6 +3,7 @@
 
 #include "core/ops/lm_head_ops.h"
 #include "core/ops/mamba_ops.h"
+#include "core/ops/moe_ops.h"
 
 namespace mmlab::ops {
 
@@ -17,6 +18,7 @@ void for_each_registry(F&& f) {
   f(selective_state_update_registry());
   f(causal_conv1d_update_registry());
   f(lm_head_loss_registry());
+  f(switch_moe_registry());
 }
 
 }  // namespace
