@@ -2,7 +2,7 @@
 // The names of the curves a run records: the one vocabulary of the trainer (which writes them),
 // the store (whose run summaries and SQL read some of them), `mmlab report` and `mmlab runs`, and
 // the studio's charts. A name is the metric_names.name column, the progress stream's metric key
-// and the chart's label alike (docs/store.md).
+// and the chart's label alike (docs/progress-protocol.md).
 #pragma once
 
 #include <cstdint>
