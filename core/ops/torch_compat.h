@@ -253,6 +253,34 @@ inline void scale_all_(std::vector<torch::Tensor>& tensors, const torch::Tensor&
 #endif
 }
 
+/// Whether this LibTorch has the fused multi-tensor AdamW kernel (2.x, CUDA).
+inline bool fused_adamw_available() {
+#if MMLAB_TORCH_AT_LEAST(2, 0) && defined(MMLAB_TORCH_CUDA)
+  return true;
+#else
+  return false;
+#endif
+}
+
+/// One fused AdamW update of every tensor in `params` (decoupled weight decay, no amsgrad);
+/// `steps` are float step counts on the device, incremented by the kernel. Only where
+/// fused_adamw_available().
+inline void fused_adamw_(const std::vector<torch::Tensor>& params,
+                         const std::vector<torch::Tensor>& grads,
+                         const std::vector<torch::Tensor>& exp_avgs,
+                         const std::vector<torch::Tensor>& exp_avg_sqs,
+                         const std::vector<torch::Tensor>& steps, double lr, double beta1,
+                         double beta2, double weight_decay, double eps) {
+#if MMLAB_TORCH_AT_LEAST(2, 0) && defined(MMLAB_TORCH_CUDA)
+  at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, {}, steps, lr, beta1, beta2,
+                    weight_decay, eps, /*amsgrad=*/false, /*maximize=*/false);
+#else
+  (void)params, (void)grads, (void)exp_avgs, (void)exp_avg_sqs, (void)steps, (void)lr;
+  (void)beta1, (void)beta2, (void)weight_decay, (void)eps;
+  throw std::logic_error("fused_adamw_ called on a LibTorch without the fused AdamW kernel");
+#endif
+}
+
 /// While alive, any LibTorch op that waits for the GPU (item(), nonzero(), a copy to the host...)
 /// throws: how a test proves that a path never synchronises. Does nothing on a CPU build.
 class CudaSyncIsError {

@@ -28,6 +28,7 @@
 #include "core/train/device.h"
 #include "core/train/failure.h"
 #include "core/train/fault_point.h"
+#include "core/train/fused_adamw.h"
 #include "core/train/grad_clip.h"
 #include "core/train/gradient_reducer.h"
 #include "core/train/progress.h"
@@ -66,14 +67,14 @@ double unigram_entropy(const std::vector<int32_t>& tokens) {
   return h;
 }
 
-// Builds AdamW with weight decay on everything (the paper's code) or, with no_decay_groups, none
+// Builds AdamW (fused on a GPU) with weight decay on everything (the paper's code) or, with no_decay_groups, none
 // on norms, biases, A_log and D.
 std::unique_ptr<torch::optim::AdamW> make_optimizer(LanguageModel& model, const TrainConfig& t) {
   auto opts = torch::optim::AdamWOptions(t.lr)
                   .betas({t.beta1, t.beta2})
                   .eps(t.adam_eps)
                   .weight_decay(t.weight_decay);
-  if (!t.no_decay_groups) return std::make_unique<torch::optim::AdamW>(model->parameters(), opts);
+  if (!t.no_decay_groups) return std::make_unique<FusedAdamW>(model->parameters(), opts);
   std::vector<torch::Tensor> decay, no_decay;
   for (const auto& p : model->named_parameters()) {
     const std::string& n = p.key();
@@ -86,7 +87,7 @@ std::unique_ptr<torch::optim::AdamW> make_optimizer(LanguageModel& model, const 
   auto nd = std::make_unique<torch::optim::AdamWOptions>(opts);
   nd->weight_decay(0.0);
   groups.emplace_back(no_decay, std::move(nd));
-  return std::make_unique<torch::optim::AdamW>(std::move(groups), opts);
+  return std::make_unique<FusedAdamW>(std::move(groups), opts);
 }
 
 // Makes `dir` (and its parents) and proves it can hold a file, so that an unwritable checkpoint
