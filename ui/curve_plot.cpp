@@ -20,6 +20,8 @@
 #include <cmath>
 #include <map>
 #include <set>
+#include "core/util/error.h"
+#include "core/util/fs.h"
 #include "ui/plot_theme.h"
 #include "ui/qcp.h"
 
@@ -841,12 +843,8 @@ bool CurvePlot::export_image(const QString& path, int width, int height, bool pa
 }
 
 bool CurvePlot::export_csv(const QString& path, QString* error) {
-  QFile f(path);
-  if (!f.open(QIODevice::WriteOnly | QIODevice::Truncate | QIODevice::Text)) {
-    if (error) *error = tr("Could not write %1: %2.").arg(path, f.errorString());
-    return false;
-  }
-  QTextStream out(&f);
+  QString text;
+  QTextStream out(&text);
   // `smoothed` is the debiased EMA of `value` with the row's `alpha` (the chart's, auto or not).
   out << "run_id,run,metric,step,tokens,wall,value,smoothed,alpha\n";
   const double alpha = this->alpha();
@@ -869,8 +867,11 @@ bool CurvePlot::export_csv(const QString& path, QString* error) {
     }
   }
   out.flush();
-  if (f.error() != QFile::NoError) {
-    if (error) *error = tr("Could not write %1: %2.").arg(path, f.errorString());
+  // The one file writer: the old file or the whole export, a full disk told as such.
+  try {
+    write_file_atomically(path.toStdString(), text.toStdString());
+  } catch (const UserError& e) {
+    if (error) *error = QString::fromStdString(e.what());
     return false;
   }
   return true;

@@ -16,6 +16,7 @@
 #include <QLabel>
 #include <QLineEdit>
 #include <QListWidget>
+#include <QMessageBox>
 #include <QPlainTextEdit>
 #include <QPushButton>
 #include <QRadioButton>
@@ -36,6 +37,7 @@
 #include "core/remote/host.h"
 #include "core/remote/ssh_runs.h"
 #include "core/util/error.h"
+#include "core/util/fs.h"
 #include "ui/config_diff.h"
 #include "ui/hosts_dialog.h"
 #include "ui/run_table_model.h"
@@ -348,8 +350,8 @@ ExperimentDialog::ExperimentDialog(QWidget* parent) : QDialog(parent) {
                                                       name_->text() + QStringLiteral(".json"),
                                                       tr("Experiment (*.json)"));
     if (path.isEmpty()) return;
-    QFile f(path);
-    if (f.open(QIODevice::WriteOnly | QIODevice::Truncate)) f.write(json_text().toUtf8());
+    QString error;
+    if (!save_to(path, &error)) QMessageBox::warning(this, tr("Save experiment"), error);
   });
   connect(browse, &QPushButton::clicked, this, [this] {
     const QString p = QFileDialog::getExistingDirectory(this, tr("Text folder or shards"));
@@ -411,6 +413,16 @@ void ExperimentDialog::set_document(const json& doc, const json& baseline) {
 
 QString ExperimentDialog::json_text() const {
   return json_->toPlainText();
+}
+
+bool ExperimentDialog::save_to(const QString& path, QString* error) {
+  try {
+    write_file_atomically(path.toStdString(), json_text().toStdString());
+  } catch (const UserError& e) {
+    if (error) *error = QString::fromStdString(e.what());
+    return false;
+  }
+  return true;
 }
 
 void ExperimentDialog::set_json_text(const QString& text) {

@@ -50,6 +50,8 @@ class ExperimentDialog : public QDialog {
   void set_document(const nlohmann::json& doc, const nlohmann::json& baseline = {});
   const nlohmann::json& document() const { return doc_; }
   QString json_text() const;
+  /// Writes json_text() to `path` (whole or not at all); false with the sentence in `error`.
+  bool save_to(const QString& path, QString* error);
   /// Replaces the JSON pane's text as if typed, and syncs the form at once.
   void set_json_text(const QString& text);
   /// The problems found (empty when valid).

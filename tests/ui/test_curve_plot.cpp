@@ -565,6 +565,13 @@ TEST_F(PlotFixture, ExportsPngPdfSvgAndCsvOfTheShownCurves) {
   EXPECT_EQ(lines[0], "run_id,run,metric,step,tokens,wall,value,smoothed,alpha");
   EXPECT_EQ(lines[1], "1,mamba,loss,2,128,4,8," +
                           QString::number(ema_debiased({10, 8}, 0.5)[1], 'g', 10) + ",0.5");
+  // A folder that is not there: one sentence naming the file, and nothing written.
+  const std::filesystem::path missing = dir / "no-such-folder" / "c.csv";
+  EXPECT_FALSE(plot->export_csv(QString::fromStdString(missing.string()), &err));
+  EXPECT_EQ(err.toStdString(), "Cannot write " + missing.string() +
+                                   ": No such file or directory. Check that its directory exists "
+                                   "and is writable.");
+  EXPECT_FALSE(std::filesystem::exists(dir / "no-such-folder"));
 }
 
 // The curve proof: a 300-step run under the default smoothing ends within 0.05 of its

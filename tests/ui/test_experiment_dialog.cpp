@@ -84,6 +84,22 @@ TEST_F(DialogTest, TheQuickComparisonIsTheExperimentsFile) {
   EXPECT_EQ(ExperimentDialog::default_document(), json::parse(in));
 }
 
+// Save writes the JSON pane whole; a folder that is not there is one sentence naming the file
+// (the button shows it), where the save used to fail without a word.
+TEST_F(DialogTest, SaveWritesTheJsonAndAFailureIsOneSentence) {
+  ExperimentDialog d;
+  const std::filesystem::path file = dir / "saved.json";
+  QString error;
+  ASSERT_TRUE(d.save_to(QString::fromStdString(file.string()), &error)) << error.toStdString();
+  std::ifstream in(file);
+  EXPECT_EQ(json::parse(in), json::parse(d.json_text().toStdString()));
+  const std::filesystem::path missing = dir / "no-such-folder" / "saved.json";
+  EXPECT_FALSE(d.save_to(QString::fromStdString(missing.string()), &error));
+  EXPECT_EQ(error.toStdString(), "Cannot write " + missing.string() +
+                                     ": No such file or directory. Check that its directory "
+                                     "exists and is writable.");
+}
+
 TEST_F(DialogTest, DefaultDocumentIsValidAndReadoutsMatchCountParams) {
   ExperimentDialog d;
   EXPECT_TRUE(d.is_valid()) << d.problems().join("\n").toStdString();
