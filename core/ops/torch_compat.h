@@ -263,8 +263,8 @@ inline bool fused_adamw_available() {
 }
 
 /// One fused AdamW update of every tensor in `params` (decoupled weight decay, no amsgrad);
-/// `steps` are float step counts on the device, incremented by the kernel. Only where
-/// fused_adamw_available().
+/// `steps` are the float step counts on the device, which this adds one to first (the kernel
+/// reads them for the bias corrections and does not count). Only where fused_adamw_available().
 inline void fused_adamw_(const std::vector<torch::Tensor>& params,
                          const std::vector<torch::Tensor>& grads,
                          const std::vector<torch::Tensor>& exp_avgs,
@@ -272,6 +272,7 @@ inline void fused_adamw_(const std::vector<torch::Tensor>& params,
                          const std::vector<torch::Tensor>& steps, double lr, double beta1,
                          double beta2, double weight_decay, double eps) {
 #if MMLAB_TORCH_AT_LEAST(2, 0) && defined(MMLAB_TORCH_CUDA)
+  at::_foreach_add_(steps, 1);
   at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, {}, steps, lr, beta1, beta2,
                     weight_decay, eps, /*amsgrad=*/false, /*maximize=*/false);
 #else
