@@ -9,6 +9,7 @@
 #include <torch/version.h>
 
 #include <string>
+#include <utility>
 
 #if defined(MMLAB_TORCH_CUDA)
 #include <ATen/cuda/CUDAContext.h>
@@ -209,6 +210,23 @@ inline int64_t cuda_peak_allocated(int device) {
 #endif
 }
 
+/// A CUDA device's memory in bytes, as the driver counts it: {free, total}; {0, 0} on a CPU build
+/// or when the driver does not answer.
+inline std::pair<int64_t, int64_t> cuda_free_and_total(int device) {
+#if defined(MMLAB_TORCH_CUDA)
+  c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device));
+  size_t free = 0, total = 0;
+  if (cudaMemGetInfo(&free, &total) != cudaSuccess) {
+    (void)cudaGetLastError();  // leave no sticky error for the next LibTorch call
+    return {0, 0};
+  }
+  return {static_cast<int64_t>(free), static_cast<int64_t>(total)};
+#else
+  (void)device;
+  return {0, 0};
+#endif
+}
+
 /// The GPU's marketing name ("NVIDIA H200"); "GPU" on a CPU build.
 inline std::string cuda_device_name(int device) {
 #if defined(MMLAB_TORCH_CUDA)
@@ -263,8 +281,8 @@ inline bool fused_adamw_available() {
 }
 
 /// One fused AdamW update of every tensor in `params` (decoupled weight decay, no amsgrad);
-/// `steps` are float step counts on the device, incremented by the kernel. Only where
-/// fused_adamw_available().
+/// `steps` are the float step counts on the device, which this adds one to first (the kernel
+/// reads them for the bias corrections and does not count). Only where fused_adamw_available().
 inline void fused_adamw_(const std::vector<torch::Tensor>& params,
                          const std::vector<torch::Tensor>& grads,
                          const std::vector<torch::Tensor>& exp_avgs,
@@ -272,8 +290,9 @@ inline void fused_adamw_(const std::vector<torch::Tensor>& params,
                          const std::vector<torch::Tensor>& steps, double lr, double beta1,
                          double beta2, double weight_decay, double eps) {
 #if MMLAB_TORCH_AT_LEAST(2, 0) && defined(MMLAB_TORCH_CUDA)
-  at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, {}, steps, lr, beta1, beta2,
-                    weight_decay, eps, /*amsgrad=*/false, /*maximize=*/false);
+  at::_foreach_add_(steps, 1);
+  at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, {}, steps, lr, beta1, beta2, weight_decay,
+                    eps, /*amsgrad=*/false, /*maximize=*/false);
 #else
   (void)params, (void)grads, (void)exp_avgs, (void)exp_avg_sqs, (void)steps, (void)lr;
   (void)beta1, (void)beta2, (void)weight_decay, (void)eps;

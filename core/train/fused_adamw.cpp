@@ -68,7 +68,7 @@ torch::Tensor FusedAdamW::step(LossClosure closure) {
         device_step = torch::full({}, static_cast<double>(st.step()),
                                   torch::TensorOptions().dtype(torch::kFloat).device(p.device()));
       }
-      st.step(st.step() + 1);  // the kernel adds one to device_step
+      st.step(st.step() + 1);  // fused_adamw_ adds one to device_step
       params.push_back(p);
       grads.push_back(p.grad());
       exp_avgs.push_back(st.exp_avg());

@@ -23,8 +23,8 @@ class FusedAdamW : public torch::optim::AdamW {
 
  private:
   bool fusable() const;
-  // The kernel counts steps on the device, one float per parameter; AdamW's state keeps the
-  // same count on the host (what checkpoints save). Made from it at the first fused step.
+  // The kernel reads the step counts on the device, one float per parameter; AdamW's state keeps
+  // the same count on the host (what checkpoints save). Made from it at the first fused step.
   std::unordered_map<const void*, torch::Tensor> device_steps_;
   bool last_step_fused_ = false;
 };

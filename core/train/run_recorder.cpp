@@ -137,13 +137,10 @@ bool RunRecorder::record_failure(const RunPosition& at, const std::string& messa
 }
 
 TrainResult RunRecorder::out_of_memory(const RunPosition& at, const std::string& device,
-                                       int64_t batch_size, int64_t seq_len) {
-  return failed(at,
-                "Out of memory on " + device + " (batch_size " + std::to_string(batch_size) +
-                    ", seq_len " + std::to_string(seq_len) +
-                    "). Lower train.batch_size (raise train.grad_accum to keep the tokens per "
-                    "step) or use a smaller model.",
-                kExitNoResource);
+                                       const MemoryAtFailure& memory, const TrainConfig& train) {
+  return failed(
+      at, out_of_memory_sentence(device, memory, train.batch_size, train.seq_len, train.grad_accum),
+      kExitNoResource);
 }
 
 }  // namespace mmlab

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 
+#include "core/train/memory_advice.h"
 #include "core/train/progress.h"
 #include "core/train/trainer.h"
 
@@ -64,10 +65,11 @@ class RunRecorder {
   /// Stores the failure alone (no event: the caller throws it on, to whoever tells the user);
   /// false when the store refuses even that.
   bool record_failure(const RunPosition& at, const std::string& message);
-  /// Ran out of memory on `device` with this batch: failed, with the sentence that says what to
-  /// lower, and kExitNoResource.
-  TrainResult out_of_memory(const RunPosition& at, const std::string& device, int64_t batch_size,
-                            int64_t seq_len);
+  /// Ran out of memory on `device` with this batch: failed, with the sentence that says what the
+  /// step needed and which batch_size / grad_accum would fit (out_of_memory_sentence), and
+  /// kExitNoResource.
+  TrainResult out_of_memory(const RunPosition& at, const std::string& device,
+                            const MemoryAtFailure& memory, const TrainConfig& train);
 
  private:
   ProgressEvent status_event(RunStatus status, const RunPosition& at, std::string message) const;

@@ -31,6 +31,7 @@
 #include "core/train/fused_adamw.h"
 #include "core/train/grad_clip.h"
 #include "core/train/gradient_reducer.h"
+#include "core/train/memory_advice.h"
 #include "core/train/progress.h"
 #include "core/train/rank_group.h"
 #include "core/train/run_recorder.h"
@@ -67,8 +68,8 @@ double unigram_entropy(const std::vector<int32_t>& tokens) {
   return h;
 }
 
-// Builds AdamW (fused on a GPU) with weight decay on everything (the paper's code) or, with no_decay_groups, none
-// on norms, biases, A_log and D.
+// Builds AdamW (fused on a GPU) with weight decay on everything (the paper's code) or, with
+// no_decay_groups, none on norms, biases, A_log and D.
 std::unique_ptr<torch::optim::AdamW> make_optimizer(LanguageModel& model, const TrainConfig& t) {
   auto opts = torch::optim::AdamWOptions(t.lr)
                   .betas({t.beta1, t.beta2})
@@ -312,6 +313,7 @@ class TrainingSession {
     const TrainConfig& t = config_.train;
     torch::manual_seed(static_cast<uint64_t>(config_.seed));
     model_ = LanguageModel(config_.model);
+    if (device_.is_cuda()) memory_.free_bytes = compat::cuda_free_and_total(device_.index()).first;
     model_->to(device_);
     optimizer_ = make_optimizer(model_, t);
     sampler_ = std::make_unique<data::WindowSampler>(
@@ -561,13 +563,25 @@ class TrainingSession {
       }
       if (const auto* ue = dynamic_cast<const UserError*>(&e)) code = ue->code();
       if (debug_enabled()) std::fprintf(stderr, "mmlab: details: %s\n", e.what());
-      r = is_out_of_memory(e)
-              ? recorder_.out_of_memory(position(), describe_device(device_),
-                                        config_.train.batch_size, config_.train.seq_len)
-              : recorder_.failed(position(), message, code);
+      r = is_out_of_memory(e) ? recorder_.out_of_memory(position(), describe_device(device_),
+                                                        memory_at_failure(e), config_.train)
+                              : recorder_.failed(position(), message, code);
       if (!records_) tell_rank0_failure(r.error);
     }
     return r;
+  }
+
+  // What the allocator and the driver say after an out-of-memory error, for the advice.
+  MemoryAtFailure memory_at_failure(const std::exception& e) const {
+    MemoryAtFailure m = memory_;
+    if (!device_.is_cuda()) return m;
+    m.peak_bytes = compat::cuda_peak_allocated(device_.index());
+    m.requested_bytes = requested_bytes_in(e.what());
+    m.total_bytes = compat::cuda_free_and_total(device_.index()).second;
+    if (model_) {
+      for (const auto& p : model_->parameters()) m.weight_bytes += p.numel() * p.element_size();
+    }
+    return m;
   }
 
   // A rank other than 0 whose run failed says why to rank 0, which stores it (rank 0 itself only
@@ -1025,6 +1039,7 @@ class TrainingSession {
   bool from_checkpoint_ = false;
   std::unique_ptr<RankGroup> group_;
   std::unique_ptr<GradientReducer> reducer_;
+  MemoryAtFailure memory_;  // free_bytes: before the model was placed on the GPU
 };
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include "core/models/mamba_layer.h"
 #include "core/models/op_choice.h"
 #include "core/ops/mamba_ops.h"
+#include "core/ops/moe_ops.h"
 #include "core/ops/op_catalog.h"
 #include "core/util/error.h"
 #include "op_test_support.h"
@@ -31,6 +32,7 @@ constexpr char kFake[] = "fake_cpu";
 std::atomic<int> g_fake_scan_calls{0};
 std::atomic<int> g_fake_conv_calls{0};
 std::atomic<int> g_fake_inner_calls{0};
+std::atomic<int> g_fake_moe_calls{0};
 // What the fakes were last called with (sizes, strides and dtypes are all the check uses).
 SelectiveScanArgs g_last_scan;
 CausalConv1dArgs g_last_conv;
@@ -75,6 +77,13 @@ const bool kFakesRegistered = [] {
                                 g_last_inner = a;
                                 return mamba_inner_reference(a);
                               }});
+  // The Mamba variants with MoE projections call switch_moe too; a run that names the fake for
+  // every op must find one there.
+  switch_moe_registry().add({kFake, torch::kCPU, [](const SwitchMoeArgs&) { return ""; },
+                             [](const SwitchMoeArgs& a) {
+                               ++g_fake_moe_calls;
+                               return switch_moe_reference(a);
+                             }});
   return true;
 }();
 
@@ -287,8 +296,10 @@ TEST_P(MambaLayerCalls, MatchTheArgumentsARunIsCheckedAgainst) {
   MambaLayer layer(o);
   ScopedOpsChoice scope(choice_of(kFake));
   const int inners = g_fake_inner_calls;
+  const int moes = g_fake_moe_calls;
   layer->forward(torch::randn({B, L, 16}));
   ASSERT_EQ(g_fake_inner_calls, inners + 1);
+  EXPECT_EQ(g_fake_moe_calls, moes + int(conv_moe) + int(gate_moe) + int(out_moe));
   MambaForwardOpArgs want = MambaLayerImpl::forward_op_args(o, B, L, torch::kFloat, true);
   const MambaInnerArgs& gi = g_last_inner;
   const MambaInnerArgs& wi = want.inner;

@@ -134,14 +134,24 @@ TEST_F(RunRecorderTest, FailedKeepsTheSentenceTheCodeAndAStatusEventInTheTimelin
   EXPECT_EQ(events[0].message, "The corpus vanished.");
 }
 
-TEST_F(RunRecorderTest, OutOfMemorySaysWhatToLowerAndExits4) {
-  const auto events = end_with([](RunRecorder& r, const RunPosition& at) {
-    return r.out_of_memory(at, "cuda:0 (NVIDIA H200)", 64, 1024);
+TEST_F(RunRecorderTest, OutOfMemorySaysWhatWouldFitAndExits4) {
+  MemoryAtFailure m;
+  m.peak_bytes = 120'000'000'000;  // per row (120 + 10 - 1) GB / 64 = 2.02 GB
+  m.requested_bytes = 10'000'000'000;
+  m.total_bytes = 150'000'000'000;
+  m.free_bytes = 140'000'000'000;  // room 0.9 * 140 - 4 * 1 = 122 GB: 60 rows; 32 divides 64
+  m.weight_bytes = 1'000'000'000;
+  TrainConfig train;
+  train.batch_size = 64;
+  train.seq_len = 1024;
+  train.grad_accum = 1;
+  const auto events = end_with([&](RunRecorder& r, const RunPosition& at) {
+    return r.out_of_memory(at, "cuda:0 (NVIDIA H200)", m, train);
   });
   const std::string message =
-      "Out of memory on cuda:0 (NVIDIA H200) (batch_size 64, seq_len 1024). Lower "
-      "train.batch_size (raise train.grad_accum to keep the tokens per step) or use a smaller "
-      "model.";
+      "Out of memory on cuda:0 (NVIDIA H200): batch_size 64 x seq_len 1024 needed more than "
+      "130.0 GB and the card has 150.0 GB (140.0 GB free when the run started); train.batch_size "
+      "32 with train.grad_accum 2 keeps the tokens per step and should fit.";
   EXPECT_EQ(result_.status, RunStatus::kFailed);
   EXPECT_EQ(result_.exit_code, kExitNoResource);
   EXPECT_EQ(result_.error, message);
