@@ -65,8 +65,8 @@ TEST(Experiment, AProblemOfTheDefaultsIsReportedOnceWhereItWasWritten) {
     parse_experiment(j, "f.json");
     FAIL() << "expected an error";
   } catch (const ConfigError& e) {
-    EXPECT_EQ(e.problems(), (std::vector<std::string>{"$.defaults.train.lr: must be > 0.",
-                                                      "$.runs[4].train.lr: must be > 0."}));
+    EXPECT_EQ(e.problems(), (std::vector<std::string>{"$.defaults.train.lr: must be > 0, got -1.",
+                                                      "$.runs[4].train.lr: must be > 0, got 0."}));
   }
 }
 
