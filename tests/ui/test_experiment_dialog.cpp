@@ -178,6 +178,50 @@ TEST_F(DialogTest, ScalePresetRewritesSizesAndMoeSettings) {
   EXPECT_EQ(doc["runs"][3]["model"]["d_ff"], 2048);      // transformer
 }
 
+// A paper scale is the paper's experiment file: every run the dialog makes for a family is the
+// file's run of that family (experiments/paper/25m.json, 100m.json), whatever the document held
+// before (here the quick comparison: head_dim 16, ema_alpha 0.05, experts of 192). Only where
+// the text comes from and the device stay the user's.
+TEST_F(DialogTest, APaperScaleGivesEachFamilyTheRunOfThePapersFile) {
+  for (const auto& [scale, file] : {std::pair<const char*, const char*>{"paper 25M", "25m.json"},
+                                    {"paper 100M", "100m.json"}}) {
+    SCOPED_TRACE(scale);
+    const mmlab::Experiment paper = mmlab::load_experiment(std::filesystem::path(MMLAB_SOURCE_DIR) /
+                                                           "experiments/paper" / file);
+    ExperimentDialog d;
+    child<QComboBox>(d, "scale")->setCurrentText(scale);
+    ASSERT_TRUE(d.is_valid()) << d.problems().join("\n").toStdString();
+    const mmlab::Experiment ex = mmlab::parse_experiment(d.document(), "t");
+    ASSERT_EQ(ex.runs.size(), 4u);  // the quick comparison's four families
+    int compared = 0;
+    for (const mmlab::RunConfig& run : ex.runs) {
+      SCOPED_TRACE(run.model.family);
+      const mmlab::RunConfig* same = nullptr;
+      for (const mmlab::RunConfig& p : paper.runs)
+        if (p.model.family == run.model.family) same = &p;
+      EXPECT_TRUE(run.train.device == "cuda" || run.train.device.rfind("cuda:", 0) == 0)
+          << run.train.device;
+      if (!same) {  // 100m.json has no Transformer: the family's own defaults at that size
+        EXPECT_EQ(run.model.resolved_d_ff(), 4 * paper.runs[0].model.d_model);
+        EXPECT_EQ(run.model.d_model, paper.runs[0].model.d_model);
+        continue;
+      }
+      json got = mmlab::to_json(run);
+      json want = mmlab::to_json(*same);
+      for (json* j : {&got, &want}) {
+        j->erase("name");
+        (*j)["train"]["device"] = "cuda";  // the first local GPU where there is one
+      }
+      std::string differences;
+      for (const DiffRow& r : diff_configs({want, got}, true))
+        differences += r.key + ": file " + r.values[0] + ", dialog " + r.values[1] + "\n";
+      EXPECT_EQ(differences, "");
+      ++compared;
+    }
+    EXPECT_EQ(compared, std::string(file) == "25m.json" ? 4 : 3);
+  }
+}
+
 TEST_F(DialogTest, CloneDocumentDiffsAgainstTheOriginalRun) {
   mmlab::RunConfig rc;
   rc.name = "mamba";
