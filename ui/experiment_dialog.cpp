@@ -28,6 +28,7 @@
 #include <cmath>
 #include <set>
 
+#include "core/config/config_fields.h"
 #include "core/config/experiment.h"
 #include "core/config/layer_pattern.h"
 #include "core/config/param_count.h"
@@ -88,25 +89,90 @@ T get_or(const json& j, const char* a, const char* b, T fallback) {
 
 }  // namespace
 
-FamilyPreset family_preset(const QString& family, const QString& scale) {
-  FamilyPreset p;  // lr 1e-3: Table 4 of the paper, as in experiments/paper/*.json
-  const std::string f = family.toStdString();
-  const bool transformer_moe = f == "transformer-moe";
-  if (is_moe_family(f)) {
-    if (scale == QLatin1String(kPaper25)) {
-      p.n_expert = transformer_moe ? 32 : 42;
-      p.d_expert = transformer_moe ? 2048 : 1536;
-    } else if (scale == QLatin1String(kPaper100)) {
-      p.n_expert = transformer_moe ? 32 : 42;
-      p.d_expert = transformer_moe ? 3072 : 2304;
-    } else {
-      p.n_expert = 4;
-    }
-  } else if (f == "transformer") {
-    if (scale == QLatin1String(kPaper25)) p.d_ff = 2048;
-    if (scale == QLatin1String(kPaper100)) p.d_ff = 3072;
+namespace {
+
+// The scales that are a paper experiment, and its file (compiled in: resources/mmlab.qrc).
+struct PaperScale {
+  const char* label;
+  const char* file;
+};
+const PaperScale kPaperScales[] = {{kPaper25, "25m.json"}, {kPaper100, "100m.json"}};
+
+const json& section_of(const json& doc, const char* section) {
+  static const json empty = json::object();
+  if (!doc.is_object() || !doc.contains(section) || !doc[section].is_object()) return empty;
+  return doc[section];
+}
+
+// The model section of the paper file's first run of `family`; null when it has none.
+json paper_run_model_of(const json& paper, const std::string& family) {
+  const std::string family_key = key_of(&ModelConfig::family);
+  if (!paper.contains("runs") || !paper["runs"].is_array()) return nullptr;
+  for (const json& r : paper["runs"]) {
+    const json& m = section_of(r, section_key<ModelConfig>());
+    if (m.value(family_key, std::string()) == family) return m;
   }
-  return p;
+  return nullptr;
+}
+
+// Every model key that a run of some paper file writes: what a change of scale replaces.
+std::set<std::string> scale_model_keys() {
+  std::set<std::string> keys;
+  for (const PaperScale& p : kPaperScales) {
+    const json paper = paper_experiment(QString::fromLatin1(p.label));
+    if (!paper.is_object() || !paper["runs"].is_array()) continue;
+    for (const json& r : paper["runs"])
+      for (auto it = section_of(r, section_key<ModelConfig>()).begin();
+           it != section_of(r, section_key<ModelConfig>()).end(); ++it)
+        keys.insert(it.key());
+  }
+  keys.erase(key_of(&ModelConfig::family));
+  return keys;
+}
+
+}  // namespace
+
+json paper_experiment(const QString& scale) {
+  // Read once: the files are compiled in.
+  static const std::vector<json> papers = [] {
+    register_resources();
+    std::vector<json> out;
+    for (const PaperScale& p : kPaperScales) {
+      QFile f(QStringLiteral(":/mmlab/experiments/paper/") + QLatin1String(p.file));
+      json j = f.open(QIODevice::ReadOnly)
+                   ? json::parse(f.readAll().toStdString(), nullptr, /*allow_exceptions=*/false)
+                   : json();
+      out.push_back(j.is_discarded() ? json() : j);
+    }
+    return out;
+  }();
+  for (size_t i = 0; i < papers.size(); ++i)
+    if (scale == QLatin1String(kPaperScales[i].label)) return papers[i];
+  return nullptr;
+}
+
+json scale_run_model(const QString& family, const QString& scale) {
+  const std::string f = family.toStdString();
+  json out = json::object();
+  if (scale == QLatin1String(kTiny)) {
+    if (is_moe_family(f)) out[key_of(&ModelConfig::n_expert)] = 4;
+    return out;
+  }
+  const json paper = paper_experiment(scale);
+  if (!paper.is_object()) return out;
+  json model = paper_run_model_of(paper, f);
+  // A MoE variant the paper's file leaves out (parallel, inner): the paper's MoE-Mamba experts.
+  if (model.is_null() && is_moe_family(f)) model = paper_run_model_of(paper, "moe-mamba");
+  if (!model.is_object()) return out;
+  // A key the run writes as the defaults have it is no setting of the run's own: kept at run
+  // level it would override the form's edits of the defaults.
+  const json& defaults = section_of(section_of(paper, "defaults"), section_key<ModelConfig>());
+  for (auto it = model.begin(); it != model.end(); ++it) {
+    if (it.key() == key_of(&ModelConfig::family)) continue;
+    if (defaults.contains(it.key()) && defaults[it.key()] == it.value()) continue;
+    out[it.key()] = it.value();
+  }
+  return out;
 }
 
 QStringList cuda_devices() {
@@ -423,41 +489,46 @@ void ExperimentDialog::apply_scale() {
   const QString s = scale_->currentText();
   json& d = doc_["defaults"];
   if (!d.is_object()) d = json::object();
+  const char* model = section_key<ModelConfig>();
+  const char* train = section_key<TrainConfig>();
+  const char* data = section_key<DataConfig>();
+  for (const char* k : {model, train, data})
+    if (!d[k].is_object()) d[k] = json::object();
   if (s == tr(kTiny)) {
-    d["model"]["d_model"] = 64;
-    d["model"]["n_block"] = 2;
-    d["train"]["steps"] = 200;
-    d["train"]["batch_size"] = 8;
-    d["train"]["seq_len"] = 64;
-    d["train"]["device"] = "cpu";
-    d["data"]["tokenizer"] = "byte";
-  } else if (s == tr(kPaper25) || s == tr(kPaper100)) {
-    const bool big = s == tr(kPaper100);
-    d["model"]["d_model"] = big ? 768 : 512;
-    d["model"]["n_block"] = big ? 16 : 8;
-    d["train"]["steps"] = 100000;
-    d["train"]["batch_size"] = 256;
-    d["train"]["seq_len"] = 256;
-    d["train"]["eval_every"] = 1000;
-    d["train"]["checkpoint_every"] = 5000;
-    d["train"]["device"] = device_->count() > 1 ? device_->itemText(1).toStdString() : "cuda";
-    d["data"]["tokenizer"] = "gpt2";
+    d[model][key_of(&ModelConfig::d_model)] = 64;
+    d[model][key_of(&ModelConfig::n_block)] = 2;
+    d[train][key_of(&TrainConfig::steps)] = 200;
+    d[train].erase(key_of(&TrainConfig::tokens));
+    d[train][key_of(&TrainConfig::batch_size)] = 8;
+    d[train][key_of(&TrainConfig::seq_len)] = 64;
+    d[train][key_of(&TrainConfig::lr)] = 1e-3;
+    d[train][key_of(&TrainConfig::device)] = "cpu";
+    d[data][key_of(&DataConfig::tokenizer)] = "byte";
+  } else if (const json paper = paper_experiment(s); paper.is_object()) {
+    // The paper's model and training setup, whole (so nothing of the document before it stays
+    // behind, a head size or a smoothing); where the text comes from and which device trains stay
+    // the user's: the file's "cuda" becomes this machine's first GPU.
+    const json& pd = section_of(paper, "defaults");
+    d[model] = section_of(pd, model);
+    d[train] = section_of(pd, train);
+    d[train][key_of(&TrainConfig::device)] =
+        device_->count() > 1 ? device_->itemText(1).toStdString() : "cuda";
+    const std::string source_key = key_of(&DataConfig::source);
+    const json source = d[data].contains(source_key) ? d[data][source_key] : json();
+    d[data].update(section_of(pd, data));
+    if (!source.is_null()) d[data][source_key] = source;
   } else {
     return;  // custom: keep what is there
   }
-  d["train"].erase("tokens");
-  d["train"]["lr"] = 1e-3;
-  // Re-derive the MoE sizes of every run from the family presets of the new scale.
+  // Each run's own model keys from the new scale.
+  const std::set<std::string> replaced = scale_model_keys();
   if (doc_.contains("runs") && doc_["runs"].is_array()) {
     for (json& r : doc_["runs"]) {
-      if (!r.is_object() || !r.contains("model")) continue;
-      const QString fam = QString::fromStdString(r["model"].value("family", std::string()));
-      const FamilyPreset p = family_preset(fam, s);
-      json& m = r["model"];
-      for (const char* k : {"n_expert", "d_expert", "d_ff"}) m.erase(k);
-      if (p.n_expert > 0) m["n_expert"] = p.n_expert;
-      if (p.d_expert > 0) m["d_expert"] = p.d_expert;
-      if (p.d_ff > 0) m["d_ff"] = p.d_ff;
+      if (!r.is_object() || !r.contains(model) || !r[model].is_object()) continue;
+      json& m = r[model];
+      for (const std::string& k : replaced) m.erase(k);
+      m.update(scale_run_model(
+          QString::fromStdString(m.value(key_of(&ModelConfig::family), std::string())), s));
     }
   }
   syncing_ = true;
@@ -533,11 +604,9 @@ void ExperimentDialog::form_changed() {
         break;
       }
     if (run.is_null()) {
-      run = {{"name", fam}, {"model", {{"family", fam}}}};
-      const FamilyPreset p = family_preset(QString::fromStdString(fam), scale_->currentText());
-      if (p.n_expert > 0) run["model"]["n_expert"] = p.n_expert;
-      if (p.d_expert > 0) run["model"]["d_expert"] = p.d_expert;
-      if (p.d_ff > 0) run["model"]["d_ff"] = p.d_ff;
+      json model = {{key_of(&ModelConfig::family), fam}};
+      model.update(scale_run_model(QString::fromStdString(fam), scale_->currentText()));
+      run = {{"name", fam}, {section_key<ModelConfig>(), model}};
     }
     run.erase("seed");
     run.erase("seeds");
@@ -612,10 +681,15 @@ void ExperimentDialog::sync_form_from_doc() {
   if (device_->findText(dev) < 0) device_->addItem(dev);
   device_->setCurrentText(dev);
   const int dm = d_model_->value(), nb = n_block_->value();
-  scale_->setCurrentText(dm == 64 && nb == 2     ? tr(kTiny)
-                         : dm == 512 && nb == 8  ? tr(kPaper25)
-                         : dm == 768 && nb == 16 ? tr(kPaper100)
-                                                 : tr(kCustom));
+  QString scale = dm == 64 && nb == 2 ? tr(kTiny) : tr(kCustom);
+  for (const PaperScale& p : kPaperScales) {
+    const json paper = paper_experiment(QLatin1String(p.label));
+    const json& m = section_of(section_of(paper, "defaults"), section_key<ModelConfig>());
+    if (m.value(key_of(&ModelConfig::d_model), 0) == dm &&
+        m.value(key_of(&ModelConfig::n_block), 0) == nb)
+      scale = tr(p.label);
+  }
+  scale_->setCurrentText(scale);
   QStringList checked;
   QString seeds;
   if (doc_.is_object() && doc_.contains("runs") && doc_["runs"].is_array()) {

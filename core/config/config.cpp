@@ -268,12 +268,14 @@ json to_json(const RunConfig& c) {
 std::vector<FieldInfo> run_config_fields() {
   std::vector<FieldInfo> out;
   const RunConfig defaults;
-  config_detail::FieldLister model("model.", out);
-  fields(model, defaults.model);
-  config_detail::FieldLister train("train.", out);
-  fields(train, defaults.train);
-  config_detail::FieldLister data("data.", out);
-  fields(data, defaults.data);
+  auto list = [&out](const auto& section) {
+    using Config = std::decay_t<decltype(section)>;
+    config_detail::FieldLister lister(std::string(section_key<Config>()) + ".", out);
+    fields(lister, section);
+  };
+  list(defaults.model);
+  list(defaults.train);
+  list(defaults.data);
   return out;
 }
 

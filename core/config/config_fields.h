@@ -151,6 +151,22 @@ if_config<C, DataConfig> fields(V& v, C& c) {
           "tokenization.");
 }
 
+/// The key of a config struct's section in a run config: "model", "train", "data".
+template <class Config>
+const char* section_key();
+template <>
+inline const char* section_key<ModelConfig>() {
+  return "model";
+}
+template <>
+inline const char* section_key<TrainConfig>() {
+  return "train";
+}
+template <>
+inline const char* section_key<DataConfig>() {
+  return "data";
+}
+
 /// What the declaration says of one field.
 struct FieldInfo {
   std::string key;

@@ -43,13 +43,22 @@ TEST(ConfigDiff, FlattensAndFlagsDifferences) {
   EXPECT_EQ(only[1].values[1], "—");
 }
 
-TEST(FamilyPresets, PaperScalesCarryTable1Sizes) {
-  EXPECT_EQ(family_preset("moe-mamba", "paper 25M").n_expert, 42);
-  EXPECT_EQ(family_preset("moe-mamba", "paper 25M").d_expert, 1536);
-  EXPECT_EQ(family_preset("transformer-moe", "paper 100M").d_expert, 3072);
-  EXPECT_EQ(family_preset("transformer", "paper 25M").d_ff, 2048);
-  EXPECT_EQ(family_preset("mamba", "paper 25M").n_expert, 0);
-  EXPECT_DOUBLE_EQ(family_preset("mamba", "paper 25M").lr, 1e-3);
+// The sizes of the paper's Table 1, as the paper's experiment files write them.
+TEST(ScalePresets, PaperScalesCarryTheFilesSizes) {
+  EXPECT_EQ(scale_run_model("moe-mamba", "paper 25M"),
+            json({{"n_expert", 42}, {"d_expert", 1536}}));
+  EXPECT_EQ(scale_run_model("transformer-moe", "paper 100M")["d_expert"], 3072);
+  EXPECT_EQ(scale_run_model("transformer", "paper 25M"), json({{"d_ff", 2048}}));
+  EXPECT_EQ(scale_run_model("mamba", "paper 25M"), json::object());
+  // A MoE variant the files have no run of takes MoE-Mamba's experts.
+  EXPECT_EQ(scale_run_model("parallel-moe-mamba", "paper 100M"),
+            json({{"n_expert", 42}, {"d_expert", 2304}}));
+  // 100m.json's runs repeat the defaults' n_block 16: no run-level key of their own.
+  EXPECT_FALSE(scale_run_model("mamba", "paper 100M").contains("n_block"));
+  EXPECT_EQ(scale_run_model("moe-mamba", "tiny (CPU)"), json({{"n_expert", 4}}));
+  EXPECT_EQ(scale_run_model("moe-mamba", "custom"), json::object());
+  EXPECT_EQ(paper_experiment("paper 25M")["name"], "paper-25m");
+  EXPECT_TRUE(paper_experiment("custom").is_null());
 }
 
 namespace {
