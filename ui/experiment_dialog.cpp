@@ -87,6 +87,36 @@ T get_or(const json& j, const char* a, const char* b, T fallback) {
   }
 }
 
+// The form's widget for a config field: its object name is the field's JSON key, its tooltip
+// the field's meaning, a spin box's minimum the rule's lower bound, a combo box's items the
+// rule's words.
+template <class Widget, class Config, class T>
+void bind_to_field(Widget* w, T Config::*member) {
+  const FieldInfo f = field_info(member);
+  w->setObjectName(QString::fromStdString(f.key));
+  w->setToolTip(QString::fromStdString(f.doc));
+  if constexpr (std::is_base_of_v<QSpinBox, Widget>) {
+    if (auto lo = f.rule.lower_bound()) w->setMinimum(int(*lo) + (f.rule.lower_open() ? 1 : 0));
+  }
+  if constexpr (std::is_base_of_v<QComboBox, Widget>) {
+    for (const std::string& word : f.rule.words()) w->addItem(QString::fromStdString(word));
+  }
+}
+
+// A field's value in a document's defaults, or its declared default.
+template <class Config, class T>
+T field_or_default(const json& defaults, T Config::*member) {
+  return get_or<T>(defaults, section_key<Config>(), key_of(member).c_str(), default_of(member));
+}
+
+// The place of a field in a document's defaults (created).
+template <class Config, class T>
+json& field_in(json& defaults, T Config::*member) {
+  json& section = defaults[section_key<Config>()];
+  if (!section.is_object()) section = json::object();
+  return section[key_of(member)];
+}
+
 }  // namespace
 
 namespace {
@@ -250,33 +280,34 @@ ExperimentDialog::ExperimentDialog(QWidget* parent) : QDialog(parent) {
   scale_ = new QComboBox(this);
   scale_->setObjectName(QStringLiteral("scale"));
   scale_->addItems({tr(kTiny), tr(kPaper25), tr(kPaper100), tr(kCustom)});
+  // Each field's widget takes its name, tooltip, lower limit and word list from the field's
+  // declaration; only the upper limits are the form's own.
   d_model_ = new QSpinBox(this);
-  d_model_->setObjectName(QStringLiteral("d_model"));
-  d_model_->setRange(1, 16384);
+  bind_to_field(d_model_, &ModelConfig::d_model);
+  d_model_->setMaximum(16384);
   n_block_ = new QSpinBox(this);
-  n_block_->setObjectName(QStringLiteral("n_block"));
-  n_block_->setRange(1, 1024);
+  bind_to_field(n_block_, &ModelConfig::n_block);
+  n_block_->setMaximum(1024);
+  const QString every_moe_run = tr(" Set in every MoE run.");
   n_expert_ = new QSpinBox(this);
-  n_expert_->setObjectName(QStringLiteral("n_expert"));
-  n_expert_->setRange(1, 4096);
-  n_expert_->setToolTip(tr("Experts per MoE layer (X); set in every MoE run"));
+  bind_to_field(n_expert_, &ModelConfig::n_expert);
+  n_expert_->setMaximum(4096);
+  n_expert_->setToolTip(n_expert_->toolTip() + every_moe_run);
   d_expert_ = new QSpinBox(this);
-  d_expert_->setObjectName(QStringLiteral("d_expert"));
-  d_expert_->setRange(0, 1 << 20);
+  bind_to_field(d_expert_, &ModelConfig::d_expert);
+  d_expert_->setMaximum(1 << 20);
   d_expert_->setSpecialValueText(tr("4 × d_model"));
-  d_expert_->setToolTip(tr("Hidden size of each expert; set in every MoE run"));
+  d_expert_->setToolTip(d_expert_->toolTip() + every_moe_run);
   capacity_ = new QDoubleSpinBox(this);
-  capacity_->setObjectName(QStringLiteral("capacity_factor"));
-  capacity_->setRange(0.05, 64);
+  bind_to_field(capacity_, &ModelConfig::capacity_factor);
+  capacity_->setRange(0.05, 64);  // > 0 by its rule; a spin box needs a first step
   capacity_->setSingleStep(0.25);
   capacity_->setDecimals(2);
-  capacity_->setToolTip(
-      tr("Expert capacity = capacity_factor × tokens / experts; set in every "
-         "MoE run"));
+  capacity_->setToolTip(capacity_->toolTip() + every_moe_run);
   head_dim_ = new QSpinBox(this);
-  head_dim_->setObjectName(QStringLiteral("head_dim"));
-  head_dim_->setRange(1, 4096);
-  head_dim_->setToolTip(tr("Attention head size (n_head = d_model / head_dim); every run"));
+  bind_to_field(head_dim_, &ModelConfig::head_dim);
+  head_dim_->setMaximum(4096);
+  head_dim_->setToolTip(head_dim_->toolTip() + tr(" One for every run."));
   by_steps_ = new QRadioButton(tr("steps"), this);
   by_tokens_ = new QRadioButton(tr("tokens"), this);
   by_steps_->setChecked(true);
@@ -287,34 +318,32 @@ ExperimentDialog::ExperimentDialog(QWidget* parent) : QDialog(parent) {
   budget_row->addWidget(by_steps_);
   budget_row->addWidget(by_tokens_);
   batch_ = new QSpinBox(this);
-  batch_->setObjectName(QStringLiteral("batch_size"));
-  batch_->setRange(1, 1 << 20);
+  bind_to_field(batch_, &TrainConfig::batch_size);
+  batch_->setMaximum(1 << 20);
   seq_len_ = new QSpinBox(this);
-  seq_len_->setObjectName(QStringLiteral("seq_len"));
-  seq_len_->setRange(1, 1 << 20);
+  bind_to_field(seq_len_, &TrainConfig::seq_len);
+  seq_len_->setMaximum(1 << 20);
   lr_ = new QLineEdit(this);
-  lr_->setObjectName(QStringLiteral("lr"));
-  lr_->setToolTip(tr("Peak learning rate; the paper's value for every family is 1e-3"));
+  bind_to_field(lr_, &TrainConfig::lr);
+  lr_->setToolTip(lr_->toolTip() + tr(" The paper's value for every family is 1e-3."));
   data_source_ = new QComboBox(this);
+  bind_to_field(data_source_, &DataConfig::source);
   data_source_->setObjectName(QStringLiteral("data_source"));
   data_source_->setEditable(true);
-  data_source_->addItem(QStringLiteral("default"));
+  data_source_->addItem(QString::fromStdString(default_of(&DataConfig::source)));
   auto* browse = new QPushButton(tr("Browse…"), this);
   auto* data_row = new QHBoxLayout;
   data_row->addWidget(data_source_, 1);
   data_row->addWidget(browse);
   data_format_ = new QComboBox(this);
-  data_format_->addItems({QStringLiteral("auto"), QStringLiteral("text"), QStringLiteral("jsonl"),
-                          QStringLiteral("bin")});
+  bind_to_field(data_format_, &DataConfig::format);
   tokenizer_ = new QComboBox(this);
-  tokenizer_->setObjectName(QStringLiteral("tokenizer"));
-  tokenizer_->addItems(
-      {QStringLiteral("gpt2"), QStringLiteral("byte"), QStringLiteral("sentencepiece")});
+  bind_to_field(tokenizer_, &DataConfig::tokenizer);
   seeds_ = new QLineEdit(this);
   seeds_->setObjectName(QStringLiteral("seeds"));
   seeds_->setPlaceholderText(tr("e.g. 1, 2, 3 (one run per seed)"));
   device_ = new QComboBox(this);
-  device_->setObjectName(QStringLiteral("device"));
+  bind_to_field(device_, &TrainConfig::device);
   device_->addItem(QStringLiteral("cpu"));
   device_->addItems(cuda_devices());
   if (device_->count() == 1) device_->addItem(QStringLiteral("cuda"));  // for a GPU server
@@ -557,30 +586,26 @@ void ExperimentDialog::form_changed() {
   doc_["name"] = name_->text().toStdString();
   json& d = doc_["defaults"];
   if (!d.is_object()) d = json::object();
-  for (const char* k : {"model", "train", "data"})
-    if (!d.contains(k) || !d[k].is_object()) d[k] = json::object();
-  d["model"]["d_model"] = d_model_->value();
-  d["model"]["n_block"] = n_block_->value();
-  json& t = d["train"];
+  field_in(d, &ModelConfig::d_model) = d_model_->value();
+  field_in(d, &ModelConfig::n_block) = n_block_->value();
   bool ok = false;
   const qlonglong budget = budget_->text().trimmed().toLongLong(&ok);
   const json budget_value = ok ? json(budget) : json(budget_->text().toStdString());
   if (by_tokens_->isChecked()) {
-    t["tokens"] = budget_value;
-    t["steps"] = 0;
+    field_in(d, &TrainConfig::tokens) = budget_value;
+    field_in(d, &TrainConfig::steps) = 0;
   } else {
-    t["steps"] = budget_value;
-    t.erase("tokens");
+    field_in(d, &TrainConfig::steps) = budget_value;
+    d[section_key<TrainConfig>()].erase(key_of(&TrainConfig::tokens));
   }
-  t["batch_size"] = batch_->value();
-  t["seq_len"] = seq_len_->value();
+  field_in(d, &TrainConfig::batch_size) = batch_->value();
+  field_in(d, &TrainConfig::seq_len) = seq_len_->value();
   const double lr = lr_->text().trimmed().toDouble(&ok);
-  t["lr"] = ok ? json(lr) : json(lr_->text().toStdString());
-  t["device"] = device_->currentText().toStdString();
-  json& data = d["data"];
-  data["source"] = data_source_->currentText().toStdString();
-  data["format"] = data_format_->currentText().toStdString();
-  data["tokenizer"] = tokenizer_->currentText().toStdString();
+  field_in(d, &TrainConfig::lr) = ok ? json(lr) : json(lr_->text().toStdString());
+  field_in(d, &TrainConfig::device) = device_->currentText().toStdString();
+  field_in(d, &DataConfig::source) = data_source_->currentText().toStdString();
+  field_in(d, &DataConfig::format) = data_format_->currentText().toStdString();
+  field_in(d, &DataConfig::tokenizer) = tokenizer_->currentText().toStdString();
 
   // Seeds: "1, 2" → one run per seed via "seeds"; one seed → "seed".
   std::vector<int64_t> seeds;
@@ -646,38 +671,33 @@ void ExperimentDialog::sync_form_from_doc() {
   const json empty = json::object();
   const json& d = doc_.is_object() && doc_.contains("defaults") ? doc_["defaults"] : empty;
   name_->setText(QString::fromStdString(doc_.is_object() ? doc_.value("name", std::string()) : ""));
-  d_model_->setValue(get_or<int>(d, "model", "d_model", ModelConfig().d_model));
-  n_block_->setValue(get_or<int>(d, "model", "n_block", ModelConfig().n_block));
+  d_model_->setValue(field_or_default(d, &ModelConfig::d_model));
+  n_block_->setValue(field_or_default(d, &ModelConfig::n_block));
   // The MoE knobs as the first MoE run has them (its own keys over the defaults').
-  json moe_model = d.contains("model") && d["model"].is_object() ? d["model"] : json::object();
+  const char* model = section_key<ModelConfig>();
+  json moe_model = section_of(d, model);
   if (doc_.is_object() && doc_.contains("runs") && doc_["runs"].is_array())
     for (const json& r : doc_["runs"])
-      if (r.is_object() && r.contains("model") && r["model"].is_object() &&
-          is_moe_family(r["model"].value("family", std::string()))) {
-        moe_model.update(r["model"]);
+      if (is_moe_family(section_of(r, model).value(key_of(&ModelConfig::family), std::string()))) {
+        moe_model.update(section_of(r, model));
         break;
       }
-  const json moe = {{"model", moe_model}};
-  n_expert_->setValue(get_or<int>(moe, "model", "n_expert", ModelConfig().n_expert));
-  d_expert_->setValue(get_or<int>(moe, "model", "d_expert", ModelConfig().d_expert));
-  capacity_->setValue(
-      get_or<double>(moe, "model", "capacity_factor", ModelConfig().capacity_factor));
-  head_dim_->setValue(get_or<int>(d, "model", "head_dim", ModelConfig().head_dim));
-  const int64_t tokens = get_or<int64_t>(d, "train", "tokens", 0);
+  const json moe = {{model, moe_model}};
+  n_expert_->setValue(field_or_default(moe, &ModelConfig::n_expert));
+  d_expert_->setValue(field_or_default(moe, &ModelConfig::d_expert));
+  capacity_->setValue(field_or_default(moe, &ModelConfig::capacity_factor));
+  head_dim_->setValue(field_or_default(d, &ModelConfig::head_dim));
+  const int64_t tokens = field_or_default(d, &TrainConfig::tokens);
   by_tokens_->setChecked(tokens > 0);
   by_steps_->setChecked(tokens <= 0);
-  budget_->setText(QString::number(
-      tokens > 0 ? tokens : get_or<int64_t>(d, "train", "steps", TrainConfig().steps)));
-  batch_->setValue(get_or<int>(d, "train", "batch_size", TrainConfig().batch_size));
-  seq_len_->setValue(get_or<int>(d, "train", "seq_len", TrainConfig().seq_len));
-  lr_->setText(QString::number(get_or<double>(d, "train", "lr", TrainConfig().lr), 'g', 6));
-  data_source_->setCurrentText(
-      QString::fromStdString(get_or<std::string>(d, "data", "source", "default")));
-  data_format_->setCurrentText(
-      QString::fromStdString(get_or<std::string>(d, "data", "format", "auto")));
-  tokenizer_->setCurrentText(
-      QString::fromStdString(get_or<std::string>(d, "data", "tokenizer", "gpt2")));
-  const QString dev = QString::fromStdString(get_or<std::string>(d, "train", "device", "cpu"));
+  budget_->setText(QString::number(tokens > 0 ? tokens : field_or_default(d, &TrainConfig::steps)));
+  batch_->setValue(field_or_default(d, &TrainConfig::batch_size));
+  seq_len_->setValue(field_or_default(d, &TrainConfig::seq_len));
+  lr_->setText(QString::number(field_or_default(d, &TrainConfig::lr), 'g', 6));
+  data_source_->setCurrentText(QString::fromStdString(field_or_default(d, &DataConfig::source)));
+  data_format_->setCurrentText(QString::fromStdString(field_or_default(d, &DataConfig::format)));
+  tokenizer_->setCurrentText(QString::fromStdString(field_or_default(d, &DataConfig::tokenizer)));
+  const QString dev = QString::fromStdString(field_or_default(d, &TrainConfig::device));
   if (device_->findText(dev) < 0) device_->addItem(dev);
   device_->setCurrentText(dev);
   const int dm = d_model_->value(), nb = n_block_->value();

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <optional>
 
+#include "core/config/config_fields.h"
 #include "core/config/experiment.h"
 #include "core/config/param_count.h"
 #include "core/data/vocabulary.h"
@@ -229,6 +230,39 @@ TEST_F(DialogTest, APaperScaleGivesEachFamilyTheRunOfThePapersFile) {
     }
     EXPECT_EQ(compared, std::string(file) == "25m.json" ? 4 : 3);
   }
+}
+
+// The form's widgets are the declared config fields: each one's name, tooltip, lower limit and
+// choices come from core/config/config_fields.h, so the form cannot write a key the loader does
+// not know or offer a word it refuses.
+TEST_F(DialogTest, TheFormsWidgetsAreBoundToTheDeclaredFields) {
+  ExperimentDialog d;
+  QStringList bound;
+  for (const mmlab::FieldInfo& f : mmlab::run_config_fields()) {
+    const std::string key = f.key.substr(f.key.find('.') + 1);
+    QWidget* w =
+        d.findChild<QWidget*>(QString::fromStdString(key == "source" ? "data_source" : key));
+    if (!w) continue;
+    bound << QString::fromStdString(f.key);
+    EXPECT_TRUE(w->toolTip().startsWith(QString::fromStdString(f.doc))) << f.key;
+    if (auto* spin = qobject_cast<QSpinBox*>(w)) {
+      EXPECT_EQ(spin->minimum(), int(*f.rule.lower_bound()) + (f.rule.lower_open() ? 1 : 0))
+          << f.key;
+    }
+    if (auto* combo = qobject_cast<QComboBox*>(w); combo && !f.rule.words().empty()) {
+      QStringList items;
+      for (int i = 0; i < combo->count(); ++i) items << combo->itemText(i);
+      QStringList words;
+      for (const auto& word : f.rule.words()) words << QString::fromStdString(word);
+      EXPECT_EQ(items, words) << f.key;
+    }
+  }
+  EXPECT_EQ(bound.join(' ').toStdString(),
+            "model.n_block model.d_model model.head_dim model.n_expert model.d_expert "
+            "model.capacity_factor train.batch_size train.seq_len train.lr train.device "
+            "data.source data.format data.tokenizer");
+  EXPECT_EQ(child<QSpinBox>(d, "batch_size")->minimum(), 1);  // > 0
+  EXPECT_EQ(child<QSpinBox>(d, "d_expert")->minimum(), 0);    // >= 0 (0 = 4 * d_model)
 }
 
 TEST_F(DialogTest, CloneDocumentDiffsAgainstTheOriginalRun) {
