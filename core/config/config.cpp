@@ -221,6 +221,13 @@ class FieldLister {
 
 }  // namespace
 
+void read_run_fields(JsonReader& r, RunConfig& c) {
+  FieldReader reader(r);
+  fields(reader, c);
+  FieldChecker checker(r);
+  fields(checker, c);
+}
+
 void read_model(const json& j, const std::string& path, ModelConfig& c,
                 std::vector<std::string>* problems) {
   read_section(j, path, c, problems);
@@ -258,16 +265,18 @@ json to_json(const DataConfig& c) {
 }
 
 json to_json(const RunConfig& c) {
-  return json{{"name", c.name},
-              {"seed", c.seed},
-              {"model", to_json(c.model)},
-              {"train", to_json(c.train)},
-              {"data", to_json(c.data)}};
+  json j = config_detail::write_section(c);
+  j[section_key<ModelConfig>()] = to_json(c.model);
+  j[section_key<TrainConfig>()] = to_json(c.train);
+  j[section_key<DataConfig>()] = to_json(c.data);
+  return j;
 }
 
 std::vector<FieldInfo> run_config_fields() {
   std::vector<FieldInfo> out;
   const RunConfig defaults;
+  config_detail::FieldLister own("", out);
+  fields(own, defaults);
   auto list = [&out](const auto& section) {
     using Config = std::decay_t<decltype(section)>;
     config_detail::FieldLister lister(std::string(section_key<Config>()) + ".", out);
@@ -283,15 +292,14 @@ RunConfig run_config_from_json(const json& j) {
   std::vector<std::string> problems;
   RunConfig c;
   config_detail::JsonReader r(j, "$", &problems);
-  r.read("name", c.name);
-  r.read("seed", c.seed);
+  config_detail::read_run_fields(r, c);
   auto section = [&](const char* key) -> json {
     const json* v = r.section(key);
     return v ? *v : json::object();
   };
-  config_detail::read_model(section("model"), "$.model", c.model, &problems);
-  config_detail::read_train(section("train"), "$.train", c.train, &problems);
-  config_detail::read_data(section("data"), "$.data", c.data, &problems);
+  config_detail::read_model(section(section_key<ModelConfig>()), "$.model", c.model, &problems);
+  config_detail::read_train(section(section_key<TrainConfig>()), "$.train", c.train, &problems);
+  config_detail::read_data(section(section_key<DataConfig>()), "$.data", c.data, &problems);
   r.reject_unknown_keys();
   if (!problems.empty()) throw ConfigError("the run config", problems);
   return c;

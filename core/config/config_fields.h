@@ -151,6 +151,14 @@ if_config<C, DataConfig> fields(V& v, C& c) {
           "tokenization.");
 }
 
+/// A run's own fields; its sections (model, train, data) have their own declarations above.
+template <class V, class C>
+if_config<C, RunConfig> fields(V& v, C& c) {
+  v.field("name", c.name, FieldRule(),
+          "The run's name, unique in its experiment (NAME/seed-S for each seed of a list).");
+  v.field("seed", c.seed, FieldRule(), "Seed of the initialisation and the data order.");
+}
+
 /// The key of a config struct's section in a run config: "model", "train", "data".
 template <class Config>
 const char* section_key();
@@ -219,7 +227,8 @@ T default_of(T Config::*member) {
   return Config{}.*member;
 }
 
-/// Every field as "section.key" with its declaration, in declaration order (model, train, data).
+/// Every field of a run config with its declaration, in declaration order: the run's own ("name",
+/// "seed"), then "model.…", "train.…", "data.…".
 std::vector<FieldInfo> run_config_fields();
 
 }  // namespace mmlab

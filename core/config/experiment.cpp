@@ -151,8 +151,7 @@ Experiment parse_experiment(const json& j, const std::string& origin) {
     }
     RunConfig base;
     JsonReader r(rj, path, &problems);
-    r.read("name", base.name);
-    r.read("seed", base.seed);
+    config_detail::read_run_fields(r, base);
     r.section("model");
     r.section("train");
     r.section("data");
