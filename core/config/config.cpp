@@ -205,8 +205,8 @@ class FieldLister {
   FieldLister(std::string prefix, std::vector<FieldInfo>& out)
       : prefix_(std::move(prefix)), out_(out) {}
   template <class T>
-  void field(const char* key, const T&, const FieldRule& rule, const char* doc) {
-    out_.push_back(FieldInfo{prefix_ + key, doc, rule});
+  void field(const char* key, const T& member, const FieldRule& rule, const char* doc) {
+    out_.push_back(FieldInfo{prefix_ + key, doc, rule, value_json(member)});
   }
   template <class T, class C>
   void field(const char* key, const T& member, const FieldRule& rule, const char* doc,

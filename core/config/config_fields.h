@@ -180,9 +180,18 @@ struct FieldInfo {
   std::string key;
   std::string doc;
   FieldRule rule;
+  nlohmann::json default_value;  ///< as written in a config
 };
 
 namespace config_detail {
+
+template <class T>
+nlohmann::json value_json(const T& v) {
+  return v;
+}
+inline nlohmann::json value_json(const OpsConfig& v) {
+  return to_json(v);
+}
 
 // Finds the declaration of the member at `address` (a member of a default config).
 class FieldFinder {
@@ -190,7 +199,9 @@ class FieldFinder {
   explicit FieldFinder(const void* address) : address_(address) {}
   template <class T>
   void field(const char* key, const T& member, const FieldRule& rule, const char* doc) {
-    if (static_cast<const void*>(&member) == address_) found = FieldInfo{key, doc, rule};
+    if (static_cast<const void*>(&member) == address_) {
+      found = FieldInfo{key, doc, rule, value_json(member)};
+    }
   }
   template <class T, class C>
   void field(const char* key, const T& member, const FieldRule& rule, const char* doc,
