@@ -233,29 +233,32 @@ json ExperimentDialog::clone_document(const json& run_config, const QString& run
   // what names it (its family, a custom layer pattern, its seed). Settings at run level would
   // override every form edit without a word.
   json defaults = json::object();
-  for (const char* k : {"model", "train", "data"})
+  for (const char* k :
+       {section_key<ModelConfig>(), section_key<TrainConfig>(), section_key<DataConfig>()})
     if (run_config.contains(k) && run_config[k].is_object()) defaults[k] = run_config[k];
   json run_model = json::object();
-  if (defaults.contains("model")) {
-    json& m = defaults["model"];
-    const std::string family = m.value("family", std::string());
-    run_model["family"] = family;
+  if (defaults.contains(section_key<ModelConfig>())) {
+    json& m = defaults[section_key<ModelConfig>()];
+    const std::string family = m.value(key_of(&ModelConfig::family), std::string());
+    run_model[key_of(&ModelConfig::family)] = family;
     std::string standard;
     try {
       standard = family_pattern(family);
     } catch (const std::exception&) {
     }
-    if (m.contains("pattern") && m["pattern"].is_string() && m["pattern"] != standard)
-      run_model["pattern"] = m["pattern"];
-    m.erase("family");
-    m.erase("pattern");
+    if (m.contains(key_of(&ModelConfig::pattern)) && m[key_of(&ModelConfig::pattern)].is_string() &&
+        m[key_of(&ModelConfig::pattern)] != standard)
+      run_model[key_of(&ModelConfig::pattern)] = m[key_of(&ModelConfig::pattern)];
+    m.erase(key_of(&ModelConfig::family));
+    m.erase(key_of(&ModelConfig::pattern));
     // The tokenizer's vocabulary, resolved by the trainer when the run started: left to it again,
     // so a tokenizer changed in the form brings its own.
-    m.erase("vocab_size");
+    m.erase(key_of(&ModelConfig::vocab_size));
   }
   const std::string name = (run_name + QStringLiteral("-clone")).toStdString();
-  json run = {{"name", name}, {"model", run_model}};
-  if (run_config.contains("seed")) run["seed"] = run_config["seed"];
+  json run = {{"name", name}, {section_key<ModelConfig>(), run_model}};
+  if (run_config.contains(key_of(&RunConfig::seed)))
+    run[key_of(&RunConfig::seed)] = run_config[key_of(&RunConfig::seed)];
   return {{"name", name},
           {"description", ("Cloned from run " + run_name).toStdString()},
           {"defaults", defaults},
@@ -468,21 +471,23 @@ ExperimentDialog::ExperimentDialog(QWidget* parent) : QDialog(parent) {
   for (QSpinBox* s : {batch_, seq_len_})
     connect(s, qOverload<int>(&QSpinBox::valueChanged), this, changed);
   connect(n_expert_, qOverload<int>(&QSpinBox::valueChanged), this,
-          [this](int v) { set_moe_key("n_expert", v); });
+          [this](int v) { set_moe_key(key_of(&ModelConfig::n_expert), v); });
   connect(d_expert_, qOverload<int>(&QSpinBox::valueChanged), this,
-          [this](int v) { set_moe_key("d_expert", v); });
+          [this](int v) { set_moe_key(key_of(&ModelConfig::d_expert), v); });
   connect(capacity_, qOverload<double>(&QDoubleSpinBox::valueChanged), this,
-          [this](double v) { set_moe_key("capacity_factor", v); });
+          [this](double v) { set_moe_key(key_of(&ModelConfig::capacity_factor), v); });
   connect(head_dim_, qOverload<int>(&QSpinBox::valueChanged), this, [this](int v) {
     if (syncing_) return;
     // One head size for the whole experiment: the defaults' value, not overridden by a run.
     if (!doc_["defaults"].is_object()) doc_["defaults"] = json::object();
-    if (!doc_["defaults"]["model"].is_object()) doc_["defaults"]["model"] = json::object();
-    doc_["defaults"]["model"]["head_dim"] = v;
+    if (!doc_["defaults"][section_key<ModelConfig>()].is_object())
+      doc_["defaults"][section_key<ModelConfig>()] = json::object();
+    doc_["defaults"][section_key<ModelConfig>()][key_of(&ModelConfig::head_dim)] = v;
     if (doc_.contains("runs") && doc_["runs"].is_array())
       for (json& r : doc_["runs"])
-        if (r.is_object() && r.contains("model") && r["model"].is_object())
-          r["model"].erase("head_dim");
+        if (r.is_object() && r.contains(section_key<ModelConfig>()) &&
+            r[section_key<ModelConfig>()].is_object())
+          r[section_key<ModelConfig>()].erase(key_of(&ModelConfig::head_dim));
     form_changed();
   });
   for (QLineEdit* e : {budget_, lr_, seeds_}) connect(e, &QLineEdit::textEdited, this, changed);
@@ -567,17 +572,22 @@ void ExperimentDialog::apply_scale() {
   validate();
 }
 
-void ExperimentDialog::set_moe_key(const char* key, const json& value) {
+void ExperimentDialog::set_moe_key(const std::string& key, const json& value) {
   if (syncing_) return;
   if (doc_.contains("runs") && doc_["runs"].is_array())
     for (json& r : doc_["runs"]) {
-      if (!r.is_object() || !r.contains("model") || !r["model"].is_object()) continue;
-      if (is_moe_family(r["model"].value("family", std::string()))) r["model"][key] = value;
+      if (!r.is_object() || !r.contains(section_key<ModelConfig>()) ||
+          !r[section_key<ModelConfig>()].is_object())
+        continue;
+      if (is_moe_family(
+              r[section_key<ModelConfig>()].value(key_of(&ModelConfig::family), std::string())))
+        r[section_key<ModelConfig>()][key] = value;
     }
   // A MoE run the families list adds later takes it from the defaults.
   if (!doc_["defaults"].is_object()) doc_["defaults"] = json::object();
-  if (!doc_["defaults"]["model"].is_object()) doc_["defaults"]["model"] = json::object();
-  doc_["defaults"]["model"][key] = value;
+  if (!doc_["defaults"][section_key<ModelConfig>()].is_object())
+    doc_["defaults"][section_key<ModelConfig>()] = json::object();
+  doc_["defaults"][section_key<ModelConfig>()][key] = value;
   form_changed();
 }
 
@@ -607,7 +617,7 @@ void ExperimentDialog::form_changed() {
   field_in(d, &DataConfig::format) = data_format_->currentText().toStdString();
   field_in(d, &DataConfig::tokenizer) = tokenizer_->currentText().toStdString();
 
-  // Seeds: "1, 2" → one run per seed via "seeds"; one seed → "seed".
+  // Seeds: "1, 2" → one run per seed via "seeds"; one seed → key_of(&RunConfig::seed).
   std::vector<int64_t> seeds;
   bool seeds_ok = true;
   for (const QString& s :
@@ -623,8 +633,9 @@ void ExperimentDialog::form_changed() {
     const std::string fam = families_->item(i)->text().toStdString();
     json run;
     for (const json& r : old_runs)  // keep the user's edits to an existing run of this family
-      if (r.is_object() && r.contains("model") && r["model"].is_object() &&
-          r["model"].value("family", std::string()) == fam) {
+      if (r.is_object() && r.contains(section_key<ModelConfig>()) &&
+          r[section_key<ModelConfig>()].is_object() &&
+          r[section_key<ModelConfig>()].value(key_of(&ModelConfig::family), std::string()) == fam) {
         run = r;
         break;
       }
@@ -633,12 +644,12 @@ void ExperimentDialog::form_changed() {
       model.update(scale_run_model(QString::fromStdString(fam), scale_->currentText()));
       run = {{"name", fam}, {section_key<ModelConfig>(), model}};
     }
-    run.erase("seed");
+    run.erase(key_of(&RunConfig::seed));
     run.erase("seeds");
     if (!seeds_ok) {
       run["seeds"] = seeds_->text().toStdString();  // reported by validation with its path
     } else if (seeds.size() == 1) {
-      run["seed"] = seeds[0];
+      run[key_of(&RunConfig::seed)] = seeds[0];
     } else if (seeds.size() > 1) {
       run["seeds"] = seeds;
     }
@@ -715,9 +726,11 @@ void ExperimentDialog::sync_form_from_doc() {
   if (doc_.is_object() && doc_.contains("runs") && doc_["runs"].is_array()) {
     for (const json& r : doc_["runs"]) {
       if (!r.is_object()) continue;
-      if (r.contains("model") && r["model"].is_object())
-        checked << QString::fromStdString(r["model"].value("family", std::string()));
-      if (seeds.isEmpty() && r.contains("seed")) seeds = QString::fromStdString(r["seed"].dump());
+      if (r.contains(section_key<ModelConfig>()) && r[section_key<ModelConfig>()].is_object())
+        checked << QString::fromStdString(
+            r[section_key<ModelConfig>()].value(key_of(&ModelConfig::family), std::string()));
+      if (seeds.isEmpty() && r.contains(key_of(&RunConfig::seed)))
+        seeds = QString::fromStdString(r[key_of(&RunConfig::seed)].dump());
       if (seeds.isEmpty() && r.contains("seeds") && r["seeds"].is_array()) {
         QStringList s;
         for (const json& v : r["seeds"]) s << QString::fromStdString(v.dump());
@@ -808,9 +821,9 @@ void ExperimentDialog::validate() {
     json base = baseline_;
     base.erase("name");
     // vocab_size 0 takes the tokenizer's, which is what the original run resolved it to.
-    if (ex.runs.front().model.vocab_size == 0 && base.contains("model") &&
-        base["model"].is_object())
-      base["model"]["vocab_size"] = 0;
+    if (ex.runs.front().model.vocab_size == 0 && base.contains(section_key<ModelConfig>()) &&
+        base[section_key<ModelConfig>()].is_object())
+      base[section_key<ModelConfig>()][key_of(&ModelConfig::vocab_size)] = 0;
     QStringList changes;
     for (const DiffRow& r : diff_configs({base, now}, true))
       changes << QStringLiteral("%1: %2 → %3")

@@ -82,7 +82,7 @@ class ExperimentDialog : public QDialog {
   void validate();
   void apply_scale();
   /// Sets model.`key` in every run of a MoE family (where the presets keep it), then the form.
-  void set_moe_key(const char* key, const nlohmann::json& value);
+  void set_moe_key(const std::string& key, const nlohmann::json& value);
   void reload_targets();
 
   nlohmann::json doc_;
