@@ -122,6 +122,8 @@ void ComparePanel::refresh() {
     }
   }
   diff_table_->setVerticalHeaderLabels(keys);
+  for (size_t i = 0; i < rows.size(); ++i)
+    diff_table_->verticalHeaderItem(int(i))->setToolTip(QString::fromStdString(rows[i].doc));
   diff_table_->resizeColumnsToContents();
 
   hint_->setVisible(ids.size() < 2);

@@ -3,6 +3,8 @@
 
 #include <set>
 
+#include "core/config/config_fields.h"
+
 namespace mmlab::ui {
 
 namespace {
@@ -33,10 +35,23 @@ std::vector<DiffRow> diff_configs(const std::vector<nlohmann::json>& configs,
     flat.push_back(flatten_json(c));
     for (const auto& [k, v] : flat.back()) keys.insert(k);
   }
+  // The declared fields in their order, then the keys the declaration does not have. A per-op
+  // choice (train.ops.selective_scan) sits where train.ops is declared.
+  std::vector<std::pair<std::string, std::string>> ordered;  // key, meaning
+  for (const FieldInfo& f : run_config_fields()) {
+    if (keys.erase(f.key)) ordered.emplace_back(f.key, f.doc);
+    const std::string nested = f.key + ".";
+    for (auto it = keys.lower_bound(nested); it != keys.end() && it->rfind(nested, 0) == 0;) {
+      ordered.emplace_back(*it, f.doc);
+      it = keys.erase(it);
+    }
+  }
+  for (const std::string& k : keys) ordered.emplace_back(k, "");
   std::vector<DiffRow> rows;
-  for (const std::string& k : keys) {
+  for (const auto& [k, doc] : ordered) {
     DiffRow row;
     row.key = k;
+    row.doc = doc;
     for (const auto& f : flat) {
       auto it = f.find(k);
       row.values.push_back(it == f.end() ? "—" : it->second);

@@ -29,6 +29,7 @@
 #include <cmath>
 #include <set>
 
+#include "core/config/config_fields.h"
 #include "core/config/experiment.h"
 #include "core/config/layer_pattern.h"
 #include "core/config/param_count.h"
@@ -88,27 +89,122 @@ T get_or(const json& j, const char* a, const char* b, T fallback) {
   }
 }
 
+// The form's widget for a config field: its object name is the field's JSON key, its tooltip
+// the field's meaning, a spin box's minimum the rule's lower bound, a combo box's items the
+// rule's words.
+template <class Widget, class Config, class T>
+void bind_to_field(Widget* w, T Config::*member) {
+  const FieldInfo f = field_info(member);
+  w->setObjectName(QString::fromStdString(f.key));
+  w->setToolTip(QString::fromStdString(f.doc));
+  if constexpr (std::is_base_of_v<QSpinBox, Widget>) {
+    if (auto lo = f.rule.lower_bound()) w->setMinimum(int(*lo) + (f.rule.lower_open() ? 1 : 0));
+  }
+  if constexpr (std::is_base_of_v<QComboBox, Widget>) {
+    for (const std::string& word : f.rule.words()) w->addItem(QString::fromStdString(word));
+  }
+}
+
+// A field's value in a document's defaults, or its declared default.
+template <class Config, class T>
+T field_or_default(const json& defaults, T Config::*member) {
+  return get_or<T>(defaults, section_key<Config>(), key_of(member).c_str(), default_of(member));
+}
+
+// The place of a field in a document's defaults (created).
+template <class Config, class T>
+json& field_in(json& defaults, T Config::*member) {
+  json& section = defaults[section_key<Config>()];
+  if (!section.is_object()) section = json::object();
+  return section[key_of(member)];
+}
+
 }  // namespace
 
-FamilyPreset family_preset(const QString& family, const QString& scale) {
-  FamilyPreset p;  // lr 1e-3: Table 4 of the paper, as in experiments/paper/*.json
-  const std::string f = family.toStdString();
-  const bool transformer_moe = f == "transformer-moe";
-  if (is_moe_family(f)) {
-    if (scale == QLatin1String(kPaper25)) {
-      p.n_expert = transformer_moe ? 32 : 42;
-      p.d_expert = transformer_moe ? 2048 : 1536;
-    } else if (scale == QLatin1String(kPaper100)) {
-      p.n_expert = transformer_moe ? 32 : 42;
-      p.d_expert = transformer_moe ? 3072 : 2304;
-    } else {
-      p.n_expert = 4;
-    }
-  } else if (f == "transformer") {
-    if (scale == QLatin1String(kPaper25)) p.d_ff = 2048;
-    if (scale == QLatin1String(kPaper100)) p.d_ff = 3072;
+namespace {
+
+// The scales that are a paper experiment, and its file (compiled in: resources/mmlab.qrc).
+struct PaperScale {
+  const char* label;
+  const char* file;
+};
+const PaperScale kPaperScales[] = {{kPaper25, "25m.json"}, {kPaper100, "100m.json"}};
+
+const json& section_of(const json& doc, const char* section) {
+  static const json empty = json::object();
+  if (!doc.is_object() || !doc.contains(section) || !doc[section].is_object()) return empty;
+  return doc[section];
+}
+
+// The model section of the paper file's first run of `family`; null when it has none.
+json paper_run_model_of(const json& paper, const std::string& family) {
+  const std::string family_key = key_of(&ModelConfig::family);
+  if (!paper.contains("runs") || !paper["runs"].is_array()) return nullptr;
+  for (const json& r : paper["runs"]) {
+    const json& m = section_of(r, section_key<ModelConfig>());
+    if (m.value(family_key, std::string()) == family) return m;
   }
-  return p;
+  return nullptr;
+}
+
+// Every model key that a run of some paper file writes: what a change of scale replaces.
+std::set<std::string> scale_model_keys() {
+  std::set<std::string> keys;
+  for (const PaperScale& p : kPaperScales) {
+    const json paper = paper_experiment(QString::fromLatin1(p.label));
+    if (!paper.is_object() || !paper["runs"].is_array()) continue;
+    for (const json& r : paper["runs"])
+      for (auto it = section_of(r, section_key<ModelConfig>()).begin();
+           it != section_of(r, section_key<ModelConfig>()).end(); ++it)
+        keys.insert(it.key());
+  }
+  keys.erase(key_of(&ModelConfig::family));
+  return keys;
+}
+
+}  // namespace
+
+json paper_experiment(const QString& scale) {
+  // Read once: the files are compiled in.
+  static const std::vector<json> papers = [] {
+    register_resources();
+    std::vector<json> out;
+    for (const PaperScale& p : kPaperScales) {
+      QFile f(QStringLiteral(":/mmlab/experiments/paper/") + QLatin1String(p.file));
+      json j = f.open(QIODevice::ReadOnly)
+                   ? json::parse(f.readAll().toStdString(), nullptr, /*allow_exceptions=*/false)
+                   : json();
+      out.push_back(j.is_discarded() ? json() : j);
+    }
+    return out;
+  }();
+  for (size_t i = 0; i < papers.size(); ++i)
+    if (scale == QLatin1String(kPaperScales[i].label)) return papers[i];
+  return nullptr;
+}
+
+json scale_run_model(const QString& family, const QString& scale) {
+  const std::string f = family.toStdString();
+  json out = json::object();
+  if (scale == QLatin1String(kTiny)) {
+    if (is_moe_family(f)) out[key_of(&ModelConfig::n_expert)] = 4;
+    return out;
+  }
+  const json paper = paper_experiment(scale);
+  if (!paper.is_object()) return out;
+  json model = paper_run_model_of(paper, f);
+  // A MoE variant the paper's file leaves out (parallel, inner): the paper's MoE-Mamba experts.
+  if (model.is_null() && is_moe_family(f)) model = paper_run_model_of(paper, "moe-mamba");
+  if (!model.is_object()) return out;
+  // A key the run writes as the defaults have it is no setting of the run's own: kept at run
+  // level it would override the form's edits of the defaults.
+  const json& defaults = section_of(section_of(paper, "defaults"), section_key<ModelConfig>());
+  for (auto it = model.begin(); it != model.end(); ++it) {
+    if (it.key() == key_of(&ModelConfig::family)) continue;
+    if (defaults.contains(it.key()) && defaults[it.key()] == it.value()) continue;
+    out[it.key()] = it.value();
+  }
+  return out;
 }
 
 QStringList cuda_devices() {
@@ -139,29 +235,32 @@ json ExperimentDialog::clone_document(const json& run_config, const QString& run
   // what names it (its family, a custom layer pattern, its seed). Settings at run level would
   // override every form edit without a word.
   json defaults = json::object();
-  for (const char* k : {"model", "train", "data"})
+  for (const char* k :
+       {section_key<ModelConfig>(), section_key<TrainConfig>(), section_key<DataConfig>()})
     if (run_config.contains(k) && run_config[k].is_object()) defaults[k] = run_config[k];
   json run_model = json::object();
-  if (defaults.contains("model")) {
-    json& m = defaults["model"];
-    const std::string family = m.value("family", std::string());
-    run_model["family"] = family;
+  if (defaults.contains(section_key<ModelConfig>())) {
+    json& m = defaults[section_key<ModelConfig>()];
+    const std::string family = m.value(key_of(&ModelConfig::family), std::string());
+    run_model[key_of(&ModelConfig::family)] = family;
     std::string standard;
     try {
       standard = family_pattern(family);
     } catch (const std::exception&) {
     }
-    if (m.contains("pattern") && m["pattern"].is_string() && m["pattern"] != standard)
-      run_model["pattern"] = m["pattern"];
-    m.erase("family");
-    m.erase("pattern");
+    if (m.contains(key_of(&ModelConfig::pattern)) && m[key_of(&ModelConfig::pattern)].is_string() &&
+        m[key_of(&ModelConfig::pattern)] != standard)
+      run_model[key_of(&ModelConfig::pattern)] = m[key_of(&ModelConfig::pattern)];
+    m.erase(key_of(&ModelConfig::family));
+    m.erase(key_of(&ModelConfig::pattern));
     // The tokenizer's vocabulary, resolved by the trainer when the run started: left to it again,
     // so a tokenizer changed in the form brings its own.
-    m.erase("vocab_size");
+    m.erase(key_of(&ModelConfig::vocab_size));
   }
   const std::string name = (run_name + QStringLiteral("-clone")).toStdString();
-  json run = {{"name", name}, {"model", run_model}};
-  if (run_config.contains("seed")) run["seed"] = run_config["seed"];
+  json run = {{"name", name}, {section_key<ModelConfig>(), run_model}};
+  if (run_config.contains(key_of(&RunConfig::seed)))
+    run[key_of(&RunConfig::seed)] = run_config[key_of(&RunConfig::seed)];
   return {{"name", name},
           {"description", ("Cloned from run " + run_name).toStdString()},
           {"defaults", defaults},
@@ -186,33 +285,34 @@ ExperimentDialog::ExperimentDialog(QWidget* parent) : QDialog(parent) {
   scale_ = new QComboBox(this);
   scale_->setObjectName(QStringLiteral("scale"));
   scale_->addItems({tr(kTiny), tr(kPaper25), tr(kPaper100), tr(kCustom)});
+  // Each field's widget takes its name, tooltip, lower limit and word list from the field's
+  // declaration; only the upper limits are the form's own.
   d_model_ = new QSpinBox(this);
-  d_model_->setObjectName(QStringLiteral("d_model"));
-  d_model_->setRange(1, 16384);
+  bind_to_field(d_model_, &ModelConfig::d_model);
+  d_model_->setMaximum(16384);
   n_block_ = new QSpinBox(this);
-  n_block_->setObjectName(QStringLiteral("n_block"));
-  n_block_->setRange(1, 1024);
+  bind_to_field(n_block_, &ModelConfig::n_block);
+  n_block_->setMaximum(1024);
+  const QString every_moe_run = tr(" Set in every MoE run.");
   n_expert_ = new QSpinBox(this);
-  n_expert_->setObjectName(QStringLiteral("n_expert"));
-  n_expert_->setRange(1, 4096);
-  n_expert_->setToolTip(tr("Experts per MoE layer (X); set in every MoE run"));
+  bind_to_field(n_expert_, &ModelConfig::n_expert);
+  n_expert_->setMaximum(4096);
+  n_expert_->setToolTip(n_expert_->toolTip() + every_moe_run);
   d_expert_ = new QSpinBox(this);
-  d_expert_->setObjectName(QStringLiteral("d_expert"));
-  d_expert_->setRange(0, 1 << 20);
+  bind_to_field(d_expert_, &ModelConfig::d_expert);
+  d_expert_->setMaximum(1 << 20);
   d_expert_->setSpecialValueText(tr("4 × d_model"));
-  d_expert_->setToolTip(tr("Hidden size of each expert; set in every MoE run"));
+  d_expert_->setToolTip(d_expert_->toolTip() + every_moe_run);
   capacity_ = new QDoubleSpinBox(this);
-  capacity_->setObjectName(QStringLiteral("capacity_factor"));
-  capacity_->setRange(0.05, 64);
+  bind_to_field(capacity_, &ModelConfig::capacity_factor);
+  capacity_->setRange(0.05, 64);  // > 0 by its rule; a spin box needs a first step
   capacity_->setSingleStep(0.25);
   capacity_->setDecimals(2);
-  capacity_->setToolTip(
-      tr("Expert capacity = capacity_factor × tokens / experts; set in every "
-         "MoE run"));
+  capacity_->setToolTip(capacity_->toolTip() + every_moe_run);
   head_dim_ = new QSpinBox(this);
-  head_dim_->setObjectName(QStringLiteral("head_dim"));
-  head_dim_->setRange(1, 4096);
-  head_dim_->setToolTip(tr("Attention head size (n_head = d_model / head_dim); every run"));
+  bind_to_field(head_dim_, &ModelConfig::head_dim);
+  head_dim_->setMaximum(4096);
+  head_dim_->setToolTip(head_dim_->toolTip() + tr(" One for every run."));
   by_steps_ = new QRadioButton(tr("steps"), this);
   by_tokens_ = new QRadioButton(tr("tokens"), this);
   by_steps_->setChecked(true);
@@ -223,34 +323,32 @@ ExperimentDialog::ExperimentDialog(QWidget* parent) : QDialog(parent) {
   budget_row->addWidget(by_steps_);
   budget_row->addWidget(by_tokens_);
   batch_ = new QSpinBox(this);
-  batch_->setObjectName(QStringLiteral("batch_size"));
-  batch_->setRange(1, 1 << 20);
+  bind_to_field(batch_, &TrainConfig::batch_size);
+  batch_->setMaximum(1 << 20);
   seq_len_ = new QSpinBox(this);
-  seq_len_->setObjectName(QStringLiteral("seq_len"));
-  seq_len_->setRange(1, 1 << 20);
+  bind_to_field(seq_len_, &TrainConfig::seq_len);
+  seq_len_->setMaximum(1 << 20);
   lr_ = new QLineEdit(this);
-  lr_->setObjectName(QStringLiteral("lr"));
-  lr_->setToolTip(tr("Peak learning rate; the paper's value for every family is 1e-3"));
+  bind_to_field(lr_, &TrainConfig::lr);
+  lr_->setToolTip(lr_->toolTip() + tr(" The paper's value for every family is 1e-3."));
   data_source_ = new QComboBox(this);
+  bind_to_field(data_source_, &DataConfig::source);
   data_source_->setObjectName(QStringLiteral("data_source"));
   data_source_->setEditable(true);
-  data_source_->addItem(QStringLiteral("default"));
+  data_source_->addItem(QString::fromStdString(default_of(&DataConfig::source)));
   auto* browse = new QPushButton(tr("Browse…"), this);
   auto* data_row = new QHBoxLayout;
   data_row->addWidget(data_source_, 1);
   data_row->addWidget(browse);
   data_format_ = new QComboBox(this);
-  data_format_->addItems({QStringLiteral("auto"), QStringLiteral("text"), QStringLiteral("jsonl"),
-                          QStringLiteral("bin")});
+  bind_to_field(data_format_, &DataConfig::format);
   tokenizer_ = new QComboBox(this);
-  tokenizer_->setObjectName(QStringLiteral("tokenizer"));
-  tokenizer_->addItems(
-      {QStringLiteral("gpt2"), QStringLiteral("byte"), QStringLiteral("sentencepiece")});
+  bind_to_field(tokenizer_, &DataConfig::tokenizer);
   seeds_ = new QLineEdit(this);
   seeds_->setObjectName(QStringLiteral("seeds"));
   seeds_->setPlaceholderText(tr("e.g. 1, 2, 3 (one run per seed)"));
   device_ = new QComboBox(this);
-  device_->setObjectName(QStringLiteral("device"));
+  bind_to_field(device_, &TrainConfig::device);
   device_->addItem(QStringLiteral("cpu"));
   device_->addItems(cuda_devices());
   if (device_->count() == 1) device_->addItem(QStringLiteral("cuda"));  // for a GPU server
@@ -375,21 +473,23 @@ ExperimentDialog::ExperimentDialog(QWidget* parent) : QDialog(parent) {
   for (QSpinBox* s : {batch_, seq_len_})
     connect(s, qOverload<int>(&QSpinBox::valueChanged), this, changed);
   connect(n_expert_, qOverload<int>(&QSpinBox::valueChanged), this,
-          [this](int v) { set_moe_key("n_expert", v); });
+          [this](int v) { set_moe_key(key_of(&ModelConfig::n_expert), v); });
   connect(d_expert_, qOverload<int>(&QSpinBox::valueChanged), this,
-          [this](int v) { set_moe_key("d_expert", v); });
+          [this](int v) { set_moe_key(key_of(&ModelConfig::d_expert), v); });
   connect(capacity_, qOverload<double>(&QDoubleSpinBox::valueChanged), this,
-          [this](double v) { set_moe_key("capacity_factor", v); });
+          [this](double v) { set_moe_key(key_of(&ModelConfig::capacity_factor), v); });
   connect(head_dim_, qOverload<int>(&QSpinBox::valueChanged), this, [this](int v) {
     if (syncing_) return;
     // One head size for the whole experiment: the defaults' value, not overridden by a run.
     if (!doc_["defaults"].is_object()) doc_["defaults"] = json::object();
-    if (!doc_["defaults"]["model"].is_object()) doc_["defaults"]["model"] = json::object();
-    doc_["defaults"]["model"]["head_dim"] = v;
+    if (!doc_["defaults"][section_key<ModelConfig>()].is_object())
+      doc_["defaults"][section_key<ModelConfig>()] = json::object();
+    doc_["defaults"][section_key<ModelConfig>()][key_of(&ModelConfig::head_dim)] = v;
     if (doc_.contains("runs") && doc_["runs"].is_array())
       for (json& r : doc_["runs"])
-        if (r.is_object() && r.contains("model") && r["model"].is_object())
-          r["model"].erase("head_dim");
+        if (r.is_object() && r.contains(section_key<ModelConfig>()) &&
+            r[section_key<ModelConfig>()].is_object())
+          r[section_key<ModelConfig>()].erase(key_of(&ModelConfig::head_dim));
     form_changed();
   });
   for (QLineEdit* e : {budget_, lr_, seeds_}) connect(e, &QLineEdit::textEdited, this, changed);
@@ -435,41 +535,46 @@ void ExperimentDialog::apply_scale() {
   const QString s = scale_->currentText();
   json& d = doc_["defaults"];
   if (!d.is_object()) d = json::object();
+  const char* model = section_key<ModelConfig>();
+  const char* train = section_key<TrainConfig>();
+  const char* data = section_key<DataConfig>();
+  for (const char* k : {model, train, data})
+    if (!d[k].is_object()) d[k] = json::object();
   if (s == tr(kTiny)) {
-    d["model"]["d_model"] = 64;
-    d["model"]["n_block"] = 2;
-    d["train"]["steps"] = 200;
-    d["train"]["batch_size"] = 8;
-    d["train"]["seq_len"] = 64;
-    d["train"]["device"] = "cpu";
-    d["data"]["tokenizer"] = "byte";
-  } else if (s == tr(kPaper25) || s == tr(kPaper100)) {
-    const bool big = s == tr(kPaper100);
-    d["model"]["d_model"] = big ? 768 : 512;
-    d["model"]["n_block"] = big ? 16 : 8;
-    d["train"]["steps"] = 100000;
-    d["train"]["batch_size"] = 256;
-    d["train"]["seq_len"] = 256;
-    d["train"]["eval_every"] = 1000;
-    d["train"]["checkpoint_every"] = 5000;
-    d["train"]["device"] = device_->count() > 1 ? device_->itemText(1).toStdString() : "cuda";
-    d["data"]["tokenizer"] = "gpt2";
+    d[model][key_of(&ModelConfig::d_model)] = 64;
+    d[model][key_of(&ModelConfig::n_block)] = 2;
+    d[train][key_of(&TrainConfig::steps)] = 200;
+    d[train].erase(key_of(&TrainConfig::tokens));
+    d[train][key_of(&TrainConfig::batch_size)] = 8;
+    d[train][key_of(&TrainConfig::seq_len)] = 64;
+    d[train][key_of(&TrainConfig::lr)] = 1e-3;
+    d[train][key_of(&TrainConfig::device)] = "cpu";
+    d[data][key_of(&DataConfig::tokenizer)] = "byte";
+  } else if (const json paper = paper_experiment(s); paper.is_object()) {
+    // The paper's model and training setup, whole (so nothing of the document before it stays
+    // behind, a head size or a smoothing); where the text comes from and which device trains stay
+    // the user's: the file's "cuda" becomes this machine's first GPU.
+    const json& pd = section_of(paper, "defaults");
+    d[model] = section_of(pd, model);
+    d[train] = section_of(pd, train);
+    d[train][key_of(&TrainConfig::device)] =
+        device_->count() > 1 ? device_->itemText(1).toStdString() : "cuda";
+    const std::string source_key = key_of(&DataConfig::source);
+    const json source = d[data].contains(source_key) ? d[data][source_key] : json();
+    d[data].update(section_of(pd, data));
+    if (!source.is_null()) d[data][source_key] = source;
   } else {
     return;  // custom: keep what is there
   }
-  d["train"].erase("tokens");
-  d["train"]["lr"] = 1e-3;
-  // Re-derive the MoE sizes of every run from the family presets of the new scale.
+  // Each run's own model keys from the new scale.
+  const std::set<std::string> replaced = scale_model_keys();
   if (doc_.contains("runs") && doc_["runs"].is_array()) {
     for (json& r : doc_["runs"]) {
-      if (!r.is_object() || !r.contains("model")) continue;
-      const QString fam = QString::fromStdString(r["model"].value("family", std::string()));
-      const FamilyPreset p = family_preset(fam, s);
-      json& m = r["model"];
-      for (const char* k : {"n_expert", "d_expert", "d_ff"}) m.erase(k);
-      if (p.n_expert > 0) m["n_expert"] = p.n_expert;
-      if (p.d_expert > 0) m["d_expert"] = p.d_expert;
-      if (p.d_ff > 0) m["d_ff"] = p.d_ff;
+      if (!r.is_object() || !r.contains(model) || !r[model].is_object()) continue;
+      json& m = r[model];
+      for (const std::string& k : replaced) m.erase(k);
+      m.update(scale_run_model(
+          QString::fromStdString(m.value(key_of(&ModelConfig::family), std::string())), s));
     }
   }
   syncing_ = true;
@@ -479,17 +584,22 @@ void ExperimentDialog::apply_scale() {
   validate();
 }
 
-void ExperimentDialog::set_moe_key(const char* key, const json& value) {
+void ExperimentDialog::set_moe_key(const std::string& key, const json& value) {
   if (syncing_) return;
   if (doc_.contains("runs") && doc_["runs"].is_array())
     for (json& r : doc_["runs"]) {
-      if (!r.is_object() || !r.contains("model") || !r["model"].is_object()) continue;
-      if (is_moe_family(r["model"].value("family", std::string()))) r["model"][key] = value;
+      if (!r.is_object() || !r.contains(section_key<ModelConfig>()) ||
+          !r[section_key<ModelConfig>()].is_object())
+        continue;
+      if (is_moe_family(
+              r[section_key<ModelConfig>()].value(key_of(&ModelConfig::family), std::string())))
+        r[section_key<ModelConfig>()][key] = value;
     }
   // A MoE run the families list adds later takes it from the defaults.
   if (!doc_["defaults"].is_object()) doc_["defaults"] = json::object();
-  if (!doc_["defaults"]["model"].is_object()) doc_["defaults"]["model"] = json::object();
-  doc_["defaults"]["model"][key] = value;
+  if (!doc_["defaults"][section_key<ModelConfig>()].is_object())
+    doc_["defaults"][section_key<ModelConfig>()] = json::object();
+  doc_["defaults"][section_key<ModelConfig>()][key] = value;
   form_changed();
 }
 
@@ -498,32 +608,28 @@ void ExperimentDialog::form_changed() {
   doc_["name"] = name_->text().toStdString();
   json& d = doc_["defaults"];
   if (!d.is_object()) d = json::object();
-  for (const char* k : {"model", "train", "data"})
-    if (!d.contains(k) || !d[k].is_object()) d[k] = json::object();
-  d["model"]["d_model"] = d_model_->value();
-  d["model"]["n_block"] = n_block_->value();
-  json& t = d["train"];
+  field_in(d, &ModelConfig::d_model) = d_model_->value();
+  field_in(d, &ModelConfig::n_block) = n_block_->value();
   bool ok = false;
   const qlonglong budget = budget_->text().trimmed().toLongLong(&ok);
   const json budget_value = ok ? json(budget) : json(budget_->text().toStdString());
   if (by_tokens_->isChecked()) {
-    t["tokens"] = budget_value;
-    t["steps"] = 0;
+    field_in(d, &TrainConfig::tokens) = budget_value;
+    field_in(d, &TrainConfig::steps) = 0;
   } else {
-    t["steps"] = budget_value;
-    t.erase("tokens");
+    field_in(d, &TrainConfig::steps) = budget_value;
+    d[section_key<TrainConfig>()].erase(key_of(&TrainConfig::tokens));
   }
-  t["batch_size"] = batch_->value();
-  t["seq_len"] = seq_len_->value();
+  field_in(d, &TrainConfig::batch_size) = batch_->value();
+  field_in(d, &TrainConfig::seq_len) = seq_len_->value();
   const double lr = lr_->text().trimmed().toDouble(&ok);
-  t["lr"] = ok ? json(lr) : json(lr_->text().toStdString());
-  t["device"] = device_->currentText().toStdString();
-  json& data = d["data"];
-  data["source"] = data_source_->currentText().toStdString();
-  data["format"] = data_format_->currentText().toStdString();
-  data["tokenizer"] = tokenizer_->currentText().toStdString();
+  field_in(d, &TrainConfig::lr) = ok ? json(lr) : json(lr_->text().toStdString());
+  field_in(d, &TrainConfig::device) = device_->currentText().toStdString();
+  field_in(d, &DataConfig::source) = data_source_->currentText().toStdString();
+  field_in(d, &DataConfig::format) = data_format_->currentText().toStdString();
+  field_in(d, &DataConfig::tokenizer) = tokenizer_->currentText().toStdString();
 
-  // Seeds: "1, 2" → one run per seed via "seeds"; one seed → "seed".
+  // Seeds: "1, 2" → one run per seed via "seeds"; one seed → key_of(&RunConfig::seed).
   std::vector<int64_t> seeds;
   bool seeds_ok = true;
   for (const QString& s :
@@ -539,24 +645,23 @@ void ExperimentDialog::form_changed() {
     const std::string fam = families_->item(i)->text().toStdString();
     json run;
     for (const json& r : old_runs)  // keep the user's edits to an existing run of this family
-      if (r.is_object() && r.contains("model") && r["model"].is_object() &&
-          r["model"].value("family", std::string()) == fam) {
+      if (r.is_object() && r.contains(section_key<ModelConfig>()) &&
+          r[section_key<ModelConfig>()].is_object() &&
+          r[section_key<ModelConfig>()].value(key_of(&ModelConfig::family), std::string()) == fam) {
         run = r;
         break;
       }
     if (run.is_null()) {
-      run = {{"name", fam}, {"model", {{"family", fam}}}};
-      const FamilyPreset p = family_preset(QString::fromStdString(fam), scale_->currentText());
-      if (p.n_expert > 0) run["model"]["n_expert"] = p.n_expert;
-      if (p.d_expert > 0) run["model"]["d_expert"] = p.d_expert;
-      if (p.d_ff > 0) run["model"]["d_ff"] = p.d_ff;
+      json model = {{key_of(&ModelConfig::family), fam}};
+      model.update(scale_run_model(QString::fromStdString(fam), scale_->currentText()));
+      run = {{"name", fam}, {section_key<ModelConfig>(), model}};
     }
-    run.erase("seed");
+    run.erase(key_of(&RunConfig::seed));
     run.erase("seeds");
     if (!seeds_ok) {
       run["seeds"] = seeds_->text().toStdString();  // reported by validation with its path
     } else if (seeds.size() == 1) {
-      run["seed"] = seeds[0];
+      run[key_of(&RunConfig::seed)] = seeds[0];
     } else if (seeds.size() > 1) {
       run["seeds"] = seeds;
     }
@@ -589,53 +694,55 @@ void ExperimentDialog::sync_form_from_doc() {
   const json empty = json::object();
   const json& d = doc_.is_object() && doc_.contains("defaults") ? doc_["defaults"] : empty;
   name_->setText(QString::fromStdString(doc_.is_object() ? doc_.value("name", std::string()) : ""));
-  d_model_->setValue(get_or<int>(d, "model", "d_model", ModelConfig().d_model));
-  n_block_->setValue(get_or<int>(d, "model", "n_block", ModelConfig().n_block));
+  d_model_->setValue(field_or_default(d, &ModelConfig::d_model));
+  n_block_->setValue(field_or_default(d, &ModelConfig::n_block));
   // The MoE knobs as the first MoE run has them (its own keys over the defaults').
-  json moe_model = d.contains("model") && d["model"].is_object() ? d["model"] : json::object();
+  const char* model = section_key<ModelConfig>();
+  json moe_model = section_of(d, model);
   if (doc_.is_object() && doc_.contains("runs") && doc_["runs"].is_array())
     for (const json& r : doc_["runs"])
-      if (r.is_object() && r.contains("model") && r["model"].is_object() &&
-          is_moe_family(r["model"].value("family", std::string()))) {
-        moe_model.update(r["model"]);
+      if (is_moe_family(section_of(r, model).value(key_of(&ModelConfig::family), std::string()))) {
+        moe_model.update(section_of(r, model));
         break;
       }
-  const json moe = {{"model", moe_model}};
-  n_expert_->setValue(get_or<int>(moe, "model", "n_expert", ModelConfig().n_expert));
-  d_expert_->setValue(get_or<int>(moe, "model", "d_expert", ModelConfig().d_expert));
-  capacity_->setValue(
-      get_or<double>(moe, "model", "capacity_factor", ModelConfig().capacity_factor));
-  head_dim_->setValue(get_or<int>(d, "model", "head_dim", ModelConfig().head_dim));
-  const int64_t tokens = get_or<int64_t>(d, "train", "tokens", 0);
+  const json moe = {{model, moe_model}};
+  n_expert_->setValue(field_or_default(moe, &ModelConfig::n_expert));
+  d_expert_->setValue(field_or_default(moe, &ModelConfig::d_expert));
+  capacity_->setValue(field_or_default(moe, &ModelConfig::capacity_factor));
+  head_dim_->setValue(field_or_default(d, &ModelConfig::head_dim));
+  const int64_t tokens = field_or_default(d, &TrainConfig::tokens);
   by_tokens_->setChecked(tokens > 0);
   by_steps_->setChecked(tokens <= 0);
-  budget_->setText(QString::number(
-      tokens > 0 ? tokens : get_or<int64_t>(d, "train", "steps", TrainConfig().steps)));
-  batch_->setValue(get_or<int>(d, "train", "batch_size", TrainConfig().batch_size));
-  seq_len_->setValue(get_or<int>(d, "train", "seq_len", TrainConfig().seq_len));
-  lr_->setText(QString::number(get_or<double>(d, "train", "lr", TrainConfig().lr), 'g', 6));
-  data_source_->setCurrentText(
-      QString::fromStdString(get_or<std::string>(d, "data", "source", "default")));
-  data_format_->setCurrentText(
-      QString::fromStdString(get_or<std::string>(d, "data", "format", "auto")));
-  tokenizer_->setCurrentText(
-      QString::fromStdString(get_or<std::string>(d, "data", "tokenizer", "gpt2")));
-  const QString dev = QString::fromStdString(get_or<std::string>(d, "train", "device", "cpu"));
+  budget_->setText(QString::number(tokens > 0 ? tokens : field_or_default(d, &TrainConfig::steps)));
+  batch_->setValue(field_or_default(d, &TrainConfig::batch_size));
+  seq_len_->setValue(field_or_default(d, &TrainConfig::seq_len));
+  lr_->setText(QString::number(field_or_default(d, &TrainConfig::lr), 'g', 6));
+  data_source_->setCurrentText(QString::fromStdString(field_or_default(d, &DataConfig::source)));
+  data_format_->setCurrentText(QString::fromStdString(field_or_default(d, &DataConfig::format)));
+  tokenizer_->setCurrentText(QString::fromStdString(field_or_default(d, &DataConfig::tokenizer)));
+  const QString dev = QString::fromStdString(field_or_default(d, &TrainConfig::device));
   if (device_->findText(dev) < 0) device_->addItem(dev);
   device_->setCurrentText(dev);
   const int dm = d_model_->value(), nb = n_block_->value();
-  scale_->setCurrentText(dm == 64 && nb == 2     ? tr(kTiny)
-                         : dm == 512 && nb == 8  ? tr(kPaper25)
-                         : dm == 768 && nb == 16 ? tr(kPaper100)
-                                                 : tr(kCustom));
+  QString scale = dm == 64 && nb == 2 ? tr(kTiny) : tr(kCustom);
+  for (const PaperScale& p : kPaperScales) {
+    const json paper = paper_experiment(QLatin1String(p.label));
+    const json& m = section_of(section_of(paper, "defaults"), section_key<ModelConfig>());
+    if (m.value(key_of(&ModelConfig::d_model), 0) == dm &&
+        m.value(key_of(&ModelConfig::n_block), 0) == nb)
+      scale = tr(p.label);
+  }
+  scale_->setCurrentText(scale);
   QStringList checked;
   QString seeds;
   if (doc_.is_object() && doc_.contains("runs") && doc_["runs"].is_array()) {
     for (const json& r : doc_["runs"]) {
       if (!r.is_object()) continue;
-      if (r.contains("model") && r["model"].is_object())
-        checked << QString::fromStdString(r["model"].value("family", std::string()));
-      if (seeds.isEmpty() && r.contains("seed")) seeds = QString::fromStdString(r["seed"].dump());
+      if (r.contains(section_key<ModelConfig>()) && r[section_key<ModelConfig>()].is_object())
+        checked << QString::fromStdString(
+            r[section_key<ModelConfig>()].value(key_of(&ModelConfig::family), std::string()));
+      if (seeds.isEmpty() && r.contains(key_of(&RunConfig::seed)))
+        seeds = QString::fromStdString(r[key_of(&RunConfig::seed)].dump());
       if (seeds.isEmpty() && r.contains("seeds") && r["seeds"].is_array()) {
         QStringList s;
         for (const json& v : r["seeds"]) s << QString::fromStdString(v.dump());
@@ -726,9 +833,9 @@ void ExperimentDialog::validate() {
     json base = baseline_;
     base.erase("name");
     // vocab_size 0 takes the tokenizer's, which is what the original run resolved it to.
-    if (ex.runs.front().model.vocab_size == 0 && base.contains("model") &&
-        base["model"].is_object())
-      base["model"]["vocab_size"] = 0;
+    if (ex.runs.front().model.vocab_size == 0 && base.contains(section_key<ModelConfig>()) &&
+        base[section_key<ModelConfig>()].is_object())
+      base[section_key<ModelConfig>()][key_of(&ModelConfig::vocab_size)] = 0;
     QStringList changes;
     for (const DiffRow& r : diff_configs({base, now}, true))
       changes << QStringLiteral("%1: %2 → %3")

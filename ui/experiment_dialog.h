@@ -26,15 +26,16 @@ class QTimer;
 
 namespace mmlab::ui {
 
-/// Per-family settings of the paper's scales (experiments/paper/25m.json, 100m.json): the MoE
-/// sizes of Table 1 and the learning rate of Table 4.
-struct FamilyPreset {
-  int n_expert = 0;  ///< 0: not a MoE family
-  int d_expert = 0;
-  int d_ff = 0;
-  double lr = 1e-3;
-};
-FamilyPreset family_preset(const QString& family, const QString& scale);
+/// The paper's experiment that a scale of the dialog stands for ("paper 25M":
+/// experiments/paper/25m.json, "paper 100M": 100m.json, compiled into the studio); null for the
+/// tiny and custom scales.
+nlohmann::json paper_experiment(const QString& scale);
+
+/// The model keys a scale gives a run of `family` on top of the experiment's defaults: at a paper
+/// scale those that the file's run of that family writes (a MoE family the file has no run of
+/// takes the experts of its moe-mamba run); at the tiny scale 4 experts for a MoE family; nothing
+/// at the custom scale.
+nlohmann::json scale_run_model(const QString& family, const QString& scale);
 
 /// CUDA devices visible to this machine ("cuda:0", …), from the driver's device nodes.
 QStringList cuda_devices();
@@ -83,7 +84,7 @@ class ExperimentDialog : public QDialog {
   void validate();
   void apply_scale();
   /// Sets model.`key` in every run of a MoE family (where the presets keep it), then the form.
-  void set_moe_key(const char* key, const nlohmann::json& value);
+  void set_moe_key(const std::string& key, const nlohmann::json& value);
   void reload_targets();
 
   nlohmann::json doc_;

@@ -4,18 +4,46 @@
 #include <iostream>
 
 #include "core/cli/cli.h"
+#include "core/config/config_fields.h"
 #include "core/config/experiment.h"
 #include "core/config/param_count.h"
 #include "core/models/op_choice.h"
 
 namespace mmlab::cli {
 
+namespace {
+
+// Every field of a run config as the declaration has it: key, default, rule, meaning.
+void print_fields() {
+  for (const FieldInfo& f : run_config_fields()) {
+    const std::string rule = f.rule.describe();
+    std::printf("%-22s %-12s %-32s %s\n", f.key.c_str(), f.default_value.dump().c_str(),
+                rule.empty() ? "-" : rule.c_str(), f.doc.c_str());
+  }
+}
+
+}  // namespace
+
 void add_validate_command(CLI::App& app, Context& ctx) {
   auto file = std::make_shared<std::string>();
+  auto fields = std::make_shared<bool>(false);
   CLI::App* sub = app.add_subcommand("validate", "Check an experiment file and list its runs");
-  sub->add_option("file", *file, "Experiment file (JSON)")->required();
-  sub->callback([file, &ctx] {
+  sub->add_option("file", *file, "Experiment file (JSON)");
+  sub->add_flag("--fields", *fields,
+                "List every config field instead: key, default, rule and meaning");
+  sub->callback([file, fields, &ctx] {
+    if (*fields) {
+      ctx.action = [] {
+        print_fields();
+        return 0;
+      };
+      return;
+    }
     ctx.action = [file] {
+      if (file->empty()) {
+        throw UserError("mmlab validate needs an experiment file.",
+                        "Give FILE, or --fields to list the config fields.", kExitUsage);
+      }
       Experiment ex = load_experiment(*file);
       for (const auto& r : ex.runs) check_ops_choice(r);
       std::cout << *file << ": OK, experiment \"" << ex.name << "\", " << ex.runs.size()

@@ -11,6 +11,9 @@
 
 namespace mmlab::config_detail {
 
+/// A run's own fields (name, seed) from the run's object.
+void read_run_fields(JsonReader& r, RunConfig& c);
+
 void read_model(const nlohmann::json& j, const std::string& path, ModelConfig& c,
                 std::vector<std::string>* problems);
 void read_train(const nlohmann::json& j, const std::string& path, TrainConfig& c,

@@ -128,9 +128,10 @@ Experiment parse_experiment(const json& j, const std::string& origin) {
     defaults = &no_defaults;
   } else {
     JsonReader d(*defaults, "$.defaults", &problems);
-    d.section("model");
-    d.section("train");
-    d.section("data");
+    for (const char* section : {"model", "train", "data"}) {
+      const json* v = d.section(section);
+      if (v && !v->is_object()) d.problem(section, "must be an object.");
+    }
     d.reject_unknown_keys();
   }
   if (ex.name.empty()) problems.push_back("$.name: missing; give the experiment a name.");
@@ -150,8 +151,7 @@ Experiment parse_experiment(const json& j, const std::string& origin) {
     }
     RunConfig base;
     JsonReader r(rj, path, &problems);
-    r.read("name", base.name);
-    r.read("seed", base.seed);
+    config_detail::read_run_fields(r, base);
     r.section("model");
     r.section("train");
     r.section("data");

@@ -10,11 +10,13 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <random>
 #include <set>
 #include <sstream>
 #include <thread>
 
+#include "core/config/config_fields.h"
 #include "core/store/store.h"
 #include "process_support.h"
 #include "test_support.h"
@@ -250,6 +252,37 @@ TEST_F(TrainerProcess, ValidateRefusesExactlyWhatTrainRefuses) {
   EXPECT_EQ(t.exit_code, kExitBadInput) << t.err;
   EXPECT_NE(t.err.find(problem), std::string::npos) << t.err;
   EXPECT_FALSE(fs::exists(db()));  // refused before anything was created
+}
+
+// `mmlab validate --fields` is the field declaration itself: one line per field with its key,
+// default, rule and meaning, so what it prints is what validate and train check.
+TEST_F(TrainerProcess, ValidateFieldsPrintsEveryDeclaredFieldWithItsDefaultAndRule) {
+  auto v = test::run_mmlab({"validate", "--fields"}, env_, dir_.path());
+  ASSERT_EQ(v.exit_code, 0) << v.err;
+  std::map<std::string, std::string> lines;  // key -> rest of its line
+  std::istringstream in(v.out);
+  for (std::string line; std::getline(in, line);) {
+    const auto space = line.find(' ');
+    lines[line.substr(0, space)] = line.substr(space);
+  }
+  const auto declared = run_config_fields();
+  EXPECT_EQ(lines.size(), declared.size()) << v.out;
+  for (const FieldInfo& f : declared) {
+    ASSERT_TRUE(lines.count(f.key)) << f.key << "\n" << v.out;
+    const std::string& rest = lines[f.key];
+    EXPECT_NE(rest.find(" " + f.default_value.dump() + " "), std::string::npos) << f.key << rest;
+    EXPECT_NE(rest.find(f.doc), std::string::npos) << f.key << rest;
+    if (!f.rule.describe().empty()) {
+      EXPECT_NE(rest.find(f.rule.describe()), std::string::npos) << f.key << rest;
+    }
+  }
+  EXPECT_NE(lines["train.lr"].find(" 0.001 "), std::string::npos) << lines["train.lr"];
+  EXPECT_NE(lines["train.lr"].find("> 0"), std::string::npos) << lines["train.lr"];
+  // Without a file and without --fields: one sentence, usage exit.
+  auto none = test::run_mmlab({"validate"}, env_, dir_.path());
+  EXPECT_EQ(none.exit_code, kExitUsage) << none.err;
+  EXPECT_NE(none.err.find("mmlab validate needs an experiment file."), std::string::npos)
+      << none.err;
 }
 
 TEST_F(TrainerProcess, DocumentedDataKeysAreHonoured) {

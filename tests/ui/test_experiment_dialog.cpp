@@ -13,6 +13,7 @@
 #include <fstream>
 #include <optional>
 
+#include "core/config/config_fields.h"
 #include "core/config/experiment.h"
 #include "core/config/param_count.h"
 #include "core/data/vocabulary.h"
@@ -43,13 +44,47 @@ TEST(ConfigDiff, FlattensAndFlagsDifferences) {
   EXPECT_EQ(only[1].values[1], "—");
 }
 
-TEST(FamilyPresets, PaperScalesCarryTable1Sizes) {
-  EXPECT_EQ(family_preset("moe-mamba", "paper 25M").n_expert, 42);
-  EXPECT_EQ(family_preset("moe-mamba", "paper 25M").d_expert, 1536);
-  EXPECT_EQ(family_preset("transformer-moe", "paper 100M").d_expert, 3072);
-  EXPECT_EQ(family_preset("transformer", "paper 25M").d_ff, 2048);
-  EXPECT_EQ(family_preset("mamba", "paper 25M").n_expert, 0);
-  EXPECT_DOUBLE_EQ(family_preset("mamba", "paper 25M").lr, 1e-3);
+// The sizes of the paper's Table 1, as the paper's experiment files write them.
+TEST(ScalePresets, PaperScalesCarryTheFilesSizes) {
+  EXPECT_EQ(scale_run_model("moe-mamba", "paper 25M"),
+            json({{"n_expert", 42}, {"d_expert", 1536}}));
+  EXPECT_EQ(scale_run_model("transformer-moe", "paper 100M")["d_expert"], 3072);
+  EXPECT_EQ(scale_run_model("transformer", "paper 25M"), json({{"d_ff", 2048}}));
+  EXPECT_EQ(scale_run_model("mamba", "paper 25M"), json::object());
+  // A MoE variant the files have no run of takes MoE-Mamba's experts.
+  EXPECT_EQ(scale_run_model("parallel-moe-mamba", "paper 100M"),
+            json({{"n_expert", 42}, {"d_expert", 2304}}));
+  // 100m.json's runs repeat the defaults' n_block 16: no run-level key of their own.
+  EXPECT_FALSE(scale_run_model("mamba", "paper 100M").contains("n_block"));
+  EXPECT_EQ(scale_run_model("moe-mamba", "tiny (CPU)"), json({{"n_expert", 4}}));
+  EXPECT_EQ(scale_run_model("moe-mamba", "custom"), json::object());
+  EXPECT_EQ(paper_experiment("paper 25M")["name"], "paper-25m");
+  EXPECT_TRUE(paper_experiment("custom").is_null());
+}
+
+// The diff's rows follow the field declaration (the run's own fields, then model, train, data)
+// with each field's meaning; a per-op choice sits at train.ops, unknown keys come last.
+TEST(ConfigDiff, RowsFollowTheFieldDeclarationWithTheirMeaning) {
+  mmlab::RunConfig a;
+  a.name = "a";
+  mmlab::RunConfig b = a;
+  b.name = "b";
+  b.model.d_model = 96;
+  b.train.lr = 0.01;
+  b.train.ops.per_op["selective_scan"] = "reference";
+  b.data.tokenizer = "byte";
+  json bj = mmlab::to_json(b);
+  bj["from_another_version"] = 1;
+  const auto rows = diff_configs({mmlab::to_json(a), bj}, true);
+  std::vector<std::string> keys;
+  for (const DiffRow& r : rows) keys.push_back(r.key);
+  EXPECT_EQ(keys, (std::vector<std::string>{"name", "model.d_model", "model.dt_rank", "model.d_ff",
+                                            "model.d_expert", "train.lr", "train.ops",
+                                            "train.ops.selective_scan", "data.tokenizer",
+                                            "from_another_version"}));
+  EXPECT_EQ(rows[1].doc, mmlab::field_info(&mmlab::ModelConfig::d_model).doc);
+  EXPECT_EQ(rows[7].doc, mmlab::field_info(&mmlab::TrainConfig::ops).doc);
+  EXPECT_EQ(rows.back().doc, "");
 }
 
 namespace {
@@ -192,6 +227,84 @@ TEST_F(DialogTest, ScalePresetRewritesSizesAndMoeSettings) {
   EXPECT_EQ(doc["runs"][0]["model"]["n_expert"], 42);    // moe-mamba
   EXPECT_EQ(doc["runs"][2]["model"]["d_expert"], 2048);  // transformer-moe
   EXPECT_EQ(doc["runs"][3]["model"]["d_ff"], 2048);      // transformer
+}
+
+// A paper scale is the paper's experiment file: every run the dialog makes for a family is the
+// file's run of that family (experiments/paper/25m.json, 100m.json), whatever the document held
+// before (here the quick comparison: head_dim 16, ema_alpha 0.05, experts of 192). Only where
+// the text comes from and the device stay the user's.
+TEST_F(DialogTest, APaperScaleGivesEachFamilyTheRunOfThePapersFile) {
+  for (const auto& [scale, file] : {std::pair<const char*, const char*>{"paper 25M", "25m.json"},
+                                    {"paper 100M", "100m.json"}}) {
+    SCOPED_TRACE(scale);
+    const mmlab::Experiment paper = mmlab::load_experiment(std::filesystem::path(MMLAB_SOURCE_DIR) /
+                                                           "experiments/paper" / file);
+    ExperimentDialog d;
+    child<QComboBox>(d, "scale")->setCurrentText(scale);
+    ASSERT_TRUE(d.is_valid()) << d.problems().join("\n").toStdString();
+    const mmlab::Experiment ex = mmlab::parse_experiment(d.document(), "t");
+    ASSERT_EQ(ex.runs.size(), 4u);  // the quick comparison's four families
+    int compared = 0;
+    for (const mmlab::RunConfig& run : ex.runs) {
+      SCOPED_TRACE(run.model.family);
+      const mmlab::RunConfig* same = nullptr;
+      for (const mmlab::RunConfig& p : paper.runs)
+        if (p.model.family == run.model.family) same = &p;
+      EXPECT_TRUE(run.train.device == "cuda" || run.train.device.rfind("cuda:", 0) == 0)
+          << run.train.device;
+      if (!same) {  // 100m.json has no Transformer: the family's own defaults at that size
+        EXPECT_EQ(run.model.resolved_d_ff(), 4 * paper.runs[0].model.d_model);
+        EXPECT_EQ(run.model.d_model, paper.runs[0].model.d_model);
+        continue;
+      }
+      json got = mmlab::to_json(run);
+      json want = mmlab::to_json(*same);
+      for (json* j : {&got, &want}) {
+        j->erase("name");
+        (*j)["train"]["device"] = "cuda";  // the first local GPU where there is one
+      }
+      std::string differences;
+      for (const DiffRow& r : diff_configs({want, got}, true))
+        differences += r.key + ": file " + r.values[0] + ", dialog " + r.values[1] + "\n";
+      EXPECT_EQ(differences, "");
+      ++compared;
+    }
+    EXPECT_EQ(compared, std::string(file) == "25m.json" ? 4 : 3);
+  }
+}
+
+// The form's widgets are the declared config fields: each one's name, tooltip, lower limit and
+// choices come from core/config/config_fields.h, so the form cannot write a key the loader does
+// not know or offer a word it refuses.
+TEST_F(DialogTest, TheFormsWidgetsAreBoundToTheDeclaredFields) {
+  ExperimentDialog d;
+  QStringList bound;
+  for (const mmlab::FieldInfo& f : mmlab::run_config_fields()) {
+    if (f.key.find('.') == std::string::npos) continue;  // the run's name and seed
+    const std::string key = f.key.substr(f.key.find('.') + 1);
+    QWidget* w =
+        d.findChild<QWidget*>(QString::fromStdString(key == "source" ? "data_source" : key));
+    if (!w) continue;
+    bound << QString::fromStdString(f.key);
+    EXPECT_TRUE(w->toolTip().startsWith(QString::fromStdString(f.doc))) << f.key;
+    if (auto* spin = qobject_cast<QSpinBox*>(w)) {
+      EXPECT_EQ(spin->minimum(), int(*f.rule.lower_bound()) + (f.rule.lower_open() ? 1 : 0))
+          << f.key;
+    }
+    if (auto* combo = qobject_cast<QComboBox*>(w); combo && !f.rule.words().empty()) {
+      QStringList items;
+      for (int i = 0; i < combo->count(); ++i) items << combo->itemText(i);
+      QStringList words;
+      for (const auto& word : f.rule.words()) words << QString::fromStdString(word);
+      EXPECT_EQ(items, words) << f.key;
+    }
+  }
+  EXPECT_EQ(bound.join(' ').toStdString(),
+            "model.n_block model.d_model model.head_dim model.n_expert model.d_expert "
+            "model.capacity_factor train.batch_size train.seq_len train.lr train.device "
+            "data.source data.format data.tokenizer");
+  EXPECT_EQ(child<QSpinBox>(d, "batch_size")->minimum(), 1);  // > 0
+  EXPECT_EQ(child<QSpinBox>(d, "d_expert")->minimum(), 0);    // >= 0 (0 = 4 * d_model)
 }
 
 TEST_F(DialogTest, CloneDocumentDiffsAgainstTheOriginalRun) {

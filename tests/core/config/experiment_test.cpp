@@ -3,6 +3,8 @@
 // JSON path, and run configs round-tripping through JSON (as the database stores them).
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "core/config/experiment.h"
 #include "core/config/layer_pattern.h"
 
@@ -65,8 +67,49 @@ TEST(Experiment, AProblemOfTheDefaultsIsReportedOnceWhereItWasWritten) {
     parse_experiment(j, "f.json");
     FAIL() << "expected an error";
   } catch (const ConfigError& e) {
-    EXPECT_EQ(e.problems(), (std::vector<std::string>{"$.defaults.train.lr: must be > 0.",
-                                                      "$.runs[4].train.lr: must be > 0."}));
+    EXPECT_EQ(e.problems(), (std::vector<std::string>{"$.defaults.train.lr: must be > 0, got -1.",
+                                                      "$.runs[4].train.lr: must be > 0, got 0."}));
+  }
+}
+
+// Every kind of problem a defaults section can have (an unknown key, a wrong type, a bad op
+// name, a broken rule) is one problem at $.defaults, however many runs inherit it.
+TEST(Experiment, EveryKindOfProblemInTheDefaultsIsReportedOnceAtTheDefaults) {
+  json j = json::parse(R"({"name": "e",
+    "defaults": {"model": {"d_model": 0}, "data": {"sampling": "shuffled"},
+                 "train": {"lrr": 1, "batch_size": "x", "ops": {"selective_scan": 1}}},
+    "runs": [{"name": "a"}, {"name": "b"}, {"name": "c"}, {"name": "d"}]})");
+  try {
+    parse_experiment(j, "f.json");
+    FAIL() << "expected an error";
+  } catch (const ConfigError& e) {
+    std::set<std::string> got(e.problems().begin(), e.problems().end());
+    EXPECT_EQ(got.size(), e.problems().size()) << e.what();  // none repeated
+    EXPECT_EQ(got, (std::set<std::string>{
+                       "$.defaults.model.d_model: must be > 0, got 0.",
+                       "$.defaults.train.batch_size: must be an integer, got a string (\"x\").",
+                       "$.defaults.train.lrr: unknown key. Valid keys here: adam_eps, "
+                       "batch_size, beta1, beta2, checkpoint_every, device, dtype, ema_alpha, "
+                       "eval_batches, eval_every, final_lr_frac, grad_accum, grad_clip, "
+                       "keep_checkpoints, log_every, lr, no_decay_groups, ops, seq_len, steps, "
+                       "threads, tokens, warmup_frac, weight_decay.",
+                       "$.defaults.train.ops.selective_scan: must be an implementation name, "
+                       "got 1.",
+                       "$.defaults.data.sampling: must be one of random, contiguous, got "
+                       "\"shuffled\"."}))
+        << e.what();
+  }
+}
+
+// A defaults section that is not an object was ignored without a word.
+TEST(Experiment, ADefaultsSectionThatIsNotAnObjectIsAProblem) {
+  json j = json::parse(R"({"name": "e", "defaults": {"train": 3},
+    "runs": [{"name": "a"}, {"name": "b"}]})");
+  try {
+    parse_experiment(j, "f.json");
+    FAIL() << "expected an error";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.problems(), std::vector<std::string>{"$.defaults.train: must be an object."});
   }
 }
 
