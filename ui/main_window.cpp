@@ -484,6 +484,7 @@ int MainWindow::launch_experiment(const json& doc, QString* error, const QString
   const QString file = save_experiment_file(doc, QString::fromStdString(ex.name), error);
   if (file.isEmpty()) return 0;
   const bool remote = target != QLatin1String("local");
+  if (remote) use_host_queue(target);
   // Every run's row first (queued): closing the studio or a crash never loses the runs that
   // have not started, and launching an experiment that is already there continues it.
   // Remote runs get their rows here too, recording the host (their data is the host's to check).
@@ -505,6 +506,12 @@ int MainWindow::launch_experiment(const json& doc, QString* error, const QString
       enqueue_remote_resume(target, q.run_id, name, QString::fromStdString(q.uuid));
     } else if (q.action == queue::RunAction::kStart) {
       manager_->enqueue_train(file, name, session_.path(), device, q.run_id, ranks);
+    } else if (q.action == queue::RunAction::kResume) {
+      // A run of the experiment that trained on a host continues there.
+      const store::RunRow* row = session_.run(q.run_id);
+      if (row && model_->unreachable(*row)) continue;  // nothing to do until its host is back
+      if (!row || !resume_on_its_host(*row))
+        manager_->enqueue_resume(q.run_id, name, session_.path(), device, ranks);
     } else {
       manager_->enqueue_resume(q.run_id, name, session_.path(), device, ranks);
     }
@@ -556,7 +563,8 @@ void MainWindow::enqueue_remote_launch(const QString& host, const QString& file,
   // row's uuid (so the synced rows land on that row), prints its event stream like a local
   // trainer, turns our SIGTERM into a remote stop and syncs the run into this database. One
   // queue per host.
-  manager_->enqueue(name, QStringLiteral("host:") + host,
+  use_host_queue(host);
+  manager_->enqueue(name, RunManager::host_queue(host),
                     {QStringLiteral("remote"), QStringLiteral("--db"), session_.path(),
                      QStringLiteral("launch"), host, file, QStringLiteral("--run"), name,
                      QStringLiteral("--uuid"), uuid, QStringLiteral("--follow")},
@@ -565,7 +573,8 @@ void MainWindow::enqueue_remote_launch(const QString& host, const QString& file,
 
 void MainWindow::enqueue_remote_resume(const QString& host, int64_t run_id, const QString& name,
                                        const QString& uuid) {
-  manager_->enqueue(name, QStringLiteral("host:") + host,
+  use_host_queue(host);
+  manager_->enqueue(name, RunManager::host_queue(host),
                     {QStringLiteral("remote"), QStringLiteral("--db"), session_.path(),
                      QStringLiteral("resume"), uuid, QStringLiteral("--follow")},
                     session_.path(), run_id);
@@ -731,6 +740,18 @@ void MainWindow::stop_selected() {
   }
 }
 
+void MainWindow::use_host_queue(const QString& host) {
+  // An SSH host trains one run at a time; a Slurm cluster takes every job at once and queues
+  // them itself.
+  try {
+    const auto hosts = remote::HostList::load(remote::default_hosts_path());
+    if (hosts.get(host.toStdString()).kind == remote::HostKind::kSlurm)
+      manager_->set_concurrent(RunManager::host_queue(host));
+  } catch (const std::exception&) {
+    // An unknown host or a damaged hosts file: its job says so when it starts.
+  }
+}
+
 QString MainWindow::remote_host_of(const store::RunRow& run) const {
   try {
     auto book = remote::LaunchBook::load(session_.path().toStdString());
@@ -741,18 +762,28 @@ QString MainWindow::remote_host_of(const store::RunRow& run) const {
   return {};
 }
 
+bool MainWindow::resume_on_its_host(const store::RunRow& r) {
+  const QString host = remote_host_of(r);
+  if (host.isEmpty()) return false;
+  if (model_->unreachable(r)) {
+    // It may still be training there; what it is becomes known when its host answers again.
+    statusBar()->showMessage(
+        tr("%1: its host cannot be reached now; resume it once it is back.").arg(label_of(r)),
+        8000);
+    return true;
+  }
+  // A run that trained on a host resumes there, followed as it was launched.
+  enqueue_remote_resume(host, r.id, QString::fromStdString(r.name), QString::fromStdString(r.uuid));
+  return true;
+}
+
 void MainWindow::resume_selected() {
   for (int64_t id : selected_runs()) {
     const store::RunRow* r = session_.run(id);
     if (!r || r->status == store::RunStatus::kFinished ||
         r->effective_status == store::RunStatus::kRunning)
       continue;
-    if (const QString host = remote_host_of(*r); !host.isEmpty()) {
-      // A run that trained on a host resumes there, followed as it was launched.
-      enqueue_remote_resume(host, id, QString::fromStdString(r->name),
-                            QString::fromStdString(r->uuid));
-      continue;
-    }
+    if (resume_on_its_host(*r)) continue;
     QString device = QStringLiteral("cpu");
     try {
       device = QString::fromStdString(
@@ -884,16 +915,21 @@ void MainWindow::on_events(int, const std::vector<ProgressEvent>& events) {
 void MainWindow::update_status() {
   status_db_->setText(session_.is_open() ? tr("Database: %1").arg(session_.path())
                                          : tr("No database open"));
-  int running = 0, lost = 0;
+  int running = 0, lost = 0, away = 0;
   for (const store::RunRow& r : session_.runs()) {
+    if (model_->unreachable(r)) {
+      ++away;  // its host is away: neither running as far as we can see, nor lost
+      continue;
+    }
     running += r.effective_status == store::RunStatus::kRunning;
     lost += r.effective_status == store::RunStatus::kLost;
   }
   status_runs_->setText(
-      tr("%1 runs · %2 running · %3 lost · %4 queued here")
+      tr("%1 runs · %2 running · %3 lost%4 · %5 queued here")
           .arg(session_.runs().size())
           .arg(running)
           .arg(lost)
+          .arg(away ? tr(" · %1 unreachable").arg(away) : QString())
           .arg(std::count_if(manager_->jobs().begin(), manager_->jobs().end(),
                              [](const RunJob& j) { return j.state == RunState::kQueued; })));
   const QStringList& gpus = gpus_->devices();
