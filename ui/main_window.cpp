@@ -768,7 +768,7 @@ bool MainWindow::resume_on_its_host(const store::RunRow& r) {
   if (model_->unreachable(r)) {
     // It may still be training there; what it is becomes known when its host answers again.
     statusBar()->showMessage(
-        tr("%1: its host cannot be reached now; resume it once it is back.").arg(label_of(r)),
+        tr("%1: its host cannot be reached now; resume it once it is back.").arg(run_label(r)),
         8000);
     return true;
   }
