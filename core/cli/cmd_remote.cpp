@@ -210,9 +210,12 @@ int follow(const RemoteArgs& a, const Context& ctx, const std::string& key, int6
   }
   if (!launch.reachable) throw UserError(launch.message, "");
   if (final_status.empty() && stop_sent && offset == 0) {
-    // Stopped before its trainer started (a Slurm job cancelled while PENDING): no run exists.
-    std::cerr << "mmlab: " << launch.tag << " on " << host.name
-              << " was cancelled before its trainer started; no run was made.\n";
+    // Stopped before its trainer started (a Slurm job cancelled while PENDING): nothing ran.
+    // A row queued here for it (--uuid) ends stopped, or the next studio would queue it again.
+    const std::string why = launch.tag + " on " + host.name +
+                            " was cancelled before its trainer started; nothing was trained.";
+    std::cerr << "mmlab: " << why << "\n";
+    if (local_id != 0) local.cancel_queued_run(local_id, why, store::RunStatus::kStopped);
     launch.ended = true;
     book.save();
     return kExitOk;
@@ -396,7 +399,8 @@ int list(const RemoteArgs& a, const Context& ctx) {
         const std::string state = remote::slurm_job_state(hosts.get(l.host), l, &reason);
         job = "  job " + std::to_string(l.job_id) + " " + state +
               (reason.empty() ? "" : " (" + reason + ")");
-        if (state == "PENDING" && status == "starting") status = "pending";
+        // Before its trainer starts, the run is at most a row queued here (--uuid).
+        if (state == "PENDING" && (status == "starting" || status == "queued")) status = "pending";
       } catch (const UserError& e) {
         reachable = false;
         message = e.what();

@@ -2,7 +2,8 @@
 // The studio's Slurm target against a one-node cluster started by the test (tests/e2e/
 // slurm_cluster.h) behind a real sshd, with the real trainer: the Slurm proof driven
 // through the main window and its run manager. A job Slurm holds PENDING is shown pending with
-// no deadline, and Stop cancels it; two runs launched at once both finish (sacct: COMPLETED);
+// no deadline, and Stop cancels it: its row (queued at the launch) ends stopped without a point;
+// two runs launched at once both finish (sacct: COMPLETED);
 // Stop of a third is scancel --signal=TERM, giving `stopped` with a checkpoint; the queue's
 // Resume re-submits it with --resume, continuing its curve with no gap.
 #include <gtest/gtest.h>
@@ -96,7 +97,8 @@ TEST(SlurmRunsInTheStudio, PendingIsShownFinishedStoppedAndResumedThroughTheSlur
     return out;
   };
 
-  // 1. Held by Slurm: pending, for as long as Slurm holds it; Stop cancels it, no run is made.
+  // 1. Held by Slurm: pending, for as long as Slurm holds it; Stop cancels it, and its queued
+  //    row ends stopped, nothing trained (the next studio does not queue it again).
   ASSERT_EQ(w.launch_experiment(experiment(dir, 20, {"held"}), &err, "cluster-later"), 1)
       << err.toStdString();
   const int held = w.manager().jobs()[0].key;
@@ -109,8 +111,13 @@ TEST(SlurmRunsInTheStudio, PendingIsShownFinishedStoppedAndResumedThroughTheSlur
   EXPECT_EQ(w.manager().job(held)->note.toStdString(),
             "Slurm job " + std::to_string(pending[0].job_id) +
                 " is PENDING on cluster-later (BeginTime)");
+  ASSERT_EQ(w.session().runs().size(), 1u);
+  const mmlab::store::RunRow held_row = w.session().runs()[0];
+  EXPECT_EQ(held_row.uuid, pending[0].uuid) << "the job is the queued row's";
+  EXPECT_EQ(w.manager().job(held)->run_id, held_row.id);
   const auto listed = mmlab::remote::run_process({mmlab, "remote", "--db", db.string(), "list"});
-  EXPECT_NE(listed.out.find(pending[0].tag + "  cluster-later  pending  run -  job " +
+  EXPECT_NE(listed.out.find(pending[0].tag + "  cluster-later  pending  run " +
+                            std::to_string(held_row.id) + " (held, step 0/20)  job " +
                             std::to_string(pending[0].job_id) + " PENDING (BeginTime)"),
             std::string::npos)
       << listed.out << listed.err;
@@ -119,7 +126,15 @@ TEST(SlurmRunsInTheStudio, PendingIsShownFinishedStoppedAndResumedThroughTheSlur
   EXPECT_EQ(w.manager().job(held)->state, RunState::kStopped)
       << w.manager().job(held)->stderr_tail.toStdString();
   EXPECT_EQ(mmlab::remote::slurm_job_state(later, pending[0]), "CANCELLED");
-  EXPECT_EQ(w.session().runs().size(), 0u);
+  {
+    ASSERT_EQ(w.session().runs().size(), 1u);
+    const mmlab::store::RunRow& r = w.session().runs()[0];
+    EXPECT_EQ(r.id, held_row.id);
+    EXPECT_EQ(r.status, mmlab::store::RunStatus::kStopped);
+    EXPECT_EQ(r.step, 0);
+    EXPECT_NE(r.error_text.find("cancelled before its trainer started"), std::string::npos)
+        << r.error_text;
+  }
 
   // 2. Two runs launched together; a cluster takes both at once, and both finish.
   int most_active = 0;
@@ -199,5 +214,5 @@ TEST(SlurmRunsInTheStudio, PendingIsShownFinishedStoppedAndResumedThroughTheSlur
   EXPECT_TRUE(resumed.resume);
   EXPECT_EQ(rs::all_points(db, resumed.uuid).size(),
             rs::all_points(dir / "remote" / resumed.db_file, resumed.uuid).size());
-  EXPECT_EQ(local.list_runs().size(), 3u);
+  EXPECT_EQ(local.list_runs().size(), 4u);  // held (stopped at step 0), short-a, short-b, long
 }
