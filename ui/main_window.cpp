@@ -484,7 +484,6 @@ int MainWindow::launch_experiment(const json& doc, QString* error, const QString
   const QString file = save_experiment_file(doc, QString::fromStdString(ex.name), error);
   if (file.isEmpty()) return 0;
   const bool remote = target != QLatin1String("local");
-  if (remote) use_host_queue(target);
   // Every run's row first (queued): closing the studio or a crash never loses the runs that
   // have not started, and launching an experiment that is already there continues it.
   // Remote runs get their rows here too, recording the host (their data is the host's to check).
@@ -559,25 +558,14 @@ QString MainWindow::save_experiment_file(const json& doc, const QString& name, Q
 
 void MainWindow::enqueue_remote_launch(const QString& host, const QString& file, int64_t run_id,
                                        const QString& name, const QString& uuid) {
-  // The child is `mmlab remote … --follow`: it starts the trainer on the host with the queued
-  // row's uuid (so the synced rows land on that row), prints its event stream like a local
-  // trainer, turns our SIGTERM into a remote stop and syncs the run into this database. One
-  // queue per host.
   use_host_queue(host);
-  manager_->enqueue(name, RunManager::host_queue(host),
-                    {QStringLiteral("remote"), QStringLiteral("--db"), session_.path(),
-                     QStringLiteral("launch"), host, file, QStringLiteral("--run"), name,
-                     QStringLiteral("--uuid"), uuid, QStringLiteral("--follow")},
-                    session_.path(), run_id);
+  manager_->enqueue_remote_launch(host, file, name, session_.path(), run_id, uuid);
 }
 
 void MainWindow::enqueue_remote_resume(const QString& host, int64_t run_id, const QString& name,
                                        const QString& uuid) {
   use_host_queue(host);
-  manager_->enqueue(name, RunManager::host_queue(host),
-                    {QStringLiteral("remote"), QStringLiteral("--db"), session_.path(),
-                     QStringLiteral("resume"), uuid, QStringLiteral("--follow")},
-                    session_.path(), run_id);
+  manager_->enqueue_remote_resume(host, uuid, name, session_.path(), run_id);
 }
 
 void MainWindow::restore_queue() {

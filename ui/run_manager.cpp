@@ -128,6 +128,26 @@ int RunManager::enqueue_resume(int64_t run_id, const QString& name, const QStrin
                  db, run_id, ranks);
 }
 
+int RunManager::enqueue_remote_launch(const QString& host, const QString& experiment_path,
+                                      const QString& run_name, const QString& db, int64_t run_id,
+                                      const QString& uuid) {
+  return enqueue(run_name, host_queue(host),
+                 {QStringLiteral("remote"), QStringLiteral("--db"), db, QStringLiteral("launch"),
+                  host, experiment_path, QStringLiteral("--run"), run_name,
+                  QStringLiteral("--uuid"), uuid, QStringLiteral("--follow")},
+                 db, run_id);
+}
+
+int RunManager::enqueue_remote_resume(const QString& host, const QString& run, const QString& name,
+                                      const QString& db, int64_t run_id) {
+  return enqueue(name, host_queue(host), remote_resume_arguments(db, run), db, run_id);
+}
+
+QStringList RunManager::remote_resume_arguments(const QString& db, const QString& run) {
+  return {QStringLiteral("remote"),  QStringLiteral("--db"), db, QStringLiteral("resume"), run,
+          QStringLiteral("--follow")};
+}
+
 QStringList RunManager::child_arguments(const RunJob& job) {
   if (job.ranks <= 1) return job.args;
   return QStringList{QStringLiteral("launch"), QStringLiteral("--nproc"),
@@ -421,9 +441,7 @@ bool RunManager::resume(int key) {
   if (is_host_queue(job->device)) {
     // On the host it trained on, followed as it was launched (`mmlab remote resume` takes the
     // run's id here).
-    job->args = {
-        QStringLiteral("remote"), QStringLiteral("--db"),       job->db,
-        QStringLiteral("resume"), QString::number(job->run_id), QStringLiteral("--follow")};
+    job->args = remote_resume_arguments(job->db, QString::number(job->run_id));
     return retry(key);
   }
   job->args = {QStringLiteral("train"),

@@ -124,6 +124,17 @@ class RunManager : public QObject {
   /// Queues `mmlab train --resume RUN_ID --db DB --progress=jsonl`.
   int enqueue_resume(int64_t run_id, const QString& name, const QString& db, const QString& device,
                      int ranks = 1);
+  /// Queues `mmlab remote --db DB launch HOST EXPERIMENT --run NAME --uuid UUID --follow` on
+  /// the host's queue: the host's trainer takes the run's row queued here (`run_id`, `uuid`), so
+  /// the synced rows land on it; the child streams the host's events like a local trainer and
+  /// turns our SIGTERM into a stop on the host.
+  int enqueue_remote_launch(const QString& host, const QString& experiment_path,
+                            const QString& run_name, const QString& db, int64_t run_id,
+                            const QString& uuid);
+  /// Queues `mmlab remote --db DB resume RUN --follow` on the host's queue (RUN: the run's uuid,
+  /// or its id in DB).
+  int enqueue_remote_resume(const QString& host, const QString& run, const QString& name,
+                            const QString& db, int64_t run_id);
   /// The child's arguments: `job.args`, through `mmlab launch --nproc N --` when it has ranks.
   static QStringList child_arguments(const RunJob& job);
   /// Queues an arbitrary argument list (tests, future commands); `run_id`: the run's row.
@@ -160,6 +171,7 @@ class RunManager : public QObject {
 
  private:
   RunJob* find(int key);
+  static QStringList remote_resume_arguments(const QString& db, const QString& run);
   void schedule();
   void launch(RunJob& job);
   void on_stdout(int key);
