@@ -877,9 +877,11 @@ void MainWindow::update_heatmap() {
 
 void MainWindow::on_job_changed(int key) {
   const RunJob* j = manager_->job(key);
-  // Stopped before it ever started (the user took it off the queue): its row stops being
-  // queued too, or the next start of the studio would queue it again.
-  if (j && j->state == RunState::kStopped && j->attempts == 0 && j->run_id >= 0)
+  // Stopped before it ever started (the user took it off the queue; tries that found its host
+  // unreachable started nothing): its row stops being queued too, or the next start of the
+  // studio would queue it again.
+  if (j && j->state == RunState::kStopped && (j->attempts == 0 || j->host_waits > 0) &&
+      j->run_id >= 0)
     session_.cancel_queued_run(j->run_id, tr("Taken off the queue before it started."));
   // A launch that failed before its trainer took the run (no trainer binary, a usage error):
   // the run keeps its row, failed with the sentence, instead of waiting queued without a word.
@@ -887,6 +889,9 @@ void MainWindow::on_job_changed(int key) {
   if (j && j->state == RunState::kFailed && j->run_id >= 0 && !j->message.isEmpty())
     session_.cancel_queued_run(j->run_id, j->message, store::RunStatus::kFailed);
   if (j && j->run_id >= 0 && !session_.run(j->run_id)) session_.refresh();  // a new run row
+  // A host queue that waits for its host shows its queued rows unreachable, and not after.
+  if (j && remote_watch_ && RunManager::is_host_queue(j->device))
+    remote_watch_->apply_unreachable();
   if (j && is_done(j->state)) {
     session_.refresh();
     if (j->state == RunState::kFailed)

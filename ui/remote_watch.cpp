@@ -40,11 +40,23 @@ RemoteWatch::RemoteWatch(const ResultsSession& session, const RunManager& manage
 }
 
 void RemoteWatch::update_unreachable() {
-  const auto unreachable = book_of(session_).unreachable_runs();
+  book_unreachable_ = book_of(session_).unreachable_runs();
+  apply_unreachable();
+}
+
+void RemoteWatch::apply_unreachable() {
   std::map<int64_t, QString> away;
   for (const store::RunRow& r : session_.runs())
-    if (const auto it = unreachable.find(r.uuid); it != unreachable.end())
+    if (const auto it = book_unreachable_.find(r.uuid); it != book_unreachable_.end())
       away[r.id] = QString::fromStdString(it->second);
+  // A host queue waiting for its host: every run queued there waits for the same answer.
+  std::map<QString, QString> waiting;  // host queue → why
+  for (const RunJob& j : manager_.jobs())
+    if (j.state == RunState::kQueued && j.host_waits > 0 && RunManager::is_host_queue(j.device))
+      waiting.emplace(j.device, j.message);
+  for (const RunJob& j : manager_.jobs())
+    if (j.state == RunState::kQueued && j.run_id >= 0)
+      if (const auto it = waiting.find(j.device); it != waiting.end()) away[j.run_id] = it->second;
   model_.set_unreachable(std::move(away));
 }
 
