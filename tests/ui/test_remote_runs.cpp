@@ -538,4 +538,14 @@ TEST(RemoteRunsInTheStudio, QueuedRemoteRunsAreRowsThatSurviveAClosedStudio) {
   for (const auto& r : w.session().runs())
     still_queued += r.status == mmlab::store::RunStatus::kQueued;
   EXPECT_EQ(still_queued, 3);  // late: its trainer is the host's; the others wait for the host
+
+  // Taken off the queue while it waits (its tries started nothing): its row ends stopped, so
+  // the next studio does not queue it again.
+  const RunJob tried = *std::find_if(w.manager().jobs().begin(), w.manager().jobs().end(),
+                                     [](const RunJob& j) { return j.host_waits >= 1; });
+  ASSERT_TRUE(w.manager().stop(tried.key));
+  const mmlab::store::RunRow* r = w.session().run(tried.run_id);
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->status, mmlab::store::RunStatus::kStopped) << r->name;
+  EXPECT_EQ(r->error_text, "Taken off the queue before it started.");
 }
