@@ -18,6 +18,8 @@
 #include "core/models/token_decoder.h"
 #include "core/ops/torch_compat.h"
 #include "core/train/device.h"
+#include "core/train/fused_adamw.h"
+#include "core/train/grad_clip.h"
 #include "core/util/error.h"
 #include "core/util/fs.h"
 
@@ -82,7 +84,7 @@ BenchRow bench_run(RunConfig r, const BenchArgs& a, const torch::Device& device)
   torch::manual_seed(0);
   LanguageModel model(r.model);
   model->to(device);
-  torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(1e-4));
+  FusedAdamW opt(model->parameters(), torch::optim::AdamWOptions(1e-4));  // as the trainer's
   const bool autocast = device.is_cuda() && r.train.dtype == "bf16";
   auto ids = torch::randint(0, r.model.vocab_size, {r.train.batch_size, r.train.seq_len + 1},
                             torch::TensorOptions().dtype(torch::kLong).device(device));
@@ -95,7 +97,7 @@ BenchRow bench_run(RunConfig r, const BenchArgs& a, const torch::Device& device)
       loss = model->next_token_loss(out, ids.narrow(1, 1, r.train.seq_len)) + out.aux_loss;
     }
     loss.backward();
-    torch::nn::utils::clip_grad_norm_(model->parameters(), 0.5);
+    clip_grad_norm_on_device(model->parameters(), 0.5);  // as the trainer clips
     opt.step();
     return loss.item<double>();  // waits for the device
   };

@@ -9,6 +9,7 @@
 #include "core/models/mamba_layer.h"
 #include "core/ops/lm_head_ops.h"
 #include "core/ops/mamba_ops.h"
+#include "core/ops/moe_ops.h"
 #include "core/ops/op_catalog.h"
 #include "core/util/error.h"
 
@@ -83,6 +84,11 @@ void check_ops_choice(const RunConfig& run) {
       head.needs_grad = needs_grad;
       check_call(ops::lm_head_loss_registry(), c, run, device, head);
     }
+  }
+  {
+    // The MoE op's implementations differ by device only.
+    ops::SwitchMoeArgs moe;
+    check_call(ops::switch_moe_registry(), c, run, device, moe);
   }
   for (const LayerSpec& spec : expand_layers(run.model)) {
     if (spec.kind != LayerKind::kMamba && spec.kind != LayerKind::kParallelMambaMoe) continue;

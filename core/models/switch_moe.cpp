@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/models/init.h"
+#include "core/ops/moe_ops.h"
 #include "core/ops/precision.h"
 #include "core/ops/torch_compat.h"
 
@@ -40,7 +41,7 @@ torch::Tensor SwitchMoeImpl::decode(const torch::Tensor& x_in, LayerCache& cache
   (void)cache;
   const int64_t Din = options.d_in();
   // Generation's few tokens per step take their experts' weights directly: route()'s capacity
-  // bookkeeping reads the device (nonzero) once per layer and token.
+  // bookkeeping costs more than the experts for a token or two.
   constexpr int64_t kGatheredTokens = 16;
   if (x_in.numel() / Din > kGatheredTokens) return route(x_in, false);
   auto out_shape = x_in.sizes().vec();
@@ -63,44 +64,22 @@ torch::Tensor SwitchMoeImpl::route(const torch::Tensor& x_in, bool limit_capacit
   const int64_t T = x.size(0);
 
   torch::Tensor probs = router_probs(x);  // (T, X) fp32
-  auto top = probs.max(-1);
-  torch::Tensor gate = std::get<0>(top);    // (T) p_I
-  torch::Tensor expert = std::get<1>(top);  // (T) I
+  ops::SwitchMoeArgs args;
+  args.x = x;
+  args.probs = probs;
+  args.w1 = w1;
+  args.w2 = w2;
+  args.capacity = limit_capacity ? capacity(T) : T;
+  ops::SwitchMoeResult r = ops::switch_moe(args);
 
-  // Position of each token in its expert's queue, in token order. The running count goes along
-  // the contiguous dimension: a scan over the outer dimension of (T, X) with X ~ 42 columns took
-  // 15 ms per layer at T = 65,536 on an H200.
-  auto onehot = torch::one_hot(expert, X);                        // (T, X) int64
-  auto running = onehot.t().contiguous().cumsum(1);               // (X, T)
-  auto position = running.gather(0, expert.unsqueeze(0))[0] - 1;  // (T)
-  const int64_t C = limit_capacity ? capacity(T) : T;
-  auto kept = position < C;  // (T) bool
-
-  // Aux loss and statistics from the router's choices before truncation.
-  auto counts = onehot.sum(0);  // (X)
-  auto f = counts.to(probs.scalar_type()) / static_cast<double>(std::max<int64_t>(T, 1));
+  // Aux loss and statistics from the router's choices before truncation, kept on the device.
+  auto f = r.counts.to(probs.scalar_type()) / static_cast<double>(std::max<int64_t>(T, 1));
   auto P = probs.mean(0);
   stats_.aux_loss = options.aux_loss_weight() * static_cast<double>(X) * (f * P).sum();
-  stats_.expert_tokens = counts.detach();
-  // nonzero() reads the device once anyway; the dropped count comes from its size.
-  auto kept_idx = kept.nonzero().squeeze(-1);  // (K)
+  stats_.expert_tokens = r.counts.detach();
   stats_.tokens = T;
-  stats_.dropped = T - kept_idx.size(0);
-
-  auto out = torch::zeros({T, Dout}, x.options());
-  if (C == 0 || T == 0) return out.reshape(out_shape);
-
-  // Dispatch the kept tokens into an (X, C, Din) buffer, run all experts as two batched matmuls,
-  // and gather back.
-  auto slot = expert.index_select(0, kept_idx) * C + position.index_select(0, kept_idx);  // (K)
-  auto buffer = torch::zeros({X * C, Din}, x.options());
-  buffer = buffer.index_copy(0, slot, x.index_select(0, kept_idx)).view({X, C, Din});
-  auto hidden = torch::relu(torch::bmm(buffer, w1.to(buffer.scalar_type())));    // (X, C, De)
-  auto y = torch::bmm(hidden, w2.to(hidden.scalar_type())).view({X * C, Dout});  // (X*C, Dout)
-  auto y_kept =
-      y.index_select(0, slot) * gate.index_select(0, kept_idx).unsqueeze(-1).to(y.scalar_type());
-  out = out.to(y_kept.scalar_type()).index_copy(0, kept_idx, y_kept);
-  return out.reshape(out_shape);
+  stats_.dropped = r.dropped;
+  return r.y.reshape(out_shape);
 }
 
 }  // namespace mmlab

@@ -34,7 +34,7 @@ struct MoeStats {
   torch::Tensor aux_loss;       // scalar, weighted by alpha, differentiable
   torch::Tensor expert_tokens;  // (X) int64: tokens routed (argmax) to each expert
   int64_t tokens = 0;
-  int64_t dropped = 0;  // tokens over capacity
+  torch::Tensor dropped;  // () int64 on the device: tokens over capacity
 };
 
 class SwitchMoeImpl : public MixerImpl {

@@ -22,6 +22,7 @@
 #include <functional>
 #include <memory>
 #include <stdexcept>
+#include <vector>
 
 #define MMLAB_TORCH_AT_LEAST(major, minor) \
   (TORCH_VERSION_MAJOR > (major) ||        \
@@ -228,6 +229,79 @@ inline void* current_cuda_stream() {
   return nullptr;
 #endif
 }
+
+/// The 2-norm of all of `tensors` together (norm of the per-tensor norms, as torch's
+/// clip_grad_norm_ computes it); fused per dtype and device on 2.x.
+inline torch::Tensor global_norm(const std::vector<torch::Tensor>& tensors) {
+#if MMLAB_TORCH_AT_LEAST(2, 0)
+  return at::linalg_vector_norm(at::stack(at::_foreach_norm(tensors, 2)), 2);
+#else
+  std::vector<torch::Tensor> norms;
+  norms.reserve(tensors.size());
+  for (const auto& t : tensors) norms.push_back(t.norm(2));
+  return torch::stack(norms).norm(2);
+#endif
+}
+
+/// tensors[i] *= factor (a scalar tensor on their device) without reading it; one fused launch
+/// per dtype and device on 2.1+.
+inline void scale_all_(std::vector<torch::Tensor>& tensors, const torch::Tensor& factor) {
+#if MMLAB_TORCH_AT_LEAST(2, 1)
+  at::_foreach_mul_(tensors, factor);
+#else
+  for (auto& t : tensors) t.mul_(factor);
+#endif
+}
+
+/// Whether this LibTorch has the fused multi-tensor AdamW kernel (2.x, CUDA).
+inline bool fused_adamw_available() {
+#if MMLAB_TORCH_AT_LEAST(2, 0) && defined(MMLAB_TORCH_CUDA)
+  return true;
+#else
+  return false;
+#endif
+}
+
+/// One fused AdamW update of every tensor in `params` (decoupled weight decay, no amsgrad);
+/// `steps` are float step counts on the device, incremented by the kernel. Only where
+/// fused_adamw_available().
+inline void fused_adamw_(const std::vector<torch::Tensor>& params,
+                         const std::vector<torch::Tensor>& grads,
+                         const std::vector<torch::Tensor>& exp_avgs,
+                         const std::vector<torch::Tensor>& exp_avg_sqs,
+                         const std::vector<torch::Tensor>& steps, double lr, double beta1,
+                         double beta2, double weight_decay, double eps) {
+#if MMLAB_TORCH_AT_LEAST(2, 0) && defined(MMLAB_TORCH_CUDA)
+  at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, {}, steps, lr, beta1, beta2,
+                    weight_decay, eps, /*amsgrad=*/false, /*maximize=*/false);
+#else
+  (void)params, (void)grads, (void)exp_avgs, (void)exp_avg_sqs, (void)steps, (void)lr;
+  (void)beta1, (void)beta2, (void)weight_decay, (void)eps;
+  throw std::logic_error("fused_adamw_ called on a LibTorch without the fused AdamW kernel");
+#endif
+}
+
+/// While alive, any LibTorch op that waits for the GPU (item(), nonzero(), a copy to the host...)
+/// throws: how a test proves that a path never synchronises. Does nothing on a CPU build.
+class CudaSyncIsError {
+ public:
+#if defined(MMLAB_TORCH_CUDA)
+  CudaSyncIsError() : saved_(c10::cuda::warning_state().get_sync_debug_mode()) {
+    c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_ERROR);
+  }
+  ~CudaSyncIsError() {
+    c10::cuda::warning_state().set_sync_debug_mode(saved_);
+  }
+
+ private:
+  c10::cuda::SyncDebugMode saved_;
+#else
+  CudaSyncIsError() = default;
+#endif
+ public:
+  CudaSyncIsError(const CudaSyncIsError&) = delete;
+  CudaSyncIsError& operator=(const CudaSyncIsError&) = delete;
+};
 
 inline void cuda_reset_peak(int device) {
 #if defined(MMLAB_TORCH_CUDA)

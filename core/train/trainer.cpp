@@ -28,6 +28,8 @@
 #include "core/train/device.h"
 #include "core/train/failure.h"
 #include "core/train/fault_point.h"
+#include "core/train/fused_adamw.h"
+#include "core/train/grad_clip.h"
 #include "core/train/gradient_reducer.h"
 #include "core/train/progress.h"
 #include "core/train/rank_group.h"
@@ -62,14 +64,14 @@ double unigram_entropy(const std::vector<int32_t>& tokens) {
   return h;
 }
 
-// Builds AdamW with weight decay on everything (the paper's code) or, with no_decay_groups, none
+// Builds AdamW (fused on a GPU) with weight decay on everything (the paper's code) or, with no_decay_groups, none
 // on norms, biases, A_log and D.
 std::unique_ptr<torch::optim::AdamW> make_optimizer(LanguageModel& model, const TrainConfig& t) {
   auto opts = torch::optim::AdamWOptions(t.lr)
                   .betas({t.beta1, t.beta2})
                   .eps(t.adam_eps)
                   .weight_decay(t.weight_decay);
-  if (!t.no_decay_groups) return std::make_unique<torch::optim::AdamW>(model->parameters(), opts);
+  if (!t.no_decay_groups) return std::make_unique<FusedAdamW>(model->parameters(), opts);
   std::vector<torch::Tensor> decay, no_decay;
   for (const auto& p : model->named_parameters()) {
     const std::string& n = p.key();
@@ -82,7 +84,7 @@ std::unique_ptr<torch::optim::AdamW> make_optimizer(LanguageModel& model, const 
   auto nd = std::make_unique<torch::optim::AdamWOptions>(opts);
   nd->weight_decay(0.0);
   groups.emplace_back(no_decay, std::move(nd));
-  return std::make_unique<torch::optim::AdamW>(std::move(groups), opts);
+  return std::make_unique<FusedAdamW>(std::move(groups), opts);
 }
 
 // Makes `dir` (and its parents) and proves it can hold a file, so that an unwritable checkpoint
@@ -731,7 +733,7 @@ class TrainingSession {
       optimizer_->zero_grad();
       // Summed on the device and read once per step: a host read per micro-batch and MoE layer
       // would stall the GPU each time.
-      torch::Tensor loss_sum, aux_sum;
+      torch::Tensor loss_sum, aux_sum, dropped_sum;  // dropped_sum: () int64, MoE models only
       int64_t dropped = 0, routed = 0;
       // (X) tokens per expert of this step on this rank, per MoE layer (data parallel only).
       std::vector<torch::Tensor> step_load(world_ > 1 ? moe.size() : 0);
@@ -754,16 +756,20 @@ class TrainingSession {
         aux_sum = aux_sum.defined() ? aux_sum + out.aux_loss.detach() : out.aux_loss.detach();
         for (size_t i = 0; i < moe.size(); ++i) {
           const auto& st = moe[i]->last_stats();
-          dropped += st.dropped;
+          dropped_sum = dropped_sum.defined() ? dropped_sum + st.dropped : st.dropped;
           routed += st.tokens;
           torch::Tensor& load = world_ > 1 ? step_load[i] : expert_load_[i];
           load = load.defined() ? load + st.expert_tokens : st.expert_tokens;
         }
       }
-      double loss = 0, aux = 0, tokens_per_s = 0;
+      const double max_norm =
+          t.grad_clip > 0 ? t.grad_clip : std::numeric_limits<double>::infinity();
+      double loss = 0, aux = 0, tokens_per_s = 0, grad_norm = 0;
       bool stop_now = false;
+      torch::Tensor grad_norm_on_device;
       if (reducer_) {
         reducer_->finish();
+        dropped = dropped_sum.defined() ? dropped_sum.item<int64_t>() : 0;
         const StepTotals totals =
             sum_over_ranks(loss_sum, aux_sum, dropped, routed, step_load, since(step_start));
         loss = totals.loss / (world_ * t.grad_accum);
@@ -772,15 +778,28 @@ class TrainingSession {
         routed = totals.routed;
         tokens_per_s = totals.tokens_per_s;
         stop_now = totals.stop;
+        if (!std::isfinite(loss)) return diverged(step, "The loss became " + std::to_string(loss));
+        grad_norm_on_device = clip_grad_norm_on_device(model_->parameters(), max_norm);
+        optimizer_->step();
+        grad_norm = grad_norm_on_device.item<double>();
       } else {
-        loss = loss_sum.item<double>() / t.grad_accum;
-        aux = aux_sum.item<double>() / t.grad_accum;
+        // Clipping and the update are queued before anything is read, then the step's figures
+        // come back in one read of the device. A non-finite loss is seen after the update, which
+        // is harmless: a diverged run keeps only its last checkpoint, never these weights.
+        grad_norm_on_device = clip_grad_norm_on_device(model_->parameters(), max_norm);
+        optimizer_->step();
+        std::vector<torch::Tensor> figures = {loss_sum.to(torch::kDouble).reshape({1}),
+                                              aux_sum.to(torch::kDouble).reshape({1}),
+                                              grad_norm_on_device.to(torch::kDouble).reshape({1})};
+        if (dropped_sum.defined()) figures.push_back(dropped_sum.to(torch::kDouble).reshape({1}));
+        const torch::Tensor host = torch::cat(figures).to(torch::kCPU);
+        const double* v = host.data_ptr<double>();
+        loss = v[0] / t.grad_accum;
+        aux = v[1] / t.grad_accum;
+        grad_norm = v[2];
+        if (dropped_sum.defined()) dropped = static_cast<int64_t>(v[3]);
+        if (!std::isfinite(loss)) return diverged(step, "The loss became " + std::to_string(loss));
       }
-      if (!std::isfinite(loss)) return diverged(step, "The loss became " + std::to_string(loss));
-      const double max_norm =
-          t.grad_clip > 0 ? t.grad_clip : std::numeric_limits<double>::infinity();
-      const double grad_norm = torch::nn::utils::clip_grad_norm_(model_->parameters(), max_norm);
-      optimizer_->step();
       if (nan_fault_at(step)) {
         torch::NoGradGuard no_grad;
         model_->parameters().front().fill_(NAN);

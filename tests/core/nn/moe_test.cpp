@@ -44,14 +44,14 @@ TEST(SwitchMoe, TokensOverCapacityGetZeroOutputInTokenOrder) {
   auto y = moe(x);  // (1, 8, 8)
   const auto& st = moe->last_stats();
   EXPECT_EQ(st.tokens, 8);
-  EXPECT_EQ(st.dropped, 2);
+  EXPECT_EQ(st.dropped.item<int64_t>(), 2);
   EXPECT_EQ(st.expert_tokens[0].item<int64_t>(), 4);
   EXPECT_EQ(st.expert_tokens[1].item<int64_t>(), 2);
   for (int64_t t : {2, 5}) EXPECT_EQ(y[0][t].abs().sum().item<float>(), 0.0f) << t;
   for (int64_t t : {0, 1, 3, 4, 6, 7}) EXPECT_GT(y[0][t].abs().sum().item<float>(), 0.0f) << t;
   // Without a capacity limit (generation), nothing is dropped.
   moe->route(x, false);
-  EXPECT_EQ(moe->last_stats().dropped, 0);
+  EXPECT_EQ(moe->last_stats().dropped.item<int64_t>(), 0);
 }
 
 TEST(SwitchMoe, OutputIsGateTimesExpert) {

@@ -28,6 +28,9 @@ struct OpCase {
   int64_t V = 0;  // lm_head_loss: B tokens of width Di over V words
   bool z = false, D = false, bias = false, softplus = false, last_state = false, silu = false;
   bool strided = false;  // inputs are channel slices of a (2Di, B*L) projection, as in the model
+  // Run in fp64 on inputs first rounded to `dtype`: the exact result that a bf16 implementation
+  // approximates (see compare()). Only runners that take it read it.
+  bool exact = false;
   std::string name;
 };
 
@@ -363,32 +366,37 @@ Outcome run_lm_head_loss(const OpCase& c, const LmHeadLossRegistry::Fn& fn) {
 Outcome run_mamba_inner(const OpCase& c, const MambaInnerRegistry::Fn& fn) {
   torch::manual_seed(31337);
   const auto d = c.device;
-  const auto act = fp32_on(d).dtype(c.dtype);
+  // Drawn in fp32 whatever the case, so the exact run sees the same (rounded) values.
+  auto activation = [&](at::IntArrayRef sizes) {
+    auto t = torch::randn(sizes, fp32_on(d)).to(c.dtype);
+    return c.exact ? t.to(torch::kDouble) : t;
+  };
+  auto weight = [&](const torch::Tensor& t) { return c.exact ? t.to(torch::kDouble) : t; };
   Leaves leaves;
   MambaInnerArgs a;
   if (c.strided) {
-    auto rows = leaves.add("x|z", torch::randn({2 * c.Di, c.B * c.L}, act));
+    auto rows = leaves.add("x|z", activation({2 * c.Di, c.B * c.L}));
     std::tie(a.x, a.z) = channel_slices(rows, c.B);
   } else {
-    a.x = leaves.add("x", torch::randn({c.B, c.Di, c.L}, act));
-    a.z = leaves.add("z", torch::randn({c.B, c.Di, c.L}, act));
+    a.x = leaves.add("x", activation({c.B, c.Di, c.L}));
+    a.z = leaves.add("z", activation({c.B, c.Di, c.L}));
   }
   const double in_scale = 1.0 / std::sqrt(static_cast<double>(c.Di));
-  a.conv_weight = leaves.add("conv_weight", torch::randn({c.Di, c.K}, fp32_on(d)) * 0.5);
-  a.conv_bias = leaves.add("conv_bias", torch::randn({c.Di}, fp32_on(d)) * 0.5);
-  a.x_proj_weight =
-      leaves.add("x_proj_weight", torch::randn({c.R + 2 * c.N, c.Di}, fp32_on(d)) * in_scale);
-  a.dt_proj_weight = leaves.add("dt_proj_weight", torch::randn({c.Di, c.R}, fp32_on(d)) /
-                                                      std::sqrt(static_cast<double>(c.R)));
-  a.dt_proj_bias = leaves.add("dt_proj_bias", torch::randn({c.Di}, fp32_on(d)) * 0.5 - 3.0);
-  a.A = leaves.add("A", -torch::exp(torch::randn({c.Di, c.N}, fp32_on(d)) * 0.5));
-  a.D = leaves.add("D", torch::randn({c.Di}, fp32_on(d)));
-  a.compute_dtype = c.dtype;
+  a.conv_weight = leaves.add("conv_weight", weight(torch::randn({c.Di, c.K}, fp32_on(d)) * 0.5));
+  a.conv_bias = leaves.add("conv_bias", weight(torch::randn({c.Di}, fp32_on(d)) * 0.5));
+  a.x_proj_weight = leaves.add("x_proj_weight",
+                               weight(torch::randn({c.R + 2 * c.N, c.Di}, fp32_on(d)) * in_scale));
+  a.dt_proj_weight = leaves.add("dt_proj_weight", weight(torch::randn({c.Di, c.R}, fp32_on(d)) /
+                                                         std::sqrt(static_cast<double>(c.R))));
+  a.dt_proj_bias = leaves.add("dt_proj_bias", weight(torch::randn({c.Di}, fp32_on(d)) * 0.5 - 3.0));
+  a.A = leaves.add("A", weight(-torch::exp(torch::randn({c.Di, c.N}, fp32_on(d)) * 0.5)));
+  a.D = leaves.add("D", weight(torch::randn({c.Di}, fp32_on(d))));
+  a.compute_dtype = c.exact ? torch::kDouble : c.dtype;
   a.needs_grad = true;
   auto y = fn(a);
   torch::manual_seed(97);
-  auto w = torch::randn(y.sizes(), fp32_on(d));
-  (y.to(torch::kFloat) * w).sum().backward();
+  auto w = weight(torch::randn(y.sizes(), fp32_on(d)));
+  (y.to(w.scalar_type()) * w).sum().backward();
   Outcome out;
   out.names.push_back("y");
   out.values.push_back(y.detach());
@@ -405,8 +413,13 @@ struct Refused {
 };
 
 // Runs the case with `impl` and with the reference (on the same inputs) and compares every value.
+// With `exact_runs` (the runner reads OpCase::exact) a bf16 case is instead held to the exact
+// result: each value within the table's tolerance of it, or no further from it than twice the
+// reference's own bf16 error. bf16 rounds the intermediates each implementation keeps in its own
+// places (the kernel keeps delta and the scan's gradients in the input dtype, the reference rounds
+// after each LibTorch op), so two correct implementations can differ by more than either errs.
 template <class Registry, class Runner>
-void compare(const OpCase& c, const Registry& registry, Runner run) {
+void compare(const OpCase& c, const Registry& registry, Runner run, bool exact_runs = false) {
   const auto impl = registry.find(c.impl);
   ASSERT_TRUE(impl.has_value()) << c.impl << " vanished from " << c.op;
   Outcome got;
@@ -424,10 +437,28 @@ void compare(const OpCase& c, const Registry& registry, Runner run) {
   Outcome ref = run(c, registry.find("reference")->fn);
   ASSERT_EQ(got.values.size(), ref.values.size());
   const test::Tolerance tol = test::tolerance_for(c.dtype);
+  const bool against_exact = exact_runs && c.dtype == torch::kBFloat16;
+  Outcome exact;
+  if (against_exact) {
+    OpCase e = c;
+    e.exact = true;
+    exact = run(e, registry.find("reference")->fn);
+    ASSERT_EQ(exact.values.size(), ref.values.size());
+  }
   for (size_t i = 0; i < ref.values.size(); ++i) {
     const bool grad = ref.names[i].rfind("grad ", 0) == 0;
-    EXPECT_TRUE(test::close(got.values[i], ref.values[i], grad ? tol.grad : tol.out))
-        << ref.names[i] << ": " << test::difference(got.values[i], ref.values[i]);
+    const double t = grad ? tol.grad : tol.out;
+    if (!against_exact) {
+      EXPECT_TRUE(test::close(got.values[i], ref.values[i], t))
+          << ref.names[i] << ": " << test::difference(got.values[i], ref.values[i]);
+      continue;
+    }
+    const torch::Tensor& truth = exact.values[i];
+    const double allowed =
+        std::max(t * test::scale_of(truth), 2.0 * test::max_error(ref.values[i], truth));
+    EXPECT_LE(test::max_error(got.values[i], truth), allowed)
+        << ref.names[i] << ": " << c.impl << " " << test::difference(got.values[i], truth)
+        << "; reference " << test::difference(ref.values[i], truth) << " (both against fp64)";
   }
 }
 
@@ -447,7 +478,7 @@ TEST_P(OpHarness, MatchesReferenceOnOutputsAndGradients) {
     OpsChoice reference;
     reference.all = "reference";
     ScopedOpsChoice scope(reference);
-    compare(c, mamba_inner_registry(), run_mamba_inner);
+    compare(c, mamba_inner_registry(), run_mamba_inner, /*exact_runs=*/true);
   }
 }
 

@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include <limits>
 #include <sstream>
 #include <string>
 
@@ -30,6 +31,16 @@ inline Tolerance tolerance_for(torch::ScalarType dtype) {
 
 inline double scale_of(const torch::Tensor& want) {
   return std::max(1.0, want.abs().max().item<double>());
+}
+
+/// max |got - want|; infinity when either is undefined, the shapes differ or got is not finite.
+inline double max_error(const torch::Tensor& got, const torch::Tensor& want) {
+  if (!got.defined() || !want.defined() || got.sizes() != want.sizes()) {
+    return std::numeric_limits<double>::infinity();
+  }
+  auto g = got.to(torch::kCPU, torch::kDouble), w = want.to(torch::kCPU, torch::kDouble);
+  if (!torch::isfinite(g).all().item<bool>()) return std::numeric_limits<double>::infinity();
+  return (g - w).abs().max().item<double>();
 }
 
 /// Both defined, same shape, and within `tol` of each other (see Tolerance).
