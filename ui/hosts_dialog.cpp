@@ -153,6 +153,9 @@ void HostsDialog::add_from_form() {
   auto* account = new QLineEdit(&form);
   auto* gpus = new QSpinBox(&form);
   gpus->setRange(0, 64);
+  auto* tasks = new QSpinBox(&form);
+  tasks->setRange(0, 1024);
+  tasks->setToolTip(tr("CPU ranks per run when GPUs per run is 0 (data parallel over Gloo)"));
   auto* time_limit = new QLineEdit(&form);
   time_limit->setPlaceholderText(QStringLiteral("HH:MM:SS"));
   auto* sbatch = new QPlainTextEdit(&form);
@@ -165,6 +168,7 @@ void HostsDialog::add_from_form() {
   layout->addRow(tr("Slurm partition"), partition);
   layout->addRow(tr("Slurm account"), account);
   layout->addRow(tr("GPUs per run"), gpus);
+  layout->addRow(tr("CPU ranks per run"), tasks);
   layout->addRow(tr("Time limit"), time_limit);
   layout->addRow(tr("#SBATCH lines"), sbatch);
   auto* buttons = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Cancel, &form);
@@ -182,6 +186,7 @@ void HostsDialog::add_from_form() {
       h.partition = partition->text().trimmed().toStdString();
       h.account = account->text().trimmed().toStdString();
       h.gpus = gpus->value();
+      h.tasks = tasks->value();
       h.time_limit = time_limit->text().trimmed().toStdString();
       for (const QString& l : sbatch->toPlainText().split(QLatin1Char('\n'), Qt::SkipEmptyParts))
         h.sbatch_lines.push_back(l.trimmed().toStdString());

@@ -505,6 +505,12 @@ int MainWindow::launch_experiment(const json& doc, QString* error, const QString
       enqueue_remote_resume(target, q.run_id, name, QString::fromStdString(q.uuid));
     } else if (q.action == queue::RunAction::kStart) {
       manager_->enqueue_train(file, name, session_.path(), device, q.run_id, ranks);
+    } else if (q.action == queue::RunAction::kResume) {
+      // A run of the experiment that trained on a host continues there.
+      const store::RunRow* row = session_.run(q.run_id);
+      if (row && model_->unreachable(*row)) continue;  // nothing to do until its host is back
+      if (!row || !resume_on_its_host(*row))
+        manager_->enqueue_resume(q.run_id, name, session_.path(), device, ranks);
     } else {
       manager_->enqueue_resume(q.run_id, name, session_.path(), device, ranks);
     }
@@ -552,23 +558,14 @@ QString MainWindow::save_experiment_file(const json& doc, const QString& name, Q
 
 void MainWindow::enqueue_remote_launch(const QString& host, const QString& file, int64_t run_id,
                                        const QString& name, const QString& uuid) {
-  // The child is `mmlab remote … --follow`: it starts the trainer on the host with the queued
-  // row's uuid (so the synced rows land on that row), prints its event stream like a local
-  // trainer, turns our SIGTERM into a remote stop and syncs the run into this database. One
-  // queue per host.
-  manager_->enqueue(name, QStringLiteral("host:") + host,
-                    {QStringLiteral("remote"), QStringLiteral("--db"), session_.path(),
-                     QStringLiteral("launch"), host, file, QStringLiteral("--run"), name,
-                     QStringLiteral("--uuid"), uuid, QStringLiteral("--follow")},
-                    session_.path(), run_id);
+  use_host_queue(host);
+  manager_->enqueue_remote_launch(host, file, name, session_.path(), run_id, uuid);
 }
 
 void MainWindow::enqueue_remote_resume(const QString& host, int64_t run_id, const QString& name,
                                        const QString& uuid) {
-  manager_->enqueue(name, QStringLiteral("host:") + host,
-                    {QStringLiteral("remote"), QStringLiteral("--db"), session_.path(),
-                     QStringLiteral("resume"), uuid, QStringLiteral("--follow")},
-                    session_.path(), run_id);
+  use_host_queue(host);
+  manager_->enqueue_remote_resume(host, uuid, name, session_.path(), run_id);
 }
 
 void MainWindow::restore_queue() {
@@ -731,6 +728,18 @@ void MainWindow::stop_selected() {
   }
 }
 
+void MainWindow::use_host_queue(const QString& host) {
+  // An SSH host trains one run at a time; a Slurm cluster takes every job at once and queues
+  // them itself.
+  try {
+    const auto hosts = remote::HostList::load(remote::default_hosts_path());
+    if (hosts.get(host.toStdString()).kind == remote::HostKind::kSlurm)
+      manager_->set_concurrent(RunManager::host_queue(host));
+  } catch (const std::exception&) {
+    // An unknown host or a damaged hosts file: its job says so when it starts.
+  }
+}
+
 QString MainWindow::remote_host_of(const store::RunRow& run) const {
   try {
     auto book = remote::LaunchBook::load(session_.path().toStdString());
@@ -741,18 +750,28 @@ QString MainWindow::remote_host_of(const store::RunRow& run) const {
   return {};
 }
 
+bool MainWindow::resume_on_its_host(const store::RunRow& r) {
+  const QString host = remote_host_of(r);
+  if (host.isEmpty()) return false;
+  if (model_->unreachable(r)) {
+    // It may still be training there; what it is becomes known when its host answers again.
+    statusBar()->showMessage(
+        tr("%1: its host cannot be reached now; resume it once it is back.").arg(run_label(r)),
+        8000);
+    return true;
+  }
+  // A run that trained on a host resumes there, followed as it was launched.
+  enqueue_remote_resume(host, r.id, QString::fromStdString(r.name), QString::fromStdString(r.uuid));
+  return true;
+}
+
 void MainWindow::resume_selected() {
   for (int64_t id : selected_runs()) {
     const store::RunRow* r = session_.run(id);
     if (!r || r->status == store::RunStatus::kFinished ||
         r->effective_status == store::RunStatus::kRunning)
       continue;
-    if (const QString host = remote_host_of(*r); !host.isEmpty()) {
-      // A run that trained on a host resumes there, followed as it was launched.
-      enqueue_remote_resume(host, id, QString::fromStdString(r->name),
-                            QString::fromStdString(r->uuid));
-      continue;
-    }
+    if (resume_on_its_host(*r)) continue;
     QString device = QStringLiteral("cpu");
     try {
       device = QString::fromStdString(
@@ -858,9 +877,11 @@ void MainWindow::update_heatmap() {
 
 void MainWindow::on_job_changed(int key) {
   const RunJob* j = manager_->job(key);
-  // Stopped before it ever started (the user took it off the queue): its row stops being
-  // queued too, or the next start of the studio would queue it again.
-  if (j && j->state == RunState::kStopped && j->attempts == 0 && j->run_id >= 0)
+  // Stopped before it ever started (the user took it off the queue; tries that found its host
+  // unreachable started nothing): its row stops being queued too, or the next start of the
+  // studio would queue it again.
+  if (j && j->state == RunState::kStopped && (j->attempts == 0 || j->host_waits > 0) &&
+      j->run_id >= 0)
     session_.cancel_queued_run(j->run_id, tr("Taken off the queue before it started."));
   // A launch that failed before its trainer took the run (no trainer binary, a usage error):
   // the run keeps its row, failed with the sentence, instead of waiting queued without a word.
@@ -868,6 +889,9 @@ void MainWindow::on_job_changed(int key) {
   if (j && j->state == RunState::kFailed && j->run_id >= 0 && !j->message.isEmpty())
     session_.cancel_queued_run(j->run_id, j->message, store::RunStatus::kFailed);
   if (j && j->run_id >= 0 && !session_.run(j->run_id)) session_.refresh();  // a new run row
+  // A host queue that waits for its host shows its queued rows unreachable, and not after.
+  if (j && remote_watch_ && RunManager::is_host_queue(j->device))
+    remote_watch_->apply_unreachable();
   if (j && is_done(j->state)) {
     session_.refresh();
     if (j->state == RunState::kFailed)
@@ -884,16 +908,21 @@ void MainWindow::on_events(int, const std::vector<ProgressEvent>& events) {
 void MainWindow::update_status() {
   status_db_->setText(session_.is_open() ? tr("Database: %1").arg(session_.path())
                                          : tr("No database open"));
-  int running = 0, lost = 0;
+  int running = 0, lost = 0, away = 0;
   for (const store::RunRow& r : session_.runs()) {
+    if (model_->unreachable(r)) {
+      ++away;  // its host is away: neither running as far as we can see, nor lost
+      continue;
+    }
     running += r.effective_status == store::RunStatus::kRunning;
     lost += r.effective_status == store::RunStatus::kLost;
   }
   status_runs_->setText(
-      tr("%1 runs · %2 running · %3 lost · %4 queued here")
+      tr("%1 runs · %2 running · %3 lost%4 · %5 queued here")
           .arg(session_.runs().size())
           .arg(running)
           .arg(lost)
+          .arg(away ? tr(" · %1 unreachable").arg(away) : QString())
           .arg(std::count_if(manager_->jobs().begin(), manager_->jobs().end(),
                              [](const RunJob& j) { return j.state == RunState::kQueued; })));
   const QStringList& gpus = gpus_->devices();

@@ -130,6 +130,11 @@ class MainWindow : public QMainWindow {
   void resume_selected();
   /// The host a run was launched on (Settings ▸ Hosts name), or empty for a local run.
   QString remote_host_of(const store::RunRow& run) const;
+  /// Queues the resume of `run` on the host it was launched on (nothing while that host is
+  /// unreachable); false for a local run.
+  bool resume_on_its_host(const store::RunRow& run);
+  /// Prepares the run manager's queue of `host` (concurrent for a Slurm cluster).
+  void use_host_queue(const QString& host);
   void show_message(const QString& title, const QString& text, bool error = true);
   void restore_settings();
   void remember_database(const QString& path);

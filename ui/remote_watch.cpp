@@ -16,12 +16,16 @@ namespace {
 
 // The launches of the session's database; an unreadable list is no launches (`mmlab remote`
 // names the damaged file when asked).
-std::vector<remote::Launch> launches_of(const ResultsSession& session) {
+remote::LaunchBook book_of(const ResultsSession& session) {
   try {
-    return remote::LaunchBook::load(session.path().toStdString()).launches();
+    return remote::LaunchBook::load(session.path().toStdString());
   } catch (const std::exception&) {
     return {};
   }
+}
+
+std::vector<remote::Launch> launches_of(const ResultsSession& session) {
+  return book_of(session).launches();
 }
 
 }  // namespace
@@ -36,18 +40,23 @@ RemoteWatch::RemoteWatch(const ResultsSession& session, const RunManager& manage
 }
 
 void RemoteWatch::update_unreachable() {
-  std::map<std::string, int64_t> by_uuid;
-  for (const store::RunRow& r : session_.runs()) by_uuid[r.uuid] = r.id;
+  book_unreachable_ = book_of(session_).unreachable_runs();
+  apply_unreachable();
+}
+
+void RemoteWatch::apply_unreachable() {
   std::map<int64_t, QString> away;
-  for (const remote::Launch& l : launches_of(session_)) {
-    const auto it = by_uuid.find(l.uuid);
-    if (it == by_uuid.end()) continue;
-    // The newest start of a run decides (a later one that got through clears it).
-    if (l.reachable)
-      away.erase(it->second);
-    else
-      away[it->second] = QString::fromStdString(l.message);
-  }
+  for (const store::RunRow& r : session_.runs())
+    if (const auto it = book_unreachable_.find(r.uuid); it != book_unreachable_.end())
+      away[r.id] = QString::fromStdString(it->second);
+  // A host queue waiting for its host: every run queued there waits for the same answer.
+  std::map<QString, QString> waiting;  // host queue → why
+  for (const RunJob& j : manager_.jobs())
+    if (j.state == RunState::kQueued && j.host_waits > 0 && RunManager::is_host_queue(j.device))
+      waiting.emplace(j.device, j.message);
+  for (const RunJob& j : manager_.jobs())
+    if (j.state == RunState::kQueued && j.run_id >= 0)
+      if (const auto it = waiting.find(j.device); it != waiting.end()) away[j.run_id] = it->second;
   model_.set_unreachable(std::move(away));
 }
 
@@ -55,7 +64,7 @@ QStringList RemoteWatch::tags_to_sync() const {
   std::set<int64_t> followed;
   std::set<QString> busy_hosts;
   for (const RunJob& j : manager_.jobs()) {
-    if (!is_active(j.state) || !j.device.startsWith(QLatin1String("host:"))) continue;
+    if (!is_active(j.state) || !RunManager::is_host_queue(j.device)) continue;
     followed.insert(j.run_id);
     busy_hosts.insert(j.device.mid(5));
   }

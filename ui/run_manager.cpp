@@ -4,10 +4,14 @@
 #include <signal.h>
 
 #include <QCoreApplication>
+#include <QDateTime>
 #include <QDir>
 #include <QFileInfo>
 #include <QTimer>
 #include <algorithm>
+#include <set>
+
+#include "core/util/error.h"
 
 namespace mmlab::ui {
 
@@ -124,6 +128,26 @@ int RunManager::enqueue_resume(int64_t run_id, const QString& name, const QStrin
                  db, run_id, ranks);
 }
 
+int RunManager::enqueue_remote_launch(const QString& host, const QString& experiment_path,
+                                      const QString& run_name, const QString& db, int64_t run_id,
+                                      const QString& uuid) {
+  return enqueue(run_name, host_queue(host),
+                 {QStringLiteral("remote"), QStringLiteral("--db"), db, QStringLiteral("launch"),
+                  host, experiment_path, QStringLiteral("--run"), run_name,
+                  QStringLiteral("--uuid"), uuid, QStringLiteral("--follow")},
+                 db, run_id);
+}
+
+int RunManager::enqueue_remote_resume(const QString& host, const QString& run, const QString& name,
+                                      const QString& db, int64_t run_id) {
+  return enqueue(name, host_queue(host), remote_resume_arguments(db, run), db, run_id);
+}
+
+QStringList RunManager::remote_resume_arguments(const QString& db, const QString& run) {
+  return {QStringLiteral("remote"),  QStringLiteral("--db"), db, QStringLiteral("resume"), run,
+          QStringLiteral("--follow")};
+}
+
 QStringList RunManager::child_arguments(const RunJob& job) {
   if (job.ranks <= 1) return job.args;
   return QStringList{QStringLiteral("launch"), QStringLiteral("--nproc"),
@@ -168,9 +192,16 @@ void RunManager::schedule() {
   std::map<QString, int> busy;
   for (const RunJob& j : jobs_)
     if (is_active(j.state)) ++busy[j.device];
+  // A held host (it could not be reached) starts nothing until its hold is over.
+  const qint64 now = QDateTime::currentMSecsSinceEpoch();
+  std::set<QString> held;
+  for (const auto& [device, until] : held_until_)
+    if (until > now) held.insert(device);
   std::vector<int> to_start;
   for (const RunJob& j : jobs_) {
-    if (j.state == RunState::kQueued && busy[j.device] < max_per_device_) {
+    // A concurrent queue (a Slurm cluster, which queues its jobs itself) has no limit.
+    const bool room = concurrent_.contains(j.device) || busy[j.device] < max_per_device_;
+    if (j.state == RunState::kQueued && !held.count(j.device) && room) {
       ++busy[j.device];
       to_start.push_back(j.key);
     }
@@ -274,6 +305,14 @@ void RunManager::on_finished(int key, int exit_code, QProcess::ExitStatus status
   }
   const bool crashed = status == QProcess::CrashExit;
   job->exit_code = crashed ? -1 : exit_code;
+  if (!crashed && exit_code == kExitHostUnreachable && !job->stop_requested &&
+      is_host_queue(job->device)) {
+    p->deleteLater();
+    children_.erase(it);
+    wait_for_host(*job);
+    return;
+  }
+  job->host_waits = 0;
   const RunState state = final_state(exit_code, crashed, job->stop_requested, job->last_status);
   if (crashed && job->stop_requested) {
     job->message = tr("Killed: it did not stop within %1 s of SIGTERM; resume continues from the "
@@ -303,6 +342,36 @@ void RunManager::on_error(int key, QProcess::ProcessError error) {
   it->second->process->deleteLater();
   children_.erase(it);
   finish_job(*job, RunState::kFailed);
+}
+
+void RunManager::schedule_when_released(const QString& device) {
+  const qint64 left = held_until_[device] - QDateTime::currentMSecsSinceEpoch();
+  if (left <= 0) {
+    schedule();
+    return;
+  }
+  // A timer may fire a little early (coarse timers by up to 5%): it looks again until the hold
+  // is over, so a held queue is never left waiting for a timer that will not come.
+  QTimer::singleShot(int(left), Qt::PreciseTimer, this,
+                     [this, device] { schedule_when_released(device); });
+}
+
+void RunManager::wait_for_host(RunJob& job) {
+  const int key = job.key;
+  const qint64 delay =
+      std::min<qint64>(qint64(host_retry_ms_) << std::min(job.host_waits, 16), 300000);
+  ++job.host_waits;
+  QStringList lines = job.stderr_tail.split(QLatin1Char('\n'), Qt::SkipEmptyParts);
+  QString why = lines.isEmpty() ? tr("The host could not be reached.") : lines.last().trimmed();
+  if (why.startsWith(QLatin1String("mmlab: "))) why = why.mid(7);
+  job.message = tr("%1 Trying again in %2 s.").arg(why).arg(delay / 1000.0);
+  job.state = RunState::kQueued;
+  job.pid = 0;
+  job.note.clear();
+  held_until_[job.device] = QDateTime::currentMSecsSinceEpoch() + delay;
+  schedule_when_released(job.device);
+  Q_EMIT jobChanged(key);
+  schedule();
 }
 
 void RunManager::finish_job(RunJob& job, RunState state) {
@@ -369,6 +438,12 @@ bool RunManager::resume(int key) {
   RunJob* job = find(key);
   if (!job || !is_done(job->state) || job->run_id < 0 || job->state == RunState::kFinished)
     return false;
+  if (is_host_queue(job->device)) {
+    // On the host it trained on, followed as it was launched (`mmlab remote resume` takes the
+    // run's id here).
+    job->args = remote_resume_arguments(job->db, QString::number(job->run_id));
+    return retry(key);
+  }
   job->args = {QStringLiteral("train"),
                QStringLiteral("--resume"),
                QString::number(job->run_id),

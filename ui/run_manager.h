@@ -9,6 +9,10 @@
 //
 // Stop is graceful: SIGTERM (the trainer finishes the step, checkpoints, exits 0 as `stopped`),
 // then SIGKILL when it has not exited after stop_timeout.
+//
+// Remote jobs (queue "host:NAME") are `mmlab remote … --follow` children. One whose host could
+// not be reached before anything started there (exit kExitHostUnreachable) is queued again and
+// its host's queue waits, longer after each such try (host_retry_delay, doubling to 5 min).
 #pragma once
 
 #include <QElapsedTimer>
@@ -73,6 +77,7 @@ struct RunJob {
   int exit_code = -1;
   bool stop_requested = false;
   int attempts = 0;
+  int host_waits = 0;  ///< tries in a row that found its host unreachable
   qint64 pid = 0;
   int64_t malformed_lines = 0;
 
@@ -102,6 +107,15 @@ class RunManager : public QObject {
   /// How many jobs of one device queue run at once (at least 1); raising it starts queued jobs.
   void set_max_per_device(int n);
   int max_per_device() const { return max_per_device_; }
+  /// Milliseconds a remote host's queue waits after its host could not be reached (first time).
+  void set_host_retry_delay(int ms) { host_retry_ms_ = ms; }
+  /// Every queued job of `device` starts at once (a Slurm cluster queues them itself).
+  void set_concurrent(const QString& device) { concurrent_ << device_queue(device); }
+  /// The device queue of a remote host: "host:NAME".
+  static QString host_queue(const QString& host) { return QStringLiteral("host:") + host; }
+  static bool is_host_queue(const QString& device) {
+    return device.startsWith(QLatin1String("host:"));
+  }
 
   /// Queues `mmlab train EXPERIMENT --run NAME --db DB --progress=jsonl` on `device`; `run_id`:
   /// the run's queued row, when the launch wrote one.
@@ -110,6 +124,17 @@ class RunManager : public QObject {
   /// Queues `mmlab train --resume RUN_ID --db DB --progress=jsonl`.
   int enqueue_resume(int64_t run_id, const QString& name, const QString& db, const QString& device,
                      int ranks = 1);
+  /// Queues `mmlab remote --db DB launch HOST EXPERIMENT --run NAME --uuid UUID --follow` on
+  /// the host's queue: the host's trainer takes the run's row queued here (`run_id`, `uuid`), so
+  /// the synced rows land on it; the child streams the host's events like a local trainer and
+  /// turns our SIGTERM into a stop on the host.
+  int enqueue_remote_launch(const QString& host, const QString& experiment_path,
+                            const QString& run_name, const QString& db, int64_t run_id,
+                            const QString& uuid);
+  /// Queues `mmlab remote --db DB resume RUN --follow` on the host's queue (RUN: the run's uuid,
+  /// or its id in DB).
+  int enqueue_remote_resume(const QString& host, const QString& run, const QString& name,
+                            const QString& db, int64_t run_id);
   /// The child's arguments: `job.args`, through `mmlab launch --nproc N --` when it has ranks.
   static QStringList child_arguments(const RunJob& job);
   /// Queues an arbitrary argument list (tests, future commands); `run_id`: the run's row.
@@ -146,6 +171,7 @@ class RunManager : public QObject {
 
  private:
   RunJob* find(int key);
+  static QStringList remote_resume_arguments(const QString& db, const QString& run);
   void schedule();
   void launch(RunJob& job);
   void on_stdout(int key);
@@ -155,8 +181,16 @@ class RunManager : public QObject {
   void apply(RunJob& job, const std::vector<ProgressEvent>& events);
   void finish_job(RunJob& job, RunState state);
 
+  /// Puts a job whose host was unreachable back in the queue, its host's queue held a while.
+  void wait_for_host(RunJob& job);
+  /// Runs schedule() once the hold on `device` (held_until_) is over.
+  void schedule_when_released(const QString& device);
+
   QString program_;
   int stop_timeout_ms_ = 30000;
+  int host_retry_ms_ = 5000;
+  QStringList concurrent_;
+  std::map<QString, qint64> held_until_;  ///< device → ms since the epoch (hosts that were away)
   bool paused_ = false;
   int max_per_device_ = 1;
   int next_key_ = 1;

@@ -49,6 +49,8 @@ class RunTableModel : public QAbstractTableModel {
   /// Runs whose host could not be reached at the last contact (run id → the sentence why): shown
   /// as `unreachable`, not `lost`, while they are not known to have ended.
   void set_unreachable(std::map<int64_t, QString> runs);
+  /// `r` is shown `unreachable` (its host is away and it is not known to have ended).
+  bool unreachable(const store::RunRow& r) const;
 
   int rowCount(const QModelIndex& parent = {}) const override;
   int columnCount(const QModelIndex& parent = {}) const override;
@@ -65,7 +67,6 @@ class RunTableModel : public QAbstractTableModel {
  private:
   std::vector<store::RunRow> rows_;
   std::map<int64_t, QString> unreachable_;
-  bool unreachable(const store::RunRow& r) const;
 };
 
 class RunFilterProxy : public QSortFilterProxyModel {

@@ -51,7 +51,7 @@ int list_hosts(const HostsArgs& a) {
     if (h.kind != HostKind::kLocal) std::cout << "  mmlab=" << h.mmlab << "  dir=" << h.dir;
     if (h.kind == HostKind::kSlurm) {
       std::cout << "  partition=" << h.partition << "  account=" << h.account << "  gpus=" << h.gpus
-                << "  time=" << h.time_limit;
+                << "  tasks=" << h.tasks << "  time=" << h.time_limit;
     }
     std::cout << "\n";
   }
@@ -129,7 +129,11 @@ void add_hosts_command(CLI::App& app, Context& ctx) {
   add->add_option("--ssh-option", args->host.ssh_options, "An ssh -o Key=Value (repeatable)");
   add->add_option("--partition", args->host.partition, "Slurm partition");
   add->add_option("--account", args->host.account, "Slurm account");
-  add->add_option("--gpus", args->host.gpus, "Slurm: GPUs per run")->check(CLI::NonNegativeNumber);
+  add->add_option("--gpus", args->host.gpus, "Slurm: GPUs per run (one rank per GPU)")
+      ->check(CLI::NonNegativeNumber);
+  add->add_option("--tasks", args->host.tasks,
+                  "Slurm: CPU ranks per run when --gpus is 0 (data parallel over Gloo)")
+      ->check(CLI::NonNegativeNumber);
   add->add_option("--time-limit", args->host.time_limit, "Slurm: time limit per run (HH:MM:SS)");
   add->add_option("--sbatch", args->host.sbatch_lines,
                   "Slurm: an extra #SBATCH line, e.g. \"--mem=32G\" (repeatable)");

@@ -17,6 +17,7 @@
 #include "core/remote/slurm_runs.h"
 #include "core/remote/ssh.h"
 #include "core/remote/ssh_runs.h"
+#include "core/results/progress_event.h"
 #include "core/store/store.h"
 #include "core/train/trainer.h"
 #include "core/util/error.h"
@@ -53,7 +54,8 @@ Launch& find_launch(LaunchBook& book, const std::string& key, const Context& ctx
 
 void require_ok(const Host& host) {
   const remote::HostCheck check = remote::check_host(host);
-  if (!check.ok) throw UserError(check.problem, "");
+  if (!check.ok)
+    throw UserError(check.problem, "", check.unreachable ? kExitHostUnreachable : kExitBadInput);
 }
 
 // The exit code `mmlab train` would have given for a final status.
@@ -74,6 +76,56 @@ void sync_while_following(const Host& host, Launch& launch, store::ResultsStore&
     last_error = e.what();
   }
   book.save();
+}
+
+// Sleeps about `seconds`, waking early for a new stop request; once a stop was asked for (and
+// is being acted on), a steady second.
+void pause_unless_stopped(double seconds) {
+  if (stop_requested()) {
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    return;
+  }
+  for (int i = 0; i < static_cast<int>(seconds * 10) && !stop_requested(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+// A Slurm job waits in the cluster's queue for as long as the cluster decides (no deadline here:
+// a PENDING job is not lost, and only the user or Slurm ends it). While it waits, the stream says
+// so once per change of its reason, as a `log` event (the studio shows it as the job's note).
+// Returns when the job has left PENDING, or when `forward_stop` has cancelled it.
+void wait_while_pending(const Host& host, Launch& launch, const RemoteArgs& a,
+                        const std::function<void()>& forward_stop) {
+  std::string said;
+  double pause = 1;
+  for (;;) {
+    forward_stop();
+    std::string state, reason;
+    try {
+      state = remote::slurm_job_state(host, launch, &reason);
+    } catch (const UserError& e) {
+      // The login host is away: the job is where it was; ask again.
+      if (said != e.what()) std::cerr << "mmlab: " << e.what() << "\n";
+      said = e.what();
+      pause_unless_stopped(pause);
+      pause = std::min(pause * 2, 30.0);
+      continue;
+    }
+    if (state != "PENDING") return;
+    const std::string text = "Slurm job " + std::to_string(launch.job_id) + " is PENDING on " +
+                             host.name + (reason.empty() ? "" : " (" + reason + ")");
+    if (text != said && a.progress == "jsonl") {
+      ProgressEvent e;
+      e.kind = EventKind::kLog;
+      e.run_id = 0;  // the run has no row before its trainer starts
+      e.level = "info";
+      e.message = text;
+      std::cout << to_line(e) << "\n" << std::flush;
+    }
+    said = text;
+    pause_unless_stopped(pause);
+    pause = std::min(pause * 2, 10.0);
+  }
 }
 
 // Streams the launch's events from `offset` until the trainer has ended, re-attaching when the
@@ -106,6 +158,9 @@ int follow(const RemoteArgs& a, const Context& ctx, const std::string& key, int6
       stop_sent = false;  // tried again on the next signal or line
     }
   };
+  if (host.kind == remote::HostKind::kSlurm && offset == 0) {
+    wait_while_pending(host, launch, a, forward_stop);
+  }
   for (;;) {
     remote::LineProcess tail(remote::follow_argv(host, launch, offset));
     std::string line;
@@ -154,6 +209,32 @@ int follow(const RemoteArgs& a, const Context& ctx, const std::string& key, int6
     std::this_thread::sleep_for(std::chrono::seconds(2));
   }
   if (!launch.reachable) throw UserError(launch.message, "");
+  if (final_status.empty() && stop_sent && offset == 0) {
+    // Stopped before its trainer started (a Slurm job cancelled while PENDING): nothing ran.
+    // A row queued here for it (--uuid) ends stopped, or the next studio would queue it again.
+    const std::string why = launch.tag + " on " + host.name +
+                            " was cancelled before its trainer started; nothing was trained.";
+    std::cerr << "mmlab: " << why << "\n";
+    if (local_id != 0) local.cancel_queued_run(local_id, why, store::RunStatus::kStopped);
+    launch.ended = true;
+    book.save();
+    return kExitOk;
+  }
+  if (final_status.empty() && host.kind == remote::HostKind::kSlurm) {
+    // Where Slurm ended the job without the trainer's last word (TIMEOUT, NODE_FAIL,
+    // OUT_OF_MEMORY, CANCELLED by an administrator), sacct says so.
+    std::string state;
+    try {
+      state = remote::slurm_job_state(host, launch);
+    } catch (const UserError&) {
+    }
+    std::cerr << "mmlab: Slurm job " << launch.job_id << " of " << launch.tag << " on " << host.name
+              << " ended " << (state.empty() ? "(state unknown)" : state)
+              << " without a final status from its trainer; see "
+              << (host.dir + "/launches/" + launch.tag + ".err") << " there. Resume it with "
+              << "`mmlab remote resume " << launch.tag << "`.\n";
+    return kExitFailure;
+  }
   if (final_status.empty()) {
     // The stream ended without a final status: the trainer was killed. Its rows tell the rest.
     std::cerr << "mmlab: the trainer of " << launch.tag << " on " << host.name
@@ -217,7 +298,15 @@ int launch_runs(const RemoteArgs& a, const Context& ctx) {
 
 int resume(const RemoteArgs& a, const Context& ctx) {
   LaunchBook book = LaunchBook::load(ctx.db_path());
-  Launch& before = find_launch(book, a.tag, ctx);
+  std::string key = a.tag;
+  if (!key.empty() && key.find_first_not_of("0123456789") == std::string::npos) {
+    // A run id of the local database (what the studio's queue knows a run by).
+    store::OpenOptions ro;
+    ro.mode = store::Database::Mode::kReadOnly;
+    store::ResultsStore local(ctx.db_path(), ro);
+    if (auto r = local.find_run(std::stoll(key))) key = r->uuid;
+  }
+  Launch& before = find_launch(book, key, ctx);
   const Host host = a.hosts().get(before.host);
   if (before.uuid.empty()) {
     throw UserError(
@@ -270,7 +359,7 @@ int sync(const RemoteArgs& a, const Context& ctx) {
     book.save();
     if (!l->reachable) {
       std::cerr << "mmlab: " << l->message << "\n";
-      rc = kExitBadInput;
+      rc = kExitHostUnreachable;
     } else if (r) {
       std::cout << l->tag << ": run " << r->run_id << " (" << r->uuid << ") " << r->points
                 << " points written, last step " << r->last_step << "\n";
@@ -300,18 +389,30 @@ int list(const RemoteArgs& a, const Context& ctx) {
               std::to_string(r->total_steps) + ")";
       }
     }
+    // Where Slurm has the job (PENDING while the run cannot have rows yet).
+    std::string job;
+    bool reachable = l.reachable;
+    std::string message = l.message;
+    if (l.job_id && reachable && !l.ended) {
+      try {
+        std::string reason;
+        const std::string state = remote::slurm_job_state(hosts.get(l.host), l, &reason);
+        job = "  job " + std::to_string(l.job_id) + " " + state +
+              (reason.empty() ? "" : " (" + reason + ")");
+        // Before its trainer starts, the run is at most a row queued here (--uuid).
+        if (state == "PENDING" && (status == "starting" || status == "queued")) status = "pending";
+      } catch (const UserError& e) {
+        reachable = false;
+        message = e.what();
+      }
+    }
     // What the local rows cannot know: the host is away, so the run is not lost, just unseen.
-    if (!l.reachable && status != "finished" && status != "failed" && status != "diverged" &&
+    if (!reachable && status != "finished" && status != "failed" && status != "diverged" &&
         status != "stopped") {
       status = "unreachable";
     }
-    std::cout << l.tag << "  " << l.host << "  " << status << "  run " << run;
-    if (l.job_id && l.reachable) {
-      // Where Slurm has the job (PENDING while the run cannot have rows yet).
-      std::cout << "  job " << l.job_id << " " << remote::slurm_job_state(hosts.get(l.host), l);
-    }
-    std::cout << "\n";
-    if (!l.reachable && status == "unreachable") std::cout << "  " << l.message << "\n";
+    std::cout << l.tag << "  " << l.host << "  " << status << "  run " << run << job << "\n";
+    if (!reachable && status == "unreachable") std::cout << "  " << message << "\n";
   }
   return kExitOk;
 }
@@ -372,7 +473,7 @@ void add_remote_command(CLI::App& app, Context& ctx) {
   st->callback([args, &ctx] { ctx.action = [args, &ctx] { return stop(*args, ctx); }; });
 
   CLI::App* res = rem->add_subcommand("resume", "Resume a remote run on its host");
-  res->add_option("tag", args->tag, "Launch tag or run uuid")->required();
+  res->add_option("tag", args->tag, "Launch tag, run uuid, or the run's id in --db")->required();
   res->add_option("--device", args->device, "Move it to this device on the host");
   res->add_flag("--follow", args->follow, "Then follow it");
   res->add_option("--progress", args->progress, "With --follow: jsonl | none")

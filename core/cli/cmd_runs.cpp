@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // `mmlab runs list|show|rm|tag|note|import`: the results browser for a terminal. Reading commands
 // open the database read-only, so they never wait for (or block) a trainer writing to it.
+#include <algorithm>
 #include <cmath>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <string>
 #include <system_error>
@@ -12,6 +14,7 @@
 
 #include "core/cli/cli.h"
 #include "core/cli/report.h"
+#include "core/remote/ssh_runs.h"
 #include "core/store/store.h"
 #include "core/util/error.h"
 
@@ -61,15 +64,27 @@ std::string ops_used_text(const store::RunRow& r) {
   return s;
 }
 
+// The runs of the database whose remote host was away at the last contact (remote::LaunchBook):
+// shown `unreachable`, not `lost`. A damaged list of remote runs hides nothing here (`mmlab
+// remote list` names the file).
+using Unreachable = std::map<std::string, std::string>;
+Unreachable unreachable_runs(const Context& ctx) {
+  try {
+    return remote::LaunchBook::load(ctx.db_path()).unreachable_runs();
+  } catch (const UserError&) {
+    return {};
+  }
+}
+
 // The run as `runs list --format json` and `runs show --format json` print it: every column of
 // RunRow under its own name (the store's vocabulary), times in seconds since the epoch.
-json run_json(const store::RunRow& r) {
+json run_json(const store::RunRow& r, const Unreachable& away) {
   return json{{"id", r.id},
               {"uuid", r.uuid},
               {"experiment_id", r.experiment_id},
               {"experiment", r.experiment},
               {"name", r.name},
-              {"status", store::to_string(r.effective_status)},
+              {"status", remote::shown_status(r, away)},
               {"stored_status", store::to_string(r.status)},
               {"family", r.family},
               {"seed", r.seed},
@@ -120,11 +135,19 @@ int list_runs(const Context& ctx, const ListOptions& o) {
   filter.text = o.text;
   if (!o.status.empty()) filter.status = store::parse_run_status(o.status);
   if (!o.experiment.empty()) filter.experiment_id = resolve_experiment(db, o.experiment).id;
-  const std::vector<store::RunRow> runs = db.list_runs(filter);
+  std::vector<store::RunRow> runs = db.list_runs(filter);
+  const Unreachable away = unreachable_runs(ctx);
+  if (filter.status == store::RunStatus::kLost) {
+    // A run whose host is away is not lost.
+    runs.erase(std::remove_if(
+                   runs.begin(), runs.end(),
+                   [&](const store::RunRow& r) { return remote::shown_status(r, away) != "lost"; }),
+               runs.end());
+  }
 
   if (o.format == "json") {
     json out = json::array();
-    for (const auto& r : runs) out.push_back(run_json(r));
+    for (const auto& r : runs) out.push_back(run_json(r, away));
     std::cout << out.dump(2) << "\n";
     return kExitOk;
   }
@@ -139,15 +162,14 @@ int list_runs(const Context& ctx, const ListOptions& o) {
   }
   std::vector<std::vector<std::string>> rows;
   for (const auto& r : runs) {
-    rows.push_back({std::to_string(r.id), r.experiment, r.name, r.family,
-                    std::string(store::to_string(r.effective_status)),
-                    std::to_string(r.step) + "/" + std::to_string(r.total_steps),
-                    format_count(static_cast<double>(r.tokens)),
-                    format_fixed(r.final_loss_smooth, 4), format_fixed(r.best_val_loss, 4),
-                    r.tokens_per_s ? format_count(*r.tokens_per_s) : "–",
-                    format_count(static_cast<double>(r.params_active)) + "/" +
-                        format_count(static_cast<double>(r.params_total)),
-                    format_time(r.created_at)});
+    rows.push_back(
+        {std::to_string(r.id), r.experiment, r.name, r.family, remote::shown_status(r, away),
+         std::to_string(r.step) + "/" + std::to_string(r.total_steps),
+         format_count(static_cast<double>(r.tokens)), format_fixed(r.final_loss_smooth, 4),
+         format_fixed(r.best_val_loss, 4), r.tokens_per_s ? format_count(*r.tokens_per_s) : "–",
+         format_count(static_cast<double>(r.params_active)) + "/" +
+             format_count(static_cast<double>(r.params_total)),
+         format_time(r.created_at)});
   }
   std::cout << render_text_table(
       {"id", "experiment", "name", "family", "status", "step", "tokens", "loss_smooth", "best_val",
@@ -164,12 +186,13 @@ int show_run(const Context& ctx, const std::string& run_text, const std::string&
   const std::vector<store::SummaryRow> summaries = db.summaries(r.id);
   const std::vector<store::CheckpointRow> checkpoints = db.list_checkpoints(r.id);
   const std::string note = db.note(r.id);
+  const Unreachable away = unreachable_runs(ctx);
   // A config that does not parse (written by a foreign tool) is shown as the text it is.
   json config = json::parse(r.config_json, nullptr, /*allow_exceptions=*/false);
   if (config.is_discarded()) config = r.config_json;
 
   if (format == "json") {
-    json out = run_json(r);
+    json out = run_json(r, away);
     out["config"] = config;
     out["note"] = note;
     json sums = json::array();
@@ -206,8 +229,11 @@ int show_run(const Context& ctx, const std::string& run_text, const std::string&
   field("name", r.name);
   field("experiment", r.experiment + " (" + std::to_string(r.experiment_id) + ")");
   field("uuid", r.uuid);
-  std::string status(store::to_string(r.effective_status));
-  if (r.effective_status != r.status) {
+  std::string status = remote::shown_status(r, away);
+  if (status == "unreachable") {
+    status +=
+        " (stored as " + std::string(store::to_string(r.status)) + "; " + away.at(r.uuid) + ")";
+  } else if (r.effective_status != r.status) {
     status += " (stored as " + std::string(store::to_string(r.status)) +
               "; its heartbeat is stale and its process is gone)";
   }
@@ -289,11 +315,18 @@ int remove_runs(const Context& ctx, const std::vector<std::string>& texts, bool 
                         " checkpoint files needs confirmation.",
                     "Add --yes to delete.");
   }
+  const Unreachable away = unreachable_runs(ctx);
   for (const auto& r : runs) {
     // Deleting a live run's rows would make its trainer fail on its next write.
     if (r.effective_status == store::RunStatus::kRunning) {
       throw UserError("Run " + std::to_string(r.id) + " (" + r.name + ") is still running.",
                       "Stop it first (SIGTERM to its trainer, or Stop in the studio).");
+    }
+    // Its host is away: it may still be training there, and its rows would come back.
+    if (remote::shown_status(r, away) == "unreachable") {
+      throw UserError("Run " + std::to_string(r.id) + " (" + r.name +
+                          ") may still be training on a host that cannot be reached now.",
+                      "Wait until `mmlab remote sync` reaches it, then stop or delete it.");
     }
   }
   for (const auto& r : runs) {

@@ -334,7 +334,12 @@ std::string render_text_table(const std::vector<std::string>& header,
 // --- argument resolution -----------------------------------------------------------------------
 
 store::RunRow resolve_run(store::ResultsStore& store, const std::string& text) {
-  if (is_digits(text) && text.size() <= 18) return store.get_run(std::stoll(text));
+  if (is_digits(text) && text.size() <= 18) {
+    // A run's number first; digits that number no run may still begin a uuid (a uuid's first
+    // eight hex digits are all decimal digits about once in 43).
+    if (auto run = store.find_run(std::stoll(text))) return *run;
+    if (text.size() < kMinUuidPrefix) return store.get_run(std::stoll(text));  // its error
+  }
   if (is_uuid(text)) {
     if (auto run = store.find_run_by_uuid(text)) return *run;
     throw UserError(

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "core/remote/host.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -36,6 +37,7 @@ Host from_json(const json& j, const fs::path& file) {
     h.partition = j.value("partition", std::string());
     h.account = j.value("account", std::string());
     h.gpus = j.value("gpus", 0);
+    h.tasks = j.value("tasks", 0);
     h.time_limit = j.value("time_limit", std::string());
     h.sbatch_lines = j.value("sbatch_lines", std::vector<std::string>{});
   } catch (const json::exception&) {
@@ -56,6 +58,7 @@ json to_json(const Host& h) {
     j["partition"] = h.partition;
     j["account"] = h.account;
     j["gpus"] = h.gpus;
+    j["tasks"] = h.tasks;
     j["time_limit"] = h.time_limit;
     j["sbatch_lines"] = h.sbatch_lines;
   }
@@ -68,6 +71,10 @@ std::string Host::target() const {
   url += destination();
   if (port > 0) url += ":" + std::to_string(port);
   return url;
+}
+
+int Host::ranks_per_run() const {
+  return std::max(1, gpus > 0 ? gpus : tasks);
 }
 
 std::string Host::destination() const {

@@ -30,14 +30,17 @@ struct Host {
   // Slurm
   std::string partition;
   std::string account;
-  int gpus = 0;                           ///< GPUs per run (one rank per GPU under srun)
-  std::string time_limit;                 ///< sbatch --time, e.g. `02:00:00`
+  int gpus = 0;            ///< GPUs per run (one rank per GPU under srun)
+  int tasks = 0;           ///< ranks per run when gpus is 0 (CPU data parallel over Gloo); 0: one
+  std::string time_limit;  ///< sbatch --time, e.g. `02:00:00`
   std::vector<std::string> sbatch_lines;  ///< extra `#SBATCH` lines, written as given
 
   /// `local`, `ssh://user@host:port` or `slurm://user@login-host`.
   std::string target() const;
   /// `user@host` (or `host`), what ssh takes as its destination.
   std::string destination() const;
+  /// How many ranks (srun tasks) one run of this host has: its GPUs, else its tasks, at least 1.
+  int ranks_per_run() const;
 };
 
 /// Parses a target URL into `host` (kind, user, address, port). A malformed one is a UserError

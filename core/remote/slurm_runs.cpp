@@ -28,8 +28,7 @@ std::string safe_name(const std::string& name) {
 std::string slurm_header(const Host& host, const std::string& job_name, const std::string& output) {
   std::string script = "#!/bin/sh\n#SBATCH --job-name=mmlab-" + safe_name(job_name) +
                        "\n#SBATCH --output=" + output + "\n";
-  const int ranks = std::max(1, host.gpus);
-  script += "#SBATCH --ntasks=" + std::to_string(ranks) + "\n";
+  script += "#SBATCH --ntasks=" + std::to_string(host.ranks_per_run()) + "\n";
   if (host.gpus > 0) script += "#SBATCH --gpus-per-task=1\n";
   if (!host.partition.empty()) script += "#SBATCH --partition=" + host.partition + "\n";
   if (!host.account.empty()) script += "#SBATCH --account=" + host.account + "\n";
@@ -50,12 +49,28 @@ std::string refusal_sentence(const Host& host, const ProcessOutput& out) {
 
 }  // namespace
 
+std::string slurm_batch_script(const Host& host, const std::string& tag,
+                               const std::string& job_name, const std::string& train_args) {
+  const std::string l = "launches/" + tag;
+  std::string script = slurm_header(host, job_name, l + ".out");
+  const int ranks = host.ranks_per_run();
+  // exec: the batch shell becomes srun, which passes scancel's SIGTERM to the ranks. Each rank
+  // finds its place in srun's SLURM_PROCID, SLURM_NTASKS and SLURM_LOCALID (the trainer's rank
+  // environment, which also derives the rendezvous from the job's node list and id). Rank 0's
+  // stdout is the run's event stream; every rank keeps its own stderr (a failing rank says why
+  // in its own file), and one rank's failure ends the others (--kill-on-bad-exit).
+  script += "exec srun --ntasks=" + std::to_string(ranks) +
+            (ranks > 1 ? " --kill-on-bad-exit=1" : "") +
+            " sh -c 'if [ \"${SLURM_PROCID:-0}\" = 0 ]; then exec \"$@\" > " + l + ".jsonl 2> " +
+            l + ".err; else exec \"$@\" > /dev/null 2> " + l + ".err.$SLURM_PROCID; fi' sh " +
+            train_args + "\n";
+  return script;
+}
+
 int64_t submit_to_slurm(const Host& host, const std::string& tag, const std::string& job_name,
                         const std::string& train_args, const std::string& experiment_json) {
   const std::string l = "launches/" + tag;
-  std::string script = slurm_header(host, job_name, l + ".out");
-  // exec: the batch shell becomes srun, which passes scancel's SIGTERM to the ranks.
-  script += "exec srun " + train_args + " > " + l + ".jsonl 2> " + l + ".err\n";
+  const std::string script = slurm_batch_script(host, tag, job_name, train_args);
 
   const std::string d = remote_path(host);
   std::string cmd = "set -e; mkdir -p " + d + "/launches " + d + "/checkpoints; cd " + d + "; ";
@@ -64,9 +79,7 @@ int64_t submit_to_slurm(const Host& host, const std::string& tag, const std::str
   // A refused job leaves nothing of the launch behind.
   cmd += "sbatch --parsable " + l + ".sbatch || { rm -f " + l + ".json " + l + ".sbatch; exit 3; }";
   const ProcessOutput out = run_on_host(host, cmd, experiment_json);
-  if (out.exit_code == kSshFailed || out.exit_code < 0) {
-    throw UserError(unreachable_sentence(host, out), "");
-  }
+  if (unreachable(out)) throw unreachable_error(host, out);
   // --parsable prints "jobid" or "jobid;cluster".
   const std::string answer = last_line(out.out);
   const std::string id = answer.substr(0, answer.find(';'));
@@ -76,13 +89,14 @@ int64_t submit_to_slurm(const Host& host, const std::string& tag, const std::str
   return std::stoll(id);
 }
 
-std::string slurm_refusal(const Host& host) {
+std::string slurm_refusal(const Host& host, bool* away) {
   // sbatch --test-only checks the job's options against the cluster (partition, account,
   // limits) and submits nothing.
   const std::string script = slurm_header(host, "check", "/dev/null") + "true\n";
   const ProcessOutput out = run_on_host(
       host, "sbatch --test-only <<'MMLAB_SBATCH_END'\n" + script + "MMLAB_SBATCH_END\n");
-  if (out.exit_code == kSshFailed || out.exit_code < 0) return unreachable_sentence(host, out);
+  if (away) *away = unreachable(out);
+  if (unreachable(out)) return unreachable_sentence(host, out);
   return out.exit_code == 0 ? "" : refusal_sentence(host, out);
 }
 
@@ -99,31 +113,33 @@ std::string slurm_follow_command(const Host& host, const Launch& launch, int64_t
 
 bool cancel_on_slurm(const Host& host, const Launch& launch) {
   const std::string j = job_word(launch);
-  const ProcessOutput out = run_on_host(host, "[ -n \"$(squeue -h -j " + j +
-                                                  " -o %i 2>/dev/null)\" ] || exit 3; scancel "
-                                                  "--signal=TERM " +
-                                                  j);
-  if (out.exit_code == kSshFailed || out.exit_code < 0) {
-    throw UserError(unreachable_sentence(host, out), "");
-  }
+  const ProcessOutput out =
+      run_on_host(host, "s=$(squeue -h -j " + j + " -o %T 2>/dev/null); [ -n \"$s\" ] || exit 3; " +
+                            "if [ \"$s\" = PENDING ]; then scancel " + j +
+                            "; else scancel --signal=TERM " + j + "; fi");
+  if (unreachable(out)) throw unreachable_error(host, out);
   return out.exit_code == 0;
 }
 
-std::string slurm_job_state(const Host& host, const Launch& launch) {
+std::string slurm_job_state(const Host& host, const Launch& launch, std::string* reason) {
   const std::string j = job_word(launch);
   // sacct -c reads the job completion log (JobCompType=jobcomp/filetxt) where the cluster has
   // no accounting database; with one, plain sacct answers first.
   const ProcessOutput out = run_on_host(
-      host, "s=$(squeue -h -j " + j + " -o %T 2>/dev/null); [ -n \"$s\" ] && { echo \"$s\"; " +
+      host, "s=$(squeue -h -j " + j + " -o '%T %r' 2>/dev/null); [ -n \"$s\" ] && { echo \"$s\"; " +
                 "exit 0; }; s=$(sacct -n -P -X -j " + j +
                 " -o State 2>/dev/null | grep -v 'accounting storage' | head -n 1); " +
                 "[ -n \"$s\" ] && { echo \"$s\"; exit 0; }; sacct -c -n -P -j " + j +
                 " -o State 2>/dev/null | head -n 1");
-  if (out.exit_code == kSshFailed || out.exit_code < 0) {
-    throw UserError(unreachable_sentence(host, out), "");
+  if (unreachable(out)) throw unreachable_error(host, out);
+  // "PENDING BeginTime" (squeue), "CANCELLED by 0" (sacct): the state is the first word.
+  const std::string line = last_line(out.out);
+  const size_t space = line.find(' ');
+  const std::string state = line.substr(0, space);
+  if (reason) {
+    *reason = space == std::string::npos || state != "PENDING" ? "" : line.substr(space + 1);
   }
-  const std::string state = last_line(out.out);
-  return state.substr(0, state.find(' '));  // "CANCELLED by 0" -> "CANCELLED"
+  return state;
 }
 
 }  // namespace mmlab::remote

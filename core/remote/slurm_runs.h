@@ -17,6 +17,13 @@ namespace mmlab::remote {
 
 struct Launch;
 
+/// The batch script of one run: #SBATCH lines of the host's settings, one srun task per rank
+/// (Host::ranks_per_run: one per GPU, else the host's CPU tasks) running `train_args` (the
+/// shell words of the mmlab command line), rank 0's stdout into launches/TAG.jsonl. Each rank
+/// has srun's SLURM_PROCID, SLURM_NTASKS and SLURM_LOCALID: the data-parallel rank environment.
+std::string slurm_batch_script(const Host& host, const std::string& tag,
+                               const std::string& job_name, const std::string& train_args);
+
 /// Writes the batch script for `train_args` (the words after `mmlab`) under DIR/launches and
 /// submits it; `experiment_json` (empty for a resume) is stored as launches/TAG.json first.
 /// Returns the job id. A refused submission (bad partition, account, limits) is a UserError
@@ -26,19 +33,22 @@ int64_t submit_to_slurm(const Host& host, const std::string& tag, const std::str
 
 /// Why Slurm would refuse a job of this host's settings (`sbatch --test-only`: a bad partition or
 /// account, a time or GPU request over the limits), as one sentence; empty when it would not.
-std::string slurm_refusal(const Host& host);
+/// `unreachable` (when given) says whether the sentence is about ssh not reaching the host.
+std::string slurm_refusal(const Host& host, bool* unreachable = nullptr);
 
 /// The remote shell command that prints the launch's log from byte `offset` on, until the job
 /// has left the queue and its last bytes are out.
 std::string slurm_follow_command(const Host& host, const Launch& launch, int64_t offset);
 
-/// `scancel --signal=TERM` of the launch's job (the trainer checkpoints and stops). false when
-/// the job is not in the queue any more.
+/// `scancel --signal=TERM` of the launch's job (the trainer checkpoints and stops); a job still
+/// PENDING is cancelled outright (it has no trainer to stop yet). false when the job is not in
+/// the queue any more.
 bool cancel_on_slurm(const Host& host, const Launch& launch);
 
 /// The job's state: squeue's while it is queued or running (PENDING, RUNNING, …), then
 /// sacct's (COMPLETED, FAILED, CANCELLED, TIMEOUT, …; from the job completion log when the
-/// cluster has no accounting database). Empty when neither knows the job.
-std::string slurm_job_state(const Host& host, const Launch& launch);
+/// cluster has no accounting database). Empty when neither knows the job. `reason` (when given)
+/// gets squeue's reason while the job waits (`Priority`, `Resources`, `BeginTime`, …).
+std::string slurm_job_state(const Host& host, const Launch& launch, std::string* reason = nullptr);
 
 }  // namespace mmlab::remote

@@ -51,4 +51,8 @@ std::string unreachable_sentence(const Host& host, const ProcessOutput& out) {
          "` logs in without a password (key or agent), then try again.";
 }
 
+UserError unreachable_error(const Host& host, const ProcessOutput& out) {
+  return UserError(unreachable_sentence(host, out), "", kExitHostUnreachable);
+}
+
 }  // namespace mmlab::remote

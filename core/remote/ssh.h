@@ -8,6 +8,7 @@
 
 #include "core/remote/host.h"
 #include "core/remote/process.h"
+#include "core/util/error.h"
 
 namespace mmlab::remote {
 
@@ -30,5 +31,13 @@ std::string last_line(const std::string& text);
 
 /// One sentence for a failed connection to `host`, naming it and the fix.
 std::string unreachable_sentence(const Host& host, const ProcessOutput& out);
+
+/// True when `out` is ssh failing to reach the host (not the remote command's own failure).
+inline bool unreachable(const ProcessOutput& out) {
+  return out.exit_code == kSshFailed || out.exit_code < 0;
+}
+
+/// That sentence as the error of a command that reached nothing (exit kExitHostUnreachable).
+UserError unreachable_error(const Host& host, const ProcessOutput& out);
 
 }  // namespace mmlab::remote

@@ -94,7 +94,10 @@ LaunchBook LaunchBook::load(const fs::path& db) {
   if (!fs::exists(book.path_, ec)) return book;
   try {
     json doc = json::parse(read_file(book.path_));
-    for (const auto& j : doc.at("launches")) book.launches_.push_back(from_json(j));
+    for (const auto& j : doc.at("launches")) {
+      book.launches_.push_back(from_json(j));
+      book.known_[book.launches_.back().tag] = to_json(book.launches_.back());
+    }
   } catch (const json::exception&) {
     throw UserError("The list of remote runs " + book.path_.string() + " is damaged.",
                     "Delete it; `mmlab remote` then forgets those runs (their rows synced so far "
@@ -104,9 +107,9 @@ LaunchBook LaunchBook::load(const fs::path& db) {
 }
 
 void LaunchBook::save() const {
-  // Several processes keep the book of one database (a follower per host, the studio's sync):
-  // under a lock, the file is read again and only this process's entries replace theirs, so an
-  // entry another one added meanwhile is kept.
+  // Several processes keep the book of one database (a follower per run, the studio's sync):
+  // under a lock, the file is read again and only the entries this process changed (or added)
+  // replace theirs, so what another one added or changed meanwhile is kept.
   const fs::path lock_path = path_.string() + ".lock";
   const int lock = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (lock >= 0) ::flock(lock, LOCK_EX);
@@ -127,6 +130,9 @@ void LaunchBook::save() const {
     }
   }
   for (const auto& l : launches_) {
+    const json mine = to_json(l);
+    if (const auto k = known_.find(l.tag); k != known_.end() && k->second == mine) continue;
+    known_[l.tag] = mine;
     auto same =
         std::find_if(merged.begin(), merged.end(), [&](const Launch& m) { return m.tag == l.tag; });
     if (same != merged.end()) {
@@ -147,6 +153,25 @@ Launch* LaunchBook::find(const std::string& key) {
   return nullptr;
 }
 
+std::map<std::string, std::string> LaunchBook::unreachable_runs() const {
+  std::map<std::string, std::string> away;
+  for (const Launch& l : launches_) {  // oldest first: the newest start of a run decides
+    if (l.uuid.empty()) continue;
+    if (l.reachable) {
+      away.erase(l.uuid);
+    } else {
+      away[l.uuid] = l.message;
+    }
+  }
+  return away;
+}
+
+std::string shown_status(const store::RunRow& run,
+                         const std::map<std::string, std::string>& unreachable_runs) {
+  if (!store::is_terminal(run.status) && unreachable_runs.count(run.uuid)) return "unreachable";
+  return std::string(store::to_string(run.effective_status));
+}
+
 // --- the host side -------------------------------------------------------------------------------
 
 HostCheck check_host(const Host& host) {
@@ -163,8 +188,9 @@ HostCheck check_host(const Host& host) {
       "mkdir -p " + remote_path(host) + " 2>/dev/null && [ -w " + remote_path(host) +
       " ] || { echo folder-unwritable; exit 0; }; " + mmlab_word(host) + " info";
   const ProcessOutput out = run_on_host(host, script);
-  if (out.exit_code == kSshFailed || out.exit_code == 127 || out.exit_code < 0) {
+  if (unreachable(out) || out.exit_code == 127) {
     check.problem = unreachable_sentence(host, out);
+    check.unreachable = unreachable(out);
     return check;
   }
   const std::string answer = last_line(out.out);
@@ -203,7 +229,7 @@ HostCheck check_host(const Host& host) {
     return check;
   }
   if (host.kind == HostKind::kSlurm) {
-    check.problem = slurm_refusal(host);
+    check.problem = slurm_refusal(host, &check.unreachable);
     if (!check.problem.empty()) return check;
   }
   check.ok = true;
@@ -262,9 +288,7 @@ Launch start_on_host(const Host& host, const LaunchRequest& request) {
             "i=0; while [ ! -s " +
             l + ".pid ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; cat " + l + ".pid";
   const ProcessOutput out = run_on_host(host, script, input);
-  if (out.exit_code == kSshFailed || out.exit_code < 0) {
-    throw UserError(unreachable_sentence(host, out), "", kExitBadInput);
-  }
+  if (unreachable(out)) throw unreachable_error(host, out);
   const std::string pid = last_line(out.out);
   if (out.exit_code != 0 || pid.empty() || pid.find_first_not_of("0123456789") != pid.npos) {
     std::string why = last_line(out.err);
@@ -292,9 +316,7 @@ bool stop_on_host(const Host& host, const Launch& launch) {
   const ProcessOutput out =
       run_on_host(host, "grep -qa MMLAB_LAUNCH=" + launch.tag + " /proc/" + p +
                             "/environ 2>/dev/null || exit 3; kill -TERM " + p);
-  if (out.exit_code == kSshFailed || out.exit_code < 0) {
-    throw UserError(unreachable_sentence(host, out), "", kExitBadInput);
-  }
+  if (unreachable(out)) throw unreachable_error(host, out);
   return out.exit_code == 0;
 }
 
@@ -323,7 +345,7 @@ std::optional<SyncResult> sync_from_host(const Host& host, Launch& launch,
       mmlab_word(host) + " remote snapshot --db " + shell_quote(launch.db_file) +
       " --run \"$id\" --after " + std::to_string(after);
   const ProcessOutput out = run_on_host(host, script);
-  if (out.exit_code == kSshFailed || out.exit_code < 0) {
+  if (unreachable(out)) {
     mark_unreachable(host, launch, out);
     return std::nullopt;
   }

@@ -12,9 +12,12 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "core/remote/host.h"
 #include "core/remote/run_sync.h"
@@ -49,12 +52,24 @@ class LaunchBook {
   std::vector<Launch>& launches() { return launches_; }
   /// The launch with this tag, or of the run with this uuid (the newest), or nullptr.
   Launch* find(const std::string& tag_or_uuid);
+  /// The runs whose host could not be reached at the last contact of their newest start: uuid →
+  /// the sentence why. Such a run is shown `unreachable`, never `lost` (its heartbeat here is
+  /// only as fresh as the last sync), until it is known to have ended (see shown_status()).
+  std::map<std::string, std::string> unreachable_runs() const;
   static std::filesystem::path path_for(const std::filesystem::path& db);
 
  private:
   std::filesystem::path path_;
   std::vector<Launch> launches_;
+  /// Each entry as this process last read or wrote it (tag → JSON): save() writes only the
+  /// entries changed since, so a stale copy never overwrites another process's news.
+  mutable std::map<std::string, nlohmann::json> known_;
 };
+
+/// The status a run is shown with: `unreachable` when `unreachable_runs` (LaunchBook) has it and
+/// it is not known to have ended, else its effective status (`lost` included).
+std::string shown_status(const store::RunRow& run,
+                         const std::map<std::string, std::string>& unreachable_runs);
 
 /// What to start.
 struct LaunchRequest {
@@ -70,9 +85,10 @@ struct LaunchRequest {
 /// The answer of `mmlab info` on a host, or why there is none.
 struct HostCheck {
   bool ok = false;
-  std::string problem;  ///< one sentence naming the host and the fix (empty when ok)
-  std::string version;  ///< the host's mmlab version
-  int schema = 0;       ///< its results schema version
+  std::string problem;       ///< one sentence naming the host and the fix (empty when ok)
+  bool unreachable = false;  ///< the problem is that ssh could not reach the host
+  std::string version;       ///< the host's mmlab version
+  int schema = 0;            ///< its results schema version
 };
 
 /// Checks that `host` is reachable, has mmlab, with this build's schema, and a writable folder.

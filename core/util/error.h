@@ -16,6 +16,9 @@ enum ExitCode : int {
   kExitBadInput = 3,    ///< bad config, missing/corrupt file, unwritable path: the user can fix it
   kExitNoResource = 4,  ///< no GPU, out of GPU memory, disk full
   kExitDiverged = 5,    ///< training stopped on a NaN/Inf loss
+  /// a remote host could not be reached and nothing was started there: the same command may
+  /// simply be tried again later (the studio's queue does)
+  kExitHostUnreachable = 6,
 };
 
 /// An error the user can fix. `what()` is "<message> <hint>" in one line.

@@ -6,10 +6,13 @@
 // no files of the launch.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "core/remote/host.h"
 #include "core/remote/slurm_runs.h"
+#include "core/remote/ssh.h"
 #include "core/remote/ssh_runs.h"
 #include "core/store/store.h"
 #include "e2e/remote_test_support.h"
@@ -147,6 +150,64 @@ TEST_F(SlurmRemote, RunsFinishStopWithACheckpointAndResumeWithoutAGap) {
   ASSERT_EQ(static_cast<int64_t>(loss.size()), t.last_step);
   for (size_t i = 0; i < loss.size(); ++i) EXPECT_EQ(loss[i].step, static_cast<int64_t>(i) + 1);
   EXPECT_EQ(local.list_runs().size(), 3u);
+}
+
+// A host with two CPU ranks per run: one srun of two tasks, each with srun's rank variables
+// (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID); rank 0's stdout alone is the followed stream, and
+// each rank's stderr has its own file. (What runs as the ranks here is a shell line that prints
+// its environment; the data-parallel trainer reads the same variables.)
+TEST_F(SlurmRemote, TwoRanksPerRunAreTwoSrunTasksWithTheRankEnvironment) {
+  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "the test node has one CPU.";
+  host_.tasks = 2;
+  remote::Launch l;
+  l.tag = "two-ranks";
+  l.host = host_.name;
+  const std::string ranks = "sh -c " + remote::shell_quote(
+                                           "echo rank=$SLURM_PROCID of=$SLURM_NTASKS "
+                                           "local=$SLURM_LOCALID; "
+                                           "echo stderr-of-$SLURM_PROCID >&2");
+  l.job_id = remote::submit_to_slurm(host_, l.tag, "ranks", ranks, "");
+  std::vector<std::string> lines;
+  {
+    remote::LineProcess follower(remote::follow_argv(host_, l, 0));
+    for (std::string line; follower.read_line(line);) lines.push_back(line);
+    EXPECT_EQ(follower.wait(), 0) << follower.err();
+  }
+  EXPECT_EQ(remote::slurm_job_state(host_, l), "COMPLETED");
+  EXPECT_EQ(lines, std::vector<std::string>{"rank=0 of=2 local=0"});
+  auto text = [&](const std::string& file) {
+    std::ifstream in(dir_ / "remote" / "launches" / file);
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+  };
+  EXPECT_EQ(text("two-ranks.err"), "stderr-of-0\n");
+  EXPECT_EQ(text("two-ranks.err.1"), "stderr-of-1\n");
+}
+
+// The same with the real trainer: a run of two CPU ranks (Gloo) is one Slurm job whose ranks meet
+// through srun's environment; it finishes with one run, written by rank 0 alone, that comes home
+// with every point once.
+TEST_F(SlurmRemote, ARunOfTwoCpuRanksIsOneJobAndOneRun) {
+  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "the test node has one CPU.";
+  host_.tasks = 2;
+  remote::Launch l = submit(12, "short-a");
+  const Stream s = follow_to_end(l);
+  ASSERT_FALSE(s.statuses.empty()) << "no status from job " << l.job_id;
+  EXPECT_EQ(s.statuses.back(), "finished");
+  EXPECT_EQ(s.last_step, 12);
+  EXPECT_EQ(remote::slurm_job_state(host_, l), "COMPLETED");
+  store::ResultsStore local(dir_ / "local.sqlite");
+  const auto r = remote::sync_from_host(host_, l, local);
+  ASSERT_TRUE(r.has_value());
+  expect_synced(l);
+  const auto runs = local.list_runs();
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].status, store::RunStatus::kFinished);
+  EXPECT_EQ(runs[0].step, 12);
+  EXPECT_NE(runs[0].device.find("x 2 ranks"), std::string::npos) << runs[0].device;
+  store::OpenOptions ro;
+  ro.mode = store::Database::Mode::kReadOnly;
+  EXPECT_EQ(store::ResultsStore(dir_ / "remote" / l.db_file, ro).list_runs().size(), 1u);
+  EXPECT_TRUE(fs::exists(dir_ / "remote" / "launches" / (l.tag + ".err.1"))) << "rank 1 ran";
 }
 
 TEST_F(SlurmRemote, RefusedSubmissionNamesTheHostAndLeavesNothing) {

@@ -18,6 +18,7 @@
 #include "core/remote/process.h"
 #include "core/remote/ssh_runs.h"
 #include "core/store/store.h"
+#include "core/util/error.h"
 #include "e2e/remote_test_support.h"
 #include "e2e/ssh_server.h"
 #include "process_support.h"
@@ -247,7 +248,7 @@ TEST_F(SshRemote, CliLaunchFollowsToTheEndAndSyncsEveryPointOnce) {
   const std::string tag = remote::LaunchBook::load(db).launches().at(0).tag;
   r = test::run_mmlab({"remote", "--hosts", hosts.string(), "--db", db, "sync", tag}, {},
                       dir_.path());
-  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.exit_code, kExitHostUnreachable);
   EXPECT_EQ(r.err.rfind("mmlab: The host box (ssh://", 0), 0u) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 }

@@ -67,6 +67,7 @@ TEST(HostList, RoundTripsThroughItsFileWithLocalAlwaysFirst) {
   s.partition = "gpu";
   s.account = "proj";
   s.gpus = 4;
+  s.tasks = 2;
   s.time_limit = "02:00:00";
   s.sbatch_lines = {"--mem=32G", "--constraint=h100"};
   list.add(s);
@@ -83,6 +84,8 @@ TEST(HostList, RoundTripsThroughItsFileWithLocalAlwaysFirst) {
   EXPECT_EQ(h.partition, "gpu");
   EXPECT_EQ(h.account, "proj");
   EXPECT_EQ(h.gpus, 4);
+  EXPECT_EQ(h.tasks, 2);
+  EXPECT_EQ(h.ranks_per_run(), 4) << "GPUs decide the ranks when there are GPUs";
   EXPECT_EQ(h.time_limit, "02:00:00");
   EXPECT_EQ(h.sbatch_lines, (std::vector<std::string>{"--mem=32G", "--constraint=h100"}));
 

@@ -146,5 +146,32 @@ TEST(LaunchBook, SavesMergeWithWhatOthersSavedMeanwhile) {
   EXPECT_EQ(back.find("u1")->tag, "a");
 }
 
+// Two followers of two launches (a Slurm host's jobs run side by side), each with the whole book
+// loaded: each one's save writes only what it changed, never its stale copy of the other's entry.
+TEST(LaunchBook, ASaveKeepsWhatAnotherProcessChangedInAnEntryThisOneOnlyRead) {
+  test::TempDir dir;
+  const fs::path db = dir / "results.sqlite";
+  {
+    LaunchBook book = LaunchBook::load(db);
+    Launch a, b;
+    a.tag = "a";
+    b.tag = "b";
+    book.launches() = {a, b};
+    book.save();
+  }
+  LaunchBook follows_a = LaunchBook::load(db);
+  LaunchBook follows_b = LaunchBook::load(db);
+  follows_a.find("a")->uuid = "ua";
+  follows_a.save();
+  follows_b.find("b")->uuid = "ub";
+  follows_b.save();  // its "a" is the one it loaded, uuid-less: not written back
+  follows_a.find("a")->ended = true;
+  follows_a.save();  // nor is its uuid-less "b"
+  LaunchBook back = LaunchBook::load(db);
+  EXPECT_EQ(back.find("a")->uuid, "ua");
+  EXPECT_TRUE(back.find("a")->ended);
+  EXPECT_EQ(back.find("b")->uuid, "ub");
+}
+
 }  // namespace
 }  // namespace mmlab::remote
