@@ -217,6 +217,7 @@ int follow(const RemoteArgs& a, const Context& ctx, const std::string& key, int6
     std::cerr << "mmlab: " << why << "\n";
     if (local_id != 0) local.cancel_queued_run(local_id, why, store::RunStatus::kStopped);
     launch.ended = true;
+    launch.started_nothing = true;
     book.save();
     return kExitOk;
   }
@@ -315,9 +316,18 @@ int resume(const RemoteArgs& a, const Context& ctx) {
   }
   require_ok(host);
   remote::LaunchRequest req;
-  req.resume_uuid = before.uuid;
-  req.resume_db_file = before.db_file;
   req.device = a.device;
+  if (before.started_nothing && !before.resume && !before.experiment.empty()) {
+    // The host never had the run (its job was cancelled while waiting): it starts afresh from
+    // the experiment copied there, under the same uuid, so its rows land on the same local row.
+    req.experiment_on_host = before.experiment;
+    req.run_name = before.run_name;
+    req.uuid = before.uuid;
+    req.steps = before.steps;
+  } else {
+    req.resume_uuid = before.uuid;
+    req.resume_db_file = before.db_file;
+  }
   Launch l = remote::start_on_host(host, req);
   l.remote_run_id = before.remote_run_id;
   book.launches().push_back(l);

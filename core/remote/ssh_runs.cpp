@@ -42,6 +42,9 @@ json to_json(const Launch& l) {
           {"remote_run_id", l.remote_run_id},
           {"uuid", l.uuid},
           {"resume", l.resume},
+          {"experiment", l.experiment},
+          {"steps", l.steps},
+          {"started_nothing", l.started_nothing},
           {"synced_full", l.synced_full},
           {"ended", l.ended},
           {"reachable", l.reachable},
@@ -60,6 +63,9 @@ Launch from_json(const json& j) {
   l.remote_run_id = j.value("remote_run_id", int64_t{0});
   l.uuid = j.value("uuid", "");
   l.resume = j.value("resume", false);
+  l.experiment = j.value("experiment", "");
+  l.steps = j.value("steps", int64_t{0});
+  l.started_nothing = j.value("started_nothing", false);
   l.synced_full = j.value("synced_full", false);
   l.ended = j.value("ended", false);
   l.reachable = j.value("reachable", true);
@@ -255,11 +261,17 @@ Launch start_on_host(const Host& host, const LaunchRequest& request) {
     if (!request.resume_db_file.empty()) launch.db_file = request.resume_db_file;
     args += " --resume " + shell_quote(request.resume_uuid);
   } else {
-    input = read_file(request.experiment_file);
+    if (request.experiment_on_host.empty()) {
+      input = read_file(request.experiment_file);
+      launch.experiment = "launches/" + tag + ".json";
+    } else {
+      launch.experiment = request.experiment_on_host;
+    }
     launch.run_name = request.run_name;
+    launch.steps = request.steps;
     // A Slurm job has a database of its own: one writer, read once the job has ended.
     if (slurm) launch.db_file = "launches/" + tag + ".sqlite";
-    args += " launches/" + tag + ".json --run " + shell_quote(request.run_name) +
+    args += " " + shell_quote(launch.experiment) + " --run " + shell_quote(request.run_name) +
             " --checkpoint-dir checkpoints";
     if (!request.uuid.empty()) {
       args += " --uuid " + shell_quote(request.uuid);

@@ -36,10 +36,13 @@ struct Launch {
   std::string uuid;                        ///< the run's uuid (empty until the first sync)
   bool resume = false;                     ///< a resume: its first sync replaces the run's points
   bool synced_full = false;                ///< that first full sync happened
-  bool ended = false;       ///< a sync saw the trainer's final status (nothing more to fetch)
-  bool reachable = true;    ///< the last contact with the host worked
-  std::string message;      ///< why not, when it did not
-  double last_contact = 0;  ///< seconds since the epoch
+  std::string experiment;        ///< a new run's experiment, copied to the host (below its folder)
+  int64_t steps = 0;             ///< a new run's --steps (0: the file's budget)
+  bool started_nothing = false;  ///< cancelled before its trainer started: resumed afresh
+  bool ended = false;            ///< a sync saw the trainer's final status (nothing more to fetch)
+  bool reachable = true;         ///< the last contact with the host worked
+  std::string message;           ///< why not, when it did not
+  double last_contact = 0;       ///< seconds since the epoch
 };
 
 /// The launches of one local database, kept beside it (`results.sqlite.remote.json`).
@@ -74,12 +77,14 @@ std::string shown_status(const store::RunRow& run,
 /// What to start.
 struct LaunchRequest {
   std::filesystem::path experiment_file;  ///< a new run: this experiment (copied to the host)
-  std::string run_name;                   ///< … and this run of it
-  std::string uuid;                       ///< … under this uuid (empty: a new one)
-  int64_t steps = 0;                      ///< 0: the file's budget
-  std::string device;                     ///< empty: the file's
-  std::string resume_uuid;                ///< instead: resume this run (on its host)
-  std::string resume_db_file;             ///< … kept in this database there (Launch::db_file)
+  std::string
+      experiment_on_host;      ///< … or the copy an earlier start left there (Launch::experiment)
+  std::string run_name;        ///< … and this run of it
+  std::string uuid;            ///< … under this uuid (empty: a new one)
+  int64_t steps = 0;           ///< 0: the file's budget
+  std::string device;          ///< empty: the file's
+  std::string resume_uuid;     ///< instead: resume this run (on its host)
+  std::string resume_db_file;  ///< … kept in this database there (Launch::db_file)
 };
 
 /// The answer of `mmlab info` on a host, or why there is none.

@@ -135,6 +135,31 @@ TEST(SlurmRunsInTheStudio, PendingIsShownFinishedStoppedAndResumedThroughTheSlur
     EXPECT_NE(r.error_text.find("cancelled before its trainer started"), std::string::npos)
         << r.error_text;
   }
+  //    Resumed, it starts afresh (the host never had the run, so there is nothing to --resume):
+  //    a new job of the same run and uuid, held again; stopped again, it ends as before.
+  ASSERT_TRUE(w.manager().resume(held));
+  ASSERT_TRUE(QTest::qWaitFor(
+      [&] {
+        return launches_on("cluster-later").size() == 2 &&
+               w.manager().job(held)->note.contains(QStringLiteral("PENDING"));
+      },
+      60000))
+      << w.manager().job(held)->stderr_tail.toStdString();
+  {
+    const auto again = launches_on("cluster-later");
+    ASSERT_EQ(again.size(), 2u);
+    EXPECT_FALSE(again[1].resume);
+    EXPECT_EQ(again[1].run_name, "held");
+    EXPECT_EQ(again[1].uuid, held_row.uuid);
+    EXPECT_EQ(again[1].experiment, pending[0].experiment) << "the copy already on the host";
+    EXPECT_NE(again[1].job_id, pending[0].job_id);
+  }
+  ASSERT_TRUE(w.manager().stop(held));
+  ASSERT_TRUE(QTest::qWaitFor([&] { return is_done(w.manager().job(held)->state); }, 60000));
+  EXPECT_EQ(w.manager().job(held)->state, RunState::kStopped)
+      << w.manager().job(held)->stderr_tail.toStdString();
+  ASSERT_EQ(w.session().runs().size(), 1u);
+  EXPECT_EQ(w.session().runs()[0].status, mmlab::store::RunStatus::kStopped);
 
   // 2. Two runs launched together; a cluster takes both at once, and both finish.
   int most_active = 0;
