@@ -108,14 +108,24 @@ QString Launcher::save_experiment_file(const json& doc, const QString& name, QSt
     if (error) *error = tr("Could not create %1: check its permissions.").arg(dir.path());
     return {};
   }
-  const QString file = dir.filePath(
-      QStringLiteral("%1-%2.json")
-          .arg(QString(name).replace(QLatin1Char('/'), QLatin1Char('_')),
-               QDateTime::currentDateTime().toString(QStringLiteral("yyyyMMdd-HHmmss-zzz"))));
+  const QString stem = dir.filePath(QStringLiteral("%1-%2").arg(
+      QString(name).replace(QLatin1Char('/'), QLatin1Char('_')),
+      QDateTime::currentDateTime().toString(QStringLiteral("yyyyMMdd-HHmmss-zzz"))));
+  // Never an existing file: two launches of one experiment within a millisecond would share it,
+  // and the second (or its removal when refused) would change what the first one's runs read.
+  QString file = stem + QStringLiteral(".json");
   QFile f(file);
-  if (!f.open(QIODevice::WriteOnly | QIODevice::Truncate) ||
-      f.write(QByteArray::fromStdString(doc.dump(2))) < 0 || !f.flush()) {
+  for (int n = 2; !f.open(QIODevice::WriteOnly | QIODevice::NewOnly); ++n) {
+    if (!f.exists() || n > 1000) {
+      if (error) *error = tr("Could not write %1: %2.").arg(file, f.errorString());
+      return {};
+    }
+    file = QStringLiteral("%1-%2.json").arg(stem).arg(n);
+    f.setFileName(file);
+  }
+  if (f.write(QByteArray::fromStdString(doc.dump(2))) < 0 || !f.flush()) {
     if (error) *error = tr("Could not write %1: %2.").arg(file, f.errorString());
+    f.close();
     QFile::remove(file);
     return {};
   }
