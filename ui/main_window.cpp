@@ -35,6 +35,7 @@
 
 #include "core/config/experiment.h"
 #include "core/config/layer_pattern.h"
+#include "core/results/metric_names.h"
 #include "core/util/fs.h"
 #include "ui/compare_panel.h"
 #include "ui/experiment_dialog.h"
@@ -673,7 +674,7 @@ void MainWindow::update_heatmap() {
   for (int64_t id : ids) {
     const auto names = session_.metric_names(id);
     const bool moe = std::any_of(names.begin(), names.end(), [](const std::string& n) {
-      return n.rfind("expert_load/", 0) == 0;
+      return n.rfind(metric::kExpertLoadPrefix, 0) == 0;
     });
     if (moe || id == ids.back()) {
       const store::RunRow* r = session_.run(id);
@@ -773,7 +774,8 @@ void MainWindow::restore_settings() {
     set_theme(theme);
   else if (auto* a = findChild<QAction*>(QStringLiteral("actionTheme_system")))
     a->setChecked(true);
-  plot_->set_metric(s.value(QStringLiteral("plot/metric"), QStringLiteral("loss")).toString());
+  plot_->set_metric(
+      s.value(QStringLiteral("plot/metric"), QString::fromLatin1(metric::kLoss)).toString());
   // Auto (the default) chooses α from the shown runs' length; a saved number is the user's own.
   // A new key: the old one held the paper's 0.001 as everyone's default.
   if (const double a = s.value(QStringLiteral("plot/smoothing_alpha"), 0.0).toDouble(); a > 0)
