@@ -13,6 +13,7 @@
 #include "core/results/metric_names.h"
 #include "core/results/speedup.h"
 #include "core/util/error.h"
+#include "core/util/utf8.h"
 
 namespace mmlab::cli {
 
@@ -299,11 +300,7 @@ std::string csv_field(const std::string& text) {
 }
 
 size_t display_width(const std::string& text) {
-  size_t n = 0;
-  for (unsigned char c : text) {
-    if ((c & 0xC0) != 0x80) ++n;  // count lead bytes, not UTF-8 continuation bytes
-  }
-  return n;
+  return count_code_points(text);
 }
 
 std::string render_text_table(const std::vector<std::string>& header,

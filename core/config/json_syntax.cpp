@@ -7,6 +7,8 @@
 #include <sstream>
 #include <vector>
 
+#include "core/util/utf8.h"
+
 namespace mmlab::config_detail {
 
 namespace {
@@ -22,35 +24,6 @@ bool is_hex(char c) {
 }
 bool is_word_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '_';
-}
-
-// Length of the well-formed UTF-8 sequence at `at` (no overlong forms, surrogates or values past
-// U+10FFFF, as nlohmann checks), or 0.
-std::size_t utf8_length(std::string_view t, std::size_t at) {
-  const auto b0 = static_cast<unsigned char>(t[at]);
-  std::size_t n;
-  unsigned cp;
-  if (b0 < 0x80) return 1;
-  if (b0 >= 0xC2 && b0 <= 0xDF) {
-    n = 2, cp = b0 & 0x1Fu;
-  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
-    n = 3, cp = b0 & 0x0Fu;
-  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
-    n = 4, cp = b0 & 0x07u;
-  } else {
-    return 0;
-  }
-  if (at + n > t.size()) return 0;
-  for (std::size_t k = 1; k < n; ++k) {
-    const auto b = static_cast<unsigned char>(t[at + k]);
-    if ((b & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (b & 0x3Fu);
-  }
-  if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-      (cp >= 0xD800 && cp <= 0xDFFF)) {
-    return 0;
-  }
-  return n;
 }
 
 // The character at `at`, as a message shows it.
@@ -365,7 +338,7 @@ JsonSyntaxError position_of(std::string_view text, std::size_t offset) {
   if (line_start == 0 && text.substr(0, 3) == "\xEF\xBB\xBF")
     line_start = std::min<std::size_t>(3, offset);
   for (std::size_t k = line_start; k < offset; ++k) {
-    if ((static_cast<unsigned char>(text[k]) & 0xC0) != 0x80) ++p.column;
+    if (!is_utf8_continuation(text[k])) ++p.column;
   }
   return p;
 }

@@ -19,6 +19,7 @@
 #include "core/data/unicode.h"
 #include "core/util/error.h"
 #include "core/util/fs.h"
+#include "core/util/utf8.h"
 
 namespace mmlab::data {
 namespace fs = std::filesystem;
@@ -292,7 +293,7 @@ std::unique_ptr<Gpt2Tokenizer> Gpt2Tokenizer::from_files(const fs::path& vocab_f
     bool mapped = true;
     for (std::size_t pos = 0; pos < token.size();) {
       std::size_t len = 0;
-      char32_t cp = unicode::decode_utf8(token, pos, &len);
+      char32_t cp = decode_utf8(token, pos, &len);
       auto b = byte_of.find(cp);
       if (b == byte_of.end()) {
         mapped = false;
@@ -382,7 +383,7 @@ std::vector<std::string_view> Gpt2Tokenizer::pretokenize(std::string_view s) {
   std::size_t i = 0;
   while (i < n) {
     std::size_t len = 0;
-    char32_t c = unicode::decode_utf8(s, i, &len);
+    char32_t c = decode_utf8(s, i, &len);
     // 's 't 're 've 'm 'll 'd come first in the alternation (lower case only, as in GPT-2).
     if (c == '\'' && i + 1 < n) {
       char a = s[i + 1];
@@ -405,7 +406,7 @@ std::vector<std::string_view> Gpt2Tokenizer::pretokenize(std::string_view s) {
     // ` ?\p{L}+`, ` ?\p{N}+`, ` ?[^\s\p{L}\p{N}]+`: one leading space joins the run after it.
     if (c == ' ' && i + 1 < n) {
       std::size_t len2 = 0;
-      char32_t c2 = unicode::decode_utf8(s, i + 1, &len2);
+      char32_t c2 = decode_utf8(s, i + 1, &len2);
       CharClass cls2 = classify(c2);
       if (cls2 != CharClass::kSpace) {
         cls = cls2;
@@ -417,7 +418,7 @@ std::vector<std::string_view> Gpt2Tokenizer::pretokenize(std::string_view s) {
       std::size_t j = i + len;
       while (j < n) {
         std::size_t l = 0;
-        if (classify(unicode::decode_utf8(s, j, &l)) != cls) break;
+        if (classify(decode_utf8(s, j, &l)) != cls) break;
         j += l;
       }
       out.push_back(s.substr(start, j - start));
@@ -431,7 +432,7 @@ std::vector<std::string_view> Gpt2Tokenizer::pretokenize(std::string_view s) {
     std::size_t count = 0;
     while (j < n) {
       std::size_t l = 0;
-      if (!unicode::is_space(unicode::decode_utf8(s, j, &l))) break;
+      if (!unicode::is_space(decode_utf8(s, j, &l))) break;
       last = j;
       j += l;
       ++count;

@@ -17,6 +17,7 @@
 #include "core/util/error.h"
 #include "core/util/fs.h"
 #include "core/util/install_paths.h"
+#include "core/util/utf8.h"
 
 namespace mmlab::data {
 namespace fs = std::filesystem;
@@ -160,7 +161,7 @@ std::unique_ptr<SentencePieceTokenizer> SentencePieceTokenizer::train(
       while (pos < end) {
         std::size_t cut = std::min(end, pos + kMaxSentenceBytes);
         // Back up to the start of a UTF-8 character.
-        while (cut < end && cut > pos && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) {
+        while (cut < end && cut > pos && is_utf8_continuation(text[cut])) {
           --cut;
         }
         std::string_view line = text.substr(pos, cut - pos);

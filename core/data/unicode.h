@@ -1,16 +1,12 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-// The few Unicode facts GPT-2's pre-tokenizer needs: UTF-8 decoding that never fails, and whether
-// a code point is a letter (\p{L}), a number (\p{N}) or white space (\s). Internal to core/data.
+// The few Unicode facts GPT-2's pre-tokenizer needs besides UTF-8 decoding (core/util/utf8.h):
+// whether a code point is a letter (\p{L}), a number (\p{N}) or white space (\s). Internal to
+// core/data.
 #pragma once
 
 #include <cstddef>
-#include <string_view>
 
 namespace mmlab::data::unicode {
-
-/// Decodes the code point at `s[pos]` and stores its length in bytes in `*len` (>= 1). An invalid
-/// or truncated sequence yields U+FFFD with length 1, so every byte of the input is covered once.
-char32_t decode_utf8(std::string_view s, std::size_t pos, std::size_t* len);
 
 /// General category L* (Lu, Ll, Lt, Lm, Lo), from Unicode 14 tables.
 bool is_letter(char32_t cp);
