@@ -15,30 +15,24 @@
 // Usage: conv1d_dev [B Di L]   (default 8 1536 2048, K = 4, bias, SiLU)
 #include <torch/torch.h>
 
+#include <array>
 #include <cstdio>
-#include <cstdlib>
 
 #include "core/ops/mamba_ops.h"
-#include "kernels/dev/cuda_timer.h"
-#include "kernels/register.h"
+#include "kernels/dev/bench_support.h"
 
 namespace {
 
 using namespace mmlab;
 using kernels::dev::check_close;
-using kernels::dev::print_timing;
-using kernels::dev::time_ms;
-
-torch::Tensor conv_with(const char* impl, const ops::CausalConv1dArgs& a) {
-  ops::ScopedOpsChoice choice(ops::OpsChoice{impl, {}});
-  return ops::causal_conv1d(a);
-}
+using kernels::dev::dtype_name;
+using kernels::dev::time_both;
+using kernels::dev::with_impl;
 
 /// Checks and times the sequence op at one dtype; true when the checks pass.
 bool run_conv(int64_t B, int64_t Di, int64_t L, int64_t K, torch::Dtype dtype) {
-  const char* name = dtype == torch::kBFloat16 ? "bf16" : "fp32";
   std::printf("causal_conv1d %s  B=%lld Di=%lld L=%lld K=%lld, bias, SiLU, x a channel slice\n",
-              name, static_cast<long long>(B), static_cast<long long>(Di),
+              dtype_name(dtype), static_cast<long long>(B), static_cast<long long>(Di),
               static_cast<long long>(L), static_cast<long long>(K));
   auto o = torch::TensorOptions().device(torch::kCUDA);
   torch::manual_seed(0);
@@ -54,7 +48,7 @@ bool run_conv(int64_t B, int64_t Di, int64_t L, int64_t K, torch::Dtype dtype) {
     auto xk = xz.detach().requires_grad_();
     auto wk = weight.detach().clone().requires_grad_(), bk = bias.detach().clone().requires_grad_();
     ops::CausalConv1dArgs ka{{}, xk.narrow(1, 0, Di), wk, bk, true};
-    auto yk = conv_with("cuda", ka);
+    auto yk = with_impl("cuda", [&] { return ops::causal_conv1d(ka); });
     yk.backward(dy);
     auto xr = xz.detach().to(torch::kFloat).requires_grad_();
     auto wr = weight.detach().clone().requires_grad_(), br = bias.detach().clone().requires_grad_();
@@ -74,25 +68,19 @@ bool run_conv(int64_t B, int64_t Di, int64_t L, int64_t K, torch::Dtype dtype) {
   const double io_bwd = 3.0 * B * Di * L * elem;  // read x, dy; write dx
   torch::NoGradGuard no_grad;
   ops::CausalConv1dArgs a{{}, xz.narrow(1, 0, Di), weight, bias, true};
-  const double ref_fwd = time_ms([&] { conv_with("reference", a); });
-  const double cuda_fwd = time_ms([&] { conv_with("cuda", a); });
-  print_timing("forward", ref_fwd, cuda_fwd, io_fwd);
-  auto fwd_bwd = [&](const char* impl) {
+  time_both("forward", io_fwd, [&] { ops::causal_conv1d(a); });
+  time_both("forward + backward", io_fwd + io_bwd, [&] {
     torch::AutoGradMode grad(true);
     auto x = xz.narrow(1, 0, Di).detach().requires_grad_();
     auto w = weight.detach().requires_grad_(), b = bias.detach().requires_grad_();
-    conv_with(impl, ops::CausalConv1dArgs{{}, x, w, b, true}).backward(dy);
-  };
-  const double ref_fb = time_ms([&] { fwd_bwd("reference"); });
-  const double cuda_fb = time_ms([&] { fwd_bwd("cuda"); });
-  print_timing("forward + backward", ref_fb, cuda_fb, io_fwd + io_bwd);
+    ops::causal_conv1d(ops::CausalConv1dArgs{{}, x, w, b, true}).backward(dy);
+  });
   return ok;
 }
 
 /// Checks and times the decode step at one dtype (state in x's dtype); true when checks pass.
 bool run_update(int64_t B, int64_t Di, int64_t K, torch::Dtype dtype) {
-  const char* name = dtype == torch::kBFloat16 ? "bf16" : "fp32";
-  std::printf("causal_conv1d_update %s  B=%lld Di=%lld K=%lld, bias, SiLU\n", name,
+  std::printf("causal_conv1d_update %s  B=%lld Di=%lld K=%lld, bias, SiLU\n", dtype_name(dtype),
               static_cast<long long>(B), static_cast<long long>(Di), static_cast<long long>(K));
   torch::NoGradGuard no_grad;
   auto o = torch::TensorOptions().device(torch::kCUDA);
@@ -102,44 +90,25 @@ bool run_update(int64_t B, int64_t Di, int64_t K, torch::Dtype dtype) {
   auto bias = torch::randn({Di}, o);
   ops::CausalConv1dUpdateArgs a{{}, state.clone(), x, weight, bias, true};
   ops::CausalConv1dUpdateArgs r{{}, state.clone(), x, weight, bias, true};
-  torch::Tensor yk;
-  {
-    ops::ScopedOpsChoice choice(ops::OpsChoice{"cuda", {}});
-    yk = ops::causal_conv1d_update(a);
-  }
+  auto yk = with_impl("cuda", [&] { return ops::causal_conv1d_update(a); });
   auto yr = ops::causal_conv1d_update_reference(r);
   bool ok = check_close("y", yk, yr, 1e-2, 1e-2);
   ok &= check_close("conv_state", a.conv_state, r.conv_state, 0, 0);
   const double elem = static_cast<double>(torch::elementSize(dtype));
   const double io = B * Di * (2.0 * K + 2.0) * elem;  // state read + written, x, y
-  const double ref = time_ms([&] { ops::causal_conv1d_update_reference(r); });
-  ops::ScopedOpsChoice choice(ops::OpsChoice{"cuda", {}});
-  const double cuda = time_ms([&] { ops::causal_conv1d_update(a); });
-  print_timing("one step", ref, cuda, io);
+  time_both("one step", io, [&] { ops::causal_conv1d_update(a); });
   return ok;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (!torch::cuda::is_available()) {
-    std::fprintf(stderr,
-                 "conv1d_dev: no CUDA device is visible; run it on a machine with a GPU.\n");
-    return 1;
-  }
-  mmlab::kernels::register_all();
-  int64_t B = 8, Di = 1536, L = 2048;
-  if (argc == 4) {
-    B = std::atoll(argv[1]);
-    Di = std::atoll(argv[2]);
-    L = std::atoll(argv[3]);
-  } else if (argc != 1) {
-    std::fprintf(stderr, "usage: conv1d_dev [B Di L]\n");
-    return 2;
-  }
+  if (!mmlab::kernels::dev::gpu_ready("conv1d_dev")) return 1;
+  std::array<int64_t, 3> sizes = {8, 1536, 2048};
+  if (!mmlab::kernels::dev::read_sizes(argc, argv, "conv1d_dev [B Di L]", sizes)) return 2;
+  const auto [B, Di, L] = sizes;
   bool ok = true;
   for (auto dtype : {torch::kFloat, torch::kBFloat16}) ok &= run_conv(B, Di, L, 4, dtype);
   for (auto dtype : {torch::kFloat, torch::kBFloat16}) ok &= run_update(B, Di, 4, dtype);
-  std::printf(ok ? "all checks passed\n" : "SOME CHECKS FAILED\n");
-  return ok ? 0 : 1;
+  return mmlab::kernels::dev::finish(ok);
 }

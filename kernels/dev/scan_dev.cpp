@@ -26,12 +26,12 @@
 #include <vector>
 
 #include "core/ops/mamba_ops.h"
-#include "kernels/dev/cuda_timer.h"
-#include "kernels/register.h"
+#include "kernels/dev/bench_support.h"
 
 namespace {
 
 using namespace mmlab;
+using kernels::dev::dtype_name;
 using kernels::dev::time_ms;
 
 struct Shape {
@@ -44,7 +44,7 @@ std::string describe(const Shape& s) {
   char buf[96];
   std::snprintf(buf, sizeof buf, "B=%lld Di=%lld L=%lld N=%lld %s", static_cast<long long>(s.B),
                 static_cast<long long>(s.Di), static_cast<long long>(s.L),
-                static_cast<long long>(s.N), s.dtype == torch::kBFloat16 ? "bf16" : "fp32");
+                static_cast<long long>(s.N), dtype_name(s.dtype));
   return buf;
 }
 
@@ -162,11 +162,7 @@ Timing time_impl(const char* impl, const Inputs& in, int64_t Di, int warmup, int
 int main(int argc, char** argv) {
   const bool check_only = argc > 1 && std::strcmp(argv[1], "--check-only") == 0;
   const bool profile = argc > 1 && std::strcmp(argv[1], "--profile") == 0;
-  if (!torch::cuda::is_available()) {
-    std::fprintf(stderr, "scan_dev needs a CUDA device; none is visible.\n");
-    return 2;
-  }
-  kernels::register_all();
+  if (!kernels::dev::gpu_ready("scan_dev")) return 2;
   const auto bf16 = torch::kBFloat16, f32 = torch::kFloat;
   const std::vector<Shape> shapes = {
       {256, 1024, 256, 16, bf16, true},  // the target

@@ -10,24 +10,24 @@
 // Usage: state_update_dev [B Di N]   (default 16 1536 16; with D, z, dt_bias, softplus)
 #include <torch/torch.h>
 
+#include <array>
 #include <cstdio>
-#include <cstdlib>
 
 #include "core/ops/mamba_ops.h"
-#include "kernels/dev/cuda_timer.h"
-#include "kernels/register.h"
+#include "kernels/dev/bench_support.h"
 
 namespace {
 
 using namespace mmlab;
 using kernels::dev::check_close;
-using kernels::dev::print_timing;
-using kernels::dev::time_ms;
+using kernels::dev::dtype_name;
+using kernels::dev::time_both;
+using kernels::dev::with_impl;
 
 bool run(int64_t B, int64_t Di, int64_t N, torch::Dtype dtype) {
-  const char* name = dtype == torch::kBFloat16 ? "bf16" : "fp32";
-  std::printf("selective_state_update %s  B=%lld Di=%lld N=%lld, D, z, dt_bias, softplus\n", name,
-              static_cast<long long>(B), static_cast<long long>(Di), static_cast<long long>(N));
+  std::printf("selective_state_update %s  B=%lld Di=%lld N=%lld, D, z, dt_bias, softplus\n",
+              dtype_name(dtype), static_cast<long long>(B), static_cast<long long>(Di),
+              static_cast<long long>(N));
   torch::NoGradGuard no_grad;
   torch::manual_seed(0);
   auto o = torch::TensorOptions().device(torch::kCUDA);
@@ -45,46 +45,27 @@ bool run(int64_t B, int64_t Di, int64_t N, torch::Dtype dtype) {
   ops::SelectiveStateUpdateArgs r = a;
   a.state = state.clone();
   r.state = state.clone();
-  torch::Tensor yk;
-  {
-    ops::ScopedOpsChoice choice(ops::OpsChoice{"cuda", {}});
-    yk = ops::selective_state_update(a);
-  }
+  auto yk = with_impl("cuda", [&] { return ops::selective_state_update(a); });
   auto yr = ops::selective_state_update_reference(r);
   const double tol = dtype == torch::kBFloat16 ? 1.6e-2 : 2e-5;
   bool ok = check_close("y", yk, yr, tol, tol);
   ok &= check_close("state", a.state, r.state, 2e-5, 2e-5);
   const double elem = static_cast<double>(torch::elementSize(dtype));
   const double io = B * Di * N * 8.0 + B * Di * 4.0 * elem;  // state in + out, x, dt, z, y
-  const double ref = time_ms([&] { ops::selective_state_update_reference(r); });
-  ops::ScopedOpsChoice choice(ops::OpsChoice{"cuda", {}});
-  const double cuda = time_ms([&] { ops::selective_state_update(a); });
-  print_timing("one step", ref, cuda, io);
+  time_both("one step", io, [&] { ops::selective_state_update(a); });
   return ok;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (!torch::cuda::is_available()) {
-    std::fprintf(stderr,
-                 "state_update_dev: no CUDA device is visible; run it on a machine with a GPU.\n");
-    return 1;
-  }
-  mmlab::kernels::register_all();
-  int64_t B = 16, Di = 1536, N = 16;
-  if (argc == 4) {
-    B = std::atoll(argv[1]);
-    Di = std::atoll(argv[2]);
-    N = std::atoll(argv[3]);
-  } else if (argc != 1) {
-    std::fprintf(stderr, "usage: state_update_dev [B Di N]\n");
-    return 2;
-  }
+  if (!mmlab::kernels::dev::gpu_ready("state_update_dev")) return 1;
+  std::array<int64_t, 3> sizes = {16, 1536, 16};
+  if (!mmlab::kernels::dev::read_sizes(argc, argv, "state_update_dev [B Di N]", sizes)) return 2;
+  const auto [B, Di, N] = sizes;
   bool ok = true;
   for (auto dtype : {torch::kFloat, torch::kBFloat16}) ok &= run(B, Di, N, dtype);
   // The largest state the kernel takes.
   ok &= run(B, Di, 64, torch::kBFloat16);
-  std::printf(ok ? "all checks passed\n" : "SOME CHECKS FAILED\n");
-  return ok ? 0 : 1;
+  return mmlab::kernels::dev::finish(ok);
 }

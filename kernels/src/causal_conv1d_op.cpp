@@ -51,18 +51,11 @@ class CausalConv1dFunction : public torch::autograd::Function<CausalConv1dFuncti
 
 std::string update_why_not(const ops::CausalConv1dUpdateArgs& a) {
   if (a.needs_grad) return "no backward (needs_grad)";
-  for (const auto& why : {dim_why_not("conv_state", a.conv_state, 3), dim_why_not("x", a.x, 2),
-                          dim_why_not("weight", a.weight, 2), dim_why_not("bias", a.bias, 1)}) {
-    if (!why.empty()) return why;
-  }
+  const std::initializer_list<CheckedInput> inputs = {
+      {"conv_state", a.conv_state, 3}, {"x", a.x, 2}, {"weight", a.weight, 2}, {"bias", a.bias, 1}};
+  if (auto why = dims_why_not(inputs); !why.empty()) return why;
   if (auto why = causal_conv1d_width_why_not(a.weight); !why.empty()) return why;
-  const std::pair<const char*, const torch::Tensor*> inputs[] = {
-      {"conv_state", &a.conv_state}, {"x", &a.x}, {"weight", &a.weight}, {"bias", &a.bias}};
-  for (const auto& [name, t] : inputs) {
-    if (auto why = dtype_why_not(name, *t); !why.empty()) return why;
-    if (auto why = device_why_not(name, *t); !why.empty()) return why;
-  }
-  return "";
+  return dtype_device_why_not(inputs);
 }
 
 torch::Tensor conv_update(const ops::CausalConv1dUpdateArgs& a) {

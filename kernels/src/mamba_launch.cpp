@@ -95,16 +95,11 @@ std::string causal_conv1d_width_why_not(const torch::Tensor& weight) {
 }
 
 std::string causal_conv1d_why_not(const ops::CausalConv1dArgs& a) {
-  for (const auto& why : {dim_why_not("x", a.x, 3), dim_why_not("weight", a.weight, 2),
-                          dim_why_not("bias", a.bias, 1)}) {
-    if (!why.empty()) return why;
-  }
+  const std::initializer_list<CheckedInput> inputs = {
+      {"x", a.x, 3}, {"weight", a.weight, 2}, {"bias", a.bias, 1}};
+  if (auto why = dims_why_not(inputs); !why.empty()) return why;
   if (auto why = causal_conv1d_width_why_not(a.weight); !why.empty()) return why;
-  const Named inputs[] = {{"x", &a.x}, {"weight", &a.weight}, {"bias", &a.bias}};
-  for (const auto& [name, t] : inputs) {
-    if (auto why = dtype_why_not(name, *t); !why.empty()) return why;
-    if (auto why = device_why_not(name, *t); !why.empty()) return why;
-  }
+  if (auto why = dtype_device_why_not(inputs); !why.empty()) return why;
   if (a.x.size(2) > 1 && a.x.stride(2) != 1) return "x not contiguous along L";
   return "";
 }

@@ -19,26 +19,17 @@ namespace {
 
 std::string state_update_why_not(const ops::SelectiveStateUpdateArgs& a) {
   if (a.needs_grad) return "no backward (needs_grad)";
-  for (const auto& why :
-       {dim_why_not("state", a.state, 3), dim_why_not("x", a.x, 2), dim_why_not("dt", a.dt, 2),
-        dim_why_not("A", a.A, 2), dim_why_not("B", a.B, 2), dim_why_not("C", a.C, 2),
-        dim_why_not("D", a.D, 1), dim_why_not("z", a.z, 2), dim_why_not("dt_bias", a.dt_bias, 1)}) {
-    if (!why.empty()) return why;
-  }
+  const std::initializer_list<CheckedInput> inputs = {
+      {"state", a.state, 3}, {"x", a.x, 2}, {"dt", a.dt, 2},
+      {"A", a.A, 2},         {"B", a.B, 2}, {"C", a.C, 2},
+      {"D", a.D, 1},         {"z", a.z, 2}, {"dt_bias", a.dt_bias, 1}};
+  if (auto why = dims_why_not(inputs); !why.empty()) return why;
   const int64_t N = a.state.size(2);
   if (N > kMaxStateSize) return "d_state " + std::to_string(N) + " > 64";
   if (a.state.scalar_type() != torch::kFloat) {
     return std::string("state dtype ") + c10::toString(a.state.scalar_type()) + ", not Float";
   }
-  const std::pair<const char*, const torch::Tensor*> inputs[] = {
-      {"state", &a.state}, {"x", &a.x}, {"dt", &a.dt},
-      {"A", &a.A},         {"B", &a.B}, {"C", &a.C},
-      {"D", &a.D},         {"z", &a.z}, {"dt_bias", &a.dt_bias}};
-  for (const auto& [name, t] : inputs) {
-    if (auto why = dtype_why_not(name, *t); !why.empty()) return why;
-    if (auto why = device_why_not(name, *t); !why.empty()) return why;
-  }
-  return "";
+  return dtype_device_why_not(inputs);
 }
 
 torch::Tensor state_update(const ops::SelectiveStateUpdateArgs& a) {

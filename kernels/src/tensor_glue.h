@@ -6,6 +6,7 @@
 
 #include <torch/torch.h>
 
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
 
@@ -32,6 +33,31 @@ inline std::string dim_why_not(const char* name, const torch::Tensor& t, int64_t
   if (!t.defined() || t.dim() == dims) return "";
   return std::string(name) + " is " + std::to_string(t.dim()) + "-D, not " + std::to_string(dims) +
          "-D";
+}
+
+/// An input as a why_not function checks it: its name in the reason, the tensor (maybe absent)
+/// and the number of dimensions it must have.
+struct CheckedInput {
+  const char* name;
+  const torch::Tensor& t;
+  int64_t dims;
+};
+
+/// The first input whose rank is not its `dims`, as dim_why_not words it; "" when all fit.
+inline std::string dims_why_not(std::initializer_list<CheckedInput> inputs) {
+  for (const CheckedInput& in : inputs) {
+    if (auto why = dim_why_not(in.name, in.t, in.dims); !why.empty()) return why;
+  }
+  return "";
+}
+
+/// The first input of a dtype or on a device the kernels do not take; "" when all pass.
+inline std::string dtype_device_why_not(std::initializer_list<CheckedInput> inputs) {
+  for (const CheckedInput& in : inputs) {
+    if (auto why = dtype_why_not(in.name, in.t); !why.empty()) return why;
+    if (auto why = device_why_not(in.name, in.t); !why.empty()) return why;
+  }
+  return "";
 }
 
 inline ElementType element_type(const torch::Tensor& t) {
