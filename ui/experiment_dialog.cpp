@@ -34,7 +34,6 @@
 #include "core/config/layer_pattern.h"
 #include "core/config/param_count.h"
 #include "core/data/corpus.h"
-#include "core/data/vocabulary.h"
 #include "core/remote/host.h"
 #include "core/remote/ssh_runs.h"
 #include "core/util/error.h"
@@ -71,11 +70,6 @@ bool is_moe_family(const std::string& family) {
   } catch (const std::exception&) {
   }
   return false;
-}
-
-int vocab_for(const RunConfig& rc) {
-  if (rc.model.vocab_size > 0) return rc.model.vocab_size;
-  return data::expected_vocab_size(rc.data.tokenizer, rc.data.tokenizer_vocab);
 }
 
 // json value at a/b (objects), or `fallback`.
@@ -804,7 +798,7 @@ void ExperimentDialog::validate() {
     QStringList cells;
     cells << QString::fromStdString(rc.name) << QString::fromStdString(rc.model.family);
     try {
-      const ParamCounts pc = count_params(rc.model, vocab_for(rc));
+      const ParamCounts pc = count_params(rc.model, expected_vocab_size(rc));
       const double tps = double(rc.train.tokens_per_step());
       const double steps = double(rc.train.resolved_steps());
       int layers = 0;

@@ -2,6 +2,7 @@
 #include "core/config/param_count.h"
 
 #include "core/config/layer_pattern.h"
+#include "core/config/vocabulary.h"
 
 namespace mmlab {
 
@@ -51,9 +52,7 @@ Count mamba_count(const LayerSpec& s, const ModelConfig& c) {
 
 int expected_vocab_size(const RunConfig& r) {
   if (r.model.vocab_size > 0) return r.model.vocab_size;
-  if (r.data.tokenizer == "byte") return 257;
-  if (r.data.tokenizer == "sentencepiece") return r.data.tokenizer_vocab;
-  return 50257;  // GPT-2
+  return expected_vocab_size(r.data.tokenizer, r.data.tokenizer_vocab);
 }
 
 ParamCounts count_params(const ModelConfig& c, int vocab_size) {

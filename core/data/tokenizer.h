@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/data/vocabulary.h"
+#include "core/config/vocabulary.h"
 
 namespace mmlab::data {
 

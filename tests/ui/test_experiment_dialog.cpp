@@ -16,7 +16,7 @@
 #include "core/config/config_fields.h"
 #include "core/config/experiment.h"
 #include "core/config/param_count.h"
-#include "core/data/vocabulary.h"
+#include "core/config/vocabulary.h"
 #include "qt_app.h"
 #include "scoped_env.h"
 #include "test_support.h"
@@ -143,7 +143,7 @@ TEST_F(DialogTest, DefaultDocumentIsValidAndReadoutsMatchCountParams) {
   const QStringList rows = d.readout_text().split('\n');
   ASSERT_EQ(rows.size(), 4);
   for (size_t i = 0; i < ex.runs.size(); ++i) {
-    const auto pc = mmlab::count_params(ex.runs[i].model, mmlab::data::kByteVocabSize);
+    const auto pc = mmlab::count_params(ex.runs[i].model, mmlab::kByteVocabSize);
     const QStringList cells = rows[int(i)].split('|');
     EXPECT_EQ(cells[0].toStdString(), ex.runs[i].name);
     EXPECT_EQ(cells[2], RunTableModel::human_count(double(pc.total)));
@@ -431,7 +431,7 @@ TEST_F(DialogTest, ThePapersExperimentFileOpensValidWithItsScaleAndCounts) {
   const QStringList rows = d.readout_text().split('\n');
   ASSERT_EQ(size_t(rows.size()), ex.runs.size());
   for (size_t i = 0; i < ex.runs.size(); ++i) {
-    const auto pc = mmlab::count_params(ex.runs[i].model, mmlab::data::kGpt2VocabSize);
+    const auto pc = mmlab::count_params(ex.runs[i].model, mmlab::kGpt2VocabSize);
     const QStringList cells = rows[int(i)].split('|');
     EXPECT_EQ(cells[2], RunTableModel::human_count(double(pc.total))) << ex.runs[i].name;
     EXPECT_EQ(cells[3], RunTableModel::human_count(double(pc.active))) << ex.runs[i].name;

@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-// Vocabulary sizes known before a tokenizer is loaded, header-only so that the studio (which does
-// not link the data library) estimates a model's parameters with the same numbers the trainer
-// uses. The tokenizers themselves report these sizes (tests/core/data/tokenizer_test.cpp).
+// Vocabulary sizes known before a tokenizer is loaded, beside the configs that name a tokenizer, so
+// that the parameter counts of `mmlab models`, the studio's read-outs and the trainer's checks use
+// the same numbers before any tokenizer exists. The tokenizers themselves report these sizes
+// (tests/core/data/tokenizer_test.cpp).
 #pragma once
 
 #include <cstdint>
 #include <string_view>
 
-namespace mmlab::data {
+namespace mmlab {
 
 /// The byte tokenizer: 256 byte values plus the end-of-text id 256.
 inline constexpr std::int32_t kByteVocabSize = 257;
@@ -24,4 +25,4 @@ constexpr std::int32_t expected_vocab_size(std::string_view tokenizer,
   return kGpt2VocabSize;
 }
 
-}  // namespace mmlab::data
+}  // namespace mmlab
