@@ -78,7 +78,7 @@ RunConfig bench_config(RunConfig r, const BenchArgs& a, const std::string& ops) 
 }
 
 BenchRow bench_run(RunConfig r, const BenchArgs& a, const torch::Device& device) {
-  ops::ScopedOpsChoice ops_scope(ops_choice_of(r.train.ops));
+  ops::ScopedOpsChoice ops_scope(r.train.ops);
   ops::clear_used_implementations();
   r.model.vocab_size = expected_vocab_size(r);
   torch::manual_seed(0);

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "core/config/ops_config.h"
+
 namespace mmlab {
 
 // Each struct's fields are declared once, with their rules and meaning, in config_fields.h; the
@@ -57,19 +59,6 @@ struct ModelConfig {
   int n_head() const { return d_model / head_dim; }
   /// The pattern actually used: `pattern`, or the family's default.
   std::string resolved_pattern() const;
-};
-
-/// Which implementation each op of the model uses (`train.ops`): in JSON either one name for
-/// every op ("auto", "reference", or an implementation such as "cuda") or an object naming one
-/// per op ({"selective_scan": "cuda"}; ops it leaves out use "auto"). "auto" takes the fastest
-/// implementation that supports the call and falls back to the reference.
-struct OpsConfig {
-  std::string all = "auto";
-  std::map<std::string, std::string> per_op;  ///< op name -> implementation name
-  const std::string& for_op(const std::string& op) const {
-    auto it = per_op.find(op);
-    return it == per_op.end() ? all : it->second;
-  }
 };
 
 /// How a model is trained.

@@ -41,13 +41,6 @@ void check_call(const Registry& registry, const OpsConfig& c, const RunConfig& r
 
 }  // namespace
 
-ops::OpsChoice ops_choice_of(const OpsConfig& c) {
-  ops::OpsChoice choice;
-  choice.all = c.all;
-  choice.per_op = c.per_op;
-  return choice;
-}
-
 void check_ops_choice(const RunConfig& run) {
   const OpsConfig& c = run.train.ops;
   const std::vector<std::string>& ops_names = ops::op_names();

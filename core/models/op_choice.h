@@ -11,9 +11,6 @@
 
 namespace mmlab {
 
-/// train.ops as the registries' per-thread choice.
-ops::OpsChoice ops_choice_of(const OpsConfig& c);
-
 /// Refuses, with a UserError of one sentence naming the op, the implementation and what it cannot
 /// do, a `train.ops` that names an unknown op or implementation, or an implementation that cannot
 /// run the calls this run's model makes in training and evaluation (its shapes, its dtype: bf16

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/config/ops_config.h"
 #include "core/util/error.h"
 
 namespace mmlab::ops {
@@ -30,15 +31,8 @@ struct CallInfo {
 };
 
 /// Which implementation each op uses in this thread: "auto", "reference", or an implementation
-/// name, for all ops at once or per op (`train.ops` in an experiment).
-struct OpsChoice {
-  std::string all = "auto";
-  std::map<std::string, std::string> per_op;  // op name -> implementation name
-  const std::string& for_op(const std::string& op) const {
-    auto it = per_op.find(op);
-    return it == per_op.end() ? all : it->second;
-  }
-};
+/// name, for all ops at once or per op: an experiment's `train.ops` as it is.
+using OpsChoice = OpsConfig;
 
 /// The thread's current choice; a run sets it for its duration with ScopedOpsChoice.
 OpsChoice& current_choice();

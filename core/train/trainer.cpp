@@ -638,7 +638,7 @@ class TrainingSession {
 
   TrainResult train_loop() {
     const TrainConfig& t = config_.train;
-    ops::ScopedOpsChoice ops_scope(ops_choice_of(t.ops));
+    ops::ScopedOpsChoice ops_scope(t.ops);
     ops::clear_used_implementations();  // a previous run of this process used other ops
     bool ops_recorded = false;
     data::WindowSampler& sampler = *sampler_;
