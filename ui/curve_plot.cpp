@@ -315,18 +315,17 @@ void CurvePlot::set_x_axis(XAxis axis) {
 }
 
 void CurvePlot::set_log_x(bool on) {
-  log_x_ = on;
-  QSignalBlocker block(log_x_box_);
-  log_x_box_->setChecked(on);
-  apply_axis_types();
-  autofit_ = true;
-  dirty_ = true;
+  set_log_scale(on, log_x_, log_x_box_);
 }
 
 void CurvePlot::set_log_y(bool on) {
-  log_y_ = on;
-  QSignalBlocker block(log_y_box_);
-  log_y_box_->setChecked(on);
+  set_log_scale(on, log_y_, log_y_box_);
+}
+
+void CurvePlot::set_log_scale(bool on, bool& flag, QCheckBox* box) {
+  flag = on;
+  QSignalBlocker block(box);
+  box->setChecked(on);
   apply_axis_types();
   autofit_ = true;
   dirty_ = true;

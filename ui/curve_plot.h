@@ -123,6 +123,8 @@ class CurvePlot : public QWidget {
   void push_history();
   void refresh_metric_list();
   void apply_axis_types();
+  /// One axis's log scale: its flag, its checkbox (without echoing the toggle) and a refit.
+  void set_log_scale(bool on, bool& flag, QCheckBox* box);
   /// Log x in effect: the user's choice, except on the wall-clock axis (dates are linear).
   bool log_x() const { return log_x_ && x_axis_ != XAxis::kWallClock; }
   QCPGraph* take_graph(size_t& index);

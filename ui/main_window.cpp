@@ -480,6 +480,10 @@ int MainWindow::launch_experiment(const json& doc, QString* error, const QString
 
 void MainWindow::new_experiment() {
   ExperimentDialog dlg(this);
+  launch_from(dlg);
+}
+
+void MainWindow::launch_from(ExperimentDialog& dlg) {
   if (dlg.exec() != QDialog::Accepted) return;
   QString err;
   if (launch_experiment(dlg.document(), &err, dlg.target(), dlg.ranks_per_run()) == 0) {
@@ -501,11 +505,7 @@ void MainWindow::clone_selected() {
   }
   ExperimentDialog dlg(this);
   dlg.set_document(ExperimentDialog::clone_document(cfg, QString::fromStdString(r->name)), cfg);
-  if (dlg.exec() != QDialog::Accepted) return;
-  QString err;
-  if (launch_experiment(dlg.document(), &err, dlg.target(), dlg.ranks_per_run()) == 0) {
-    show_message(tr("Launch"), err);
-  }
+  launch_from(dlg);
 }
 
 void MainWindow::delete_selected() {

@@ -37,6 +37,7 @@ namespace mmlab::ui {
 class Launcher;
 class RemoteWatch;
 
+class ExperimentDialog;
 class ExpertHeatmap;
 class ComparePanel;
 class GpuMonitor;
@@ -112,6 +113,8 @@ class MainWindow : public QMainWindow {
   void update_status();
   void new_experiment();
   void clone_selected();
+  /// Shows the filled-in dialog and launches what it accepts, or says why it could not.
+  void launch_from(ExperimentDialog& dlg);
   void delete_selected();
   void import_database();
   void export_chart();

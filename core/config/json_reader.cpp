@@ -35,17 +35,25 @@ void JsonReader::problem(const std::string& key, const std::string& what) {
   problems_->push_back((key.empty() ? path_ : path_of(key)) + ": " + what);
 }
 
-void JsonReader::read(const char* key, int64_t& out) {
+const nlohmann::json* JsonReader::find_typed(const char* key,
+                                             bool (*is_type)(const nlohmann::json&),
+                                             const char* must_be) {
   const nlohmann::json* v = find(key);
+  if (!v || is_type(*v)) return v;
+  problem(key, std::string(must_be) + ", got " + type_name(*v) + " (" + v->dump() + ").");
+  return nullptr;
+}
+
+void JsonReader::read(const char* key, int64_t& out) {
+  // 1e6 written in scientific notation is an integer too.
+  auto integral = [](const nlohmann::json& v) {
+    return v.is_number_integer() ||
+           (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>() &&
+            std::fabs(v.get<double>()) < 9e15);
+  };
+  const nlohmann::json* v = find_typed(key, integral, "must be an integer");
   if (!v) return;
-  if (v->is_number_integer()) {
-    out = v->get<int64_t>();
-  } else if (v->is_number_float() && std::floor(v->get<double>()) == v->get<double>() &&
-             std::fabs(v->get<double>()) < 9e15) {
-    out = static_cast<int64_t>(v->get<double>());  // 1e6 written in scientific notation
-  } else {
-    problem(key, "must be an integer, got " + type_name(*v) + " (" + v->dump() + ").");
-  }
+  out = v->is_number_integer() ? v->get<int64_t>() : static_cast<int64_t>(v->get<double>());
 }
 
 void JsonReader::read(const char* key, int& out) {
@@ -61,33 +69,19 @@ void JsonReader::read(const char* key, int& out) {
 }
 
 void JsonReader::read(const char* key, double& out) {
-  const nlohmann::json* v = find(key);
-  if (!v) return;
-  if (!v->is_number()) {
-    problem(key, "must be a number, got " + type_name(*v) + " (" + v->dump() + ").");
-    return;
-  }
-  out = v->get<double>();
+  auto ok = [](const nlohmann::json& v) { return v.is_number(); };
+  if (const nlohmann::json* v = find_typed(key, ok, "must be a number")) out = v->get<double>();
 }
 
 void JsonReader::read(const char* key, bool& out) {
-  const nlohmann::json* v = find(key);
-  if (!v) return;
-  if (!v->is_boolean()) {
-    problem(key, "must be true or false, got " + type_name(*v) + " (" + v->dump() + ").");
-    return;
-  }
-  out = v->get<bool>();
+  auto ok = [](const nlohmann::json& v) { return v.is_boolean(); };
+  if (const nlohmann::json* v = find_typed(key, ok, "must be true or false")) out = v->get<bool>();
 }
 
 void JsonReader::read(const char* key, std::string& out) {
-  const nlohmann::json* v = find(key);
-  if (!v) return;
-  if (!v->is_string()) {
-    problem(key, "must be a string, got " + type_name(*v) + " (" + v->dump() + ").");
-    return;
-  }
-  out = v->get<std::string>();
+  auto ok = [](const nlohmann::json& v) { return v.is_string(); };
+  if (const nlohmann::json* v = find_typed(key, ok, "must be a string"))
+    out = v->get<std::string>();
 }
 
 void JsonReader::reject_unknown_keys() {

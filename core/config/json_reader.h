@@ -34,6 +34,10 @@ class JsonReader {
 
  private:
   const nlohmann::json* find(const char* key);
+  /// The value at `key` when present and `is_type` accepts it; a present value it refuses is a
+  /// problem worded "`must_be`, got <type> (<value>).", and gives nullptr like an absent one.
+  const nlohmann::json* find_typed(const char* key, bool (*is_type)(const nlohmann::json&),
+                                   const char* must_be);
 
   const nlohmann::json& object_;
   std::string path_;
