@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // The studio's main window: results browser (left), curves / compare / queue / notes / samples
 // tabs (right; each tab is a panel of its own file). It wires the document (ResultsSession), the
-// curves (CurveSet), the run manager and the panels, and launches experiments; it holds no data
-// of its own beyond the view state saved in QSettings.
+// curves (CurveSet), the run manager, the launcher and the panels; it holds no data of its own
+// beyond the view state saved in QSettings.
 #pragma once
 
 #include <QMainWindow>
@@ -34,6 +34,7 @@ class QTableView;
 
 namespace mmlab::ui {
 
+class Launcher;
 class RemoteWatch;
 
 class ExpertHeatmap;
@@ -63,12 +64,12 @@ class MainWindow : public QMainWindow {
   static constexpr int kRecentDatabases = 8;
   /// Opens an experiment file into the new-experiment dialog (a malformed file: a message).
   void open_experiment_file(const QString& path);
-  /// Writes the experiment to the data folder and queues its runs. Returns the number queued.
-  /// `ranks`: processes per local run (data parallel through `mmlab launch`).
+  /// Launcher::launch_experiment, then the chart of what was queued (on success).
   int launch_experiment(const nlohmann::json& doc, QString* error,
                         const QString& target = QStringLiteral("local"), int ranks = 1);
 
   ResultsSession& session() { return session_; }
+  Launcher& launcher() { return *launcher_; }
   CurveSet& curves() { return curves_; }
   RunManager& manager() { return *manager_; }
   CurvePlot& plot() { return *plot_; }
@@ -109,17 +110,6 @@ class MainWindow : public QMainWindow {
   void update_plot_runs();
   void update_heatmap();
   void update_status();
-  /// Queues the database's `queued` runs that this window has no job for (on opening it): local
-  /// ones with `--resume`, those queued for a host with `mmlab remote launch`.
-  void restore_queue();
-  /// `doc` as a new file in the experiments folder beside the database; "" (and `error`) when
-  /// it cannot be written.
-  QString save_experiment_file(const nlohmann::json& doc, const QString& name, QString* error);
-  /// Queue jobs of a remote host for the run queued as row `run_id` (uuid `uuid`).
-  void enqueue_remote_launch(const QString& host, const QString& file, int64_t run_id,
-                             const QString& name, const QString& uuid);
-  void enqueue_remote_resume(const QString& host, int64_t run_id, const QString& name,
-                             const QString& uuid);
   void new_experiment();
   void clone_selected();
   void delete_selected();
@@ -128,13 +118,6 @@ class MainWindow : public QMainWindow {
   void export_csv();
   void stop_selected();
   void resume_selected();
-  /// The host a run was launched on (Settings ▸ Hosts name), or empty for a local run.
-  QString remote_host_of(const store::RunRow& run) const;
-  /// Queues the resume of `run` on the host it was launched on (nothing while that host is
-  /// unreachable); false for a local run.
-  bool resume_on_its_host(const store::RunRow& run);
-  /// Prepares the run manager's queue of `host` (concurrent for a Slurm cluster).
-  void use_host_queue(const QString& host);
   void show_message(const QString& title, const QString& text, bool error = true);
   void restore_settings();
   void remember_database(const QString& path);
@@ -144,6 +127,7 @@ class MainWindow : public QMainWindow {
   ResultsSession session_;
   CurveSet curves_;
   RunManager* manager_ = nullptr;
+  Launcher* launcher_ = nullptr;
   RunTableModel* model_ = nullptr;
   RunFilterProxy* proxy_ = nullptr;
   QTableView* table_ = nullptr;

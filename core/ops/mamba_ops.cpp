@@ -98,16 +98,18 @@ torch::Tensor selective_state_update_reference(const SelectiveStateUpdateArgs& a
 
 torch::Tensor causal_conv1d_reference(const CausalConv1dArgs& a) {
   // K shifted multiply-adds instead of a grouped convolution: LibTorch's CPU grouped convolution
-  // falls back to a per-group im2col that made a whole training step ~50x slower.
+  // falls back to a per-group im2col that made a whole training step ~50x slower. The arithmetic
+  // is in at least fp32 and the output rounded once, as in the decode step's reference and the
+  // kernel: rounding a bf16 input after every tap made the reference, not the kernel, the one
+  // that departs from the op's exact value.
   const int64_t L = a.x.size(2), K = a.weight.size(1);
-  const auto dtype = a.x.scalar_type();
-  auto w = a.weight.to(dtype);                            // (Di, K)
-  auto padded = torch::constant_pad_nd(a.x, {K - 1, 0});  // (B, Di, L+K-1)
+  auto w = at_least_fp32(a.weight);                                      // (Di, K)
+  auto padded = torch::constant_pad_nd(at_least_fp32(a.x), {K - 1, 0});  // (B, Di, L+K-1)
   auto tap = [&](int64_t k) { return padded.narrow(2, k, L) * w.select(1, k).unsqueeze(-1); };
-  torch::Tensor y = a.bias.defined() ? a.bias.to(dtype).unsqueeze(-1) + tap(0) : tap(0);
+  torch::Tensor y = a.bias.defined() ? at_least_fp32(a.bias).unsqueeze(-1) + tap(0) : tap(0);
   for (int64_t k = 1; k < K; ++k) y = y + tap(k);  // (B, Di, L)
   if (a.silu) y = torch::silu(y);
-  return y.contiguous();
+  return y.to(a.x.scalar_type()).contiguous();
 }
 
 torch::Tensor causal_conv1d_update_reference(const CausalConv1dUpdateArgs& a) {

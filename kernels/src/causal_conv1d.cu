@@ -1,12 +1,17 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // Causal depthwise conv1d kernels (see causal_conv1d.h for the maths and shapes).
 //
-// Forward and backward: one block per (batch, channel, length tile); the tile (with its K-1
-// halo) is staged in shared memory in fp32, loaded with 16-byte vector loads when the row is
-// aligned, so every x element is read from global memory about once. Each thread produces
-// kElemsPerThread outputs at a stride of blockDim (conflict-free shared reads, coalesced writes).
-// The backward recomputes the pre-activation for SiLU from x instead of saving it, and writes one
-// row of (dweight, dbias) partial sums per block: a deterministic reduction without atomics.
+// Forward and backward: one warp per (batch, channel) row, walking the row in chunks of 256
+// steps; a lane owns 8 consecutive steps of a chunk, read and written with 16-byte vector loads
+// and stores when the row is aligned. The K-1 inputs left of a lane's steps come from the lane
+// before it by a shuffle (lane 0 keeps them from the previous chunk), so nothing is staged in
+// shared memory and no block waits on another warp: a block of 4 warps is 4 independent rows.
+// (The first version, one block per (batch, channel, tile) staging the tile in shared memory,
+// reached a fifth of the memory bandwidth on the model's 256-step rows: one short block per row
+// spent its time on its own start, weights and barrier.)
+// The backward recomputes the pre-activation for SiLU from x instead of saving it, takes the
+// K-1 gradients right of a lane's steps from the lane after it, and writes one row of
+// (dweight, dbias) sums per (batch, channel) row: a deterministic reduction without atomics.
 // The decode step is one thread per (batch, channel).
 #include <cuda_runtime.h>
 
@@ -20,22 +25,11 @@ namespace mmlab::kernels {
 namespace {
 
 constexpr int kMaxWidth = 4;
-constexpr int kElemsPerThread = 4;
-constexpr int kMaxThreads = 128;
-// The tile body starts 4 floats into its shared array so that it is 16-byte aligned and the
-// left halo (K-1 <= 3 elements) fits in front of it.
-constexpr int kBodyOffset = 4;
-constexpr int kRightPad = 4;  // right halo (K-1 <= 3) rounded up to keep the next array aligned
-
-/// Short sequences get smaller blocks so that few threads idle.
-int tile_threads(int64_t length) {
-  return length <= 128 ? 32 : length <= 256 ? 64 : kMaxThreads;
-}
-
-int64_t tiles_for(int64_t length, int threads) {
-  const int64_t tile = static_cast<int64_t>(threads) * kElemsPerThread;
-  return (length + tile - 1) / tile;
-}
+constexpr int kHalo = kMaxWidth - 1;  // inputs a lane needs beyond its own steps, at most
+constexpr int kLaneSteps = 8;         // consecutive steps per lane: 16 bytes of bf16
+constexpr int kChunk = 32 * kLaneSteps;
+constexpr int kRowsPerBlock = 4;  // warps per block, one row each
+constexpr unsigned kFullMask = 0xffffffffu;
 
 template <typename T>
 bool rows_aligned(const void* base, int64_t batch_stride, int64_t channel_stride) {
@@ -44,189 +38,215 @@ bool rows_aligned(const void* base, int64_t batch_stride, int64_t channel_stride
          bytes(channel_stride) % 16 == 0;
 }
 
-/// body[i] = row[t0 + i] in fp32 for i in [-left, tile + right), 0 outside [0, length).
-/// `body` is 16-byte aligned; `vec_ok` says `row` is too.
+/// v[j] = row[t + j] in fp32 for j < kLaneSteps, 0 outside [0, length). t is a multiple of
+/// kLaneSteps, so with `vec_ok` (the row 16-byte aligned) a full lane is whole vectors.
 template <typename T>
-__device__ void load_tile(float* body, const T* row, int64_t t0, int tile, int left, int right,
-                          int64_t length, bool vec_ok) {
-  for (int i = threadIdx.x; i < left + right; i += blockDim.x) {
-    const int off = i < left ? i - left : tile + (i - left);
-    const int64_t t = t0 + off;
-    body[off] = (t >= 0 && t < length) ? to_float(row[t]) : 0.f;
-  }
-  constexpr int kVec = 16 / sizeof(T);
-  if (vec_ok) {
-    for (int v = threadIdx.x; v < tile / kVec; v += blockDim.x) {
-      const int64_t t = t0 + static_cast<int64_t>(v) * kVec;
-      float vals[kVec];
-      if (t + kVec <= length) {
-        const uint4 raw = *reinterpret_cast<const uint4*>(row + t);
-        const T* elems = reinterpret_cast<const T*>(&raw);
+__device__ __forceinline__ void load_steps(const T* row, int64_t t, int64_t length, bool vec_ok,
+                                           float (&v)[kLaneSteps]) {
+  if (vec_ok && t + kLaneSteps <= length) {
+    constexpr int kPerVector = 16 / sizeof(T);
 #pragma unroll
-        for (int j = 0; j < kVec; ++j) vals[j] = to_float(elems[j]);
-      } else {
+    for (int q = 0; q < kLaneSteps / kPerVector; ++q) {
+      const uint4 raw = reinterpret_cast<const uint4*>(row + t)[q];
+      const T* elems = reinterpret_cast<const T*>(&raw);
 #pragma unroll
-        for (int j = 0; j < kVec; ++j) vals[j] = t + j < length ? to_float(row[t + j]) : 0.f;
-      }
-      float4* dst = reinterpret_cast<float4*>(body + v * kVec);
-#pragma unroll
-      for (int j = 0; j < kVec / 4; ++j) {
-        dst[j] = make_float4(vals[4 * j], vals[4 * j + 1], vals[4 * j + 2], vals[4 * j + 3]);
-      }
+      for (int j = 0; j < kPerVector; ++j) v[q * kPerVector + j] = to_float(elems[j]);
     }
   } else {
-    for (int i = threadIdx.x; i < tile; i += blockDim.x) {
-      const int64_t t = t0 + i;
-      body[i] = t < length ? to_float(row[t]) : 0.f;
+#pragma unroll
+    for (int j = 0; j < kLaneSteps; ++j) v[j] = t + j < length ? to_float(row[t + j]) : 0.f;
+  }
+}
+
+/// row[t + j] = v[j] for the steps inside [0, length).
+template <typename T>
+__device__ __forceinline__ void store_steps(T* row, int64_t t, int64_t length, bool vec_ok,
+                                            const float (&v)[kLaneSteps]) {
+  if (vec_ok && t + kLaneSteps <= length) {
+    constexpr int kPerVector = 16 / sizeof(T);
+#pragma unroll
+    for (int q = 0; q < kLaneSteps / kPerVector; ++q) {
+      uint4 raw;
+      T* elems = reinterpret_cast<T*>(&raw);
+#pragma unroll
+      for (int j = 0; j < kPerVector; ++j) elems[j] = from_float<T>(v[q * kPerVector + j]);
+      reinterpret_cast<uint4*>(row + t)[q] = raw;
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < kLaneSteps; ++j) {
+      if (t + j < length) row[t + j] = from_float<T>(v[j]);
     }
   }
 }
 
-struct TileIndex {
-  int64_t b, c, tile_index, t0;
+/// The kHalo inputs left of this lane's steps: the previous lane's last ones, lane 0 the
+/// previous chunk's (`carry`, which then becomes this chunk's last inputs for the next one).
+__device__ __forceinline__ void left_halo(const float (&v)[kLaneSteps], int lane,
+                                          float (&carry)[kHalo], float (&halo)[kHalo]) {
+#pragma unroll
+  for (int j = 0; j < kHalo; ++j) {
+    const float from_left = __shfl_up_sync(kFullMask, v[kLaneSteps - kHalo + j], 1);
+    halo[j] = lane == 0 ? carry[j] : from_left;
+    carry[j] = __shfl_sync(kFullMask, v[kLaneSteps - kHalo + j], 31);
+  }
+}
+
+/// Input j of the lane's window: halo for j < 0, own steps otherwise.
+__device__ __forceinline__ float window_at(const float (&halo)[kHalo], const float (&v)[kLaneSteps],
+                                           int j) {
+  return j < 0 ? halo[kHalo + j] : v[j];
+}
+
+__device__ __forceinline__ float silu_grad(float pre) {
+  const float s = 1.f / (1.f + expf(-pre));
+  return s * (1.f + pre * (1.f - s));
+}
+
+struct RowIndex {
+  int64_t b, c;
+  bool valid;
 };
 
-__device__ TileIndex tile_index(int64_t tiles, int64_t channels, int tile) {
-  int64_t block = blockIdx.x;
-  TileIndex ix;
-  ix.tile_index = block % tiles;
-  block /= tiles;
-  ix.c = block % channels;
-  ix.b = block / channels;
-  ix.t0 = ix.tile_index * tile;
-  return ix;
+__device__ __forceinline__ RowIndex row_index(int64_t batch, int64_t channels) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
+  return {row / channels, row % channels, row < batch * channels};
 }
 
 template <typename T, int K>
-__global__ void __launch_bounds__(kMaxThreads)
-    conv_fwd_kernel(CausalConv1dParams p, int64_t tiles, bool vec_ok) {
-  extern __shared__ float4 smem[];
-  float* xs = reinterpret_cast<float*>(smem) + kBodyOffset;  // (tile) + left halo
-  const int tile = blockDim.x * kElemsPerThread;
-  const TileIndex ix = tile_index(tiles, p.channels, tile);
+__global__ void __launch_bounds__(32 * kRowsPerBlock)
+    conv_fwd_kernel(CausalConv1dParams p, bool x_vec_ok, bool out_vec_ok) {
+  const RowIndex ix = row_index(p.batch, p.channels);
+  if (!ix.valid) return;  // a whole warp: the shuffles below see full warps only
+  const int lane = threadIdx.x % 32;
   const T* x_row = static_cast<const T*>(p.x) + ix.b * p.x_batch_stride + ix.c * p.x_channel_stride;
+  T* out_row = static_cast<T*>(p.out) + (ix.b * p.channels + ix.c) * p.length;
   float w[K];
 #pragma unroll
   for (int k = 0; k < K; ++k) w[k] = load_at(p.weight, ix.c, k);
   const float bias = p.bias.data ? load_at(p.bias, ix.c) : 0.f;
-  load_tile(xs, x_row, ix.t0, tile, K - 1, 0, p.length, vec_ok);
-  __syncthreads();
-  T* out_row = static_cast<T*>(p.out) + (ix.b * p.channels + ix.c) * p.length;
+  float carry[kHalo] = {};  // x left of t = 0 is 0
+  for (int64_t t0 = 0; t0 < p.length; t0 += kChunk) {
+    const int64_t t = t0 + lane * kLaneSteps;
+    float x[kLaneSteps], halo[kHalo], y[kLaneSteps];
+    load_steps(x_row, t, p.length, x_vec_ok, x);
+    left_halo(x, lane, carry, halo);
 #pragma unroll
-  for (int e = 0; e < kElemsPerThread; ++e) {
-    const int i = threadIdx.x + e * blockDim.x;
-    const int64_t t = ix.t0 + i;
-    if (t >= p.length) break;
-    float acc = bias;
+    for (int i = 0; i < kLaneSteps; ++i) {
+      float acc = bias;
 #pragma unroll
-    for (int k = 0; k < K; ++k) acc = fmaf(w[k], xs[i - (K - 1) + k], acc);
-    if (p.silu) acc = silu(acc);
-    out_row[t] = from_float<T>(acc);
+      for (int k = 0; k < K; ++k) acc = fmaf(w[k], window_at(halo, x, i - (K - 1) + k), acc);
+      y[i] = p.silu ? silu(acc) : acc;
+    }
+    store_steps(out_row, t, p.length, out_vec_ok, y);
   }
 }
 
 template <typename T, int K>
-__global__ void __launch_bounds__(kMaxThreads)
-    conv_bwd_kernel(CausalConv1dParams p, int64_t tiles, bool x_vec_ok, bool dout_vec_ok) {
-  extern __shared__ float4 smem[];
-  const int tile = blockDim.x * kElemsPerThread;
-  const int span = kBodyOffset + tile + kRightPad;
-  float* xs = reinterpret_cast<float*>(smem) + kBodyOffset;         // x, both halos
-  float* gs = reinterpret_cast<float*>(smem) + span + kBodyOffset;  // dout, then dL/dpre
-  __shared__ float partial[kMaxThreads / 32][K + 1];
-
-  const TileIndex ix = tile_index(tiles, p.channels, tile);
+__global__ void __launch_bounds__(32 * kRowsPerBlock)
+    conv_bwd_kernel(CausalConv1dParams p, bool x_vec_ok, bool dout_vec_ok, bool dx_vec_ok) {
+  const RowIndex ix = row_index(p.batch, p.channels);
+  if (!ix.valid) return;
+  const int lane = threadIdx.x % 32;
   const int64_t L = p.length;
   const T* x_row = static_cast<const T*>(p.x) + ix.b * p.x_batch_stride + ix.c * p.x_channel_stride;
   const T* dout_row =
       static_cast<const T*>(p.dout) + ix.b * p.dout_batch_stride + ix.c * p.dout_channel_stride;
+  T* dx_row = static_cast<T*>(p.dx) + (ix.b * p.channels + ix.c) * L;
   float w[K];
 #pragma unroll
   for (int k = 0; k < K; ++k) w[k] = load_at(p.weight, ix.c, k);
   const float bias = p.bias.data ? load_at(p.bias, ix.c) : 0.f;
+  // dL/dpre at step s from x and dout at s (x's window from `halo`/`x` as in the forward).
+  auto grad_pre = [&](float dout, float pre) { return p.silu ? dout * silu_grad(pre) : dout; };
 
-  // dx[t] needs dL/dpre up to t + K - 1, which needs x up to t + K - 1: right halos of K - 1.
-  load_tile(xs, x_row, ix.t0, tile, K - 1, K - 1, L, x_vec_ok);
-  load_tile(gs, dout_row, ix.t0, tile, 0, K - 1, L, dout_vec_ok);
-  __syncthreads();
-  if (p.silu) {
-    for (int i = threadIdx.x; i < tile + K - 1; i += blockDim.x) {
-      if (ix.t0 + i >= L) break;
+  float dw[K] = {}, db = 0.f;
+  float carry[kHalo] = {};
+  for (int64_t t0 = 0; t0 < L; t0 += kChunk) {
+    const int64_t t = t0 + lane * kLaneSteps;
+    float x[kLaneSteps], halo[kHalo], g[kLaneSteps];
+    load_steps(x_row, t, L, x_vec_ok, x);
+    load_steps(dout_row, t, L, dout_vec_ok, g);
+    left_halo(x, lane, carry, halo);
+#pragma unroll
+    for (int i = 0; i < kLaneSteps; ++i) {
       float pre = bias;
 #pragma unroll
-      for (int k = 0; k < K; ++k) pre = fmaf(w[k], xs[i - (K - 1) + k], pre);
-      const float s = 1.f / (1.f + expf(-pre));
-      gs[i] *= s * (1.f + pre * (1.f - s));
+      for (int k = 0; k < K; ++k) pre = fmaf(w[k], window_at(halo, x, i - (K - 1) + k), pre);
+      g[i] = grad_pre(g[i], pre);  // 0 beyond L, where dout loaded as 0
     }
-    __syncthreads();
+    // dx[s] needs dL/dpre up to s + K - 1: the next lane's first K - 1, and for lane 31 the next
+    // chunk's, computed here from x and dout at those steps (its x window ends in this lane's).
+    float right[kHalo];
+#pragma unroll
+    for (int j = 0; j < kHalo; ++j) right[j] = __shfl_down_sync(kFullMask, g[j], 1);
+    if (lane == 31) {
+#pragma unroll
+      for (int j = 0; j < K - 1; ++j) {
+        const int64_t s = t + kLaneSteps + j;
+        if (s >= L) {
+          right[j] = 0.f;
+          continue;
+        }
+        float pre = bias;
+#pragma unroll
+        for (int k = 0; k < K; ++k) {
+          const int at = kLaneSteps + j - (K - 1) + k;  // index into this lane's steps
+          pre = fmaf(w[k], at < kLaneSteps ? x[at] : to_float(x_row[t + at]), pre);
+        }
+        right[j] = grad_pre(to_float(dout_row[s]), pre);
+      }
+    }
+    float dx[kLaneSteps];
+#pragma unroll
+    for (int i = 0; i < kLaneSteps; ++i) {
+      float acc = 0.f;
+#pragma unroll
+      for (int k = 0; k < K; ++k) {
+        const int at = i + (K - 1) - k;
+        acc = fmaf(w[k], at < kLaneSteps ? g[at] : right[at - kLaneSteps], acc);
+      }
+      dx[i] = acc;
+      db += g[i];
+#pragma unroll
+      for (int k = 0; k < K; ++k) dw[k] = fmaf(g[i], window_at(halo, x, i - (K - 1) + k), dw[k]);
+    }
+    store_steps(dx_row, t, L, dx_vec_ok, dx);
   }
-
-  float dw[K];
-#pragma unroll
-  for (int k = 0; k < K; ++k) dw[k] = 0.f;
-  float db = 0.f;
-  T* dx_row = static_cast<T*>(p.dx) + (ix.b * p.channels + ix.c) * L;
-#pragma unroll
-  for (int e = 0; e < kElemsPerThread; ++e) {
-    const int i = threadIdx.x + e * blockDim.x;
-    const int64_t t = ix.t0 + i;
-    if (t >= L) break;
-    float acc = 0.f;
-#pragma unroll
-    for (int k = 0; k < K; ++k) acc = fmaf(w[k], gs[i + (K - 1) - k], acc);
-    dx_row[t] = from_float<T>(acc);
-    const float g = gs[i];
-    db += g;
-#pragma unroll
-    for (int k = 0; k < K; ++k) dw[k] = fmaf(g, xs[i - (K - 1) + k], dw[k]);
-  }
-
-  // Block sums of dw and db: warp shuffles, then one row per warp in shared memory.
 #pragma unroll
   for (int offset = 16; offset > 0; offset /= 2) {
 #pragma unroll
-    for (int k = 0; k < K; ++k) dw[k] += __shfl_xor_sync(0xffffffffu, dw[k], offset);
-    db += __shfl_xor_sync(0xffffffffu, db, offset);
+    for (int k = 0; k < K; ++k) dw[k] += __shfl_xor_sync(kFullMask, dw[k], offset);
+    db += __shfl_xor_sync(kFullMask, db, offset);
   }
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (lane == 0) {
+    float* out = p.dweight_bias_partial + (ix.b * p.channels + ix.c) * (K + 1);
 #pragma unroll
-    for (int k = 0; k < K; ++k) partial[warp][k] = dw[k];
-    partial[warp][K] = db;
+    for (int k = 0; k < K; ++k) out[k] = dw[k];
+    out[K] = db;
   }
-  __syncthreads();
-  if (threadIdx.x <= K) {
-    float sum = 0.f;
-    for (int w_i = 0; w_i < static_cast<int>(blockDim.x / 32); ++w_i)
-      sum += partial[w_i][threadIdx.x];
-    float* out =
-        p.dweight_bias_partial + ((ix.b * tiles + ix.tile_index) * p.channels + ix.c) * (K + 1);
-    out[threadIdx.x] = sum;
-  }
+}
+
+unsigned row_blocks(const CausalConv1dParams& p) {
+  return static_cast<unsigned>((p.batch * p.channels + kRowsPerBlock - 1) / kRowsPerBlock);
 }
 
 template <typename T, int K>
 const char* launch_fwd(const CausalConv1dParams& p, cudaStream_t stream) {
-  const int threads = tile_threads(p.length);
-  const int64_t tiles = tiles_for(p.length, threads);
-  const size_t smem = sizeof(float) * (kBodyOffset + threads * kElemsPerThread);
-  const bool vec_ok = rows_aligned<T>(p.x, p.x_batch_stride, p.x_channel_stride);
-  const int64_t blocks = p.batch * p.channels * tiles;
-  conv_fwd_kernel<T, K><<<static_cast<unsigned>(blocks), threads, smem, stream>>>(p, tiles, vec_ok);
+  const bool x_vec_ok = rows_aligned<T>(p.x, p.x_batch_stride, p.x_channel_stride);
+  const bool out_vec_ok = rows_aligned<T>(p.out, p.channels * p.length, p.length);
+  conv_fwd_kernel<T, K><<<row_blocks(p), 32 * kRowsPerBlock, 0, stream>>>(p, x_vec_ok, out_vec_ok);
   const cudaError_t err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
 
 template <typename T, int K>
 const char* launch_bwd(const CausalConv1dParams& p, cudaStream_t stream) {
-  const int threads = tile_threads(p.length);
-  const int64_t tiles = tiles_for(p.length, threads);
-  const size_t smem = 2 * sizeof(float) * (kBodyOffset + threads * kElemsPerThread + kRightPad);
   const bool x_vec_ok = rows_aligned<T>(p.x, p.x_batch_stride, p.x_channel_stride);
   const bool dout_vec_ok = rows_aligned<T>(p.dout, p.dout_batch_stride, p.dout_channel_stride);
-  const int64_t blocks = p.batch * p.channels * tiles;
+  const bool dx_vec_ok = rows_aligned<T>(p.dx, p.channels * p.length, p.length);
   conv_bwd_kernel<T, K>
-      <<<static_cast<unsigned>(blocks), threads, smem, stream>>>(p, tiles, x_vec_ok, dout_vec_ok);
+      <<<row_blocks(p), 32 * kRowsPerBlock, 0, stream>>>(p, x_vec_ok, dout_vec_ok, dx_vec_ok);
   const cudaError_t err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
@@ -285,10 +305,6 @@ __global__ void conv_update_kernel(CausalConv1dUpdateParams p) {
 }
 
 }  // namespace
-
-int64_t causal_conv1d_bwd_tiles(int64_t length) {
-  return tiles_for(length, tile_threads(length));
-}
 
 const char* causal_conv1d_fwd(const CausalConv1dParams& p, void* stream) {
   if (p.batch * p.channels * p.length == 0) return nullptr;

@@ -29,13 +29,10 @@ struct CausalConv1dParams {
   const void* dout = nullptr;  // (B, Di, L)
   int64_t dout_batch_stride = 0, dout_channel_stride = 0;
   void* dx = nullptr;  // (B, Di, L)
-  // (B * tiles, Di, K + 1) fp32: per length tile, sum over the tile of dweight (first K) and
-  // dbias (last); the glue sums over the first dimension, so no atomics are needed.
+  // (B, Di, K + 1) fp32: per (batch, channel) row, the sum over the row of dweight (first K) and
+  // dbias (last); the glue sums over the batch, so no atomics are needed.
   float* dweight_bias_partial = nullptr;
 };
-
-/// Length tiles per (batch, channel) row in the backward: rows of dweight_bias_partial per batch.
-int64_t causal_conv1d_bwd_tiles(int64_t length);
 
 const char* causal_conv1d_fwd(const CausalConv1dParams& p, void* stream);
 const char* causal_conv1d_bwd(const CausalConv1dParams& p, void* stream);

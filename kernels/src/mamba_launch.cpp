@@ -130,13 +130,12 @@ CausalConv1dGrads run_causal_conv1d_backward(const torch::Tensor& x, const torch
                                              const torch::Tensor& bias, bool silu,
                                              const torch::Tensor& dout_any) {
   c10::DeviceGuard guard(x.device());
-  const int64_t B = x.size(0), Di = x.size(1), L = x.size(2), K = weight.size(1);
+  const int64_t B = x.size(0), Di = x.size(1), K = weight.size(1);
   const auto dout = length_contiguous_as(dout_any, x);  // (B, Di, L)
   CausalConv1dParams p = conv_params(x, weight, bias, silu);
   CausalConv1dGrads g;
   g.dx = torch::empty(x.sizes(), x.options());  // (B, Di, L)
-  const int64_t tiles = causal_conv1d_bwd_tiles(L);
-  auto partial = torch::empty({B * tiles, Di, K + 1}, x.options().dtype(torch::kFloat));
+  auto partial = torch::empty({B, Di, K + 1}, x.options().dtype(torch::kFloat));
   p.dout = dout.data_ptr();
   p.dout_batch_stride = dout.stride(0);
   p.dout_channel_stride = dout.stride(1);

@@ -71,8 +71,10 @@ std::vector<ConvCase> conv_cases() {
         for (auto dtype : {torch::kFloat, torch::kBFloat16})
           for (bool wx : {false, true}) {
             if (wx && dtype == torch::kFloat) continue;  // same as fp32 weights
-            // 1100 spans several length tiles of the kernels.
-            for (int64_t L : {1, 5, 300, 1100})
+            // The kernels walk a row in chunks of 256 steps, 8 per lane, with 16-byte vectors
+            // where the row is aligned (in bf16 when L is a multiple of 8): 264 and 512 carry
+            // the halo across chunks on vectors, 300 and 1100 across partial and scalar lanes.
+            for (int64_t L : {1, 5, 264, 300, 512, 1100})
               for (bool strided : {false, true})
                 out.push_back({K, bias, silu, dtype, wx, L, strided});
           }
