@@ -185,7 +185,9 @@ TEST_F(DataParallel, ABatchThatDoesNotDivideIsRefusedBeforeAnyRun) {
   // Both ranks end with it (rank 1 when rank 0 releases it); the launch names the first.
   EXPECT_NE(r.err.find(" of 2 exited with code 3; stopping the other ranks."), std::string::npos)
       << r.err;
-  if (fs::exists(db)) EXPECT_TRUE(store::ResultsStore(db).reader().list_runs().empty());
+  if (fs::exists(db)) {
+    EXPECT_TRUE(store::ResultsStore(db).reader().list_runs().empty());
+  }
 }
 
 TEST_F(DataParallel, ARankKilledMidRunEndsTheOtherWithOneSentence) {
