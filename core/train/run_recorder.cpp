@@ -16,7 +16,6 @@ RunRecorder::RunRecorder(ProgressSink& sink, std::chrono::steady_clock::duration
 
 void RunRecorder::record_into(store::RunWriter& run) {
   run_ = &run;
-  run_id_ = run.run_id();
 }
 
 void RunRecorder::started(const RunPosition& at, const std::string& name,
@@ -54,7 +53,7 @@ ProgressEvent RunRecorder::status_event(RunStatus status, const RunPosition& at,
 
 TrainResult RunRecorder::result(RunStatus status, int exit_code, std::string error) const {
   TrainResult r;
-  r.run_id = run_id_;
+  r.run_id = run_ ? run_->run_id() : 0;
   r.status = status;
   r.exit_code = exit_code;
   r.error = std::move(error);

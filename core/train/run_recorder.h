@@ -82,7 +82,6 @@ class RunRecorder {
   std::chrono::steady_clock::time_point last_heartbeat_;
   store::RunWriter* run_ = nullptr;
   store::MetricBuffer* points_ = nullptr;
-  int64_t run_id_ = 0;
 };
 
 }  // namespace mmlab
