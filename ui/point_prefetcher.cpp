@@ -24,9 +24,9 @@ class PrefetchWorker : public QObject {
       for (const auto& [run, metric] : items) {
         if (latest->load() != generation) return;  // superseded: stop reading (interruption)
         auto series = std::make_shared<Series>();
-        for (const store::PointRow& p : store_->points(run, metric))
+        for (const store::PointRow& p : store_->reader().points(run, metric))
           series->append(p.step, p.tokens, p.wall, p.value);
-        series->stored_sessions = store_->sessions(run);  // places the points on the clock
+        series->stored_sessions = store_->reader().sessions(run);  // places the points on the clock
         const QString m = QString::fromStdString(metric);
         QMetaObject::invokeMethod(
             target.data(),

@@ -64,8 +64,8 @@ const store::RunRow* ResultsSession::run(int64_t id) const {
 bool ResultsSession::refresh() {
   if (!store_) return false;
   try {
-    runs_ = store_->list_runs();
-    data_version_ = store_->data_version();
+    runs_ = store_->reader().list_runs();
+    data_version_ = store_->reader().data_version();
   } catch (const std::exception& e) {
     Q_EMIT error(describe(e));
     return false;
@@ -89,13 +89,13 @@ void ResultsSession::poll() {
     // data_version changes when another connection commits (a running run heartbeats every few
     // seconds). A trainer killed with SIGKILL commits nothing, so without news the runs shown
     // as running are derived again: one that has become lost is worth a refresh.
-    const int64_t v = store_->data_version();
+    const int64_t v = store_->reader().data_version();
     if (v == data_version_) {
       std::set<int64_t> shown_running;
       for (const auto& r : runs_)
         if (r.effective_status == store::RunStatus::kRunning) shown_running.insert(r.id);
       if (shown_running.empty()) return;
-      const auto lost = store_->lost_runs(store_->lost_after_seconds());
+      const auto lost = store_->reader().lost_runs(store_->reader().lost_after_seconds());
       if (std::none_of(lost.begin(), lost.end(),
                        [&](int64_t id) { return shown_running.count(id) > 0; }))
         return;
@@ -124,7 +124,7 @@ bool ResultsSession::queue_experiment(const Experiment& experiment,
 std::string ResultsSession::experiment_spec(const std::string& name) {
   if (!store_) return {};
   try {
-    if (auto e = store_->find_experiment(name)) return e->spec_json;
+    if (auto e = store_->reader().find_experiment(name)) return e->spec_json;
   } catch (const std::exception& e) {
     Q_EMIT error(describe(e));
   }
@@ -136,7 +136,7 @@ bool ResultsSession::cancel_queued_run(int64_t run_id, const QString& reason,
   if (!store_) return false;
   bool cancelled = false;
   try {
-    cancelled = store_->cancel_queued_run(run_id, reason.toStdString(), status);
+    cancelled = store_->metadata().cancel_queued_run(run_id, reason.toStdString(), status);
   } catch (const std::exception& e) {
     Q_EMIT error(describe(e));
     return false;
@@ -148,9 +148,9 @@ bool ResultsSession::cancel_queued_run(int64_t run_id, const QString& reason,
 void ResultsSession::load_points(int64_t run_id, const std::string& metric, Series& out) {
   if (!store_) return;
   try {
-    for (const store::PointRow& p : store_->points(run_id, metric))
+    for (const store::PointRow& p : store_->reader().points(run_id, metric))
       out.append(p.step, p.tokens, p.wall, p.value);
-    out.stored_sessions = store_->sessions(run_id);
+    out.stored_sessions = store_->reader().sessions(run_id);
   } catch (const std::exception& e) {
     Q_EMIT error(describe(e));
   }
@@ -170,8 +170,8 @@ void ResultsSession::poll_points(CurveSet& curves, const std::vector<int64_t>& r
       const int64_t after =
           it == rc->metrics.end() || it->second.step.empty() ? 0 : int64_t(it->second.step.back());
       // A run followed here may have been resumed since its curves were read.
-      curves.set_sessions(id, store_->sessions(id));
-      for (const store::PointRow& p : store_->points_since(id, metric, after)) {
+      curves.set_sessions(id, store_->reader().sessions(id));
+      for (const store::PointRow& p : store_->reader().points_since(id, metric, after)) {
         curves.append(id, metric, p.step, p.tokens, p.wall, p.value);
         any = true;
       }
@@ -184,7 +184,7 @@ void ResultsSession::poll_points(CurveSet& curves, const std::vector<int64_t>& r
 
 bool ResultsSession::add_tag(int64_t run_id, const QString& tag, QString* error) {
   try {
-    store_->add_tag(run_id, tag.toStdString());
+    store_->metadata().add_tag(run_id, tag.toStdString());
   } catch (const std::exception& e) {
     if (error) *error = describe(e);
     return false;
@@ -195,7 +195,7 @@ bool ResultsSession::add_tag(int64_t run_id, const QString& tag, QString* error)
 
 bool ResultsSession::remove_tag(int64_t run_id, const QString& tag, QString* error) {
   try {
-    store_->remove_tag(run_id, tag.toStdString());
+    store_->metadata().remove_tag(run_id, tag.toStdString());
   } catch (const std::exception& e) {
     if (error) *error = describe(e);
     return false;
@@ -207,7 +207,7 @@ bool ResultsSession::remove_tag(int64_t run_id, const QString& tag, QString* err
 QString ResultsSession::note(int64_t run_id) {
   if (!store_) return {};
   try {
-    return QString::fromStdString(store_->note(run_id));
+    return QString::fromStdString(store_->reader().note(run_id));
   } catch (const std::exception& e) {
     Q_EMIT error(describe(e));
     return {};
@@ -216,7 +216,7 @@ QString ResultsSession::note(int64_t run_id) {
 
 bool ResultsSession::set_note(int64_t run_id, const QString& text, QString* error) {
   try {
-    store_->set_note(run_id, text.toStdString());
+    store_->metadata().set_note(run_id, text.toStdString());
   } catch (const std::exception& e) {
     if (error) *error = describe(e);
     return false;
@@ -226,7 +226,7 @@ bool ResultsSession::set_note(int64_t run_id, const QString& text, QString* erro
 
 bool ResultsSession::delete_runs(const std::vector<int64_t>& ids, QString* error) {
   try {
-    for (int64_t id : ids) store_->delete_run(id);
+    for (int64_t id : ids) store_->metadata().delete_run(id);
   } catch (const std::exception& e) {
     if (error) *error = describe(e);
     refresh();
@@ -256,7 +256,7 @@ bool ResultsSession::import_from(const QString& other, QString* summary, QString
 std::vector<std::string> ResultsSession::all_tags() {
   if (!store_) return {};
   try {
-    return store_->all_tags();
+    return store_->reader().all_tags();
   } catch (const std::exception&) {
     return {};
   }
@@ -265,7 +265,7 @@ std::vector<std::string> ResultsSession::all_tags() {
 std::vector<std::string> ResultsSession::metric_names(int64_t run_id) {
   if (!store_) return {};
   try {
-    return store_->metric_names(run_id);
+    return store_->reader().metric_names(run_id);
   } catch (const std::exception& e) {
     Q_EMIT error(describe(e));
     return {};

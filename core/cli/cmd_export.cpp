@@ -53,7 +53,7 @@ class ChunkWriter {
 };
 
 // Writes the selected points in `format` to `out`.
-void write_points(store::ResultsStore& db, const std::vector<store::RunRow>& runs,
+void write_points(store::RunReader& reader, const std::vector<store::RunRow>& runs,
                   const std::vector<std::string>& metrics, const std::string& format,
                   ChunkWriter& out) {
   const bool csv = format == "csv";
@@ -88,10 +88,10 @@ void write_points(store::ResultsStore& db, const std::vector<store::RunRow>& run
       out.write(line);
     };
     if (metrics.empty()) {
-      db.for_each_point(run.id, emit);
+      reader.for_each_point(run.id, emit);
     } else {
       for (const auto& m : metrics) {
-        for (const auto& p : db.points(run.id, m)) emit(m, p);
+        for (const auto& p : reader.points(run.id, m)) emit(m, p);
       }
     }
   }
@@ -114,12 +114,12 @@ int export_points(const Context& ctx, const ExportOptions& o) {
   std::vector<store::RunRow> runs;
   if (!o.experiment.empty()) {
     store::RunFilter filter;
-    filter.experiment_id = resolve_experiment(db, o.experiment).id;
-    runs = db.list_runs(filter);
+    filter.experiment_id = resolve_experiment(db.reader(), o.experiment).id;
+    runs = db.reader().list_runs(filter);
   } else {
     std::set<int64_t> seen;
     for (const auto& t : o.runs) {
-      store::RunRow r = resolve_run(db, t);
+      store::RunRow r = resolve_run(db.reader(), t);
       if (seen.insert(r.id).second) runs.push_back(std::move(r));
     }
   }
@@ -129,7 +129,7 @@ int export_points(const Context& ctx, const ExportOptions& o) {
   if (!o.metrics.empty()) {
     std::set<std::string> available;
     for (const auto& r : runs) {
-      for (auto& m : db.metric_names(r.id)) available.insert(std::move(m));
+      for (auto& m : db.reader().metric_names(r.id)) available.insert(std::move(m));
     }
     std::set<std::string> chosen;
     for (const auto& m : o.metrics) {
@@ -146,14 +146,14 @@ int export_points(const Context& ctx, const ExportOptions& o) {
 
   if (o.out.empty()) {
     ChunkWriter writer([](const std::string& chunk) { std::cout << chunk; });
-    write_points(db, runs, metrics, o.format, writer);
+    write_points(db.reader(), runs, metrics, o.format, writer);
     std::cout.flush();
     return kExitOk;
   }
   const fs::path out = o.out;
   FileWriter file(out);
   ChunkWriter writer([&](const std::string& chunk) { file.write(chunk); });
-  write_points(db, runs, metrics, o.format, writer);
+  write_points(db.reader(), runs, metrics, o.format, writer);
   file.commit();
   return kExitOk;
 }

@@ -138,7 +138,7 @@ int follow(const RemoteArgs& a, const Context& ctx, const std::string& key, int6
   std::string final_status, sync_error;
   int64_t local_id = 0;  // the run's id in the local database, once synced
   if (!launch.uuid.empty()) {
-    if (auto r = local.find_run_by_uuid(launch.uuid)) local_id = r->id;
+    if (auto r = local.reader().find_run_by_uuid(launch.uuid)) local_id = r->id;
   }
   auto last_sync = std::chrono::steady_clock::now();
   std::chrono::seconds pause{1};
@@ -174,7 +174,7 @@ int follow(const RemoteArgs& a, const Context& ctx, const std::string& key, int6
         if (local_id == 0) {
           sync_while_following(host, launch, local, book, sync_error);
           last_sync = std::chrono::steady_clock::now();
-          if (auto r = local.find_run_by_uuid(launch.uuid)) local_id = r->id;
+          if (auto r = local.reader().find_run_by_uuid(launch.uuid)) local_id = r->id;
         }
         j["run_id"] = local_id;
         if (j.contains("db")) j["db"] = ctx.db_path().string();
@@ -215,7 +215,8 @@ int follow(const RemoteArgs& a, const Context& ctx, const std::string& key, int6
     const std::string why = launch.tag + " on " + host.name +
                             " was cancelled before its trainer started; nothing was trained.";
     std::cerr << "mmlab: " << why << "\n";
-    if (local_id != 0) local.cancel_queued_run(local_id, why, store::RunStatus::kStopped);
+    if (local_id != 0)
+      local.metadata().cancel_queued_run(local_id, why, store::RunStatus::kStopped);
     launch.ended = true;
     launch.started_nothing = true;
     book.save();
@@ -305,7 +306,7 @@ int resume(const RemoteArgs& a, const Context& ctx) {
     store::OpenOptions ro;
     ro.mode = store::Database::Mode::kReadOnly;
     store::ResultsStore local(ctx.db_path(), ro);
-    if (auto r = local.find_run(std::stoll(key))) key = r->uuid;
+    if (auto r = local.reader().find_run(std::stoll(key))) key = r->uuid;
   }
   Launch& before = find_launch(book, key, ctx);
   const Host host = a.hosts().get(before.host);
@@ -393,7 +394,7 @@ int list(const RemoteArgs& a, const Context& ctx) {
   for (const auto& l : book.launches()) {
     std::string status = "starting", run = "-";
     if (local && !l.uuid.empty()) {
-      if (auto r = local->find_run_by_uuid(l.uuid)) {
+      if (auto r = local->reader().find_run_by_uuid(l.uuid)) {
         status = std::string(store::to_string(r->effective_status));
         run = std::to_string(r->id) + " (" + r->name + ", step " + std::to_string(r->step) + "/" +
               std::to_string(r->total_steps) + ")";

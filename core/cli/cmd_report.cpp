@@ -31,21 +31,22 @@ int report(const Context& ctx, const ReportOptions& o) {
   std::vector<store::ExperimentRow> experiments;
   if (o.experiments.empty()) {
     // Every experiment that has runs: one whose runs were all deleted would be an empty table.
-    for (auto& e : db.list_experiments()) {
+    for (auto& e : db.reader().list_experiments()) {
       store::RunFilter filter;
       filter.experiment_id = e.id;
-      if (!db.list_runs(filter).empty()) experiments.push_back(std::move(e));
+      if (!db.reader().list_runs(filter).empty()) experiments.push_back(std::move(e));
     }
     if (experiments.empty()) {
       throw UserError("The results database " + db.path().string() + " has no runs yet.",
                       "Train some with `mmlab train FILE`, or point --db at another database.");
     }
   } else {
-    for (const auto& name : o.experiments) experiments.push_back(resolve_experiment(db, name));
+    for (const auto& name : o.experiments)
+      experiments.push_back(resolve_experiment(db.reader(), name));
   }
 
   std::vector<ExperimentReport> reports;
-  for (const auto& e : experiments) reports.push_back(build_report(db, e, o.baseline));
+  for (const auto& e : experiments) reports.push_back(build_report(db.reader(), e, o.baseline));
   const std::string text = o.format == "csv" ? render_csv(reports) : render_markdown(reports);
   if (o.out.empty()) {
     std::cout << text;

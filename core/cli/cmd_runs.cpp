@@ -134,8 +134,9 @@ int list_runs(const Context& ctx, const ListOptions& o) {
   filter.tag = o.tag;
   filter.text = o.text;
   if (!o.status.empty()) filter.status = store::parse_run_status(o.status);
-  if (!o.experiment.empty()) filter.experiment_id = resolve_experiment(db, o.experiment).id;
-  std::vector<store::RunRow> runs = db.list_runs(filter);
+  if (!o.experiment.empty())
+    filter.experiment_id = resolve_experiment(db.reader(), o.experiment).id;
+  std::vector<store::RunRow> runs = db.reader().list_runs(filter);
   const Unreachable away = unreachable_runs(ctx);
   if (filter.status == store::RunStatus::kLost) {
     // A run whose host is away is not lost.
@@ -182,10 +183,10 @@ int list_runs(const Context& ctx, const ListOptions& o) {
 
 int show_run(const Context& ctx, const std::string& run_text, const std::string& format) {
   store::ResultsStore db(ctx.db_path(), read_only());
-  const store::RunRow r = resolve_run(db, run_text);
-  const std::vector<store::SummaryRow> summaries = db.summaries(r.id);
-  const std::vector<store::CheckpointRow> checkpoints = db.list_checkpoints(r.id);
-  const std::string note = db.note(r.id);
+  const store::RunRow r = resolve_run(db.reader(), run_text);
+  const std::vector<store::SummaryRow> summaries = db.reader().summaries(r.id);
+  const std::vector<store::CheckpointRow> checkpoints = db.reader().list_checkpoints(r.id);
+  const std::string note = db.reader().note(r.id);
   const Unreachable away = unreachable_runs(ctx);
   // A config that does not parse (written by a foreign tool) is shown as the text it is.
   json config = json::parse(r.config_json, nullptr, /*allow_exceptions=*/false);
@@ -302,7 +303,7 @@ int remove_runs(const Context& ctx, const std::vector<std::string>& texts, bool 
   // Resolve every id before deleting anything, so a typo in the list deletes nothing.
   std::vector<store::RunRow> runs;
   for (const auto& t : texts) {
-    store::RunRow r = resolve_run(db, t);
+    store::RunRow r = resolve_run(db.reader(), t);
     bool seen = false;
     for (const auto& o : runs) seen = seen || o.id == r.id;
     if (!seen) runs.push_back(std::move(r));
@@ -330,10 +331,10 @@ int remove_runs(const Context& ctx, const std::vector<std::string>& texts, bool 
     }
   }
   for (const auto& r : runs) {
-    const std::vector<store::CheckpointRow> checkpoints = db.list_checkpoints(r.id);
+    const std::vector<store::CheckpointRow> checkpoints = db.reader().list_checkpoints(r.id);
     // Rows first: if the process dies in between, what is left is an orphan file, never a run
     // whose checkpoints are missing.
-    db.delete_run(r.id);
+    db.metadata().delete_run(r.id);
     int removed = 0;
     std::vector<fs::path> dirs;
     for (const auto& c : checkpoints) {
@@ -367,15 +368,15 @@ int tag_run(const Context& ctx, const std::string& run_text, const std::vector<s
             bool remove) {
   const auto opened = open_existing(ctx);
   store::ResultsStore& db = *opened;
-  const store::RunRow r = resolve_run(db, run_text);
+  const store::RunRow r = resolve_run(db.reader(), run_text);
   for (const auto& t : tags) {
     if (remove) {
-      db.remove_tag(r.id, t);
+      db.metadata().remove_tag(r.id, t);
     } else {
-      db.add_tag(r.id, t);
+      db.metadata().add_tag(r.id, t);
     }
   }
-  const std::vector<std::string> now = db.tags(r.id);
+  const std::vector<std::string> now = db.reader().tags(r.id);
   std::cout << "Run " << r.id << " tags: " << (now.empty() ? "(none)" : join(now, ", ")) << "\n";
   return kExitOk;
 }
@@ -383,8 +384,8 @@ int tag_run(const Context& ctx, const std::string& run_text, const std::vector<s
 int note_run(const Context& ctx, const std::string& run_text, const std::string& text) {
   const auto opened = open_existing(ctx);
   store::ResultsStore& db = *opened;
-  const store::RunRow r = resolve_run(db, run_text);
-  db.set_note(r.id, text);
+  const store::RunRow r = resolve_run(db.reader(), run_text);
+  db.metadata().set_note(r.id, text);
   std::cout << (text.empty() ? "Removed the note of run " : "Saved the note of run ") << r.id
             << ".\n";
   return kExitOk;

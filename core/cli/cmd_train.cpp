@@ -86,7 +86,7 @@ void report_failure(const std::string& run, const TrainResult& result) {
 // Whether another process is training the run now.
 bool running_elsewhere(const std::filesystem::path& db, int64_t run_id) {
   store::ResultsStore st(db);
-  const store::RunRow row = st.get_run(run_id);
+  const store::RunRow row = st.reader().get_run(run_id);
   return row.effective_status == store::RunStatus::kRunning && row.pid != ::getpid();
 }
 
@@ -213,7 +213,7 @@ int train_runs(const TrainArgs& a, const Context& ctx, TrainerOptions opts) {
       store::OpenOptions existing;
       existing.create = false;
       store::ResultsStore st(opts.db, existing);
-      run_id = resolve_run(st, a.resume).id;
+      run_id = resolve_run(st.reader(), a.resume).id;
     }
     ResumeOptions how;
     how.device = a.device;

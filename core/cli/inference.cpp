@@ -99,14 +99,14 @@ fs::path resolve_checkpoint(const ModelSource& source, const fs::path& db) {
   store::ResultsStore results(db, options);
   store::RunRow run;
   if (all_digits(source.run)) {
-    run = results.get_run(std::stoll(source.run));
-  } else if (auto found = results.find_run_by_uuid(source.run)) {
+    run = results.reader().get_run(std::stoll(source.run));
+  } else if (auto found = results.reader().find_run_by_uuid(source.run)) {
     run = *found;
   } else {
     throw UserError("No run \"" + source.run + "\" in " + db.string() + ".",
                     "Give a run id or uuid from `mmlab runs list`, or --checkpoint FILE.");
   }
-  auto latest = results.latest_checkpoint(run.id);
+  auto latest = results.reader().latest_checkpoint(run.id);
   if (!latest) {
     throw UserError("Run " + std::to_string(run.id) + " has no checkpoint yet.",
                     "Wait for its first checkpoint (every train.checkpoint_every steps), or give "

@@ -106,13 +106,13 @@ std::optional<size_t> default_baseline(const std::vector<store::RunRow>& runs) {
   return mamba ? *mamba : first;
 }
 
-ExperimentReport build_report(store::ResultsStore& store, const store::ExperimentRow& experiment,
+ExperimentReport build_report(store::RunReader& reader, const store::ExperimentRow& experiment,
                               const std::string& baseline_name) {
   ExperimentReport report;
   report.experiment = experiment.name;
   store::RunFilter filter;
   filter.experiment_id = experiment.id;
-  const std::vector<store::RunRow> runs = store.list_runs(filter);  // by id
+  const std::vector<store::RunRow> runs = reader.list_runs(filter);  // by id
   if (runs.empty()) return report;
 
   std::optional<size_t> base;
@@ -133,11 +133,11 @@ ExperimentReport build_report(store::ResultsStore& store, const store::Experimen
   }
   report.baseline = runs[*base].name;
   report.baseline_id = runs[*base].id;
-  if (auto pts = store.points(report.baseline_id, metric::kUnigramEntropy); !pts.empty()) {
+  if (auto pts = reader.points(report.baseline_id, metric::kUnigramEntropy); !pts.empty()) {
     report.unigram_entropy = pts.back().value;
   }
 
-  const LossCurve base_curve = loss_curve(store.points(runs[*base].id, metric::kLossSmooth));
+  const LossCurve base_curve = loss_curve(reader.points(runs[*base].id, metric::kLossSmooth));
   for (size_t i = 0; i < runs.size(); ++i) {
     const store::RunRow& run = runs[i];
     ReportRow row;
@@ -153,7 +153,7 @@ ExperimentReport build_report(store::ResultsStore& store, const store::Experimen
     row.best_val_loss = run.best_val_loss;
     row.is_baseline = i == *base;
     const LossCurve curve =
-        row.is_baseline ? base_curve : loss_curve(store.points(run.id, metric::kLossSmooth));
+        row.is_baseline ? base_curve : loss_curve(reader.points(run.id, metric::kLossSmooth));
     row.final_loss = final_value(curve);
     row.speedup = speedup(base_curve, curve);
     report.rows.push_back(std::move(row));
@@ -330,17 +330,17 @@ std::string render_text_table(const std::vector<std::string>& header,
 
 // --- argument resolution -----------------------------------------------------------------------
 
-store::RunRow resolve_run(store::ResultsStore& store, const std::string& text) {
+store::RunRow resolve_run(store::RunReader& reader, const std::string& text) {
   if (is_digits(text) && text.size() <= 18) {
     // A run's number first; digits that number no run may still begin a uuid (a uuid's first
     // eight hex digits are all decimal digits about once in 43).
-    if (auto run = store.find_run(std::stoll(text))) return *run;
-    if (text.size() < kMinUuidPrefix) return store.get_run(std::stoll(text));  // its error
+    if (auto run = reader.find_run(std::stoll(text))) return *run;
+    if (text.size() < kMinUuidPrefix) return reader.get_run(std::stoll(text));  // its error
   }
   if (is_uuid(text)) {
-    if (auto run = store.find_run_by_uuid(text)) return *run;
+    if (auto run = reader.find_run_by_uuid(text)) return *run;
     throw UserError(
-        "No run with uuid " + text + " in the results database " + store.path().string() + ".",
+        "No run with uuid " + text + " in the results database " + reader.path().string() + ".",
         "List the runs with `mmlab runs list`.");
   }
   const bool hex_prefix = text.size() >= kMinUuidPrefix && text.size() < 32 &&
@@ -349,13 +349,13 @@ store::RunRow resolve_run(store::ResultsStore& store, const std::string& text) {
                           });
   if (hex_prefix) {
     std::vector<store::RunRow> matches;
-    for (auto& r : store.list_runs()) {
+    for (auto& r : reader.list_runs()) {
       if (r.uuid.compare(0, text.size(), text) == 0) matches.push_back(std::move(r));
     }
     if (matches.size() == 1) return matches.front();
     if (matches.empty()) {
       throw UserError("No run's uuid begins with " + text + " in the results database " +
-                          store.path().string() + ".",
+                          reader.path().string() + ".",
                       "List the runs with `mmlab runs list --format json`.");
     }
     std::vector<std::string> ids;
@@ -369,12 +369,12 @@ store::RunRow resolve_run(store::ResultsStore& store, const std::string& text) {
                       std::to_string(kMinUuidPrefix) + ").");
 }
 
-store::ExperimentRow resolve_experiment(store::ResultsStore& store, const std::string& name) {
-  if (auto e = store.find_experiment(name)) return *e;
+store::ExperimentRow resolve_experiment(store::RunReader& reader, const std::string& name) {
+  if (auto e = reader.find_experiment(name)) return *e;
   std::vector<std::string> names;
-  for (const auto& e : store.list_experiments()) names.push_back("\"" + e.name + "\"");
+  for (const auto& e : reader.list_experiments()) names.push_back("\"" + e.name + "\"");
   throw UserError(
-      "No experiment \"" + name + "\" in the results database " + store.path().string() + ".",
+      "No experiment \"" + name + "\" in the results database " + reader.path().string() + ".",
       names.empty() ? "It has no experiments yet; train one with `mmlab train FILE`."
                     : "Its experiments are: " + join(names, ", ") + ".");
 }

@@ -48,7 +48,7 @@ std::optional<size_t> default_baseline(const std::vector<store::RunRow>& runs);
 
 /// Builds the report of one experiment from the store. `baseline_name` empty: the default
 /// baseline; otherwise the first run with that name, or a UserError listing the run names.
-ExperimentReport build_report(store::ResultsStore& store, const store::ExperimentRow& experiment,
+ExperimentReport build_report(store::RunReader& reader, const store::ExperimentRow& experiment,
                               const std::string& baseline_name);
 
 /// Markdown: per experiment a "## name" heading, a line naming the baseline, and a table with the
@@ -86,9 +86,9 @@ std::string render_text_table(const std::vector<std::string>& header,
 /// A run named on the command line: its numeric id, its 32-digit uuid, or a prefix of the uuid
 /// (6 to 31 hex digits, not all digits) that only one run's uuid has. Anything else, an ambiguous
 /// prefix, or an id that is not in the store, is a UserError naming it.
-store::RunRow resolve_run(store::ResultsStore& store, const std::string& text);
+store::RunRow resolve_run(store::RunReader& reader, const std::string& text);
 
 /// The experiment called `name`, or a UserError listing the experiments there are.
-store::ExperimentRow resolve_experiment(store::ResultsStore& store, const std::string& name);
+store::ExperimentRow resolve_experiment(store::RunReader& reader, const std::string& name);
 
 }  // namespace mmlab::cli

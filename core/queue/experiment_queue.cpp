@@ -130,10 +130,10 @@ LaunchPlan queue_experiment(store::ResultsStore& store, const Experiment& experi
   plan.experiment = experiment.name;
   // The newest stored row of each run name (older databases may hold several).
   std::map<std::string, store::RunRow> stored;
-  if (auto ex = store.find_experiment(experiment.name)) {
+  if (auto ex = store.reader().find_experiment(experiment.name)) {
     store::RunFilter f;
     f.experiment_id = ex->id;
-    for (store::RunRow& r : store.list_runs(f)) stored[r.name] = std::move(r);
+    for (store::RunRow& r : store.reader().list_runs(f)) stored[r.name] = std::move(r);
   }
   std::vector<const RunConfig*> missing;
   for (const RunConfig& rc : runs) {
@@ -175,7 +175,7 @@ LaunchPlan queue_experiment(store::ResultsStore& store, const Experiment& experi
     for (QueuedRun& q : plan.runs)
       if (q.run_id == 0) {
         q.run_id = ids[next++];
-        q.uuid = store.get_run(q.run_id).uuid;
+        q.uuid = store.reader().get_run(q.run_id).uuid;
       }
   }
   return plan;

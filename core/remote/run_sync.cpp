@@ -34,7 +34,7 @@ void write_run_snapshot(const fs::path& source, int64_t run_id, const fs::path& 
     store::OpenOptions ro;
     ro.mode = Database::Mode::kReadOnly;
     ResultsStore src(source, ro);
-    src.get_run(run_id);
+    src.reader().get_run(run_id);
   }
   std::error_code ec;
   if (fs::exists(dest, ec)) {
@@ -75,7 +75,7 @@ SyncResult merge_run_snapshot(ResultsStore& local, const fs::path& snapshot, boo
     store::OpenOptions ro;
     ro.mode = Database::Mode::kReadOnly;
     ResultsStore snap(snapshot, ro);
-    auto runs = snap.list_runs();
+    auto runs = snap.reader().list_runs();
     if (runs.size() != 1) {
       throw UserError("The run snapshot " + snapshot.string() + " does not hold exactly one run.",
                       "Sync again.");
@@ -84,12 +84,12 @@ SyncResult merge_run_snapshot(ResultsStore& local, const fs::path& snapshot, boo
   }
   SyncResult result;
   result.uuid = uuid;
-  if (!local.find_run_by_uuid(uuid)) {
+  if (!local.reader().find_run_by_uuid(uuid)) {
     // New here: exactly `mmlab runs import`.
     local.import_runs_from(snapshot);
     result.created = true;
   }
-  const int64_t id = local.find_run_by_uuid(uuid)->id;
+  const int64_t id = local.reader().find_run_by_uuid(uuid)->id;
   result.run_id = id;
   Database& db = local.database();
   {

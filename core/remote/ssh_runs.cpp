@@ -390,12 +390,12 @@ std::optional<SyncResult> sync_from_host(const Host& host, Launch& launch,
     store::OpenOptions ro;
     ro.mode = store::Database::Mode::kReadOnly;
     store::ResultsStore snap(tmp, ro);
-    auto runs = snap.list_runs();
+    auto runs = snap.reader().list_runs();
     if (!runs.empty()) launch.remote_run_id = runs[0].id;
   }
   SyncResult result = merge_run_snapshot(local, tmp, full);
   launch.uuid = result.uuid;
-  launch.ended = store::is_terminal(local.get_run(result.run_id).status);
+  launch.ended = store::is_terminal(local.reader().get_run(result.run_id).status);
   if (full) launch.synced_full = true;
   return result;
 }

@@ -5,7 +5,7 @@
 
 #include <utility>
 
-#include "core/store/store.h"
+#include "core/store/run_writer.h"
 
 namespace mmlab {
 
@@ -14,29 +14,28 @@ RunRecorder::RunRecorder(ProgressSink& sink, std::chrono::steady_clock::duration
       heartbeat_every_(heartbeat_every),
       last_heartbeat_(std::chrono::steady_clock::now()) {}
 
-void RunRecorder::record_into(store::ResultsStore& store, int64_t run_id) {
-  store_ = &store;
-  run_id_ = run_id;
+void RunRecorder::record_into(store::RunWriter& run) {
+  run_ = &run;
 }
 
 void RunRecorder::started(const RunPosition& at, const std::string& name,
                           const std::string& device) {
-  if (!store_) return;
+  if (!run_) return;
   ProgressEvent e = status_event(RunStatus::kRunning, at, "");
   e.name = name;
-  e.db = store_->path().string();
+  e.db = run_->path().string();
   e.device = device;
   sink_.emit(std::move(e));
 }
 
 bool RunRecorder::heartbeat_due() const {
-  return store_ && std::chrono::steady_clock::now() - last_heartbeat_ >= heartbeat_every_;
+  return run_ && std::chrono::steady_clock::now() - last_heartbeat_ >= heartbeat_every_;
 }
 
 void RunRecorder::heartbeat(const RunPosition& at) {
-  if (!store_) return;
+  if (!run_) return;
   if (points_) points_->flush();
-  store_->heartbeat(run_id_, at.step, at.tokens);
+  run_->heartbeat(at.step, at.tokens);
   last_heartbeat_ = std::chrono::steady_clock::now();
 }
 
@@ -54,7 +53,7 @@ ProgressEvent RunRecorder::status_event(RunStatus status, const RunPosition& at,
 
 TrainResult RunRecorder::result(RunStatus status, int exit_code, std::string error) const {
   TrainResult r;
-  r.run_id = run_id_;
+  r.run_id = run_ ? run_->run_id() : 0;
   r.status = status;
   r.exit_code = exit_code;
   r.error = std::move(error);
@@ -63,14 +62,14 @@ TrainResult RunRecorder::result(RunStatus status, int exit_code, std::string err
 
 void RunRecorder::record_end(RunStatus status, const RunPosition& at) {
   if (points_) points_->flush();
-  store_->heartbeat(run_id_, at.step, at.tokens);
-  store_->set_status(run_id_, status);
+  run_->heartbeat(at.step, at.tokens);
+  run_->set_status(status);
   sink_.emit(status_event(status, at, ""));
 }
 
 TrainResult RunRecorder::finished(const RunPosition& at, double final_loss_smooth,
                                   double final_val_loss) {
-  if (store_) record_end(RunStatus::kFinished, at);
+  if (run_) record_end(RunStatus::kFinished, at);
   TrainResult r = result(RunStatus::kFinished, exit_code_of(RunStatus::kFinished), "");
   r.final_loss_smooth = final_loss_smooth;
   r.final_val_loss = final_val_loss;
@@ -78,30 +77,30 @@ TrainResult RunRecorder::finished(const RunPosition& at, double final_loss_smoot
 }
 
 TrainResult RunRecorder::stopped(const RunPosition& at) {
-  if (store_) record_end(RunStatus::kStopped, at);
+  if (run_) record_end(RunStatus::kStopped, at);
   return result(RunStatus::kStopped, exit_code_of(RunStatus::kStopped), "");
 }
 
 TrainResult RunRecorder::diverged(const RunPosition& at, const std::string& what) {
   const int code = exit_code_of(RunStatus::kDiverged);
   const std::string where = what + " at step " + std::to_string(at.step);
-  if (!store_) return result(RunStatus::kDiverged, code, where + ".");
+  if (!run_) return result(RunStatus::kDiverged, code, where + ".");
   // The newest checkpoint is finite: none is written once the run has diverged.
-  const auto kept = store_->latest_checkpoint(run_id_);
+  const auto kept = run_->latest_checkpoint();
   const std::string message =
       where + "; " +
       (kept ? "the last good checkpoint (step " + std::to_string(kept->step) + ", " + kept->path +
                   ") is kept."
             : "no checkpoint had been written before it.");
   if (points_) points_->flush();
-  store_->set_status(run_id_, RunStatus::kDiverged, message);
+  run_->set_status(RunStatus::kDiverged, message);
   sink_.emit(
       status_event(RunStatus::kDiverged, at, message + " Lower train.lr or raise warmup_frac."));
   return result(RunStatus::kDiverged, code, message);
 }
 
 TrainResult RunRecorder::failed(const RunPosition& at, std::string message, int exit_code) {
-  if (!store_) return result(RunStatus::kFailed, exit_code, std::move(message));
+  if (!run_) return result(RunStatus::kFailed, exit_code, std::move(message));
   // The pending points are written, or dropped when that fails: a full disk refuses them again
   // on every try, and the failed status is what must still get through.
   try {
@@ -110,7 +109,7 @@ TrainResult RunRecorder::failed(const RunPosition& at, std::string message, int 
     points_->discard();
   }
   if (!record_failure(at, message)) {
-    message += " The run could not be marked failed in " + store_->path().string() +
+    message += " The run could not be marked failed in " + run_->path().string() +
                " either, so it shows as lost once its heartbeat is stale.";
   }
   sink_.emit(status_event(RunStatus::kFailed, at, message));
@@ -118,15 +117,15 @@ TrainResult RunRecorder::failed(const RunPosition& at, std::string message, int 
 }
 
 bool RunRecorder::record_failure(const RunPosition& at, const std::string& message) {
-  if (!store_) return false;
+  if (!run_) return false;
   try {
-    store_->set_status(run_id_, RunStatus::kFailed, message);
+    run_->set_status(RunStatus::kFailed, message);
   } catch (const std::exception&) {
     return false;
   }
   try {
-    store_->add_event(
-        run_id_, std::string(to_string(EventKind::kStatus)),
+    run_->add_event(
+        std::string(to_string(EventKind::kStatus)),
         nlohmann::json{{"status", std::string(to_string(RunStatus::kFailed))}, {"message", message}}
             .dump(),
         at.step, at.wall);

@@ -16,7 +16,7 @@
 namespace mmlab {
 
 namespace store {
-class ResultsStore;
+class RunWriter;
 class MetricBuffer;
 }  // namespace store
 
@@ -34,14 +34,14 @@ class RunRecorder {
   explicit RunRecorder(ProgressSink& sink, std::chrono::steady_clock::duration heartbeat_every =
                                                std::chrono::seconds(2));
 
-  /// From now on the ends of run `run_id` are recorded in `store` (which outlives the recorder).
+  /// From now on the ends of the run are recorded through `run` (which outlives the recorder).
   /// A trainer that never calls it (a data-parallel rank other than 0) writes nothing: its ends
   /// only give their TrainResult.
-  void record_into(store::ResultsStore& store, int64_t run_id);
+  void record_into(store::RunWriter& run);
   /// The run's pending points, flushed by every end (or dropped by a failure that cannot write
   /// them). May be called again with another buffer.
   void buffer_points(store::MetricBuffer& points) { points_ = &points; }
-  bool records() const { return store_ != nullptr; }
+  bool records() const { return run_ != nullptr; }
 
   /// The run (`name`, on `device`) trains from `at`: the `running` event, which names the
   /// database.
@@ -80,9 +80,8 @@ class RunRecorder {
   ProgressSink& sink_;
   std::chrono::steady_clock::duration heartbeat_every_;
   std::chrono::steady_clock::time_point last_heartbeat_;
-  store::ResultsStore* store_ = nullptr;
+  store::RunWriter* run_ = nullptr;
   store::MetricBuffer* points_ = nullptr;
-  int64_t run_id_ = 0;
 };
 
 }  // namespace mmlab

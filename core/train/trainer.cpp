@@ -200,10 +200,10 @@ class TrainingSession {
     const fs::path root = absolute_path(
         options_.checkpoint_root.empty() ? data_home() / "checkpoints" : options_.checkpoint_root);
     require_writable_folder(root);
-    store_ = std::make_unique<store::ResultsStore>(options_.db);
+    store::ResultsStore results(options_.db);
     store::NewRun nr;
     nr.experiment_id =
-        store_->ensure_experiment(options_.experiment_name, options_.experiment_spec);
+        results.ensure_experiment(options_.experiment_name, options_.experiment_spec);
     nr.name = config_.name;
     nr.family = config_.model.family;
     nr.config_json = to_json(config_).dump();
@@ -211,9 +211,10 @@ class TrainingSession {
     nr.total_steps = total_steps_;
     nr.git_rev = std::string(git_revision());
     nr.status = RunStatus::kRunning;
-    own_run(store_->create_run(nr));
+    // From here on the run's writer is this session's only handle on the database.
+    own_run(results.writer(results.create_run(nr)));
     fault_point("run-created");  // the moment between a run's row and its process's pid
-    checkpoint_dir_ = root / store_->get_run(run_id_).uuid;
+    checkpoint_dir_ = root / writer_->row().uuid;
     start();
     return run_guarded();
   }
@@ -221,12 +222,11 @@ class TrainingSession {
   // A queued run (its row written when the experiment was launched): taken for this process
   // first, so a refusal while preparing (a missing corpus, an unwritable folder) is kept in its
   // row as `failed` with the message instead of leaving it queued without a word.
-  TrainResult start_queued(const store::RunRow& row, std::unique_ptr<store::ResultsStore> st) {
-    store_ = std::move(st);
-    own_run(row.id);
+  TrainResult start_queued(const store::RunRow& row, store::RunWriter writer) {
+    own_run(std::move(writer));
     const std::string run = "Run " + std::to_string(row.id) + " (" + row.name + ")";
     fault_point("run-created");  // the run's row exists, without a pid
-    if (!store_->claim_queued_run(run_id_, ::getpid(), store::current_host())) {
+    if (!writer_->claim_queued(::getpid(), store::current_host())) {
       throw UserError(run + " was started by another process meanwhile.",
                       "Follow it with `mmlab runs show " + std::to_string(row.id) + "`.");
     }
@@ -241,17 +241,15 @@ class TrainingSession {
       recorder_.record_failure(position(), describe_failure(e, doing_));
       throw;
     }
-    store_->record_start_config(run_id_, to_json(config_).dump(), total_steps_,
-                                std::string(git_revision()));
+    writer_->record_start_config(to_json(config_).dump(), total_steps_,
+                                 std::string(git_revision()));
     checkpoint_dir_ = root / row.uuid;
     start();
     return run_guarded();
   }
 
-  TrainResult resume(const store::RunRow& row, std::unique_ptr<store::ResultsStore> st,
-                     const ResumeOptions& how) {
-    store_ = std::move(st);
-    own_run(row.id);
+  TrainResult resume(const store::RunRow& row, store::RunWriter writer, const ResumeOptions& how) {
+    own_run(std::move(writer));
     prepare();
     checkpoint_dir_ = options_.checkpoint_root.empty()
                           ? remembered_checkpoint_dir(row)
@@ -328,7 +326,7 @@ class TrainingSession {
   // checkpoint (runs from before the folder was recorded), else the default.
   fs::path remembered_checkpoint_dir(const store::RunRow& row) {
     fs::path dir;
-    for (const auto& e : store_->events(run_id_)) {
+    for (const auto& e : writer_->events()) {
       if (e.kind != kCheckpointDirEvent) continue;
       try {
         dir = nlohmann::json::parse(e.payload_json).value("path", "");
@@ -336,7 +334,7 @@ class TrainingSession {
       }
     }
     if (dir.empty()) {
-      auto latest = store_->latest_checkpoint(run_id_);
+      auto latest = writer_->latest_checkpoint();
       if (latest && fs::path(latest->path).is_absolute())
         dir = fs::path(latest->path).parent_path();
     }
@@ -350,7 +348,7 @@ class TrainingSession {
     const std::string choices =
         "Resume from its newest intact checkpoint with --resume-from latest-valid, from a file "
         "with --checkpoint FILE, or start it again from step 0 with --restart.";
-    auto rows = store_->list_checkpoints(run_id_);  // oldest first
+    auto rows = writer_->checkpoints();  // oldest first
     std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
       return a.step != b.step ? a.step > b.step : a.id > b.id;
     });
@@ -434,7 +432,7 @@ class TrainingSession {
   // row names. The run's next start removes both from the run's own folder.
   void remove_stray_files() {
     std::vector<fs::path> named;
-    for (const auto& r : store_->list_checkpoints(run_id_)) named.push_back(absolute_path(r.path));
+    for (const auto& r : writer_->checkpoints()) named.push_back(absolute_path(r.path));
     std::error_code ec;
     for (const auto& e : fs::directory_iterator(checkpoint_dir_, ec)) {
       const std::string name = e.path().filename().string();
@@ -460,14 +458,14 @@ class TrainingSession {
     start.params_total = counts.total;
     start.params_active = counts.active;
     start.params_nonembed = counts.nonembed;
-    store_->mark_started(run_id_, start);
+    writer_->mark_started(start);
     device_text_ = start.device;
     std::string remembered;
-    for (const auto& e : store_->events(run_id_)) {
+    for (const auto& e : writer_->events()) {
       if (e.kind == kCheckpointDirEvent) remembered = e.payload_json;
     }
     const std::string payload = nlohmann::json{{"path", checkpoint_dir_.string()}}.dump();
-    if (remembered != payload) store_->add_event(run_id_, kCheckpointDirEvent, payload);
+    if (remembered != payload) writer_->add_event(kCheckpointDirEvent, payload);
   }
 
   // The GPU of this rank: cuda:LOCAL_RANK.
@@ -528,10 +526,11 @@ class TrainingSession {
     reducer_ = std::make_unique<GradientReducer>(model_->parameters(), *group_);
   }
 
-  // This process trains run `id` of store_: its life is recorded there (by rank 0 alone).
-  void own_run(int64_t id) {
-    run_id_ = id;
-    if (records_) recorder_.record_into(*store_, run_id_);
+  // This process trains the run of `writer`: its life is recorded there (by rank 0 alone).
+  void own_run(store::RunWriter writer) {
+    writer_ = std::make_unique<store::RunWriter>(std::move(writer));
+    run_id_ = writer_->run_id();
+    if (records_) recorder_.record_into(*writer_);
   }
 
   // Where the run stands now, at `step` (default: the last step trained).
@@ -626,9 +625,9 @@ class TrainingSession {
   // being replaced (a damaged newest one, or an explicit --checkpoint/--restart): forgotten, and
   // their files removed, except the file being resumed from.
   void drop_checkpoints_after(int64_t step) {
-    for (const auto& r : store_->list_checkpoints(run_id_)) {
+    for (const auto& r : writer_->checkpoints()) {
       if (r.step <= step) continue;
-      store_->delete_checkpoint_row(r.id);
+      writer_->delete_checkpoint_row(r.id);
       if (absolute_path(r.path) == origin_) continue;
       std::error_code ec;
       fs::remove(r.path, ec);
@@ -646,7 +645,7 @@ class TrainingSession {
     ema.restore(state_.ema_raw, static_cast<double>(state_.ema_count));
     if (records_) {
       doing_ = "discarding the points after step " + std::to_string(state_.step);
-      store_->truncate_after(run_id_, state_.step);
+      writer_->truncate_after(state_.step);
       drop_checkpoints_after(state_.step);
     }
     state_.tokenizer_kind = corpus_.tokenizer->spec().kind;
@@ -655,7 +654,7 @@ class TrainingSession {
     if (records_) {
       sink_->set_run(run_id_);
       recorder_.started(position(), config_.name, device_text_);
-      metrics_ = std::make_unique<store::MetricBuffer>(*store_, run_id_);
+      metrics_ = std::make_unique<store::MetricBuffer>(*writer_);
       recorder_.buffer_points(*metrics_);
       // The loss a context-free model reaches on this data: the bar the curves must get below.
       metrics_->add(metric::kUnigramEntropy, 0, 0, 0.0, unigram_entropy(corpus_.train));
@@ -671,8 +670,8 @@ class TrainingSession {
     // session has an exact wall-clock time (a resumed run's later points are not shifted back
     // by the time it spent stopped). Only the rank that records writes it.
     if (records_)
-      store_->add_event(
-          run_id_, store::kSessionEvent,
+      writer_->add_event(
+          store::kSessionEvent,
           nlohmann::json{{"wall", wall0},
                          {"started_at", std::chrono::duration<double>(
                                             std::chrono::system_clock::now().time_since_epoch())
@@ -876,7 +875,7 @@ class TrainingSession {
   // What train.ops resolved to on this run's shapes, from the first step's calls.
   void record_ops_used() {
     const auto used = ops::used_implementations();
-    store_->set_ops_used(run_id_, nlohmann::json(used).dump());
+    writer_->set_ops_used(nlohmann::json(used).dump());
     if (!used.empty()) log("info", "Ops: " + describe_ops(used));
   }
 
@@ -931,8 +930,8 @@ class TrainingSession {
       }
       expert_load_[i] = torch::Tensor();
     }
-    store_->add_event(run_id_, std::string(to_string(EventKind::kEval)),
-                      nlohmann::json{{"metrics", m}}.dump(), state_.step, state_.wall);
+    writer_->add_event(std::string(to_string(EventKind::kEval)),
+                       nlohmann::json{{"metrics", m}}.dump(), state_.step, state_.wall);
     ProgressEvent e;
     e.kind = EventKind::kEval;
     e.step = state_.step;
@@ -959,7 +958,7 @@ class TrainingSession {
     state_.expert_load = expert_load_;
     const SavedCheckpoint saved = save_checkpoint(path, config_, model_, optimizer_.get(), state_);
     fault_point("checkpoint-saved");  // the file is complete, its row not yet written
-    store_->add_checkpoint(run_id_, state_.step, path.string(), saved.bytes, saved.hash);
+    writer_->add_checkpoint(state_.step, path.string(), saved.bytes, saved.hash);
     prune_checkpoints();
     ProgressEvent e;
     e.kind = EventKind::kCheckpoint;
@@ -975,7 +974,7 @@ class TrainingSession {
   // file that a kept row still names is never removed (a resumed run may have recorded the same
   // file twice).
   void prune_checkpoints() {
-    auto all = store_->list_checkpoints(run_id_);
+    auto all = writer_->checkpoints();
     std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) {
       return a.step != b.step ? a.step > b.step : a.id > b.id;
     });
@@ -984,7 +983,7 @@ class TrainingSession {
     for (size_t i = 0; i < std::min(keep, all.size()); ++i) kept.push_back(all[i].path);
     for (size_t i = keep; i < all.size(); ++i) {
       // The row goes first: a kill in between leaves a stray file, never a row without its file.
-      store_->delete_checkpoint_row(all[i].id);
+      writer_->delete_checkpoint_row(all[i].id);
       if (std::find(kept.begin(), kept.end(), all[i].path) != kept.end()) continue;
       fault_point("checkpoint-pruned");
       std::error_code ec;
@@ -1012,8 +1011,8 @@ class TrainingSession {
   RunConfig config_;
   TrainerOptions options_;
   std::unique_ptr<ProgressSink> sink_;
-  RunRecorder recorder_;  // after sink_, which it reports to
-  std::unique_ptr<store::ResultsStore> store_;
+  RunRecorder recorder_;                      // after sink_, which it reports to
+  std::unique_ptr<store::RunWriter> writer_;  // the run this session trains
   std::unique_ptr<store::MetricBuffer> metrics_;
   torch::Device device_{torch::kCPU};
   std::string device_text_;
@@ -1129,8 +1128,8 @@ TrainResult train_new_run(const RunConfig& config, const TrainerOptions& options
 TrainResult resume_run(int64_t run_id, const TrainerOptions& options, const ResumeOptions& resume) {
   store::OpenOptions existing;
   existing.create = false;  // a run to resume lives in an existing database
-  auto st = std::make_unique<store::ResultsStore>(options.db, existing);
-  auto row = st->find_run(run_id);
+  store::ResultsStore results(options.db, existing);
+  auto row = results.reader().find_run(run_id);
   if (!row) {
     throw UserError(
         "There is no run " + std::to_string(run_id) + " in " + options.db.string() + ".",
@@ -1149,7 +1148,7 @@ TrainResult resume_run(int64_t run_id, const TrainerOptions& options, const Resu
     RunConfig config = run_config_from_json(nlohmann::json::parse(row->config_json));
     if (!resume.device.empty()) config.train.device = resume.device;
     TrainingSession session(config, options);
-    return session.start_queued(*row, std::move(st));
+    return session.start_queued(*row, results.writer(run_id));
   }
   if (row->effective_status == RunStatus::kRunning && !dead_here && !never_started) {
     throw UserError("Run " + std::to_string(run_id) + " (" + row->name + ") is " +
@@ -1160,7 +1159,7 @@ TrainResult resume_run(int64_t run_id, const TrainerOptions& options, const Resu
   RunConfig config = run_config_from_json(nlohmann::json::parse(row->config_json));
   if (!resume.device.empty()) config.train.device = resume.device;
   TrainingSession session(config, options);
-  return session.resume(*row, std::move(st), resume);
+  return session.resume(*row, results.writer(run_id), resume);
 }
 
 }  // namespace mmlab

@@ -16,6 +16,7 @@ using mmlab::store::MetricBuffer;
 using mmlab::store::MetricPoint;
 using mmlab::store::NewRun;
 using mmlab::store::ResultsStore;
+using mmlab::store::RunWriter;
 
 int64_t new_run(ResultsStore& store, const std::string& name) {
   NewRun run;
@@ -43,7 +44,7 @@ void BM_AppendPoints(benchmark::State& state) {
   const int metrics = static_cast<int>(state.range(1));
   mmlab::test::TempDir dir;
   ResultsStore store(dir / "bench.sqlite");
-  const int64_t run = new_run(store, "append");
+  RunWriter writer = store.writer(new_run(store, "append"));
   const std::vector<std::string> names = metric_names(metrics);
   std::vector<MetricPoint> points;
   for (int i = 0; i < batch; ++i) {
@@ -59,7 +60,7 @@ void BM_AppendPoints(benchmark::State& state) {
       p.wall = 0.05 * static_cast<double>(p.step);
       p.value = 10.0 / static_cast<double>(1 + p.step) + 0.001 * (i % metrics);
     }
-    store.append_points(run, points);
+    writer.append_points(points);
     first_step += steps_per_batch;
   }
   state.SetItemsProcessed(state.iterations() * batch);
@@ -82,7 +83,8 @@ void BM_MetricBuffer(benchmark::State& state) {
   ResultsStore store(dir / "bench.sqlite");
   const int64_t run = new_run(store, "buffer");
   const std::vector<std::string> names = metric_names(metrics);
-  MetricBuffer buffer(store, run, 1000, std::chrono::hours(1));
+  RunWriter writer = store.writer(run);
+  MetricBuffer buffer(writer, 1000, std::chrono::hours(1));
   int64_t step = 0;
   for (auto _ : state) {
     for (const std::string& name : names) {
@@ -111,11 +113,11 @@ void BM_ListRuns(benchmark::State& state) {
     for (int64_t s = 0; s < 200; ++s) {
       for (const std::string& n : names) points.push_back({n, s, s, 0.0, 1.0 / (1 + s)});
     }
-    store.append_points(run, points);
-    if (r % 3 == 0) store.add_tag(run, "paper");
+    store.writer(run).append_points(points);
+    if (r % 3 == 0) store.metadata().add_tag(run, "paper");
   }
   for (auto _ : state) {
-    benchmark::DoNotOptimize(store.list_runs());
+    benchmark::DoNotOptimize(store.reader().list_runs());
   }
   state.counters["runs/s"] = benchmark::Counter(static_cast<double>(state.iterations() * runs),
                                                 benchmark::Counter::kIsRate);

@@ -112,15 +112,16 @@ TEST_F(DataFaults, CorruptTokenCacheIsRebuiltWithOneNoteAndTheRunTrains) {
   EXPECT_EQ(cache_files().size(), 1u);
 
   store::ResultsStore st(db());
-  const auto runs = st.list_runs();
+  const auto runs = st.reader().list_runs();
   ASSERT_EQ(runs.size(), 2u);
   for (const auto& run : runs) {
     EXPECT_EQ(run.status, store::RunStatus::kFinished) << run.error_text;
     EXPECT_EQ(run.error_text, "");
-    EXPECT_EQ(st.points(run.id, "loss").size(), 4u);
+    EXPECT_EQ(st.reader().points(run.id, "loss").size(), 4u);
   }
   // Both runs trained on the same tokens, so they start from the same loss.
-  EXPECT_EQ(st.points(runs[0].id, "loss")[0].value, st.points(runs[1].id, "loss")[0].value);
+  EXPECT_EQ(st.reader().points(runs[0].id, "loss")[0].value,
+            st.reader().points(runs[1].id, "loss")[0].value);
 }
 
 void write_gz(const fs::path& file, const std::string& content) {
@@ -181,7 +182,7 @@ TEST_F(DataFaults, DamagedCorpusFilesGiveOneSentenceAndExit3) {
   // Each launch keeps its run, failed with the sentence, rather than losing it (a corpus exists
   // when the run is queued; what is in it is found while preparing the run).
   store::ResultsStore st(db());
-  const auto runs = st.list_runs();
+  const auto runs = st.reader().list_runs();
   EXPECT_EQ(runs.size(), cases.size());
   for (const auto& run : runs) {
     EXPECT_EQ(run.status, store::RunStatus::kFailed) << run.experiment;

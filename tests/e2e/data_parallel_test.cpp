@@ -30,7 +30,8 @@ using Curve = std::map<int64_t, double>;
 Curve curve(const fs::path& db, const std::string& metric) {
   store::ResultsStore st(db);
   Curve c;
-  for (const auto& p : st.points(st.list_runs().at(0).id, metric)) c[p.step] = p.value;
+  for (const auto& p : st.reader().points(st.reader().list_runs().at(0).id, metric))
+    c[p.step] = p.value;
   return c;
 }
 
@@ -122,7 +123,7 @@ class DataParallel : public ::testing::Test {
 
   fs::path checkpoint_at(const fs::path& db, int64_t step) {
     store::ResultsStore st(db);
-    for (const auto& c : st.list_checkpoints(st.list_runs().at(0).id)) {
+    for (const auto& c : st.reader().list_checkpoints(st.reader().list_runs().at(0).id)) {
       if (c.step == step) return c.path;
     }
     ADD_FAILURE() << "no checkpoint at step " << step << " in " << db;
@@ -146,10 +147,10 @@ TEST_F(DataParallel, TwoGlooRanksEndWithTheParametersOfOneProcess) {
 
   // Rank 0 alone wrote: one run, one checkpoint folder, one progress stream (20 steps).
   store::ResultsStore st(two);
-  const auto runs = st.list_runs();
+  const auto runs = st.reader().list_runs();
   ASSERT_EQ(runs.size(), 1u);
-  EXPECT_EQ(st.get_run(runs[0].id).status, store::RunStatus::kFinished);
-  EXPECT_NE(st.get_run(runs[0].id).device.find("x 2 ranks"), std::string::npos);
+  EXPECT_EQ(st.reader().get_run(runs[0].id).status, store::RunStatus::kFinished);
+  EXPECT_NE(st.reader().get_run(runs[0].id).device.find("x 2 ranks"), std::string::npos);
   EXPECT_EQ(std::distance(fs::directory_iterator(dir_ / "ck-two"), fs::directory_iterator{}), 1);
   size_t step_events = 0;
   for (size_t at = 0; (at = r.out.find("\"event\":\"step\"", at)) != std::string::npos; ++at) {
@@ -184,7 +185,9 @@ TEST_F(DataParallel, ABatchThatDoesNotDivideIsRefusedBeforeAnyRun) {
   // Both ranks end with it (rank 1 when rank 0 releases it); the launch names the first.
   EXPECT_NE(r.err.find(" of 2 exited with code 3; stopping the other ranks."), std::string::npos)
       << r.err;
-  if (fs::exists(db)) EXPECT_TRUE(store::ResultsStore(db).list_runs().empty());
+  if (fs::exists(db)) {
+    EXPECT_TRUE(store::ResultsStore(db).reader().list_runs().empty());
+  }
 }
 
 TEST_F(DataParallel, ARankKilledMidRunEndsTheOtherWithOneSentence) {
@@ -202,7 +205,7 @@ TEST_F(DataParallel, ARankKilledMidRunEndsTheOtherWithOneSentence) {
   EXPECT_NE(rank_err(0).find("Rank 0 of 2 lost the other ranks while"), std::string::npos)
       << rank_err(0);
   store::ResultsStore st(db);
-  const auto row = st.get_run(st.list_runs().at(0).id);
+  const auto row = st.reader().get_run(st.reader().list_runs().at(0).id);
   EXPECT_EQ(row.status, store::RunStatus::kFailed);
   EXPECT_NE(row.error_text.find("lost the other ranks"), std::string::npos) << row.error_text;
 }
@@ -251,8 +254,8 @@ TEST_F(DataParallel, TwoRanksResumedOnOneGoOnAlongTheUninterruptedCurve) {
   int64_t run_id = 0;
   {
     store::ResultsStore st(db);
-    run_id = st.list_runs().at(0).id;
-    ASSERT_EQ(st.latest_checkpoint(run_id)->step, 10);
+    run_id = st.reader().list_runs().at(0).id;
+    ASSERT_EQ(st.reader().latest_checkpoint(run_id)->step, 10);
   }
   r = mmlab(
       {"train", "--resume", std::to_string(run_id), "--db", db.string(), "--progress", "none"});

@@ -108,11 +108,11 @@ TEST_F(DiskFull, UnderTheCheckpointsTheRunFailsNamingTheCheckpointAndLeavesNoPar
   EXPECT_EQ(files_under(dir_ / "xdg" / "mmlab" / "checkpoints"), std::vector<std::string>{});
   // The run is stored as failed with the same sentence, its points kept.
   store::ResultsStore st(db());
-  const auto runs = st.list_runs();
+  const auto runs = st.reader().list_runs();
   ASSERT_EQ(runs.size(), 1u);
   EXPECT_EQ(runs[0].status, store::RunStatus::kFailed);
   EXPECT_NE(runs[0].error_text.find(sentence), std::string::npos) << runs[0].error_text;
-  EXPECT_EQ(st.points(runs[0].id, "loss").size(), 3u);
+  EXPECT_EQ(st.reader().points(runs[0].id, "loss").size(), 3u);
 }
 
 }  // namespace

@@ -29,9 +29,9 @@ inline std::vector<Point> all_points(const fs::path& db, const std::string& uuid
   ro.mode = store::Database::Mode::kReadOnly;
   store::ResultsStore st(db, ro);
   std::vector<Point> out;
-  const auto run = st.find_run_by_uuid(uuid);
+  const auto run = st.reader().find_run_by_uuid(uuid);
   if (!run) return out;
-  st.for_each_point(run->id, [&](const std::string& m, const store::PointRow& p) {
+  st.reader().for_each_point(run->id, [&](const std::string& m, const store::PointRow& p) {
     out.emplace_back(m, p.step, p.tokens, p.wall, p.value);
   });
   return out;

@@ -53,14 +53,14 @@ using Curve = std::map<int64_t, double>;
 
 Curve curve(store::ResultsStore& st, int64_t run_id, const std::string& metric) {
   Curve c;
-  for (const auto& p : st.points(run_id, metric)) c[p.step] = p.value;
+  for (const auto& p : st.reader().points(run_id, metric)) c[p.step] = p.value;
   return c;
 }
 
 // Every metric whose values do not depend on timing, for comparing runs.
 std::map<std::string, Curve> timing_free_curves(store::ResultsStore& st, int64_t run_id) {
   std::map<std::string, Curve> out;
-  for (const auto& m : st.metric_names(run_id)) {
+  for (const auto& m : st.reader().metric_names(run_id)) {
     if (m == "tokens_per_s" || m == "step_time") continue;
     out[m] = curve(st, run_id, m);
   }
@@ -134,7 +134,7 @@ class ResumeFaults : public ::testing::Test {
                     dir_.path(), dir_.path());
     EXPECT_EQ(r.exit_code, 0) << r.err;
     store::ResultsStore st(ref_db);
-    return timing_free_curves(st, st.list_runs().at(0).id);
+    return timing_free_curves(st, st.reader().list_runs().at(0).id);
   }
 
   // A run killed right after step `killed_after`: its checkpoints are those before it.
@@ -143,7 +143,7 @@ class ResumeFaults : public ::testing::Test {
                    "step:" + std::to_string(killed_after));
     EXPECT_EQ(r.exit_code, kKilled) << r.err;
     store::ResultsStore st(db());
-    return st.list_runs().at(0).id;
+    return st.reader().list_runs().at(0).id;
   }
 
   test::TempDir dir_;
@@ -218,7 +218,7 @@ TEST_F(ResumeFaults, TwentyKillsAtNamedMomentsLoseNothingAndEndOnTheUninterrupte
     if (!fs::exists(db())) continue;  // killed before the database was created
     store::ResultsStore st(db());
     ASSERT_EQ(st.integrity_check(), "ok");
-    auto runs = st.list_runs();
+    auto runs = st.reader().list_runs();
     ASSERT_LE(runs.size(), 1u);
     if (runs.empty()) continue;  // killed before the run was created
     run_id = runs[0].id;
@@ -233,13 +233,13 @@ TEST_F(ResumeFaults, TwentyKillsAtNamedMomentsLoseNothingAndEndOnTheUninterrupte
     ASSERT_GE(n, committed) << "a resume deleted committed points";
     // Every recorded checkpoint is there and intact, and the newest is never behind a committed
     // one.
-    for (const auto& c : st.list_checkpoints(run_id)) {
+    for (const auto& c : st.reader().list_checkpoints(run_id)) {
       ASSERT_TRUE(fs::path(c.path).is_absolute()) << c.path;
       ASSERT_TRUE(fs::exists(c.path)) << c.path;
       ASSERT_EQ(xxh64_hex(c.path), c.hash) << c.path;
       committed = std::max(committed, c.step);
     }
-    if (auto latest = st.latest_checkpoint(run_id)) ASSERT_GE(latest->step, committed);
+    if (auto latest = st.reader().latest_checkpoint(run_id)) ASSERT_GE(latest->step, committed);
   }
   ASSERT_GT(run_id, 0);
   ASSERT_EQ(committed, 44) << "the storm did not reach the last checkpoint";
@@ -248,7 +248,7 @@ TEST_F(ResumeFaults, TwentyKillsAtNamedMomentsLoseNothingAndEndOnTheUninterrupte
   ASSERT_EQ(r.exit_code, 0) << r.err;
   store::ResultsStore st(db());
   EXPECT_EQ(st.integrity_check(), "ok");
-  EXPECT_EQ(st.get_run(run_id).status, store::RunStatus::kFinished);
+  EXPECT_EQ(st.reader().get_run(run_id).status, store::RunStatus::kFinished);
   // Loss, validation loss and expert loads equal the uninterrupted run's, bit for bit.
   const auto got = timing_free_curves(st, run_id);
   for (const auto& [metric, values] : expected) {
@@ -256,7 +256,7 @@ TEST_F(ResumeFaults, TwentyKillsAtNamedMomentsLoseNothingAndEndOnTheUninterrupte
     EXPECT_EQ(got.at(metric), values) << metric;
   }
   // keep_checkpoints 1: exactly the last checkpoint is left, with no temporary or stray file.
-  auto ckpts = st.list_checkpoints(run_id);
+  auto ckpts = st.reader().list_checkpoints(run_id);
   ASSERT_EQ(ckpts.size(), 1u);
   EXPECT_EQ(ckpts[0].step, 44);
   EXPECT_EQ(xxh64_hex(ckpts[0].path), ckpts[0].hash);
@@ -272,8 +272,8 @@ TEST_F(ResumeFaults, DamagedCheckpointIsRefusedByNameAndLatestValidRecovers) {
   size_t points_before = 0;
   {
     store::ResultsStore st(db());
-    before = st.list_checkpoints(run);
-    points_before = st.points(run, "loss").size();
+    before = st.reader().list_checkpoints(run);
+    points_before = st.reader().points(run, "loss").size();
   }
   ASSERT_EQ(before.size(), 2u);
   const std::string newest = before.back().path;
@@ -297,9 +297,9 @@ TEST_F(ResumeFaults, DamagedCheckpointIsRefusedByNameAndLatestValidRecovers) {
     EXPECT_NE(r.err.find("--resume-from latest-valid"), std::string::npos) << r.err;
     EXPECT_EQ(r.err.find("Exception"), std::string::npos) << r.err;
     store::ResultsStore st(db());
-    EXPECT_EQ(st.points(run, "loss").size(), points_before);
-    EXPECT_EQ(st.list_checkpoints(run).size(), 2u);
-    EXPECT_EQ(st.get_run(run).error_text, "");
+    EXPECT_EQ(st.reader().points(run, "loss").size(), points_before);
+    EXPECT_EQ(st.reader().list_checkpoints(run).size(), 2u);
+    EXPECT_EQ(st.reader().get_run(run).error_text, "");
   }
   // Asked for, the newest intact checkpoint (step 4) is used, and the run ends on the curve.
   auto r = resume(run, {"--resume-from", "latest-valid"});
@@ -307,10 +307,11 @@ TEST_F(ResumeFaults, DamagedCheckpointIsRefusedByNameAndLatestValidRecovers) {
   EXPECT_NE(r.err.find(newest), std::string::npos) << "the skipped file is not named: " << r.err;
   EXPECT_NE(r.err.find("step 4"), std::string::npos) << r.err;
   store::ResultsStore st(db());
-  EXPECT_EQ(st.get_run(run).status, store::RunStatus::kFinished);
+  EXPECT_EQ(st.reader().get_run(run).status, store::RunStatus::kFinished);
   EXPECT_EQ(curve(st, run, "loss"), expected.at("loss"));
   EXPECT_EQ(curve(st, run, "val_loss"), expected.at("val_loss"));
-  for (const auto& c : st.list_checkpoints(run)) EXPECT_EQ(xxh64_hex(c.path), c.hash) << c.path;
+  for (const auto& c : st.reader().list_checkpoints(run))
+    EXPECT_EQ(xxh64_hex(c.path), c.hash) << c.path;
 }
 
 TEST_F(ResumeFaults, MissingCheckpointIsRefusedWithoutDeletingPointsAndRestartIsExplicit) {
@@ -321,8 +322,8 @@ TEST_F(ResumeFaults, MissingCheckpointIsRefusedWithoutDeletingPointsAndRestartIs
   size_t points_before = 0;
   {
     store::ResultsStore st(db());
-    newest = st.latest_checkpoint(run)->path;
-    points_before = st.points(run, "loss").size();
+    newest = st.reader().latest_checkpoint(run)->path;
+    points_before = st.reader().points(run, "loss").size();
   }
   ASSERT_GE(points_before, 8u);
   fs::remove(newest);
@@ -334,8 +335,9 @@ TEST_F(ResumeFaults, MissingCheckpointIsRefusedWithoutDeletingPointsAndRestartIs
   EXPECT_NE(r.err.find("--restart"), std::string::npos) << r.err;
   {
     store::ResultsStore st(db());
-    EXPECT_EQ(st.points(run, "loss").size(), points_before) << "the refused resume lost points";
-    EXPECT_EQ(st.list_checkpoints(run).size(), 2u);
+    EXPECT_EQ(st.reader().points(run, "loss").size(), points_before)
+        << "the refused resume lost points";
+    EXPECT_EQ(st.reader().list_checkpoints(run).size(), 2u);
   }
   // A file that is not there is refused by name too.
   r = resume(run, {"--checkpoint", (dir_ / "nowhere.pt").string()});
@@ -346,9 +348,9 @@ TEST_F(ResumeFaults, MissingCheckpointIsRefusedWithoutDeletingPointsAndRestartIs
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("step 0"), std::string::npos) << r.err;
   store::ResultsStore st(db());
-  EXPECT_EQ(st.get_run(run).status, store::RunStatus::kFinished);
+  EXPECT_EQ(st.reader().get_run(run).status, store::RunStatus::kFinished);
   EXPECT_EQ(curve(st, run, "loss"), expected.at("loss"));
-  for (const auto& c : st.list_checkpoints(run)) EXPECT_TRUE(fs::exists(c.path)) << c.path;
+  for (const auto& c : st.reader().list_checkpoints(run)) EXPECT_TRUE(fs::exists(c.path)) << c.path;
 }
 
 TEST_F(ResumeFaults, ResumeFromAnotherFolderKeepsTheRunsRelativeCheckpointFolder) {
@@ -362,20 +364,20 @@ TEST_F(ResumeFaults, ResumeFromAnotherFolderKeepsTheRunsRelativeCheckpointFolder
   std::string uuid;
   {
     store::ResultsStore st(db());
-    auto row = st.list_runs().at(0);
+    auto row = st.reader().list_runs().at(0);
     run = row.id;
     uuid = row.uuid;
-    ASSERT_EQ(st.list_checkpoints(run).size(), 2u);
+    ASSERT_EQ(st.reader().list_checkpoints(run).size(), 2u);
   }
   // From another working directory, without repeating --checkpoint-dir; its uuid's prefix names it.
   std::vector<std::string> args = {"train", "--resume", uuid.substr(0, 8), "--progress", "none"};
   r = mmlab(args, "", dir_ / "b");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   store::ResultsStore st(db());
-  EXPECT_EQ(st.get_run(run).status, store::RunStatus::kFinished);
-  EXPECT_EQ(st.points(run, "loss").size(), 14u);
+  EXPECT_EQ(st.reader().get_run(run).status, store::RunStatus::kFinished);
+  EXPECT_EQ(st.reader().points(run, "loss").size(), 14u);
   const fs::path folder = fs::absolute(dir_ / "a" / "ckpts" / uuid);
-  for (const auto& c : st.list_checkpoints(run)) {
+  for (const auto& c : st.reader().list_checkpoints(run)) {
     EXPECT_EQ(fs::path(c.path).parent_path(), folder) << c.path;
   }
   EXPECT_FALSE(fs::exists(dir_ / "b" / "ckpts"));
@@ -424,7 +426,7 @@ TEST_F(ResumeFaults, EveryRefusalAndFailureIsOneSentenceOnStderr) {
   // None of them trained: no run was left behind.
   if (fs::exists(db())) {
     store::ResultsStore st(db());
-    EXPECT_TRUE(st.list_runs().empty());
+    EXPECT_TRUE(st.reader().list_runs().empty());
   }
   // A diverged run says so on stderr in the jsonl mode too. NaN weights after step 8, a
   // checkpoint step whose loss was still finite: that checkpoint is not written, and the one
@@ -439,9 +441,9 @@ TEST_F(ResumeFaults, EveryRefusalAndFailureIsOneSentenceOnStderr) {
   EXPECT_NE(r.err.find("diverged"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("step-00000004.pt"), std::string::npos) << r.err;
   store::ResultsStore st(db());
-  const auto run = st.list_runs().at(0);
+  const auto run = st.reader().list_runs().at(0);
   EXPECT_EQ(run.status, store::RunStatus::kDiverged);
-  EXPECT_EQ(st.latest_checkpoint(run.id)->step, 4);
+  EXPECT_EQ(st.reader().latest_checkpoint(run.id)->step, 4);
 }
 
 // The signals a process blocks, from /proc/PID/status (0 when it cannot be read).
@@ -476,7 +478,7 @@ TEST_F(ResumeFaults, SigtermDuringStartUpIsAStopRequest) {
   if (fs::exists(db())) {
     store::ResultsStore st(db());
     // Stopped in training, or — stopped before it began — still queued for the next launch.
-    for (const auto& r : st.list_runs()) {
+    for (const auto& r : st.reader().list_runs()) {
       EXPECT_TRUE(r.status == store::RunStatus::kStopped || r.status == store::RunStatus::kQueued)
           << store::to_string(r.status);
     }

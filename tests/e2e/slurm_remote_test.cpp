@@ -100,7 +100,7 @@ TEST_F(SlurmRemote, RunsFinishStopWithACheckpointAndResumeWithoutAGap) {
     EXPECT_EQ(remote::slurm_job_state(host_, *l), "COMPLETED");
     const auto r = remote::sync_from_host(host_, *l, local);
     ASSERT_TRUE(r.has_value());
-    EXPECT_EQ(local.get_run(r->run_id).status, store::RunStatus::kFinished);
+    EXPECT_EQ(local.reader().get_run(r->run_id).status, store::RunStatus::kFinished);
     expect_synced(*l);
   }
 
@@ -123,7 +123,7 @@ TEST_F(SlurmRemote, RunsFinishStopWithACheckpointAndResumeWithoutAGap) {
   EXPECT_FALSE(remote::stop_on_host(host_, c)) << "the job has left the queue";
   const auto stopped = remote::sync_from_host(host_, c, local);
   ASSERT_TRUE(stopped.has_value());
-  EXPECT_EQ(local.get_run(stopped->run_id).status, store::RunStatus::kStopped);
+  EXPECT_EQ(local.reader().get_run(stopped->run_id).status, store::RunStatus::kStopped);
   EXPECT_EQ(stopped->last_step, s.last_step);
 
   // Resubmitted with --resume: the same run, its curve continued from the checkpoint.
@@ -146,10 +146,10 @@ TEST_F(SlurmRemote, RunsFinishStopWithACheckpointAndResumeWithoutAGap) {
   ASSERT_TRUE(after.has_value());
   EXPECT_EQ(after->run_id, stopped->run_id);
   expect_synced(resumed);
-  const auto loss = local.points(after->run_id, "loss");
+  const auto loss = local.reader().points(after->run_id, "loss");
   ASSERT_EQ(static_cast<int64_t>(loss.size()), t.last_step);
   for (size_t i = 0; i < loss.size(); ++i) EXPECT_EQ(loss[i].step, static_cast<int64_t>(i) + 1);
-  EXPECT_EQ(local.list_runs().size(), 3u);
+  EXPECT_EQ(local.reader().list_runs().size(), 3u);
 }
 
 // A host with two CPU ranks per run: one srun of two tasks, each with srun's rank variables
@@ -199,14 +199,14 @@ TEST_F(SlurmRemote, ARunOfTwoCpuRanksIsOneJobAndOneRun) {
   const auto r = remote::sync_from_host(host_, l, local);
   ASSERT_TRUE(r.has_value());
   expect_synced(l);
-  const auto runs = local.list_runs();
+  const auto runs = local.reader().list_runs();
   ASSERT_EQ(runs.size(), 1u);
   EXPECT_EQ(runs[0].status, store::RunStatus::kFinished);
   EXPECT_EQ(runs[0].step, 12);
   EXPECT_NE(runs[0].device.find("x 2 ranks"), std::string::npos) << runs[0].device;
   store::OpenOptions ro;
   ro.mode = store::Database::Mode::kReadOnly;
-  EXPECT_EQ(store::ResultsStore(dir_ / "remote" / l.db_file, ro).list_runs().size(), 1u);
+  EXPECT_EQ(store::ResultsStore(dir_ / "remote" / l.db_file, ro).reader().list_runs().size(), 1u);
   EXPECT_TRUE(fs::exists(dir_ / "remote" / "launches" / (l.tag + ".err.1"))) << "rank 1 ran";
 }
 

@@ -159,10 +159,10 @@ TEST_F(SshRemote, TrainerSurvivesItsConnectionAndIsReattached) {
   ASSERT_TRUE(synced.has_value());
   EXPECT_EQ(synced->last_step, s_.last_step);
   expect_local_equals_remote(launch.uuid);
-  EXPECT_EQ(local.get_run(synced->run_id).status, store::RunStatus::kStopped);
+  EXPECT_EQ(local.reader().get_run(synced->run_id).status, store::RunStatus::kStopped);
   // The live curve is the database's curve.
   std::map<int64_t, double> stored;
-  for (const auto& p : local.points(synced->run_id, "loss")) stored[p.step] = p.value;
+  for (const auto& p : local.reader().points(synced->run_id, "loss")) stored[p.step] = p.value;
   EXPECT_EQ(s_.loss, stored);
 
   // Resume on the host: the curve continues with no gap, and the full re-sync of a resumed run
@@ -186,10 +186,10 @@ TEST_F(SshRemote, TrainerSurvivesItsConnectionAndIsReattached) {
   EXPECT_EQ(after->uuid, launch.uuid);
   EXPECT_EQ(after->run_id, synced->run_id);
   expect_local_equals_remote(launch.uuid);
-  const auto loss = local.points(after->run_id, "loss");
+  const auto loss = local.reader().points(after->run_id, "loss");
   ASSERT_EQ(static_cast<int64_t>(loss.size()), s_.last_step);
   for (size_t i = 0; i < loss.size(); ++i) EXPECT_EQ(loss[i].step, static_cast<int64_t>(i) + 1);
-  EXPECT_EQ(local.list_runs().size(), 1u);
+  EXPECT_EQ(local.reader().list_runs().size(), 1u);
 }
 
 TEST_F(SshRemote, CliLaunchFollowsToTheEndAndSyncsEveryPointOnce) {
@@ -219,7 +219,7 @@ TEST_F(SshRemote, CliLaunchFollowsToTheEndAndSyncsEveryPointOnce) {
   std::string uuid;
   {
     store::ResultsStore st(db, ro);
-    const auto runs = st.list_runs();
+    const auto runs = st.reader().list_runs();
     ASSERT_EQ(runs.size(), 1u);
     EXPECT_EQ(runs[0].status, store::RunStatus::kFinished);
     EXPECT_EQ(runs[0].step, 30);
@@ -300,7 +300,7 @@ TEST_F(SshRemote, UnreachableHostIsShownAsSuchAndCatchesUpWhenBack) {
   EXPECT_TRUE(launch.reachable);
   EXPECT_EQ(launch.message, "");
   EXPECT_GT(caught_up->last_step, seen);
-  EXPECT_EQ(local.get_run(caught_up->run_id).status, store::RunStatus::kStopped);
+  EXPECT_EQ(local.reader().get_run(caught_up->run_id).status, store::RunStatus::kStopped);
   expect_local_equals_remote(launch.uuid);
 }
 

@@ -72,8 +72,8 @@ void write_database(const fs::path& path) {
       points.push_back({"loss", s, s * 100, 0.1 * s, 5.0 / s});
       points.push_back({metric::kLossSmooth, s, s * 100, 0.1 * s, 5.0 / s});
     }
-    st.append_points(run, points);
-    st.set_status(run, RunStatus::kFinished);
+    st.writer(run).append_points(points);
+    st.writer(run).set_status(RunStatus::kFinished);
   }
 }
 
@@ -118,8 +118,8 @@ TEST_F(StoreFaults, FourProcessesCreatingOneFreshDatabaseAtOnceAllSucceed) {
     EXPECT_EQ(imported, 1);  // one copied both runs, the others found them present
     ResultsStore st(fresh);
     EXPECT_EQ(st.integrity_check(), "ok");
-    EXPECT_EQ(st.list_runs().size(), 2u);
-    EXPECT_EQ(st.list_experiments().size(), 1u);
+    EXPECT_EQ(st.reader().list_runs().size(), 2u);
+    EXPECT_EQ(st.reader().list_experiments().size(), 1u);
   }
 }
 
@@ -276,7 +276,7 @@ TEST_F(StoreFaults, AFullDiskUnderTheDatabaseFailsTheRunOutLoud) {
   // Read without the full disk: intact, and the run is not left `running`.
   ResultsStore st(db, OpenOptions{Database::Mode::kReadOnly});
   EXPECT_EQ(st.integrity_check(), "ok");
-  const std::vector<store::RunRow> runs = st.list_runs();
+  const std::vector<store::RunRow> runs = st.reader().list_runs();
   ASSERT_EQ(runs.size(), 1u);
   const store::RunRow& run = runs[0];
   if (run.status == RunStatus::kFailed) {
@@ -285,11 +285,11 @@ TEST_F(StoreFaults, AFullDiskUnderTheDatabaseFailsTheRunOutLoud) {
     // Even the failed status could not be written: the process is gone, so the run is lost,
     // and stderr said so.
     EXPECT_EQ(run.status, RunStatus::kRunning);
-    EXPECT_EQ(st.lost_runs(0), std::vector<int64_t>{run.id});
+    EXPECT_EQ(st.reader().lost_runs(0), std::vector<int64_t>{run.id});
     EXPECT_NE(err.find("shows as lost"), std::string::npos) << err;
   }
   // The committed points are whole: steps 1..n, each once.
-  const std::vector<store::PointRow> loss = st.points(run.id, "loss");
+  const std::vector<store::PointRow> loss = st.reader().points(run.id, "loss");
   EXPECT_GT(loss.size(), 0u);
   for (size_t i = 0; i < loss.size(); ++i) {
     ASSERT_EQ(loss[i].step, static_cast<int64_t>(i + 1));

@@ -107,7 +107,7 @@ TEST_F(TrainerProcess, TinyRunLearnsAndStreamsTheProtocol) {
   const double entropy = unigram_entropy(dir_ / "corpus");
   EXPECT_LT(last_val, entropy - 0.3) << "unigram entropy " << entropy;
   store::ResultsStore st(db());
-  auto runs = st.list_runs();
+  auto runs = st.reader().list_runs();
   ASSERT_EQ(runs.size(), 1u);
   EXPECT_EQ(runs[0].status, store::RunStatus::kFinished);
   ASSERT_TRUE(runs[0].best_val_loss.has_value());
@@ -118,7 +118,7 @@ TEST_F(TrainerProcess, TinyRunLearnsAndStreamsTheProtocol) {
 void wait_for_first_run(pid_t pid, const std::string& db) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(2);
   while (std::chrono::steady_clock::now() < deadline && ::kill(pid, 0) == 0) {
-    if (fs::exists(db) && !store::ResultsStore(db).list_runs().empty()) return;
+    if (fs::exists(db) && !store::ResultsStore(db).reader().list_runs().empty()) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
 }
@@ -147,11 +147,11 @@ TEST_F(TrainerProcess, SigkillAtRandomMomentsNeverCorruptsAndResumeContinues) {
     if (!fs::exists(db())) continue;  // killed before the database was created
     store::ResultsStore st(db());
     ASSERT_EQ(st.integrity_check(), "ok") << "after kill " << kill;
-    auto runs = st.list_runs();
+    auto runs = st.reader().list_runs();
     if (runs.empty()) continue;  // killed while preparing the data
     run_id = runs[0].id;
     // Points are never ahead of a gap: steps 1..n, each once.
-    auto pts = st.points(run_id, "loss");
+    auto pts = st.reader().points(run_id, "loss");
     for (size_t i = 0; i < pts.size(); ++i) ASSERT_EQ(pts[i].step, static_cast<int64_t>(i + 1));
     last_step = pts.empty() ? 0 : pts.back().step;
   }
@@ -166,9 +166,9 @@ TEST_F(TrainerProcess, SigkillAtRandomMomentsNeverCorruptsAndResumeContinues) {
   ASSERT_EQ(test::wait_exit(pid), 0) << test::slurp(dir_ / "err.txt");
   store::ResultsStore st(db());
   EXPECT_EQ(st.integrity_check(), "ok");
-  auto row = st.get_run(run_id);
+  auto row = st.reader().get_run(run_id);
   EXPECT_EQ(row.status, store::RunStatus::kStopped);
-  auto pts = st.points(run_id, "loss");
+  auto pts = st.reader().points(run_id, "loss");
   for (size_t i = 0; i < pts.size(); ++i) ASSERT_EQ(pts[i].step, static_cast<int64_t>(i + 1));
   EXPECT_GE(pts.back().step, last_step - 3) << "resume went back further than one checkpoint";
 }
@@ -190,7 +190,7 @@ TEST_F(TrainerProcess, TwoTrainersAndAReaderShareOneDatabase) {
     if (fs::exists(db())) {
       try {
         store::ResultsStore reader(db(), store::OpenOptions{store::Database::Mode::kReadOnly});
-        for (const auto& r : reader.list_runs()) reader.points(r.id, "loss");
+        for (const auto& r : reader.reader().list_runs()) reader.reader().points(r.id, "loss");
         ++reads;
       } catch (const UserError& e) {
         // The file may exist before its schema does.
@@ -207,11 +207,11 @@ TEST_F(TrainerProcess, TwoTrainersAndAReaderShareOneDatabase) {
   EXPECT_GT(reads, 5);
   store::ResultsStore st(db());
   EXPECT_EQ(st.integrity_check(), "ok");
-  auto runs = st.list_runs();
+  auto runs = st.reader().list_runs();
   ASSERT_EQ(runs.size(), 2u);
   for (const auto& r : runs) {
     EXPECT_EQ(r.status, store::RunStatus::kFinished) << r.name;
-    EXPECT_EQ(st.points(r.id, "loss").size(), 60u) << r.name;
+    EXPECT_EQ(st.reader().points(r.id, "loss").size(), 60u) << r.name;
   }
 }
 
@@ -223,17 +223,18 @@ TEST_F(TrainerProcess, ParallelTrainsEachRunInItsOwnProcess) {
       dir_.path());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   store::ResultsStore st(db());
-  auto runs = st.list_runs();
+  auto runs = st.reader().list_runs();
   ASSERT_EQ(runs.size(), 3u);
   std::set<int64_t> pids;
   for (const auto& run : runs) {
     EXPECT_EQ(run.status, store::RunStatus::kFinished) << run.name;
-    EXPECT_EQ(st.points(run.id, "loss").size(), 15u) << run.name;
+    EXPECT_EQ(st.reader().points(run.id, "loss").size(), 15u) << run.name;
     pids.insert(run.pid);
   }
   EXPECT_EQ(pids.size(), 3u);  // one process per run
   // Seeds differ, so the curves differ.
-  EXPECT_NE(st.points(runs[0].id, "loss")[0].value, st.points(runs[1].id, "loss")[0].value);
+  EXPECT_NE(st.reader().points(runs[0].id, "loss")[0].value,
+            st.reader().points(runs[1].id, "loss")[0].value);
 }
 
 TEST_F(TrainerProcess, ValidateRefusesExactlyWhatTrainRefuses) {
@@ -306,7 +307,7 @@ TEST_F(TrainerProcess, DocumentedDataKeysAreHonoured) {
   ASSERT_EQ(t.exit_code, 0) << t.err;
   EXPECT_FALSE(fs::exists(dir_ / "xdg" / "mmlab" / "cache"));
   store::ResultsStore st(db());
-  const auto runs = st.list_runs();
+  const auto runs = st.reader().list_runs();
   ASSERT_EQ(runs.size(), 1u);
   const auto config = nlohmann::json::parse(runs[0].config_json);
   EXPECT_EQ(config["data"]["text_field"], "body");
@@ -332,8 +333,8 @@ TEST_F(TrainerProcess, StoppingAMultiRunTrainLeavesTheRestQueuedAndTheSameComman
     if (!fs::exists(db())) continue;
     try {
       store::ResultsStore st(db(), store::OpenOptions{store::Database::Mode::kReadOnly});
-      auto runs = st.list_runs();
-      training = runs.size() == 3 && !st.points(runs[0].id, "loss").empty();
+      auto runs = st.reader().list_runs();
+      training = runs.size() == 3 && !st.reader().points(runs[0].id, "loss").empty();
     } catch (const UserError&) {
       // The file may exist before its schema does.
     }
@@ -348,7 +349,7 @@ TEST_F(TrainerProcess, StoppingAMultiRunTrainLeavesTheRestQueuedAndTheSameComman
       << err;
   {
     store::ResultsStore st(db());
-    auto runs = st.list_runs();
+    auto runs = st.reader().list_runs();
     ASSERT_EQ(runs.size(), 3u);
     EXPECT_EQ(runs[0].status, store::RunStatus::kStopped);
     EXPECT_EQ(runs[1].status, store::RunStatus::kQueued);
@@ -363,11 +364,11 @@ TEST_F(TrainerProcess, StoppingAMultiRunTrainLeavesTheRestQueuedAndTheSameComman
             std::string::npos)
       << r.err;
   store::ResultsStore st(db());
-  auto runs = st.list_runs();
+  auto runs = st.reader().list_runs();
   ASSERT_EQ(runs.size(), 3u) << "the second command made no new rows";
   for (const auto& run : runs) {
     EXPECT_EQ(run.status, store::RunStatus::kFinished) << run.name;
-    auto pts = st.points(run.id, "loss");
+    auto pts = st.reader().points(run.id, "loss");
     ASSERT_EQ(pts.size(), 400u) << run.name;
     for (size_t i = 0; i < pts.size(); ++i) ASSERT_EQ(pts[i].step, int64_t(i + 1)) << run.name;
   }
@@ -381,7 +382,7 @@ TEST_F(TrainerProcess, StoppingAMultiRunTrainLeavesTheRestQueuedAndTheSameComman
   EXPECT_EQ(r.exit_code, 3) << r.err;
   EXPECT_NE(r.err.find("train.steps is 200 here but 400 in the database"), std::string::npos)
       << r.err;
-  EXPECT_EQ(st.list_runs().size(), 3u);
+  EXPECT_EQ(st.reader().list_runs().size(), 3u);
 }
 
 struct BadInput {
@@ -474,7 +475,8 @@ TEST_F(TrainerProcess, BadInputGivesOneSentenceAndTheExitCode) {
   // None of these left a run behind marked running.
   if (fs::exists(db())) {
     store::ResultsStore st(db());
-    for (const auto& r : st.list_runs()) EXPECT_NE(r.status, store::RunStatus::kRunning) << r.name;
+    for (const auto& r : st.reader().list_runs())
+      EXPECT_NE(r.status, store::RunStatus::kRunning) << r.name;
   }
 }
 

@@ -71,7 +71,7 @@ inline std::vector<int64_t> write_demo_db(const std::string& path, int steps = 2
     st.params_total = pc.total;
     st.params_active = pc.active;
     st.params_nonembed = pc.nonembed;
-    s.mark_started(id, st);
+    s.writer(id).mark_started(st);
     const int last = d.status == store::RunStatus::kFinished  ? steps
                      : d.status == store::RunStatus::kRunning ? steps * 6 / 10
                                                               : steps * 3 / 10;
@@ -107,14 +107,16 @@ inline std::vector<int64_t> write_demo_db(const std::string& path, int steps = 2
         pts.push_back({"val_ppl", t, tokens, wall, std::exp(val)});
       }
     }
-    s.append_points(id, pts);
-    s.heartbeat(id, last, int64_t(last) * 32 * 256);
-    if (d.status == store::RunStatus::kFinished) s.set_status(id, store::RunStatus::kFinished);
+    s.writer(id).append_points(pts);
+    s.writer(id).heartbeat(last, int64_t(last) * 32 * 256);
+    if (d.status == store::RunStatus::kFinished)
+      s.writer(id).set_status(store::RunStatus::kFinished);
   }
-  s.add_tag(ids[0], "baseline");
-  s.add_tag(ids[3], "paper");
-  s.add_tag(ids[4], "paper");
-  s.set_note(ids[3], "MoE-Mamba reaches the Transformer's final loss with ~2x fewer tokens.");
+  s.metadata().add_tag(ids[0], "baseline");
+  s.metadata().add_tag(ids[3], "paper");
+  s.metadata().add_tag(ids[4], "paper");
+  s.metadata().set_note(ids[3],
+                        "MoE-Mamba reaches the Transformer's final loss with ~2x fewer tokens.");
   // The lost run: its heartbeat is old and pid 999999 does not exist.
   s.database().exec("UPDATE runs SET heartbeat_at = heartbeat_at - 3600 WHERE id = " +
                     std::to_string(ids[5]));

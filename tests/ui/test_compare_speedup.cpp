@@ -48,8 +48,8 @@ std::vector<int64_t> write_db(const std::string& path) {
     std::vector<mmlab::store::MetricPoint> pts;
     for (size_t i = 0; i < curve.size(); ++i)
       pts.push_back({"loss_smooth", int64_t(i + 1), curve[i].first, double(i), curve[i].second});
-    s.append_points(id, pts);
-    s.set_status(id, mmlab::store::RunStatus::kFinished);
+    s.writer(id).append_points(pts);
+    s.writer(id).set_status(mmlab::store::RunStatus::kFinished);
     ids.push_back(id);
   }
   return ids;

@@ -143,13 +143,13 @@ TEST_F(LauncherTest, LaunchingAgainSkipsFinishedAndRunningRunsResumesStoppedAndS
             5)
       << err.toStdString();
   mmlab::store::ResultsStore& store = *session.store();
-  store.set_status(row("done").id, RunStatus::kFinished);
+  store.writer(row("done").id).set_status(RunStatus::kFinished);
   mmlab::store::RunStart st;  // training in this very process: alive, so not lost
   st.pid = QCoreApplication::applicationPid();
   st.host = mmlab::store::current_host();
-  store.mark_started(row("busy").id, st);
-  store.set_status(row("halted").id, RunStatus::kStopped);
-  store.set_status(row("broke").id, RunStatus::kFailed, "out of memory");
+  store.writer(row("busy").id).mark_started(st);
+  store.writer(row("halted").id).set_status(RunStatus::kStopped);
+  store.writer(row("broke").id).set_status(RunStatus::kFailed, "out of memory");
   ASSERT_TRUE(session.refresh());
   ASSERT_EQ(row("busy").effective_status, RunStatus::kRunning);
 
@@ -189,7 +189,7 @@ TEST_F(LauncherTest, LaunchingAgainSkipsFinishedAndRunningRunsResumesStoppedAndS
 
   // Once every run has finished there is nothing to do, and the launch says so.
   for (const auto& r : std::vector<mmlab::store::RunRow>(session.runs()))
-    store.set_status(r.id, RunStatus::kFinished);
+    store.writer(r.id).set_status(RunStatus::kFinished);
   ASSERT_TRUE(session.refresh());
   RunManager third(QStringLiteral("mmlab-is-never-started"));
   third.set_paused(true);
@@ -247,9 +247,9 @@ TEST_F(LauncherTest, ResumeQueuesOnlyRunsThatNeitherFinishedNorTrain) {
   json doc = experiment("resume", {"done", "halted", "broke"});
   doc["runs"][2]["train"] = {{"device", "cuda:1"}};
   ASSERT_EQ(launcher.launch_experiment(doc, &err), 3) << err.toStdString();
-  session.store()->set_status(row("done").id, RunStatus::kFinished);
-  session.store()->set_status(row("halted").id, RunStatus::kStopped);
-  session.store()->set_status(row("broke").id, RunStatus::kFailed, "nan");
+  session.store()->writer(row("done").id).set_status(RunStatus::kFinished);
+  session.store()->writer(row("halted").id).set_status(RunStatus::kStopped);
+  session.store()->writer(row("broke").id).set_status(RunStatus::kFailed, "nan");
   ASSERT_TRUE(session.refresh());
 
   RunManager other(QStringLiteral("mmlab-is-never-started"));
@@ -269,7 +269,7 @@ TEST_F(LauncherTest, RestoringTheQueueResumesQueuedRowsOnceAndRelaunchesHostRuns
       << err.toStdString();
   ASSERT_EQ(launcher.launch_experiment(experiment("there", {"far"}), &err, "box"), 1)
       << err.toStdString();
-  session.store()->set_status(row("a").id, RunStatus::kStopped);  // not queued: not restored
+  session.store()->writer(row("a").id).set_status(RunStatus::kStopped);  // not queued: not restored
   ASSERT_TRUE(session.refresh());
   messages.clear();
 
@@ -338,7 +338,7 @@ TEST_F(LauncherTest, HostRunsLaunchResumeAndWaitOnTheirHost) {
     l.run_name = name;
     l.uuid = row(name).uuid;
     book.launches().push_back(l);
-    session.store()->set_status(row(name).id, RunStatus::kStopped);
+    session.store()->writer(row(name).id).set_status(RunStatus::kStopped);
   }
   book.save();
   ASSERT_TRUE(session.refresh());

@@ -119,7 +119,7 @@ TEST_F(WindowTest, CompareShowsOnlyDifferencesAndThePapersSpeedup) {
   mmlab::store::ResultsStore s(db.toStdString());
   auto curve = [&](int64_t id) {
     mmlab::LossCurve c;
-    for (const auto& p : s.points(id, "loss_smooth")) {
+    for (const auto& p : s.reader().points(id, "loss_smooth")) {
       c.tokens.push_back(double(p.tokens));
       c.value.push_back(p.value);
     }
@@ -203,7 +203,7 @@ TEST_F(WindowTest, BadInputGivesAMessageAndTheWindowKeepsWorking) {
   mmlab::store::ResultsStore s(db.toStdString());
   mmlab::store::RunFilter failed;
   failed.status = mmlab::store::RunStatus::kFailed;
-  const auto rows = s.list_runs(failed);
+  const auto rows = s.reader().list_runs(failed);
   ASSERT_EQ(rows.size(), 4u);
   for (const auto& r : rows)
     EXPECT_NE(r.error_text.find("Could not start"), std::string::npos) << r.error_text;
@@ -220,7 +220,7 @@ TEST_F(WindowTest, ExpertHeatmapShowsTheMeanLoadPerColumn) {
   // 600 steps logged every 10 steps: 60 points, one column each.
   ASSERT_EQ(h.columns(), 60);
   mmlab::store::ResultsStore s(db.toStdString());
-  const auto pts = s.points(ids[3], "expert_load/1/2");
+  const auto pts = s.reader().points(ids[3], "expert_load/1/2");
   ASSERT_EQ(pts.size(), 60u);
   EXPECT_DOUBLE_EQ(h.cell(0, 2), pts[0].value);
   EXPECT_DOUBLE_EQ(h.cell(59, 2), pts[59].value);
@@ -244,7 +244,7 @@ TEST_F(WindowTest, DeleteRemovesTheSelectedRunsAndTheirCurves) {
   EXPECT_EQ(w.proxy().rowCount(), 5);
   EXPECT_FALSE(w.curves().contains(ids[1]));
   mmlab::store::ResultsStore s(db.toStdString());
-  EXPECT_FALSE(s.find_run(ids[1]).has_value());
+  EXPECT_FALSE(s.reader().find_run(ids[1]).has_value());
 }
 
 TEST_F(WindowTest, ClosingWhileTrainingStopsTheRunsGracefully) {
@@ -307,10 +307,10 @@ TEST_F(WindowTest, ClosingWithQueuedRunsKeepsThemAndReopeningRestoresTheQueue) {
     EXPECT_EQ(w.manager().jobs()[1].state, RunState::kQueued);
   }
   mmlab::store::ResultsStore s(db.toStdString());
-  EXPECT_EQ(s.get_run(rows[1]).status, mmlab::store::RunStatus::kQueued);
-  EXPECT_EQ(s.get_run(rows[2]).status, mmlab::store::RunStatus::kQueued);
+  EXPECT_EQ(s.reader().get_run(rows[1]).status, mmlab::store::RunStatus::kQueued);
+  EXPECT_EQ(s.reader().get_run(rows[2]).status, mmlab::store::RunStatus::kQueued);
   // The real trainer would have stored the first run as stopped (the fake writes no rows).
-  s.set_status(rows[0], mmlab::store::RunStatus::kStopped);
+  s.writer(rows[0]).set_status(mmlab::store::RunStatus::kStopped);
 
   MainWindow again(db);
   again.set_quiet(true);
@@ -324,7 +324,7 @@ TEST_F(WindowTest, ClosingWithQueuedRunsKeepsThemAndReopeningRestoresTheQueue) {
   // Taking one off the queue stores it as stopped, so a third window does not queue it again.
   const int second = again.manager().jobs()[1].key;
   ASSERT_TRUE(again.manager().stop(second));
-  EXPECT_EQ(s.get_run(rows[2]).status, mmlab::store::RunStatus::kStopped);
+  EXPECT_EQ(s.reader().get_run(rows[2]).status, mmlab::store::RunStatus::kStopped);
 }
 
 // The second proof: a trainer killed with SIGKILL writes nothing more, yet the browser
@@ -344,7 +344,7 @@ TEST_F(WindowTest, AKilledTrainerIsShownLostByTheBrowsersOwnPoll) {
     mmlab::store::RunStart st;
     st.pid = trainer.processId();
     st.host = mmlab::store::current_host();
-    s.mark_started(id, st);
+    s.writer(id).mark_started(st);
   }
   MainWindow w(db);
   w.set_quiet(true);
@@ -372,11 +372,11 @@ TEST_F(WindowTest, CloneWithAnEditedLearningRateLaunchesThatLearningRate) {
   QString err;
   ASSERT_EQ(w.launch_experiment(dlg.document(), &err), 1) << err.toStdString();
   mmlab::store::ResultsStore s(db.toStdString());
-  const auto exp = s.find_experiment("mamba-clone");
+  const auto exp = s.reader().find_experiment("mamba-clone");
   ASSERT_TRUE(exp.has_value());
   mmlab::store::RunFilter f;
   f.experiment_id = exp->id;
-  const auto runs = s.list_runs(f);
+  const auto runs = s.reader().list_runs(f);
   ASSERT_EQ(runs.size(), 1u);
   const nlohmann::json stored = nlohmann::json::parse(runs[0].config_json);
   EXPECT_DOUBLE_EQ(stored["train"]["lr"].get<double>(), 0.0042);

@@ -163,7 +163,7 @@ TEST(RemoteRunsInTheStudio, QuickComparisonOnAnSshHostDrawsTheRemoteRowsAndSyncs
   mmlab::store::OpenOptions ro;
   ro.mode = mmlab::store::Database::Mode::kReadOnly;
   mmlab::store::ResultsStore local(dir / "local.sqlite", ro);
-  const auto runs = local.list_runs();
+  const auto runs = local.reader().list_runs();
   ASSERT_EQ(runs.size(), 4u);
   std::set<std::string> names;
   for (const auto& run : runs) {
@@ -180,7 +180,7 @@ TEST(RemoteRunsInTheStudio, QuickComparisonOnAnSshHostDrawsTheRemoteRowsAndSyncs
     const auto synced = mmlab::test::remote_support::all_points(dir / "local.sqlite", run.uuid);
     EXPECT_EQ(synced.size(), remote.size()) << run.name;
     EXPECT_EQ(mmlab::test::remote_support::difference(remote, synced), "") << run.name;
-    EXPECT_EQ(local.points(run.id, "val_loss").size(), 2u) << run.name;
+    EXPECT_EQ(local.reader().points(run.id, "val_loss").size(), 2u) << run.name;
   }
   EXPECT_EQ(names, (std::set<std::string>{"moe-mamba", "mamba", "transformer-moe", "transformer"}));
   EXPECT_EQ(live.loss.size(), 4u) << "no stream under a run id of the host's database";
@@ -219,7 +219,7 @@ TEST(RemoteRunsInTheStudio, AJobWhoseHostIsDownWaitsInTheQueueAndStartsWhenItIsB
       << w.manager().job(key)->message.toStdString();
   mmlab::store::OpenOptions ro;
   ro.mode = mmlab::store::Database::Mode::kReadOnly;
-  const auto queued = mmlab::store::ResultsStore(dir / "local.sqlite", ro).list_runs();
+  const auto queued = mmlab::store::ResultsStore(dir / "local.sqlite", ro).reader().list_runs();
   ASSERT_EQ(queued.size(), 1u);
   EXPECT_EQ(queued[0].status, mmlab::store::RunStatus::kQueued);
   EXPECT_EQ(queued[0].host, "box");
@@ -239,7 +239,7 @@ TEST(RemoteRunsInTheStudio, AJobWhoseHostIsDownWaitsInTheQueueAndStartsWhenItIsB
   ASSERT_TRUE(QTest::qWaitFor([&] { return is_done(w.manager().job(key)->state); }, 120000));
   const RunJob& j = *w.manager().job(key);
   EXPECT_EQ(j.state, RunState::kFinished) << j.message.toStdString() << j.stderr_tail.toStdString();
-  const auto runs = mmlab::store::ResultsStore(dir / "local.sqlite", ro).list_runs();
+  const auto runs = mmlab::store::ResultsStore(dir / "local.sqlite", ro).reader().list_runs();
   ASSERT_EQ(runs.size(), 1u);
   EXPECT_EQ(runs[0].id, queued[0].id) << "the host's trainer took the queued row";
   EXPECT_EQ(runs[0].status, mmlab::store::RunStatus::kFinished);
@@ -298,7 +298,7 @@ TEST(RemoteRunsInTheStudio, LiveCurveIsTheRemoteRowsStopStopsTheTrainerResumeCon
   int64_t queued_id = 0;
   {
     mmlab::store::ResultsStore st(dir / "local.sqlite");
-    const auto rows = st.list_runs();
+    const auto rows = st.reader().list_runs();
     ASSERT_EQ(rows.size(), 1u);
     EXPECT_EQ(rows[0].host, "box");
     queued_uuid = rows[0].uuid;
@@ -317,7 +317,7 @@ TEST(RemoteRunsInTheStudio, LiveCurveIsTheRemoteRowsStopStopsTheTrainerResumeCon
   mmlab::store::OpenOptions ro;
   ro.mode = mmlab::store::Database::Mode::kReadOnly;
   mmlab::store::ResultsStore local(dir / "local.sqlite", ro);
-  const auto runs = local.list_runs();
+  const auto runs = local.reader().list_runs();
   ASSERT_EQ(runs.size(), 1u);  // the queued row became the run: no second row
   EXPECT_EQ(runs[0].id, queued_id);
   EXPECT_EQ(runs[0].uuid, queued_uuid);
@@ -358,7 +358,7 @@ TEST(RemoteRunsInTheStudio, LiveCurveIsTheRemoteRowsStopStopsTheTrainerResumeCon
   ASSERT_TRUE(QTest::qWaitFor([&] { return is_done(w.manager().job(again)->state); }, 120000));
   EXPECT_EQ(w.manager().job(again)->state, RunState::kStopped);
   EXPECT_EQ(w.manager().job(again)->run_id, runs[0].id);
-  const auto resumed = local.points(runs[0].id, "loss");
+  const auto resumed = local.reader().points(runs[0].id, "loss");
   ASSERT_GT(static_cast<int64_t>(resumed.size()), stopped_at);
   for (size_t i = 0; i < resumed.size(); ++i)
     EXPECT_EQ(resumed[i].step, static_cast<int64_t>(i) + 1);
@@ -396,9 +396,9 @@ TEST(RemoteRunsInTheStudio, ARunOnAnUnreachableHostShowsAsSuchNotLost) {
     mmlab::store::RunStart start;
     start.host = "gpu1-far-away";  // another host: only its stale heartbeat can be seen
     start.pid = 4242;
-    st.mark_started(id, start);
+    st.writer(id).mark_started(start);
     st.database().exec("UPDATE runs SET heartbeat_at = heartbeat_at - 3600");
-    uuid = st.get_run(id).uuid;
+    uuid = st.reader().get_run(id).uuid;
   }
   auto book = mmlab::remote::LaunchBook::load(db);
   mmlab::remote::Launch l;

@@ -281,8 +281,8 @@ TEST(RunManagerRanks, TheRealTrainerRunsOnTwoRanks) {
   EXPECT_EQ(job->state, RunState::kFinished) << job->stderr_tail.toStdString();
   EXPECT_EQ(job->step, 4);
   mmlab::store::ResultsStore st(db.toStdString());
-  const auto runs = st.list_runs();
+  const auto runs = st.reader().list_runs();
   ASSERT_EQ(runs.size(), 1u);
-  EXPECT_EQ(st.get_run(runs[0].id).device.find("x 2 ranks") != std::string::npos, true)
-      << st.get_run(runs[0].id).device;
+  EXPECT_EQ(st.reader().get_run(runs[0].id).device.find("x 2 ranks") != std::string::npos, true)
+      << st.reader().get_run(runs[0].id).device;
 }

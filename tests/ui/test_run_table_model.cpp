@@ -131,8 +131,7 @@ TEST(ResultsSession, ReadsRunsTagsNotesAndPointsAndReportsBadFiles) {
     nr.family = "mamba";
     nr.total_steps = 3;
     const int64_t id = s.create_run(nr);
-    s.append_points(
-        id,
+    s.writer(id).append_points(
         {{"loss", 1, 64, 0.1, 5.0}, {"loss", 2, 128, 0.2, 4.0}, {"loss_smooth", 2, 128, 0.2, 4.5}});
   }
   ResultsSession session;
@@ -156,7 +155,7 @@ TEST(ResultsSession, ReadsRunsTagsNotesAndPointsAndReportsBadFiles) {
   EXPECT_EQ(curves.series(id, "loss").value, (std::vector<double>{5.0, 4.0}));
   {  // a trainer in another process appends; polling picks up only the new point
     store::ResultsStore s(db.toStdString());
-    s.append_points(id, {{"loss", 3, 192, 0.3, 3.0}});
+    s.writer(id).append_points({{"loss", 3, 192, 0.3, 3.0}});
   }
   session.poll_points(curves, {id}, "loss");
   EXPECT_EQ(curves.series(id, "loss").value, (std::vector<double>{5.0, 4.0, 3.0}));
@@ -227,8 +226,8 @@ TEST(ResultsSessionBench, OpeningADatabaseOf1000RunsTakesUnderASecond) {
       nr.family = i % 2 ? "mamba" : "moe-mamba";
       nr.config_json = R"({"model":{"d_model":512}})";
       const int64_t id = s.create_run(nr);
-      s.append_points(id, {{"loss_smooth", 1, 4096, 0.5, 3.0 + i * 1e-3},
-                           {"tokens_per_s", 1, 4096, 0.5, 50000}});
+      s.writer(id).append_points(
+          {{"loss_smooth", 1, 4096, 0.5, 3.0 + i * 1e-3}, {"tokens_per_s", 1, 4096, 0.5, 50000}});
     }
   }
   QElapsedTimer t;
@@ -292,7 +291,7 @@ TEST(ResultsSessionBench, LoadingA100kPointCurve) {
     std::vector<store::MetricPoint> pts;
     for (int i = 1; i <= 100000; ++i)
       pts.push_back({"loss", i, i * 4096LL, i * 0.1, 3.0 + 1.0 / i});
-    s.append_points(id, pts);
+    s.writer(id).append_points(pts);
   }
   ResultsSession session;
   session.set_poll_interval(0);

@@ -176,7 +176,7 @@ TEST(SlurmRunsInTheStudio, PendingIsShownFinishedStoppedAndResumedThroughTheSlur
     ASSERT_EQ(launches_on("cluster").size(), 2u);
     for (const auto& l : launches_on("cluster")) {
       EXPECT_EQ(mmlab::remote::slurm_job_state(host, l), "COMPLETED") << l.run_name;
-      const auto run = local.find_run_by_uuid(l.uuid);
+      const auto run = local.reader().find_run_by_uuid(l.uuid);
       ASSERT_TRUE(run.has_value()) << l.run_name;
       EXPECT_EQ(run->status, mmlab::store::RunStatus::kFinished);
       EXPECT_EQ(run->step, 20);
@@ -206,10 +206,10 @@ TEST(SlurmRunsInTheStudio, PendingIsShownFinishedStoppedAndResumedThroughTheSlur
   int64_t stopped_at = 0;
   {
     mmlab::store::ResultsStore local(db, ro);
-    const auto run = local.get_run(run_id);
+    const auto run = local.reader().get_run(run_id);
     EXPECT_EQ(run.status, mmlab::store::RunStatus::kStopped);
     stopped_at = run.step;
-    const auto ckpt = local.latest_checkpoint(run_id);
+    const auto ckpt = local.reader().latest_checkpoint(run_id);
     ASSERT_TRUE(ckpt.has_value()) << "a stopped run checkpoints";
     EXPECT_EQ(ckpt->step, stopped_at);
     const auto l = launches_on("cluster").back();
@@ -232,12 +232,13 @@ TEST(SlurmRunsInTheStudio, PendingIsShownFinishedStoppedAndResumedThroughTheSlur
   EXPECT_EQ(w.manager().job(long_key)->state, RunState::kStopped);
   EXPECT_EQ(w.manager().job(long_key)->run_id, run_id);
   mmlab::store::ResultsStore local(db, ro);
-  const auto loss = local.points(run_id, "loss");
+  const auto loss = local.reader().points(run_id, "loss");
   ASSERT_GT(static_cast<int64_t>(loss.size()), stopped_at + 1);
   for (size_t i = 0; i < loss.size(); ++i) EXPECT_EQ(loss[i].step, static_cast<int64_t>(i) + 1);
   const auto resumed = launches_on("cluster").back();
   EXPECT_TRUE(resumed.resume);
   EXPECT_EQ(rs::all_points(db, resumed.uuid).size(),
             rs::all_points(dir / "remote" / resumed.db_file, resumed.uuid).size());
-  EXPECT_EQ(local.list_runs().size(), 4u);  // held (stopped at step 0), short-a, short-b, long
+  EXPECT_EQ(local.reader().list_runs().size(),
+            4u);  // held (stopped at step 0), short-a, short-b, long
 }

@@ -204,12 +204,12 @@ TEST(StudioE2E, RealTrainerQuickComparisonFromTheDialogDrawsWhatWasStored) {
     const int64_t id = run["run_id"];
     ASSERT_GE(id, 0);
     ids.push_back(id);
-    const mmlab::store::RunRow row = s.get_run(id);
+    const mmlab::store::RunRow row = s.reader().get_run(id);
     EXPECT_EQ(row.status, mmlab::store::RunStatus::kFinished);
     EXPECT_EQ(row.name, run["name"].get<std::string>());
     EXPECT_EQ(row.experiment, "quick-compare");
     EXPECT_EQ(row.step, kRealSteps);
-    const auto stored = s.points(id, "loss");
+    const auto stored = s.reader().points(id, "loss");
     ASSERT_EQ(stored.size(), size_t(kRealSteps)) << row.name;
     const auto drawn = drawn_of(run);
     ASSERT_EQ(drawn.size(), stored.size()) << row.name;
@@ -218,8 +218,8 @@ TEST(StudioE2E, RealTrainerQuickComparisonFromTheDialogDrawsWhatWasStored) {
       EXPECT_DOUBLE_EQ(drawn[i].second, stored[i].value) << row.name;
     }
     // Validation ran (eval_every 10) and the checkpoint went to the temporary data folder.
-    EXPECT_EQ(s.points(id, "val_loss").size(), 2u) << row.name;
-    const auto ckpt = s.latest_checkpoint(id);
+    EXPECT_EQ(s.reader().points(id, "val_loss").size(), 2u) << row.name;
+    const auto ckpt = s.reader().latest_checkpoint(id);
     ASSERT_TRUE(ckpt.has_value()) << row.name;
     EXPECT_EQ(ckpt->step, kRealSteps);
     EXPECT_TRUE(QFileInfo(QString::fromStdString(ckpt->path))
@@ -278,10 +278,10 @@ TEST(StudioE2E, RealTrainerStopsOnSigtermAndResumesFromItsCheckpoint) {
   const int64_t id = m.job(k)->run_id;
   {
     mmlab::store::ResultsStore s(db.toStdString());
-    EXPECT_EQ(s.get_run(id).status, mmlab::store::RunStatus::kStopped);
-    ASSERT_TRUE(s.latest_checkpoint(id).has_value());
-    EXPECT_EQ(s.latest_checkpoint(id)->step, stopped_at);
-    EXPECT_TRUE(QFileInfo(QString::fromStdString(s.latest_checkpoint(id)->path))
+    EXPECT_EQ(s.reader().get_run(id).status, mmlab::store::RunStatus::kStopped);
+    ASSERT_TRUE(s.reader().latest_checkpoint(id).has_value());
+    EXPECT_EQ(s.reader().latest_checkpoint(id)->step, stopped_at);
+    EXPECT_TRUE(QFileInfo(QString::fromStdString(s.reader().latest_checkpoint(id)->path))
                     .absoluteFilePath()
                     .startsWith(qpath(dir / "data") + "/"));
   }
@@ -301,12 +301,12 @@ TEST(StudioE2E, RealTrainerStopsOnSigtermAndResumesFromItsCheckpoint) {
   EXPECT_GT(last, stopped_at + 3);
 
   mmlab::store::ResultsStore s(db.toStdString());
-  EXPECT_EQ(s.get_run(id).status, mmlab::store::RunStatus::kStopped);
-  EXPECT_EQ(s.get_run(id).step, last);
-  ASSERT_TRUE(s.latest_checkpoint(id).has_value());
-  EXPECT_EQ(s.latest_checkpoint(id)->step, last);
+  EXPECT_EQ(s.reader().get_run(id).status, mmlab::store::RunStatus::kStopped);
+  EXPECT_EQ(s.reader().get_run(id).step, last);
+  ASSERT_TRUE(s.reader().latest_checkpoint(id).has_value());
+  EXPECT_EQ(s.reader().latest_checkpoint(id)->step, last);
   std::vector<int64_t> steps, want;
-  for (const auto& p : s.points(id, "loss")) steps.push_back(p.step);
+  for (const auto& p : s.reader().points(id, "loss")) steps.push_back(p.step);
   for (int64_t i = 1; i <= last; ++i) want.push_back(i);
   EXPECT_EQ(steps, want) << "the stored curve should have steps 1.." << last << " once each";
 }
@@ -364,9 +364,9 @@ TEST(StudioE2E, TheQueueTrainsUpToNRunsPerDeviceAtOnce) {
   for (const auto& j : m.jobs()) {
     EXPECT_EQ(j.state, mmlab::ui::RunState::kFinished)
         << j.name.toStdString() << ": " << j.message.toStdString();
-    const auto row = s.get_run(j.run_id);
+    const auto row = s.reader().get_run(j.run_id);
     EXPECT_EQ(row.status, mmlab::store::RunStatus::kFinished);
-    EXPECT_EQ(int64_t(s.points(j.run_id, "loss").size()), steps) << row.name;
+    EXPECT_EQ(int64_t(s.reader().points(j.run_id, "loss").size()), steps) << row.name;
   }
   // The setting holds for the next start of the studio.
   mmlab::ui::MainWindow again(qpath(dir / "parallel.sqlite"));

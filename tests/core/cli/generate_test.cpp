@@ -248,9 +248,9 @@ TEST_F(Inference, ARunIdMeansItsLatestCheckpoint) {
     spec.name = "r";
     spec.family = "mamba";
     run_id = store.create_run(spec);
-    uuid = store.get_run(run_id).uuid;
-    store.add_checkpoint(run_id, 1, old_ckpt.string(), 1, "h1");
-    store.add_checkpoint(run_id, 2, new_ckpt.string(), 1, "h2");
+    uuid = store.reader().get_run(run_id).uuid;
+    store.writer(run_id).add_checkpoint(1, old_ckpt.string(), 1, "h1");
+    store.writer(run_id).add_checkpoint(2, new_ckpt.string(), 1, "h2");
   }
   ModelSource source;
   source.run = std::to_string(run_id);

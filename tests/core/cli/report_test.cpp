@@ -92,7 +92,7 @@ class ReportTable : public ::testing::Test {
     start.host = store::current_host();
     start.params_active = active;
     start.params_total = total;
-    db_->mark_started(id, start);
+    db_->writer(id).mark_started(start);
     std::vector<store::MetricPoint> points;
     for (size_t i = 0; i < loss.size(); ++i) {
       points.push_back(
@@ -102,10 +102,10 @@ class ReportTable : public ::testing::Test {
       points.push_back({"val_loss", static_cast<int64_t>(2 * (i + 1)),
                         static_cast<int64_t>(2000 * (i + 1)), 1.0 * i, val[i]});
     }
-    db_->append_points(id, points);
-    db_->heartbeat(id, step, loss.back().first);
-    db_->set_status(id,
-                    step == total_steps ? store::RunStatus::kFinished : store::RunStatus::kStopped);
+    db_->writer(id).append_points(points);
+    db_->writer(id).heartbeat(step, loss.back().first);
+    db_->writer(id).set_status(step == total_steps ? store::RunStatus::kFinished
+                                                   : store::RunStatus::kStopped);
   }
 
   test::TempDir dir_;
@@ -113,7 +113,7 @@ class ReportTable : public ::testing::Test {
 };
 
 TEST_F(ReportTable, MarkdownHasExactCells) {
-  const auto report = build_report(*db_, *db_->find_experiment("paper"), "");
+  const auto report = build_report(db_->reader(), *db_->reader().find_experiment("paper"), "");
   EXPECT_EQ(report.baseline, "mamba");
   EXPECT_EQ(report.baseline_id, 2);
   ASSERT_EQ(report.rows.size(), 3u);
@@ -139,21 +139,22 @@ TEST_F(ReportTable, MarkdownHasExactCells) {
 }
 
 TEST_F(ReportTable, NamedBaselineAndEmptyExperiment) {
-  const auto report = build_report(*db_, *db_->find_experiment("paper"), "moe|mamba");
+  const auto report =
+      build_report(db_->reader(), *db_->reader().find_experiment("paper"), "moe|mamba");
   EXPECT_EQ(report.baseline, "moe|mamba");
   // The others never reach moe-mamba's final 2.6.
   EXPECT_EQ(report.rows[0].speedup, std::nullopt);
   EXPECT_EQ(report.rows[1].speedup, std::nullopt);
   EXPECT_DOUBLE_EQ(*report.rows[2].speedup, 1.0);
 
-  const auto empty = build_report(*db_, *db_->find_experiment("empty"), "");
+  const auto empty = build_report(db_->reader(), *db_->reader().find_experiment("empty"), "");
   EXPECT_TRUE(empty.rows.empty());
   EXPECT_EQ(render_markdown({empty}), "## empty\n\nNo runs.\n");
 }
 
 TEST_F(ReportTable, UnknownBaselineListsTheRuns) {
   try {
-    build_report(*db_, *db_->find_experiment("paper"), "s4");
+    build_report(db_->reader(), *db_->reader().find_experiment("paper"), "s4");
     FAIL() << "expected a UserError";
   } catch (const UserError& e) {
     EXPECT_NE(std::string(e.what()).find("no run named \"s4\""), std::string::npos) << e.what();
@@ -163,7 +164,7 @@ TEST_F(ReportTable, UnknownBaselineListsTheRuns) {
 }
 
 TEST_F(ReportTable, CsvHasRawNumbers) {
-  const auto report = build_report(*db_, *db_->find_experiment("paper"), "");
+  const auto report = build_report(db_->reader(), *db_->reader().find_experiment("paper"), "");
   EXPECT_EQ(render_csv({report}),
             "experiment,run,name,family,status,params_active,params_total,step,total_steps,tokens,"
             "final_loss_smooth,best_val_loss,speedup,baseline\n"

@@ -81,29 +81,29 @@ class RunsCli : public ::testing::Test {
     const int64_t other = db_->ensure_experiment("other");
 
     const int64_t mamba = add_run(cmp, "mamba", "mamba", {4.5, 4.0, 3.5});
-    db_->append_points(mamba, {{"loss", 1, 100, 0.5, 4.6},
-                               {"loss", 2, 200, 1.0, 3.9},
-                               {"loss", 3, 300, 1.5, 3.4},
-                               {"val_loss", 2, 200, 1.0, 3.9},
-                               {"tokens_per_s", 3, 300, 1.5, 200.0}});
-    ckpt_ = dir_ / "checkpoints" / db_->get_run(mamba).uuid / "step-00000003.pt";
+    db_->writer(mamba).append_points({{"loss", 1, 100, 0.5, 4.6},
+                                      {"loss", 2, 200, 1.0, 3.9},
+                                      {"loss", 3, 300, 1.5, 3.4},
+                                      {"val_loss", 2, 200, 1.0, 3.9},
+                                      {"tokens_per_s", 3, 300, 1.5, 200.0}});
+    ckpt_ = dir_ / "checkpoints" / db_->reader().get_run(mamba).uuid / "step-00000003.pt";
     fs::create_directories(ckpt_.parent_path());
     std::ofstream(ckpt_) << "weights";
-    db_->add_checkpoint(mamba, 3, ckpt_.string(), 7, "abc123");
-    db_->set_status(mamba, store::RunStatus::kFinished);
+    db_->writer(mamba).add_checkpoint(3, ckpt_.string(), 7, "abc123");
+    db_->writer(mamba).set_status(store::RunStatus::kFinished);
 
     const int64_t moe = add_run(cmp, "moe-mamba", "moe-mamba", {4.0, 3.4, 3.0});
-    db_->set_status(moe, store::RunStatus::kFinished);
-    db_->add_tag(moe, "best");
-    db_->set_note(moe, "routing looks balanced");
+    db_->writer(moe).set_status(store::RunStatus::kFinished);
+    db_->metadata().add_tag(moe, "best");
+    db_->metadata().set_note(moe, "routing looks balanced");
 
     const int64_t tr = add_run(other, "transformer", "transformer", {5.0, 4.9, 4.8});
-    db_->set_status(tr, store::RunStatus::kFailed, "CUDA out of memory.");
+    db_->writer(tr).set_status(store::RunStatus::kFailed, "CUDA out of memory.");
 
     const int64_t lost = add_run(other, "lost", "mamba", {6.0});
     db_->database().exec("UPDATE runs SET heartbeat_at = 1 WHERE id = " + std::to_string(lost));
     const int64_t live = add_run(other, "live", "mamba", {6.0});
-    db_->mark_started(live, start(::getpid()));
+    db_->writer(live).mark_started(start(::getpid()));
   }
 
   static store::RunStart start(int64_t pid) {
@@ -126,15 +126,15 @@ class RunsCli : public ::testing::Test {
     nr.total_steps = static_cast<int64_t>(losses.size());
     nr.config_json = R"({"model":{"d_model":64}})";
     const int64_t id = db_->create_run(nr);
-    db_->mark_started(id, start(0x7ffffff0));
+    db_->writer(id).mark_started(start(0x7ffffff0));
     std::vector<store::MetricPoint> points;
     for (size_t i = 0; i < losses.size(); ++i) {
       const auto step = static_cast<int64_t>(i + 1);
       points.push_back(
           {"loss_smooth", step, 100 * step, 0.5 * static_cast<double>(step), losses[i]});
     }
-    db_->append_points(id, points);
-    db_->heartbeat(id, nr.total_steps, 100 * nr.total_steps);
+    db_->writer(id).append_points(points);
+    db_->writer(id).heartbeat(nr.total_steps, 100 * nr.total_steps);
     return id;
   }
 
@@ -245,7 +245,7 @@ TEST_F(RunsCli, ShowPrintsFieldsMetricsCheckpointsNoteAndConfig) {
   EXPECT_TRUE(contains(lost.out, "status:             lost (stored as running;")) << lost.out;
 
   // By uuid, as JSON.
-  const CliResult js = run({"runs", "show", db_->get_run(2).uuid, "--format", "json"});
+  const CliResult js = run({"runs", "show", db_->reader().get_run(2).uuid, "--format", "json"});
   ASSERT_EQ(js.code, 0) << js.err;
   const json j = json::parse(js.out);
   EXPECT_EQ(j["id"], 2);
@@ -294,27 +294,27 @@ TEST_F(RunsCli, RmNeedsYesAndDeletesTheCheckpointFiles) {
   EXPECT_EQ(refused.code, kExitBadInput);
   EXPECT_TRUE(contains(refused.err, "runs 1, 2")) << refused.err;
   EXPECT_TRUE(contains(refused.err, "--yes")) << refused.err;
-  EXPECT_TRUE(db_->find_run(1).has_value());
-  EXPECT_TRUE(db_->find_run(2).has_value());
+  EXPECT_TRUE(db_->reader().find_run(1).has_value());
+  EXPECT_TRUE(db_->reader().find_run(2).has_value());
   EXPECT_TRUE(fs::exists(ckpt_));
 
   // One unknown id deletes nothing.
   EXPECT_EQ(run({"runs", "rm", "1", "77", "--yes"}).code, kExitBadInput);
-  EXPECT_TRUE(db_->find_run(1).has_value());
+  EXPECT_TRUE(db_->reader().find_run(1).has_value());
 
   // A live run is not deleted under its trainer.
   const CliResult live = run({"runs", "rm", "5", "--yes"});
   EXPECT_EQ(live.code, kExitBadInput);
   EXPECT_TRUE(contains(live.err, "Run 5 (live) is still running.")) << live.err;
-  EXPECT_TRUE(db_->find_run(5).has_value());
+  EXPECT_TRUE(db_->reader().find_run(5).has_value());
 
   const CliResult done = run({"runs", "rm", "1", "--yes"});
   ASSERT_EQ(done.code, 0) << done.err;
   EXPECT_EQ(done.out, "Deleted run 1 (mamba) and 1 checkpoint file.\n");
-  EXPECT_FALSE(db_->find_run(1).has_value());
+  EXPECT_FALSE(db_->reader().find_run(1).has_value());
   EXPECT_FALSE(fs::exists(ckpt_));
   EXPECT_FALSE(fs::exists(ckpt_.parent_path()));
-  EXPECT_TRUE(db_->find_run(2).has_value());
+  EXPECT_TRUE(db_->reader().find_run(2).has_value());
   EXPECT_EQ(listed_ids({"--experiment", "cmp"}), (std::vector<int64_t>{2}));
 }
 
@@ -325,17 +325,17 @@ TEST_F(RunsCli, ARunOnAnUnreachableHostIsUnreachableNotLostHoweverOldItsHeartbea
   const int64_t id = add_run(db_->ensure_experiment("far"), "away", "mamba", {6.0});
   store::RunStart elsewhere = start(4242);
   elsewhere.host = "gpu1-far-away";
-  db_->mark_started(id, elsewhere);
+  db_->writer(id).mark_started(elsewhere);
   db_->database().exec("UPDATE runs SET heartbeat_at = heartbeat_at - 3600 WHERE id = " +
                        std::to_string(id));
-  ASSERT_EQ(db_->get_run(id).effective_status, store::RunStatus::kLost);
+  ASSERT_EQ(db_->reader().get_run(id).effective_status, store::RunStatus::kLost);
   const std::string why = "The host gpu1 (ssh://me@gpu1) cannot be reached over ssh (timeout).";
   {
     auto book = remote::LaunchBook::load(db_path_);
     remote::Launch older;  // an earlier start that got through does not decide
     older.tag = "t0";
     older.host = "gpu1";
-    older.uuid = db_->get_run(id).uuid;
+    older.uuid = db_->reader().get_run(id).uuid;
     remote::Launch l = older;
     l.tag = "t1";
     l.reachable = false;
@@ -361,7 +361,7 @@ TEST_F(RunsCli, ARunOnAnUnreachableHostIsUnreachableNotLostHoweverOldItsHeartbea
   const CliResult rm = run({"runs", "rm", std::to_string(id), "--yes"});
   EXPECT_EQ(rm.code, kExitBadInput);
   EXPECT_TRUE(contains(rm.err, "cannot be reached now")) << rm.err;
-  EXPECT_TRUE(db_->find_run(id).has_value());
+  EXPECT_TRUE(db_->reader().find_run(id).has_value());
 
   // A later start of the run reached its host: its rows decide again (here: lost).
   {
@@ -397,21 +397,21 @@ TEST_F(RunsCli, TagAndNoteRoundTrip) {
   CliResult r = run({"runs", "tag", "1", "baseline", "paper"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "Run 1 tags: baseline, paper\n");
-  EXPECT_EQ(db_->tags(1), (std::vector<std::string>{"baseline", "paper"}));
+  EXPECT_EQ(db_->reader().tags(1), (std::vector<std::string>{"baseline", "paper"}));
   EXPECT_EQ(listed_ids({"--tag", "paper"}), (std::vector<int64_t>{1}));
 
   r = run({"runs", "tag", "1", "paper", "--remove"});
   EXPECT_EQ(r.out, "Run 1 tags: baseline\n");
-  EXPECT_EQ(db_->tags(1), (std::vector<std::string>{"baseline"}));
+  EXPECT_EQ(db_->reader().tags(1), (std::vector<std::string>{"baseline"}));
   EXPECT_EQ(run({"runs", "tag", "1", " "}).code, kExitBadInput);  // an empty tag
 
   r = run({"runs", "note", "1", "lr too high?"});
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_EQ(db_->note(1), "lr too high?");
+  EXPECT_EQ(db_->reader().note(1), "lr too high?");
   EXPECT_TRUE(contains(run({"runs", "show", "1"}).out, "Note:\nlr too high?\n"));
   r = run({"runs", "note", "1", ""});
   EXPECT_EQ(r.out, "Removed the note of run 1.\n");
-  EXPECT_EQ(db_->note(1), "");
+  EXPECT_EQ(db_->reader().note(1), "");
 }
 
 TEST_F(RunsCli, ImportCopiesNewRunsOnce) {

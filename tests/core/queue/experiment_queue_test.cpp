@@ -47,21 +47,23 @@ TEST_F(ExperimentQueue, EveryRunIsQueuedAtLaunchAndASecondLaunchContinuesIt) {
   ASSERT_EQ(plan.runs.size(), 3u);
   for (const QueuedRun& q : plan.runs) {
     EXPECT_EQ(q.action, RunAction::kStart) << q.name;
-    const store::RunRow row = store_.get_run(q.run_id);
+    const store::RunRow row = store_.reader().get_run(q.run_id);
     EXPECT_EQ(row.status, RunStatus::kQueued);
     EXPECT_EQ(row.name, q.name);
     EXPECT_EQ(row.experiment, "quick");
     EXPECT_EQ(row.total_steps, 20);
-    EXPECT_EQ(config_difference(ex.runs[0], store_.get_run(plan.runs[0].run_id).config_json), "");
+    EXPECT_EQ(
+        config_difference(ex.runs[0], store_.reader().get_run(plan.runs[0].run_id).config_json),
+        "");
   }
   // a finished, b stopped, c still queued; the trainer resolved a's vocab_size meanwhile.
   const int64_t a = plan.runs[0].run_id, b = plan.runs[1].run_id, c = plan.runs[2].run_id;
-  nlohmann::json resolved = nlohmann::json::parse(store_.get_run(a).config_json);
+  nlohmann::json resolved = nlohmann::json::parse(store_.reader().get_run(a).config_json);
   resolved["model"]["vocab_size"] = 256;
   resolved["train"]["device"] = "cuda:1";  // where it ran does not make it another run
-  store_.record_start_config(a, resolved.dump(), 20, "rev");
-  store_.set_status(a, RunStatus::kFinished);
-  store_.set_status(b, RunStatus::kStopped);
+  store_.writer(a).record_start_config(resolved.dump(), 20, "rev");
+  store_.writer(a).set_status(RunStatus::kFinished);
+  store_.writer(b).set_status(RunStatus::kStopped);
 
   plan = queue_experiment(store_, ex, ex.runs);
   EXPECT_TRUE(plan.continuing);
@@ -73,7 +75,7 @@ TEST_F(ExperimentQueue, EveryRunIsQueuedAtLaunchAndASecondLaunchContinuesIt) {
   EXPECT_EQ(plan.runs[2].run_id, c);
   EXPECT_EQ(plan.runs[2].action, RunAction::kStart);
   EXPECT_EQ(plan.to_train().size(), 2u);
-  EXPECT_EQ(store_.list_runs().size(), 3u) << "no second row for a run already there";
+  EXPECT_EQ(store_.reader().list_runs().size(), 3u) << "no second row for a run already there";
   EXPECT_EQ(plan.summary("db.sqlite"),
             "Continuing experiment quick in db.sqlite: 1 finished run skipped, 1 stopped run to "
             "resume, 1 queued run to start.");
@@ -91,8 +93,8 @@ TEST_F(ExperimentQueue, SameNameWithAnotherConfigIsRefusedAndNothingIsWritten) {
                                     "(train.steps is 200 here but 300 in the database)"));
     EXPECT_THAT(e.what(), HasSubstr("new \"name\""));
   }
-  EXPECT_EQ(store_.list_runs().size(), 3u);
-  for (const auto& r : store_.list_runs()) EXPECT_EQ(r.total_steps, 300) << r.name;
+  EXPECT_EQ(store_.reader().list_runs().size(), 3u);
+  for (const auto& r : store_.reader().list_runs()) EXPECT_EQ(r.total_steps, 300) << r.name;
 }
 
 TEST_F(ExperimentQueue, AMissingDataSourceIsRefusedBeforeAnyRowIsWritten) {
@@ -104,8 +106,8 @@ TEST_F(ExperimentQueue, AMissingDataSourceIsRefusedBeforeAnyRowIsWritten) {
   } catch (const UserError& e) {
     EXPECT_THAT(e.what(), HasSubstr("The corpus " + missing + " does not exist."));
   }
-  EXPECT_TRUE(store_.list_runs().empty());
-  EXPECT_TRUE(store_.list_experiments().empty());
+  EXPECT_TRUE(store_.reader().list_runs().empty());
+  EXPECT_TRUE(store_.reader().list_experiments().empty());
 }
 
 }  // namespace
@@ -119,7 +121,7 @@ TEST_F(ExperimentQueue, RunsQueuedForAHostRecordItAndKeepTheUuidsTheyAreGiven) {
   const LaunchPlan plan = queue_experiment(store_, ex, ex.runs, options);
   ASSERT_EQ(plan.runs.size(), 3u);
   for (const QueuedRun& q : plan.runs) {
-    const store::RunRow row = store_.get_run(q.run_id);
+    const store::RunRow row = store_.reader().get_run(q.run_id);
     EXPECT_EQ(row.status, RunStatus::kQueued) << q.name;
     EXPECT_EQ(row.host, "gpu1") << q.name;
     EXPECT_EQ(q.uuid, row.uuid) << q.name;

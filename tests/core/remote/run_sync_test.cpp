@@ -29,10 +29,10 @@ std::vector<MetricPoint> steps(int64_t first, int64_t last, double offset = 0) {
 std::vector<std::tuple<std::string, int64_t, double>> points(ResultsStore& st,
                                                              const std::string& uuid) {
   std::vector<std::tuple<std::string, int64_t, double>> out;
-  st.for_each_point(st.find_run_by_uuid(uuid)->id,
-                    [&](const std::string& m, const store::PointRow& p) {
-                      out.emplace_back(m, p.step, p.value);
-                    });
+  st.reader().for_each_point(st.reader().find_run_by_uuid(uuid)->id,
+                             [&](const std::string& m, const store::PointRow& p) {
+                               out.emplace_back(m, p.step, p.value);
+                             });
   return out;
 }
 
@@ -51,12 +51,12 @@ class RunSync : public ::testing::Test {
     run.family = "mamba";
     run.total_steps = 100;
     run_ = remote_->create_run(run);
-    uuid_ = remote_->get_run(run_).uuid;
+    uuid_ = remote_->reader().get_run(run_).uuid;
     store::RunStart start;
     start.pid = 4242;
     start.host = "gpu1";
-    remote_->mark_started(run_, start);
-    remote_->append_points(run_, {{"unigram_entropy", 0, 0, 0, 3.16}});
+    remote_->writer(run_).mark_started(start);
+    remote_->writer(run_).append_points({{"unigram_entropy", 0, 0, 0, 3.16}});
   }
 
   SyncResult sync(int64_t after, bool full = false) {
@@ -74,17 +74,17 @@ class RunSync : public ::testing::Test {
 };
 
 TEST_F(RunSync, NewPointsOnlyAndEveryPointOnce) {
-  remote_->append_points(run_, steps(1, 10));
+  remote_->writer(run_).append_points(steps(1, 10));
   const SyncResult first = sync(-1);
   EXPECT_TRUE(first.created);
   EXPECT_EQ(first.uuid, uuid_);
   EXPECT_EQ(first.points, 21);  // step 0 included
   EXPECT_EQ(first.last_step, 10);
-  EXPECT_EQ(local_.get_run(first.run_id).host, "gpu1");
-  local_.add_tag(first.run_id, "mine");
+  EXPECT_EQ(local_.reader().get_run(first.run_id).host, "gpu1");
+  local_.metadata().add_tag(first.run_id, "mine");
 
-  remote_->append_points(run_, steps(11, 25));
-  remote_->heartbeat(run_, 25, 25 * 64);
+  remote_->writer(run_).append_points(steps(11, 25));
+  remote_->writer(run_).heartbeat(25, 25 * 64);
   // One step back, as sync_from_host asks: step 10 comes again and replaces itself.
   const SyncResult second = sync(last_synced_step(local_, uuid_) - 1);
   EXPECT_FALSE(second.created);
@@ -92,24 +92,25 @@ TEST_F(RunSync, NewPointsOnlyAndEveryPointOnce) {
   EXPECT_EQ(second.points, 2 * 16);  // steps 10..25, two metrics
   EXPECT_EQ(second.last_step, 25);
   EXPECT_EQ(points(local_, uuid_), points(*remote_, uuid_));
-  EXPECT_EQ(local_.get_run(first.run_id).step, 25);
+  EXPECT_EQ(local_.reader().get_run(first.run_id).step, 25);
   // The summaries are the remote ones, the tags stay local.
-  ASSERT_EQ(local_.summaries(first.run_id).size(), remote_->summaries(run_).size());
-  EXPECT_EQ(local_.tags(first.run_id), std::vector<std::string>{"mine"});
+  ASSERT_EQ(local_.reader().summaries(first.run_id).size(),
+            remote_->reader().summaries(run_).size());
+  EXPECT_EQ(local_.reader().tags(first.run_id), std::vector<std::string>{"mine"});
 
-  remote_->set_status(run_, store::RunStatus::kFinished);
+  remote_->writer(run_).set_status(store::RunStatus::kFinished);
   const SyncResult third = sync(last_synced_step(local_, uuid_) - 1);
   EXPECT_EQ(third.points, 2);  // only step 25 again
-  EXPECT_EQ(local_.get_run(first.run_id).status, store::RunStatus::kFinished);
-  EXPECT_EQ(local_.list_runs().size(), 1u);
+  EXPECT_EQ(local_.reader().get_run(first.run_id).status, store::RunStatus::kFinished);
+  EXPECT_EQ(local_.reader().list_runs().size(), 1u);
 }
 
 TEST_F(RunSync, FullSyncAfterAResumeDropsTheDiscardedTail) {
-  remote_->append_points(run_, steps(1, 30));
+  remote_->writer(run_).append_points(steps(1, 30));
   sync(-1);
   // A resume from the checkpoint at step 20 discards 21..30 and trains them again differently.
-  remote_->truncate_after(run_, 20);
-  remote_->append_points(run_, steps(21, 24, 0.5));
+  remote_->writer(run_).truncate_after(20);
+  remote_->writer(run_).append_points(steps(21, 24, 0.5));
   const SyncResult full = sync(-1, true);
   EXPECT_EQ(full.last_step, 24);
   EXPECT_EQ(points(local_, uuid_), points(*remote_, uuid_));

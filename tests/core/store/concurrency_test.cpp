@@ -73,13 +73,14 @@ TEST(StoreConcurrency, TwoWritersAndAReaderOnOneFile) {
       RunStart start;
       start.pid = ::getpid();
       start.host = current_host();
-      store.mark_started(run, start);
+      store.writer(run).mark_started(start);
       for (int b = 0; b < kBatches; ++b) {
-        store.append_points(run, batch(1 + int64_t{b} * kStepsPerBatch));
-        store.heartbeat(run, int64_t{b + 1} * kStepsPerBatch, 0);
-        if (b % 10 == 0) store.add_event(run, "log", R"({"batch": )" + std::to_string(b) + "}");
+        store.writer(run).append_points(batch(1 + int64_t{b} * kStepsPerBatch));
+        store.writer(run).heartbeat(int64_t{b + 1} * kStepsPerBatch, 0);
+        if (b % 10 == 0)
+          store.writer(run).add_event("log", R"({"batch": )" + std::to_string(b) + "}");
       }
-      store.set_status(run, RunStatus::kFinished);
+      store.writer(run).set_status(RunStatus::kFinished);
       return 0;
     }));
   }
@@ -105,7 +106,8 @@ TEST(StoreConcurrency, TwoWritersAndAReaderOnOneFile) {
     ResultsStore reader(path, OpenOptions{Database::Mode::kReadOnly});
     while (running()) {
       size_t total = 0;
-      for (const RunRow& r : reader.list_runs()) total += reader.points(r.id, "m3").size();
+      for (const RunRow& r : reader.reader().list_runs())
+        total += reader.reader().points(r.id, "m3").size();
       EXPECT_GE(total, last_seen);
       last_seen = total;
       ++reads;
@@ -116,17 +118,17 @@ TEST(StoreConcurrency, TwoWritersAndAReaderOnOneFile) {
 
   ResultsStore store(path);
   EXPECT_EQ(store.integrity_check(), "ok");
-  std::vector<RunRow> runs = store.list_runs();
+  std::vector<RunRow> runs = store.reader().list_runs();
   ASSERT_EQ(runs.size(), 2u);
   for (const RunRow& r : runs) {
     EXPECT_EQ(r.status, RunStatus::kFinished) << r.name;
     EXPECT_EQ(r.step, kBatches * kStepsPerBatch);
-    EXPECT_EQ(store.events(r.id).size(), static_cast<size_t>(kBatches / 10));
-    for (const SummaryRow& s : store.summaries(r.id)) {
+    EXPECT_EQ(store.reader().events(r.id).size(), static_cast<size_t>(kBatches / 10));
+    for (const SummaryRow& s : store.reader().summaries(r.id)) {
       EXPECT_EQ(s.count, kBatches * kStepsPerBatch) << s.metric;
       EXPECT_EQ(s.last_step, kBatches * kStepsPerBatch);
     }
-    EXPECT_EQ(store.metric_names(r.id).size(), static_cast<size_t>(kMetrics));
+    EXPECT_EQ(store.reader().metric_names(r.id).size(), static_cast<size_t>(kMetrics));
   }
   EXPECT_EQ(query_int(path, "SELECT count(*) FROM metric_points"),
             2 * kBatches * kStepsPerBatch * kMetrics);
@@ -177,13 +179,14 @@ TEST(StoreConcurrency, SigkillMidBatchLeavesAnIntactResumableDatabase) {
       RunStart start;
       start.pid = ::getpid();
       start.host = current_host();
-      store.mark_started(run, start);
+      store.writer(run).mark_started(start);
       int64_t next = 1;
-      for (const SummaryRow& s : store.summaries(run)) next = std::max(next, s.last_step + 1);
+      for (const SummaryRow& s : store.reader().summaries(run))
+        next = std::max(next, s.last_step + 1);
       for (int b = 0; b < 1000000; ++b) {  // far more than it gets to write before the kill
-        store.append_points(run, batch(next));
+        store.writer(run).append_points(batch(next));
         next += kStepsPerBatch;
-        store.heartbeat(run, next - 1, 0);
+        store.writer(run).heartbeat(next - 1, 0);
       }
       return 0;
     });
@@ -209,19 +212,19 @@ TEST(StoreConcurrency, SigkillMidBatchLeavesAnIntactResumableDatabase) {
     const int64_t points = query_int(path, "SELECT count(*) FROM metric_points");
     EXPECT_GT(points, 0);
     EXPECT_EQ(points % (kMetrics * kStepsPerBatch), 0) << points;
-    for (const SummaryRow& s : store.summaries(run)) {
+    for (const SummaryRow& s : store.reader().summaries(run)) {
       EXPECT_EQ(s.count, points / kMetrics) << s.metric;
       EXPECT_EQ(s.last_step, points / kMetrics) << s.metric;
     }
     // Shown as lost once its heartbeat is stale: the process is gone.
-    EXPECT_EQ(store.lost_runs(0), std::vector<int64_t>{run});
+    EXPECT_EQ(store.reader().lost_runs(0), std::vector<int64_t>{run});
   }
   // The run continues after the last kill.
   ResultsStore store(path);
   const int64_t done = query_int(path, "SELECT max(step) FROM metric_points");
-  store.append_points(run, batch(done + 1));
-  store.set_status(run, RunStatus::kFinished);
-  EXPECT_EQ(store.points(run, "m0").size(), static_cast<size_t>(done + kStepsPerBatch));
+  store.writer(run).append_points(batch(done + 1));
+  store.writer(run).set_status(RunStatus::kFinished);
+  EXPECT_EQ(store.reader().points(run, "m0").size(), static_cast<size_t>(done + kStepsPerBatch));
   EXPECT_EQ(store.integrity_check(), "ok");
 }
 

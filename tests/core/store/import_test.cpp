@@ -27,22 +27,22 @@ TEST(StoreImport, CopiesRunsRemappingIdsAndSkipsDuplicates) {
     // Metric names created in the opposite order from the destination: their ids differ.
     src_a = make_run(src, "moe-mamba", "moe-mamba", "paper");
     src_b = make_run(src, "mamba", "mamba", "paper");
-    src.append_points(src_a, {{"val_loss", 10, 100, 1.0, 3.5},
-                              {"loss_smooth", 10, 100, 1.0, 3.25},
-                              {"loss_smooth", 20, 200, 2.0, 3.0}});
-    src.append_points(src_b, {{"loss_smooth", 10, 100, 1.5, 3.75}});
-    src.set_status(src_a, RunStatus::kFinished);
-    src.add_tag(src_a, "paper");
-    src.set_note(src_a, "the good one");
-    src.add_event(src_a, "eval", R"({"val_loss": 3.5})", 10, 1.0);
-    src.add_checkpoint(src_a, 20, "/ckpt/a-20.pt", 123, "beef");
-    src.set_ops_used(src_a, R"({"selective_scan":"cuda"})");
-    uuid_a = src.get_run(src_a).uuid;
+    src.writer(src_a).append_points({{"val_loss", 10, 100, 1.0, 3.5},
+                                     {"loss_smooth", 10, 100, 1.0, 3.25},
+                                     {"loss_smooth", 20, 200, 2.0, 3.0}});
+    src.writer(src_b).append_points({{"loss_smooth", 10, 100, 1.5, 3.75}});
+    src.writer(src_a).set_status(RunStatus::kFinished);
+    src.metadata().add_tag(src_a, "paper");
+    src.metadata().set_note(src_a, "the good one");
+    src.writer(src_a).add_event("eval", R"({"val_loss": 3.5})", 10, 1.0);
+    src.writer(src_a).add_checkpoint(20, "/ckpt/a-20.pt", 123, "beef");
+    src.writer(src_a).set_ops_used(R"({"selective_scan":"cuda"})");
+    uuid_a = src.reader().get_run(src_a).uuid;
   }
 
   ResultsStore dst(dst_path);
   const int64_t local = make_run(dst, "local", "transformer", "paper");
-  dst.append_points(local, {{"loss_smooth", 1, 1, 1, 9.0}, {"val_loss", 1, 1, 1, 9.5}});
+  dst.writer(local).append_points({{"loss_smooth", 1, 1, 1, 9.0}, {"val_loss", 1, 1, 1, 9.5}});
   const int64_t local2 = make_run(dst, "local2", "transformer", "other");
   (void)local2;
 
@@ -50,41 +50,41 @@ TEST(StoreImport, CopiesRunsRemappingIdsAndSkipsDuplicates) {
   EXPECT_EQ(first.imported, 2);
   EXPECT_EQ(first.skipped, 0);
 
-  std::optional<RunRow> a = dst.find_run_by_uuid(uuid_a);
+  std::optional<RunRow> a = dst.reader().find_run_by_uuid(uuid_a);
   ASSERT_TRUE(a.has_value());
   EXPECT_NE(a->id, src_a);  // remapped: ids 1 and 2 were taken here
   EXPECT_EQ(a->name, "moe-mamba");
   EXPECT_EQ(a->experiment, "paper");
-  EXPECT_EQ(a->experiment_id, dst.find_experiment("paper")->id);  // merged by name
+  EXPECT_EQ(a->experiment_id, dst.reader().find_experiment("paper")->id);  // merged by name
   EXPECT_EQ(a->status, RunStatus::kFinished);
   EXPECT_DOUBLE_EQ(*a->final_loss_smooth, 3.0);
   EXPECT_DOUBLE_EQ(*a->best_val_loss, 3.5);
   EXPECT_THAT(a->tags, ElementsAre("paper"));
-  EXPECT_EQ(dst.note(a->id), "the good one");
-  ASSERT_EQ(dst.events(a->id).size(), 1u);
-  EXPECT_EQ(dst.events(a->id)[0].kind, "eval");
-  ASSERT_EQ(dst.list_checkpoints(a->id).size(), 1u);
-  EXPECT_EQ(dst.list_checkpoints(a->id)[0].hash, "beef");
+  EXPECT_EQ(dst.reader().note(a->id), "the good one");
+  ASSERT_EQ(dst.reader().events(a->id).size(), 1u);
+  EXPECT_EQ(dst.reader().events(a->id)[0].kind, "eval");
+  ASSERT_EQ(dst.reader().list_checkpoints(a->id).size(), 1u);
+  EXPECT_EQ(dst.reader().list_checkpoints(a->id)[0].hash, "beef");
   EXPECT_EQ(a->ops_used, R"({"selective_scan":"cuda"})");
 
-  std::vector<PointRow> loss = dst.points(a->id, "loss_smooth");
+  std::vector<PointRow> loss = dst.reader().points(a->id, "loss_smooth");
   ASSERT_EQ(loss.size(), 2u);
   EXPECT_EQ(loss[1].step, 20);
   EXPECT_EQ(loss[1].tokens, 200);
   EXPECT_DOUBLE_EQ(loss[1].value, 3.0);
-  std::vector<PointRow> val = dst.points(a->id, "val_loss");
+  std::vector<PointRow> val = dst.reader().points(a->id, "val_loss");
   ASSERT_EQ(val.size(), 1u);
   EXPECT_DOUBLE_EQ(val[0].value, 3.5);
 
   // The local run is untouched.
-  EXPECT_DOUBLE_EQ(*dst.get_run(local).final_loss_smooth, 9.0);
-  EXPECT_EQ(dst.list_runs().size(), 4u);
+  EXPECT_DOUBLE_EQ(*dst.reader().get_run(local).final_loss_smooth, 9.0);
+  EXPECT_EQ(dst.reader().list_runs().size(), 4u);
 
   // Importing again copies nothing.
   ImportResult second = dst.import_runs_from(src_path);
   EXPECT_EQ(second.imported, 0);
   EXPECT_EQ(second.skipped, 2);
-  EXPECT_EQ(dst.list_runs().size(), 4u);
+  EXPECT_EQ(dst.reader().list_runs().size(), 4u);
   EXPECT_EQ(query_int(dst_path, "SELECT count(*) FROM metric_points"), 2 + 3 + 1);
 
   // Importing a database into itself copies nothing either.
@@ -113,7 +113,7 @@ TEST(StoreImport, RefusesSourcesThatAreNotResultsDatabases) {
   }
   testing::exec_raw(dir / "foreign.sqlite", "CREATE TABLE runs (x);");
   EXPECT_THROW(dst.import_runs_from(dir / "foreign.sqlite"), UserError);
-  EXPECT_TRUE(dst.list_runs().empty());
+  EXPECT_TRUE(dst.reader().list_runs().empty());
 }
 
 TEST(StoreImport, PathsWithUriSpecialCharacters) {

@@ -101,15 +101,15 @@ std::string as_unprivileged_reader(const std::function<std::string()>& body) {
 int64_t make_database(const fs::path& path) {
   ResultsStore store(path);
   const int64_t run = testing::make_run(store, "r");
-  store.append_points(run, testing::series("loss", 1, 3, [](int64_t s) { return 1.0 / s; }));
+  store.writer(run).append_points(testing::series("loss", 1, 3, [](int64_t s) { return 1.0 / s; }));
   return run;
 }
 
 // What a reader reports: "<runs> <points> immutable=<0|1>".
 std::string read_summary(const fs::path& path, int64_t run) {
   ResultsStore reader(path, OpenOptions{Database::Mode::kReadOnly});
-  return std::to_string(reader.list_runs().size()) + " " +
-         std::to_string(reader.points(run, "loss").size()) +
+  return std::to_string(reader.reader().list_runs().size()) + " " +
+         std::to_string(reader.reader().points(run, "loss").size()) +
          " immutable=" + (reader.database().immutable() ? "1" : "0");
 }
 
@@ -216,7 +216,8 @@ TEST(StoreOpen, ReadOnlyOpenSeesCommitsStillInTheLogOfAnOpenWriter) {
   const auto path = folder / "results.sqlite";
   ResultsStore writer(path);  // stays open: its commits are in results.sqlite-wal
   const int64_t run = testing::make_run(writer, "live");
-  writer.append_points(run, testing::series("loss", 1, 5, [](int64_t s) { return 2.0 / s; }));
+  writer.writer(run).append_points(
+      testing::series("loss", 1, 5, [](int64_t s) { return 2.0 / s; }));
   ASSERT_TRUE(fs::exists(path.string() + "-wal"));
   make_unwritable(folder, true);
   const std::string seen = as_unprivileged_reader([&] { return read_summary(path, run); });
@@ -235,9 +236,10 @@ TEST(StoreOpen, ReadOnlyOpenOfAWritableFileSharesItWithWriters) {
   // It sees what a writer commits after it was opened.
   {
     ResultsStore writer(path);
-    writer.append_points(run, testing::series("loss", 4, 2, [](int64_t s) { return 1.0 / s; }));
+    writer.writer(run).append_points(
+        testing::series("loss", 4, 2, [](int64_t s) { return 1.0 / s; }));
   }
-  EXPECT_EQ(reader.points(run, "loss").size(), 5u);
+  EXPECT_EQ(reader.reader().points(run, "loss").size(), 5u);
 }
 
 TEST(StoreOpen, AMissingFileIsRefusedAndNotCreatedWhenItMustExist) {
@@ -259,7 +261,7 @@ TEST(StoreOpen, AMissingFileIsRefusedAndNotCreatedWhenItMustExist) {
   // An existing one opens for writing.
   make_database(path);
   ResultsStore store(path, existing);
-  EXPECT_EQ(store.list_runs().size(), 1u);
+  EXPECT_EQ(store.reader().list_runs().size(), 1u);
 }
 
 TEST(StoreBusy, TheTimeoutMessageComesOnlyAfterTheTimeout) {
@@ -274,7 +276,7 @@ TEST(StoreBusy, TheTimeoutMessageComesOnlyAfterTheTimeout) {
   ResultsStore store(path, options);
   const auto start = std::chrono::steady_clock::now();
   try {
-    store.add_tag(run, "x");
+    store.metadata().add_tag(run, "x");
     FAIL() << "wrote while another connection held the write lock";
   } catch (const BusyError& e) {
     EXPECT_GE(std::chrono::steady_clock::now() - start, options.busy_timeout);
@@ -284,8 +286,8 @@ TEST(StoreBusy, TheTimeoutMessageComesOnlyAfterTheTimeout) {
   }
   sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
   sqlite3_close(other);
-  store.add_tag(run, "x");  // free again
-  EXPECT_EQ(store.tags(run), std::vector<std::string>{"x"});
+  store.metadata().add_tag(run, "x");  // free again
+  EXPECT_EQ(store.reader().tags(run), std::vector<std::string>{"x"});
 }
 
 TEST(StoreBusy, ABusyAnswerWithoutWaitingDoesNotClaimTheTimeout) {

@@ -69,7 +69,7 @@ TEST_F(StoreRuns, CreateStartHeartbeatAndFinishARun) {
   spec.git_rev = "abc123";
   const int64_t id = store_.create_run(spec);
 
-  RunRow row = store_.get_run(id);
+  RunRow row = store_.reader().get_run(id);
   EXPECT_EQ(row.status, RunStatus::kQueued);
   EXPECT_EQ(row.experiment, "quick-compare");
   EXPECT_EQ(row.config_json, spec.config_json);
@@ -87,9 +87,9 @@ TEST_F(StoreRuns, CreateStartHeartbeatAndFinishARun) {
   start.params_total = 1000;
   start.params_active = 600;
   start.params_nonembed = 400;
-  store_.mark_started(id, start);
-  store_.heartbeat(id, 42, 42 * 2048);
-  row = store_.get_run(id);
+  store_.writer(id).mark_started(start);
+  store_.writer(id).heartbeat(42, 42 * 2048);
+  row = store_.reader().get_run(id);
   EXPECT_EQ(row.status, RunStatus::kRunning);
   EXPECT_EQ(row.effective_status, RunStatus::kRunning);
   EXPECT_EQ(row.pid, ::getpid());
@@ -102,10 +102,10 @@ TEST_F(StoreRuns, CreateStartHeartbeatAndFinishARun) {
   EXPECT_FALSE(row.duration_s);  // nothing trained yet
   // The duration is the training time: the wall of the last logged point (12.25 s), not the
   // time since the start (which would count stops, queueing and data preparation).
-  store_.append_points(
-      id, {{"loss_smooth", 10, 20480, 3.5, 2.0}, {"loss_smooth", 42, 86016, 12.25, 1.5}});
-  store_.set_status(id, RunStatus::kDiverged, "loss became NaN at step 43");
-  row = store_.get_run(id);
+  store_.writer(id).append_points(
+      {{"loss_smooth", 10, 20480, 3.5, 2.0}, {"loss_smooth", 42, 86016, 12.25, 1.5}});
+  store_.writer(id).set_status(RunStatus::kDiverged, "loss became NaN at step 43");
+  row = store_.reader().get_run(id);
   EXPECT_EQ(row.status, RunStatus::kDiverged);
   EXPECT_EQ(row.error_text, "loss became NaN at step 43");
   ASSERT_TRUE(row.ended_at && row.duration_s);
@@ -113,8 +113,8 @@ TEST_F(StoreRuns, CreateStartHeartbeatAndFinishARun) {
 
   // Resuming clears the end and the error but keeps the first start time.
   const double first_start = *row.started_at;
-  store_.mark_started(id, start);
-  row = store_.get_run(id);
+  store_.writer(id).mark_started(start);
+  row = store_.reader().get_run(id);
   EXPECT_EQ(row.status, RunStatus::kRunning);
   EXPECT_FALSE(row.ended_at.has_value());
   EXPECT_EQ(row.error_text, "");
@@ -123,18 +123,18 @@ TEST_F(StoreRuns, CreateStartHeartbeatAndFinishARun) {
 
 TEST_F(StoreRuns, UnknownRunsAndBadInputAreUserErrors) {
   try {
-    store_.get_run(99);
+    store_.reader().get_run(99);
     FAIL();
   } catch (const UserError& e) {
     EXPECT_EQ(e.message(), "No run 99 in the results database " + path_.string() + ".");
   }
-  EXPECT_THROW(store_.set_status(99, RunStatus::kFinished), UserError);
-  EXPECT_THROW(store_.heartbeat(99, 1, 1), UserError);
-  EXPECT_THROW(store_.append_points(99, series("loss", 1, 2, [](int64_t) { return 1.0; })),
+  EXPECT_THROW(store_.writer(99).set_status(RunStatus::kFinished), UserError);
+  EXPECT_THROW(store_.writer(99).heartbeat(1, 1), UserError);
+  EXPECT_THROW(store_.writer(99).append_points(series("loss", 1, 2, [](int64_t) { return 1.0; })),
                UserError);
-  EXPECT_THROW(store_.delete_run(99), UserError);
-  EXPECT_THROW(store_.add_tag(99, "x"), UserError);
-  EXPECT_FALSE(store_.find_run(99).has_value());
+  EXPECT_THROW(store_.metadata().delete_run(99), UserError);
+  EXPECT_THROW(store_.metadata().add_tag(99, "x"), UserError);
+  EXPECT_FALSE(store_.reader().find_run(99).has_value());
 
   NewRun bad;
   bad.experiment_id = 12345;
@@ -143,7 +143,7 @@ TEST_F(StoreRuns, UnknownRunsAndBadInputAreUserErrors) {
   bad.config_json = "{not json";
   EXPECT_THROW(store_.create_run(bad), UserError);
   EXPECT_THROW(store_.ensure_experiment(""), UserError);
-  EXPECT_TRUE(store_.list_runs().empty());
+  EXPECT_TRUE(store_.reader().list_runs().empty());
 }
 
 TEST_F(StoreRuns, PointsRoundTripAndUpsert) {
@@ -156,8 +156,8 @@ TEST_F(StoreRuns, PointsRoundTripAndUpsert) {
       {"loss", 3, 300, 0.75, std::numeric_limits<double>::infinity()},
       {"loss", 4, 400, 1.0, kNaN},
   };
-  store_.append_points(run, batch);
-  std::vector<PointRow> loss = store_.points(run, "loss");
+  store_.writer(run).append_points(batch);
+  std::vector<PointRow> loss = store_.reader().points(run, "loss");
   ASSERT_EQ(loss.size(), 4u);
   EXPECT_EQ(loss[0].step, 1);
   EXPECT_EQ(loss[0].tokens, 100);
@@ -166,13 +166,13 @@ TEST_F(StoreRuns, PointsRoundTripAndUpsert) {
   EXPECT_DOUBLE_EQ(loss[1].value, 5.25);
   EXPECT_TRUE(std::isinf(loss[2].value));
   EXPECT_TRUE(std::isnan(loss[3].value));
-  EXPECT_EQ(store_.points(run, "lr").size(), 2u);
-  EXPECT_TRUE(store_.points(run, "no_such_metric").empty());
-  EXPECT_THAT(store_.metric_names(run), ElementsAre("loss", "lr"));
+  EXPECT_EQ(store_.reader().points(run, "lr").size(), 2u);
+  EXPECT_TRUE(store_.reader().points(run, "no_such_metric").empty());
+  EXPECT_THAT(store_.reader().metric_names(run), ElementsAre("loss", "lr"));
 
   // A resumed run repeats steps 2..3: the new values replace the old ones, nothing duplicates.
-  store_.append_points(run, {{"loss", 2, 201, 9.0, 4.0}, {"loss", 3, 301, 9.5, 3.0}});
-  loss = store_.points(run, "loss");
+  store_.writer(run).append_points({{"loss", 2, 201, 9.0, 4.0}, {"loss", 3, 301, 9.5, 3.0}});
+  loss = store_.reader().points(run, "loss");
   ASSERT_EQ(loss.size(), 4u);
   EXPECT_EQ(loss[1].tokens, 201);
   EXPECT_DOUBLE_EQ(loss[1].wall, 9.0);
@@ -180,14 +180,14 @@ TEST_F(StoreRuns, PointsRoundTripAndUpsert) {
   EXPECT_DOUBLE_EQ(loss[2].value, 3.0);
 
   // Incremental polling.
-  std::vector<PointRow> tail = store_.points_since(run, "loss", 2);
+  std::vector<PointRow> tail = store_.reader().points_since(run, "loss", 2);
   ASSERT_EQ(tail.size(), 2u);
   EXPECT_EQ(tail[0].step, 3);
-  EXPECT_TRUE(store_.points_since(run, "loss", 4).empty());
+  EXPECT_TRUE(store_.reader().points_since(run, "loss", 4).empty());
 
   // Export order: metric name, then step.
   std::vector<std::pair<std::string, int64_t>> seen;
-  store_.for_each_point(
+  store_.reader().for_each_point(
       run, [&](const std::string& m, const PointRow& p) { seen.emplace_back(m, p.step); });
   EXPECT_THAT(seen, ElementsAre(std::pair<std::string, int64_t>{"loss", 1},
                                 std::pair<std::string, int64_t>{"loss", 2},
@@ -198,7 +198,7 @@ TEST_F(StoreRuns, PointsRoundTripAndUpsert) {
 }
 
 SummaryRow summary_of(ResultsStore& store, int64_t run, const std::string& metric) {
-  for (const SummaryRow& s : store.summaries(run)) {
+  for (const SummaryRow& s : store.reader().summaries(run)) {
     if (s.metric == metric) return s;
   }
   ADD_FAILURE() << "no summary for " << metric;
@@ -208,10 +208,11 @@ SummaryRow summary_of(ResultsStore& store, int64_t run, const std::string& metri
 TEST_F(StoreRuns, SummariesMatchValuesComputedByHand) {
   const int64_t run = make_run(store_, "r");
   // Values by step: 1:3.0 2:2.5 3:2.7 4:2.5 5:2.6 — min 2.5 first reached at step 2.
-  store_.append_points(run, {{"loss_smooth", 1, 10, 1, 3.0},
-                             {"loss_smooth", 2, 20, 2, 2.5},
-                             {"loss_smooth", 3, 30, 3, 2.7}});
-  store_.append_points(run, {{"loss_smooth", 4, 40, 4, 2.5}, {"loss_smooth", 5, 50, 5, 2.6}});
+  store_.writer(run).append_points({{"loss_smooth", 1, 10, 1, 3.0},
+                                    {"loss_smooth", 2, 20, 2, 2.5},
+                                    {"loss_smooth", 3, 30, 3, 2.7}});
+  store_.writer(run).append_points(
+      {{"loss_smooth", 4, 40, 4, 2.5}, {"loss_smooth", 5, 50, 5, 2.6}});
   SummaryRow s = summary_of(store_, run, "loss_smooth");
   EXPECT_EQ(s.count, 5);
   EXPECT_EQ(s.last_step, 5);
@@ -220,7 +221,7 @@ TEST_F(StoreRuns, SummariesMatchValuesComputedByHand) {
   EXPECT_EQ(*s.step_at_min, 2);
 
   // A NaN is counted and becomes the last value, but never the min.
-  store_.append_points(run, {{"loss_smooth", 6, 60, 6, kNaN}});
+  store_.writer(run).append_points({{"loss_smooth", 6, 60, 6, kNaN}});
   s = summary_of(store_, run, "loss_smooth");
   EXPECT_EQ(s.count, 6);
   EXPECT_EQ(s.last_step, 6);
@@ -229,9 +230,9 @@ TEST_F(StoreRuns, SummariesMatchValuesComputedByHand) {
 
   // Overwriting steps 2 and 4 (both held the min) and 6 by a resumed run: min is now 2.6 at 5,
   // the last value 2.0 at 6, still 6 points.
-  store_.append_points(run, {{"loss_smooth", 2, 20, 2, 2.8},
-                             {"loss_smooth", 4, 40, 4, 2.9},
-                             {"loss_smooth", 6, 60, 6, 2.65}});
+  store_.writer(run).append_points({{"loss_smooth", 2, 20, 2, 2.8},
+                                    {"loss_smooth", 4, 40, 4, 2.9},
+                                    {"loss_smooth", 6, 60, 6, 2.65}});
   s = summary_of(store_, run, "loss_smooth");
   EXPECT_EQ(s.count, 6);
   EXPECT_EQ(s.last_step, 6);
@@ -248,14 +249,14 @@ TEST_F(StoreRuns, SummariesMatchValuesComputedByHand) {
             5);
 
   // Resume from a checkpoint at step 3: later points go, the summary follows.
-  store_.truncate_after(run, 3);
+  store_.writer(run).truncate_after(3);
   s = summary_of(store_, run, "loss_smooth");
   EXPECT_EQ(s.count, 3);
   EXPECT_EQ(s.last_step, 3);
   EXPECT_DOUBLE_EQ(*s.last, 2.7);
   EXPECT_DOUBLE_EQ(*s.min, 2.7);
   EXPECT_EQ(*s.step_at_min, 3);
-  store_.append_points(run, {{"loss_smooth", 4, 40, 4, 2.4}});
+  store_.writer(run).append_points({{"loss_smooth", 4, 40, 4, 2.4}});
   s = summary_of(store_, run, "loss_smooth");
   EXPECT_EQ(s.count, 4);
   EXPECT_DOUBLE_EQ(*s.min, 2.4);
@@ -267,20 +268,20 @@ TEST_F(StoreRuns, ListRunsCarriesSummariesAndFilters) {
   const int64_t b = make_run(store_, "moe-mamba-small", "moe-mamba", "scaling");
   const int64_t c = make_run(store_, "transformer", "transformer", "baselines");
   const int64_t d = make_run(store_, "moe-mamba-big", "moe-mamba", "baselines");
-  store_.append_points(a, {{"loss_smooth", 1, 1, 1, 4.0},
-                           {"loss_smooth", 2, 2, 2, 3.5},
-                           {"val_loss", 2, 2, 2, 3.9},
-                           {"val_loss", 4, 4, 4, 3.6},
-                           {"val_loss", 6, 6, 6, 3.7},
-                           {"tokens_per_s", 1, 1, 1, 1000},
-                           {"tokens_per_s", 2, 2, 2, 1200}});
-  store_.set_status(b, RunStatus::kFinished);
-  store_.set_status(c, RunStatus::kFailed, "out of memory");
-  store_.add_tag(b, "paper");
-  store_.add_tag(d, "  paper ");  // trimmed
-  store_.add_tag(d, "big");
+  store_.writer(a).append_points({{"loss_smooth", 1, 1, 1, 4.0},
+                                  {"loss_smooth", 2, 2, 2, 3.5},
+                                  {"val_loss", 2, 2, 2, 3.9},
+                                  {"val_loss", 4, 4, 4, 3.6},
+                                  {"val_loss", 6, 6, 6, 3.7},
+                                  {"tokens_per_s", 1, 1, 1, 1000},
+                                  {"tokens_per_s", 2, 2, 2, 1200}});
+  store_.writer(b).set_status(RunStatus::kFinished);
+  store_.writer(c).set_status(RunStatus::kFailed, "out of memory");
+  store_.metadata().add_tag(b, "paper");
+  store_.metadata().add_tag(d, "  paper ");  // trimmed
+  store_.metadata().add_tag(d, "big");
 
-  std::vector<RunRow> all = store_.list_runs();
+  std::vector<RunRow> all = store_.reader().list_runs();
   ASSERT_EQ(all.size(), 4u);
   EXPECT_EQ(all[0].id, a);
   EXPECT_DOUBLE_EQ(*all[0].final_loss_smooth, 3.5);
@@ -293,7 +294,7 @@ TEST_F(StoreRuns, ListRunsCarriesSummariesAndFilters) {
 
   auto ids = [&](RunFilter f) {
     std::vector<int64_t> out;
-    for (const RunRow& r : store_.list_runs(f)) out.push_back(r.id);
+    for (const RunRow& r : store_.reader().list_runs(f)) out.push_back(r.id);
     return out;
   };
   EXPECT_THAT(ids(text("MOE")), ElementsAre(b, d));        // case-insensitive, name
@@ -309,70 +310,70 @@ TEST_F(StoreRuns, ListRunsCarriesSummariesAndFilters) {
   all_three.status = RunStatus::kFinished;
   all_three.tag = "paper";
   EXPECT_THAT(ids(all_three), ElementsAre(b));
-  EXPECT_THAT(ids(experiment(store_.find_experiment("scaling")->id)), ElementsAre(a, b));
+  EXPECT_THAT(ids(experiment(store_.reader().find_experiment("scaling")->id)), ElementsAre(a, b));
 }
 
 TEST_F(StoreRuns, TagsAndNotes) {
   const int64_t run = make_run(store_, "r");
   const int64_t other = make_run(store_, "o");
-  store_.add_tag(run, "baseline");
-  store_.add_tag(run, "baseline");  // idempotent
-  store_.add_tag(run, "alpha");
-  store_.add_tag(other, "zeta");
-  EXPECT_THAT(store_.tags(run), ElementsAre("alpha", "baseline"));
-  EXPECT_THAT(store_.all_tags(), ElementsAre("alpha", "baseline", "zeta"));
-  store_.remove_tag(run, "alpha");
-  EXPECT_THAT(store_.tags(run), ElementsAre("baseline"));
-  EXPECT_THROW(store_.add_tag(run, "   "), UserError);
-  EXPECT_THROW(store_.add_tag(run, "a\nb"), UserError);
+  store_.metadata().add_tag(run, "baseline");
+  store_.metadata().add_tag(run, "baseline");  // idempotent
+  store_.metadata().add_tag(run, "alpha");
+  store_.metadata().add_tag(other, "zeta");
+  EXPECT_THAT(store_.reader().tags(run), ElementsAre("alpha", "baseline"));
+  EXPECT_THAT(store_.reader().all_tags(), ElementsAre("alpha", "baseline", "zeta"));
+  store_.metadata().remove_tag(run, "alpha");
+  EXPECT_THAT(store_.reader().tags(run), ElementsAre("baseline"));
+  EXPECT_THROW(store_.metadata().add_tag(run, "   "), UserError);
+  EXPECT_THROW(store_.metadata().add_tag(run, "a\nb"), UserError);
 
-  EXPECT_EQ(store_.note(run), "");
-  store_.set_note(run, "lr too high?");
-  store_.set_note(run, "lr fine; data order differs");
-  EXPECT_EQ(store_.note(run), "lr fine; data order differs");
-  store_.set_note(run, "");
-  EXPECT_EQ(store_.note(run), "");
+  EXPECT_EQ(store_.reader().note(run), "");
+  store_.metadata().set_note(run, "lr too high?");
+  store_.metadata().set_note(run, "lr fine; data order differs");
+  EXPECT_EQ(store_.reader().note(run), "lr fine; data order differs");
+  store_.metadata().set_note(run, "");
+  EXPECT_EQ(store_.reader().note(run), "");
   EXPECT_EQ(query_int(path_, "SELECT count(*) FROM notes"), 0);
 }
 
 TEST_F(StoreRuns, EventsAndCheckpoints) {
   const int64_t run = make_run(store_, "r");
-  const int64_t e1 = store_.add_event(run, "eval", R"({"val_loss": 3.2})", 100, 12.5);
-  const int64_t e2 = store_.add_event(run, "log", R"({"msg": "hello"})");
-  std::vector<EventRow> ev = store_.events(run);
+  const int64_t e1 = store_.writer(run).add_event("eval", R"({"val_loss": 3.2})", 100, 12.5);
+  const int64_t e2 = store_.writer(run).add_event("log", R"({"msg": "hello"})");
+  std::vector<EventRow> ev = store_.reader().events(run);
   ASSERT_EQ(ev.size(), 2u);
   EXPECT_EQ(ev[0].id, e1);
   EXPECT_EQ(ev[0].kind, "eval");
   EXPECT_EQ(*ev[0].step, 100);
   EXPECT_DOUBLE_EQ(*ev[0].wall, 12.5);
   EXPECT_FALSE(ev[1].step.has_value());
-  EXPECT_EQ(store_.events(run, e1).front().id, e2);
-  EXPECT_THROW(store_.add_event(run, "log", "not json"), UserError);
+  EXPECT_EQ(store_.reader().events(run, e1).front().id, e2);
+  EXPECT_THROW(store_.writer(run).add_event("log", "not json"), UserError);
 
-  const int64_t c1 = store_.add_checkpoint(run, 200, "/ckpt/step200.pt", 4096, "h200");
-  store_.add_checkpoint(run, 100, "/ckpt/step100.pt", 2048, "h100");
-  std::vector<CheckpointRow> ck = store_.list_checkpoints(run);
+  const int64_t c1 = store_.writer(run).add_checkpoint(200, "/ckpt/step200.pt", 4096, "h200");
+  store_.writer(run).add_checkpoint(100, "/ckpt/step100.pt", 2048, "h100");
+  std::vector<CheckpointRow> ck = store_.reader().list_checkpoints(run);
   ASSERT_EQ(ck.size(), 2u);
   EXPECT_EQ(ck[0].step, 100);
   EXPECT_EQ(ck[1].path, "/ckpt/step200.pt");
   EXPECT_EQ(ck[1].bytes, 4096);
-  EXPECT_EQ(store_.latest_checkpoint(run)->hash, "h200");
-  store_.delete_checkpoint_row(c1);
-  EXPECT_EQ(store_.latest_checkpoint(run)->step, 100);
+  EXPECT_EQ(store_.reader().latest_checkpoint(run)->hash, "h200");
+  store_.writer(run).delete_checkpoint_row(c1);
+  EXPECT_EQ(store_.reader().latest_checkpoint(run)->step, 100);
 }
 
 TEST_F(StoreRuns, DeleteRunCascadesToEveryTable) {
   const int64_t gone = make_run(store_, "gone");
   const int64_t kept = make_run(store_, "kept");
   for (int64_t run : {gone, kept}) {
-    store_.append_points(run, series("loss", 1, 50, [](int64_t s) { return 10.0 / s; }));
-    store_.add_event(run, "log", "{}", 1);
-    store_.add_checkpoint(run, 50, "/c", 1, "h");
-    store_.add_tag(run, "t");
-    store_.set_note(run, "n");
+    store_.writer(run).append_points(series("loss", 1, 50, [](int64_t s) { return 10.0 / s; }));
+    store_.writer(run).add_event("log", "{}", 1);
+    store_.writer(run).add_checkpoint(50, "/c", 1, "h");
+    store_.metadata().add_tag(run, "t");
+    store_.metadata().set_note(run, "n");
   }
-  store_.delete_run(gone);
-  EXPECT_FALSE(store_.find_run(gone).has_value());
+  store_.metadata().delete_run(gone);
+  EXPECT_FALSE(store_.reader().find_run(gone).has_value());
   const std::string g = std::to_string(gone), k = std::to_string(kept);
   for (const char* table :
        {"metric_points", "run_summaries", "events", "checkpoints", "tags", "notes"}) {
@@ -383,7 +384,7 @@ TEST_F(StoreRuns, DeleteRunCascadesToEveryTable) {
         query_int(path_, std::string("SELECT count(*) FROM ") + table + " WHERE run_id = " + k), 0)
         << table;
   }
-  EXPECT_EQ(store_.points(kept, "loss").size(), 50u);
+  EXPECT_EQ(store_.reader().points(kept, "loss").size(), 50u);
   EXPECT_EQ(store_.integrity_check(), "ok");
   EXPECT_EQ(query_int(path_, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
   EXPECT_EQ(query_int(path_, testing::kOrphanPoints), 0);
@@ -392,49 +393,51 @@ TEST_F(StoreRuns, DeleteRunCascadesToEveryTable) {
 TEST_F(StoreRuns, MetricBufferFlushesBySizeAndOnDemand) {
   const int64_t run = make_run(store_, "r");
   {
-    MetricBuffer buf(store_, run, /*max_points=*/4, std::chrono::hours(1));
+    RunWriter writer = store_.writer(run);
+    MetricBuffer buf(writer, /*max_points=*/4, std::chrono::hours(1));
     for (int64_t s = 1; s <= 3; ++s) buf.add("loss", s, s, s, 1.0 * s);
     EXPECT_EQ(buf.pending(), 3u);
-    EXPECT_TRUE(store_.points(run, "loss").empty());  // not written yet
+    EXPECT_TRUE(store_.reader().points(run, "loss").empty());  // not written yet
     buf.add("loss", 4, 4, 4, 4.0);
     EXPECT_EQ(buf.pending(), 0u);
-    EXPECT_EQ(store_.points(run, "loss").size(), 4u);
+    EXPECT_EQ(store_.reader().points(run, "loss").size(), 4u);
     buf.add("loss", 5, 5, 5, 5.0);
     buf.flush();
-    EXPECT_EQ(store_.points(run, "loss").size(), 5u);
+    EXPECT_EQ(store_.reader().points(run, "loss").size(), 5u);
     buf.add("loss", 6, 6, 6, 6.0);
   }  // the destructor flushes the last point
-  EXPECT_EQ(store_.points(run, "loss").size(), 6u);
+  EXPECT_EQ(store_.reader().points(run, "loss").size(), 6u);
 
   // An age limit of zero writes every point at once (a live plot sees each step).
-  MetricBuffer eager(store_, run, 1000, std::chrono::milliseconds(0));
+  RunWriter writer = store_.writer(run);
+  MetricBuffer eager(writer, 1000, std::chrono::milliseconds(0));
   eager.add("loss", 7, 7, 7, 7.0);
   EXPECT_EQ(eager.pending(), 0u);
-  EXPECT_EQ(store_.points(run, "loss").size(), 7u);
+  EXPECT_EQ(store_.reader().points(run, "loss").size(), 7u);
 }
 
 TEST_F(StoreRuns, FailedBatchWritesNothingAndKeepsTheCacheConsistent) {
   const int64_t run = make_run(store_, "r");
-  store_.append_points(run, {{"loss", 1, 1, 1, 1.0}});
+  store_.writer(run).append_points({{"loss", 1, 1, 1, 1.0}});
   // A trigger makes the insert of one point fail after the batch has created a new metric name:
   // the whole batch must roll back, and the name's id must not stay in the connection's cache.
   store_.database().exec(
       "CREATE TEMP TRIGGER poison BEFORE INSERT ON metric_points WHEN NEW.value = 666 "
       "BEGIN SELECT RAISE(ABORT, 'poisoned point'); END");
   try {
-    store_.append_points(run, {{"loss", 2, 2, 2, 0.5}, {"fresh_metric", 2, 2, 2, 666}});
+    store_.writer(run).append_points({{"loss", 2, 2, 2, 0.5}, {"fresh_metric", 2, 2, 2, 666}});
     FAIL() << "the poisoned batch was written";
   } catch (const StoreError& e) {
     EXPECT_THAT(e.what(), HasSubstr("poisoned point"));
     EXPECT_THAT(e.what(), HasSubstr(path_.string()));
   }
   EXPECT_EQ(query_int(path_, "SELECT count(*) FROM metric_names WHERE name = 'fresh_metric'"), 0);
-  EXPECT_EQ(store_.points(run, "loss").size(), 1u);
+  EXPECT_EQ(store_.reader().points(run, "loss").size(), 1u);
   SummaryRow s = summary_of(store_, run, "loss");
   EXPECT_EQ(s.count, 1);
 
-  store_.append_points(run, {{"fresh_metric", 2, 2, 2, 1.0}});
-  EXPECT_EQ(store_.points(run, "fresh_metric").size(), 1u);
+  store_.writer(run).append_points({{"fresh_metric", 2, 2, 2, 1.0}});
+  EXPECT_EQ(store_.reader().points(run, "fresh_metric").size(), 1u);
   // Checked on a separate connection (no cache): the point carries the name's real id.
   EXPECT_EQ(query_int(path_,
                       "SELECT count(*) FROM metric_points p JOIN metric_names n "
@@ -453,8 +456,8 @@ TEST_F(StoreRuns, FullDiskIsAResourceErrorAndLosesOnlyTheFailedBatch) {
   int written = 0;
   try {
     for (; written < 100; ++written) {
-      store_.append_points(
-          run, series("loss", 1 + written * 1000, 1000, [](int64_t s) { return 1.0 / s; }));
+      store_.writer(run).append_points(
+          series("loss", 1 + written * 1000, 1000, [](int64_t s) { return 1.0 / s; }));
     }
     FAIL() << "the page limit was never reached";
   } catch (const ResourceError& e) {
@@ -469,7 +472,8 @@ TEST_F(StoreRuns, FullDiskIsAResourceErrorAndLosesOnlyTheFailedBatch) {
   EXPECT_EQ(query_int(path_, "SELECT count(*) FROM metric_points"), written * 1000);
   // With space again, the same connection carries on.
   store_.database().exec("PRAGMA max_page_count = 1073741823");
-  store_.append_points(run, series("loss", 1 + written * 1000, 1000, [](int64_t) { return 0.5; }));
+  store_.writer(run).append_points(
+      series("loss", 1 + written * 1000, 1000, [](int64_t) { return 0.5; }));
   EXPECT_EQ(summary_of(store_, run, "loss").count, (written + 1) * 1000);
 }
 
@@ -486,58 +490,58 @@ TEST_F(StoreRuns, LostRunsAreDerivedFromHeartbeatAndPid) {
     RunStart s;
     s.pid = pid;
     s.host = host;
-    store_.mark_started(id, s);
+    store_.writer(id).mark_started(s);
     return id;
   };
   const int64_t dead = start("dead", child, current_host());
   const int64_t alive = start("alive", ::getpid(), current_host());
   const int64_t remote = start("remote", 1, "another-host.invalid");
   const int64_t done = make_run(store_, "done");
-  store_.set_status(done, RunStatus::kFinished);
+  store_.writer(done).set_status(RunStatus::kFinished);
 
   // Fresh heartbeats (default threshold 120 s): the dead pid on this host is lost at once (a
   // SIGKILLed trainer writes nothing more); the remote one cannot be checked, so it is running
   // until its heartbeat goes stale.
-  for (const RunRow& r : store_.list_runs()) {
+  for (const RunRow& r : store_.reader().list_runs()) {
     EXPECT_EQ(r.effective_status, r.id == dead ? RunStatus::kLost : r.status) << r.name;
   }
-  EXPECT_THAT(store_.lost_runs(120), ElementsAre(dead));
+  EXPECT_THAT(store_.reader().lost_runs(120), ElementsAre(dead));
   // A run whose process has not recorded its pid yet waits for a stale heartbeat too.
   const int64_t starting = make_run(store_, "starting");
   store_.database().exec("UPDATE runs SET status = 'running', host = '" + current_host() +
                          "', heartbeat_at = " + std::to_string(now_seconds()) +
                          " WHERE id = " + std::to_string(starting));
-  EXPECT_EQ(store_.get_run(starting).effective_status, RunStatus::kRunning);
-  store_.set_status(starting, RunStatus::kFailed, "gone");
+  EXPECT_EQ(store_.reader().get_run(starting).effective_status, RunStatus::kRunning);
+  store_.writer(starting).set_status(RunStatus::kFailed, "gone");
 
   // Any heartbeat is stale for a zero threshold: the dead pid and the unreachable host are lost,
   // our own live process is not, and a finished run is never lost.
-  EXPECT_THAT(store_.lost_runs(0), ElementsAre(dead, remote));
+  EXPECT_THAT(store_.reader().lost_runs(0), ElementsAre(dead, remote));
   OpenOptions strict;
   strict.lost_after_seconds = 0;
   ResultsStore viewer(path_, strict);
-  EXPECT_EQ(viewer.get_run(dead).effective_status, RunStatus::kLost);
-  EXPECT_EQ(viewer.get_run(dead).status, RunStatus::kRunning);  // stored status unchanged
-  EXPECT_EQ(viewer.get_run(alive).effective_status, RunStatus::kRunning);
-  EXPECT_EQ(viewer.get_run(remote).effective_status, RunStatus::kLost);
-  EXPECT_EQ(viewer.get_run(done).effective_status, RunStatus::kFinished);
+  EXPECT_EQ(viewer.reader().get_run(dead).effective_status, RunStatus::kLost);
+  EXPECT_EQ(viewer.reader().get_run(dead).status, RunStatus::kRunning);  // stored status unchanged
+  EXPECT_EQ(viewer.reader().get_run(alive).effective_status, RunStatus::kRunning);
+  EXPECT_EQ(viewer.reader().get_run(remote).effective_status, RunStatus::kLost);
+  EXPECT_EQ(viewer.reader().get_run(done).effective_status, RunStatus::kFinished);
   std::vector<int64_t> lost;
-  for (const RunRow& r : viewer.list_runs(status(RunStatus::kLost))) lost.push_back(r.id);
+  for (const RunRow& r : viewer.reader().list_runs(status(RunStatus::kLost))) lost.push_back(r.id);
   EXPECT_THAT(lost, ElementsAre(dead, remote));
   std::vector<int64_t> running;
-  for (const RunRow& r : viewer.list_runs(status(RunStatus::kRunning))) {
+  for (const RunRow& r : viewer.reader().list_runs(status(RunStatus::kRunning))) {
     running.push_back(r.id);
   }
   EXPECT_THAT(running, ElementsAre(alive));
-  EXPECT_THROW(store_.set_status(dead, RunStatus::kLost), std::invalid_argument);
+  EXPECT_THROW(store_.writer(dead).set_status(RunStatus::kLost), std::invalid_argument);
 }
 
 TEST_F(StoreRuns, DataVersionChangesWhenAnotherConnectionCommits) {
   ResultsStore other(path_);
-  const int64_t before = store_.data_version();
-  EXPECT_EQ(store_.data_version(), before);
+  const int64_t before = store_.reader().data_version();
+  EXPECT_EQ(store_.reader().data_version(), before);
   make_run(other, "x");
-  EXPECT_NE(store_.data_version(), before);
+  EXPECT_NE(store_.reader().data_version(), before);
 }
 
 }  // namespace
@@ -557,31 +561,31 @@ TEST_F(StoreRuns, QueuedRunsAreCreatedTogetherClaimedOnceAndCancelled) {
   bad.config_json = "{not json";
   // All or none: a refused row leaves no row of the batch behind.
   EXPECT_THROW(store_.create_runs({a, bad}), UserError);
-  EXPECT_TRUE(store_.list_runs().empty());
+  EXPECT_TRUE(store_.reader().list_runs().empty());
   const std::vector<int64_t> ids = store_.create_runs({a, b});
   ASSERT_EQ(ids.size(), 2u);
-  EXPECT_EQ(store_.get_run(ids[0]).status, RunStatus::kQueued);
-  EXPECT_EQ(store_.get_run(ids[1]).name, "b");
+  EXPECT_EQ(store_.reader().get_run(ids[0]).status, RunStatus::kQueued);
+  EXPECT_EQ(store_.reader().get_run(ids[1]).name, "b");
 
   // The first claim wins; a second process finds it taken and nothing changes.
-  EXPECT_TRUE(store_.claim_queued_run(ids[0], ::getpid(), current_host()));
-  const RunRow claimed = store_.get_run(ids[0]);
+  EXPECT_TRUE(store_.writer(ids[0]).claim_queued(::getpid(), current_host()));
+  const RunRow claimed = store_.reader().get_run(ids[0]);
   EXPECT_EQ(claimed.status, RunStatus::kRunning);
   EXPECT_EQ(claimed.pid, ::getpid());
   EXPECT_EQ(claimed.effective_status, RunStatus::kRunning);
-  EXPECT_FALSE(store_.claim_queued_run(ids[0], 1, "other"));
-  EXPECT_EQ(store_.get_run(ids[0]).pid, ::getpid());
-  store_.record_start_config(ids[0], R"({"model": {"vocab_size": 256}})", 300, "abc");
-  EXPECT_EQ(store_.get_run(ids[0]).config_json, R"({"model": {"vocab_size": 256}})");
-  EXPECT_EQ(store_.get_run(ids[0]).total_steps, 300);
+  EXPECT_FALSE(store_.writer(ids[0]).claim_queued(1, "other"));
+  EXPECT_EQ(store_.reader().get_run(ids[0]).pid, ::getpid());
+  store_.writer(ids[0]).record_start_config(R"({"model": {"vocab_size": 256}})", 300, "abc");
+  EXPECT_EQ(store_.reader().get_run(ids[0]).config_json, R"({"model": {"vocab_size": 256}})");
+  EXPECT_EQ(store_.reader().get_run(ids[0]).total_steps, 300);
 
   // Only a queued run can be taken off the queue.
-  EXPECT_FALSE(store_.cancel_queued_run(ids[0], "no"));
-  EXPECT_TRUE(store_.cancel_queued_run(ids[1], "Taken off the queue."));
-  EXPECT_EQ(store_.get_run(ids[1]).status, RunStatus::kStopped);
-  EXPECT_EQ(store_.get_run(ids[1]).error_text, "Taken off the queue.");
-  EXPECT_FALSE(store_.claim_queued_run(ids[1], ::getpid(), current_host()));
-  EXPECT_THROW(store_.claim_queued_run(999, 1, "h"), UserError);
+  EXPECT_FALSE(store_.metadata().cancel_queued_run(ids[0], "no"));
+  EXPECT_TRUE(store_.metadata().cancel_queued_run(ids[1], "Taken off the queue."));
+  EXPECT_EQ(store_.reader().get_run(ids[1]).status, RunStatus::kStopped);
+  EXPECT_EQ(store_.reader().get_run(ids[1]).error_text, "Taken off the queue.");
+  EXPECT_FALSE(store_.writer(ids[1]).claim_queued(::getpid(), current_host()));
+  EXPECT_THROW(store_.writer(999).claim_queued(1, "h"), UserError);
 }
 
 }  // namespace

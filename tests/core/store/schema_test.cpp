@@ -68,7 +68,7 @@ TEST(StoreSchema, StatusCheckConstraintRejectsUnknownWords) {
   EXPECT_THROW(
       store.database().exec("UPDATE runs SET status = 'lost' WHERE id = " + std::to_string(run)),
       StoreError);
-  EXPECT_EQ(store.get_run(run).status, RunStatus::kQueued);
+  EXPECT_EQ(store.reader().get_run(run).status, RunStatus::kQueued);
 }
 
 TEST(StoreSchema, MigratesAnEmptyVersion0File) {
@@ -80,7 +80,7 @@ TEST(StoreSchema, MigratesAnEmptyVersion0File) {
   ResultsStore store(path);
   EXPECT_EQ(query_int(path, "PRAGMA user_version"), 3);
   int64_t run = make_run(store, "after-migration");
-  EXPECT_EQ(store.get_run(run).uuid.size(), 32u);
+  EXPECT_EQ(store.reader().get_run(run).uuid.size(), 32u);
 }
 
 TEST(StoreSchema, MigratesVersion1KeepingRowsAndGivingThemUuids) {
@@ -99,7 +99,7 @@ INSERT INTO run_summaries VALUES (11, 1, 4.25, 2, 4.25, 2, 2);
             SQLITE_OK);
   ResultsStore store(path);
   EXPECT_EQ(store.database().query_int64("PRAGMA user_version"), 3);
-  std::vector<RunRow> runs = store.list_runs();
+  std::vector<RunRow> runs = store.reader().list_runs();
   ASSERT_EQ(runs.size(), 2u);
   EXPECT_EQ(runs[0].id, 11);
   EXPECT_EQ(runs[0].experiment, "old-exp");
@@ -108,7 +108,7 @@ INSERT INTO run_summaries VALUES (11, 1, 4.25, 2, 4.25, 2, 2);
   EXPECT_EQ(runs[0].uuid.size(), 32u);
   EXPECT_EQ(runs[0].uuid.find_first_not_of("0123456789abcdef"), std::string::npos);
   EXPECT_NE(runs[0].uuid, runs[1].uuid);
-  std::vector<PointRow> pts = store.points(11, "loss");
+  std::vector<PointRow> pts = store.reader().points(11, "loss");
   ASSERT_EQ(pts.size(), 2u);
   EXPECT_EQ(pts[1].step, 2);
   EXPECT_DOUBLE_EQ(pts[1].value, 4.25);
@@ -127,13 +127,13 @@ INSERT INTO runs (id, experiment_id, name, status, family, created_at, uuid)
             SQLITE_OK);
   ResultsStore store(path);
   EXPECT_EQ(store.database().query_int64("PRAGMA user_version"), 3);
-  RunRow old = store.get_run(11);
+  RunRow old = store.reader().get_run(11);
   EXPECT_EQ(old.name, "r1");
   EXPECT_EQ(old.uuid, "aaaa");
   EXPECT_EQ(old.ops_used, "");
-  store.set_ops_used(11, R"({"selective_scan":"reference"})");
-  EXPECT_EQ(store.get_run(11).ops_used, R"({"selective_scan":"reference"})");
-  EXPECT_THROW(store.set_ops_used(99, "{}"), UserError);
+  store.writer(11).set_ops_used(R"({"selective_scan":"reference"})");
+  EXPECT_EQ(store.reader().get_run(11).ops_used, R"({"selective_scan":"reference"})");
+  EXPECT_THROW(store.writer(99).set_ops_used("{}"), UserError);
 }
 
 TEST(StoreSchema, RefusesANewerSchema) {
@@ -224,13 +224,14 @@ TEST(StoreSchema, ReadOnlyModeReadsButNeverWrites) {
   {
     ResultsStore writer(path);
     run = make_run(writer, "r");
-    writer.append_points(run, testing::series("loss", 1, 3, [](int64_t s) { return 1.0 / s; }));
+    writer.writer(run).append_points(
+        testing::series("loss", 1, 3, [](int64_t s) { return 1.0 / s; }));
   }
   ResultsStore reader(path, OpenOptions{Database::Mode::kReadOnly});
-  EXPECT_EQ(reader.list_runs().size(), 1u);
-  EXPECT_EQ(reader.points(run, "loss").size(), 3u);
+  EXPECT_EQ(reader.reader().list_runs().size(), 1u);
+  EXPECT_EQ(reader.reader().points(run, "loss").size(), 3u);
   try {
-    reader.add_tag(run, "x");
+    reader.metadata().add_tag(run, "x");
     FAIL() << "a read-only store wrote";
   } catch (const UserError& e) {
     EXPECT_THAT(e.message(), HasSubstr(path.string()));

@@ -37,8 +37,10 @@ std::vector<ProgressEvent> events_of(const std::string& stdout_text) {
 
 class RunRecorderTest : public ::testing::Test {
  protected:
-  RunRecorderTest() : store_(dir_ / "results.sqlite") {
-    run_ = store::testing::make_run(store_, "r");
+  RunRecorderTest()
+      : store_(dir_ / "results.sqlite"),
+        run_(store::testing::make_run(store_, "r")),
+        writer_(store_.writer(run_)) {
     sink_->set_run(run_);
   }
 
@@ -47,8 +49,8 @@ class RunRecorderTest : public ::testing::Test {
   template <class End>
   std::vector<ProgressEvent> end_with(End end) {
     RunRecorder recorder(*sink_);
-    recorder.record_into(store_, run_);
-    store::MetricBuffer points(store_, run_, 1000, std::chrono::hours(1));
+    recorder.record_into(writer_);
+    store::MetricBuffer points(writer_, 1000, std::chrono::hours(1));
     recorder.buffer_points(points);
     points.add(metric::kLoss, 6, 600, 1.5, 2.5);
     points.add(metric::kLoss, 7, 700, 1.75, 2.25);
@@ -60,6 +62,7 @@ class RunRecorderTest : public ::testing::Test {
   test::TempDir dir_;
   ResultsStore store_;
   int64_t run_ = 0;
+  store::RunWriter writer_;
   std::unique_ptr<ProgressSink> sink_ = make_progress_sink("jsonl");
   TrainResult result_;
 };
@@ -72,12 +75,12 @@ TEST_F(RunRecorderTest, FinishedFlushesThePointsBeatsAndSaysSoOnce) {
   EXPECT_EQ(result_.run_id, run_);
   EXPECT_EQ(result_.final_loss_smooth, 2.3);
   EXPECT_EQ(result_.final_val_loss, 2.4);
-  const store::RunRow row = store_.get_run(run_);
+  const store::RunRow row = store_.reader().get_run(run_);
   EXPECT_EQ(row.status, RunStatus::kFinished);
   EXPECT_EQ(row.step, 7);
   EXPECT_EQ(row.tokens, 700);
   EXPECT_TRUE(row.ended_at.has_value());
-  EXPECT_EQ(store_.points(run_, metric::kLoss).size(), 2u);
+  EXPECT_EQ(store_.reader().points(run_, metric::kLoss).size(), 2u);
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].kind, EventKind::kStatus);
   EXPECT_EQ(events[0].status, RunStatus::kFinished);
@@ -91,15 +94,15 @@ TEST_F(RunRecorderTest, StoppedIsStoredAndExitsZero) {
   const auto events = end_with([](RunRecorder& r, const RunPosition& at) { return r.stopped(at); });
   EXPECT_EQ(result_.status, RunStatus::kStopped);
   EXPECT_EQ(result_.exit_code, 0);
-  EXPECT_EQ(store_.get_run(run_).status, RunStatus::kStopped);
-  EXPECT_EQ(store_.get_run(run_).step, 7);
-  EXPECT_EQ(store_.points(run_, metric::kLoss).size(), 2u);
+  EXPECT_EQ(store_.reader().get_run(run_).status, RunStatus::kStopped);
+  EXPECT_EQ(store_.reader().get_run(run_).step, 7);
+  EXPECT_EQ(store_.reader().points(run_, metric::kLoss).size(), 2u);
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].status, RunStatus::kStopped);
 }
 
 TEST_F(RunRecorderTest, DivergedNamesTheKeptCheckpointAndTheEventAddsTheFix) {
-  store_.add_checkpoint(run_, 5, "/ck/step-5.pt", 100, "00ff");
+  store_.writer(run_).add_checkpoint(5, "/ck/step-5.pt", 100, "00ff");
   const auto events = end_with(
       [](RunRecorder& r, const RunPosition& at) { return r.diverged(at, "The loss became nan"); });
   const std::string message =
@@ -107,9 +110,9 @@ TEST_F(RunRecorderTest, DivergedNamesTheKeptCheckpointAndTheEventAddsTheFix) {
   EXPECT_EQ(result_.status, RunStatus::kDiverged);
   EXPECT_EQ(result_.exit_code, kExitDiverged);
   EXPECT_EQ(result_.error, message);
-  EXPECT_EQ(store_.get_run(run_).status, RunStatus::kDiverged);
-  EXPECT_EQ(store_.get_run(run_).error_text, message);
-  EXPECT_EQ(store_.points(run_, metric::kLoss).size(), 2u);
+  EXPECT_EQ(store_.reader().get_run(run_).status, RunStatus::kDiverged);
+  EXPECT_EQ(store_.reader().get_run(run_).error_text, message);
+  EXPECT_EQ(store_.reader().points(run_, metric::kLoss).size(), 2u);
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].status, RunStatus::kDiverged);
   EXPECT_EQ(events[0].message, message + " Lower train.lr or raise warmup_frac.");
@@ -122,10 +125,10 @@ TEST_F(RunRecorderTest, FailedKeepsTheSentenceTheCodeAndAStatusEventInTheTimelin
   EXPECT_EQ(result_.status, RunStatus::kFailed);
   EXPECT_EQ(result_.exit_code, kExitBadInput);
   EXPECT_EQ(result_.error, "The corpus vanished.");
-  EXPECT_EQ(store_.get_run(run_).status, RunStatus::kFailed);
-  EXPECT_EQ(store_.get_run(run_).error_text, "The corpus vanished.");
-  EXPECT_EQ(store_.points(run_, metric::kLoss).size(), 2u);
-  const auto stored = store_.events(run_);
+  EXPECT_EQ(store_.reader().get_run(run_).status, RunStatus::kFailed);
+  EXPECT_EQ(store_.reader().get_run(run_).error_text, "The corpus vanished.");
+  EXPECT_EQ(store_.reader().points(run_, metric::kLoss).size(), 2u);
+  const auto stored = store_.reader().events(run_);
   ASSERT_EQ(stored.size(), 1u);
   EXPECT_EQ(stored[0].kind, "status");
   EXPECT_EQ(nlohmann::json::parse(stored[0].payload_json)["message"], "The corpus vanished.");
@@ -155,14 +158,16 @@ TEST_F(RunRecorderTest, OutOfMemorySaysWhatWouldFitAndExits4) {
   EXPECT_EQ(result_.status, RunStatus::kFailed);
   EXPECT_EQ(result_.exit_code, kExitNoResource);
   EXPECT_EQ(result_.error, message);
-  EXPECT_EQ(store_.get_run(run_).error_text, message);
+  EXPECT_EQ(store_.reader().get_run(run_).error_text, message);
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].message, message);
 }
 
 TEST_F(RunRecorderTest, AFailureTheStoreRefusesSaysTheRunWillShowAsLost) {
   RunRecorder recorder(*sink_);
-  recorder.record_into(store_, 999);  // no such run: every write of it is refused
+  store::RunWriter gone = store_.writer(run_);
+  store_.metadata().delete_run(run_);  // every write of the run is refused from now on
+  recorder.record_into(gone);
   ::testing::internal::CaptureStdout();
   const TrainResult r = recorder.failed(RunPosition{3, 30, 0.5, 10}, "Boom.", kExitFailure);
   const auto events = events_of(::testing::internal::GetCapturedStdout());
@@ -188,26 +193,26 @@ TEST_F(RunRecorderTest, ARecorderThatDoesNotRecordWritesNothing) {
   EXPECT_EQ(done.final_loss_smooth, 2.0);
   EXPECT_EQ(failed.error, "Boom.");
   EXPECT_EQ(failed.exit_code, kExitBadInput);
-  const store::RunRow row = store_.get_run(run_);
+  const store::RunRow row = store_.reader().get_run(run_);
   EXPECT_EQ(row.status, RunStatus::kQueued);
   EXPECT_EQ(row.step, 0);
 }
 
 TEST_F(RunRecorderTest, AHeartbeatWritesThePendingPointsAndTheStep) {
   RunRecorder due(*sink_, std::chrono::seconds(0));
-  due.record_into(store_, run_);
+  due.record_into(writer_);
   EXPECT_TRUE(due.heartbeat_due());
   RunRecorder later(*sink_, std::chrono::hours(1));
-  later.record_into(store_, run_);
+  later.record_into(writer_);
   EXPECT_FALSE(later.heartbeat_due());
 
-  store::MetricBuffer points(store_, run_, 1000, std::chrono::hours(1));
+  store::MetricBuffer points(writer_, 1000, std::chrono::hours(1));
   due.buffer_points(points);
   points.add(metric::kLoss, 4, 400, 1.0, 3.0);
   due.heartbeat(RunPosition{4, 400, 1.0, 10});
   EXPECT_EQ(points.pending(), 0u);
-  EXPECT_EQ(store_.points(run_, metric::kLoss).size(), 1u);
-  const store::RunRow row = store_.get_run(run_);
+  EXPECT_EQ(store_.reader().points(run_, metric::kLoss).size(), 1u);
+  const store::RunRow row = store_.reader().get_run(run_);
   EXPECT_EQ(row.step, 4);
   EXPECT_EQ(row.tokens, 400);
   EXPECT_TRUE(row.heartbeat_at.has_value());

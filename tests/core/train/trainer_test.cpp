@@ -68,7 +68,7 @@ class TrainerTest : public ::testing::Test {
   std::vector<double> losses(int64_t run_id) {
     store::ResultsStore st(options_.db);
     std::vector<double> out;
-    for (const auto& p : st.points(run_id, "loss")) out.push_back(p.value);
+    for (const auto& p : st.reader().points(run_id, "loss")) out.push_back(p.value);
     return out;
   }
 
@@ -121,7 +121,8 @@ TEST_F(TrainerTest, RecordsTheCudaRuntimeVersion_CUDA) {
   c.train.device = "cuda";
   TrainResult r = train_new_run(c, options_);
   ASSERT_EQ(r.status, RunStatus::kFinished) << r.error;
-  const std::string version = store::ResultsStore(options_.db).get_run(r.run_id).cuda_version;
+  const std::string version =
+      store::ResultsStore(options_.db).reader().get_run(r.run_id).cuda_version;
   EXPECT_TRUE(std::regex_match(version, std::regex("[0-9]+\\.[0-9]+"))) << version;
 }
 
@@ -133,7 +134,7 @@ TEST_F(TrainerTest, EveryCurveItRecordsIsANameOfTheOneMetricList) {
   TrainResult r = train_new_run(c, options_);
   ASSERT_EQ(r.status, RunStatus::kFinished) << r.error;
   store::ResultsStore st(options_.db);
-  const auto names = st.metric_names(r.run_id);
+  const auto names = st.reader().metric_names(r.run_id);
   ASSERT_GE(names.size(), 10u);
   for (const std::string& name : names) EXPECT_TRUE(metric::is_known(name)) << name;
 }
@@ -144,13 +145,13 @@ TEST_F(TrainerTest, RecordsEveryMetricAndSummary) {
   TrainResult r = train_new_run(c, options_);
   ASSERT_EQ(r.status, RunStatus::kFinished) << r.error;
   store::ResultsStore st(options_.db);
-  auto names = st.metric_names(r.run_id);
+  auto names = st.reader().metric_names(r.run_id);
   for (const char* m : {"loss", "loss_smooth", "lr", "grad_norm", "tokens_per_s", "step_time",
                         "aux_loss", "dropped_frac", "val_loss", "val_ppl", "expert_load/0/0"}) {
     EXPECT_NE(std::find(names.begin(), names.end(), m), names.end()) << m;
   }
-  EXPECT_EQ(st.points(r.run_id, "val_loss").size(), 2u);  // steps 5 and 10
-  auto row = st.get_run(r.run_id);
+  EXPECT_EQ(st.reader().points(r.run_id, "val_loss").size(), 2u);  // steps 5 and 10
+  auto row = st.reader().get_run(r.run_id);
   EXPECT_EQ(row.status, store::RunStatus::kFinished);
   EXPECT_EQ(row.step, 10);
   EXPECT_EQ(row.tokens, 10 * 4 * 32);
@@ -162,9 +163,9 @@ TEST_F(TrainerTest, RecordsEveryMetricAndSummary) {
   // Expert loads of one layer at one step sum to 1.
   double sum = 0;
   for (int e = 0; e < 4; ++e)
-    sum += st.points(r.run_id, "expert_load/0/" + std::to_string(e)).back().value;
+    sum += st.reader().points(r.run_id, "expert_load/0/" + std::to_string(e)).back().value;
   EXPECT_NEAR(sum, 1.0, 1e-9);
-  auto ckpts = st.list_checkpoints(r.run_id);
+  auto ckpts = st.reader().list_checkpoints(r.run_id);
   ASSERT_EQ(ckpts.size(), 1u);  // the final one
   // The stored hash (computed while writing) is the xxh64 of the file as it is on disk.
   const std::string bytes = test::slurp(ckpts[0].path);
@@ -189,10 +190,10 @@ TEST_F(TrainerTest, StoppedRunResumesOnTheSameCurve) {
   ASSERT_EQ(first.status, RunStatus::kStopped);
   {
     store::ResultsStore st(options_.db);
-    auto row = st.get_run(first.run_id);
+    auto row = st.reader().get_run(first.run_id);
     EXPECT_EQ(row.status, store::RunStatus::kStopped);
     EXPECT_EQ(row.step, 1);
-    ASSERT_EQ(st.list_checkpoints(first.run_id).size(), 1u);
+    ASSERT_EQ(st.reader().list_checkpoints(first.run_id).size(), 1u);
   }
   TrainResult resumed = resume_run(first.run_id, options_);
   ASSERT_EQ(resumed.status, RunStatus::kFinished) << resumed.error;
@@ -200,7 +201,7 @@ TEST_F(TrainerTest, StoppedRunResumesOnTheSameCurve) {
     // keep_checkpoints (2): of the checkpoints at steps 1, 4, 8 and 12 the last two remain, and
     // the files of the others are gone.
     store::ResultsStore st(options_.db);
-    auto kept = st.list_checkpoints(first.run_id);
+    auto kept = st.reader().list_checkpoints(first.run_id);
     ASSERT_EQ(kept.size(), 2u);
     std::vector<int64_t> steps = {kept[0].step, kept[1].step};
     std::sort(steps.begin(), steps.end());
@@ -230,11 +231,11 @@ TEST_F(TrainerTest, EverySessionRecordsItsStartSoPointsHaveExactClockTimesAndDur
   double stopped_at = 0, wall_at_stop = 0;
   {
     store::ResultsStore st(options_.db);
-    const auto row = st.get_run(first.run_id);
+    const auto row = st.reader().get_run(first.run_id);
     ASSERT_TRUE(row.ended_at && row.started_at);
     stopped_at = *row.ended_at;
-    wall_at_stop = st.points(first.run_id, "loss").back().wall;
-    const auto sessions = st.sessions(first.run_id);
+    wall_at_stop = st.reader().points(first.run_id, "loss").back().wall;
+    const auto sessions = st.reader().sessions(first.run_id);
     ASSERT_EQ(sessions.size(), 1u);
     EXPECT_EQ(sessions[0].wall, 0);
     EXPECT_GE(sessions[0].started_at, *row.started_at);  // after data and model were ready
@@ -243,15 +244,15 @@ TEST_F(TrainerTest, EverySessionRecordsItsStartSoPointsHaveExactClockTimesAndDur
   TrainResult resumed = resume_run(first.run_id, options_);
   ASSERT_EQ(resumed.status, RunStatus::kFinished) << resumed.error;
   store::ResultsStore st(options_.db);
-  const auto row = st.get_run(first.run_id);
-  const auto sessions = st.sessions(first.run_id);
+  const auto row = st.reader().get_run(first.run_id);
+  const auto sessions = st.reader().sessions(first.run_id);
   ASSERT_EQ(sessions.size(), 2u);
   // The second session continues the training clock where the stop left it, and began after
   // the stop in real time.
   EXPECT_DOUBLE_EQ(sessions[1].wall, wall_at_stop);
   EXPECT_GE(sessions[1].started_at, stopped_at);
   // Every point of the second session falls between its start and the run's end.
-  for (const auto& p : st.points(first.run_id, "loss")) {
+  for (const auto& p : st.reader().points(first.run_id, "loss")) {
     if (p.step <= 1) continue;
     const double clock = sessions[1].started_at + (p.wall - sessions[1].wall);
     EXPECT_GE(clock, sessions[1].started_at) << p.step;
@@ -259,7 +260,7 @@ TEST_F(TrainerTest, EverySessionRecordsItsStartSoPointsHaveExactClockTimesAndDur
   }
   // Duration: training seconds only (the last point's wall), not end minus first start.
   ASSERT_TRUE(row.duration_s);
-  EXPECT_DOUBLE_EQ(*row.duration_s, st.points(first.run_id, "loss_smooth").back().wall);
+  EXPECT_DOUBLE_EQ(*row.duration_s, st.reader().points(first.run_id, "loss_smooth").back().wall);
   EXPECT_LT(*row.duration_s, *row.ended_at - *row.started_at);
 }
 
@@ -281,7 +282,7 @@ TEST_F(TrainerTest, GradientAccumulationEqualsTheLargerBatch) {
   ASSERT_EQ(la.size(), lb.size());
   for (size_t i = 0; i < la.size(); ++i) EXPECT_NEAR(la[i], lb[i], 1e-4) << "step " << i + 1;
   store::ResultsStore st(options_.db);
-  EXPECT_EQ(st.get_run(b.run_id).tokens, 10 * 8 * 32);
+  EXPECT_EQ(st.reader().get_run(b.run_id).tokens, 10 * 8 * 32);
 }
 
 // Every weight of the checkpoint at `path` is finite.
@@ -302,12 +303,12 @@ TEST_F(TrainerTest, NonFiniteLossStopsTheRunAsDiverged) {
   EXPECT_EQ(r.status, RunStatus::kDiverged);
   EXPECT_EQ(r.exit_code, kExitDiverged);
   store::ResultsStore st(options_.db);
-  auto row = st.get_run(r.run_id);
+  auto row = st.reader().get_run(r.run_id);
   EXPECT_EQ(row.status, store::RunStatus::kDiverged);
   EXPECT_EQ(row.error_text, r.error);
   // Every stored loss is finite, and no checkpoint holds a non-finite weight.
-  for (const auto& p : st.points(r.run_id, "loss")) EXPECT_TRUE(std::isfinite(p.value));
-  for (const auto& ckpt : st.list_checkpoints(r.run_id)) {
+  for (const auto& p : st.reader().points(r.run_id, "loss")) EXPECT_TRUE(std::isfinite(p.value));
+  for (const auto& ckpt : st.reader().list_checkpoints(r.run_id)) {
     EXPECT_TRUE(checkpoint_is_finite(ckpt.path)) << ckpt.path;
   }
 }
@@ -327,7 +328,7 @@ TEST_P(DivergedFamilies, KeepAndNameTheNewestFiniteCheckpoint) {
   ASSERT_EQ(r.status, RunStatus::kDiverged) << r.error;
   EXPECT_EQ(r.exit_code, kExitDiverged);
   store::ResultsStore st(options_.db);
-  auto kept = st.list_checkpoints(r.run_id);
+  auto kept = st.reader().list_checkpoints(r.run_id);
   ASSERT_EQ(kept.size(), 2u);
   EXPECT_EQ(kept[0].step, 2);
   EXPECT_EQ(kept[1].step, 4);
@@ -335,7 +336,7 @@ TEST_P(DivergedFamilies, KeepAndNameTheNewestFiniteCheckpoint) {
   EXPECT_NE(r.error.find("the last good checkpoint (step 4, " + kept[1].path + ") is kept"),
             std::string::npos)
       << r.error;
-  EXPECT_EQ(st.get_run(r.run_id).error_text, r.error);
+  EXPECT_EQ(st.reader().get_run(r.run_id).error_text, r.error);
   for (const auto& k : kept) EXPECT_TRUE(checkpoint_is_finite(k.path)) << k.path;
   // Resuming the diverged run continues from that checkpoint.
   TrainResult again = resume_run(r.run_id, options_);
@@ -368,7 +369,7 @@ TEST_F(TrainerTest, ResumedMoeRunRecordsTheSameExpertLoad) {
   store::ResultsStore st(options_.db);
   for (int e = 0; e < 4; ++e) {
     const std::string m = "expert_load/0/" + std::to_string(e);
-    auto a = st.points(whole.run_id, m), b = st.points(first.run_id, m);
+    auto a = st.reader().points(whole.run_id, m), b = st.reader().points(first.run_id, m);
     ASSERT_EQ(a.size(), 2u) << m;
     ASSERT_EQ(b.size(), a.size()) << m;
     for (size_t i = 0; i < a.size(); ++i) {
@@ -389,7 +390,7 @@ TEST_F(TrainerTest, UnknownRunAndMissingDataAreUserErrorsWithNoRunLeft) {
     EXPECT_NE(std::string(e.what()).find("no-such-corpus"), std::string::npos) << e.what();
   }
   store::ResultsStore st(options_.db);
-  EXPECT_TRUE(st.list_runs().empty());
+  EXPECT_TRUE(st.reader().list_runs().empty());
 }
 
 TEST_F(TrainerTest, RecordsTheOpImplementationsItsStepsUsed) {
@@ -399,7 +400,7 @@ TEST_F(TrainerTest, RecordsTheOpImplementationsItsStepsUsed) {
   TrainResult r = train_new_run(c, options_);
   ASSERT_EQ(r.status, RunStatus::kFinished) << r.error;
   store::ResultsStore st(options_.db);
-  EXPECT_EQ(nlohmann::json::parse(st.get_run(r.run_id).ops_used),
+  EXPECT_EQ(nlohmann::json::parse(st.reader().get_run(r.run_id).ops_used),
             (nlohmann::json{{"causal_conv1d", "reference"},
                             {"lm_head_loss", "reference"},
                             {"mamba_inner", "reference"},
@@ -409,7 +410,7 @@ TEST_F(TrainerTest, RecordsTheOpImplementationsItsStepsUsed) {
   t.train.steps = 1;
   TrainResult rt = train_new_run(t, options_);
   ASSERT_EQ(rt.status, RunStatus::kFinished) << rt.error;
-  EXPECT_EQ(nlohmann::json::parse(st.get_run(rt.run_id).ops_used),
+  EXPECT_EQ(nlohmann::json::parse(st.reader().get_run(rt.run_id).ops_used),
             (nlohmann::json{{"lm_head_loss", "reference"}}));
 }
 
@@ -424,7 +425,7 @@ TEST_F(TrainerTest, OpsChoiceThatCannotRunIsRefusedBeforeTheRunExists) {
         << e.message();
   }
   store::ResultsStore st(options_.db);
-  EXPECT_TRUE(st.list_runs().empty());
+  EXPECT_TRUE(st.reader().list_runs().empty());
 }
 
 TEST_F(TrainerTest, CheckpointOfAnotherModelIsRefused) {
