@@ -529,7 +529,6 @@ class TrainingSession {
   // This process trains the run of `writer`: its life is recorded there (by rank 0 alone).
   void own_run(store::RunWriter writer) {
     writer_ = std::make_unique<store::RunWriter>(std::move(writer));
-    run_id_ = writer_->run_id();
     if (records_) recorder_.record_into(*writer_);
   }
 
@@ -547,7 +546,7 @@ class TrainingSession {
 
   TrainResult run_guarded() {
     TrainResult r;
-    r.run_id = run_id_;
+    r.run_id = writer_ ? writer_->run_id() : 0;
     try {
       join_ranks();
       r = train_loop();
@@ -652,7 +651,7 @@ class TrainingSession {
     state_.tokenizer_path = corpus_.tokenizer->spec().path.string();
 
     if (records_) {
-      sink_->set_run(run_id_);
+      sink_->set_run(writer_->run_id());
       recorder_.started(position(), config_.name, device_text_);
       metrics_ = std::make_unique<store::MetricBuffer>(*writer_);
       recorder_.buffer_points(*metrics_);
@@ -1018,7 +1017,6 @@ class TrainingSession {
   std::string device_text_;
   data::TokenizedCorpus corpus_;
   int64_t total_steps_ = 0;
-  int64_t run_id_ = 0;
   fs::path checkpoint_dir_;  // absolute: <root>/<run uuid>
   fs::path origin_;          // the checkpoint a resume continues from (absolute); empty: step 0
   bool resumed_at_checkpoint_ = false;
