@@ -18,6 +18,7 @@
 #include <map>
 
 #include "core/cli/cli.h"
+#include "core/util/console.h"
 #include "core/util/error.h"
 
 namespace mmlab::cli {
@@ -138,8 +139,9 @@ int launch(const LaunchArgs& a) {
     alive.erase(it);
     const bool failed = !WIFEXITED(status) || WEXITSTATUS(status) != 0;
     if (!failed || stopping) continue;
-    std::cerr << "mmlab launch: rank " << rank << " of " << a.nproc << " " << describe_end(status)
-              << "; stopping the other ranks.\n";
+    write_stderr_line("mmlab launch: rank " + std::to_string(rank) + " of " +
+                      std::to_string(a.nproc) + " " + describe_end(status) +
+                      "; stopping the other ranks.");
     code = WIFEXITED(status) ? WEXITSTATUS(status) : kExitFailure;
     stopping = true;
     for (const auto& [p, r] : alive) ::kill(p, SIGTERM);

@@ -16,6 +16,7 @@
 #include "core/train/rank_env.h"
 #include "core/train/rank_group.h"
 #include "core/train/trainer.h"
+#include "core/util/console.h"
 #include "core/util/error.h"
 
 namespace mmlab::cli {
@@ -80,7 +81,8 @@ void check_train_args(const TrainArgs& a) {
 // studio; a terminal or a log file must not need it).
 void report_failure(const std::string& run, const TrainResult& result) {
   if (result.exit_code == kExitOk) return;
-  std::cerr << "mmlab: " << run << " " << to_string(result.status) << ": " << result.error << "\n";
+  write_stderr_line("mmlab: " + run + " " + std::string(to_string(result.status)) + ": " +
+                    result.error);
 }
 
 // Whether another process is training the run now.
