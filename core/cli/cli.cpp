@@ -8,6 +8,8 @@
 #include <iostream>
 
 #include "core/train/failure.h"
+#include "core/train/fault_point.h"
+#include "core/util/console.h"
 #include "core/util/error.h"
 #include "core/util/fs.h"
 #include "core/util/install_paths.h"
@@ -97,20 +99,21 @@ int run(int argc, char** argv) {
     return rc == 0 ? kExitOk : kExitUsage;
   }
   // The command has installed its handlers while parsing (`train` does); a stop signal that came
-  // during start-up reaches them now.
+  // during start-up reaches them now. The fault tests send theirs just before.
+  fault_point("start-up-signals-blocked");
   deliver_stop_signals();
   try {
     return ctx.action ? ctx.action() : kExitOk;
   } catch (const UserError& e) {
-    std::cerr << "mmlab: " << e.what() << "\n";
+    write_stderr_line(std::string("mmlab: ") + e.what());
     return e.code();
   } catch (const std::exception& e) {
     // No library's own text (a LibTorch stack trace, SQLite's wording) reaches the user unasked.
     const std::string command = app.get_subcommands().empty()
                                     ? std::string("mmlab")
                                     : "mmlab " + app.get_subcommands().front()->get_name();
-    std::cerr << "mmlab: " << describe_failure(e, "running `" + command + "`") << "\n";
-    if (debug_enabled()) std::cerr << "mmlab: details: " << e.what() << "\n";
+    write_stderr_line("mmlab: " + describe_failure(e, "running `" + command + "`"));
+    if (debug_enabled()) write_stderr_line(std::string("mmlab: details: ") + e.what());
     return kExitFailure;
   }
 }

@@ -43,4 +43,15 @@ bool nan_fault_at(int64_t step) {
 
 }  // namespace mmlab
 
+#else
+
+namespace mmlab {
+
+void fault_point(const char*) {}
+bool nan_fault_at(int64_t) {
+  return false;
+}
+
+}  // namespace mmlab
+
 #endif

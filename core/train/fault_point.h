@@ -8,21 +8,17 @@
 //   MMLAB_TEST_FAULT_RANK=R      both apply only to the process whose RANK is R (data parallel);
 //   MMLAB_TEST_NAN_AT=STEP       nan_fault_at(STEP) is true: the trainer then overwrites a weight
 //                                with NaN after that step's update, as an overflowing step would.
-// Compiled in only with MMLAB_TESTS (MMLAB_FAULT_POINTS); without the variables they do nothing.
+// Active only in builds with MMLAB_TESTS (MMLAB_FAULT_POINTS, set for fault_point.cpp's library);
+// without the variables they do nothing.
 #pragma once
 
 #include <cstdint>
 
 namespace mmlab {
 
-#ifdef MMLAB_FAULT_POINTS
+// Declared alike in every build, so a caller outside core/train (the CLI's start-up) needs no
+// build flag of its own; without MMLAB_FAULT_POINTS they are empty functions.
 void fault_point(const char* name);
 bool nan_fault_at(int64_t step);
-#else
-inline void fault_point(const char*) {}
-inline bool nan_fault_at(int64_t) {
-  return false;
-}
-#endif
 
 }  // namespace mmlab

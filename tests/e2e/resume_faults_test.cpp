@@ -455,25 +455,40 @@ unsigned long long blocked_signals(pid_t pid) {
   return 0;
 }
 
+// The state letter of /proc/PID/stat ('T' when stopped), or 0 once the process is gone.
+char process_state(pid_t pid) {
+  const std::string stat = test::slurp("/proc/" + std::to_string(pid) + "/stat");
+  const auto close = stat.rfind(')');
+  return close == std::string::npos || close + 2 >= stat.size() ? 0 : stat[close + 2];
+}
+
 // mmlab restarts itself with its threading settings at once; a SIGTERM while the restarted image
 // loads its libraries used to end it by the default action (exit by signal, no stop handling).
+// The restarted image holds SIGTERM blocked from the exec until its handlers are in place; the
+// test stops it at the end of that window (a fault point), so the signal lands inside it on any
+// machine, however loaded (polling for the window let it pass by on 2 busy cores).
 TEST_F(ResumeFaults, SigtermDuringStartUpIsAStopRequest) {
   const fs::path exp = write_experiment(8, 2);
-  pid_t pid = test::spawn_mmlab({"train", exp.string(), "--db", db(), "--progress", "none"}, env_,
+  auto env = env_;
+  env["MMLAB_TEST_STOP_AT"] = "start-up-signals-blocked";
+  pid_t pid = test::spawn_mmlab({"train", exp.string(), "--db", db(), "--progress", "none"}, env,
                                 (dir_ / "out.txt").string(), (dir_ / "err.txt").string());
-  // The restarted image holds SIGTERM blocked until its handlers are in place. The first image
-  // blocks every signal for a moment too, while its static initialisers create a thread: only the
-  // restarted one (its environment says so) is the moment this test is about.
-  auto restarted = [pid] {
-    return test::slurp("/proc/" + std::to_string(pid) + "/environ").find("MMLAB_THREADING_SET=") !=
-           std::string::npos;
-  };
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (((blocked_signals(pid) & (1ull << (SIGTERM - 1))) == 0 || !restarted()) &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  while (process_state(pid) != 'T' && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+  if (process_state(pid) != 'T') {
+    ::kill(pid, SIGKILL);
+    test::wait_exit(pid);
+    FAIL() << "mmlab never stopped at its start-up fault point: " << test::slurp(dir_ / "err.txt");
+  }
+  EXPECT_NE(test::slurp("/proc/" + std::to_string(pid) + "/environ").find("MMLAB_THREADING_SET="),
+            std::string::npos)
+      << "stopped in the first image, not the restarted one";
+  EXPECT_NE(blocked_signals(pid) & (1ull << (SIGTERM - 1)), 0u)
+      << "SIGTERM is not blocked during start-up";
   ::kill(pid, SIGTERM);
+  ::kill(pid, SIGCONT);
   EXPECT_EQ(test::wait_exit(pid), 0) << test::slurp(dir_ / "err.txt");
   if (fs::exists(db())) {
     store::ResultsStore st(db());
