@@ -114,6 +114,10 @@ TEST(GradientReducer, StartsEveryBucketInsideTheBackwardPassWhenAllGradientsCome
 TEST(RankGroup, ARankThatLeftIsOneSentence) {
   if (!process_groups_built(torch::kCPU)) GTEST_SKIP() << "this build has no Gloo";
   const auto errors = on_two_ranks([&](int rank, RankGroup& group) {
+    // Connected on both sides first: a rank that leaves while the other is still connecting is
+    // another sentence ("while connecting the process group"). Rank 0 only sends here, so it is
+    // done whatever rank 1 does next.
+    group.broadcast_bytes("connected", "checking the connection");
     if (rank == 1) return;  // leaves: its process group closes
     group.sum(torch::ones({4}), "averaging the gradients");
   });
