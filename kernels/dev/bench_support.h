@@ -51,6 +51,16 @@ inline int finish(bool ok) {
   return ok ? 0 : 1;
 }
 
+/// A program's main: the GPU and the kernels, the three sizes of `usage` from the command line
+/// (`sizes` without arguments), then `run(sizes)`, which says whether every check passed.
+template <class Run>
+int run_program(int argc, char** argv, const char* program, const char* usage,
+                std::array<int64_t, 3> sizes, Run&& run) {
+  if (!gpu_ready(program)) return 1;
+  if (!read_sizes(argc, argv, usage, sizes)) return 2;
+  return finish(run(sizes));
+}
+
 /// "bf16" or "fp32", as the programs name the dtype of a run.
 inline const char* dtype_name(torch::Dtype dtype) {
   return dtype == torch::kBFloat16 ? "bf16" : "fp32";

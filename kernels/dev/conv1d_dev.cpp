@@ -103,12 +103,14 @@ bool run_update(int64_t B, int64_t Di, int64_t K, torch::Dtype dtype) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (!mmlab::kernels::dev::gpu_ready("conv1d_dev")) return 1;
-  std::array<int64_t, 3> sizes = {8, 1536, 2048};
-  if (!mmlab::kernels::dev::read_sizes(argc, argv, "conv1d_dev [B Di L]", sizes)) return 2;
-  const auto [B, Di, L] = sizes;
-  bool ok = true;
-  for (auto dtype : {torch::kFloat, torch::kBFloat16}) ok &= run_conv(B, Di, L, 4, dtype);
-  for (auto dtype : {torch::kFloat, torch::kBFloat16}) ok &= run_update(B, Di, 4, dtype);
-  return mmlab::kernels::dev::finish(ok);
+  return mmlab::kernels::dev::run_program(argc, argv, "conv1d_dev", "conv1d_dev [B Di L]",
+                                          {8, 1536, 2048}, [](const auto& sizes) {
+                                            const auto [B, Di, L] = sizes;
+                                            bool ok = true;
+                                            for (auto dtype : {torch::kFloat, torch::kBFloat16})
+                                              ok &= run_conv(B, Di, L, 4, dtype);
+                                            for (auto dtype : {torch::kFloat, torch::kBFloat16})
+                                              ok &= run_update(B, Di, 4, dtype);
+                                            return ok;
+                                          });
 }

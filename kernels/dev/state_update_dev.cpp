@@ -59,13 +59,15 @@ bool run(int64_t B, int64_t Di, int64_t N, torch::Dtype dtype) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (!mmlab::kernels::dev::gpu_ready("state_update_dev")) return 1;
-  std::array<int64_t, 3> sizes = {16, 1536, 16};
-  if (!mmlab::kernels::dev::read_sizes(argc, argv, "state_update_dev [B Di N]", sizes)) return 2;
-  const auto [B, Di, N] = sizes;
-  bool ok = true;
-  for (auto dtype : {torch::kFloat, torch::kBFloat16}) ok &= run(B, Di, N, dtype);
-  // The largest state the kernel takes.
-  ok &= run(B, Di, 64, torch::kBFloat16);
-  return mmlab::kernels::dev::finish(ok);
+  return mmlab::kernels::dev::run_program(argc, argv, "state_update_dev",
+                                          "state_update_dev [B Di N]", {16, 1536, 16},
+                                          [](const auto& sizes) {
+                                            const auto [B, Di, N] = sizes;
+                                            bool ok = true;
+                                            for (auto dtype : {torch::kFloat, torch::kBFloat16})
+                                              ok &= run(B, Di, N, dtype);
+                                            // The largest state the kernel takes.
+                                            ok &= run(B, Di, 64, torch::kBFloat16);
+                                            return ok;
+                                          });
 }

@@ -19,6 +19,7 @@
 
 #include "kernels/src/causal_conv1d.h"
 #include "kernels/src/element_type.cuh"
+#include "kernels/src/launch_status.cuh"
 
 namespace mmlab::kernels {
 
@@ -231,52 +232,51 @@ unsigned row_blocks(const CausalConv1dParams& p) {
   return static_cast<unsigned>((p.batch * p.channels + kRowsPerBlock - 1) / kRowsPerBlock);
 }
 
-template <typename T, int K>
-const char* launch_fwd(const CausalConv1dParams& p, cudaStream_t stream) {
-  const bool x_vec_ok = rows_aligned<T>(p.x, p.x_batch_stride, p.x_channel_stride);
-  const bool out_vec_ok = rows_aligned<T>(p.out, p.channels * p.length, p.length);
-  conv_fwd_kernel<T, K><<<row_blocks(p), 32 * kRowsPerBlock, 0, stream>>>(p, x_vec_ok, out_vec_ok);
-  const cudaError_t err = cudaGetLastError();
-  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
-}
-
-template <typename T, int K>
-const char* launch_bwd(const CausalConv1dParams& p, cudaStream_t stream) {
-  const bool x_vec_ok = rows_aligned<T>(p.x, p.x_batch_stride, p.x_channel_stride);
-  const bool dout_vec_ok = rows_aligned<T>(p.dout, p.dout_batch_stride, p.dout_channel_stride);
-  const bool dx_vec_ok = rows_aligned<T>(p.dx, p.channels * p.length, p.length);
-  conv_bwd_kernel<T, K>
-      <<<row_blocks(p), 32 * kRowsPerBlock, 0, stream>>>(p, x_vec_ok, dout_vec_ok, dx_vec_ok);
-  const cudaError_t err = cudaGetLastError();
-  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
-}
-
-template <typename T>
-const char* dispatch_width_fwd(const CausalConv1dParams& p, cudaStream_t s) {
-  switch (p.width) {
-    case 2:
-      return launch_fwd<T, 2>(p, s);
-    case 3:
-      return launch_fwd<T, 3>(p, s);
-    case 4:
-      return launch_fwd<T, 4>(p, s);
-    default:
-      return "conv width outside 2..4";
+struct LaunchForward {
+  const CausalConv1dParams& p;
+  cudaStream_t stream;
+  template <typename T, int K>
+  const char* operator()() const {
+    const bool x_vec_ok = rows_aligned<T>(p.x, p.x_batch_stride, p.x_channel_stride);
+    const bool out_vec_ok = rows_aligned<T>(p.out, p.channels * p.length, p.length);
+    conv_fwd_kernel<T, K>
+        <<<row_blocks(p), 32 * kRowsPerBlock, 0, stream>>>(p, x_vec_ok, out_vec_ok);
+    return last_launch_error();
   }
-}
+};
 
-template <typename T>
-const char* dispatch_width_bwd(const CausalConv1dParams& p, cudaStream_t s) {
-  switch (p.width) {
-    case 2:
-      return launch_bwd<T, 2>(p, s);
-    case 3:
-      return launch_bwd<T, 3>(p, s);
-    case 4:
-      return launch_bwd<T, 4>(p, s);
-    default:
-      return "conv width outside 2..4";
+struct LaunchBackward {
+  const CausalConv1dParams& p;
+  cudaStream_t stream;
+  template <typename T, int K>
+  const char* operator()() const {
+    const bool x_vec_ok = rows_aligned<T>(p.x, p.x_batch_stride, p.x_channel_stride);
+    const bool dout_vec_ok = rows_aligned<T>(p.dout, p.dout_batch_stride, p.dout_channel_stride);
+    const bool dx_vec_ok = rows_aligned<T>(p.dx, p.channels * p.length, p.length);
+    conv_bwd_kernel<T, K>
+        <<<row_blocks(p), 32 * kRowsPerBlock, 0, stream>>>(p, x_vec_ok, dout_vec_ok, dx_vec_ok);
+    return last_launch_error();
   }
+};
+
+// launch.template operator()<T, K>() for the run-time element type and width.
+template <typename Launch>
+const char* dispatch(const CausalConv1dParams& p, const Launch& launch) {
+  if (p.batch * p.channels * p.length == 0) return nullptr;
+  auto by_width = [&](auto element) -> const char* {
+    using T = decltype(element);
+    switch (p.width) {
+      case 2:
+        return launch.template operator()<T, 2>();
+      case 3:
+        return launch.template operator()<T, 3>();
+      case 4:
+        return launch.template operator()<T, 4>();
+      default:
+        return "conv width outside 2..4";
+    }
+  };
+  return p.x_type == ElementType::kBFloat16 ? by_width(__nv_bfloat16{}) : by_width(float{});
 }
 
 __device__ __forceinline__ float round_to(ElementType type, float v) {
@@ -307,17 +307,11 @@ __global__ void conv_update_kernel(CausalConv1dUpdateParams p) {
 }  // namespace
 
 const char* causal_conv1d_fwd(const CausalConv1dParams& p, void* stream) {
-  if (p.batch * p.channels * p.length == 0) return nullptr;
-  auto s = static_cast<cudaStream_t>(stream);
-  return p.x_type == ElementType::kBFloat16 ? dispatch_width_fwd<__nv_bfloat16>(p, s)
-                                            : dispatch_width_fwd<float>(p, s);
+  return dispatch(p, LaunchForward{p, static_cast<cudaStream_t>(stream)});
 }
 
 const char* causal_conv1d_bwd(const CausalConv1dParams& p, void* stream) {
-  if (p.batch * p.channels * p.length == 0) return nullptr;
-  auto s = static_cast<cudaStream_t>(stream);
-  return p.x_type == ElementType::kBFloat16 ? dispatch_width_bwd<__nv_bfloat16>(p, s)
-                                            : dispatch_width_bwd<float>(p, s);
+  return dispatch(p, LaunchBackward{p, static_cast<cudaStream_t>(stream)});
 }
 
 const char* causal_conv1d_update(const CausalConv1dUpdateParams& p, void* stream) {
@@ -327,8 +321,7 @@ const char* causal_conv1d_update(const CausalConv1dUpdateParams& p, void* stream
   constexpr int kThreads = 128;
   conv_update_kernel<<<static_cast<unsigned>((rows + kThreads - 1) / kThreads), kThreads, 0,
                        static_cast<cudaStream_t>(stream)>>>(p);
-  const cudaError_t err = cudaGetLastError();
-  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+  return last_launch_error();
 }
 
 }  // namespace mmlab::kernels

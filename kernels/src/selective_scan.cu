@@ -621,34 +621,6 @@ LaunchShape launch_shape(const SelectiveScanParams& p, int npt) {
   return {static_cast<int>(blocks), warps * 32};
 }
 
-template <typename Kernel>
-void set_smem(Kernel kernel, size_t bytes) {
-  if (bytes > 48 * 1024) {
-    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         static_cast<int>(bytes));
-  }
-}
-
-template <int kNPT, typename in_t, typename w_t>
-void launch_forward(const SelectiveScanParams& p, cudaStream_t stream) {
-  const LaunchShape s = launch_shape(p, kNPT);
-  const size_t smem = sizeof(float) * forward_smem_floats<kNPT>(s.threads / 32);
-  auto kernel = selective_scan_forward_kernel<kNPT, in_t, w_t>;
-  set_smem(kernel, smem);
-  kernel<<<s.blocks, s.threads, smem, stream>>>(p);
-  check_launch("forward");
-}
-
-template <int kNPT, typename in_t, typename w_t>
-void launch_backward(const SelectiveScanParams& p, cudaStream_t stream) {
-  const LaunchShape s = launch_shape(p, kNPT);
-  const size_t smem = sizeof(float) * backward_smem_floats<kNPT>(s.threads / 32);
-  auto kernel = selective_scan_backward_kernel<kNPT, in_t, w_t>;
-  set_smem(kernel, smem);
-  kernel<<<s.blocks, s.threads, smem, stream>>>(p);
-  check_launch("backward");
-}
-
 // Calls f.template operator()<kNPT, in_t, w_t>() for the run-time choices.
 template <typename F>
 void dispatch(const SelectiveScanParams& p, ScanDtype input, ScanDtype weight, F&& f) {
@@ -679,21 +651,25 @@ void dispatch(const SelectiveScanParams& p, ScanDtype input, ScanDtype weight, F
   }
 }
 
-struct ForwardLauncher {
+// Launches the forward or the backward kernel for the dispatched template arguments.
+template <bool kBackward>
+struct Launcher {
   const SelectiveScanParams& p;
   cudaStream_t stream;
   template <int kNPT, typename in_t, typename w_t>
   void operator()() const {
-    launch_forward<kNPT, in_t, w_t>(p, stream);
-  }
-};
-
-struct BackwardLauncher {
-  const SelectiveScanParams& p;
-  cudaStream_t stream;
-  template <int kNPT, typename in_t, typename w_t>
-  void operator()() const {
-    launch_backward<kNPT, in_t, w_t>(p, stream);
+    const LaunchShape s = launch_shape(p, kNPT);
+    const int warps = s.threads / 32;
+    const size_t smem = sizeof(float) * (kBackward ? backward_smem_floats<kNPT>(warps)
+                                                   : forward_smem_floats<kNPT>(warps));
+    auto kernel = kBackward ? selective_scan_backward_kernel<kNPT, in_t, w_t>
+                            : selective_scan_forward_kernel<kNPT, in_t, w_t>;
+    if (smem > 48 * 1024) {
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           static_cast<int>(smem));
+    }
+    kernel<<<s.blocks, s.threads, smem, stream>>>(p);
+    check_launch(kBackward ? "backward" : "forward");
   }
 };
 
@@ -705,12 +681,12 @@ int selective_scan_chunk_length(int dstate) {
 
 void selective_scan_forward_cuda(const SelectiveScanParams& p, ScanDtype input, ScanDtype weight,
                                  void* stream) {
-  dispatch(p, input, weight, ForwardLauncher{p, static_cast<cudaStream_t>(stream)});
+  dispatch(p, input, weight, Launcher<false>{p, static_cast<cudaStream_t>(stream)});
 }
 
 void selective_scan_backward_cuda(const SelectiveScanParams& p, ScanDtype input, ScanDtype weight,
                                   void* stream) {
-  dispatch(p, input, weight, BackwardLauncher{p, static_cast<cudaStream_t>(stream)});
+  dispatch(p, input, weight, Launcher<true>{p, static_cast<cudaStream_t>(stream)});
 }
 
 }  // namespace mmlab::kernels

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "kernels/src/element_type.cuh"
+#include "kernels/src/launch_status.cuh"
 #include "kernels/src/selective_state_update.h"
 
 namespace mmlab::kernels {
@@ -62,8 +63,7 @@ const char* selective_state_update(const SelectiveStateUpdateParams& p, void* st
   const int64_t threads_total = rows * lanes;
   const auto blocks = static_cast<unsigned>((threads_total + kThreads - 1) / kThreads);
   state_update_kernel<<<blocks, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(p, lanes);
-  const cudaError_t err = cudaGetLastError();
-  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+  return last_launch_error();
 }
 
 }  // namespace mmlab::kernels
