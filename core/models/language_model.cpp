@@ -61,7 +61,10 @@ ResidualBlockImpl::ResidualBlockImpl(Norm n, std::shared_ptr<MixerImpl> m)
     : norm(register_module("norm", std::move(n))), mixer(register_module("mixer", std::move(m))) {}
 
 torch::Tensor ResidualBlockImpl::forward(const torch::Tensor& h) {
-  return h + mixer->forward(norm(h));
+  // The normed input in the dtype the mixer's matmuls read (bf16 under autocast, which the
+  // matmuls would round it to anyway), so the norm writes it once and no cast follows.
+  const auto normed_dtype = mixer->reads_input_in_fp32() ? h.scalar_type() : matmul_dtype(h);
+  return h + mixer->forward(norm->forward_to(h, normed_dtype));
 }
 
 torch::Tensor ResidualBlockImpl::decode(const torch::Tensor& h, LayerCache& cache) {
@@ -120,7 +123,8 @@ LmHidden LanguageModelImpl::forward_hidden(const torch::Tensor& ids) {
   auto h = embedding(ids);  // (B, L, D)
   for (const auto& layer : *layers) h = layer->as<ResidualBlockImpl>()->forward(h);
   LmHidden out;
-  out.h = norm_f ? norm_f(h) : h;
+  // The head reads it only through matmuls.
+  out.h = norm_f ? norm_f->forward_to(h, matmul_dtype(h)) : h;
   out.aux_loss = torch::zeros({}, at_least_fp32(out.h).options());
   for (SwitchMoeImpl* moe : moe_layers()) out.aux_loss = out.aux_loss + moe->last_stats().aux_loss;
   return out;

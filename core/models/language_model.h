@@ -27,6 +27,7 @@ class ParallelMambaMoeImpl : public MixerImpl {
   torch::Tensor forward(const torch::Tensor& x) override;
   torch::Tensor decode(const torch::Tensor& x, LayerCache& cache) override;
   void collect_moe(std::vector<SwitchMoeImpl*>& out) override;
+  bool reads_input_in_fp32() const override { return true; }
 
   std::shared_ptr<MixerImpl> mamba;
   SwitchMoe moe{nullptr};

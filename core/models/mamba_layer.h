@@ -71,6 +71,8 @@ class MambaLayerImpl : public MixerImpl {
   torch::Tensor forward(const torch::Tensor& x) override;
   torch::Tensor decode(const torch::Tensor& x, LayerCache& cache) override;
   void collect_moe(std::vector<SwitchMoeImpl*>& out) override;
+  /// true when an input projection is a MoE (its router reads the input).
+  bool reads_input_in_fp32() const override { return conv_proj_moe || gate_proj_moe; }
 
   /// What forward() passes its ops for a (B, L) batch whose activations (projection outputs)
   /// are `act` (bf16 under autocast) and parameters fp32.

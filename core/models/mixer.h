@@ -30,6 +30,9 @@ class MixerImpl : public torch::nn::Module {
   virtual torch::Tensor decode(const torch::Tensor& x, LayerCache& cache) = 0;
   /// Appends the Switch MoE layers inside this mixer (for aux losses and expert statistics).
   virtual void collect_moe(std::vector<SwitchMoeImpl*>& out) { (void)out; }
+  /// Whether forward() reads its input other than through matmuls, which autocast rounds to bf16
+  /// (a router computing its softmax in fp32): the norm before it then returns fp32, not bf16.
+  virtual bool reads_input_in_fp32() const { return false; }
 };
 
 }  // namespace mmlab

@@ -1,8 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "core/models/norm.h"
 
-#include "core/ops/precision.h"
-#include "core/ops/torch_compat.h"
+#include "core/ops/norm_ops.h"
 
 namespace mmlab {
 
@@ -13,16 +12,18 @@ NormImpl::NormImpl(int64_t dim, const std::string& kind, double eps)
 }
 
 torch::Tensor NormImpl::forward(const torch::Tensor& x) {
-  compat::NoAutocast fp32;
-  auto xf = at_least_fp32(x);
-  auto w = weight.to(xf.scalar_type());
-  torch::Tensor y;
-  if (rms_) {
-    y = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps_) * w;
-  } else {
-    y = torch::layer_norm(xf, {xf.size(-1)}, w, bias.to(xf.scalar_type()), eps_);
-  }
-  return y.to(x.scalar_type());
+  return forward_to(x, x.scalar_type());
+}
+
+torch::Tensor NormImpl::forward_to(const torch::Tensor& x, torch::ScalarType out_dtype) {
+  ops::NormArgs a;
+  a.x = x.reshape({-1, x.size(-1)});  // (N, D)
+  a.weight = weight;
+  if (!rms_) a.bias = bias;
+  a.eps = eps_;
+  a.rms = rms_;
+  a.out_dtype = out_dtype;
+  return ops::norm(a).view(x.sizes());
 }
 
 }  // namespace mmlab

@@ -10,6 +10,7 @@
 #include "core/ops/lm_head_ops.h"
 #include "core/ops/mamba_ops.h"
 #include "core/ops/moe_ops.h"
+#include "core/ops/norm_ops.h"
 #include "core/ops/op_catalog.h"
 #include "core/util/error.h"
 
@@ -76,6 +77,24 @@ void check_ops_choice(const RunConfig& run) {
     for (bool needs_grad : {true, false}) {
       head.needs_grad = needs_grad;
       check_call(ops::lm_head_loss_registry(), c, run, device, head);
+    }
+  }
+  {
+    // The blocks' norms and the final one as the model calls them: the fp32 residual stream in,
+    // the matmuls' dtype out (fp32 before a router).
+    const auto meta = torch::TensorOptions().device(torch::kMeta).dtype(torch::kFloat);
+    const int64_t tokens = int64_t(run.train.batch_size) * run.train.seq_len;
+    ops::NormArgs norm;
+    norm.x = torch::empty({tokens, run.model.d_model}, meta);
+    norm.weight = torch::empty({run.model.d_model}, meta);
+    norm.rms = run.model.norm == "rmsnorm";
+    if (!norm.rms) norm.bias = torch::empty({run.model.d_model}, meta);
+    for (torch::ScalarType out : {act, torch::kFloat}) {
+      for (bool needs_grad : {true, false}) {
+        norm.out_dtype = out;
+        norm.needs_grad = needs_grad;
+        check_call(ops::norm_registry(), c, run, device, norm);
+      }
     }
   }
   {

@@ -45,6 +45,7 @@ class SwitchMoeImpl : public MixerImpl {
   torch::Tensor forward(const torch::Tensor& x) override { return route(x, true); }
   torch::Tensor decode(const torch::Tensor& x, LayerCache& cache) override;
   void collect_moe(std::vector<SwitchMoeImpl*>& out) override { out.push_back(this); }
+  bool reads_input_in_fp32() const override { return true; }
 
   /// (..., Din) -> (..., Dout); `limit_capacity` false routes every token (generation).
   torch::Tensor route(const torch::Tensor& x, bool limit_capacity);

@@ -21,8 +21,7 @@ torch::Tensor lm_head_loss_reference(const LmHeadLossArgs& a) {
 torch::Tensor lm_head_loss(LmHeadLossArgs a) {
   a.needs_grad = torch::GradMode::is_enabled() && (a.h.requires_grad() || a.weight.requires_grad());
   // The dtype the model's other matmuls get from autocast.
-  a.compute_dtype = a.h.is_cuda() && compat::cuda_autocast_enabled() ? compat::cuda_autocast_dtype()
-                                                                     : a.h.scalar_type();
+  a.compute_dtype = matmul_dtype(a.h);
   return lm_head_loss_registry()(a.h.device().type(), a);
 }
 

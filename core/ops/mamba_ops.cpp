@@ -171,8 +171,7 @@ torch::Tensor causal_conv1d_update(CausalConv1dUpdateArgs a) {
 torch::Tensor mamba_inner(MambaInnerArgs a) {
   a.needs_grad = needs_grad({&a.x, &a.z, &a.conv_weight, &a.conv_bias, &a.x_proj_weight,
                              &a.dt_proj_weight, &a.dt_proj_bias, &a.A, &a.D});
-  a.compute_dtype = a.x.is_cuda() && compat::cuda_autocast_enabled() ? compat::cuda_autocast_dtype()
-                                                                     : a.x.scalar_type();
+  a.compute_dtype = matmul_dtype(a.x);
   return mamba_inner_registry()(a.x.device().type(), a);
 }
 

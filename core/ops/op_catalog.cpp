@@ -4,6 +4,7 @@
 #include "core/ops/lm_head_ops.h"
 #include "core/ops/mamba_ops.h"
 #include "core/ops/moe_ops.h"
+#include "core/ops/norm_ops.h"
 
 namespace mmlab::ops {
 
@@ -19,6 +20,7 @@ void for_each_registry(F&& f) {
   f(causal_conv1d_update_registry());
   f(lm_head_loss_registry());
   f(switch_moe_registry());
+  f(norm_registry());
 }
 
 }  // namespace

@@ -12,6 +12,7 @@ void register_all() {
   register_selective_state_update_cuda();
   register_lm_head_loss_cuda();
   register_mamba_inner_cuda();
+  register_norm_cuda();
 }
 
 }  // namespace mmlab::kernels

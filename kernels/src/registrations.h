@@ -10,5 +10,6 @@ void register_causal_conv1d_update_cuda();
 void register_selective_state_update_cuda();
 void register_lm_head_loss_cuda();
 void register_mamba_inner_cuda();
+void register_norm_cuda();
 
 }  // namespace mmlab::kernels

@@ -12,6 +12,7 @@
 
 #include "core/ops/lm_head_ops.h"
 #include "core/ops/mamba_ops.h"
+#include "core/ops/norm_ops.h"
 #include "op_test_support.h"
 
 namespace mmlab::ops {
@@ -26,6 +27,8 @@ struct OpCase {
   int64_t B = 1, Di = 1, L = 1, N = 0, K = 0;
   int64_t R = 0;  // mamba_inner: dt_rank
   int64_t V = 0;  // lm_head_loss: B tokens of width Di over V words
+  // norm: B rows of width Di; rms for RMSNorm; out_bf16 for a bf16 result from `dtype` rows
+  bool rms = false, out_bf16 = false;
   bool z = false, D = false, bias = false, softplus = false, last_state = false, silu = false;
   bool strided = false;  // inputs are channel slices of a (2Di, B*L) projection, as in the model
   // Run in fp64 on inputs first rounded to `dtype`: the exact result that a bf16 implementation
@@ -136,6 +139,27 @@ std::vector<OpCase> lm_head_shapes() {
   return v;
 }
 
+// Widths below one warp's 32 lanes, not a multiple of 32, at every register tier (128, 256, 512,
+// 1024 columns) and its edges; one row; more rows than the backward has warps (its loop over rows
+// and the partial sums); both norms; the model's bf16 result of fp32 rows.
+std::vector<OpCase> norm_shapes() {
+  std::vector<OpCase> v;
+  auto add = [&](int64_t rows, int64_t width, bool rms, bool out_bf16) {
+    OpCase c;
+    c.B = rows, c.Di = width, c.L = 0;
+    c.rms = rms, c.out_bf16 = out_bf16;
+    v.push_back(c);
+  };
+  add(1, 5, false, false);
+  add(37, 100, true, false);
+  add(300, 257, false, true);
+  add(64, 512, true, true);
+  add(5000, 512, false, true);
+  add(33, 768, false, false);
+  add(9, 1024, true, false);
+  return v;
+}
+
 template <class Registry>
 std::vector<std::pair<std::string, torch::DeviceType>> implementations(const Registry& r) {
   std::vector<std::pair<std::string, torch::DeviceType>> out;
@@ -170,6 +194,8 @@ std::vector<OpCase> all_cases() {
           if (c.silu) n << "_silu";
           if (c.last_state) n << "_last";
           if (c.strided) n << "_strided";
+          if (c.rms) n << "_rms";
+          if (c.out_bf16) n << "_to_bf16";
           if (device == torch::kCUDA) n << "_CUDA";
           c.name = n.str();
           out.push_back(c);
@@ -185,6 +211,7 @@ std::vector<OpCase> all_cases() {
          state_update_shapes());
   expand("lm_head_loss", implementations(lm_head_loss_registry()), lm_head_shapes());
   expand("mamba_inner", implementations(mamba_inner_registry()), mamba_inner_shapes());
+  expand("norm", implementations(norm_registry()), norm_shapes());
   return out;
 }
 
@@ -361,6 +388,33 @@ Outcome run_lm_head_loss(const OpCase& c, const LmHeadLossRegistry::Fn& fn) {
   return out;
 }
 
+// Rows of the residual stream's scale with an offset (LayerNorm removes it), weights near 1.
+Outcome run_norm(const OpCase& c, const NormRegistry::Fn& fn) {
+  torch::manual_seed(808);
+  const auto d = c.device;
+  Leaves leaves;
+  NormArgs a;
+  a.x = leaves.add("x", (torch::randn({c.B, c.Di}, fp32_on(d)) * 2.0 + 0.5).to(c.dtype));
+  a.weight = leaves.add("weight", 1.0 + 0.1 * torch::randn({c.Di}, fp32_on(d)));
+  if (!c.rms) a.bias = leaves.add("bias", 0.1 * torch::randn({c.Di}, fp32_on(d)));
+  a.rms = c.rms;
+  a.eps = 1e-5;
+  a.out_dtype = c.out_bf16 ? torch::kBFloat16 : c.dtype;
+  a.needs_grad = true;
+  auto y = fn(a);
+  torch::manual_seed(96);
+  auto w = torch::randn(y.sizes(), fp32_on(d));
+  (y.to(torch::kFloat) * w).sum().backward();
+  Outcome out;
+  out.names.push_back("y");
+  out.values.push_back(y.detach());
+  for (size_t i = 0; i < leaves.tensors.size(); ++i) {
+    out.names.push_back("grad " + leaves.names[i]);
+    out.values.push_back(leaves.tensors[i].grad());
+  }
+  return out;
+}
+
 // Weights of the layer's orders of magnitude (dt_proj's bias puts softplus(delta) near 0.05, as
 // the layer's initialisation does), so the state carries over tens of steps.
 Outcome run_mamba_inner(const OpCase& c, const MambaInnerRegistry::Fn& fn) {
@@ -436,7 +490,8 @@ void compare(const OpCase& c, const Registry& registry, Runner run, bool exact_r
   }
   Outcome ref = run(c, registry.find("reference")->fn);
   ASSERT_EQ(got.values.size(), ref.values.size());
-  const test::Tolerance tol = test::tolerance_for(c.dtype);
+  // A result rounded to bf16 is held to bf16's tolerance whatever the inputs' dtype.
+  const test::Tolerance tol = test::tolerance_for(c.out_bf16 ? torch::kBFloat16 : c.dtype);
   const bool against_exact = exact_runs && c.dtype == torch::kBFloat16;
   Outcome exact;
   if (against_exact) {
@@ -472,6 +527,7 @@ TEST_P(OpHarness, MatchesReferenceOnOutputsAndGradients) {
   if (c.op == "selective_state_update")
     compare(c, selective_state_update_registry(), run_state_update);
   if (c.op == "lm_head_loss") compare(c, lm_head_loss_registry(), run_lm_head_loss);
+  if (c.op == "norm") compare(c, norm_registry(), run_norm);
   if (c.op == "mamba_inner") {
     // The reference's own conv and scan calls take their reference twins: an implementation is
     // held to plain tensor code, not to the other kernels.

@@ -404,14 +404,15 @@ TEST_F(TrainerTest, RecordsTheOpImplementationsItsStepsUsed) {
             (nlohmann::json{{"causal_conv1d", "reference"},
                             {"lm_head_loss", "reference"},
                             {"mamba_inner", "reference"},
+                            {"norm", "reference"},
                             {"selective_scan", "reference"}}));
-  // A model without Mamba layers calls only the head's op.
+  // A model without Mamba layers calls only the head's op and the norms.
   RunConfig t = tiny("transformer");
   t.train.steps = 1;
   TrainResult rt = train_new_run(t, options_);
   ASSERT_EQ(rt.status, RunStatus::kFinished) << rt.error;
   EXPECT_EQ(nlohmann::json::parse(st.reader().get_run(rt.run_id).ops_used),
-            (nlohmann::json{{"lm_head_loss", "reference"}}));
+            (nlohmann::json{{"lm_head_loss", "reference"}, {"norm", "reference"}}));
 }
 
 TEST_F(TrainerTest, OpsChoiceThatCannotRunIsRefusedBeforeTheRunExists) {
