@@ -244,6 +244,18 @@ struct Outcome {
   std::vector<torch::Tensor> values;
 };
 
+// The output `name` and, after the backward, every leaf's gradient.
+Outcome output_and_grads(const std::string& name, const torch::Tensor& y, const Leaves& leaves) {
+  Outcome out;
+  out.names.push_back(name);
+  out.values.push_back(y.detach());
+  for (size_t i = 0; i < leaves.tensors.size(); ++i) {
+    out.names.push_back("grad " + leaves.names[i]);
+    out.values.push_back(leaves.tensors[i].grad());
+  }
+  return out;
+}
+
 Outcome run_scan(const OpCase& c, const SelectiveScanRegistry::Fn& fn) {
   torch::manual_seed(1234);
   const auto d = c.device;
@@ -405,14 +417,7 @@ Outcome run_norm(const OpCase& c, const NormRegistry::Fn& fn) {
   torch::manual_seed(96);
   auto w = torch::randn(y.sizes(), fp32_on(d));
   (y.to(torch::kFloat) * w).sum().backward();
-  Outcome out;
-  out.names.push_back("y");
-  out.values.push_back(y.detach());
-  for (size_t i = 0; i < leaves.tensors.size(); ++i) {
-    out.names.push_back("grad " + leaves.names[i]);
-    out.values.push_back(leaves.tensors[i].grad());
-  }
-  return out;
+  return output_and_grads("y", y, leaves);
 }
 
 // Weights of the layer's orders of magnitude (dt_proj's bias puts softplus(delta) near 0.05, as
@@ -451,14 +456,7 @@ Outcome run_mamba_inner(const OpCase& c, const MambaInnerRegistry::Fn& fn) {
   torch::manual_seed(97);
   auto w = weight(torch::randn(y.sizes(), fp32_on(d)));
   (y.to(w.scalar_type()) * w).sum().backward();
-  Outcome out;
-  out.names.push_back("y");
-  out.values.push_back(y.detach());
-  for (size_t i = 0; i < leaves.tensors.size(); ++i) {
-    out.names.push_back("grad " + leaves.names[i]);
-    out.values.push_back(leaves.tensors[i].grad());
-  }
-  return out;
+  return output_and_grads("y", y, leaves);
 }
 
 // What a run of the implementation under test throws when its why_not refuses the arguments.
