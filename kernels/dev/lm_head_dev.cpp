@@ -20,6 +20,7 @@
 #include <cuda_runtime.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdio>
@@ -144,9 +145,16 @@ bool run_head(int64_t N, int64_t D, int64_t V) {
   {
     const Grads k = head("cuda", h, w, targets);
     const Grads r = head("reference", h, w, targets);
+    // Both round the logits and their gradient to bf16 for the GEMMs (cuBLAS may pick other
+    // kernels for the padded weight); the gradients' tolerance scales with their largest entry
+    // (d h is ~1 / sqrt(D) here, so a fixed one would hold it to nothing).
+    auto scaled = [&](const char* what, const torch::Tensor& got, const torch::Tensor& want) {
+      const double scale = want.abs().max().item<double>();
+      return check_close(what, got, want, 2e-2, 2e-2 * scale);
+    };
     ok &= check_close("loss", k.loss, r.loss, 1e-3, 1e-3);
-    ok &= check_close("d h", k.dh, r.dh, 5e-2, 5e-2);
-    ok &= check_close("d weight", k.dw, r.dw, 5e-2, 5e-2);
+    ok &= scaled("d h", k.dh, r.dh);
+    ok &= scaled("d weight", k.dw, r.dw);
   }
   // What the cuda path moves over the (N, Vp) bf16 logits: the GEMM's write, the row kernel's
   // read and write, the two backward GEMMs' reads (the GEMMs' own time dominates the row).
@@ -188,13 +196,16 @@ bool bench_rows(int64_t R, int64_t V) {
   auto targets = torch::randint(0, V, {R}, o.dtype(torch::kLong));  // (R)
   auto work = torch::empty_like(source);
 
-  // Agreement first, on the buffer the timing uses.
+  // Agreement first, on the buffer the timing uses; the gradients on the first rows only, since
+  // comparing all of them in fp32 takes ~50 GB at the default size.
   auto g_res = source.clone();
   auto l_res = rows(g_res, V, targets, 1.f, false);
   auto g_str = source.clone();
   auto l_str = rows(g_str, V, targets, 1.f, true);
+  const int64_t some = std::min<int64_t>(R, 4096);
   bool ok = check_close("loss resident vs streaming", l_res, l_str, 1e-5, 1e-5);
-  ok &= check_close("gradient resident vs streaming", g_res, g_str, 1e-2, 1e-6);
+  ok &= check_close("gradient resident vs streaming", g_res.narrow(0, 0, some),
+                    g_str.narrow(0, 0, some), 1e-2, 1e-6);
   g_res = g_str = torch::Tensor();
 
   const double bytes = 2.0 * R * Vp * 2;  // the row read once and written once, bf16
