@@ -14,7 +14,10 @@
 //      and rewritten as its gradient. 6.25 ms for 65,536 GPT-2 rows in bf16 in a training
 //      step's profile on an H200 (~2.1 TB/s): pass 2 re-read from HBM.
 //   v2 (in src/): register-resident: the row read once into registers (the longest rows partly
-//      into shared memory), written once; v1 kept for rows too long for it.
+//      into shared memory), written once; v1 kept for rows too long for it. GPT-2's bf16 rows
+//      take 512 threads x (7 vectors in registers + 6 in shared memory), two rows an SM. Timed
+//      by a stand-alone harness on an H200 (not this program): 65,536 such rows 3.22 ms, v1
+//      5.72 ms, a device-to-device copy of the same bytes 3.09 ms.
 //
 // Usage: lm_head_dev [N D V]   (default 65536 512 50257; N tokens of width D over V words)
 #include <cuda_runtime.h>
