@@ -4,7 +4,8 @@
 // and, when grad_scale != 0, the row is overwritten with its gradient
 //   d loss[r] / d logits[r, j] * grad_scale = (softmax(logits[r])_j - [j == target[r]]) *
 //   grad_scale
-// (0 in the padding columns V..). Math in fp32 whatever the element type.
+// (0 in the padding columns V..row_stride-1, whatever they held). Math in fp32 whatever the
+// element type.
 //
 // Shapes: R rows, V vocabulary, row_stride >= V elements between rows (a multiple of 8 for bf16,
 // of 4 for fp32, so rows load as 16-byte vectors), targets (R) int64; a target outside [0, V)
@@ -24,6 +25,9 @@ struct CrossEntropyRowsParams {
   const int64_t* targets = nullptr;  // (R)
   float* losses = nullptr;           // (R) fp32
   float grad_scale = 0.f;            // 0: losses only, logits left as they are
+  /// Takes the streaming kernel even where the row fits the register-resident one: for the
+  /// bench (kernels/dev/lm_head_dev.cpp) and checks that compare the two, which agree to rounding.
+  bool force_streaming = false;
 };
 
 /// nullptr on success, else CUDA's error text.
