@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include "core/models/switch_moe.h"
+#include "core/ops/moe_ops.h"
+#include "core/ops/torch_compat.h"
 #include "grad_check.h"
 
 namespace mmlab {
@@ -103,6 +105,50 @@ TEST(SwitchMoe, FiniteDifferenceGradientsInDouble) {
   auto w = torch::randn({2, 5, 5}, torch::kDouble);
   test::expect_gradients_match(*moe, {x},
                                [&] { return (moe(x) * w).sum() + moe->last_stats().aux_loss; });
+}
+
+// Under bf16 autocast the layer dispatches its tokens in bf16; the experts' matmuls rounded them
+// to bf16 before, so the output and every gradient equal the op fed the fp32 tokens.
+TEST(SwitchMoe, UnderAutocastDispatchingInBf16ChangesNoValue_CUDA) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  auto moe = make_moe(64, 96, 4, 1.0);
+  moe->to(torch::kCUDA);
+  torch::manual_seed(5);
+  auto x = torch::randn({3, 50, 64}, torch::kCUDA).requires_grad_();  // (B, L, D)
+  auto w = torch::randn({3, 50, 64}, torch::kCUDA);
+  compat::CudaAutocast autocast(true);
+  auto grads = [&](const torch::Tensor& y) {
+    for (auto& p : moe->parameters()) p.mutable_grad() = torch::Tensor();
+    x.mutable_grad() = torch::Tensor();
+    (y.to(torch::kFloat) * w).sum().backward();
+    std::vector<torch::Tensor> g = {x.grad().clone()};
+    for (auto& p : moe->parameters()) g.push_back(p.grad().clone());
+    return g;
+  };
+  auto y_layer = moe(x);
+  EXPECT_EQ(y_layer.scalar_type(), torch::kBFloat16);
+  auto g_layer = grads(y_layer);
+
+  auto flat = x.view({-1, 64});  // (T, D) fp32
+  ops::SwitchMoeArgs args;
+  args.x = flat;
+  {
+    compat::NoAutocast fp32;  // the router as the layer runs it
+    args.probs = torch::softmax(torch::matmul(flat, moe->router->weight.t()), -1);  // (T, X)
+  }
+  args.w1 = moe->w1;
+  args.w2 = moe->w2;
+  args.capacity = moe->capacity(flat.size(0));
+  auto y_op = ops::switch_moe(args).y.view({3, 50, 64});
+  auto g_op = grads(y_op);
+
+  EXPECT_TRUE(torch::equal(y_layer, y_op));
+  ASSERT_EQ(g_layer.size(), g_op.size());
+  for (size_t i = 0; i < g_op.size(); ++i) {
+    EXPECT_LE((g_layer[i] - g_op[i]).abs().max().item<float>(),
+              1e-6f * g_op[i].abs().max().item<float>())
+        << "gradient " << i;
+  }
 }
 
 }  // namespace
