@@ -63,7 +63,8 @@ ProfileSummary summarise_trace(const nlohmann::json& trace, const std::string& w
 }
 
 KernelProfile::KernelProfile(bool cuda) : cuda_(cuda) {
-  const prof::ProfilerConfig config(prof::ProfilerState::KINETO);
+  // Input shapes in the trace: which copy or cast a kernel belongs to is otherwise guesswork.
+  const prof::ProfilerConfig config(prof::ProfilerState::KINETO, /*report_input_shapes=*/true);
   torch::autograd::profiler::prepareProfiler(config, activities(cuda_));
   torch::autograd::profiler::enableProfiler(config, activities(cuda_));
   running_ = true;

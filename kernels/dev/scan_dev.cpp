@@ -27,6 +27,7 @@
 
 #include "core/ops/mamba_ops.h"
 #include "kernels/dev/bench_support.h"
+#include "kernels/src/mamba_launch.h"
 
 namespace {
 
@@ -157,6 +158,21 @@ Timing time_impl(const char* impl, const Inputs& in, int64_t Di, int warmup, int
   return t;
 }
 
+/// The kernels alone, forward keeping carries every `tiles_per_chunk` tiles, then backward.
+double time_kernels_fwd_bwd(const Inputs& in, int64_t Di, int tiles_per_chunk) {
+  const torch::Tensor u = in.xz.narrow(1, 0, Di), z = in.xz.narrow(1, Di, Di);
+  return time_ms(
+      [&] {
+        kernels::ScanForward f = kernels::run_selective_scan_forward(
+            u, in.delta, in.A, in.B, in.C, in.D, z, in.delta_bias, /*delta_softplus=*/true,
+            /*want_last_state=*/false, /*keep_carries=*/true, tiles_per_chunk);
+        kernels::run_selective_scan_backward(u, in.delta, in.A, in.B, in.C, in.D, z, in.delta_bias,
+                                             /*delta_softplus=*/true, f.carries, in.dy,
+                                             torch::Tensor(), tiles_per_chunk);
+      },
+      3, 20);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -199,6 +215,17 @@ int main(int argc, char** argv) {
     std::printf("%-34s %12.3f %12.4f %8.1fx %12.3f %12.4f %8.1fx\n", describe(s).c_str(),
                 ref.fwd_ms, cuda.fwd_ms, ref.fwd_ms / cuda.fwd_ms, ref.fwd_bwd_ms, cuda.fwd_bwd_ms,
                 ref.fwd_bwd_ms / cuda.fwd_bwd_ms);
+  }
+
+  const Shape& target = shapes.front();
+  const Inputs in = make_inputs(target);
+  std::printf("\nkernels alone, forward + backward, %s: carries every\n", describe(target).c_str());
+  const double base = time_kernels_fwd_bwd(in, target.Di, 4);
+  for (int tiles : {4, 2, 1}) {
+    const double ms = tiles == 4 ? base : time_kernels_fwd_bwd(in, target.Di, tiles);
+    std::printf("  %d tile(s)%s  %8.4f ms  x%.3f\n", tiles,
+                tiles == kernels::kSelectiveScanTilesPerChunk ? " (default)" : "          ", ms,
+                base / ms);
   }
   return ok ? 0 : 1;
 }

@@ -205,10 +205,11 @@ ScanForward run_selective_scan_forward(const torch::Tensor& u, const torch::Tens
                                        const torch::Tensor& A, const torch::Tensor& B,
                                        const torch::Tensor& C, const torch::Tensor& D,
                                        const torch::Tensor& z, const torch::Tensor& delta_bias,
-                                       bool delta_softplus, bool want_last_state,
-                                       bool keep_carries) {
+                                       bool delta_softplus, bool want_last_state, bool keep_carries,
+                                       int tiles_per_chunk) {
   c10::DeviceGuard guard(u.device());
   SelectiveScanParams p = scan_input_params(u, delta, A, B, C, D, z, delta_bias, delta_softplus);
+  p.tiles_per_chunk = tiles_per_chunk;
   const auto f32 = u.options().dtype(torch::kFloat);
   ScanForward out;
   out.y = torch::empty(u.sizes(), u.options());
@@ -218,7 +219,7 @@ ScanForward run_selective_scan_forward(const torch::Tensor& u, const torch::Tens
     p.last_state = out.last_state.data_ptr<float>();
   }
   if (keep_carries) {
-    const int64_t chunk = selective_scan_chunk_length(p.dstate);
+    const int64_t chunk = selective_scan_chunk_length(p.dstate, tiles_per_chunk);
     const int64_t n_chunks = (p.seqlen + chunk - 1) / chunk;
     out.carries = torch::empty({p.batch, n_chunks, p.dstate, p.dim}, f32);
     p.carries = out.carries.data_ptr<float>();
@@ -232,8 +233,8 @@ ScanGrads run_selective_scan_backward(const torch::Tensor& u, const torch::Tenso
                                       const torch::Tensor& C, const torch::Tensor& D,
                                       const torch::Tensor& z, const torch::Tensor& delta_bias,
                                       bool delta_softplus, const torch::Tensor& carries,
-                                      const torch::Tensor& dout_any,
-                                      const torch::Tensor& dlast_any) {
+                                      const torch::Tensor& dout_any, const torch::Tensor& dlast_any,
+                                      int tiles_per_chunk) {
   c10::DeviceGuard guard(u.device());
   // (B, Di, L); undefined when only last_state feeds the loss
   const torch::Tensor dout =
@@ -243,6 +244,7 @@ ScanGrads run_selective_scan_backward(const torch::Tensor& u, const torch::Tenso
   if (dlast_any.defined()) dlast = dlast_any.to(torch::kFloat).contiguous();
 
   SelectiveScanParams p = scan_input_params(u, delta, A, B, C, D, z, delta_bias, delta_softplus);
+  p.tiles_per_chunk = tiles_per_chunk;
   const auto f32 = u.options().dtype(torch::kFloat);
   p.carries = carries.data_ptr<float>();
   p.dout = dout.data_ptr();

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "core/ops/mamba_ops.h"
+#include "kernels/src/selective_scan.h"
 
 namespace mmlab::kernels {
 
@@ -57,13 +58,14 @@ struct ScanForward {
 };
 
 /// Runs the forward kernel; B, C, A, D, delta_bias must be contiguous, D, z and delta_bias may be
-/// undefined.
+/// undefined. `tiles_per_chunk` (carries kept every so many tiles) is for kernels/dev; the
+/// backward must be given the same.
 ScanForward run_selective_scan_forward(const torch::Tensor& u, const torch::Tensor& delta,
                                        const torch::Tensor& A, const torch::Tensor& B,
                                        const torch::Tensor& C, const torch::Tensor& D,
                                        const torch::Tensor& z, const torch::Tensor& delta_bias,
-                                       bool delta_softplus, bool want_last_state,
-                                       bool keep_carries);
+                                       bool delta_softplus, bool want_last_state, bool keep_carries,
+                                       int tiles_per_chunk = kSelectiveScanTilesPerChunk);
 
 struct ScanGrads {
   torch::Tensor du, ddelta, dz;   // (B, Di, L) u's dtype, contiguous; dz only with z
@@ -80,6 +82,7 @@ ScanGrads run_selective_scan_backward(const torch::Tensor& u, const torch::Tenso
                                       const torch::Tensor& C, const torch::Tensor& D,
                                       const torch::Tensor& z, const torch::Tensor& delta_bias,
                                       bool delta_softplus, const torch::Tensor& carries,
-                                      const torch::Tensor& dout, const torch::Tensor& dlast);
+                                      const torch::Tensor& dout, const torch::Tensor& dlast,
+                                      int tiles_per_chunk = kSelectiveScanTilesPerChunk);
 
 }  // namespace mmlab::kernels

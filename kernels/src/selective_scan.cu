@@ -12,7 +12,7 @@
 // (no shared atomics: for fp32 they are compare-and-swap loops). Sums over channels (dB, dC) are
 // a shuffle reduce-scatter across the 32 lanes, then one global atomic per (b, n, t) and block.
 //
-// The forward stores the state at the end of every chunk of kTilesPerChunk tiles ("carries",
+// The forward stores the state at the end of every chunk of p.tiles_per_chunk tiles ("carries",
 // (B, n_chunks, N, Di)), never the per-step states. The backward walks the chunks in reverse:
 // from a chunk's carry it recomputes the tile-start states of the chunk (kept in shared memory),
 // then per tile, last to first, recomputes the T per-step states in registers and runs the
@@ -31,9 +31,6 @@ namespace mmlab::kernels {
 
 namespace {
 
-// Per-tile carries (4x the carry memory) measured 4.58 -> 4.40 ms forward + backward at B 256,
-// Di 1024, L 256, N 16 on an H200; two tiles per chunk no better than four. Kept at four.
-constexpr int kTilesPerChunk = 4;
 constexpr int kMaxThreads = 512;  // W <= 16 warps
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr unsigned kFullMask = 0xffffffffu;
@@ -270,7 +267,8 @@ __global__ void __launch_bounds__(kMaxThreads)
     h[j] = 0.f;
   }
 
-  const int chunk = kTilesPerChunk * kT;
+  const int tiles_per_chunk = p.tiles_per_chunk;
+  const int chunk = tiles_per_chunk * kT;
   const int n_chunks = (L + chunk - 1) / chunk;
   const int n_tiles = (L + kT - 1) / kT;
   StagedTile<TL::kLoads, in_t, w_t> staged;
@@ -318,8 +316,8 @@ __global__ void __launch_bounds__(kMaxThreads)
         y_pair[h] = from_float<in_t>(yv);
       }
     }
-    if (p.carries != nullptr && (tile + 1) % kTilesPerChunk == 0 && d_ok) {
-      const int c = tile / kTilesPerChunk;
+    if (p.carries != nullptr && (tile + 1) % tiles_per_chunk == 0 && d_ok) {
+      const int c = tile / tiles_per_chunk;
 #pragma unroll
       for (int j = 0; j < kNPT; ++j) {
         const int n = warp * kNPT + j;
@@ -343,12 +341,13 @@ __global__ void __launch_bounds__(kMaxThreads)
 // Backward. Shared memory: u_s, dt_s (delta'), sg_s (d delta'/d delta), g_s (dy * silu(z)),
 // dzf_s (dy * silu'(z)) (32, T) each; the warps' partial sums over their states of C h, of the
 // du and of the ddelta' terms: ypart_s, dupart_s, ddtpart_s (W, 32, T) each; bc_s (T, NP);
-// hs_s (kTilesPerChunk, NP, 32) tile-start states; dD_s, dbias_s (32).
+// hs_s (tiles_per_chunk, NP, 32) tile-start states; dD_s, dbias_s (32).
 
 template <int kNPT>
-size_t backward_smem_floats(int W) {
+size_t backward_smem_floats(int W, int tiles_per_chunk) {
   const int NP = W * kNPT;
-  return (5 + 3 * W) * Tile<kNPT>::kArray + 2 * Tile<kNPT>::kT * NP + kTilesPerChunk * NP * 32 + 64;
+  return (5 + 3 * W) * Tile<kNPT>::kArray + 2 * Tile<kNPT>::kT * NP + tiles_per_chunk * NP * 32 +
+         64;
 }
 
 template <int kNPT, typename in_t, typename w_t>
@@ -374,7 +373,8 @@ __global__ void __launch_bounds__(kMaxThreads)
   float* ddtpart_s = dupart_s + W * kArray;
   float2* bc_s = reinterpret_cast<float2*>(ddtpart_s + W * kArray);
   float* hs_s = reinterpret_cast<float*>(bc_s + kT * NP);
-  float* dD_s = hs_s + kTilesPerChunk * NP * 32;
+  const int tiles_per_chunk = p.tiles_per_chunk;
+  float* dD_s = hs_s + tiles_per_chunk * NP * 32;
   float* dbias_s = dD_s + 32;
 
   const bool has_z = p.z != nullptr;
@@ -406,10 +406,10 @@ __global__ void __launch_bounds__(kMaxThreads)
 
   // Chunks from the last: tiles 0 .. c_tiles-2 of the chunk forward (recomputing the tile-start
   // states), then all of them in reverse (the gradients; dy only there).
-  const int chunk = kTilesPerChunk * kT;
+  const int chunk = tiles_per_chunk * kT;
   const int n_chunks = (L + chunk - 1) / chunk;
   StagedTile<TL::kLoads, in_t, w_t> staged;
-  auto tiles_of = [&](int c) { return min(kTilesPerChunk, (L - c * chunk + kT - 1) / kT); };
+  auto tiles_of = [&](int c) { return min(tiles_per_chunk, (L - c * chunk + kT - 1) / kT); };
   for (int c = n_chunks - 1; c >= 0; --c) {
     const int c_t0 = c * chunk;
     const int c_tiles = tiles_of(c);
@@ -628,6 +628,10 @@ void dispatch(const SelectiveScanParams& p, ScanDtype input, ScanDtype weight, F
     throw std::runtime_error("The CUDA selective scan takes d_state 1 to 64, not " +
                              std::to_string(p.dstate) + ".");
   }
+  if (p.tiles_per_chunk < 1 || p.tiles_per_chunk > kSelectiveScanMaxTilesPerChunk) {
+    throw std::runtime_error("The CUDA selective scan takes 1 to 8 tiles per chunk, not " +
+                             std::to_string(p.tiles_per_chunk) + ".");
+  }
   auto by_weight = [&](auto npt, auto in) {
     using in_t = decltype(in);
     constexpr int kNPT = decltype(npt)::value;
@@ -660,8 +664,9 @@ struct Launcher {
   void operator()() const {
     const LaunchShape s = launch_shape(p, kNPT);
     const int warps = s.threads / 32;
-    const size_t smem = sizeof(float) * (kBackward ? backward_smem_floats<kNPT>(warps)
-                                                   : forward_smem_floats<kNPT>(warps));
+    const size_t smem =
+        sizeof(float) * (kBackward ? backward_smem_floats<kNPT>(warps, p.tiles_per_chunk)
+                                   : forward_smem_floats<kNPT>(warps));
     auto kernel = kBackward ? selective_scan_backward_kernel<kNPT, in_t, w_t>
                             : selective_scan_forward_kernel<kNPT, in_t, w_t>;
     if (smem > 48 * 1024) {
@@ -675,8 +680,8 @@ struct Launcher {
 
 }  // namespace
 
-int selective_scan_chunk_length(int dstate) {
-  return kTilesPerChunk * (32 / states_per_thread(dstate));
+int selective_scan_chunk_length(int dstate, int tiles_per_chunk) {
+  return tiles_per_chunk * (32 / states_per_thread(dstate));
 }
 
 void selective_scan_forward_cuda(const SelectiveScanParams& p, ScanDtype input, ScanDtype weight,

@@ -18,6 +18,8 @@ enum class ScanDtype { kFloat32, kBFloat16 };
 struct SelectiveScanParams {
   int batch = 0, dim = 0, seqlen = 0, dstate = 0;  // B, Di, L, N
   bool delta_softplus = false;
+  // Tiles between two carries: the forward's and the backward's must be the same.
+  int tiles_per_chunk = 1;
 
   // (B, Di, L) tensors in the input dtype: element strides, L stride 1.
   const void* u = nullptr;
@@ -61,9 +63,16 @@ struct SelectiveScanParams {
 /// The largest d_state the kernels take.
 constexpr int kSelectiveScanMaxDstate = 64;
 
+/// Tiles between two stored carry states (1 to kSelectiveScanMaxTilesPerChunk). A carry per tile
+/// spares the backward its recomputation pass (each chunk's forward before its reverse) for 4x
+/// the carry memory of one per 4 tiles: at B 256, Di 1024, L 256, N 16 bf16 on an H200 that
+/// memory is 537 MB per layer, and kernels/dev/scan_dev times both.
+constexpr int kSelectiveScanTilesPerChunk = 1;
+constexpr int kSelectiveScanMaxTilesPerChunk = 8;
+
 /// Steps between two stored carry states for this d_state (the backward recomputes one chunk of
 /// the forward from each); n_chunks = ceil(L / this).
-int selective_scan_chunk_length(int dstate);
+int selective_scan_chunk_length(int dstate, int tiles_per_chunk);
 
 /// Launch on `stream` (a cudaStream_t); throw std::runtime_error when a launch fails.
 /// `input` is the dtype of u/delta/z/y, `weight` the dtype of B and C.
