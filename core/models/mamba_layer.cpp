@@ -131,11 +131,19 @@ torch::Tensor MambaLayerImpl::forward(const torch::Tensor& h) {
   inner.dt_proj_bias = dt_proj->bias;
   inner.A = -torch::exp(at_least_fp32(A_log));  // (Di, N)
   inner.D = D;
-  auto y = ops::mamba_inner(inner);  // (B, Di, L)
-  // Multiplied from the left like mamba_inner's products: y is never transposed into a
-  // token-major copy, forward or back.
-  if (out_proj) return ops::left_multiply(out_proj->weight, y).transpose(1, 2);  // (B, L, D) view
-  return project_out(y.transpose(1, 2), true);                                   // (B, L, D)
+  auto y = ops::mamba_inner(inner);                            // (B, Di, L)
+  if (!out_proj) return project_out(y.transpose(1, 2), true);  // (B, L, D)
+  const int64_t B = y.size(0), Di = y.size(1), L = y.size(2);
+  if (y.stride(0) == L && y.stride(1) == B * L && y.stride(2) == 1) {
+    // y channel-major (the kernel writes it in z's layout): its (Di, B*L) rows are a matrix, so
+    // one product gives the output token-major, and its backward hands y's gradient back in y's
+    // layout and the weight's as one product, with no transposing copy either way.
+    auto rows = y.permute({1, 0, 2}).view({Di, B * L});                 // (Di, B*L)
+    return torch::mm(rows.t(), out_proj->weight.t()).view({B, L, -1});  // (B, L, D)
+  }
+  // Otherwise multiplied from the left like mamba_inner's products: y is never transposed into
+  // a token-major copy, forward or back.
+  return ops::left_multiply(out_proj->weight, y).transpose(1, 2);  // (B, L, D) view
 }
 
 MambaForwardOpArgs MambaLayerImpl::forward_op_args(const MambaLayerOptions& o, int64_t B, int64_t L,

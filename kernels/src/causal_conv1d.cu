@@ -153,7 +153,7 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock)
   const T* x_row = static_cast<const T*>(p.x) + ix.b * p.x_batch_stride + ix.c * p.x_channel_stride;
   const T* dout_row =
       static_cast<const T*>(p.dout) + ix.b * p.dout_batch_stride + ix.c * p.dout_channel_stride;
-  T* dx_row = static_cast<T*>(p.dx) + (ix.b * p.channels + ix.c) * L;
+  T* dx_row = static_cast<T*>(p.dx) + ix.b * p.dx_batch_stride + ix.c * p.dx_channel_stride;
   float w[K];
 #pragma unroll
   for (int k = 0; k < K; ++k) w[k] = load_at(p.weight, ix.c, k);
@@ -252,7 +252,7 @@ struct LaunchBackward {
   const char* operator()() const {
     const bool x_vec_ok = rows_aligned<T>(p.x, p.x_batch_stride, p.x_channel_stride);
     const bool dout_vec_ok = rows_aligned<T>(p.dout, p.dout_batch_stride, p.dout_channel_stride);
-    const bool dx_vec_ok = rows_aligned<T>(p.dx, p.channels * p.length, p.length);
+    const bool dx_vec_ok = rows_aligned<T>(p.dx, p.dx_batch_stride, p.dx_channel_stride);
     conv_bwd_kernel<T, K>
         <<<row_blocks(p), 32 * kRowsPerBlock, 0, stream>>>(p, x_vec_ok, dout_vec_ok, dx_vec_ok);
     return last_launch_error();

@@ -4,7 +4,8 @@
 //
 // Shapes: B batch, Di channels (d_inner), L length, K width (2..4).
 //   x, dout   (B, Di, L)  L stride 1, batch/channel strides free
-//   out, dx   (B, Di, L)  contiguous, x's type
+//   dx        (B, Di, L)  L stride 1, batch/channel strides free, x's type
+//   out       (B, Di, L)  contiguous, x's type
 //   weight    (Di, K), bias (Di): any strides, fp32 or bf16
 // The launchers return nullptr on success, else CUDA's error text for the glue to throw.
 #pragma once
@@ -29,6 +30,7 @@ struct CausalConv1dParams {
   const void* dout = nullptr;  // (B, Di, L)
   int64_t dout_batch_stride = 0, dout_channel_stride = 0;
   void* dx = nullptr;  // (B, Di, L)
+  int64_t dx_batch_stride = 0, dx_channel_stride = 0;
   // (B, Di, K + 1) fp32: per (batch, channel) row, the sum over the row of dweight (first K) and
   // dbias (last); the glue sums over the batch, so no atomics are needed.
   float* dweight_bias_partial = nullptr;

@@ -45,6 +45,16 @@ torch::Tensor length_contiguous_as(const torch::Tensor& dout, const torch::Tenso
   return g;
 }
 
+/// An uninitialised (B, Di, L) tensor in `like`'s layout when that is dense with L stride 1, else
+/// contiguous. The layer's x and z are channel-major views of projections ((Di, B*L) rows): their
+/// gradients in that layout flow back through the view with no copy, and y in it is a (Di, B*L)
+/// matrix the output projection multiplies as it is.
+torch::Tensor empty_in_layout_of(const torch::Tensor& like) {
+  auto t = torch::empty_like(like);
+  if (t.size(2) > 1 && t.stride(2) != 1) t = torch::empty(like.sizes(), like.options());
+  return t;
+}
+
 bool fp32_or_bf16(const torch::Tensor& t) {
   return t.scalar_type() == torch::kFloat || t.scalar_type() == torch::kBFloat16;
 }
@@ -129,12 +139,14 @@ CausalConv1dGrads run_causal_conv1d_backward(const torch::Tensor& x, const torch
   const auto dout = length_contiguous_as(dout_any, x);  // (B, Di, L)
   CausalConv1dParams p = conv_params(x, weight, bias, silu);
   CausalConv1dGrads g;
-  g.dx = torch::empty(x.sizes(), x.options());  // (B, Di, L)
+  g.dx = empty_in_layout_of(x);  // (B, Di, L)
   auto partial = torch::empty({B, Di, K + 1}, x.options().dtype(torch::kFloat));
   p.dout = dout.data_ptr();
   p.dout_batch_stride = dout.stride(0);
   p.dout_channel_stride = dout.stride(1);
   p.dx = g.dx.data_ptr();
+  p.dx_batch_stride = g.dx.stride(0);
+  p.dx_channel_stride = g.dx.stride(1);
   p.dweight_bias_partial = partial.data_ptr<float>();
   check_launch(causal_conv1d_bwd(p, compat::current_cuda_stream()), "causal_conv1d backward");
   auto sums = partial.sum(0);                                              // (Di, K + 1)
@@ -212,8 +224,10 @@ ScanForward run_selective_scan_forward(const torch::Tensor& u, const torch::Tens
   p.tiles_per_chunk = tiles_per_chunk;
   const auto f32 = u.options().dtype(torch::kFloat);
   ScanForward out;
-  out.y = torch::empty(u.sizes(), u.options());
+  out.y = z.defined() ? empty_in_layout_of(z) : torch::empty(u.sizes(), u.options());
   p.y = out.y.data_ptr();
+  p.y_batch_stride = out.y.stride(0);
+  p.y_dim_stride = out.y.stride(1);
   if (want_last_state) {
     out.last_state = torch::empty({p.batch, p.dim, p.dstate}, f32);
     p.last_state = out.last_state.data_ptr<float>();
@@ -254,7 +268,7 @@ ScanGrads run_selective_scan_backward(const torch::Tensor& u, const torch::Tenso
   ScanGrads g;
   g.du = torch::empty(u.sizes(), u.options());
   g.ddelta = torch::empty(u.sizes(), u.options());
-  if (z.defined()) g.dz = torch::empty(u.sizes(), u.options());
+  if (z.defined()) g.dz = empty_in_layout_of(z);
   g.dA = torch::zeros(A.sizes(), f32);
   g.dB = torch::zeros(B.sizes(), f32);
   g.dC = torch::zeros(C.sizes(), f32);
@@ -262,7 +276,11 @@ ScanGrads run_selective_scan_backward(const torch::Tensor& u, const torch::Tenso
   if (delta_bias.defined()) g.ddelta_bias = torch::zeros(delta_bias.sizes(), f32);
   p.du = g.du.data_ptr();
   p.ddelta = g.ddelta.data_ptr();
-  if (g.dz.defined()) p.dz = g.dz.data_ptr();
+  if (g.dz.defined()) {
+    p.dz = g.dz.data_ptr();
+    p.dz_batch_stride = g.dz.stride(0);
+    p.dz_dim_stride = g.dz.stride(1);
+  }
   p.dA = g.dA.data_ptr<float>();
   p.dB = g.dB.data_ptr<float>();
   p.dC = g.dC.data_ptr<float>();

@@ -35,7 +35,7 @@ torch::Tensor run_causal_conv1d_forward(const torch::Tensor& x, const torch::Ten
                                         const torch::Tensor& bias, bool silu);
 
 struct CausalConv1dGrads {
-  torch::Tensor dx;       // (B, Di, L) x's dtype, contiguous
+  torch::Tensor dx;       // (B, Di, L) x's dtype and, where x is dense, strides
   torch::Tensor dweight;  // (Di, K)    weight's dtype
   torch::Tensor dbias;    // (Di)       bias's dtype; undefined without a bias
 };
@@ -52,7 +52,7 @@ CausalConv1dGrads run_causal_conv1d_backward(const torch::Tensor& x, const torch
 std::string selective_scan_why_not(const ops::SelectiveScanArgs& a);
 
 struct ScanForward {
-  torch::Tensor y;           // (B, Di, L)           u's dtype
+  torch::Tensor y;           // (B, Di, L)           u's dtype, z's layout where dense
   torch::Tensor last_state;  // (B, Di, N)           fp32, when asked
   torch::Tensor carries;     // (B, n_chunks, N, Di) fp32, when kept for a backward
 };
@@ -68,7 +68,7 @@ ScanForward run_selective_scan_forward(const torch::Tensor& u, const torch::Tens
                                        int tiles_per_chunk = kSelectiveScanTilesPerChunk);
 
 struct ScanGrads {
-  torch::Tensor du, ddelta, dz;   // (B, Di, L) u's dtype, contiguous; dz only with z
+  torch::Tensor du, ddelta, dz;   // (B, Di, L) u's dtype, contiguous; dz only with z, in its layout
   torch::Tensor dA;               // (Di, N)    fp32
   torch::Tensor dB, dC;           // (B, N, L)  fp32
   torch::Tensor dD, ddelta_bias;  // (Di)      fp32, only with D / delta_bias

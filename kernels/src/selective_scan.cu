@@ -257,7 +257,7 @@ __global__ void __launch_bounds__(kMaxThreads)
   const bool d_ok = d < Di;
   const bool has_z = p.z != nullptr;
   const TileInputs<kT, TL::kLoads, in_t, w_t> in(p, b, d0);
-  in_t* y = static_cast<in_t*>(p.y) + static_cast<int64_t>(b) * Di * L;
+  in_t* y = static_cast<in_t*>(p.y) + b * p.y_batch_stride;
 
   float A2[kNPT], h[kNPT];  // A * log2(e), state
 #pragma unroll
@@ -304,7 +304,7 @@ __global__ void __launch_bounds__(kMaxThreads)
       const TilePair pr = in.pair(q, t0);
       if (!pr.ok0) continue;
       const float Dv = p.D != nullptr ? p.D[pr.dd] : 0.f;
-      in_t* y_pair = y + static_cast<int64_t>(pr.dd) * L + pr.tt;
+      in_t* y_pair = y + pr.dd * p.y_dim_stride + pr.tt;
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         if (h == 1 && !pr.ok1) break;
@@ -379,10 +379,10 @@ __global__ void __launch_bounds__(kMaxThreads)
 
   const bool has_z = p.z != nullptr;
   const TileInputs<kT, TL::kLoads, in_t, w_t> in(p, b, d0);
-  const int64_t out_row = static_cast<int64_t>(b) * Di * L;  // du, ddelta, dz are contiguous
+  const int64_t out_row = static_cast<int64_t>(b) * Di * L;  // du and ddelta are contiguous
   in_t* du = static_cast<in_t*>(p.du) + out_row;
   in_t* ddelta = static_cast<in_t*>(p.ddelta) + out_row;
-  in_t* dz = p.dz != nullptr ? static_cast<in_t*>(p.dz) + out_row : nullptr;
+  in_t* dz = p.dz != nullptr ? static_cast<in_t*>(p.dz) + b * p.dz_batch_stride : nullptr;
   float* dB = p.dB + static_cast<int64_t>(b) * N * L;
   float* dC = p.dC + static_cast<int64_t>(b) * N * L;
 
@@ -564,7 +564,8 @@ __global__ void __launch_bounds__(kMaxThreads)
             if (dz != nullptr) {
               float y_sum = 0.f;
               for (int w = 0; w < W; ++w) y_sum += ypart_s[w * kArray + i];
-              dz[o + h] = from_float<in_t>(fmaf(Dv, uv, y_sum) * dzf_s[i]);
+              dz[pr.dd * p.dz_dim_stride + pr.tt + h] =
+                  from_float<in_t>(fmaf(Dv, uv, y_sum) * dzf_s[i]);
             }
             dD_part = fmaf(gv, uv, dD_part);
             dbias_part += ddt;

@@ -38,14 +38,16 @@ struct SelectiveScanParams {
   const float* delta_bias = nullptr;  // (Di)    optional
 
   // Forward outputs.
-  void* y = nullptr;            // (B, Di, L) contiguous, input dtype
+  void* y = nullptr;  // (B, Di, L) input dtype, L stride 1
+  int64_t y_batch_stride = 0, y_dim_stride = 0;
   float* last_state = nullptr;  // (B, Di, N) contiguous; optional
   float* carries = nullptr;     // (B, n_chunks, N, Di): the state at the end of each chunk
                                 // of selective_scan_chunk_length() steps; optional
 
-  // Backward: the gradient of y, and the gradients (du, ddelta, dz contiguous (B, Di, L) in the
-  // input dtype; the rest fp32 accumulators the caller zero-fills: dB, dC (B, N, L), dA (Di, N),
-  // dD, ddelta_bias (Di); dz/dD/ddelta_bias only when z/D/delta_bias are given).
+  // Backward: the gradient of y, and the gradients (du, ddelta contiguous (B, Di, L) in the
+  // input dtype, dz likewise with its own batch/channel strides; the rest fp32 accumulators the
+  // caller zero-fills: dB, dC (B, N, L), dA (Di, N), dD, ddelta_bias (Di); dz/dD/ddelta_bias only
+  // when z/D/delta_bias are given).
   const void* dout = nullptr;
   const float* dlast_state =
       nullptr;  // (B, Di, N) contiguous; optional: the gradient of last_state
@@ -53,6 +55,7 @@ struct SelectiveScanParams {
   void* du = nullptr;
   void* ddelta = nullptr;
   void* dz = nullptr;
+  int64_t dz_batch_stride = 0, dz_dim_stride = 0;
   float* dA = nullptr;
   float* dB = nullptr;
   float* dC = nullptr;
