@@ -2,24 +2,12 @@
 #include "core/models/attention.h"
 
 #include "core/models/init.h"
+#include "core/ops/attention_ops.h"
 #include "core/ops/torch_compat.h"
 
 namespace mmlab {
 
 namespace nn = torch::nn;
-
-torch::Tensor apply_rope(const torch::Tensor& x, int64_t offset, double theta) {
-  const int64_t L = x.size(2), hd = x.size(3), half = hd / 2;
-  auto fopts = torch::TensorOptions().device(x.device()).dtype(torch::kFloat);
-  auto inv_freq = torch::pow(theta, -torch::arange(0, half, fopts) * 2.0 / static_cast<double>(hd));
-  auto pos = torch::arange(offset, offset + L, fopts);
-  auto angles = torch::outer(pos, inv_freq);                                    // (L, hd/2)
-  auto cos = torch::cat({angles.cos(), angles.cos()}, -1).to(x.scalar_type());  // (L, hd)
-  auto sin = torch::cat({angles.sin(), angles.sin()}, -1).to(x.scalar_type());
-  auto x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
-  auto rotated = torch::cat({-x2, x1}, -1);  // rotate_half
-  return x * cos + rotated * sin;
-}
 
 AttentionImpl::AttentionImpl(const AttentionOptions& o) : options(o) {
   qkv = register_module("qkv",
@@ -37,10 +25,12 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> AttentionImpl::heads(con
                                                                              int64_t offset) {
   const int64_t B = x.size(0), L = x.size(1), hd = options.head_dim();
   const int64_t H = options.d_model() / hd;
-  auto parts = qkv(x).view({B, L, 3, H, hd}).permute({2, 0, 3, 1, 4});  // (3, B, H, L, hd)
-  auto q = apply_rope(parts[0], offset, options.rope_theta());
-  auto k = apply_rope(parts[1], offset, options.rope_theta());
-  return {q, k, parts[2]};
+  ops::AttentionHeadsArgs a;
+  a.qkv = qkv(x).view({B, L, 3, H, hd});
+  a.offset = offset;
+  a.theta = options.rope_theta();
+  ops::AttentionHeads h = ops::attention_heads(a);  // (B, H, L, hd) each
+  return {h.q, h.k, h.v};
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-// Causal multi-head attention with rotary position embeddings (theta 10000, rotate-half), and the
-// dense FFN of the Transformer baselines.
+// Causal multi-head attention with rotary position embeddings (theta 10000, rotate-half, in
+// ops::attention_heads), and the dense FFN of the Transformer baselines.
 //
 // Shapes: B batch, L length, D d_model, H heads, hd head_dim = D / H.
 //   qkv (3D, D), out (D, D), no biases.   ffn: fc1 (F, D) + bias, fc2 (D, F) + bias
@@ -49,8 +49,5 @@ class FeedForwardImpl : public MixerImpl {
   torch::nn::Linear fc2{nullptr};
 };
 TORCH_MODULE(FeedForward);
-
-/// Applies rotate-half RoPE to (B, H, L, hd) starting at absolute position `offset`.
-torch::Tensor apply_rope(const torch::Tensor& x, int64_t offset, double theta);
 
 }  // namespace mmlab

@@ -7,6 +7,7 @@
 #include "core/config/param_count.h"
 #include "core/models/language_model.h"
 #include "core/models/mamba_layer.h"
+#include "core/ops/attention_ops.h"
 #include "core/ops/lm_head_ops.h"
 #include "core/ops/mamba_ops.h"
 #include "core/ops/moe_ops.h"
@@ -102,7 +103,20 @@ void check_ops_choice(const RunConfig& run) {
     ops::SwitchMoeArgs moe;
     check_call(ops::switch_moe_registry(), c, run, device, moe);
   }
-  for (const LayerSpec& spec : expand_layers(run.model)) {
+  const std::vector<LayerSpec> layers = expand_layers(run.model);
+  if (std::any_of(layers.begin(), layers.end(),
+                  [](const LayerSpec& s) { return s.kind == LayerKind::kAttention; })) {
+    // The qkv projection's output as the attention layer views it, in autocast's dtype.
+    const auto meta = torch::TensorOptions().device(torch::kMeta).dtype(act);
+    ops::AttentionHeadsArgs heads;
+    heads.qkv = torch::empty(
+        {run.train.batch_size, run.train.seq_len, 3, run.model.n_head(), run.model.head_dim}, meta);
+    for (bool needs_grad : {true, false}) {
+      heads.needs_grad = needs_grad;
+      check_call(ops::attention_heads_registry(), c, run, device, heads);
+    }
+  }
+  for (const LayerSpec& spec : layers) {
     if (spec.kind != LayerKind::kMamba && spec.kind != LayerKind::kParallelMambaMoe) continue;
     const MambaLayerOptions options = mamba_layer_options(run.model, spec);
     for (bool needs_grad : {true, false}) {  // a training step, then an evaluation

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "core/ops/op_catalog.h"
 
+#include "core/ops/attention_ops.h"
 #include "core/ops/lm_head_ops.h"
 #include "core/ops/mamba_ops.h"
 #include "core/ops/moe_ops.h"
@@ -21,6 +22,7 @@ void for_each_registry(F&& f) {
   f(lm_head_loss_registry());
   f(switch_moe_registry());
   f(norm_registry());
+  f(attention_heads_registry());
 }
 
 }  // namespace

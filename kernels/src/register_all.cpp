@@ -13,6 +13,7 @@ void register_all() {
   register_lm_head_loss_cuda();
   register_mamba_inner_cuda();
   register_norm_cuda();
+  register_attention_heads_cuda();
 }
 
 }  // namespace mmlab::kernels

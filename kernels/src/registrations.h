@@ -11,5 +11,6 @@ void register_selective_state_update_cuda();
 void register_lm_head_loss_cuda();
 void register_mamba_inner_cuda();
 void register_norm_cuda();
+void register_attention_heads_cuda();
 
 }  // namespace mmlab::kernels

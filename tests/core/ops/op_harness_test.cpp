@@ -10,6 +10,7 @@
 #include <sstream>
 #include <tuple>
 
+#include "core/ops/attention_ops.h"
 #include "core/ops/lm_head_ops.h"
 #include "core/ops/mamba_ops.h"
 #include "core/ops/norm_ops.h"
@@ -29,6 +30,10 @@ struct OpCase {
   int64_t V = 0;  // lm_head_loss: B tokens of width Di over V words
   // norm: B rows of width Di; rms for RMSNorm; out_bf16 for a bf16 result from `dtype` rows
   bool rms = false, out_bf16 = false;
+  // attention_heads: B sequences of L steps, d_model Di in heads of hd, RoPE from position
+  // `offset`; v_unused leaves v out of the loss (its gradient undefined).
+  int64_t hd = 0, offset = 0;
+  bool v_unused = false;
   bool z = false, D = false, bias = false, softplus = false, last_state = false, silu = false;
   bool strided = false;  // inputs are channel slices of a (2Di, B*L) projection, as in the model
   // Run in fp64 on inputs first rounded to `dtype`: the exact result that a bf16 implementation
@@ -142,6 +147,27 @@ std::vector<OpCase> lm_head_shapes() {
   return v;
 }
 
+// Head dims from the smallest (one pair) to 128, several heads, one step at a decoding offset, the
+// model's 8 heads of 64 over 300 steps, a projection with batch and step strides of its own (a
+// slice of a longer sequence), and an unused v.
+std::vector<OpCase> attention_heads_shapes() {
+  std::vector<OpCase> v;
+  auto add = [&](int64_t B, int64_t L, int64_t Di, int64_t hd, int64_t offset, bool strided,
+                 bool v_unused) {
+    OpCase c;
+    c.B = B, c.L = L, c.Di = Di, c.hd = hd, c.offset = offset;
+    c.strided = strided, c.v_unused = v_unused;
+    v.push_back(c);
+  };
+  add(1, 5, 4, 2, 0, false, false);
+  add(2, 7, 48, 16, 0, false, false);
+  add(1, 1, 128, 64, 37, false, false);
+  add(3, 33, 256, 128, 0, true, false);
+  add(2, 300, 512, 64, 0, false, false);
+  add(2, 19, 64, 32, 3, false, true);
+  return v;
+}
+
 // Widths below one warp's 32 lanes, not a multiple of 32, at every register tier (128, 256, 512,
 // 1024 columns) and its edges; one row; more rows than the backward has warps (its loop over rows
 // and the partial sums); both norms; the model's bf16 result of fp32 rows.
@@ -199,6 +225,9 @@ std::vector<OpCase> all_cases() {
           if (c.strided) n << "_strided";
           if (c.rms) n << "_rms";
           if (c.out_bf16) n << "_to_bf16";
+          if (c.hd > 0) n << "_hd" << c.hd;
+          if (c.offset > 0) n << "_from" << c.offset;
+          if (c.v_unused) n << "_v_unused";
           if (device == torch::kCUDA) n << "_CUDA";
           c.name = n.str();
           out.push_back(c);
@@ -215,6 +244,7 @@ std::vector<OpCase> all_cases() {
   expand("lm_head_loss", implementations(lm_head_loss_registry()), lm_head_shapes());
   expand("mamba_inner", implementations(mamba_inner_registry()), mamba_inner_shapes());
   expand("norm", implementations(norm_registry()), norm_shapes());
+  expand("attention_heads", implementations(attention_heads_registry()), attention_heads_shapes());
   return out;
 }
 
@@ -423,6 +453,42 @@ Outcome run_norm(const OpCase& c, const NormRegistry::Fn& fn) {
   return output_and_grads("y", y, leaves);
 }
 
+// The projection's output at its scale; q, k (and v unless unused) weighted into the loss.
+Outcome run_attention_heads(const OpCase& c, const AttentionHeadsRegistry::Fn& fn) {
+  torch::manual_seed(2024);
+  const auto d = c.device;
+  const auto act = fp32_on(d).dtype(c.dtype);
+  Leaves leaves;
+  AttentionHeadsArgs a;
+  const int64_t H = c.Di / c.hd;
+  if (c.strided) {
+    auto longer = leaves.add("qkv", torch::randn({c.B, c.L + 3, 3 * c.Di}, act));
+    a.qkv = longer.narrow(1, 2, c.L).view({c.B, c.L, 3, H, c.hd});
+  } else {
+    a.qkv = leaves.add("qkv", torch::randn({c.B, c.L, 3 * c.Di}, act)).view({c.B, c.L, 3, H, c.hd});
+  }
+  a.offset = c.offset;
+  a.theta = 10000.0;
+  a.needs_grad = true;
+  AttentionHeads h = fn(a);
+  torch::manual_seed(95);
+  auto weighted = [&](const torch::Tensor& t) {
+    return (t.to(torch::kFloat) * torch::randn(t.sizes(), fp32_on(d))).sum();
+  };
+  auto loss = weighted(h.q) + weighted(h.k);
+  if (!c.v_unused) loss = loss + weighted(h.v);
+  loss.backward();
+  Outcome out;
+  for (const auto& [name, t] :
+       {std::pair<const char*, torch::Tensor>{"q", h.q}, {"k", h.k}, {"v", h.v}}) {
+    out.names.push_back(name);
+    out.values.push_back(t.detach());
+  }
+  out.names.push_back("grad qkv");
+  out.values.push_back(leaves.tensors[0].grad());
+  return out;
+}
+
 // Weights of the layer's orders of magnitude (dt_proj's bias puts softplus(delta) near 0.05, as
 // the layer's initialisation does), so the state carries over tens of steps.
 Outcome run_mamba_inner(const OpCase& c, const MambaInnerRegistry::Fn& fn) {
@@ -529,6 +595,7 @@ TEST_P(OpHarness, MatchesReferenceOnOutputsAndGradients) {
     compare(c, selective_state_update_registry(), run_state_update);
   if (c.op == "lm_head_loss") compare(c, lm_head_loss_registry(), run_lm_head_loss);
   if (c.op == "norm") compare(c, norm_registry(), run_norm);
+  if (c.op == "attention_heads") compare(c, attention_heads_registry(), run_attention_heads);
   if (c.op == "mamba_inner") {
     // The reference's own conv and scan calls take their reference twins: an implementation is
     // held to plain tensor code, not to the other kernels.
