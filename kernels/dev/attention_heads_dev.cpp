@@ -1,8 +1,13 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // Validate-and-bench for the attention-heads kernels (kernels/src/attention_heads.cu): at the
 // 25M Transformers' shape (bf16 projection output under autocast, 8 heads of 64), q, k, v and
-// the projection's gradient are checked against the reference twin, then both are timed, forward
-// alone and forward + backward, with CUDA events.
+// the projection's gradient are checked against the reference twin's exact (fp32) values, then
+// both are timed, forward alone and forward + backward, with CUDA events.
+//
+// Kernel versions:
+//   v1: a thread per rotated pair, its place from 64-bit divisions: forward 0.44 ms, forward +
+//      backward 1.03 ms at B 256, L 256, H 8 bf16 on an H200 (913 GB/s forward).
+//   v2 (in src/): a block per token, a warp per (part, head) row, a lane per pair.
 //
 // Usage: attention_heads_dev [B L H]   (default 256 256 8; head dim 64)
 #include <torch/torch.h>
@@ -45,16 +50,25 @@ bool run(int64_t B, int64_t L, int64_t H) {
 
   bool ok = true;
   {
+    // The exact values: the reference in fp32 on the same bf16 inputs. The kernel rounds once,
+    // the bf16 reference after each of its ops (x cos and rotate(x) sin first: an ulp of 2^-5 at
+    // the inputs' |x| of 4 to 8), so the kernel is held to the exact values and the reference's
+    // distance from them is printed beside.
     auto k = base.clone().requires_grad_(), r = base.clone().requires_grad_();
+    auto e = base.to(torch::kFloat).requires_grad_();
     auto hk = with_impl("cuda", [&] { return ops::attention_heads(args_of(k, H)); });
     backward_from(hk, g);
     auto hr = with_impl("reference", [&] { return ops::attention_heads(args_of(r, H)); });
     backward_from(hr, g);
-    // The reference rounds each of its ops to bf16, the kernel once.
-    ok &= check_close("q", hk.q, hr.q, 2e-2, 2e-2);
-    ok &= check_close("k", hk.k, hr.k, 2e-2, 2e-2);
-    ok &= check_close("v", hk.v, hr.v, 0, 0);
-    ok &= check_close("d qkv", k.grad(), r.grad(), 2e-2, 2e-2);
+    auto he = with_impl("reference", [&] { return ops::attention_heads(args_of(e, H)); });
+    backward_from(he, {g[0].to(torch::kFloat), g[1].to(torch::kFloat), g[2].to(torch::kFloat)});
+    const double rtol = 1.0 / 128, atol = 1e-3;  // one rounding to bf16 (2^-8 relative)
+    ok &= check_close("q", hk.q, he.q, rtol, atol);
+    ok &= check_close("k", hk.k, he.k, rtol, atol);
+    ok &= check_close("v", hk.v, he.v, 0, 0);
+    ok &= check_close("d qkv", k.grad(), e.grad(), rtol, atol);
+    check_close("reference q (printed only)", hr.q, he.q, rtol, atol);
+    check_close("reference d qkv (printed only)", r.grad(), e.grad(), rtol, atol);
   }
   // Read once and written once: the projection forward, the three gradients and dqkv backward.
   const double bytes = 2.0 * B * L * 3 * H * kHeadDim * 2.0;

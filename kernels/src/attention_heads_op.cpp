@@ -7,6 +7,7 @@
 // Shapes: B batch, L length, H heads, hd head dim.
 #include <torch/torch.h>
 
+#include <climits>
 #include <string>
 
 #include "core/ops/attention_ops.h"
@@ -31,6 +32,7 @@ std::string attention_heads_why_not(const ops::AttentionHeadsArgs& a) {
   const int64_t hd = a.qkv.size(4);
   if (hd % 2 != 0) return "odd head dim " + std::to_string(hd);
   if (hd > 1 && a.qkv.stride(4) != 1) return "qkv not contiguous along the head dim";
+  if (a.qkv.size(0) * a.qkv.size(1) > INT_MAX) return "more than 2^31 tokens";  // a block each
   return "";
 }
 
