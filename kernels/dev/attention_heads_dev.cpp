@@ -7,7 +7,8 @@
 // Kernel versions:
 //   v1: a thread per rotated pair, its place from 64-bit divisions: forward 0.44 ms, forward +
 //      backward 1.03 ms at B 256, L 256, H 8 bf16 on an H200 (913 GB/s forward).
-//   v2 (in src/): a block per token, a warp per (part, head) row, a lane per pair.
+//   v2 (in src/): a block per token, a warp per (part, head) row, a lane per pair: forward
+//      0.325 ms (3.2x the reference, 1,237 GB/s), forward + backward 0.861 ms (3.4x).
 //
 // Usage: attention_heads_dev [B L H]   (default 256 256 8; head dim 64)
 #include <torch/torch.h>
@@ -67,8 +68,11 @@ bool run(int64_t B, int64_t L, int64_t H) {
     ok &= check_close("k", hk.k, he.k, rtol, atol);
     ok &= check_close("v", hk.v, he.v, 0, 0);
     ok &= check_close("d qkv", k.grad(), e.grad(), rtol, atol);
-    check_close("reference q (printed only)", hr.q, he.q, rtol, atol);
-    check_close("reference d qkv (printed only)", r.grad(), e.grad(), rtol, atol);
+    auto distance = [](const torch::Tensor& a, const torch::Tensor& b) {
+      return (a.to(torch::kFloat) - b.to(torch::kFloat)).abs().max().item<float>();
+    };
+    std::printf("  the bf16 reference's own distance from them: q %.3g, d qkv %.3g\n",
+                distance(hr.q, he.q), distance(r.grad(), e.grad()));
   }
   // Read once and written once: the projection forward, the three gradients and dqkv backward.
   const double bytes = 2.0 * B * L * 3 * H * kHeadDim * 2.0;
