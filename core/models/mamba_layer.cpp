@@ -134,7 +134,7 @@ torch::Tensor MambaLayerImpl::forward(const torch::Tensor& h) {
   auto y = ops::mamba_inner(inner);                            // (B, Di, L)
   if (!out_proj) return project_out(y.transpose(1, 2), true);  // (B, L, D)
   const int64_t B = y.size(0), Di = y.size(1), L = y.size(2);
-  if (y.stride(0) == L && y.stride(1) == B * L && y.stride(2) == 1) {
+  if (y.permute({1, 0, 2}).is_contiguous()) {
     // y channel-major (the kernel writes it in z's layout): its (Di, B*L) rows are a matrix, so
     // one product gives the output token-major, and its backward hands y's gradient back in y's
     // layout and the weight's as one product, with no transposing copy either way.

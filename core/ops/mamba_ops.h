@@ -27,7 +27,7 @@ struct SelectiveScanArgs : CallInfo {
 };
 
 struct SelectiveScanResult {
-  torch::Tensor y;           // (B, Di, L)  u's dtype
+  torch::Tensor y;           // (B, Di, L)  u's dtype, L contiguous (the kernel: z's layout)
   torch::Tensor last_state;  // (B, Di, N)  fp32; defined only with return_last_state
 };
 
@@ -88,7 +88,7 @@ struct MambaInnerArgs : CallInfo {
 /// W (O, C) times each batch's (C, L) matrix: (B, C, L) -> (B, O, L). The weight is cast to x's
 /// dtype and broadcast over the batch with stride 0, so no operand is copied (matmul's folding
 /// would copy x into token-major rows, and autocast would materialise the broadcast). The
-/// products of mamba_inner and the layer's output projection.
+/// products of mamba_inner, and the layer's output projection of a y that is not channel-major.
 torch::Tensor left_multiply(const torch::Tensor& W, const torch::Tensor& x);
 
 using SelectiveScanRegistry = Registry<SelectiveScanArgs, SelectiveScanResult>;

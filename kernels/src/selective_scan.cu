@@ -630,8 +630,9 @@ void dispatch(const SelectiveScanParams& p, ScanDtype input, ScanDtype weight, F
                              std::to_string(p.dstate) + ".");
   }
   if (p.tiles_per_chunk < 1 || p.tiles_per_chunk > kSelectiveScanMaxTilesPerChunk) {
-    throw std::runtime_error("The CUDA selective scan takes 1 to 8 tiles per chunk, not " +
-                             std::to_string(p.tiles_per_chunk) + ".");
+    throw std::runtime_error("The CUDA selective scan takes 1 to " +
+                             std::to_string(kSelectiveScanMaxTilesPerChunk) +
+                             " tiles per chunk, not " + std::to_string(p.tiles_per_chunk) + ".");
   }
   auto by_weight = [&](auto npt, auto in) {
     using in_t = decltype(in);

@@ -406,13 +406,15 @@ TEST_F(TrainerTest, RecordsTheOpImplementationsItsStepsUsed) {
                             {"mamba_inner", "reference"},
                             {"norm", "reference"},
                             {"selective_scan", "reference"}}));
-  // A model without Mamba layers calls only the head's op and the norms.
+  // A model without Mamba layers calls only the head's op, the norms and the attention heads'.
   RunConfig t = tiny("transformer");
   t.train.steps = 1;
   TrainResult rt = train_new_run(t, options_);
   ASSERT_EQ(rt.status, RunStatus::kFinished) << rt.error;
-  EXPECT_EQ(nlohmann::json::parse(st.reader().get_run(rt.run_id).ops_used),
-            (nlohmann::json{{"lm_head_loss", "reference"}, {"norm", "reference"}}));
+  EXPECT_EQ(
+      nlohmann::json::parse(st.reader().get_run(rt.run_id).ops_used),
+      (nlohmann::json{
+          {"attention_heads", "reference"}, {"lm_head_loss", "reference"}, {"norm", "reference"}}));
 }
 
 TEST_F(TrainerTest, OpsChoiceThatCannotRunIsRefusedBeforeTheRunExists) {
