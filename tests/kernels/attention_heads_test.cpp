@@ -53,6 +53,7 @@ TEST(AttentionHeadsKernel, TrainOpsRefusesItForHeadsItCannotRun) {
   } catch (const UserError& e) {
     EXPECT_THAT(e.message(), HasSubstr("op attention_heads cannot use implementation 'cuda'"));
     EXPECT_THAT(e.message(), HasSubstr("odd head dim 3"));
+    EXPECT_EQ(e.message().find(". "), std::string::npos) << e.message();  // one sentence
   }
   r.model.head_dim = 4;
   EXPECT_NO_THROW(check_ops_choice(r));

@@ -474,10 +474,10 @@ TEST(OpTolerance, DetectsAWrongResultAndAMissingGradient) {
 
 TEST(OpCatalog, EveryOpIsListedOnceWithItsImplementationsReferenceFirst) {
   const std::vector<std::string>& names = ops::op_names();
-  EXPECT_THAT(names, ::testing::ElementsAre("selective_scan", "causal_conv1d", "mamba_inner",
-                                            "selective_state_update", "causal_conv1d_update",
-                                            "lm_head_loss", "switch_moe", "norm",
-                                            "attention_heads"));
+  EXPECT_THAT(names,
+              ::testing::ElementsAre("selective_scan", "causal_conv1d", "mamba_inner",
+                                     "selective_state_update", "causal_conv1d_update",
+                                     "lm_head_loss", "switch_moe", "norm", "attention_heads"));
   for (const std::string& op : names) {
     const std::vector<std::string> impls = ops::implementation_names(op);
     ASSERT_FALSE(impls.empty()) << op;
