@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "core/ops/attention_ops.h"
 
+#include "core/ops/precision.h"
+#include "core/ops/torch_compat.h"
+
 namespace mmlab::ops {
 
 AttentionHeadsRegistry& attention_heads_registry() {
@@ -19,13 +22,15 @@ std::pair<torch::Tensor, torch::Tensor> rope_cos_sin(int64_t L, int64_t hd, int6
 }
 
 torch::Tensor apply_rope(const torch::Tensor& x, int64_t offset, double theta) {
+  compat::NoAutocast fp32;
   const int64_t L = x.size(2), hd = x.size(3), half = hd / 2;
+  auto xf = at_least_fp32(x);  // (B, H, L, hd)
   auto [c, s] = rope_cos_sin(L, hd, offset, theta, x.device());
-  auto cos = torch::cat({c, c}, -1).to(x.scalar_type());  // (L, hd)
-  auto sin = torch::cat({s, s}, -1).to(x.scalar_type());
-  auto x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
+  auto cos = torch::cat({c, c}, -1).to(xf.scalar_type());  // (L, hd)
+  auto sin = torch::cat({s, s}, -1).to(xf.scalar_type());
+  auto x1 = xf.narrow(-1, 0, half), x2 = xf.narrow(-1, half, half);
   auto rotated = torch::cat({-x2, x1}, -1);  // rotate_half
-  return x * cos + rotated * sin;
+  return (xf * cos + rotated * sin).to(x.scalar_type());
 }
 
 AttentionHeads attention_heads_reference(const AttentionHeadsArgs& a) {

@@ -38,7 +38,8 @@ AttentionHeadsRegistry& attention_heads_registry();
 std::pair<torch::Tensor, torch::Tensor> rope_cos_sin(int64_t L, int64_t hd, int64_t offset,
                                                      double theta, const torch::Device& device);
 
-/// Applies rotate-half RoPE to (B, H, L, hd) in x's dtype (LibTorch ops, each rounding to it).
+/// Applies rotate-half RoPE to (B, H, L, hd): the arithmetic in fp32 (double stays double), the
+/// result rounded to x's dtype once.
 torch::Tensor apply_rope(const torch::Tensor& x, int64_t offset, double theta);
 
 /// Plain tensor code: q and k through apply_rope, v a view of qkv.

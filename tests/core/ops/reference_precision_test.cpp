@@ -7,6 +7,7 @@
 
 #include <cmath>
 
+#include "core/ops/attention_ops.h"
 #include "core/ops/mamba_ops.h"
 
 namespace mmlab::ops {
@@ -41,6 +42,24 @@ TEST(ReferencePrecision, CausalConv1dOnBf16InputsIsTheExactResultRoundedOnce) {
   auto got = causal_conv1d_reference(conv_case(torch::kBFloat16, torch::kFloat));
   ASSERT_EQ(got.scalar_type(), torch::kBFloat16);
   EXPECT_LE(worst_rounding(got, exact), 1.0);
+}
+
+// The rotation of q and k: x1 cos - x2 sin and x2 cos + x1 sin, each an O(1) sum of two products
+// that a per-op bf16 rounding would err on by a bf16 ulp of the products.
+TEST(ReferencePrecision, AttentionHeadsOnBf16InputsIsTheExactResultRoundedOnce) {
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(4343);
+  const auto qkv =
+      (torch::randn({2, 40, 3, 4, 32}) * 2.0).to(torch::kBFloat16);  // (B, L, 3, H, hd)
+  AttentionHeadsArgs a;
+  a.qkv = qkv.to(torch::kDouble);
+  const AttentionHeads exact = attention_heads_reference(a);
+  a.qkv = qkv;
+  const AttentionHeads got = attention_heads_reference(a);
+  ASSERT_EQ(got.q.scalar_type(), torch::kBFloat16);
+  EXPECT_LE(worst_rounding(got.q, exact.q), 1.0);
+  EXPECT_LE(worst_rounding(got.k, exact.k), 1.0);
+  EXPECT_TRUE(torch::equal(got.v.to(torch::kDouble), exact.v));
 }
 
 }  // namespace
