@@ -8,7 +8,9 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
+#include <vector>
 
 #include "core/util/error.h"
 
@@ -37,16 +39,115 @@ UserError no_profiler_error() {
       "Build mmlab against a LibTorch 2.x with Kineto, e.g. the one inside PyTorch's wheel.");
 }
 
+namespace {
+
+// An event with a time span: where it ran (pid/tid), when, and for how long.
+struct Span {
+  std::string thread;
+  double ts = 0, end = 0;
+};
+
+bool has_span(const nlohmann::json& e) {
+  return e.contains("ts") && e["ts"].is_number() && e.contains("dur") && e["dur"].is_number();
+}
+
+Span span_of(const nlohmann::json& e) {
+  const std::string pid = e.contains("pid") ? e["pid"].dump() : "";
+  const std::string tid = e.contains("tid") ? e["tid"].dump() : "";
+  const double ts = e["ts"].get<double>();
+  return {pid + "/" + tid, ts, ts + e["dur"].get<double>()};
+}
+
+std::optional<int64_t> correlation_of(const nlohmann::json& e) {
+  const auto args = e.find("args");
+  if (args == e.end() || !args->is_object()) return std::nullopt;
+  const auto c = args->find("correlation");
+  if (c == args->end() || !c->is_number_integer()) return std::nullopt;
+  return c->get<int64_t>();
+}
+
+struct HostOp {
+  Span span;
+  std::string name, input_dims;
+};
+
+constexpr size_t kLauncherDepth = 4;  // innermost operators named per launcher
+
+// "outer > ... > innermost [dims]" from the operators open around a launch, outermost first.
+std::string launcher_name(const std::vector<const HostOp*>& open) {
+  if (open.empty()) return "(no operator around the launch)";
+  std::string name;
+  for (size_t i = open.size() > kLauncherDepth ? open.size() - kLauncherDepth : 0; i < open.size();
+       ++i) {
+    name += (name.empty() ? "" : " > ") + open[i]->name;
+  }
+  if (!open.back()->input_dims.empty()) name += " " + open.back()->input_dims;
+  return name;
+}
+
+// The launcher of every launch on one host thread, by correlation id. The thread's operators
+// nest, so one sweep in time order keeps the stack of those open at each launch.
+void name_launches(std::vector<HostOp>& ops, std::vector<std::pair<Span, int64_t>>& launches,
+                   std::map<int64_t, std::string>& out) {
+  // Outermost first among operators that start together: the longer one.
+  std::sort(ops.begin(), ops.end(), [](const HostOp& a, const HostOp& b) {
+    return a.span.ts != b.span.ts ? a.span.ts < b.span.ts : a.span.end > b.span.end;
+  });
+  std::sort(launches.begin(), launches.end(),
+            [](const auto& a, const auto& b) { return a.first.ts < b.first.ts; });
+  std::vector<const HostOp*> open;
+  size_t next = 0;
+  for (const auto& [at, correlation] : launches) {
+    for (; next < ops.size() && ops[next].span.ts <= at.ts; ++next) {
+      while (!open.empty() && open.back()->span.end <= ops[next].span.ts) open.pop_back();
+      open.push_back(&ops[next]);
+    }
+    while (!open.empty() && open.back()->span.end < at.end) open.pop_back();
+    out[correlation] = launcher_name(open);
+  }
+}
+
+std::vector<ProfileEntry> most_time_first(std::map<std::string, ProfileEntry>& by_name) {
+  std::vector<ProfileEntry> out;
+  for (auto& [name, entry] : by_name) out.push_back(std::move(entry));
+  std::sort(out.begin(), out.end(), [](const ProfileEntry& a, const ProfileEntry& b) {
+    return a.total_us != b.total_us ? a.total_us > b.total_us : a.name < b.name;
+  });
+  return out;
+}
+
+}  // namespace
+
 ProfileSummary summarise_trace(const nlohmann::json& trace, const std::string& what) {
   ProfileSummary s;
   s.what = what;
   const auto events = trace.find("traceEvents");
   if (events == trace.end() || !events->is_array()) return s;
-  std::map<std::string, ProfileEntry> by_name;
+  std::map<std::string, ProfileEntry> by_name, by_launcher;
   const std::string want = lower(what);
+  const bool kernels = want == "kernel";
+  std::map<std::string, std::vector<HostOp>> host_ops;                    // by thread
+  std::map<std::string, std::vector<std::pair<Span, int64_t>>> launches;  // by thread
+  std::vector<std::pair<int64_t, double>> kernel_times;  // (correlation id, duration)
   for (const auto& e : *events) {
     if (!e.is_object() || !e.contains("cat") || !e["cat"].is_string()) continue;
-    if (lower(e["cat"].get<std::string>()) != want) continue;
+    const std::string cat = lower(e["cat"].get<std::string>());
+    if (kernels && (cat == "cpu_op" || cat == "cuda_runtime" || cat == "cuda_driver") &&
+        has_span(e)) {
+      if (cat == "cpu_op" && e.contains("name") && e["name"].is_string()) {
+        HostOp op{span_of(e), e["name"].get<std::string>(), ""};
+        if (e.contains("args") && e["args"].contains("Input Dims")) {
+          op.input_dims = e["args"]["Input Dims"].dump();
+        }
+        host_ops[op.span.thread].push_back(std::move(op));
+      } else if (cat != "cpu_op") {
+        if (const auto c = correlation_of(e)) {
+          const Span at = span_of(e);
+          launches[at.thread].emplace_back(at, *c);
+        }
+      }
+    }
+    if (cat != want) continue;
     if (!e.contains("dur") || !e["dur"].is_number() || !e.contains("name")) continue;
     const std::string name = e["name"].get<std::string>();
     ProfileEntry& entry = by_name[name];
@@ -54,11 +155,24 @@ ProfileSummary summarise_trace(const nlohmann::json& trace, const std::string& w
     entry.total_us += e["dur"].get<double>();
     entry.calls += 1;
     s.total_us += e["dur"].get<double>();
+    if (kernels) kernel_times.emplace_back(correlation_of(e).value_or(-1), e["dur"].get<double>());
   }
-  for (auto& [name, entry] : by_name) s.entries.push_back(std::move(entry));
-  std::sort(s.entries.begin(), s.entries.end(), [](const ProfileEntry& a, const ProfileEntry& b) {
-    return a.total_us != b.total_us ? a.total_us > b.total_us : a.name < b.name;
-  });
+  s.entries = most_time_first(by_name);
+  if (host_ops.empty()) return s;
+  std::map<int64_t, std::string> launcher_of;  // by correlation id
+  for (auto& [thread, thread_launches] : launches) {
+    name_launches(host_ops[thread], thread_launches, launcher_of);
+  }
+  for (const auto& [correlation, dur] : kernel_times) {
+    const auto launcher = launcher_of.find(correlation);
+    const std::string name =
+        launcher == launcher_of.end() ? "(no launch recorded)" : launcher->second;
+    ProfileEntry& entry = by_launcher[name];
+    entry.name = name;
+    entry.total_us += dur;
+    entry.calls += 1;
+  }
+  s.launchers = most_time_first(by_launcher);
   return s;
 }
 
@@ -128,6 +242,20 @@ std::string format_profile(const ProfileSummary& s, int steps, size_t top) {
   for (size_t i = 0; i < s.entries.size() && i < top; ++i) {
     const ProfileEntry& e = s.entries[i];
     std::string name = e.name.size() > 110 ? e.name.substr(0, 107) + "..." : e.name;
+    std::snprintf(line, sizeof line, "  %5.1f%%  %8.3f ms  %6.1f x  %s\n",
+                  s.total_us > 0 ? 100.0 * e.total_us / s.total_us : 0.0,
+                  e.total_us * per_step / 1000.0, static_cast<double>(e.calls) * per_step,
+                  name.c_str());
+    out += line;
+  }
+  if (s.launchers.empty()) return out;
+  std::snprintf(line, sizeof line,
+                "  launched by (the innermost operators around each launch), top %zu:\n",
+                std::min(top, s.launchers.size()));
+  out += line;
+  for (size_t i = 0; i < s.launchers.size() && i < top; ++i) {
+    const ProfileEntry& e = s.launchers[i];
+    std::string name = e.name.size() > 220 ? e.name.substr(0, 217) + "..." : e.name;
     std::snprintf(line, sizeof line, "  %5.1f%%  %8.3f ms  %6.1f x  %s\n",
                   s.total_us > 0 ? 100.0 * e.total_us / s.total_us : 0.0,
                   e.total_us * per_step / 1000.0, static_cast<double>(e.calls) * per_step,

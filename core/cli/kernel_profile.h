@@ -24,10 +24,17 @@ struct ProfileSummary {
   std::vector<ProfileEntry> entries;  // most time first
   double total_us = 0;                // of every entry, not only the ones kept
   std::string what;                   // "kernel" (GPU) or "cpu_op"
+  /// For kernels: their time summed by what launched them, most time first. The name is the
+  /// innermost operators around the launch on its host thread, outermost first, and the input
+  /// shapes of the innermost ("ViewBackward0 > aten::reshape > aten::clone > aten::copy_
+  /// [[1024, 256, 256], ...]"): which layer's copy or cast a kernel is, which its name never says.
+  std::vector<ProfileEntry> launchers;
 };
 
-/// Sums the trace's events of category `what` ("kernel" or "cpu_op", case-insensitive) by name.
-/// cpu_op durations include the operators they call, so their total exceeds the wall time.
+/// Sums the trace's events of category `what` ("kernel" or "cpu_op", case-insensitive) by name,
+/// and for kernels by launcher (the trace's correlation ids tie a kernel to its runtime launch,
+/// and the launch's time on its thread to the operators around it). cpu_op durations include the
+/// operators they call, so their total exceeds the wall time.
 ProfileSummary summarise_trace(const nlohmann::json& trace, const std::string& what);
 
 /// Records from construction to finish(); one at a time per process.
@@ -53,7 +60,8 @@ UserError no_profiler_error();
 /// a file in `scratch_dir`.
 bool profiler_available(const std::filesystem::path& scratch_dir);
 
-/// The summary as a table: share of the total, ms per step, calls per step, name.
+/// The summary as a table: share of the total, ms per step, calls per step, name; then the
+/// `top` launchers the same way, when there are any.
 std::string format_profile(const ProfileSummary& s, int steps, size_t top);
 
 }  // namespace mmlab::cli
