@@ -27,7 +27,7 @@ struct ProfileSummary {
   /// For kernels: their time summed by what launched them, most time first. The name is the
   /// innermost operators around the launch on its host thread, outermost first, and the input
   /// shapes of the innermost ("ViewBackward0 > aten::reshape > aten::clone > aten::copy_
-  /// [[1024, 256, 256], ...]"): which layer's copy or cast a kernel is, which its name never says.
+  /// [[1024,256,256],...]"): which layer's copy or cast a kernel is, which its name never says.
   std::vector<ProfileEntry> launchers;
 };
 
