@@ -1,6 +1,12 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "core/ops/attention_ops.h"
 
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <string>
+#include <tuple>
+
 #include "core/ops/precision.h"
 #include "core/ops/torch_compat.h"
 
@@ -11,14 +17,42 @@ AttentionHeadsRegistry& attention_heads_registry() {
   return registry;
 }
 
-std::pair<torch::Tensor, torch::Tensor> rope_cos_sin(int64_t L, int64_t hd, int64_t offset,
-                                                     double theta, const torch::Device& device) {
+namespace {
+
+struct RopeTable {
+  torch::Tensor cos, sin;  // (rows, hd/2) fp32
+};
+
+RopeTable rope_table(int64_t rows, int64_t hd, double theta, const torch::Device& device) {
+  compat::NoAutocast fp32;
   const int64_t half = hd / 2;
   auto fopts = torch::TensorOptions().device(device).dtype(torch::kFloat);
   auto inv_freq = torch::pow(theta, -torch::arange(0, half, fopts) * 2.0 / static_cast<double>(hd));
-  auto pos = torch::arange(offset, offset + L, fopts);
-  auto angles = torch::outer(pos, inv_freq);  // (L, hd/2)
+  auto pos = torch::arange(0, rows, fopts);
+  auto angles = torch::outer(pos, inv_freq);  // (rows, hd/2)
   return {angles.cos(), angles.sin()};
+}
+
+}  // namespace
+
+std::pair<torch::Tensor, torch::Tensor> rope_cos_sin(int64_t L, int64_t hd, int64_t offset,
+                                                     double theta, const torch::Device& device) {
+  // One table per (device, head dim, theta) with every position asked for so far, doubled when a
+  // later position needs more rows: decoding asks for one row per layer and token, and making it
+  // each time was nine small operators of a layer's step. The rows of a position are the same
+  // whichever table holds them (integer positions are exact in fp32). Never destroyed: CUDA
+  // tensors must not be freed after the CUDA runtime has shut down at exit.
+  static std::mutex mu;
+  static auto* tables = new std::map<std::tuple<std::string, int64_t, double>, RopeTable>();
+  constexpr int64_t kFirstRows = 1024;
+  const int64_t needed = offset + L;
+  std::lock_guard<std::mutex> lock(mu);
+  RopeTable& t = (*tables)[{device.str(), hd, theta}];
+  if (!t.cos.defined() || t.cos.size(0) < needed) {
+    const int64_t rows = std::max(needed, t.cos.defined() ? 2 * t.cos.size(0) : kFirstRows);
+    t = rope_table(rows, hd, theta, device);
+  }
+  return {t.cos.narrow(0, offset, L), t.sin.narrow(0, offset, L)};  // (L, hd/2) each
 }
 
 torch::Tensor apply_rope(const torch::Tensor& x, int64_t offset, double theta) {

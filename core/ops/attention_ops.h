@@ -34,7 +34,8 @@ using AttentionHeadsRegistry = Registry<AttentionHeadsArgs, AttentionHeads>;
 AttentionHeadsRegistry& attention_heads_registry();
 
 /// cos and sin of the rotation angles of positions offset .. offset+L-1: (L, hd/2) fp32 each,
-/// the one definition the reference and the kernel both use.
+/// the one definition the reference and the kernel both use. Views of a table kept per device,
+/// head dim and theta (thread-safe), so a decoding step costs no operator for them.
 std::pair<torch::Tensor, torch::Tensor> rope_cos_sin(int64_t L, int64_t hd, int64_t offset,
                                                      double theta, const torch::Device& device);
 

@@ -5,6 +5,8 @@
 // passes v through. Every implementation is held to the reference by the op harness.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "core/ops/attention_ops.h"
 
 namespace mmlab::ops {
@@ -55,6 +57,26 @@ TEST(AttentionHeads, OneStepAtItsOffsetEqualsThatStepOfTheWholeSequence) {
     EXPECT_TRUE(torch::equal(step.q, whole.q.narrow(2, t, 1))) << "step " << t;
     EXPECT_TRUE(torch::equal(step.k, whole.k.narrow(2, t, 1))) << "step " << t;
   }
+}
+
+// The tables are views of one kept table that grows: the rows of a position stay the same.
+TEST(AttentionHeads, RotationTablesAreTheSameRowsBeforeAndAfterTheirTableGrows) {
+  const torch::Device cpu(torch::kCPU);
+  const double theta = 5000.0;  // a table of its own
+  const auto [cos0, sin0] = rope_cos_sin(4, kHd, 10, theta, cpu);
+  EXPECT_EQ(cos0.sizes(), (torch::IntArrayRef{4, kHd / 2}));
+  const auto [cos_far, sin_far] = rope_cos_sin(2, kHd, 5000, theta, cpu);  // grows it
+  EXPECT_EQ(cos_far.size(0), 2);
+  const auto [cos1, sin1] = rope_cos_sin(4, kHd, 10, theta, cpu);
+  EXPECT_TRUE(torch::equal(cos0, cos1));
+  EXPECT_TRUE(torch::equal(sin0, sin1));
+  const auto [cos_all, sin_all] = rope_cos_sin(20, kHd, 0, theta, cpu);
+  EXPECT_TRUE(torch::equal(cos_all.narrow(0, 10, 4), cos0));
+  // Position 0 is no rotation; position 10's first pair turns by 10 radians.
+  EXPECT_TRUE(torch::equal(cos_all[0], torch::ones({kHd / 2})));
+  EXPECT_TRUE(torch::equal(sin_all[0], torch::zeros({kHd / 2})));
+  EXPECT_NEAR(cos0[0][0].item<double>(), std::cos(10.0), 1e-6);
+  EXPECT_NEAR(sin0[0][0].item<double>(), std::sin(10.0), 1e-6);
 }
 
 }  // namespace
