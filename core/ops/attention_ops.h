@@ -3,9 +3,9 @@
 // position embedding (rotate-half, RoPE) applied to q and k. With LibTorch's ops this is a
 // select, two narrows, a cat, two multiplies and an add per q and k, and in the backward as
 // many again plus zero-filled buffers for the select's and the narrows' gradients and a copy of
-// the permuted gradient back into the projection's layout: a fifth of a Transformer-MoE25M step
-// on an H200. Fused, the forward reads the projection once and writes q, k, v in attention's
-// layout, and the backward writes the projection's gradient once.
+// the permuted gradient back into the projection's layout: 22.5 ms of a 97 ms Transformer-MoE25M
+// step on an H200. Fused, the forward reads the projection once and writes q, k, v in
+// attention's layout, and the backward writes the projection's gradient once.
 //
 // Shapes: B batch, L length, H heads, hd head dim (even).
 //   qkv (B, L, 3, H, hd) -> q, k, v (B, H, L, hd);  rotation angle of pair j at position p:
