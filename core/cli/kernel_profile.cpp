@@ -225,6 +225,28 @@ bool profiler_available(const std::filesystem::path& scratch_dir) {
   return available;
 }
 
+namespace {
+
+// Up to `top` rows of `entries`: share of `total_us`, ms and calls per step, the name cut to
+// `width` characters.
+std::string profile_rows(const std::vector<ProfileEntry>& entries, double total_us, double per_step,
+                         size_t top, size_t width) {
+  std::string out;
+  char line[512];
+  for (size_t i = 0; i < entries.size() && i < top; ++i) {
+    const ProfileEntry& e = entries[i];
+    std::string name = e.name.size() > width ? e.name.substr(0, width - 3) + "..." : e.name;
+    std::snprintf(line, sizeof line, "  %5.1f%%  %8.3f ms  %6.1f x  %s\n",
+                  total_us > 0 ? 100.0 * e.total_us / total_us : 0.0,
+                  e.total_us * per_step / 1000.0, static_cast<double>(e.calls) * per_step,
+                  name.c_str());
+    out += line;
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string format_profile(const ProfileSummary& s, int steps, size_t top) {
   std::string out;
   char line[512];
@@ -239,29 +261,13 @@ std::string format_profile(const ProfileSummary& s, int steps, size_t top) {
       }(),
       std::min(top, s.entries.size()));
   out += line;
-  for (size_t i = 0; i < s.entries.size() && i < top; ++i) {
-    const ProfileEntry& e = s.entries[i];
-    std::string name = e.name.size() > 110 ? e.name.substr(0, 107) + "..." : e.name;
-    std::snprintf(line, sizeof line, "  %5.1f%%  %8.3f ms  %6.1f x  %s\n",
-                  s.total_us > 0 ? 100.0 * e.total_us / s.total_us : 0.0,
-                  e.total_us * per_step / 1000.0, static_cast<double>(e.calls) * per_step,
-                  name.c_str());
-    out += line;
-  }
+  out += profile_rows(s.entries, s.total_us, per_step, top, 110);
   if (s.launchers.empty()) return out;
   std::snprintf(line, sizeof line,
                 "  launched by (the innermost operators around each launch), top %zu:\n",
                 std::min(top, s.launchers.size()));
   out += line;
-  for (size_t i = 0; i < s.launchers.size() && i < top; ++i) {
-    const ProfileEntry& e = s.launchers[i];
-    std::string name = e.name.size() > 220 ? e.name.substr(0, 217) + "..." : e.name;
-    std::snprintf(line, sizeof line, "  %5.1f%%  %8.3f ms  %6.1f x  %s\n",
-                  s.total_us > 0 ? 100.0 * e.total_us / s.total_us : 0.0,
-                  e.total_us * per_step / 1000.0, static_cast<double>(e.calls) * per_step,
-                  name.c_str());
-    out += line;
-  }
+  out += profile_rows(s.launchers, s.total_us, per_step, top, 220);
   return out;
 }
 
